@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Build (optimised, no sanitizers) and run every benchmark in bench/.
+# Usage: scripts/bench.sh [name-filter]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+pf_install_deps
+build=build/bench
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPF_BUILD_TESTS=OFF \
+      -DPF_BUILD_EXAMPLES=OFF -DPF_BUILD_BENCH=ON >/dev/null
+cmake --build "$build" -j"$(nproc)" >/dev/null
+for b in "$build"/bench/bench_*; do
+    [ -x "$b" ] || continue
+    case "$(basename "$b")" in *"${1:-}"*) ;; *) continue ;; esac
+    "$b"
+    echo
+done

@@ -1,0 +1,40 @@
+/* pf — the puffinflow command-line tool.
+ *
+ *   pf demo [--quick]   show the patterns at work, step by step
+ *   pf version          print the library version
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "puffinflow/puffinflow.h"
+
+#include "pf.h"
+
+static int
+usage(FILE *out)
+{
+    fprintf(out, "usage: pf <command> [options]\n"
+                 "  demo [--quick]   show the patterns at work, step by step\n"
+                 "  version          print the library version\n");
+    return out == stdout ? 0 : 2;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        return usage(stderr);
+    }
+    if (strcmp(argv[1], "demo") == 0) {
+        return pf_tool_demo(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "version") == 0) {
+        printf("puffinflow %s\n", pf_version());
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        return usage(stdout);
+    }
+    fprintf(stderr, "pf: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}
