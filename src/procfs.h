@@ -1,0 +1,96 @@
+/* Layer-0 readers of /proc and cgroup v2 files, shared by the leak detector,
+ * the health checks and the degradation sampler.
+ *
+ * Every reader takes the root it reads under ("/proc", "/sys/fs/cgroup"),
+ * so tests run them on fixture files under tests/fixtures/. A missing file
+ * is PF_ENOTFOUND, an unreadable one PF_ESYSTEM, malformed or truncated
+ * content PF_EFORMAT; on error *out is untouched. pid 0 means this process
+ * ("self"). None allocates unless it says so. Thread-safe (no shared
+ * state). */
+#ifndef PF_SRC_PROCFS_H
+#define PF_SRC_PROCFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PF__PROC_ROOT "/proc"
+#define PF__CGROUP_ROOT "/sys/fs/cgroup"
+
+/* From /proc/<pid>/status. */
+typedef struct pf__proc_status {
+    int64_t rss_bytes;     /* VmRSS */
+    int64_t vm_bytes;      /* VmSize */
+    int64_t threads;       /* Threads */
+} pf__proc_status_t;
+
+int pf__proc_read_status(const char *proc_root, int pid,
+                         pf__proc_status_t *out);
+
+/* Entries of /proc/<pid>/fd (open file descriptors). */
+int pf__proc_count_fds(const char *proc_root, int pid, int64_t *out);
+
+/* The soft "Max open files" of /proc/<pid>/limits; -1 for unlimited. */
+int pf__proc_fd_limit(const char *proc_root, int pid, int64_t *out);
+
+/* TCP connection states as the kernel numbers them in /proc/net/tcp
+ * (index 1 = ESTABLISHED ... 11 = CLOSING; 12 = NEW_SYN_RECV). */
+#define PF__TCP_STATES 13
+
+/* Sockets open in a process, by kind: the socket:[inode] links of
+ * /proc/<pid>/fd matched against /proc/<pid>/net/{tcp,tcp6,udp,udp6,unix}.
+ * Sockets of other kinds (netlink, raw, ...) count in other. */
+typedef struct pf__sock_counts {
+    int64_t total;
+    int64_t tcp;
+    int64_t udp;
+    int64_t unix_;
+    int64_t other;
+    int64_t tcp_by_state[PF__TCP_STATES];
+} pf__sock_counts_t;
+
+/* May allocate (a table of the process's socket inodes); PF_ENOMEM. */
+int pf__proc_count_sockets(const char *proc_root, int pid,
+                           pf__sock_counts_t *out);
+
+/* The name of a TCP state index ("ESTABLISHED", ...), "UNKNOWN" otherwise. */
+const char *pf__tcp_state_name(int state);
+
+/* MemTotal and MemAvailable of /proc/meminfo, in bytes. */
+int pf__proc_meminfo(const char *proc_root, int64_t *total_bytes,
+                     int64_t *available_bytes);
+
+/* The aggregate "cpu" line of /proc/stat, in clock ticks. */
+typedef struct pf__cpu_times {
+    uint64_t user, nice, system, idle, iowait, irq, softirq, steal;
+} pf__cpu_times_t;
+
+int pf__proc_read_cpu(const char *proc_root, pf__cpu_times_t *out);
+
+/* Busy fraction (0..1) between two /proc/stat readings; 0 when no time
+ * passed. */
+double pf__cpu_busy_fraction(const pf__cpu_times_t *before,
+                             const pf__cpu_times_t *after);
+
+/* The cgroup v2 path of a process: the "0::/path" line of
+ * /proc/<pid>/cgroup, copied into buf ("/" for the root). PF_ERANGE when
+ * it does not fit; PF_ENOTFOUND when there is no v2 entry. */
+int pf__cgroup_path(const char *proc_root, int pid, char *buf, size_t len);
+
+/* memory.max (-1 for "max") and memory.current of a cgroup, in bytes. */
+int pf__cgroup_memory(const char *cgroup_root, const char *path,
+                      int64_t *max_bytes, int64_t *current_bytes);
+
+/* cpu.max of a cgroup: quota (-1 for "max") and period, in microseconds. */
+int pf__cgroup_cpu_max(const char *cgroup_root, const char *path,
+                       int64_t *quota_us, int64_t *period_us);
+
+/* usage_usec of a cgroup's cpu.stat. */
+int pf__cgroup_cpu_usage(const char *cgroup_root, const char *path,
+                         uint64_t *usage_us);
+
+/* The memory this process may use, in bytes: its cgroup's memory.max when
+ * one is set, else MemTotal. Reads under the given roots. */
+int pf__memory_limit(const char *proc_root, const char *cgroup_root,
+                     int64_t *limit_bytes);
+
+#endif /* PF_SRC_PROCFS_H */
