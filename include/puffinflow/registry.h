@@ -1,0 +1,142 @@
+/* puffinflow — registries of named objects, metrics snapshots, and their
+ * export as Prometheus text (exposition format 0.0.4) and JSON.
+ *
+ * A registry holds the library's objects by kind and name: circuit
+ * breakers, bulkheads, rate limiters, health checkers, leak detectors and
+ * degradation managers. Names are unique within a kind (a breaker and a
+ * bulkhead may both be called "payments"). A program may make its own
+ * registries or use the default one, made on first use.
+ *
+ * Ownership. An object the registry creates (get-or-create) is owned by
+ * the registry: it is freed when removed, when the registry is cleared or
+ * freed. An object the caller adds is owned by the registry if added with
+ * PF_REGISTRY_OWN, or stays the caller's with PF_REGISTRY_BORROW (the
+ * caller frees it, but only after removing it or freeing the registry).
+ * Pointers the registry hands out stay valid until the object is removed
+ * or the registry cleared or freed; the caller never frees them.
+ *
+ * Concurrency. Every function is thread-safe, and none holds the
+ * registry's lock while user code runs (callbacks, health checks). An
+ * export or a foreach visit in progress keeps the objects it reads alive:
+ * removing an owned object then defers its free until they are done, and
+ * removing a borrowed or handed-over object waits for them, so once a
+ * remove returns the registry never touches the object again. */
+#ifndef PUFFINFLOW_REGISTRY_H
+#define PUFFINFLOW_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "puffinflow/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- types ------------------------------------------------------------ */
+
+typedef struct pf_registry pf_registry_t; /* opaque */
+
+/* The kinds of object a registry holds. Values are stable. */
+typedef enum pf_registry_kind {
+    PF_REGISTRY_BREAKER = 0,
+    PF_REGISTRY_BULKHEAD = 1,
+    PF_REGISTRY_RATELIMIT = 2,
+    PF_REGISTRY_HEALTH = 3,  /* health checkers */
+    PF_REGISTRY_LEAK = 4,    /* leak detectors */
+    PF_REGISTRY_DEGRADE = 5, /* degradation managers */
+    PF_REGISTRY_ANY = -1     /* every kind, where a function says so */
+} pf_registry_kind_t;
+
+#define PF_REGISTRY_KINDS 6
+
+/* Who frees an object added to a registry. */
+typedef enum pf_registry_ownership {
+    PF_REGISTRY_BORROW = 0, /* the caller frees it, after removing it */
+    PF_REGISTRY_OWN = 1     /* the registry frees it */
+} pf_registry_ownership_t;
+
+/* Called for each object by pf_registry_foreach, with no lock held. object
+ * is a pf_breaker_t *, pf_bulkhead_t *, ... as kind says; name is the
+ * registry's copy. Return 0 to go on, anything else to stop: foreach then
+ * returns that value. */
+typedef int (*pf_registry_visit_fn)(pf_registry_kind_t kind,
+                                    const char *name, void *object,
+                                    void *arg);
+
+typedef struct pf_registry_config {
+    bool process_metrics; /* exports include this process's fds, memory
+                             and threads (read from /proc); default true */
+} pf_registry_config_t;
+
+/* ---- create, free, default ------------------------------------------- */
+
+/* Fill cfg with the defaults above. Never fails. */
+PF_API void pf_registry_config_init(pf_registry_config_t *cfg);
+
+/* Create an empty registry; cfg NULL = defaults. Returns 0 and stores it
+ * in *out, PF_EINVAL if out is NULL, PF_ENOMEM or PF_ESYSTEM; on error
+ * nothing is created and *out is untouched. cfg is not kept. Thread-safe. */
+PF_API int pf_registry_new(const pf_registry_config_t *cfg,
+                           pf_registry_t **out);
+
+/* Destroy r, freeing every object it owns; borrowed objects are left to
+ * their owners. NULL and the default registry are no-ops (the default one
+ * lives as long as the process; empty it with pf_registry_clear). No other
+ * call on r may be running or follow. */
+PF_API void pf_registry_free(pf_registry_t *r);
+
+/* The default registry, created empty with default config on first use.
+ * Never NULL, never fails. Thread-safe: concurrent first calls get the
+ * same registry. */
+PF_API pf_registry_t *pf_registry_default(void);
+
+/* ---- lookup, removal, iteration -------------------------------------- */
+
+/* The object of kind called name, in *out. Returns 0, PF_ENOTFOUND, or
+ * PF_EINVAL for a NULL argument, an empty name or a bad kind (not ANY).
+ * The registry keeps ownership. Thread-safe. Never blocks on user code. */
+PF_API int pf_registry_find(pf_registry_t *r, pf_registry_kind_t kind,
+                            const char *name, void **out);
+
+/* Remove the object of kind called name. With out NULL, an owned object is
+ * freed (at once, or as soon as an export or foreach still reading it is
+ * done) and a borrowed one is just dropped. With out not NULL, the object
+ * is handed over in *out: the caller owns it from now on, whoever owned it
+ * before. Returns 0, PF_ENOTFOUND, or PF_EINVAL (as find).
+ * Blocks while an export or foreach visit on another thread is reading a
+ * borrowed or handed-over object (so the caller may free it on return);
+ * removing the object a foreach callback is visiting, from that callback,
+ * is allowed and does not wait. Thread-safe. */
+PF_API int pf_registry_remove(pf_registry_t *r, pf_registry_kind_t kind,
+                              const char *name, void **out);
+
+/* How many objects of kind (or of every kind, for PF_REGISTRY_ANY) r
+ * holds; 0 for NULL or a bad kind. Thread-safe. Never blocks. */
+PF_API size_t pf_registry_count(pf_registry_t *r, pf_registry_kind_t kind);
+
+/* Call fn(kind, name, object, arg) for every object of kind (or every
+ * object, kinds in enum order, for PF_REGISTRY_ANY), in byte order of
+ * name within a kind. Calls fn on the calling thread with no lock held;
+ * fn may add, find and remove objects, including the one it visits.
+ * Objects added during the walk after the current name are visited,
+ * objects removed before they are reached are not. Returns 0, fn's first
+ * non-zero result, or PF_EINVAL for NULL r or fn or a bad kind. */
+PF_API int pf_registry_foreach(pf_registry_t *r, pf_registry_kind_t kind,
+                               pf_registry_visit_fn fn, void *arg);
+
+/* Remove every object, freeing the owned ones (deferred as remove does);
+ * borrowed ones are dropped, and this waits as remove does for exports in
+ * progress on other threads. NULL is a no-op. Thread-safe. */
+PF_API void pf_registry_clear(pf_registry_t *r);
+
+/* "breaker", "bulkhead", "ratelimit", "health", "leak", "degrade", or
+ * "unknown". A constant string. */
+PF_API const char *pf_registry_kind_name(pf_registry_kind_t kind);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PUFFINFLOW_REGISTRY_H */
