@@ -26,7 +26,9 @@ typedef struct pf__proc_status {
 int pf__proc_read_status(const char *proc_root, int pid,
                          pf__proc_status_t *out);
 
-/* Entries of /proc/<pid>/fd (open file descriptors). */
+/* Entries of /proc/<pid>/fd (open file descriptors). For this process on
+ * a real procfs, the descriptor the listing itself holds is not counted. A
+ * name that is not a number is PF_EFORMAT. */
 int pf__proc_count_fds(const char *proc_root, int pid, int64_t *out);
 
 /* The soft "Max open files" of /proc/<pid>/limits; -1 for unlimited. */
@@ -55,7 +57,9 @@ int pf__proc_count_sockets(const char *proc_root, int pid,
 /* The name of a TCP state index ("ESTABLISHED", ...), "UNKNOWN" otherwise. */
 const char *pf__tcp_state_name(int state);
 
-/* MemTotal and MemAvailable of /proc/meminfo, in bytes. */
+/* MemTotal and MemAvailable of /proc/meminfo, in bytes (either pointer
+ * may be NULL, not both). Kernels older than 3.14 have no MemAvailable: it
+ * is then MemFree + Buffers + Cached. */
 int pf__proc_meminfo(const char *proc_root, int64_t *total_bytes,
                      int64_t *available_bytes);
 
@@ -76,7 +80,8 @@ double pf__cpu_busy_fraction(const pf__cpu_times_t *before,
  * it does not fit; PF_ENOTFOUND when there is no v2 entry. */
 int pf__cgroup_path(const char *proc_root, int pid, char *buf, size_t len);
 
-/* memory.max (-1 for "max") and memory.current of a cgroup, in bytes. */
+/* memory.max (-1 for "max") and memory.current of a cgroup, in bytes
+ * (either pointer may be NULL, not both). path starts with '/'. */
 int pf__cgroup_memory(const char *cgroup_root, const char *path,
                       int64_t *max_bytes, int64_t *current_bytes);
 
@@ -89,7 +94,11 @@ int pf__cgroup_cpu_usage(const char *cgroup_root, const char *path,
                          uint64_t *usage_us);
 
 /* The memory this process may use, in bytes: its cgroup's memory.max when
- * one is set, else MemTotal. Reads under the given roots. */
+ * one is set, else MemTotal. Reads under the given roots. Precisely: the
+ * smallest of MemTotal and every memory.max set on the cgroup or one of its
+ * ancestors (a parent's limit binds its children). On a "hybrid" host that
+ * mounts v1 controllers at cgroup_root, the v2 tree is cgroup_root/unified;
+ * with no v2 entry in /proc/self/cgroup it is MemTotal. */
 int pf__memory_limit(const char *proc_root, const char *cgroup_root,
                      int64_t *limit_bytes);
 
