@@ -89,6 +89,15 @@ pf_deadline_expired(const pf_deadline_t *d)
     return pf_clock_now_ns(d->priv_clock) >= d->priv_at_ns;
 }
 
+bool
+pf_deadline_expired_coarse(const pf_deadline_t *d)
+{
+    if (pf_deadline_is_none(d)) {
+        return false;
+    }
+    return pf__clock_now_coarse_ns(d->priv_clock) >= d->priv_at_ns;
+}
+
 pf_deadline_t
 pf_deadline_earlier(const pf_deadline_t *a, const pf_deadline_t *b)
 {

@@ -1,0 +1,562 @@
+/* The timeout manager and timed calls.
+ *
+ * Scopes: every thread has one list of the scopes it is inside, innermost
+ * first, linking the caller's pf_timeout_scope_t structs through a
+ * thread-local head pointer. Scopes of several managers share the list
+ * (that is what keeps enter and leave strictly nested on a thread), and a
+ * manager finds its own innermost scope by walking it past the others;
+ * nesting is shallow, so the walk is a few pointer loads. A thread-local
+ * head rather than a pthread key per manager: keys are few (1024 a
+ * process), and an agent runtime may hold a manager per agent. The list
+ * holds nothing but what the thread itself entered, so no other thread
+ * ever reads it and no lock is needed. A manager's counters are atomics
+ * that guard nothing but themselves: relaxed order.
+ *
+ * Timed calls: the caller and a detached helper thread share a record
+ * (reference-counted: one each). fn runs on the helper; the caller waits
+ * for it on the record's condition variable through pf__wait_until, so the
+ * wait honours a manual clock and the parent token. Whoever settles the
+ * record's state first under its mutex decides the outcome: the helper
+ * marks it FINISHED when fn returns, the caller marks it ABANDONED when its
+ * wait runs out. On FINISHED the caller runs the completion hook; on
+ * ABANDONED the caller cancels fn's token and leaves, and the helper runs
+ * the hook when fn returns, after dropping its last use of the record, so
+ * the hook may free anything. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "puffinflow/deadline.h"
+#include "puffinflow/error.h"
+
+#include "clock_impl.h"
+#include "mem.h"
+#include "timeutil.h"
+#include "wait.h"
+
+/* ---- timeout manager --------------------------------------------------- */
+
+/* name, token, clock, listener: immutable after _new. Counters: atomics. */
+struct pf_timeout_manager {
+    char *name;
+    pf_token_t *token;
+    const pf_clock_t *clock;
+    pf_timeout_listener_fn on_event;
+    void *on_event_arg;
+    _Atomic uint64_t entered;
+    _Atomic uint64_t left;
+    _Atomic uint64_t timed_out;
+    _Atomic uint64_t cancelled;
+    _Atomic uint64_t deadline_exceeded;
+};
+
+/* The innermost scope this thread is inside, of any manager. */
+static _Thread_local pf_timeout_scope_t *t_scopes;
+
+void
+pf_timeout_config_init(pf_timeout_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    cfg->name = "default";
+    cfg->token = NULL;
+    cfg->on_event = NULL;
+    cfg->on_event_arg = NULL;
+    cfg->clock = NULL;
+}
+
+int
+pf_timeout_manager_new(const pf_timeout_config_t *cfg,
+                       pf_timeout_manager_t **out)
+{
+    pf_timeout_manager_t *tm;
+
+    if (cfg == NULL || out == NULL || cfg->name == NULL) {
+        return PF_EINVAL;
+    }
+    tm = pf__calloc(1, sizeof(*tm));
+    if (tm == NULL) {
+        return PF_ENOMEM;
+    }
+    tm->name = pf__strdup(cfg->name);
+    if (tm->name == NULL) {
+        pf__free(tm);
+        return PF_ENOMEM;
+    }
+    tm->token = cfg->token;
+    tm->clock = pf__clock_norm(cfg->clock);
+    tm->on_event = cfg->on_event;
+    tm->on_event_arg = cfg->on_event_arg;
+    atomic_init(&tm->entered, 0);
+    atomic_init(&tm->left, 0);
+    atomic_init(&tm->timed_out, 0);
+    atomic_init(&tm->cancelled, 0);
+    atomic_init(&tm->deadline_exceeded, 0);
+    *out = tm;
+    return 0;
+}
+
+void
+pf_timeout_manager_free(pf_timeout_manager_t *tm)
+{
+    if (tm == NULL) {
+        return;
+    }
+    pf__free(tm->name);
+    pf__free(tm);
+}
+
+const char *
+pf_timeout_manager_name(const pf_timeout_manager_t *tm)
+{
+    return tm == NULL ? NULL : tm->name;
+}
+
+static void
+count(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* This thread's innermost scope of tm, or NULL. */
+static pf_timeout_scope_t *
+innermost(const pf_timeout_manager_t *tm)
+{
+    pf_timeout_scope_t *s;
+
+    for (s = t_scopes; s != NULL; s = s->priv_outer) {
+        if (s->priv_manager == tm) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void
+notify(const pf_timeout_manager_t *tm, pf_timeout_event_kind_t kind,
+       double seconds, double overrun)
+{
+    pf_timeout_event_t ev;
+
+    if (tm->on_event == NULL) {
+        return;
+    }
+    ev.kind = kind;
+    ev.manager_name = tm->name;
+    ev.seconds = seconds;
+    ev.overrun = overrun;
+    tm->on_event(&ev, tm->on_event_arg);
+}
+
+static int
+enter_until(pf_timeout_manager_t *tm, pf_timeout_scope_t *s,
+            const pf_deadline_t *own, double seconds)
+{
+    pf_timeout_scope_t *outer = innermost(tm);
+    pf_token_t *parent = outer != NULL ? outer->priv_token : tm->token;
+    pf_deadline_t eff =
+        pf_deadline_earlier(own, outer != NULL ? &outer->priv_deadline : NULL);
+    pf_token_t *tok;
+    int rc;
+
+    if (pf_token_is_cancelled(parent)) {
+        return PF_ECANCELED;
+    }
+    if (pf_deadline_expired(&eff)) {
+        count(&tm->deadline_exceeded);
+        notify(tm, PF_TIMEOUT_EVENT_DEADLINE_EXCEEDED, seconds, 0.0);
+        return PF_EDEADLINE;
+    }
+    rc = pf_token_new(parent, &eff, &tok);
+    if (rc != 0) {
+        return rc;
+    }
+    if (pf_token_is_cancelled(tok)) { /* the parent was cancelled just now */
+        pf_token_free(tok);
+        return PF_ECANCELED;
+    }
+    s->priv_manager = tm;
+    s->priv_token = tok;
+    s->priv_deadline = eff;
+    s->priv_seconds = seconds;
+    s->priv_outer = t_scopes;
+    t_scopes = s;
+    count(&tm->entered);
+    return 0;
+}
+
+int
+pf_timeout_enter(pf_timeout_manager_t *tm, pf_timeout_scope_t *s,
+                 double seconds)
+{
+    pf_deadline_t own;
+
+    if (tm == NULL || s == NULL || isnan(seconds) || seconds < 0.0) {
+        return PF_EINVAL;
+    }
+    own = pf_deadline_in(tm->clock, seconds); /* 0 s: already passed */
+    return enter_until(tm, s, &own, seconds);
+}
+
+int
+pf_timeout_enter_deadline(pf_timeout_manager_t *tm, pf_timeout_scope_t *s,
+                          const pf_deadline_t *d)
+{
+    if (tm == NULL || s == NULL || d == NULL) {
+        return PF_EINVAL;
+    }
+    return enter_until(tm, s, d, pf_deadline_remaining(d));
+}
+
+int
+pf_timeout_leave(pf_timeout_manager_t *tm, pf_timeout_scope_t *s)
+{
+    int64_t over;
+    int rc = 0;
+
+    if (tm == NULL || s == NULL || s->priv_manager != tm) {
+        return PF_EINVAL;
+    }
+    if (t_scopes != s) {
+        return PF_ESTATE;
+    }
+    t_scopes = s->priv_outer;
+    over = pf_deadline_is_none(&s->priv_deadline)
+               ? -1
+               : pf_clock_now_ns(s->priv_deadline.priv_clock) -
+                     s->priv_deadline.priv_at_ns;
+    if (pf_token_is_cancelled(s->priv_token)) {
+        rc = PF_ECANCELED;
+        count(&tm->cancelled);
+    } else if (over >= 0) {
+        rc = PF_ETIMEDOUT;
+        count(&tm->timed_out);
+    }
+    pf_token_free(s->priv_token);
+    s->priv_token = NULL;
+    s->priv_manager = NULL;
+    s->priv_outer = NULL;
+    count(&tm->left);
+    if (rc == PF_ETIMEDOUT) {
+        notify(tm, PF_TIMEOUT_EVENT_EXPIRED, s->priv_seconds,
+               pf__ns_to_secs(over));
+    }
+    return rc;
+}
+
+pf_deadline_t
+pf_timeout_deadline(const pf_timeout_manager_t *tm)
+{
+    const pf_timeout_scope_t *s = tm == NULL ? NULL : innermost(tm);
+
+    return s == NULL ? pf_deadline_none() : s->priv_deadline;
+}
+
+double
+pf_timeout_remaining(const pf_timeout_manager_t *tm)
+{
+    pf_deadline_t d = pf_timeout_deadline(tm);
+
+    return pf_deadline_remaining(&d);
+}
+
+pf_token_t *
+pf_timeout_token(const pf_timeout_manager_t *tm)
+{
+    const pf_timeout_scope_t *s;
+
+    if (tm == NULL) {
+        return NULL;
+    }
+    s = innermost(tm);
+    return s == NULL ? tm->token : s->priv_token;
+}
+
+int
+pf_timeout_check(const pf_timeout_manager_t *tm)
+{
+    const pf_timeout_scope_t *s;
+
+    if (tm == NULL) {
+        return 0;
+    }
+    s = innermost(tm);
+    if (s == NULL) {
+        return pf_token_is_cancelled(tm->token) ? PF_ECANCELED : 0;
+    }
+    if (pf_token_is_cancelled(s->priv_token)) {
+        return PF_ECANCELED;
+    }
+    return pf_deadline_expired(&s->priv_deadline) ? PF_ETIMEDOUT : 0;
+}
+
+unsigned
+pf_timeout_depth(const pf_timeout_manager_t *tm)
+{
+    const pf_timeout_scope_t *s;
+    unsigned n = 0;
+
+    for (s = t_scopes; s != NULL && tm != NULL; s = s->priv_outer) {
+        n += s->priv_manager == tm;
+    }
+    return n;
+}
+
+void
+pf_timeout_manager_metrics(const pf_timeout_manager_t *tm,
+                           pf_timeout_metrics_t *out)
+{
+    pf_timeout_manager_t *m = (pf_timeout_manager_t *)tm;
+
+    if (tm == NULL || out == NULL) {
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    out->entered = atomic_load_explicit(&m->entered, memory_order_relaxed);
+    out->left = atomic_load_explicit(&m->left, memory_order_relaxed);
+    out->timed_out = atomic_load_explicit(&m->timed_out, memory_order_relaxed);
+    out->cancelled = atomic_load_explicit(&m->cancelled, memory_order_relaxed);
+    out->deadline_exceeded =
+        atomic_load_explicit(&m->deadline_exceeded, memory_order_relaxed);
+    /* Read left before entered would undercount; entered first may count
+     * a scope entered and left in between as active: clamp. */
+    out->active = out->entered > out->left ? out->entered - out->left : 0;
+}
+
+/* ---- timed calls ------------------------------------------------------- */
+
+enum { CALL_RUNNING, CALL_FINISHED, CALL_ABANDONED };
+
+/* fn, arg, deadline, token, hook: immutable once the helper starts.
+ * state and result under mu. refs: atomic. */
+typedef struct timed_call {
+    _Atomic int refs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state;
+    int result;
+    pf_deadline_t deadline;
+    pf_token_t *token;
+    pf_deadline_fn fn;
+    void *arg;
+    pf_timeout_done_fn done;
+    void *done_arg;
+} timed_call_t;
+
+static void
+call_unref(timed_call_t *c)
+{
+    /* acq_rel: the last owner sees every write of the other before it
+     * frees the record. */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    pf_token_free(c->token);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    pf__free(c);
+}
+
+static void *
+helper_main(void *p)
+{
+    timed_call_t *c = p;
+    pf_timeout_done_fn done = c->done;
+    void *done_arg = c->done_arg;
+    int rc = c->fn(&c->deadline, c->token, c->arg);
+    bool abandoned;
+
+    pthread_mutex_lock(&c->mu);
+    abandoned = c->state == CALL_ABANDONED;
+    if (!abandoned) {
+        c->state = CALL_FINISHED;
+        c->result = rc;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    call_unref(c);
+    /* The record may be gone now: the hook gets copies only. */
+    if (abandoned && done != NULL) {
+        done(rc, done_arg);
+    }
+    return NULL;
+}
+
+void
+pf_timeout_opts_init(pf_timeout_opts_t *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    o->clock = NULL;
+    o->parent = NULL;
+    o->on_complete = NULL;
+    o->on_complete_arg = NULL;
+}
+
+/* Return rc after running the hook (fn never started, or finished in
+ * time). */
+static int
+finish(const pf_timeout_opts_t *o, int rc)
+{
+    if (o->on_complete != NULL) {
+        o->on_complete(rc, o->on_complete_arg);
+    }
+    return rc;
+}
+
+/* fn on the calling thread: no limit and nothing to wake the caller. */
+static int
+call_inline(pf_deadline_fn fn, void *arg, const pf_timeout_opts_t *o)
+{
+    pf_deadline_t none = pf_deadline_none();
+    pf_token_t *tok;
+    int rc = pf_token_new(NULL, NULL, &tok);
+
+    if (rc != 0) {
+        return finish(o, rc);
+    }
+    rc = fn(&none, tok, arg);
+    pf_token_free(tok);
+    return finish(o, rc);
+}
+
+static int
+call_new(pf_deadline_fn fn, void *arg, const pf_timeout_opts_t *o,
+         const pf_deadline_t *d, timed_call_t **out)
+{
+    timed_call_t *c = pf__calloc(1, sizeof(*c));
+    int rc;
+
+    if (c == NULL) {
+        return PF_ENOMEM;
+    }
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        pf__free(c);
+        return PF_ESYSTEM;
+    }
+    rc = pf__cond_init(&c->cv);
+    if (rc == 0) {
+        rc = pf_token_new(o->parent, d, &c->token);
+        if (rc != 0) {
+            pthread_cond_destroy(&c->cv);
+        }
+    }
+    if (rc != 0) {
+        pthread_mutex_destroy(&c->mu);
+        pf__free(c);
+        return rc;
+    }
+    atomic_init(&c->refs, 2); /* the caller's and the helper's */
+    c->state = CALL_RUNNING;
+    c->deadline = pf_token_deadline(c->token); /* own and parent's */
+    c->fn = fn;
+    c->arg = arg;
+    c->done = o->on_complete;
+    c->done_arg = o->on_complete_arg;
+    *out = c;
+    return 0;
+}
+
+static int
+start_helper(timed_call_t *c)
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    int rc;
+
+    if (pthread_attr_init(&attr) != 0) {
+        return PF_ESYSTEM;
+    }
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&tid, &attr, helper_main, c);
+    pthread_attr_destroy(&attr);
+    return rc == 0 ? 0 : PF_ESYSTEM;
+}
+
+/* Wait for c; returns with the outcome settled. */
+static int
+await_call(timed_call_t *c, const pf_timeout_opts_t *o, bool *finished)
+{
+    const pf_clock_t *clock = c->deadline.priv_clock;
+    int wrc = 0;
+    int rc;
+
+    pthread_mutex_lock(&c->mu);
+    while (c->state == CALL_RUNNING) {
+        wrc = pf__wait_until(&c->cv, &c->mu, clock, c->deadline.priv_at_ns,
+                             o->parent);
+        if (wrc != 0 && c->state == CALL_RUNNING) {
+            c->state = CALL_ABANDONED;
+        }
+    }
+    *finished = c->state == CALL_FINISHED;
+    rc = *finished ? c->result
+                   : (wrc == PF_ECANCELED ? PF_ECANCELED : PF_ETIMEDOUT);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int
+pf_timeout_call_ex(double seconds, pf_deadline_fn fn, void *arg,
+                   const pf_timeout_opts_t *opts)
+{
+    pf_timeout_opts_t none;
+    const pf_timeout_opts_t *o = opts;
+    pf_deadline_t d;
+    timed_call_t *c;
+    bool finished;
+    int rc;
+
+    if (o == NULL) {
+        pf_timeout_opts_init(&none);
+        o = &none;
+    }
+    if (fn == NULL || isnan(seconds) || seconds < 0.0) {
+        return finish(o, PF_EINVAL);
+    }
+    if (pf_token_is_cancelled(o->parent)) {
+        return finish(o, PF_ECANCELED);
+    }
+    if (isinf(seconds) && o->parent == NULL) {
+        return call_inline(fn, arg, o);
+    }
+    d = pf_deadline_in(o->clock, seconds);
+    {
+        pf_deadline_t pd = pf_token_deadline(o->parent);
+        pf_deadline_t eff = pf_deadline_earlier(&d, &pd);
+
+        if (pf_deadline_expired(&eff)) {
+            return finish(o, PF_EDEADLINE);
+        }
+    }
+    rc = call_new(fn, arg, o, &d, &c);
+    if (rc != 0) {
+        return finish(o, rc);
+    }
+    rc = start_helper(c);
+    if (rc != 0) {
+        pf_token_free(c->token);
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        pf__free(c);
+        return finish(o, rc);
+    }
+    rc = await_call(c, o, &finished);
+    if (!finished) {
+        /* Before dropping our reference: the token lives in the record. */
+        pf_token_cancel(c->token);
+        call_unref(c);
+        return rc;
+    }
+    call_unref(c);
+    return finish(o, rc);
+}
+
+int
+pf_timeout_call(double seconds, pf_deadline_fn fn, void *arg)
+{
+    return pf_timeout_call_ex(seconds, fn, arg, NULL);
+}
