@@ -10,6 +10,8 @@
 
 #include "puffinflow/registry.h"
 
+#include "strbuf.h"
+
 /* What the container needs to know of a kind. Kinds whose module is not
  * built have NULL hooks and simply stay empty. */
 typedef struct pf__reg_kind_ops {
@@ -92,5 +94,16 @@ int pf__registry_pin_all(pf_registry_t *r, pf_registry_kind_t kind,
  * meanwhile are freed now if they were the registry's. */
 void pf__registry_unpin_all(pf_registry_t *r, pf__reg_entry_t **entries,
                             size_t n);
+
+/* ---- exports (metrics_*.c) --------------------------------------------- */
+
+/* A copy of s (pf__malloc) with every byte that is not part of a valid
+ * UTF-8 sequence replaced by U+FFFD; NULL on allocation failure. */
+char *pf__utf8_dup(const char *s);
+
+/* Append s rendered as Prometheus text / as JSON. Allocation failures
+ * are sticky in sb (see strbuf.h). */
+void pf__metrics_prometheus(const pf_registry_snapshot_t *s, pf__sb_t *sb);
+void pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb);
 
 #endif /* PF_SRC_REGISTRY_IMPL_H */

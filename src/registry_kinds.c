@@ -1,17 +1,112 @@
 /* The typed face of the registry: for each kind of object, the hooks the
  * container needs (free, create from a config) and the public functions
- * that take and return the kind's own type. A kind whose module is not in
- * the library keeps NULL hooks: it stays empty and get-or-create on it
+ * that take and return the kind's own type. Each create hook copies the
+ * config it is given (or the module's defaults), puts the registry's name
+ * in it, and calls the module's _new. A kind whose module is not in the
+ * library keeps NULL hooks: it stays empty, and get-or-create on it
  * returns PF_EINVAL. */
 #include <stddef.h>
 
+#include "puffinflow/error.h"
+#include "puffinflow/health.h"
+
 #include "registry_impl.h"
+
+static bool
+own_ok(pf_registry_ownership_t own)
+{
+    return own == PF_REGISTRY_BORROW || own == PF_REGISTRY_OWN;
+}
+
+/* ---- health checkers -------------------------------------------------- */
+
+static void
+health_destroy(void *object)
+{
+    pf_health_checker_free(object);
+}
+
+static int
+health_create(const void *cfg, const char *name, void **out)
+{
+    pf_health_config_t c;
+    pf_health_checker_t *hc;
+    int rc;
+
+    if (cfg != NULL) {
+        c = *(const pf_health_config_t *)cfg;
+    } else {
+        pf_health_config_init(&c);
+    }
+    c.name = name;
+    rc = pf_health_checker_new(&c, &hc);
+    if (rc == 0) {
+        *out = hc;
+    }
+    return rc;
+}
+
+int
+pf_registry_add_health_checker(pf_registry_t *r, pf_health_checker_t *hc,
+                               pf_registry_ownership_t own)
+{
+    if (hc == NULL || !own_ok(own)) {
+        return PF_EINVAL;
+    }
+    return pf__registry_add(r, PF_REGISTRY_HEALTH, pf_health_checker_name(hc),
+                            hc, own == PF_REGISTRY_OWN);
+}
+
+int
+pf_registry_get_health_checker(pf_registry_t *r, const char *name,
+                               const pf_health_config_t *cfg,
+                               pf_health_checker_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__registry_get(r, PF_REGISTRY_HEALTH, name, cfg, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_find_health_checker(pf_registry_t *r, const char *name,
+                                pf_health_checker_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_find(r, PF_REGISTRY_HEALTH, name, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_set_health_checker_defaults(pf_registry_t *r,
+                                        const pf_health_config_t *cfg)
+{
+    return pf__registry_set_defaults(r, PF_REGISTRY_HEALTH, cfg);
+}
+
+/* ---- the table -------------------------------------------------------- */
 
 const pf__reg_kind_ops_t pf__reg_kinds[PF_REGISTRY_KINDS] = {
     [PF_REGISTRY_BREAKER] = {"breaker", NULL, NULL, 0},
     [PF_REGISTRY_BULKHEAD] = {"bulkhead", NULL, NULL, 0},
     [PF_REGISTRY_RATELIMIT] = {"ratelimit", NULL, NULL, 0},
-    [PF_REGISTRY_HEALTH] = {"health", NULL, NULL, 0},
+    [PF_REGISTRY_HEALTH] = {"health", health_destroy, health_create,
+                            sizeof(pf_health_config_t)},
     [PF_REGISTRY_LEAK] = {"leak", NULL, NULL, 0},
     [PF_REGISTRY_DEGRADE] = {"degrade", NULL, NULL, 0},
 };

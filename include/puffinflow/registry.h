@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "puffinflow/export.h"
+#include "puffinflow/health.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -134,6 +135,139 @@ PF_API void pf_registry_clear(pf_registry_t *r);
 /* "breaker", "bulkhead", "ratelimit", "health", "leak", "degrade", or
  * "unknown". A constant string. */
 PF_API const char *pf_registry_kind_name(pf_registry_kind_t kind);
+
+/* ---- typed faces, one per kind ---------------------------------------- *
+ *
+ * For each kind: add an existing object (its name is the object's own,
+ * from its name getter), get-or-create by name, find by name, and set the
+ * config get-or-create uses when given none.
+ *
+ *   add:  returns 0, PF_EEXIST when the kind already has that name
+ *         (nothing changes; the object stays the caller's), PF_EINVAL
+ *         (NULL r or object, an empty name, a bad ownership) or
+ *         PF_ENOMEM. Adding one object to two registries with
+ *         PF_REGISTRY_OWN, or twice, is a caller's bug.
+ *   get:  the object called name, created when absent from cfg (NULL =
+ *         the registry's default config for the kind, see set_defaults)
+ *         with cfg's name replaced by name. The created object belongs to
+ *         the registry. When the object exists, cfg is ignored. However
+ *         many threads ask at once, one object is created. Returns 0,
+ *         PF_EINVAL (NULL r, name or out, an empty name, or a bad field
+ *         of the config: the module's own validation), PF_ENOMEM or
+ *         PF_ESYSTEM; on error nothing is created. The module's _new runs
+ *         under the registry's lock (it runs no user code).
+ *   find: as pf_registry_find, typed.
+ *   set_defaults: store a copy of cfg (NULL = back to the module's own
+ *         defaults, its _config_init) for get with a NULL cfg. The copy is
+ *         shallow: what cfg points to (clock, listener arg, arrays) must
+ *         outlive the registry; its name is not used. cfg is checked by
+ *         creating and freeing a throwaway object: PF_EINVAL for a bad
+ *         field, or PF_ENOMEM. Affects later gets only.
+ * All are thread-safe. */
+
+PF_API int pf_registry_add_health_checker(pf_registry_t *r,
+                                          pf_health_checker_t *hc,
+                                          pf_registry_ownership_t own);
+PF_API int pf_registry_get_health_checker(pf_registry_t *r, const char *name,
+                                          const pf_health_config_t *cfg,
+                                          pf_health_checker_t **out);
+PF_API int pf_registry_find_health_checker(pf_registry_t *r, const char *name,
+                                           pf_health_checker_t **out);
+PF_API int pf_registry_set_health_checker_defaults(
+    pf_registry_t *r, const pf_health_config_t *cfg);
+
+/* ---- metrics snapshot and export ------------------------------------- */
+
+/* This process, read from /proc when the snapshot is taken. A field that
+ * could not be read is -1 and left out of the exports. */
+typedef struct pf_process_metrics {
+    int64_t open_fds;       /* entries of /proc/self/fd */
+    int64_t max_fds;        /* soft RLIMIT_NOFILE; -1 also for unlimited */
+    int64_t resident_bytes; /* VmRSS */
+    int64_t virtual_bytes;  /* VmSize */
+    int64_t threads;
+} pf_process_metrics_t;
+
+/* One check of a health checker, as its latest result left it (from
+ * pf_health_snapshot: nothing is run to take a snapshot). */
+typedef struct pf_registry_health_check {
+    const char *name;
+    pf_health_status_t status;
+    const char *message;
+    bool critical;
+    bool timed_out;
+    double duration;              /* seconds the last run took */
+    int64_t time_ns;              /* wall-clock ns of the last result; 0 =
+                                     never run */
+    unsigned consecutive_failures;
+    uint64_t runs;
+    uint64_t failures;
+    uint64_t timeouts;
+} pf_registry_health_check_t;
+
+typedef struct pf_registry_health {
+    const char *name;
+    pf_health_metrics_t metrics;
+    pf_registry_health_check_t *checks; /* in the order they were added */
+    size_t checks_len;
+} pf_registry_health_t;
+
+/* The metrics of every object of a registry at one moment, plus the
+ * process's. Each object's metrics are read at a slightly different
+ * instant (one after the other, no global lock). Names are copies, with
+ * any invalid UTF-8 byte replaced by U+FFFD so both export formats stay
+ * valid. Arrays are sorted by name; a NULL array has length 0. The whole
+ * snapshot is freed by pf_registry_snapshot_free. */
+typedef struct pf_registry_snapshot {
+    int64_t wall_time_ns;         /* when it was taken (Unix epoch) */
+    bool has_process;             /* the registry's process_metrics */
+    pf_process_metrics_t process;
+    pf_registry_health_t *health;  /* health checkers */
+    size_t health_len;
+} pf_registry_snapshot_t;
+
+/* Export formats. */
+typedef enum pf_metrics_format {
+    PF_METRICS_PROMETHEUS = 0, /* text exposition format 0.0.4 */
+    PF_METRICS_JSON = 1        /* one JSON object; see docs/metrics.md */
+} pf_metrics_format_t;
+
+/* The Content-Type of each format, for HTTP responses. */
+#define PF_METRICS_PROMETHEUS_CONTENT_TYPE                                     \
+    "text/plain; version=0.0.4; charset=utf-8"
+#define PF_METRICS_JSON_CONTENT_TYPE "application/json"
+
+/* Take a snapshot of r's objects (and of this process when r's config
+ * asks for it) into a new *out. Returns 0, PF_EINVAL for NULL arguments,
+ * or PF_ENOMEM (nothing is returned). A failed /proc read is not an
+ * error: those fields are -1. Calls only the modules' metrics getters,
+ * never user callbacks. Thread-safe; concurrent removals wait for it
+ * (see the top of this file). */
+PF_API int pf_registry_snapshot(pf_registry_t *r,
+                                pf_registry_snapshot_t **out);
+
+/* Free a snapshot; NULL is a no-op. */
+PF_API void pf_registry_snapshot_free(pf_registry_snapshot_t *s);
+
+/* Render s in format fmt into a new NUL-terminated string *out (free it
+ * with pf_free); *len, if len is not NULL, gets its length. Returns 0,
+ * PF_EINVAL (NULL s or out, unknown fmt) or PF_ENOMEM (*out untouched).
+ * Thread-safe (s is only read). */
+PF_API int pf_registry_snapshot_export(const pf_registry_snapshot_t *s,
+                                       pf_metrics_format_t fmt, char **out,
+                                       size_t *len);
+
+/* Snapshot r and render it: pf_registry_snapshot then
+ * pf_registry_snapshot_export. Same results. Thread-safe. */
+PF_API int pf_registry_export(pf_registry_t *r, pf_metrics_format_t fmt,
+                              char **out, size_t *len);
+
+/* The same into the caller's buffer buf of size bytes (NUL-terminated).
+ * Returns 0, PF_EINVAL, PF_ENOMEM, or PF_ERANGE when it does not fit: then
+ * *needed (if needed is not NULL) is the size that would have fit, NUL
+ * included, and buf holds nothing useful. Thread-safe. */
+PF_API int pf_registry_export_to(pf_registry_t *r, pf_metrics_format_t fmt,
+                                 char *buf, size_t size, size_t *needed);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,6 @@
+/* Placeholder while the example is written. */
+int
+main(void)
+{
+    return 0;
+}

@@ -1,0 +1,138 @@
+/* A registry snapshot as one JSON object (shape in docs/metrics.md):
+ * {"puffinflow_version": ..., "time": ..., "process": {...},
+ *  "breakers": [...], "bulkheads": [...], ...}
+ * Names were made valid UTF-8 by the snapshot, so the text is valid JSON
+ * (RFC 8259); unknown values (-1 in the snapshot) are written as null. */
+#include "puffinflow/health.h"
+#include "puffinflow/version.h"
+
+#include "registry_impl.h"
+
+/* An int64 member, null when negative (unknown). */
+static void
+member_opt_int(pf__sb_t *sb, bool *first, const char *key, int64_t v)
+{
+    pf__sb_json_key(sb, first, key);
+    if (v < 0) {
+        pf__sb_append(sb, "null");
+    } else {
+        pf__sb_json_int(sb, v);
+    }
+}
+
+static void
+json_process(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
+{
+    const pf_process_metrics_t *p = &s->process;
+    bool f = true;
+
+    if (!s->has_process) {
+        return;
+    }
+    pf__sb_json_key(sb, first, "process");
+    pf__sb_append(sb, "{");
+    member_opt_int(sb, &f, "open_fds", p->open_fds);
+    member_opt_int(sb, &f, "max_fds", p->max_fds);
+    member_opt_int(sb, &f, "resident_memory_bytes", p->resident_bytes);
+    member_opt_int(sb, &f, "virtual_memory_bytes", p->virtual_bytes);
+    member_opt_int(sb, &f, "threads", p->threads);
+    pf__sb_append(sb, "}");
+}
+
+static void
+json_health_check(const pf_registry_health_check_t *c, pf__sb_t *sb)
+{
+    bool f = true;
+
+    pf__sb_append(sb, "{");
+    pf__sb_json_key(sb, &f, "name");
+    pf__sb_json_str(sb, c->name);
+    pf__sb_json_key(sb, &f, "status");
+    pf__sb_json_str(sb, pf_health_status_name(c->status));
+    pf__sb_json_key(sb, &f, "message");
+    pf__sb_json_str(sb, c->message);
+    pf__sb_json_key(sb, &f, "critical");
+    pf__sb_json_bool(sb, c->critical);
+    pf__sb_json_key(sb, &f, "timed_out");
+    pf__sb_json_bool(sb, c->timed_out);
+    pf__sb_json_key(sb, &f, "duration");
+    pf__sb_json_num(sb, c->duration);
+    pf__sb_json_key(sb, &f, "time");
+    if (c->time_ns == 0) {
+        pf__sb_append(sb, "null");
+    } else {
+        pf__sb_json_num(sb, (double)c->time_ns / 1e9);
+    }
+    pf__sb_json_key(sb, &f, "consecutive_failures");
+    pf__sb_json_int(sb, (int64_t)c->consecutive_failures);
+    pf__sb_json_key(sb, &f, "runs");
+    pf__sb_json_int(sb, (int64_t)c->runs);
+    pf__sb_json_key(sb, &f, "failures");
+    pf__sb_json_int(sb, (int64_t)c->failures);
+    pf__sb_json_key(sb, &f, "timeouts");
+    pf__sb_json_int(sb, (int64_t)c->timeouts);
+    pf__sb_append(sb, "}");
+}
+
+static void
+json_health(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
+{
+    size_t i, j;
+
+    pf__sb_json_key(sb, first, "health_checkers");
+    pf__sb_append(sb, "[");
+    for (i = 0; i < s->health_len; i++) {
+        const pf_registry_health_t *h = &s->health[i];
+        const pf_health_metrics_t *m = &h->metrics;
+        bool f = true;
+
+        pf__sb_append(sb, i > 0 ? ",{" : "{");
+        pf__sb_json_key(sb, &f, "name");
+        pf__sb_json_str(sb, h->name);
+        pf__sb_json_key(sb, &f, "status");
+        pf__sb_json_str(sb, pf_health_status_name(m->status));
+        pf__sb_json_key(sb, &f, "checks_registered");
+        pf__sb_json_int(sb, (int64_t)m->checks);
+        pf__sb_json_key(sb, &f, "reports");
+        pf__sb_json_int(sb, (int64_t)m->reports);
+        pf__sb_json_key(sb, &f, "runs");
+        pf__sb_json_int(sb, (int64_t)m->runs);
+        pf__sb_json_key(sb, &f, "cache_hits");
+        pf__sb_json_int(sb, (int64_t)m->cache_hits);
+        pf__sb_json_key(sb, &f, "shared");
+        pf__sb_json_int(sb, (int64_t)m->shared);
+        pf__sb_json_key(sb, &f, "failures");
+        pf__sb_json_int(sb, (int64_t)m->failures);
+        pf__sb_json_key(sb, &f, "timeouts");
+        pf__sb_json_int(sb, (int64_t)m->timeouts);
+        pf__sb_json_key(sb, &f, "running");
+        pf__sb_json_int(sb, (int64_t)m->running);
+        pf__sb_json_key(sb, &f, "hung");
+        pf__sb_json_int(sb, (int64_t)m->hung);
+        pf__sb_json_key(sb, &f, "checks");
+        pf__sb_append(sb, "[");
+        for (j = 0; j < h->checks_len; j++) {
+            if (j > 0) {
+                pf__sb_append(sb, ",");
+            }
+            json_health_check(&h->checks[j], sb);
+        }
+        pf__sb_append(sb, "]}");
+    }
+    pf__sb_append(sb, "]");
+}
+
+void
+pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    bool first = true;
+
+    pf__sb_append(sb, "{");
+    pf__sb_json_key(sb, &first, "puffinflow_version");
+    pf__sb_json_str(sb, PF_VERSION_STRING);
+    pf__sb_json_key(sb, &first, "time");
+    pf__sb_json_num(sb, (double)s->wall_time_ns / 1e9);
+    json_process(s, sb, &first);
+    json_health(s, sb, &first);
+    pf__sb_append(sb, "}");
+}

@@ -1,0 +1,297 @@
+/* A registry snapshot as Prometheus text, exposition format 0.0.4.
+ *
+ * Every metric family is written as one group: "# HELP", "# TYPE", then
+ * one sample per object (and per label value), since the format requires
+ * a family's samples to be contiguous. A family with no samples is left
+ * out. Names are fixed strings of ours (see docs/metrics.md, the list is
+ * part of the API); label values are escaped with pf__sb_prom_label
+ * (backslash, double quote, line feed) after the snapshot made them valid
+ * UTF-8. No timestamps: the scraper stamps the samples. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "puffinflow/version.h"
+
+#include "registry_impl.h"
+
+typedef struct label {
+    const char *key;
+    const char *value;
+} label_t;
+
+/* HELP texts are constants of ours with no backslash or line feed, so they
+ * need no escaping. */
+static void
+family(pf__sb_t *sb, const char *name, const char *type, const char *help)
+{
+    pf__sb_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                   type);
+}
+
+static void
+labels(pf__sb_t *sb, const label_t *l, size_t n)
+{
+    size_t i;
+
+    if (n == 0) {
+        return;
+    }
+    pf__sb_append(sb, "{");
+    for (i = 0; i < n; i++) {
+        pf__sb_appendf(sb, "%s%s=\"", i > 0 ? "," : "", l[i].key);
+        pf__sb_prom_label(sb, l[i].value);
+        pf__sb_append(sb, "\"");
+    }
+    pf__sb_append(sb, "}");
+}
+
+/* A float value as Prometheus reads it: NaN, +Inf, -Inf, integers without
+ * an exponent, others in the shortest of %.15g / %.17g that reads back
+ * exactly. */
+static void
+value(pf__sb_t *sb, double v)
+{
+    char buf[40];
+
+    if (isnan(v)) {
+        pf__sb_append(sb, "NaN");
+    } else if (isinf(v)) {
+        pf__sb_append(sb, v > 0 ? "+Inf" : "-Inf");
+    } else if (v == floor(v) && fabs(v) < 1e15) {
+        pf__sb_appendf(sb, "%.0f", v == 0.0 ? 0.0 : v);
+    } else {
+        snprintf(buf, sizeof(buf), "%.15g", v);
+        if (strtod(buf, NULL) != v) {
+            snprintf(buf, sizeof(buf), "%.17g", v);
+        }
+        pf__sb_append(sb, buf);
+    }
+}
+
+static void
+sample(pf__sb_t *sb, const char *name, const label_t *l, size_t n, double v)
+{
+    pf__sb_append(sb, name);
+    labels(sb, l, n);
+    pf__sb_append(sb, " ");
+    value(sb, v);
+    pf__sb_append(sb, "\n");
+}
+
+/* Counters and gauges that are integers are written exactly, whatever
+ * their size (a double would round past 2^53). */
+static void
+sample_int(pf__sb_t *sb, const char *name, const label_t *l, size_t n,
+           int64_t v)
+{
+    pf__sb_append(sb, name);
+    labels(sb, l, n);
+    pf__sb_appendf(sb, " %" PRId64 "\n", v);
+}
+
+/* ---- process ---------------------------------------------------------- */
+
+/* One gauge family of the process block; left out when unknown (-1). */
+static void
+process_gauge(pf__sb_t *sb, const char *name, const char *help, int64_t v)
+{
+    if (v < 0) {
+        return;
+    }
+    family(sb, name, "gauge", help);
+    sample_int(sb, name, NULL, 0, v);
+}
+
+static void
+prom_process(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    const pf_process_metrics_t *p = &s->process;
+
+    if (!s->has_process) {
+        return;
+    }
+    process_gauge(sb, "puffinflow_process_open_fds",
+                  "Open file descriptors of this process.", p->open_fds);
+    process_gauge(sb, "puffinflow_process_max_fds",
+                  "Soft limit on open file descriptors (RLIMIT_NOFILE).",
+                  p->max_fds);
+    process_gauge(sb, "puffinflow_process_resident_memory_bytes",
+                  "Resident memory of this process (VmRSS).",
+                  p->resident_bytes);
+    process_gauge(sb, "puffinflow_process_virtual_memory_bytes",
+                  "Virtual memory of this process (VmSize).",
+                  p->virtual_bytes);
+    process_gauge(sb, "puffinflow_process_threads",
+                  "Threads of this process.", p->threads);
+}
+
+/* ---- health checkers -------------------------------------------------- */
+
+/* The per-checker values exported. */
+typedef enum hc_value {
+    HC_OVERALL,
+    HC_CHECKS,
+    HC_REPORTS,
+    HC_RUNS,
+    HC_CACHE_HITS,
+    HC_SHARED,
+    HC_RUNNING,
+    HC_HUNG
+} hc_value_t;
+
+static int64_t
+hc_get(const pf_health_metrics_t *m, hc_value_t v)
+{
+    switch (v) {
+    case HC_OVERALL:
+        return (int64_t)m->status;
+    case HC_CHECKS:
+        return (int64_t)m->checks;
+    case HC_REPORTS:
+        return (int64_t)m->reports;
+    case HC_RUNS:
+        return (int64_t)m->runs;
+    case HC_CACHE_HITS:
+        return (int64_t)m->cache_hits;
+    case HC_SHARED:
+        return (int64_t)m->shared;
+    case HC_RUNNING:
+        return (int64_t)m->running;
+    case HC_HUNG:
+        return (int64_t)m->hung;
+    }
+    return 0;
+}
+
+static void
+hc_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+          const char *type, const char *help, hc_value_t v)
+{
+    size_t i;
+
+    family(sb, name, type, help);
+    for (i = 0; i < s->health_len; i++) {
+        label_t l = {"checker", s->health[i].name};
+
+        sample_int(sb, name, &l, 1, hc_get(&s->health[i].metrics, v));
+    }
+}
+
+/* The per-check values exported. */
+typedef enum check_value {
+    CK_STATUS,
+    CK_DURATION,
+    CK_CONSECUTIVE,
+    CK_RUNS,
+    CK_FAILURES,
+    CK_TIMEOUTS
+} check_value_t;
+
+/* One family over every check of every checker; ran_only skips checks
+ * that have never run (their status and duration mean nothing yet). */
+static void
+check_family(const pf_registry_snapshot_t *s, pf__sb_t *sb,
+             const char *name, const char *type, const char *help,
+             check_value_t v, bool ran_only)
+{
+    bool any = false;
+    size_t i, j;
+
+    for (i = 0; i < s->health_len; i++) {
+        for (j = 0; j < s->health[i].checks_len; j++) {
+            const pf_registry_health_check_t *c = &s->health[i].checks[j];
+            label_t l[2] = {{"checker", s->health[i].name},
+                            {"check", c->name}};
+
+            if (ran_only && c->runs == 0) {
+                continue;
+            }
+            if (!any) {
+                family(sb, name, type, help);
+                any = true;
+            }
+            switch (v) {
+            case CK_STATUS:
+                sample_int(sb, name, l, 2, (int64_t)c->status);
+                break;
+            case CK_DURATION:
+                sample(sb, name, l, 2, c->duration);
+                break;
+            case CK_CONSECUTIVE:
+                sample_int(sb, name, l, 2, (int64_t)c->consecutive_failures);
+                break;
+            case CK_RUNS:
+                sample_int(sb, name, l, 2, (int64_t)c->runs);
+                break;
+            case CK_FAILURES:
+                sample_int(sb, name, l, 2, (int64_t)c->failures);
+                break;
+            case CK_TIMEOUTS:
+                sample_int(sb, name, l, 2, (int64_t)c->timeouts);
+                break;
+            }
+        }
+    }
+}
+
+static void
+prom_health(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    if (s->health_len == 0) {
+        return;
+    }
+    hc_family(s, sb, "puffinflow_health_overall_status", "gauge",
+              "Overall status of a health checker's latest results: "
+              "0 healthy, 1 degraded, 2 unhealthy.",
+              HC_OVERALL);
+    hc_family(s, sb, "puffinflow_health_checks", "gauge",
+              "Checks registered in a health checker.", HC_CHECKS);
+    hc_family(s, sb, "puffinflow_health_reports_total", "counter",
+              "Health reports made (check_all, tagged or one check).",
+              HC_REPORTS);
+    hc_family(s, sb, "puffinflow_health_check_runs_started_total", "counter",
+              "Check runs a health checker started.", HC_RUNS);
+    hc_family(s, sb, "puffinflow_health_cache_hits_total", "counter",
+              "Check results reused from the cache instead of run.",
+              HC_CACHE_HITS);
+    hc_family(s, sb, "puffinflow_health_shared_runs_total", "counter",
+              "Times a caller waited for a run another caller started.",
+              HC_SHARED);
+    hc_family(s, sb, "puffinflow_health_checks_running", "gauge",
+              "Checks running now, hung ones included.", HC_RUNNING);
+    hc_family(s, sb, "puffinflow_health_checks_hung", "gauge",
+              "Checks still running past their timeout.", HC_HUNG);
+    check_family(s, sb, "puffinflow_health_status", "gauge",
+                 "Status of a check's latest result: 0 healthy, 1 degraded, "
+                 "2 unhealthy (checks that never ran are left out).",
+                 CK_STATUS, true);
+    check_family(s, sb, "puffinflow_health_check_duration_seconds", "gauge",
+                 "Seconds a check's latest run took (its timeout if it "
+                 "timed out).",
+                 CK_DURATION, true);
+    check_family(s, sb, "puffinflow_health_check_consecutive_failures",
+                 "gauge", "Unhealthy results of a check in a row.",
+                 CK_CONSECUTIVE, false);
+    check_family(s, sb, "puffinflow_health_check_results_total", "counter",
+                 "Results a check has had.", CK_RUNS, false);
+    check_family(s, sb, "puffinflow_health_check_failures_total", "counter",
+                 "Unhealthy results of a check (before flap damping).",
+                 CK_FAILURES, false);
+    check_family(s, sb, "puffinflow_health_check_timeouts_total", "counter",
+                 "Results of a check that were timeouts.", CK_TIMEOUTS,
+                 false);
+}
+
+void
+pf__metrics_prometheus(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    label_t version = {"version", PF_VERSION_STRING};
+
+    family(sb, "puffinflow_info", "gauge",
+           "Always 1; the version label is the puffinflow library's.");
+    sample(sb, "puffinflow_info", &version, 1, 1.0);
+    prom_process(s, sb);
+    prom_health(s, sb);
+}

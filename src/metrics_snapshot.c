@@ -1,0 +1,329 @@
+/* Metrics snapshots of a registry, and the export entry points.
+ *
+ * A snapshot pins the entries of one kind at a time, reads each object's
+ * metrics through the module's own getter with no registry lock held,
+ * then unpins. Names are copied and made valid UTF-8 here, once, so both
+ * renderers (metrics_prom.c, metrics_json.c) can trust them. The process
+ * block is a fresh read of /proc/self (procfs.h). */
+#include <string.h>
+
+#include "puffinflow/clock.h"
+#include "puffinflow/error.h"
+#include "puffinflow/health.h"
+
+#include "mem.h"
+#include "procfs.h"
+#include "registry_impl.h"
+
+/* ---- UTF-8 ------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when the bytes
+ * there do not start one: overlong forms, surrogates and code points past
+ * U+10FFFF are invalid (RFC 3629). */
+static size_t
+utf8_seq_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    }
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80;
+        unsigned char hi = c == 0xed ? 0x9f : 0xbf;
+
+        if (p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80) {
+            return 0;
+        }
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80;
+        unsigned char hi = c == 0xf4 ? 0x8f : 0xbf;
+
+        if (p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80 ||
+            (p[3] & 0xc0) != 0x80) {
+            return 0;
+        }
+        return 4;
+    }
+    return 0;
+}
+
+char *
+pf__utf8_dup(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s);
+    char *out;
+    size_t o = 0;
+
+    /* At worst every byte becomes the 3-byte U+FFFD. The checks above
+     * stop at the NUL (it is never a continuation byte), so they never
+     * read past the string. */
+    out = pf__malloc(len * 3 + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    while (*p != '\0') {
+        size_t n = utf8_seq_len(p);
+
+        if (n == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        } else {
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ---- collecting ------------------------------------------------------- */
+
+static void
+read_process(pf_process_metrics_t *pm)
+{
+    pf__proc_status_t st;
+    int64_t v;
+
+    pm->open_fds = -1;
+    pm->max_fds = -1;
+    pm->resident_bytes = -1;
+    pm->virtual_bytes = -1;
+    pm->threads = -1;
+    if (pf__proc_count_fds(PF__PROC_ROOT, 0, &v) == 0) {
+        pm->open_fds = v;
+    }
+    if (pf__proc_fd_limit(PF__PROC_ROOT, 0, &v) == 0) {
+        pm->max_fds = v;
+    }
+    if (pf__proc_read_status(PF__PROC_ROOT, 0, &st) == 0) {
+        pm->resident_bytes = st.rss_bytes;
+        pm->virtual_bytes = st.vm_bytes;
+        pm->threads = st.threads;
+    }
+}
+
+/* ---- health checkers -------------------------------------------------- */
+
+static void
+health_item_clear(pf_registry_health_t *h)
+{
+    size_t i;
+
+    for (i = 0; i < h->checks_len; i++) {
+        pf__free((char *)h->checks[i].name);
+        pf__free((char *)h->checks[i].message);
+    }
+    pf__free(h->checks);
+    pf__free((char *)h->name);
+}
+
+/* Copy the checks of a health snapshot report (nothing runs). */
+static int
+health_checks(pf_health_checker_t *hc, pf_registry_health_t *h)
+{
+    pf_health_report_t *rep;
+    size_t n;
+    size_t i;
+    int rc;
+
+    rc = pf_health_snapshot(hc, &rep);
+    if (rc != 0) {
+        return rc;
+    }
+    n = pf_health_report_count(rep);
+    if (n > 0) {
+        h->checks = pf__calloc(n, sizeof(*h->checks));
+        if (h->checks == NULL) {
+            pf_health_report_free(rep);
+            return PF_ENOMEM;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const pf_health_entry_t *e = pf_health_report_entry(rep, i);
+        pf_registry_health_check_t *c = &h->checks[i];
+
+        c->name = pf__utf8_dup(e->name);
+        c->message = pf__utf8_dup(e->message);
+        h->checks_len++;
+        if (c->name == NULL || c->message == NULL) {
+            pf_health_report_free(rep);
+            return PF_ENOMEM;
+        }
+        c->status = e->status;
+        c->critical = e->critical;
+        c->timed_out = e->timed_out;
+        c->duration = e->duration;
+        c->time_ns = e->time_ns;
+        c->consecutive_failures = e->consecutive_failures;
+        c->runs = e->runs;
+        c->failures = e->failures;
+        c->timeouts = e->timeouts;
+    }
+    pf_health_report_free(rep);
+    return 0;
+}
+
+static int
+collect_health(pf_registry_t *r, pf_registry_snapshot_t *s)
+{
+    pf__reg_entry_t **pinned;
+    size_t n;
+    size_t i;
+    int rc;
+
+    rc = pf__registry_pin_all(r, PF_REGISTRY_HEALTH, &pinned, &n);
+    if (rc != 0 || n == 0) {
+        return rc;
+    }
+    s->health = pf__calloc(n, sizeof(*s->health));
+    rc = s->health == NULL ? PF_ENOMEM : 0;
+    for (i = 0; i < n && rc == 0; i++) {
+        pf_registry_health_t *h = &s->health[i];
+
+        s->health_len++;
+        h->name = pf__utf8_dup(pinned[i]->name);
+        if (h->name == NULL) {
+            rc = PF_ENOMEM;
+            break;
+        }
+        pf_health_metrics(pinned[i]->object, &h->metrics);
+        rc = health_checks(pinned[i]->object, h);
+    }
+    pf__registry_unpin_all(r, pinned, n);
+    return rc;
+}
+
+/* ---- the snapshot ----------------------------------------------------- */
+
+int
+pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
+{
+    pf_registry_snapshot_t *s;
+    int rc;
+
+    if (r == NULL || out == NULL) {
+        return PF_EINVAL;
+    }
+    s = pf__calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return PF_ENOMEM;
+    }
+    s->wall_time_ns = pf_wall_time_ns();
+    s->has_process = r->process_metrics;
+    if (s->has_process) {
+        read_process(&s->process);
+    }
+    rc = collect_health(r, s);
+    if (rc != 0) {
+        pf_registry_snapshot_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void
+pf_registry_snapshot_free(pf_registry_snapshot_t *s)
+{
+    size_t i;
+
+    if (s == NULL) {
+        return;
+    }
+    for (i = 0; i < s->health_len; i++) {
+        health_item_clear(&s->health[i]);
+    }
+    pf__free(s->health);
+    pf__free(s);
+}
+
+/* ---- exporting -------------------------------------------------------- */
+
+static int
+render(const pf_registry_snapshot_t *s, pf_metrics_format_t fmt,
+       pf__sb_t *sb)
+{
+    switch (fmt) {
+    case PF_METRICS_PROMETHEUS:
+        pf__metrics_prometheus(s, sb);
+        return 0;
+    case PF_METRICS_JSON:
+        pf__metrics_json(s, sb);
+        return 0;
+    }
+    return PF_EINVAL;
+}
+
+static bool
+format_ok(pf_metrics_format_t fmt)
+{
+    return fmt == PF_METRICS_PROMETHEUS || fmt == PF_METRICS_JSON;
+}
+
+int
+pf_registry_snapshot_export(const pf_registry_snapshot_t *s,
+                            pf_metrics_format_t fmt, char **out, size_t *len)
+{
+    pf__sb_t sb = PF__SB_INIT;
+    size_t n;
+    int rc;
+
+    if (s == NULL || out == NULL || !format_ok(fmt)) {
+        return PF_EINVAL;
+    }
+    render(s, fmt, &sb);
+    n = sb.len;
+    rc = pf__sb_finish(&sb, out);
+    if (rc == 0 && len != NULL) {
+        *len = n;
+    }
+    return rc;
+}
+
+int
+pf_registry_export(pf_registry_t *r, pf_metrics_format_t fmt, char **out,
+                   size_t *len)
+{
+    pf_registry_snapshot_t *s;
+    int rc;
+
+    if (r == NULL || out == NULL || !format_ok(fmt)) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_snapshot(r, &s);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = pf_registry_snapshot_export(s, fmt, out, len);
+    pf_registry_snapshot_free(s);
+    return rc;
+}
+
+int
+pf_registry_export_to(pf_registry_t *r, pf_metrics_format_t fmt, char *buf,
+                      size_t size, size_t *needed)
+{
+    pf_registry_snapshot_t *s;
+    pf__sb_t sb = PF__SB_INIT;
+    int rc;
+
+    if (r == NULL || buf == NULL || size == 0 || !format_ok(fmt)) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_snapshot(r, &s);
+    if (rc != 0) {
+        return rc;
+    }
+    render(s, fmt, &sb);
+    pf_registry_snapshot_free(s);
+    return pf__sb_copy_out(&sb, buf, size, needed);
+}
