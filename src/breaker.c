@@ -1,0 +1,1340 @@
+/* Circuit breaker.
+ *
+ * The state lives in one 64-bit atomic word: the consecutive failure count
+ * (24 bits), the state (2 bits), a forced-open bit, and a generation that
+ * every state change (and reset) increments. The top 40 bits, everything
+ * but the count, form the state's *epoch*: a permit stores the epoch it was
+ * taken in, and its result only counts toward the state while the epoch is
+ * the same, so a permit from before a change cannot corrupt the state after
+ * it. Only the count changes without the lock, by compare-and-swap against
+ * the whole word, so a failure counted for an old epoch is impossible.
+ *
+ * The closed path takes no lock: acquire loads the word and (when the
+ * breaker measures durations) reads the clock; record classifies the
+ * result, bumps one counter in this thread's *stripe* (a cache line of
+ * counters per CPU, so threads do not fight over one line), and then either
+ * nothing more (a success with no failures counted), a CAS of the count
+ * (consecutive mode), or an add to the sliding window (window.c). Reaching
+ * the threshold takes the lock, checks the epoch again, and opens.
+ *
+ * A rejection while OPEN takes no lock either: it compares the clock with
+ * open_until_ns. Once that time has passed the first caller takes the lock
+ * and makes the breaker HALF_OPEN. Half-open trials take the lock: each
+ * holds a numbered place (a slot with a ticket) until its result is
+ * recorded, or until max_wait_in_half_open passes and a later call
+ * reclaims it as a failure. Slots outlive state changes, so trials still
+ * running from an earlier half-open period count against the next one's
+ * limit: the limit is on calls really in flight.
+ *
+ * Durations counted in seconds are measured with the coarse clock (3 ns a
+ * read, a few ms of resolution); a breaker with any duration below one
+ * second reads the precise clock instead. One breaker uses one of the two
+ * for everything, so its readings never disagree.
+ *
+ * Listeners are told of changes after the lock is dropped, in order, one at
+ * a time: a change appends an event to a small ring under the lock, and the
+ * thread that finds no one delivering drains the ring, dropping the lock
+ * around each call.
+ *
+ * Lock order: b->lock, then the window's lock (a clear under b->lock). */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "puffinflow/breaker.h"
+#include "puffinflow/error.h"
+
+#include "breaker_impl.h"
+#include "clock_impl.h"
+#include "mem.h"
+#include "rng.h"
+#include "timeutil.h"
+#include "window.h"
+
+/* ---- the state word --------------------------------------------------- */
+
+#define COUNT_MASK ((UINT64_C(1) << 24) - 1)
+#define STATE_SHIFT 24
+#define FORCED_BIT (UINT64_C(1) << 26)
+#define GEN_SHIFT 27
+#define GEN_MASK ((UINT64_C(1) << 37) - 1)
+
+#define EPOCH(w) ((w) >> STATE_SHIFT)
+#define STATE_OF(w) ((pf_breaker_state_t)(((w) >> STATE_SHIFT) & 3))
+
+enum { PERMIT_TRIAL = 1, PERMIT_SHADOW = 2, PERMIT_GROUP = 4 };
+
+#define NO_SLOT UINT32_MAX
+#define EVENT_RING 64
+#define MAX_HALF_OPEN_CALLS 1000000u
+#define MAX_STRIPES 32u
+#define NEVER INT64_MAX /* a duration that never elapses */
+
+/* ---- stripes: per-CPU counters ----------------------------------------- */
+
+/* Counts only ever read summed, so a thread may use any stripe; threads
+ * take stripes round-robin so that two running threads rarely share one. */
+typedef struct stripe {
+    _Alignas(64) _Atomic uint64_t successes;
+    _Atomic uint64_t failures;
+    _Atomic uint64_t ignored;
+    _Atomic uint64_t rejected;
+    _Atomic uint64_t timeouts;
+    _Atomic uint64_t slow;
+    _Atomic uint64_t shadow_rejected;
+} stripe_t;
+
+/* 1 + this thread's stripe number, 0 until first use. The counter that
+ * hands numbers out is the file's only global: it decides nothing but
+ * which cache line a thread's counts land in. */
+#if defined(__GNUC__)
+__attribute__((tls_model("initial-exec")))
+#endif
+static _Thread_local unsigned t_stripe;
+static atomic_uint g_next_stripe;
+
+/* Stripes per breaker: the online CPUs rounded up to a power of two, at
+ * most MAX_STRIPES. Computed once; racing first calls compute the same. */
+static unsigned
+stripe_count(void)
+{
+    static atomic_uint cached;
+    unsigned n = atomic_load_explicit(&cached, memory_order_relaxed);
+
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        n = 1;
+        while ((long)n < cpus && n < MAX_STRIPES) {
+            n <<= 1;
+        }
+        atomic_store_explicit(&cached, n, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* ---- the breaker ------------------------------------------------------ */
+
+typedef struct trial_slot {
+    uint64_t ticket; /* 0 = free */
+    uint64_t epoch;  /* the half-open epoch it was taken in */
+    int64_t start_ns;
+} trial_slot_t;
+
+typedef struct event {
+    uint8_t from;
+    uint8_t to;
+} event_t;
+
+/* Who guards what: the first cache line is atomics read by every call and
+ * written only under lock (except the count in word, CAS'd lock-free).
+ * The immutable block is set by _new (and the unref hook by a group before
+ * it shares the breaker). last_failure_ns is an atomic on its own line,
+ * written by failing calls. Everything after lock is under lock. The
+ * stripes follow the struct in the same allocation. */
+struct pf_breaker {
+    _Alignas(64) _Atomic uint64_t word;
+    _Atomic int64_t open_until_ns;   /* OPEN: trials from then on */
+    _Atomic unsigned trials;         /* trial slots taken */
+    _Atomic int64_t next_reclaim_ns; /* no trial is overdue until after it */
+
+    char *name;
+    const pf_clock_t *clock;
+    bool coarse;  /* read pf__clock_now_coarse_ns, not pf_clock_now_ns */
+    bool stamp;   /* acquire notes the start time (durations count) */
+    bool shadow;
+    pf_breaker_window_t window;
+    unsigned failure_threshold;
+    unsigned success_threshold;
+    unsigned half_open_max;
+    unsigned minimum_calls;
+    int64_t recovery_ns;
+    int64_t max_recovery_ns;
+    int64_t max_wait_ns;
+    int64_t timeout_ns; /* NEVER = no timeout */
+    int64_t slow_ns;    /* NEVER = slow calls not tracked */
+    double multiplier;
+    double jitter;
+    double failure_rate;
+    double slow_rate;
+    int *expected;
+    size_t expected_len;
+    pf_breaker_failure_fn is_failure;
+    void *is_failure_arg;
+    pf_fallback_fn fallback;
+    pf_breaker_listener_fn listener;
+    void *listener_arg;
+    stripe_t *stripes;
+    unsigned stripe_mask;
+    void *raw; /* the allocation b lives in */
+    pf__breaker_unref_fn unref;
+    void *unref_ctx;
+
+    _Alignas(64) _Atomic int64_t last_failure_ns;
+
+    pthread_mutex_t lock;
+    int64_t cur_recovery_ns; /* the open period before jitter */
+    int64_t last_transition_ns;
+    unsigned half_successes;
+    unsigned slot_hint;
+    uint64_t ticket_seq;
+    uint64_t rng;
+    uint64_t reclaimed;
+    uint64_t transitions;
+    uint64_t times_opened;
+    trial_slot_t *slots;
+    event_t events[EVENT_RING];
+    unsigned ev_head;
+    unsigned ev_len;
+    bool delivering;
+
+    pf__window_t win; /* window modes only */
+};
+
+static inline int64_t
+now_ns(const pf_breaker_t *b)
+{
+    return b->coarse ? pf__clock_now_coarse_ns(b->clock)
+                     : pf_clock_now_ns(b->clock);
+}
+
+static inline stripe_t *
+my_stripe(const pf_breaker_t *b)
+{
+    unsigned s = t_stripe;
+
+    if (s == 0) {
+        s = atomic_fetch_add_explicit(&g_next_stripe, 1,
+                                      memory_order_relaxed) +
+            1;
+        t_stripe = s;
+    }
+    return &b->stripes[(s - 1) & b->stripe_mask];
+}
+
+/* Statistics: relaxed, since the counts order nothing. */
+static inline void
+bump(_Atomic uint64_t *counter)
+{
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+/* ---- configuration ---------------------------------------------------- */
+
+void
+pf_breaker_config_init(pf_breaker_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->name = "default";
+    cfg->failure_threshold = 5;
+    cfg->recovery_timeout = 60.0;
+    cfg->success_threshold = 3;
+    cfg->half_open_max_calls = 0;
+    cfg->max_wait_in_half_open = 0.0;
+    cfg->recovery_multiplier = 1.0;
+    cfg->max_recovery_timeout = 600.0;
+    cfg->shadow = false;
+    cfg->timeout = 30.0;
+    cfg->window = PF_BREAKER_WINDOW_CONSECUTIVE;
+    cfg->window_size = 100;
+    cfg->minimum_calls = 20;
+    cfg->failure_rate_threshold = 50.0;
+    cfg->slow_call_duration = 60.0;
+    cfg->slow_call_rate_threshold = 100.0;
+    cfg->recovery_jitter = 0.0;
+    cfg->jitter_seed = 0;
+}
+
+static bool
+bad_rate(double r)
+{
+    return isnan(r) || r <= 0.0 || r > 100.0;
+}
+
+static bool
+bad_secs(double s)
+{
+    int64_t ns;
+
+    return pf__secs_to_ns(s, &ns) != 0;
+}
+
+int
+pf__breaker_config_check(const pf_breaker_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return PF_EINVAL;
+    }
+    if (cfg->failure_threshold == 0 || cfg->failure_threshold > COUNT_MASK ||
+        cfg->success_threshold == 0 ||
+        cfg->half_open_max_calls > MAX_HALF_OPEN_CALLS) {
+        return PF_EINVAL;
+    }
+    if (bad_secs(cfg->recovery_timeout) ||
+        bad_secs(cfg->max_wait_in_half_open) ||
+        bad_secs(cfg->max_recovery_timeout) || bad_secs(cfg->timeout) ||
+        bad_secs(cfg->slow_call_duration)) {
+        return PF_EINVAL;
+    }
+    /* !(x >= 1) also catches NaN. */
+    if (!(cfg->recovery_multiplier >= 1.0) ||
+        isinf(cfg->recovery_multiplier)) {
+        return PF_EINVAL;
+    }
+    if (!(cfg->recovery_jitter >= 0.0 && cfg->recovery_jitter <= 1.0)) {
+        return PF_EINVAL;
+    }
+    if (cfg->expected_errors_len > 0) {
+        if (cfg->expected_errors == NULL) {
+            return PF_EINVAL;
+        }
+        for (size_t i = 0; i < cfg->expected_errors_len; i++) {
+            if (cfg->expected_errors[i] == 0) {
+                return PF_EINVAL;
+            }
+        }
+    }
+    if (bad_rate(cfg->failure_rate_threshold) ||
+        bad_rate(cfg->slow_call_rate_threshold)) {
+        return PF_EINVAL;
+    }
+    switch (cfg->window) {
+    case PF_BREAKER_WINDOW_CONSECUTIVE:
+        return 0;
+    case PF_BREAKER_WINDOW_COUNT:
+        if (cfg->window_size > PF__WINDOW_MAX_CALLS) {
+            return PF_EINVAL;
+        }
+        break;
+    case PF_BREAKER_WINDOW_TIME:
+        if (cfg->window_size > PF__WINDOW_MAX_SECONDS) {
+            return PF_EINVAL;
+        }
+        break;
+    default:
+        return PF_EINVAL;
+    }
+    if (cfg->window_size == 0 || cfg->minimum_calls == 0) {
+        return PF_EINVAL;
+    }
+    return 0;
+}
+
+/* Durations from the config, checked already. */
+static void
+set_durations(pf_breaker_t *b, const pf_breaker_config_t *cfg)
+{
+    int64_t shortest;
+
+    pf__secs_to_ns(cfg->recovery_timeout, &b->recovery_ns);
+    pf__secs_to_ns(cfg->max_recovery_timeout, &b->max_recovery_ns);
+    if (b->max_recovery_ns < b->recovery_ns) {
+        b->max_recovery_ns = b->recovery_ns;
+    }
+    pf__secs_to_ns(cfg->max_wait_in_half_open, &b->max_wait_ns);
+    if (b->max_wait_ns == 0) {
+        b->max_wait_ns = b->recovery_ns;
+    }
+    pf__secs_to_ns(cfg->timeout, &b->timeout_ns);
+    if (b->timeout_ns == 0) {
+        b->timeout_ns = NEVER;
+    }
+    pf__secs_to_ns(cfg->slow_call_duration, &b->slow_ns);
+    if (b->window == PF_BREAKER_WINDOW_CONSECUTIVE) {
+        b->slow_ns = NEVER;
+    }
+    b->stamp = b->timeout_ns != NEVER || b->slow_ns != NEVER;
+    shortest = b->recovery_ns < b->max_wait_ns ? b->recovery_ns
+                                               : b->max_wait_ns;
+    if (b->timeout_ns < shortest) {
+        shortest = b->timeout_ns;
+    }
+    if (b->slow_ns < shortest) {
+        shortest = b->slow_ns;
+    }
+    b->coarse = shortest >= PF_NS_PER_SEC;
+    b->cur_recovery_ns = b->recovery_ns;
+}
+
+static void
+set_options(pf_breaker_t *b, const pf_breaker_config_t *cfg)
+{
+    b->clock = cfg->clock;
+    b->shadow = cfg->shadow;
+    b->window = cfg->window;
+    b->failure_threshold = cfg->failure_threshold;
+    b->success_threshold = cfg->success_threshold;
+    b->half_open_max = cfg->half_open_max_calls != 0
+                           ? cfg->half_open_max_calls
+                           : cfg->success_threshold;
+    if (b->half_open_max > MAX_HALF_OPEN_CALLS) {
+        b->half_open_max = MAX_HALF_OPEN_CALLS;
+    }
+    b->minimum_calls = cfg->minimum_calls;
+    if (cfg->window == PF_BREAKER_WINDOW_COUNT &&
+        b->minimum_calls > cfg->window_size) {
+        b->minimum_calls = cfg->window_size;
+    }
+    b->multiplier = cfg->recovery_multiplier;
+    b->jitter = cfg->recovery_jitter;
+    b->failure_rate = cfg->failure_rate_threshold;
+    b->slow_rate = cfg->slow_call_rate_threshold;
+    b->is_failure = cfg->is_failure;
+    b->is_failure_arg = cfg->is_failure_arg;
+    b->fallback = cfg->fallback;
+    b->listener = cfg->listener;
+    b->listener_arg = cfg->listener_arg;
+    b->rng = cfg->jitter_seed != 0 ? cfg->jitter_seed : pf__rng_seed();
+    set_durations(b, cfg);
+}
+
+/* Allocate b (with its stripes, in one 64-byte-aligned block), its name,
+ * expected errors, trial slots and window, and set every field from cfg,
+ * checked already. */
+static int
+alloc_breaker(const pf_breaker_config_t *cfg, pf_breaker_t **out)
+{
+    unsigned n = stripe_count();
+    void *raw = pf__calloc(1, sizeof(pf_breaker_t) + n * sizeof(stripe_t) +
+                                  63);
+    pf_breaker_t *b;
+
+    if (raw == NULL) {
+        return PF_ENOMEM;
+    }
+    b = (pf_breaker_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    b->raw = raw;
+    b->stripes = (stripe_t *)(void *)((char *)b + sizeof(pf_breaker_t));
+    b->stripe_mask = n - 1;
+    set_options(b, cfg);
+    b->name = pf__strdup(cfg->name);
+    if (b->name == NULL) {
+        goto fail;
+    }
+    if (cfg->expected_errors_len > 0) {
+        b->expected =
+            pf__calloc(cfg->expected_errors_len, sizeof(*b->expected));
+        if (b->expected == NULL) {
+            goto fail;
+        }
+        memcpy(b->expected, cfg->expected_errors,
+               cfg->expected_errors_len * sizeof(*b->expected));
+        b->expected_len = cfg->expected_errors_len;
+    }
+    b->slots = pf__calloc(b->half_open_max, sizeof(*b->slots));
+    if (b->slots == NULL) {
+        goto fail;
+    }
+    *out = b;
+    return 0;
+fail:
+    pf__free(b->expected);
+    pf__free(b->name);
+    pf__free(raw);
+    return PF_ENOMEM;
+}
+
+static void
+free_parts(pf_breaker_t *b)
+{
+    pf__free(b->slots);
+    pf__free(b->expected);
+    pf__free(b->name);
+    pf__free(b->raw);
+}
+
+int
+pf_breaker_new(const pf_breaker_config_t *cfg, pf_breaker_t **out)
+{
+    pf_breaker_t *b;
+    int64_t now;
+    int rc;
+
+    if (cfg == NULL || out == NULL || cfg->name == NULL ||
+        cfg->name[0] == '\0') {
+        return PF_EINVAL;
+    }
+    rc = pf__breaker_config_check(cfg);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = alloc_breaker(cfg, &b);
+    if (rc != 0) {
+        return rc;
+    }
+    now = now_ns(b);
+    if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
+        rc = pf__window_init(&b->win,
+                             b->window == PF_BREAKER_WINDOW_COUNT
+                                 ? PF__WINDOW_COUNT
+                                 : PF__WINDOW_TIME,
+                             cfg->window_size, now);
+        if (rc != 0) {
+            free_parts(b);
+            return rc;
+        }
+    }
+    if (pthread_mutex_init(&b->lock, NULL) != 0) {
+        if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
+            pf__window_destroy(&b->win);
+        }
+        free_parts(b);
+        return PF_ESYSTEM;
+    }
+    /* Generation 1, CLOSED, count 0: the epoch is never 0, which marks an
+     * empty permit. */
+    atomic_init(&b->word, UINT64_C(1) << GEN_SHIFT);
+    atomic_init(&b->open_until_ns, NEVER);
+    atomic_init(&b->trials, 0);
+    atomic_init(&b->next_reclaim_ns, NEVER);
+    atomic_init(&b->last_failure_ns, -1);
+    b->last_transition_ns = -1;
+    *out = b;
+    return 0;
+}
+
+void
+pf_breaker_free(pf_breaker_t *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    pthread_mutex_destroy(&b->lock);
+    if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
+        pf__window_destroy(&b->win);
+    }
+    free_parts(b);
+}
+
+void
+pf__breaker_set_unref(pf_breaker_t *b, pf__breaker_unref_fn fn, void *ctx)
+{
+    b->unref = fn;
+    b->unref_ctx = ctx;
+}
+
+void *
+pf__breaker_unref_ctx(const pf_breaker_t *b)
+{
+    return b->unref_ctx;
+}
+
+void
+pf__permit_mark_group(pf_permit_t *permit)
+{
+    permit->priv_flags |= PERMIT_GROUP;
+}
+
+/* ---- state changes (under lock) --------------------------------------- */
+
+/* Queue the event for the listener. The ring holds EVENT_RING changes not
+ * yet told; past that (a listener stuck for that many changes) the oldest
+ * is dropped. */
+static void
+queue_event(pf_breaker_t *b, pf_breaker_state_t from, pf_breaker_state_t to)
+{
+    event_t *e;
+
+    if (b->listener == NULL || from == to) {
+        return;
+    }
+    if (b->ev_len == EVENT_RING) {
+        b->ev_head = (b->ev_head + 1) % EVENT_RING;
+        b->ev_len--;
+    }
+    e = &b->events[(b->ev_head + b->ev_len) % EVENT_RING];
+    e->from = (uint8_t)from;
+    e->to = (uint8_t)to;
+    b->ev_len++;
+}
+
+/* Release b->lock, first telling the listener of queued changes unless
+ * another thread is doing so already (it will tell ours too, in order). */
+static void
+unlock_and_notify(pf_breaker_t *b)
+{
+    if (b->ev_len == 0 || b->delivering) {
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
+    b->delivering = true;
+    while (b->ev_len > 0) {
+        event_t e = b->events[b->ev_head];
+
+        b->ev_head = (b->ev_head + 1) % EVENT_RING;
+        b->ev_len--;
+        pthread_mutex_unlock(&b->lock);
+        b->listener(b, (pf_breaker_state_t)e.from, (pf_breaker_state_t)e.to,
+                    b->listener_arg);
+        pthread_mutex_lock(&b->lock);
+    }
+    b->delivering = false;
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Publish a new state with the next generation (count 0). Fields readers
+ * use with the new word (open_until_ns) are stored before it: the release
+ * store pairs with the acquire loads of word on the lock-free paths. */
+static void
+publish(pf_breaker_t *b, uint64_t w, pf_breaker_state_t to, bool forced,
+        int64_t now)
+{
+    uint64_t gen = ((w >> GEN_SHIFT) + 1) & GEN_MASK;
+    uint64_t nw;
+
+    if (gen == 0) {
+        gen = 1; /* keep every epoch non-zero */
+    }
+    nw = (gen << GEN_SHIFT) | (forced ? FORCED_BIT : 0) |
+         ((uint64_t)to << STATE_SHIFT);
+    atomic_store_explicit(&b->word, nw, memory_order_release);
+    if (STATE_OF(w) != to) {
+        b->transitions++;
+        b->last_transition_ns = now;
+        queue_event(b, STATE_OF(w), to);
+    }
+}
+
+/* The open period for the next opening: the base one after CLOSED, the
+ * previous one times the multiplier (capped) after HALF_OPEN; then
+ * lengthened by a random part of up to jitter of itself. */
+static int64_t
+open_period(pf_breaker_t *b, bool grow)
+{
+    int64_t cur = b->recovery_ns;
+
+    if (grow) {
+        double next = (double)b->cur_recovery_ns * b->multiplier;
+
+        cur = next >= (double)b->max_recovery_ns ? b->max_recovery_ns
+                                                 : (int64_t)next;
+        if (cur < b->recovery_ns) {
+            cur = b->recovery_ns;
+        }
+    }
+    b->cur_recovery_ns = cur;
+    if (b->jitter > 0.0 && cur != NEVER) {
+        double extra = (double)cur * b->jitter * pf__rng_double(&b->rng);
+
+        cur = extra >= (double)(NEVER - cur) ? NEVER : cur + (int64_t)extra;
+    }
+    return cur;
+}
+
+static void
+to_open(pf_breaker_t *b, uint64_t w, int64_t now, bool grow, bool forced)
+{
+    int64_t until = forced ? NEVER : pf__add_sat(now, open_period(b, grow));
+
+    atomic_store_explicit(&b->open_until_ns, until, memory_order_relaxed);
+    if (STATE_OF(w) != PF_BREAKER_OPEN) {
+        b->times_opened++;
+    }
+    publish(b, w, PF_BREAKER_OPEN, forced, now);
+}
+
+static void
+to_half_open(pf_breaker_t *b, uint64_t w, int64_t now)
+{
+    b->half_successes = 0;
+    publish(b, w, PF_BREAKER_HALF_OPEN, false, now);
+}
+
+static void
+to_closed(pf_breaker_t *b, uint64_t w, int64_t now)
+{
+    b->half_successes = 0;
+    b->cur_recovery_ns = b->recovery_ns;
+    if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
+        pf__window_clear(&b->win, now);
+    }
+    atomic_store_explicit(&b->open_until_ns, NEVER, memory_order_relaxed);
+    publish(b, w, PF_BREAKER_CLOSED, false, now);
+}
+
+static void
+note_failure(pf_breaker_t *b, int64_t now)
+{
+    atomic_store_explicit(&b->last_failure_ns, now, memory_order_relaxed);
+}
+
+/* Count as failures the trials not recorded within max_wait_ns, freeing
+ * their slots; one from the current half-open period reopens the breaker.
+ * Under lock. */
+static void
+reclaim_overdue(pf_breaker_t *b, int64_t now)
+{
+    int64_t next = NEVER;
+
+    if (atomic_load_explicit(&b->trials, memory_order_relaxed) == 0 ||
+        now <= atomic_load_explicit(&b->next_reclaim_ns,
+                                    memory_order_relaxed)) {
+        return;
+    }
+    for (unsigned i = 0; i < b->half_open_max; i++) {
+        trial_slot_t *s = &b->slots[i];
+        uint64_t w;
+
+        if (s->ticket == 0) {
+            continue;
+        }
+        if (now - s->start_ns <= b->max_wait_ns) {
+            int64_t due = pf__add_sat(s->start_ns, b->max_wait_ns);
+
+            next = due < next ? due : next;
+            continue;
+        }
+        s->ticket = 0;
+        atomic_fetch_sub_explicit(&b->trials, 1, memory_order_relaxed);
+        b->reclaimed++;
+        bump(&my_stripe(b)->failures);
+        note_failure(b, now);
+        w = atomic_load_explicit(&b->word, memory_order_relaxed);
+        if (STATE_OF(w) == PF_BREAKER_HALF_OPEN && EPOCH(w) == s->epoch) {
+            to_open(b, w, now, true, false);
+        }
+    }
+    atomic_store_explicit(&b->next_reclaim_ns, next, memory_order_relaxed);
+}
+
+/* Open from CLOSED if the state is still the epoch whose count or window
+ * reached the threshold (another thread may have opened it already). */
+static void
+open_from_closed(pf_breaker_t *b, uint64_t epoch, int64_t now)
+{
+    uint64_t w;
+
+    pthread_mutex_lock(&b->lock);
+    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    if (EPOCH(w) == epoch) {
+        to_open(b, w, now, false, false);
+    }
+    unlock_and_notify(b);
+}
+
+/* ---- the permit face -------------------------------------------------- */
+
+static void
+fill(pf_permit_t *p, const pf_breaker_t *b, uint64_t epoch, int64_t start,
+     unsigned flags)
+{
+    p->priv_breaker = b;
+    p->priv_epoch = epoch;
+    p->priv_ticket = 0;
+    p->priv_start_ns = start;
+    p->priv_slot = NO_SLOT;
+    p->priv_flags = flags;
+}
+
+static void
+empty(pf_permit_t *p)
+{
+    p->priv_epoch = 0;
+    p->priv_ticket = 0;
+    p->priv_flags = 0;
+}
+
+/* A call the breaker would refuse: refused, or let through in shadow mode
+ * with a permit whose result counts only in the metrics. */
+static int
+refuse(pf_breaker_t *b, pf_permit_t *p, uint64_t w, int64_t now)
+{
+    if (b->shadow) {
+        bump(&my_stripe(b)->shadow_rejected);
+        fill(p, b, EPOCH(w), now, PERMIT_SHADOW);
+        return 0;
+    }
+    bump(&my_stripe(b)->rejected);
+    empty(p);
+    return PF_EOPEN;
+}
+
+/* Take a free trial slot. Under lock, with trials < half_open_max. */
+static void
+claim_trial(pf_breaker_t *b, pf_permit_t *p, uint64_t w, int64_t now)
+{
+    unsigned i = b->slot_hint;
+    trial_slot_t *s;
+
+    while (b->slots[i].ticket != 0) {
+        i = i + 1 == b->half_open_max ? 0 : i + 1;
+    }
+    b->slot_hint = i + 1 == b->half_open_max ? 0 : i + 1;
+    s = &b->slots[i];
+    s->ticket = ++b->ticket_seq;
+    s->epoch = EPOCH(w);
+    s->start_ns = now;
+    atomic_fetch_add_explicit(&b->trials, 1, memory_order_relaxed);
+    if (pf__add_sat(now, b->max_wait_ns) <
+        atomic_load_explicit(&b->next_reclaim_ns, memory_order_relaxed)) {
+        atomic_store_explicit(&b->next_reclaim_ns,
+                              pf__add_sat(now, b->max_wait_ns),
+                              memory_order_relaxed);
+    }
+    fill(p, b, EPOCH(w), now, PERMIT_TRIAL);
+    p->priv_ticket = s->ticket;
+    p->priv_slot = i;
+}
+
+/* Acquire when the word is not CLOSED: reject without a lock while OPEN
+ * before recovery, or while HALF_OPEN with every trial slot taken and none
+ * overdue; otherwise decide under the lock. */
+static int
+acquire_slow(pf_breaker_t *b, pf_permit_t *p, uint64_t w)
+{
+    int64_t now = now_ns(b);
+    int rc;
+
+    if (STATE_OF(w) == PF_BREAKER_OPEN &&
+        now < atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
+        return refuse(b, p, w, now);
+    }
+    if (STATE_OF(w) == PF_BREAKER_HALF_OPEN &&
+        atomic_load_explicit(&b->trials, memory_order_relaxed) >=
+            b->half_open_max &&
+        now <= atomic_load_explicit(&b->next_reclaim_ns,
+                                    memory_order_relaxed)) {
+        return refuse(b, p, w, now);
+    }
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        w = atomic_load_explicit(&b->word, memory_order_relaxed);
+        if (STATE_OF(w) == PF_BREAKER_CLOSED) {
+            fill(p, b, EPOCH(w), b->stamp ? now : 0, 0);
+            rc = 0;
+            break;
+        }
+        if (STATE_OF(w) == PF_BREAKER_OPEN) {
+            if (now < atomic_load_explicit(&b->open_until_ns,
+                                           memory_order_relaxed)) {
+                rc = refuse(b, p, w, now);
+                break;
+            }
+            to_half_open(b, w, now);
+            continue;
+        }
+        reclaim_overdue(b, now);
+        if (atomic_load_explicit(&b->word, memory_order_relaxed) != w) {
+            continue; /* a reclaimed trial reopened it */
+        }
+        if (atomic_load_explicit(&b->trials, memory_order_relaxed) <
+            b->half_open_max) {
+            claim_trial(b, p, w, now);
+            rc = 0;
+        } else {
+            rc = refuse(b, p, w, now);
+        }
+        break;
+    }
+    unlock_and_notify(b);
+    return rc;
+}
+
+int
+pf_breaker_acquire(pf_breaker_t *b, pf_permit_t *permit)
+{
+    uint64_t w;
+
+    if (permit == NULL) {
+        return PF_EINVAL;
+    }
+    if (b == NULL) {
+        empty(permit);
+        return PF_EINVAL;
+    }
+    /* Acquire pairs with publish()'s release: a state other than CLOSED
+     * comes with its open_until_ns. The closed path needs nothing more. */
+    w = atomic_load_explicit(&b->word, memory_order_acquire);
+    if (STATE_OF(w) == PF_BREAKER_CLOSED) {
+        fill(permit, b, EPOCH(w), b->stamp ? now_ns(b) : 0, 0);
+        return 0;
+    }
+    return acquire_slow(b, permit, w);
+}
+
+bool
+pf_permit_is_trial(const pf_permit_t *permit)
+{
+    return permit != NULL && permit->priv_epoch != 0 &&
+           (permit->priv_flags & PERMIT_TRIAL) != 0;
+}
+
+static bool
+counts_as_failure(const pf_breaker_t *b, int result)
+{
+    if (b->expected_len == 0 && b->is_failure == NULL) {
+        return true;
+    }
+    for (size_t i = 0; i < b->expected_len; i++) {
+        if (b->expected[i] == result) {
+            return true;
+        }
+    }
+    return b->is_failure != NULL && b->is_failure(result, b->is_failure_arg);
+}
+
+static void
+count_outcome(pf_breaker_t *b, pf_breaker_outcome_t out, bool slow)
+{
+    stripe_t *s = my_stripe(b);
+
+    switch (out) {
+    case PF_BREAKER_OUTCOME_SUCCESS:
+        bump(&s->successes);
+        break;
+    case PF_BREAKER_OUTCOME_TIMEOUT:
+        bump(&s->timeouts);
+        bump(&s->failures);
+        break;
+    case PF_BREAKER_OUTCOME_FAILURE:
+        bump(&s->failures);
+        break;
+    case PF_BREAKER_OUTCOME_IGNORED:
+        bump(&s->ignored);
+        return;
+    case PF_BREAKER_OUTCOME_NONE:
+        return;
+    }
+    if (slow) {
+        bump(&s->slow);
+    }
+}
+
+static bool
+is_failure_outcome(pf_breaker_outcome_t out)
+{
+    return out == PF_BREAKER_OUTCOME_FAILURE ||
+           out == PF_BREAKER_OUTCOME_TIMEOUT;
+}
+
+/* Consecutive mode: a success clears the count, a failure adds one; both
+ * by CAS against the whole word, so neither lands in another epoch. */
+static void
+apply_consecutive(pf_breaker_t *b, uint64_t epoch, bool failed, int64_t now)
+{
+    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+
+    if (!failed) {
+        /* The common case, count already 0, writes nothing. */
+        while (EPOCH(w) == epoch && (w & COUNT_MASK) != 0) {
+            if (atomic_compare_exchange_weak_explicit(
+                    &b->word, &w, w & ~COUNT_MASK, memory_order_relaxed,
+                    memory_order_relaxed)) {
+                break;
+            }
+        }
+        return;
+    }
+    for (;;) {
+        uint64_t n;
+
+        if (EPOCH(w) != epoch) {
+            return;
+        }
+        n = w & COUNT_MASK;
+        if (n < COUNT_MASK) {
+            n++;
+        }
+        /* Relaxed: a CAS continues the release sequence of the publish
+         * that set the epoch, so acquirers still see its fields. */
+        if (atomic_compare_exchange_weak_explicit(
+                &b->word, &w, (w & ~COUNT_MASK) | n, memory_order_relaxed,
+                memory_order_relaxed)) {
+            if (n >= b->failure_threshold) {
+                open_from_closed(b, epoch, now);
+            }
+            return;
+        }
+    }
+}
+
+static bool
+window_trips(const pf_breaker_t *b, const pf__window_totals_t *t)
+{
+    double calls = (double)t->calls;
+
+    if (t->calls < b->minimum_calls) {
+        return false;
+    }
+    if ((double)t->failures * 100.0 >= b->failure_rate * calls) {
+        return true;
+    }
+    return b->slow_ns != NEVER &&
+           (double)t->slow * 100.0 >= b->slow_rate * calls;
+}
+
+static void
+apply_window(pf_breaker_t *b, uint64_t epoch, bool failed, bool slow,
+             int64_t now)
+{
+    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    pf__window_totals_t t;
+
+    if (EPOCH(w) != epoch) {
+        return;
+    }
+    pf__window_add(&b->win, now, failed, slow, &t);
+    if (window_trips(b, &t)) {
+        open_from_closed(b, epoch, now);
+    }
+}
+
+/* A trial's result: free its slot (unless reclaimed meanwhile, then it
+ * was counted already and reports TIMEOUT), count it, and move the state
+ * if the trial belongs to the current half-open period. */
+static pf_breaker_outcome_t
+record_trial(pf_breaker_t *b, const pf_permit_t *q, pf_breaker_outcome_t out,
+             bool slow, int64_t now)
+{
+    trial_slot_t *s = &b->slots[q->priv_slot];
+    uint64_t w;
+
+    pthread_mutex_lock(&b->lock);
+    if (s->ticket != q->priv_ticket) {
+        pthread_mutex_unlock(&b->lock);
+        return PF_BREAKER_OUTCOME_TIMEOUT;
+    }
+    s->ticket = 0;
+    atomic_fetch_sub_explicit(&b->trials, 1, memory_order_relaxed);
+    count_outcome(b, out, slow);
+    if (is_failure_outcome(out)) {
+        note_failure(b, now);
+    }
+    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    if (STATE_OF(w) == PF_BREAKER_HALF_OPEN && EPOCH(w) == q->priv_epoch) {
+        if (out == PF_BREAKER_OUTCOME_SUCCESS) {
+            if (++b->half_successes >= b->success_threshold) {
+                to_closed(b, w, now);
+            }
+        } else if (is_failure_outcome(out)) {
+            to_open(b, w, now, true, false);
+        }
+    }
+    unlock_and_notify(b);
+    return out;
+}
+
+pf_breaker_outcome_t
+pf_breaker_record_outcome(pf_breaker_t *b, pf_permit_t *permit, int result)
+{
+    pf_permit_t q;
+    pf_breaker_outcome_t out;
+    int64_t now = 0;
+    bool have_now = false;
+    bool slow = false;
+
+    if (b == NULL || permit == NULL || permit->priv_epoch == 0 ||
+        permit->priv_breaker != b) {
+        return PF_BREAKER_OUTCOME_NONE;
+    }
+    q = *permit;
+    empty(permit);
+    if (b->stamp || b->window == PF_BREAKER_WINDOW_TIME ||
+        (q.priv_flags & PERMIT_TRIAL) != 0) {
+        now = now_ns(b);
+        have_now = true;
+    }
+    if (b->timeout_ns != NEVER && now - q.priv_start_ns > b->timeout_ns) {
+        out = PF_BREAKER_OUTCOME_TIMEOUT;
+    } else if (result == 0) {
+        out = PF_BREAKER_OUTCOME_SUCCESS;
+    } else if (counts_as_failure(b, result)) {
+        out = PF_BREAKER_OUTCOME_FAILURE;
+    } else {
+        out = PF_BREAKER_OUTCOME_IGNORED;
+    }
+    slow = b->slow_ns != NEVER && now - q.priv_start_ns > b->slow_ns &&
+           out != PF_BREAKER_OUTCOME_IGNORED;
+    if ((q.priv_flags & PERMIT_TRIAL) != 0) {
+        out = record_trial(b, &q, out, slow, now);
+    } else {
+        count_outcome(b, out, slow);
+        if (is_failure_outcome(out)) {
+            if (!have_now) {
+                now = now_ns(b);
+            }
+            note_failure(b, now);
+        }
+        if ((q.priv_flags & PERMIT_SHADOW) == 0 &&
+            out != PF_BREAKER_OUTCOME_IGNORED) {
+            if (b->window == PF_BREAKER_WINDOW_CONSECUTIVE) {
+                apply_consecutive(b, q.priv_epoch, is_failure_outcome(out),
+                                  now);
+            } else {
+                apply_window(b, q.priv_epoch, is_failure_outcome(out), slow,
+                             now);
+            }
+        }
+    }
+    if ((q.priv_flags & PERMIT_GROUP) != 0) {
+        b->unref(b->unref_ctx); /* last: it may free b */
+    }
+    return out;
+}
+
+void
+pf_breaker_record(pf_breaker_t *b, pf_permit_t *permit, int result)
+{
+    (void)pf_breaker_record_outcome(b, permit, result);
+}
+
+void
+pf_breaker_release(pf_breaker_t *b, pf_permit_t *permit)
+{
+    pf_permit_t q;
+
+    if (b == NULL || permit == NULL || permit->priv_epoch == 0 ||
+        permit->priv_breaker != b) {
+        return;
+    }
+    q = *permit;
+    empty(permit);
+    if ((q.priv_flags & PERMIT_TRIAL) != 0) {
+        trial_slot_t *s = &b->slots[q.priv_slot];
+
+        pthread_mutex_lock(&b->lock);
+        if (s->ticket == q.priv_ticket) {
+            s->ticket = 0;
+            atomic_fetch_sub_explicit(&b->trials, 1, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&b->lock);
+    }
+    if ((q.priv_flags & PERMIT_GROUP) != 0) {
+        b->unref(b->unref_ctx);
+    }
+}
+
+/* ---- the blocking face ------------------------------------------------ */
+
+int
+pf_breaker_call(pf_breaker_t *b, pf_call_fn fn, void *arg)
+{
+    pf_permit_t p = PF_PERMIT_INIT;
+    int rc;
+
+    if (b == NULL || fn == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_breaker_acquire(b, &p);
+    if (rc != 0) {
+        return b->fallback != NULL ? b->fallback(arg, rc) : rc;
+    }
+    rc = fn(arg);
+    switch (pf_breaker_record_outcome(b, &p, rc)) {
+    case PF_BREAKER_OUTCOME_TIMEOUT:
+        return b->fallback != NULL ? b->fallback(arg, PF_ETIMEDOUT)
+                                   : PF_ETIMEDOUT;
+    case PF_BREAKER_OUTCOME_FAILURE:
+        return b->fallback != NULL ? b->fallback(arg, rc) : rc;
+    case PF_BREAKER_OUTCOME_SUCCESS:
+    case PF_BREAKER_OUTCOME_IGNORED:
+    case PF_BREAKER_OUTCOME_NONE:
+        break;
+    }
+    return rc;
+}
+
+/* ---- control and introspection ---------------------------------------- */
+
+/* The state as callers see it: OPEN turns HALF_OPEN once recovery is due,
+ * before any call makes the change. */
+static pf_breaker_state_t
+effective_state(const pf_breaker_t *b, uint64_t w, int64_t now)
+{
+    if (STATE_OF(w) == PF_BREAKER_OPEN &&
+        now >= atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
+        return PF_BREAKER_HALF_OPEN;
+    }
+    return STATE_OF(w);
+}
+
+pf_breaker_state_t
+pf_breaker_state(pf_breaker_t *b)
+{
+    uint64_t w;
+
+    if (b == NULL) {
+        return PF_BREAKER_CLOSED;
+    }
+    w = atomic_load_explicit(&b->word, memory_order_acquire);
+    if (STATE_OF(w) != PF_BREAKER_OPEN) {
+        return STATE_OF(w);
+    }
+    return effective_state(b, w, now_ns(b));
+}
+
+const char *
+pf_breaker_state_name(pf_breaker_state_t s)
+{
+    switch (s) {
+    case PF_BREAKER_CLOSED:
+        return "closed";
+    case PF_BREAKER_OPEN:
+        return "open";
+    case PF_BREAKER_HALF_OPEN:
+        return "half_open";
+    }
+    return "unknown";
+}
+
+const char *
+pf_breaker_name(const pf_breaker_t *b)
+{
+    return b == NULL ? NULL : b->name;
+}
+
+void
+pf_breaker_force_open(pf_breaker_t *b)
+{
+    uint64_t w;
+
+    if (b == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&b->lock);
+    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    if ((w & FORCED_BIT) == 0) {
+        to_open(b, w, now_ns(b), false, true);
+    }
+    unlock_and_notify(b);
+}
+
+void
+pf_breaker_force_close(pf_breaker_t *b)
+{
+    uint64_t w;
+
+    if (b == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&b->lock);
+    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    if (STATE_OF(w) != PF_BREAKER_CLOSED) {
+        to_closed(b, w, now_ns(b));
+    }
+    unlock_and_notify(b);
+}
+
+void
+pf_breaker_reset(pf_breaker_t *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&b->lock);
+    to_closed(b, atomic_load_explicit(&b->word, memory_order_relaxed),
+              now_ns(b));
+    unlock_and_notify(b);
+}
+
+void
+pf_breaker_tick(pf_breaker_t *b)
+{
+    uint64_t w;
+    int64_t now;
+
+    if (b == NULL) {
+        return;
+    }
+    now = now_ns(b);
+    w = atomic_load_explicit(&b->word, memory_order_acquire);
+    if (effective_state(b, w, now) == STATE_OF(w) &&
+        (atomic_load_explicit(&b->trials, memory_order_relaxed) == 0 ||
+         now <= atomic_load_explicit(&b->next_reclaim_ns,
+                                     memory_order_relaxed))) {
+        return; /* nothing due: no lock */
+    }
+    pthread_mutex_lock(&b->lock);
+    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    if (STATE_OF(w) == PF_BREAKER_OPEN &&
+        now >= atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
+        to_half_open(b, w, now);
+    }
+    reclaim_overdue(b, now);
+    unlock_and_notify(b);
+}
+
+static double
+percent(uint64_t part, uint64_t whole)
+{
+    return whole == 0 ? 0.0 : (double)part * 100.0 / (double)whole;
+}
+
+static void
+sum_stripes(const pf_breaker_t *b, pf_breaker_metrics_t *m)
+{
+    for (unsigned i = 0; i <= b->stripe_mask; i++) {
+        stripe_t *s = &b->stripes[i];
+
+        m->successes += atomic_load_explicit(&s->successes,
+                                             memory_order_relaxed);
+        m->failures += atomic_load_explicit(&s->failures,
+                                            memory_order_relaxed);
+        m->ignored += atomic_load_explicit(&s->ignored, memory_order_relaxed);
+        m->rejected += atomic_load_explicit(&s->rejected,
+                                            memory_order_relaxed);
+        m->timeouts += atomic_load_explicit(&s->timeouts,
+                                            memory_order_relaxed);
+        m->slow_calls += atomic_load_explicit(&s->slow, memory_order_relaxed);
+        m->shadow_rejected +=
+            atomic_load_explicit(&s->shadow_rejected, memory_order_relaxed);
+    }
+    m->calls = m->successes + m->failures + m->ignored + m->rejected;
+}
+
+void
+pf_breaker_metrics(pf_breaker_t *b, pf_breaker_metrics_t *out)
+{
+    pf_breaker_metrics_t m;
+    uint64_t w;
+
+    if (b == NULL || out == NULL) {
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    m.now_ns = now_ns(b);
+    pthread_mutex_lock(&b->lock);
+    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    sum_stripes(b, &m);
+    m.state = effective_state(b, w, m.now_ns);
+    m.forced_open = (w & FORCED_BIT) != 0;
+    m.shadow = b->shadow;
+    m.last_failure_ns =
+        atomic_load_explicit(&b->last_failure_ns, memory_order_relaxed);
+    m.last_transition_ns = b->last_transition_ns;
+    m.reclaimed = b->reclaimed;
+    m.transitions = b->transitions;
+    m.times_opened = b->times_opened;
+    if (STATE_OF(w) == PF_BREAKER_CLOSED) {
+        m.consecutive_failures = (unsigned)(w & COUNT_MASK);
+    }
+    m.half_open_in_flight =
+        atomic_load_explicit(&b->trials, memory_order_relaxed);
+    m.half_open_successes = b->half_successes;
+    m.recovery_timeout_ns = b->cur_recovery_ns;
+    m.retry_at_ns =
+        STATE_OF(w) == PF_BREAKER_OPEN
+            ? atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)
+            : -1;
+    if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
+        pf__window_totals_t t;
+
+        pf__window_totals(&b->win, m.now_ns, &t);
+        m.window_calls = t.calls;
+        m.window_failures = t.failures;
+        m.window_slow_calls = t.slow;
+        m.failure_rate = percent(t.failures, t.calls);
+        m.slow_call_rate = percent(t.slow, t.calls);
+    } else {
+        m.failure_rate = percent(m.failures, m.successes + m.failures);
+    }
+    pthread_mutex_unlock(&b->lock);
+    *out = m;
+}

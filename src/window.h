@@ -1,0 +1,77 @@
+/* The circuit breaker's sliding windows: the outcomes of the last N calls
+ * (a count window) or of the calls of the last N seconds (a time window),
+ * kept so that adding an outcome and reading the totals are O(1) and take
+ * no lock on the common path. Used by breaker.c; see window.c for how. */
+#ifndef PF_SRC_WINDOW_H
+#define PF_SRC_WINDOW_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { PF__WINDOW_COUNT = 1, PF__WINDOW_TIME = 2 };
+
+/* The largest window_size accepted: calls for a count window, seconds for
+ * a time window (one day: a bucket per second). */
+#define PF__WINDOW_MAX_CALLS 1000000u
+#define PF__WINDOW_MAX_SECONDS 86400u
+
+/* What a window holds now. */
+typedef struct pf__window_totals {
+    uint64_t calls;
+    uint64_t failures;
+    uint64_t slow;
+} pf__window_totals_t;
+
+/* One second of a time window. */
+typedef struct pf__window_bucket {
+    _Atomic uint64_t calls;
+    _Atomic uint64_t failures;
+    _Atomic uint64_t slow;
+} pf__window_bucket_t;
+
+/* kind, size and the arrays' addresses are immutable after init. The
+ * counters are atomics (see window.c for the orders); head_sec is written
+ * only under lock, which serialises rotations and clears. */
+typedef struct pf__window {
+    int kind;
+    uint32_t size;         /* calls or seconds, >= 1 */
+    uint64_t fastmod;      /* Lemire's constant for x % size on 32 bits */
+    /* Written by every add: kept on one cache line. */
+    _Alignas(64) _Atomic uint64_t pos;   /* count: positions handed out */
+    _Atomic int64_t failures;            /* count: failures in the ring */
+    _Atomic int64_t slow;                /* count: slow calls in the ring */
+    _Atomic uint64_t calls;              /* time: totals of the buckets */
+    _Atomic uint64_t tfailures;
+    _Atomic uint64_t tslow;
+    _Atomic int64_t head_sec;            /* time: the newest second */
+    _Atomic uint8_t *ring;               /* count: one outcome per slot */
+    pf__window_bucket_t *buckets;        /* time: one per second */
+    pthread_mutex_t lock;
+} pf__window_t;
+
+/* Set up w as a kind window of size calls or seconds (1 .. the maxima
+ * above), empty, its newest second that of now_ns. Returns 0, PF_ENOMEM or
+ * PF_ESYSTEM; on error nothing is left to free. */
+int pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns);
+
+/* Free what init allocated. */
+void pf__window_destroy(pf__window_t *w);
+
+/* Add one outcome seen at now_ns and return the totals just after it in
+ * *out. Lock-free unless a time window must move to a new second.
+ * Thread-safe. */
+void pf__window_add(pf__window_t *w, int64_t now_ns, bool failure, bool slow,
+                    pf__window_totals_t *out);
+
+/* The totals at now_ns (a time window first drops the seconds that have
+ * left it). Thread-safe. */
+void pf__window_totals(pf__window_t *w, int64_t now_ns,
+                       pf__window_totals_t *out);
+
+/* Empty the window; a time window's newest second becomes now_ns's.
+ * Adds racing with the clear may land on either side of it. Thread-safe. */
+void pf__window_clear(pf__window_t *w, int64_t now_ns);
+
+#endif /* PF_SRC_WINDOW_H */
