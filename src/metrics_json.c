@@ -3,7 +3,9 @@
  *  "breakers": [...], "bulkheads": [...], ...}
  * Names were made valid UTF-8 by the snapshot, so the text is valid JSON
  * (RFC 8259); unknown values (-1 in the snapshot) are written as null. */
+#include "puffinflow/bulkhead.h"
 #include "puffinflow/health.h"
+#include "puffinflow/ratelimit.h"
 #include "puffinflow/version.h"
 
 #include "registry_impl.h"
@@ -37,6 +39,88 @@ json_process(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
     member_opt_int(sb, &f, "virtual_memory_bytes", p->virtual_bytes);
     member_opt_int(sb, &f, "threads", p->threads);
     pf__sb_append(sb, "}");
+}
+
+static void
+json_bulkheads(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
+{
+    size_t i;
+
+    pf__sb_json_key(sb, first, "bulkheads");
+    pf__sb_append(sb, "[");
+    for (i = 0; i < s->bulkheads_len; i++) {
+        const pf_bulkhead_metrics_t *m = &s->bulkheads[i].metrics;
+        bool f = true;
+
+        pf__sb_append(sb, i > 0 ? ",{" : "{");
+        pf__sb_json_key(sb, &f, "name");
+        pf__sb_json_str(sb, s->bulkheads[i].name);
+        pf__sb_json_key(sb, &f, "max_concurrent");
+        pf__sb_json_int(sb, m->max_concurrent);
+        pf__sb_json_key(sb, &f, "in_use");
+        pf__sb_json_int(sb, m->in_use);
+        pf__sb_json_key(sb, &f, "available");
+        pf__sb_json_int(sb, m->available);
+        pf__sb_json_key(sb, &f, "waiting");
+        pf__sb_json_int(sb, m->waiting);
+        pf__sb_json_key(sb, &f, "max_queue_size");
+        pf__sb_json_int(sb, m->max_queue_size);
+        pf__sb_json_key(sb, &f, "accepted");
+        pf__sb_json_int(sb, (int64_t)m->accepted);
+        pf__sb_json_key(sb, &f, "rejected_full");
+        pf__sb_json_int(sb, (int64_t)m->rejected_full);
+        pf__sb_json_key(sb, &f, "rejected_timeout");
+        pf__sb_json_int(sb, (int64_t)m->rejected_timeout);
+        pf__sb_json_key(sb, &f, "peak_in_use");
+        pf__sb_json_int(sb, m->peak_in_use);
+        pf__sb_json_key(sb, &f, "cancelled");
+        pf__sb_json_int(sb, (int64_t)m->cancelled);
+        pf__sb_json_key(sb, &f, "leave_without_enter");
+        pf__sb_json_int(sb, (int64_t)m->leave_without_enter);
+        pf__sb_json_key(sb, &f, "adaptive");
+        pf__sb_json_bool(sb, m->adaptive);
+        if (m->adaptive) {
+            pf__sb_json_key(sb, &f, "adaptive_floor");
+            pf__sb_json_int(sb, m->adaptive_floor);
+            pf__sb_json_key(sb, &f, "adaptive_ceiling");
+            pf__sb_json_int(sb, m->adaptive_ceiling);
+        }
+        pf__sb_append(sb, "}");
+    }
+    pf__sb_append(sb, "]");
+}
+
+static void
+json_ratelimits(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
+{
+    size_t i;
+
+    pf__sb_json_key(sb, first, "ratelimits");
+    pf__sb_append(sb, "[");
+    for (i = 0; i < s->ratelimits_len; i++) {
+        const pf_ratelimit_metrics_t *m = &s->ratelimits[i].metrics;
+        bool f = true;
+
+        pf__sb_append(sb, i > 0 ? ",{" : "{");
+        pf__sb_json_key(sb, &f, "name");
+        pf__sb_json_str(sb, s->ratelimits[i].name);
+        pf__sb_json_key(sb, &f, "rate");
+        pf__sb_json_num(sb, m->rate);
+        pf__sb_json_key(sb, &f, "burst");
+        pf__sb_json_int(sb, m->burst);
+        pf__sb_json_key(sb, &f, "available");
+        pf__sb_json_int(sb, m->available);
+        pf__sb_json_key(sb, &f, "acquired");
+        pf__sb_json_int(sb, (int64_t)m->acquired);
+        pf__sb_json_key(sb, &f, "rejected");
+        pf__sb_json_int(sb, (int64_t)m->rejected);
+        pf__sb_json_key(sb, &f, "waited");
+        pf__sb_json_int(sb, (int64_t)m->waited);
+        pf__sb_json_key(sb, &f, "refunded");
+        pf__sb_json_int(sb, (int64_t)m->refunded);
+        pf__sb_append(sb, "}");
+    }
+    pf__sb_append(sb, "]");
 }
 
 static void
@@ -133,6 +217,8 @@ pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     pf__sb_json_key(sb, &first, "time");
     pf__sb_json_num(sb, (double)s->wall_time_ns / 1e9);
     json_process(s, sb, &first);
+    json_bulkheads(s, sb, &first);
+    json_ratelimits(s, sb, &first);
     json_health(s, sb, &first);
     pf__sb_append(sb, "}");
 }

@@ -127,6 +127,204 @@ prom_process(const pf_registry_snapshot_t *s, pf__sb_t *sb)
                   "Threads of this process.", p->threads);
 }
 
+/* ---- bulkheads --------------------------------------------------------- */
+
+typedef enum bh_value {
+    BH_MAX,
+    BH_IN_USE,
+    BH_AVAILABLE,
+    BH_WAITING,
+    BH_QUEUE,
+    BH_PEAK,
+    BH_ACCEPTED,
+    BH_CANCELLED,
+    BH_LEAVE_WITHOUT_ENTER,
+    BH_FLOOR,
+    BH_CEILING
+} bh_value_t;
+
+static int64_t
+bh_get(const pf_bulkhead_metrics_t *m, bh_value_t v)
+{
+    switch (v) {
+    case BH_MAX:
+        return m->max_concurrent;
+    case BH_IN_USE:
+        return m->in_use;
+    case BH_AVAILABLE:
+        return m->available;
+    case BH_WAITING:
+        return m->waiting;
+    case BH_QUEUE:
+        return m->max_queue_size;
+    case BH_PEAK:
+        return m->peak_in_use;
+    case BH_ACCEPTED:
+        return (int64_t)m->accepted;
+    case BH_CANCELLED:
+        return (int64_t)m->cancelled;
+    case BH_LEAVE_WITHOUT_ENTER:
+        return (int64_t)m->leave_without_enter;
+    case BH_FLOOR:
+        return m->adaptive_floor;
+    case BH_CEILING:
+        return m->adaptive_ceiling;
+    }
+    return 0;
+}
+
+/* adaptive_only: only bulkheads with an adaptive limit. */
+static void
+bh_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+          const char *type, const char *help, bh_value_t v,
+          bool adaptive_only)
+{
+    bool any = false;
+    size_t i;
+
+    for (i = 0; i < s->bulkheads_len; i++) {
+        const pf_registry_bulkhead_t *b = &s->bulkheads[i];
+        label_t l = {"name", b->name};
+
+        if (adaptive_only && !b->metrics.adaptive) {
+            continue;
+        }
+        if (!any) {
+            family(sb, name, type, help);
+            any = true;
+        }
+        sample_int(sb, name, &l, 1, bh_get(&b->metrics, v));
+    }
+}
+
+static void
+prom_bulkheads(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    size_t i;
+
+    if (s->bulkheads_len == 0) {
+        return;
+    }
+    bh_family(s, sb, "puffinflow_bulkhead_max_concurrent", "gauge",
+              "Callers a bulkhead lets in at once (adaptive: its current "
+              "limit).",
+              BH_MAX, false);
+    bh_family(s, sb, "puffinflow_bulkhead_in_use", "gauge",
+              "Callers inside a bulkhead now.", BH_IN_USE, false);
+    bh_family(s, sb, "puffinflow_bulkhead_available", "gauge",
+              "Free slots of a bulkhead now.", BH_AVAILABLE, false);
+    bh_family(s, sb, "puffinflow_bulkhead_waiting", "gauge",
+              "Callers and tickets waiting for a slot now.", BH_WAITING,
+              false);
+    bh_family(s, sb, "puffinflow_bulkhead_max_queue_size", "gauge",
+              "Callers allowed to wait at once.", BH_QUEUE, false);
+    bh_family(s, sb, "puffinflow_bulkhead_peak_in_use", "gauge",
+              "Most callers ever inside a bulkhead at once.", BH_PEAK, false);
+    bh_family(s, sb, "puffinflow_bulkhead_accepted_total", "counter",
+              "Entries a bulkhead granted.", BH_ACCEPTED, false);
+    family(sb, "puffinflow_bulkhead_rejected_total", "counter",
+           "Callers a bulkhead turned away with PF_EFULL, by reason: full "
+           "(no room to wait) or timeout (the wait ran out).");
+    for (i = 0; i < s->bulkheads_len; i++) {
+        const pf_registry_bulkhead_t *b = &s->bulkheads[i];
+        label_t full[2] = {{"name", b->name}, {"reason", "full"}};
+        label_t timeout[2] = {{"name", b->name}, {"reason", "timeout"}};
+
+        sample_int(sb, "puffinflow_bulkhead_rejected_total", full, 2,
+                   (int64_t)b->metrics.rejected_full);
+        sample_int(sb, "puffinflow_bulkhead_rejected_total", timeout, 2,
+                   (int64_t)b->metrics.rejected_timeout);
+    }
+    bh_family(s, sb, "puffinflow_bulkhead_cancelled_total", "counter",
+              "Waits ended by the caller's deadline or cancellation token.",
+              BH_CANCELLED, false);
+    bh_family(s, sb, "puffinflow_bulkhead_leave_without_enter_total",
+              "counter", "Leaves ignored because nobody was inside.",
+              BH_LEAVE_WITHOUT_ENTER, false);
+    bh_family(s, sb, "puffinflow_bulkhead_adaptive_floor", "gauge",
+              "Lowest limit an adaptive bulkhead may set itself.", BH_FLOOR,
+              true);
+    bh_family(s, sb, "puffinflow_bulkhead_adaptive_ceiling", "gauge",
+              "Highest limit an adaptive bulkhead may set itself.",
+              BH_CEILING, true);
+}
+
+/* ---- rate limiters ---------------------------------------------------- */
+
+typedef enum rl_value {
+    RL_BURST,
+    RL_AVAILABLE,
+    RL_ACQUIRED,
+    RL_REJECTED,
+    RL_WAITED,
+    RL_REFUNDED
+} rl_value_t;
+
+static int64_t
+rl_get(const pf_ratelimit_metrics_t *m, rl_value_t v)
+{
+    switch (v) {
+    case RL_BURST:
+        return m->burst;
+    case RL_AVAILABLE:
+        return m->available;
+    case RL_ACQUIRED:
+        return (int64_t)m->acquired;
+    case RL_REJECTED:
+        return (int64_t)m->rejected;
+    case RL_WAITED:
+        return (int64_t)m->waited;
+    case RL_REFUNDED:
+        return (int64_t)m->refunded;
+    }
+    return 0;
+}
+
+static void
+rl_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+          const char *type, const char *help, rl_value_t v)
+{
+    size_t i;
+
+    family(sb, name, type, help);
+    for (i = 0; i < s->ratelimits_len; i++) {
+        label_t l = {"name", s->ratelimits[i].name};
+
+        sample_int(sb, name, &l, 1, rl_get(&s->ratelimits[i].metrics, v));
+    }
+}
+
+static void
+prom_ratelimits(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    size_t i;
+
+    if (s->ratelimits_len == 0) {
+        return;
+    }
+    family(sb, "puffinflow_ratelimit_rate", "gauge",
+           "Permits per second a rate limiter refills.");
+    for (i = 0; i < s->ratelimits_len; i++) {
+        label_t l = {"name", s->ratelimits[i].name};
+
+        sample(sb, "puffinflow_ratelimit_rate", &l, 1,
+               s->ratelimits[i].metrics.rate);
+    }
+    rl_family(s, sb, "puffinflow_ratelimit_burst", "gauge",
+              "Most permits a rate limiter holds at once.", RL_BURST);
+    rl_family(s, sb, "puffinflow_ratelimit_available_permits", "gauge",
+              "Whole permits in the bucket now.", RL_AVAILABLE);
+    rl_family(s, sb, "puffinflow_ratelimit_acquired_permits_total",
+              "counter", "Permits handed out (acquired or reserved).",
+              RL_ACQUIRED);
+    rl_family(s, sb, "puffinflow_ratelimit_rejected_total", "counter",
+              "Requests refused with PF_ERATELIMIT.", RL_REJECTED);
+    rl_family(s, sb, "puffinflow_ratelimit_waited_total", "counter",
+              "Requests that had to wait for their permits.", RL_WAITED);
+    rl_family(s, sb, "puffinflow_ratelimit_refunded_permits_total",
+              "counter", "Permits given back.", RL_REFUNDED);
+}
+
 /* ---- health checkers -------------------------------------------------- */
 
 /* The per-checker values exported. */
@@ -293,5 +491,7 @@ pf__metrics_prometheus(const pf_registry_snapshot_t *s, pf__sb_t *sb)
            "Always 1; the version label is the puffinflow library's.");
     sample(sb, "puffinflow_info", &version, 1, 1.0);
     prom_process(s, sb);
+    prom_bulkheads(s, sb);
+    prom_ratelimits(s, sb);
     prom_health(s, sb);
 }

@@ -5,11 +5,14 @@
  * then unpins. Names are copied and made valid UTF-8 here, once, so both
  * renderers (metrics_prom.c, metrics_json.c) can trust them. The process
  * block is a fresh read of /proc/self (procfs.h). */
+#include <stddef.h>
 #include <string.h>
 
+#include "puffinflow/bulkhead.h"
 #include "puffinflow/clock.h"
 #include "puffinflow/error.h"
 #include "puffinflow/health.h"
+#include "puffinflow/ratelimit.h"
 
 #include "mem.h"
 #include "procfs.h"
@@ -111,6 +114,87 @@ read_process(pf_process_metrics_t *pm)
     }
 }
 
+/* ---- kinds that are a name and a metrics struct ------------------------ */
+
+/* Items of such kinds start with const char *name; their metrics struct
+ * sits at metrics_offset. read fills it from the object. */
+typedef struct simple_kind {
+    pf_registry_kind_t kind;
+    size_t item_size;
+    size_t metrics_offset;
+    void (*read)(void *object, void *metrics);
+} simple_kind_t;
+
+static void
+read_bulkhead(void *object, void *metrics)
+{
+    pf_bulkhead_metrics(object, metrics);
+}
+
+static void
+read_ratelimit(void *object, void *metrics)
+{
+    pf_ratelimit_metrics(object, metrics);
+}
+
+static const simple_kind_t k_bulkhead = {
+    PF_REGISTRY_BULKHEAD, sizeof(pf_registry_bulkhead_t),
+    offsetof(pf_registry_bulkhead_t, metrics), read_bulkhead};
+static const simple_kind_t k_ratelimit = {
+    PF_REGISTRY_RATELIMIT, sizeof(pf_registry_ratelimit_t),
+    offsetof(pf_registry_ratelimit_t, metrics), read_ratelimit};
+
+/* Fill *items (a new array) and *len with every object of the kind. On
+ * PF_ENOMEM the items made so far stay in *items / *len for the caller
+ * to free. */
+static int
+collect_simple(pf_registry_t *r, const simple_kind_t *k, void **items,
+               size_t *len)
+{
+    pf__reg_entry_t **pinned;
+    char *a;
+    size_t n;
+    size_t i;
+    int rc;
+
+    rc = pf__registry_pin_all(r, k->kind, &pinned, &n);
+    if (rc != 0 || n == 0) {
+        return rc;
+    }
+    a = pf__calloc(n, k->item_size);
+    *items = a;
+    rc = a == NULL ? PF_ENOMEM : 0;
+    for (i = 0; i < n && rc == 0; i++) {
+        char *item = a + i * k->item_size;
+        char *name = pf__utf8_dup(pinned[i]->name);
+
+        if (name == NULL) {
+            rc = PF_ENOMEM;
+            break;
+        }
+        memcpy(item, &name, sizeof(name));
+        k->read(pinned[i]->object, item + k->metrics_offset);
+        (*len)++;
+    }
+    pf__registry_unpin_all(r, pinned, n);
+    return rc;
+}
+
+static void
+free_simple(const simple_kind_t *k, void *items, size_t len)
+{
+    char *a = items;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        char *name;
+
+        memcpy(&name, a + i * k->item_size, sizeof(name));
+        pf__free(name);
+    }
+    pf__free(items);
+}
+
 /* ---- health checkers -------------------------------------------------- */
 
 static void
@@ -208,6 +292,8 @@ int
 pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
 {
     pf_registry_snapshot_t *s;
+    void *items = NULL;
+    size_t len = 0;
     int rc;
 
     if (r == NULL || out == NULL) {
@@ -222,7 +308,19 @@ pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
     if (s->has_process) {
         read_process(&s->process);
     }
-    rc = collect_health(r, s);
+    rc = collect_simple(r, &k_bulkhead, &items, &len);
+    s->bulkheads = items;
+    s->bulkheads_len = len;
+    if (rc == 0) {
+        items = NULL;
+        len = 0;
+        rc = collect_simple(r, &k_ratelimit, &items, &len);
+        s->ratelimits = items;
+        s->ratelimits_len = len;
+    }
+    if (rc == 0) {
+        rc = collect_health(r, s);
+    }
     if (rc != 0) {
         pf_registry_snapshot_free(s);
         return rc;
@@ -239,6 +337,8 @@ pf_registry_snapshot_free(pf_registry_snapshot_t *s)
     if (s == NULL) {
         return;
     }
+    free_simple(&k_bulkhead, s->bulkheads, s->bulkheads_len);
+    free_simple(&k_ratelimit, s->ratelimits, s->ratelimits_len);
     for (i = 0; i < s->health_len; i++) {
         health_item_clear(&s->health[i]);
     }

@@ -7,8 +7,10 @@
  * returns PF_EINVAL. */
 #include <stddef.h>
 
+#include "puffinflow/bulkhead.h"
 #include "puffinflow/error.h"
 #include "puffinflow/health.h"
+#include "puffinflow/ratelimit.h"
 
 #include "registry_impl.h"
 
@@ -16,6 +18,162 @@ static bool
 own_ok(pf_registry_ownership_t own)
 {
     return own == PF_REGISTRY_BORROW || own == PF_REGISTRY_OWN;
+}
+
+/* ---- bulkheads ---------------------------------------------------------- */
+
+static void
+bulkhead_destroy(void *object)
+{
+    pf_bulkhead_free(object);
+}
+
+static int
+bulkhead_create(const void *cfg, const char *name, void **out)
+{
+    pf_bulkhead_config_t c;
+    pf_bulkhead_t *bh;
+    int rc;
+
+    if (cfg != NULL) {
+        c = *(const pf_bulkhead_config_t *)cfg;
+    } else {
+        pf_bulkhead_config_init(&c);
+    }
+    c.name = name;
+    rc = pf_bulkhead_new(&c, &bh);
+    if (rc == 0) {
+        *out = bh;
+    }
+    return rc;
+}
+
+int
+pf_registry_add_bulkhead(pf_registry_t *r, pf_bulkhead_t *bh,
+                       pf_registry_ownership_t own)
+{
+    if (bh == NULL || !own_ok(own)) {
+        return PF_EINVAL;
+    }
+    return pf__registry_add(r, PF_REGISTRY_BULKHEAD, pf_bulkhead_name(bh), bh,
+                            own == PF_REGISTRY_OWN);
+}
+
+int
+pf_registry_get_bulkhead(pf_registry_t *r, const char *name,
+                       const pf_bulkhead_config_t *cfg, pf_bulkhead_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__registry_get(r, PF_REGISTRY_BULKHEAD, name, cfg, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_find_bulkhead(pf_registry_t *r, const char *name, pf_bulkhead_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_find(r, PF_REGISTRY_BULKHEAD, name, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_set_bulkhead_defaults(pf_registry_t *r, const pf_bulkhead_config_t *cfg)
+{
+    return pf__registry_set_defaults(r, PF_REGISTRY_BULKHEAD, cfg);
+}
+
+/* ---- ratelimits ---------------------------------------------------------- */
+
+static void
+ratelimit_destroy(void *object)
+{
+    pf_ratelimit_free(object);
+}
+
+static int
+ratelimit_create(const void *cfg, const char *name, void **out)
+{
+    pf_ratelimit_config_t c;
+    pf_ratelimit_t *rl;
+    int rc;
+
+    if (cfg != NULL) {
+        c = *(const pf_ratelimit_config_t *)cfg;
+    } else {
+        pf_ratelimit_config_init(&c);
+    }
+    c.name = name;
+    rc = pf_ratelimit_new(&c, &rl);
+    if (rc == 0) {
+        *out = rl;
+    }
+    return rc;
+}
+
+int
+pf_registry_add_ratelimit(pf_registry_t *r, pf_ratelimit_t *rl,
+                       pf_registry_ownership_t own)
+{
+    if (rl == NULL || !own_ok(own)) {
+        return PF_EINVAL;
+    }
+    return pf__registry_add(r, PF_REGISTRY_RATELIMIT, pf_ratelimit_name(rl), rl,
+                            own == PF_REGISTRY_OWN);
+}
+
+int
+pf_registry_get_ratelimit(pf_registry_t *r, const char *name,
+                       const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__registry_get(r, PF_REGISTRY_RATELIMIT, name, cfg, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_find_ratelimit(pf_registry_t *r, const char *name, pf_ratelimit_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_find(r, PF_REGISTRY_RATELIMIT, name, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_set_ratelimit_defaults(pf_registry_t *r, const pf_ratelimit_config_t *cfg)
+{
+    return pf__registry_set_defaults(r, PF_REGISTRY_RATELIMIT, cfg);
 }
 
 /* ---- health checkers -------------------------------------------------- */
@@ -103,8 +261,11 @@ pf_registry_set_health_checker_defaults(pf_registry_t *r,
 
 const pf__reg_kind_ops_t pf__reg_kinds[PF_REGISTRY_KINDS] = {
     [PF_REGISTRY_BREAKER] = {"breaker", NULL, NULL, 0},
-    [PF_REGISTRY_BULKHEAD] = {"bulkhead", NULL, NULL, 0},
-    [PF_REGISTRY_RATELIMIT] = {"ratelimit", NULL, NULL, 0},
+    [PF_REGISTRY_BULKHEAD] = {"bulkhead", bulkhead_destroy, bulkhead_create,
+                              sizeof(pf_bulkhead_config_t)},
+    [PF_REGISTRY_RATELIMIT] = {"ratelimit", ratelimit_destroy,
+                               ratelimit_create,
+                               sizeof(pf_ratelimit_config_t)},
     [PF_REGISTRY_HEALTH] = {"health", health_destroy, health_create,
                             sizeof(pf_health_config_t)},
     [PF_REGISTRY_LEAK] = {"leak", NULL, NULL, 0},

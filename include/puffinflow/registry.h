@@ -28,8 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "puffinflow/bulkhead.h"
 #include "puffinflow/export.h"
 #include "puffinflow/health.h"
+#include "puffinflow/ratelimit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -165,6 +167,26 @@ PF_API const char *pf_registry_kind_name(pf_registry_kind_t kind);
  *         field, or PF_ENOMEM. Affects later gets only.
  * All are thread-safe. */
 
+PF_API int pf_registry_add_bulkhead(pf_registry_t *r, pf_bulkhead_t *bh,
+                                    pf_registry_ownership_t own);
+PF_API int pf_registry_get_bulkhead(pf_registry_t *r, const char *name,
+                                    const pf_bulkhead_config_t *cfg,
+                                    pf_bulkhead_t **out);
+PF_API int pf_registry_find_bulkhead(pf_registry_t *r, const char *name,
+                                     pf_bulkhead_t **out);
+PF_API int pf_registry_set_bulkhead_defaults(pf_registry_t *r,
+                                             const pf_bulkhead_config_t *cfg);
+
+PF_API int pf_registry_add_ratelimit(pf_registry_t *r, pf_ratelimit_t *rl,
+                                     pf_registry_ownership_t own);
+PF_API int pf_registry_get_ratelimit(pf_registry_t *r, const char *name,
+                                     const pf_ratelimit_config_t *cfg,
+                                     pf_ratelimit_t **out);
+PF_API int pf_registry_find_ratelimit(pf_registry_t *r, const char *name,
+                                      pf_ratelimit_t **out);
+PF_API int pf_registry_set_ratelimit_defaults(
+    pf_registry_t *r, const pf_ratelimit_config_t *cfg);
+
 PF_API int pf_registry_add_health_checker(pf_registry_t *r,
                                           pf_health_checker_t *hc,
                                           pf_registry_ownership_t own);
@@ -187,6 +209,17 @@ typedef struct pf_process_metrics {
     int64_t virtual_bytes;  /* VmSize */
     int64_t threads;
 } pf_process_metrics_t;
+
+/* One object's metrics in a snapshot. */
+typedef struct pf_registry_bulkhead {
+    const char *name;
+    pf_bulkhead_metrics_t metrics;
+} pf_registry_bulkhead_t;
+
+typedef struct pf_registry_ratelimit {
+    const char *name;
+    pf_ratelimit_metrics_t metrics;
+} pf_registry_ratelimit_t;
 
 /* One check of a health checker, as its latest result left it (from
  * pf_health_snapshot: nothing is run to take a snapshot). */
@@ -222,6 +255,10 @@ typedef struct pf_registry_snapshot {
     int64_t wall_time_ns;         /* when it was taken (Unix epoch) */
     bool has_process;             /* the registry's process_metrics */
     pf_process_metrics_t process;
+    pf_registry_bulkhead_t *bulkheads;
+    size_t bulkheads_len;
+    pf_registry_ratelimit_t *ratelimits;
+    size_t ratelimits_len;
     pf_registry_health_t *health;  /* health checkers */
     size_t health_len;
 } pf_registry_snapshot_t;

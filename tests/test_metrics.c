@@ -1,0 +1,575 @@
+/* Metrics export: Prometheus text (checked by a strict parser, and by
+ * promtool when it is installed) and JSON (checked by a strict
+ * validator), with the values each kind of object reports, escaping of
+ * hostile names, the process block, and bad input / allocation failure. */
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "puffinflow/bulkhead.h"
+#include "puffinflow/health.h"
+#include "puffinflow/ratelimit.h"
+#include "puffinflow/registry.h"
+#include "puffinflow/version.h"
+#include "json_check.h"
+#include "prom_check.h"
+#include "test.h"
+
+/* A registry with no process block, so the text depends on the objects
+ * alone. */
+static pf_registry_t *
+quiet_registry(void)
+{
+    pf_registry_config_t cfg;
+    pf_registry_t *r;
+
+    pf_registry_config_init(&cfg);
+    cfg.process_metrics = false;
+    assert_pf_ok(pf_registry_new(&cfg, &r));
+    return r;
+}
+
+static char *
+export(pf_registry_t *r, pf_metrics_format_t fmt)
+{
+    char *text = NULL;
+    size_t len = 0;
+
+    assert_pf_ok(pf_registry_export(r, fmt, &text, &len));
+    assert_int_equal(strlen(text), len);
+    return text;
+}
+
+/* Parse text strictly; fail the test with the parser's reason if not. */
+static void
+check_prom(const char *text, prom_doc_t *doc)
+{
+    if (!prom_check(text, doc)) {
+        fail_msg("Prometheus text rejected: %s\n---\n%s---", doc->error,
+                 text);
+    }
+}
+
+static double
+value_of(const prom_doc_t *doc, const char *metric, const char *const *kv)
+{
+    const prom_sample_t *s = prom_find(doc, metric, kv);
+
+    if (s == NULL) {
+        fail_msg("no sample %s with the labels asked for", metric);
+    }
+    return s->value;
+}
+
+#define LABELS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- format ----------------------------------------------------------- */
+
+static void
+test_metrics_empty_registry_exports_only_the_info_gauge(void **state)
+{
+    pf_registry_t *r = quiet_registry();
+    char *text = export(r, PF_METRICS_PROMETHEUS);
+    prom_doc_t doc;
+
+    (void)state;
+    check_prom(text, &doc);
+    assert_int_equal(doc.nfamilies, 1);
+    assert_true(value_of(&doc, "puffinflow_info",
+                         LABELS("version", pf_version())) == 1.0);
+    prom_doc_free(&doc);
+    pf_free(text);
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"bulkheads\":[]"));
+    assert_null(strstr(text, "\"process\""));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+static void
+test_metrics_bulkhead_values_follow_its_activity(void **state)
+{
+    pf_registry_t *r = quiet_registry();
+    pf_bulkhead_config_t cfg;
+    pf_bulkhead_t *bh;
+    prom_doc_t doc;
+    char *text;
+
+    (void)state;
+    pf_bulkhead_config_init(&cfg);
+    cfg.max_concurrent_calls = 2;
+    cfg.max_queue_size = 0;
+    assert_pf_ok(pf_registry_get_bulkhead(r, "db", &cfg, &bh));
+    assert_pf_ok(pf_bulkhead_try_enter(bh));
+    assert_pf_ok(pf_bulkhead_try_enter(bh));
+    assert_pf_err(pf_bulkhead_try_enter(bh), PF_EFULL);
+    pf_bulkhead_leave(bh);
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_bulkhead_in_use",
+                         LABELS("name", "db")) == 1);
+    assert_true(value_of(&doc, "puffinflow_bulkhead_max_concurrent",
+                         LABELS("name", "db")) == 2);
+    assert_true(value_of(&doc, "puffinflow_bulkhead_available",
+                         LABELS("name", "db")) == 1);
+    assert_true(value_of(&doc, "puffinflow_bulkhead_peak_in_use",
+                         LABELS("name", "db")) == 2);
+    assert_true(value_of(&doc, "puffinflow_bulkhead_accepted_total",
+                         LABELS("name", "db")) == 2);
+    assert_true(value_of(&doc, "puffinflow_bulkhead_rejected_total",
+                         LABELS("name", "db", "reason", "full")) == 1);
+    assert_true(value_of(&doc, "puffinflow_bulkhead_rejected_total",
+                         LABELS("name", "db", "reason", "timeout")) == 0);
+    /* Not adaptive: no adaptive families at all. */
+    assert_int_equal(prom_count(&doc, "puffinflow_bulkhead_adaptive_floor"),
+                     0);
+    prom_doc_free(&doc);
+    pf_free(text);
+    pf_bulkhead_leave(bh);
+    pf_registry_free(r);
+}
+
+static void
+test_metrics_ratelimit_values_follow_its_activity(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_registry_t *r = quiet_registry();
+    pf_ratelimit_config_t cfg;
+    pf_ratelimit_t *rl;
+    prom_doc_t doc;
+    char *text;
+
+    pf_ratelimit_config_init(&cfg);
+    cfg.rate = 0.5;
+    cfg.burst = 3;
+    cfg.clock = clock;
+    assert_pf_ok(pf_registry_get_ratelimit(r, "api", &cfg, &rl));
+    assert_pf_ok(pf_ratelimit_try_acquire(rl, 2));
+    assert_pf_err(pf_ratelimit_try_acquire(rl, 2), PF_ERATELIMIT);
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_ratelimit_rate",
+                         LABELS("name", "api")) == 0.5);
+    assert_non_null(strstr(text, "puffinflow_ratelimit_rate{name=\"api\"} "
+                                 "0.5\n"));
+    assert_true(value_of(&doc, "puffinflow_ratelimit_burst",
+                         LABELS("name", "api")) == 3);
+    assert_true(value_of(&doc, "puffinflow_ratelimit_available_permits",
+                         LABELS("name", "api")) == 1);
+    assert_true(value_of(&doc, "puffinflow_ratelimit_acquired_permits_total",
+                         LABELS("name", "api")) == 2);
+    assert_true(value_of(&doc, "puffinflow_ratelimit_rejected_total",
+                         LABELS("name", "api")) == 1);
+    prom_doc_free(&doc);
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+static int
+status_check(pf_health_result_t *res, void *arg)
+{
+    pf_health_result_set(res, *(pf_health_status_t *)arg, "as told");
+    return 0;
+}
+
+static void
+test_metrics_health_status_per_check_and_overall(void **state)
+{
+    static pf_health_status_t ok = PF_HEALTHY;
+    static pf_health_status_t slow = PF_DEGRADED;
+    static pf_health_status_t down = PF_UNHEALTHY;
+    pf_registry_t *r = quiet_registry();
+    pf_health_checker_t *hc;
+    pf_health_report_t *rep;
+    prom_doc_t doc;
+    char *text;
+
+    (void)state;
+    assert_pf_ok(pf_registry_get_health_checker(r, "api", NULL, &hc));
+    assert_pf_ok(pf_health_add_check(hc, "db", status_check, &ok));
+    assert_pf_ok(pf_health_add_check(hc, "cache", status_check, &slow));
+    assert_pf_ok(pf_health_add_check(hc, "queue", status_check, &down));
+    assert_pf_ok(pf_health_add_check(hc, "never", status_check, &ok));
+    assert_pf_ok(pf_health_check_one(hc, "db", &rep));
+    pf_health_report_free(rep);
+    assert_pf_ok(pf_health_check_one(hc, "cache", &rep));
+    pf_health_report_free(rep);
+    assert_pf_ok(pf_health_check_one(hc, "queue", &rep));
+    pf_health_report_free(rep);
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_health_status",
+                         LABELS("checker", "api", "check", "db")) == 0);
+    assert_true(value_of(&doc, "puffinflow_health_status",
+                         LABELS("checker", "api", "check", "cache")) == 1);
+    assert_true(value_of(&doc, "puffinflow_health_status",
+                         LABELS("checker", "api", "check", "queue")) == 2);
+    /* A check that never ran has no status yet, but has its counters. */
+    assert_null(prom_find(&doc, "puffinflow_health_status",
+                          LABELS("check", "never")));
+    assert_true(value_of(&doc, "puffinflow_health_check_results_total",
+                         LABELS("check", "never")) == 0);
+    assert_true(value_of(&doc, "puffinflow_health_check_results_total",
+                         LABELS("check", "queue")) == 1);
+    assert_true(value_of(&doc, "puffinflow_health_check_failures_total",
+                         LABELS("check", "queue")) == 1);
+    assert_true(value_of(&doc, "puffinflow_health_overall_status",
+                         LABELS("checker", "api")) == 2);
+    assert_true(value_of(&doc, "puffinflow_health_checks",
+                         LABELS("checker", "api")) == 4);
+    prom_doc_free(&doc);
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+/* Names with every character the format must escape, and bytes that are
+ * not UTF-8: label values come back exactly (or with U+FFFD for the bad
+ * bytes), and both formats stay valid. */
+static void
+test_metrics_label_values_are_escaped_and_made_utf8(void **state)
+{
+    static const char *const hostile = "a\"b\\c\nd}e,f=g\"";
+    pf_registry_t *r = quiet_registry();
+    pf_bulkhead_t *bh;
+    pf_ratelimit_t *rl;
+    prom_doc_t doc;
+    char *text;
+
+    (void)state;
+    assert_pf_ok(pf_registry_get_bulkhead(r, hostile, NULL, &bh));
+    assert_pf_ok(pf_registry_get_bulkhead(r, "caf\xc3\xa9 \xe2\x9c\x93", NULL,
+                                          &bh));
+    assert_pf_ok(pf_registry_get_ratelimit(r, "bad\xff\xc0\xafutf8", NULL,
+                                           &rl));
+    assert_pf_ok(pf_registry_get_ratelimit(r, "trunc\xe2\x9c", NULL, &rl));
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_non_null(strstr(text, "{name=\"a\\\"b\\\\c\\nd}e,f=g\\\"\"}"));
+    assert_non_null(
+        prom_find(&doc, "puffinflow_bulkhead_in_use", LABELS("name", hostile)));
+    assert_non_null(prom_find(&doc, "puffinflow_bulkhead_in_use",
+                              LABELS("name", "caf\xc3\xa9 \xe2\x9c\x93")));
+    assert_non_null(
+        prom_find(&doc, "puffinflow_ratelimit_burst",
+                  LABELS("name", "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdutf8")));
+    assert_non_null(
+        prom_find(&doc, "puffinflow_ratelimit_burst",
+                  LABELS("name", "trunc\xef\xbf\xbd\xef\xbf\xbd")));
+    prom_doc_free(&doc);
+    pf_free(text);
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"a\\\"b\\\\c\\nd}e,f=g\\\"\""));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+static void
+test_metrics_numbers_are_written_as_prometheus_reads_them(void **state)
+{
+    pf_registry_ratelimit_t rls[4];
+    pf_registry_snapshot_t s;
+    char *text;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    memset(rls, 0, sizeof(rls));
+    rls[0].name = "a";
+    rls[0].metrics.rate = 0.1;
+    rls[1].name = "b";
+    rls[1].metrics.rate = NAN;
+    rls[2].name = "c";
+    rls[2].metrics.rate = INFINITY;
+    rls[3].name = "d";
+    rls[3].metrics.rate = 1e20;
+    rls[3].metrics.acquired = UINT64_C(9007199254740993); /* 2^53 + 1 */
+    s.ratelimits = rls;
+    s.ratelimits_len = 4;
+    assert_pf_ok(
+        pf_registry_snapshot_export(&s, PF_METRICS_PROMETHEUS, &text, NULL));
+    assert_non_null(strstr(text, "puffinflow_ratelimit_rate{name=\"a\"} 0.1\n"));
+    assert_non_null(strstr(text, "puffinflow_ratelimit_rate{name=\"b\"} NaN\n"));
+    assert_non_null(
+        strstr(text, "puffinflow_ratelimit_rate{name=\"c\"} +Inf\n"));
+    assert_non_null(
+        strstr(text, "puffinflow_ratelimit_rate{name=\"d\"} 1e+20\n"));
+    assert_non_null(strstr(text, "puffinflow_ratelimit_acquired_permits_total"
+                                 "{name=\"d\"} 9007199254740993\n"));
+    pf_free(text);
+    assert_pf_ok(pf_registry_snapshot_export(&s, PF_METRICS_JSON, &text, NULL));
+    assert_true(json_valid(text)); /* NaN and Inf became null */
+    assert_non_null(strstr(text, "\"rate\":null"));
+    pf_free(text);
+}
+
+static void
+test_metrics_json_is_valid_and_lists_every_kind(void **state)
+{
+    pf_registry_t *r = quiet_registry();
+    pf_bulkhead_t *bh;
+    pf_ratelimit_t *rl;
+    pf_health_checker_t *hc;
+    char *text;
+
+    (void)state;
+    assert_pf_ok(pf_registry_get_bulkhead(r, "b1", NULL, &bh));
+    assert_pf_ok(pf_registry_get_ratelimit(r, "r1", NULL, &rl));
+    assert_pf_ok(pf_registry_get_health_checker(r, "h1", NULL, &hc));
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"bulkheads\":[{\"name\":\"b1\","));
+    assert_non_null(strstr(text, "\"ratelimits\":[{\"name\":\"r1\","));
+    assert_non_null(strstr(text, "\"health_checkers\":[{\"name\":\"h1\","));
+    assert_non_null(strstr(text, "\"puffinflow_version\":\""));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+/* ---- the process block ------------------------------------------------ */
+
+static void
+test_metrics_process_open_fds_counts_new_descriptors(void **state)
+{
+    pf_registry_t *r;
+    prom_doc_t doc;
+    char *text;
+    double before, after;
+    int fds[20][2];
+    int i;
+
+    (void)state;
+    assert_pf_ok(pf_registry_new(NULL, &r));
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    before = value_of(&doc, "puffinflow_process_open_fds", NULL);
+    assert_true(value_of(&doc, "puffinflow_process_max_fds", NULL) > 0);
+    assert_true(value_of(&doc, "puffinflow_process_resident_memory_bytes",
+                         NULL) > 0);
+    assert_true(value_of(&doc, "puffinflow_process_threads", NULL) >= 1);
+    prom_doc_free(&doc);
+    pf_free(text);
+    for (i = 0; i < 20; i++) {
+        assert_int_equal(pipe(fds[i]), 0);
+    }
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    after = value_of(&doc, "puffinflow_process_open_fds", NULL);
+    prom_doc_free(&doc);
+    pf_free(text);
+    for (i = 0; i < 20; i++) {
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+    assert_true(after - before == 40);
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"process\":{\"open_fds\":"));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+/* ---- buffers, bad input, allocation failure --------------------------- */
+
+static void
+test_metrics_export_to_reports_the_size_needed(void **state)
+{
+    pf_registry_t *r = quiet_registry();
+    pf_bulkhead_t *bh;
+    char small[16];
+    char *big;
+    size_t needed = 0;
+
+    (void)state;
+    assert_pf_ok(pf_registry_get_bulkhead(r, "b", NULL, &bh));
+    assert_pf_err(pf_registry_export_to(r, PF_METRICS_PROMETHEUS, small,
+                                        sizeof(small), &needed),
+                  PF_ERANGE);
+    assert_true(needed > sizeof(small));
+    big = malloc(needed);
+    assert_pf_ok(
+        pf_registry_export_to(r, PF_METRICS_PROMETHEUS, big, needed, NULL));
+    assert_int_equal(strlen(big) + 1, needed);
+    free(big);
+    pf_registry_free(r);
+}
+
+static void
+test_metrics_bad_arguments_are_einval(void **state)
+{
+    pf_registry_t *r = quiet_registry();
+    pf_registry_snapshot_t *s;
+    char buf[64];
+    char *text;
+
+    (void)state;
+    assert_pf_err(pf_registry_export(NULL, PF_METRICS_JSON, &text, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_registry_export(r, PF_METRICS_JSON, NULL, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_registry_export(r, (pf_metrics_format_t)9, &text, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_registry_export_to(r, PF_METRICS_JSON, NULL, 10, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_registry_export_to(r, PF_METRICS_JSON, buf, 0, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_registry_snapshot(NULL, &s), PF_EINVAL);
+    assert_pf_err(pf_registry_snapshot(r, NULL), PF_EINVAL);
+    assert_pf_err(pf_registry_snapshot_export(NULL, PF_METRICS_JSON, &text,
+                                              NULL),
+                  PF_EINVAL);
+    pf_registry_snapshot_free(NULL);
+    pf_registry_free(r);
+}
+
+static int
+ok_check(pf_health_result_t *res, void *arg)
+{
+    (void)res;
+    (void)arg;
+    return 0;
+}
+
+static void
+alloc_scenario(void *arg)
+{
+    pf_registry_t *r = arg;
+    pf_registry_snapshot_t *s;
+    char buf[8192];
+    char *text;
+    int rc;
+
+    rc = pf_registry_export(r, PF_METRICS_PROMETHEUS, &text, NULL);
+    if (rc == 0) {
+        prom_doc_t doc;
+
+        check_prom(text, &doc);
+        prom_doc_free(&doc);
+        pf_free(text);
+    } else {
+        assert_int_equal(rc, PF_ENOMEM);
+    }
+    rc = pf_registry_export(r, PF_METRICS_JSON, &text, NULL);
+    if (rc == 0) {
+        assert_true(json_valid(text));
+        pf_free(text);
+    } else {
+        assert_int_equal(rc, PF_ENOMEM);
+    }
+    rc = pf_registry_export_to(r, PF_METRICS_JSON, buf, sizeof(buf), NULL);
+    assert_true(rc == 0 || rc == PF_ENOMEM);
+    rc = pf_registry_snapshot(r, &s);
+    if (rc == 0) {
+        pf_registry_snapshot_free(s);
+    } else {
+        assert_int_equal(rc, PF_ENOMEM);
+    }
+}
+
+static void
+test_metrics_allocation_failures_leak_nothing(void **state)
+{
+    pf_registry_t *r;
+    pf_bulkhead_t *bh;
+    pf_ratelimit_t *rl;
+    pf_health_checker_t *hc;
+    pf_health_report_t *rep;
+
+    (void)state;
+    assert_pf_ok(pf_registry_new(NULL, &r));
+    assert_pf_ok(pf_registry_get_bulkhead(r, "b1", NULL, &bh));
+    assert_pf_ok(pf_registry_get_bulkhead(r, "b2", NULL, &bh));
+    assert_pf_ok(pf_registry_get_ratelimit(r, "r\xff", NULL, &rl));
+    assert_pf_ok(pf_registry_get_health_checker(r, "h", NULL, &hc));
+    assert_pf_ok(pf_health_add_check(hc, "c1", ok_check, NULL));
+    assert_pf_ok(pf_health_add_check(hc, "c2", ok_check, NULL));
+    assert_pf_ok(pf_health_check_all(hc, &rep));
+    pf_health_report_free(rep);
+    assert_true(pf_test_alloc_sweep(alloc_scenario, r) > 10);
+    pf_registry_free(r);
+}
+
+/* ---- promtool --------------------------------------------------------- */
+
+/* promtool from PF_PROMTOOL or the PATH; NULL when there is none. */
+static const char *
+promtool(void)
+{
+    const char *p = getenv("PF_PROMTOOL");
+
+    if (p != NULL && p[0] != '\0') {
+        return p;
+    }
+    if (system("command -v promtool >/dev/null 2>&1") == 0) {
+        return "promtool";
+    }
+    return NULL;
+}
+
+static void
+test_metrics_promtool_accepts_the_export(void **state)
+{
+    pf_registry_t *r;
+    pf_bulkhead_t *bh;
+    pf_ratelimit_t *rl;
+    pf_health_checker_t *hc;
+    pf_health_report_t *rep;
+    const char *tool = promtool();
+    char path[] = "/tmp/pf_metrics_XXXXXX";
+    char cmd[512];
+    char *text;
+    int fd;
+
+    (void)state;
+    if (tool == NULL) {
+        skip();
+    }
+    assert_pf_ok(pf_registry_new(NULL, &r));
+    assert_pf_ok(pf_registry_get_bulkhead(r, "db \"primary\"\n", NULL, &bh));
+    assert_pf_ok(pf_registry_get_ratelimit(r, "api\\v1", NULL, &rl));
+    assert_pf_ok(pf_registry_get_health_checker(r, "svc", NULL, &hc));
+    assert_pf_ok(pf_health_add_check(hc, "c", ok_check, NULL));
+    assert_pf_ok(pf_health_check_all(hc, &rep));
+    pf_health_report_free(rep);
+    text = export(r, PF_METRICS_PROMETHEUS);
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    /* check metrics exits non-zero on a parse error and on lint problems
+     * (missing HELP, bad counter names, ...). */
+    snprintf(cmd, sizeof(cmd), "'%s' check metrics < %s", tool, path);
+    assert_int_equal(system(cmd), 0);
+    unlink(path);
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+#define CLOCK_TEST(f)                                                          \
+    cmocka_unit_test_setup_teardown(f, pf_test_clock_setup,                    \
+                                    pf_test_clock_teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(
+            test_metrics_empty_registry_exports_only_the_info_gauge),
+        cmocka_unit_test(test_metrics_bulkhead_values_follow_its_activity),
+        CLOCK_TEST(test_metrics_ratelimit_values_follow_its_activity),
+        cmocka_unit_test(test_metrics_health_status_per_check_and_overall),
+        cmocka_unit_test(test_metrics_label_values_are_escaped_and_made_utf8),
+        cmocka_unit_test(
+            test_metrics_numbers_are_written_as_prometheus_reads_them),
+        cmocka_unit_test(test_metrics_json_is_valid_and_lists_every_kind),
+        cmocka_unit_test(test_metrics_process_open_fds_counts_new_descriptors),
+        cmocka_unit_test(test_metrics_export_to_reports_the_size_needed),
+        cmocka_unit_test(test_metrics_bad_arguments_are_einval),
+        cmocka_unit_test(test_metrics_allocation_failures_leak_nothing),
+        cmocka_unit_test(test_metrics_promtool_accepts_the_export),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
