@@ -1,10 +1,12 @@
 /* Deadlines and cancellation tokens. */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "puffinflow/deadline.h"
 #include "test.h"
+#include "wait.h"
 
 static void
 test_deadline_in_counts_down_on_the_manual_clock(void **state)
@@ -86,6 +88,85 @@ test_deadline_earlier_across_clocks_uses_remaining_time(void **state)
     pf_deadline_t sys = pf_deadline_in(NULL, 3600.0);
     pf_deadline_t e = pf_deadline_earlier(&sys, &manual);
 
+    assert_ptr_equal(e.priv_clock, c);
+}
+
+static void
+test_deadline_ns_and_absolute_forms_agree(void **state)
+{
+    pf_clock_t *c = *state;
+    pf_deadline_t a;
+    pf_deadline_t b;
+
+    pf_clock_manual_advance(c, 5 * NS_PER_SEC);
+    a = pf_deadline_in_ns(c, 2 * NS_PER_SEC);
+    b = pf_deadline_at_ns(c, 7 * NS_PER_SEC);
+    assert_int_equal(a.priv_at_ns, b.priv_at_ns);
+    assert_int_equal(pf_deadline_remaining_ns(&a), 2 * NS_PER_SEC);
+    a = pf_deadline_in_ns(c, -3); /* negative: now, already passed */
+    assert_true(pf_deadline_expired(&a));
+    a = pf_deadline_in_ns(c, INT64_MAX);
+    assert_true(pf_deadline_is_none(&a));
+    a = pf_deadline_in_ns(c, INT64_MAX - 1); /* finite stays finite */
+    assert_false(pf_deadline_is_none(&a));
+    assert_int_equal(pf_deadline_remaining_ns(NULL), INT64_MAX);
+}
+
+static void
+test_deadline_coarse_check_agrees_on_the_manual_clock(void **state)
+{
+    pf_clock_t *c = *state;
+    pf_deadline_t d = pf_deadline_in(c, 1.0);
+    pf_deadline_t n = pf_deadline_none();
+
+    assert_false(pf_deadline_expired_coarse(&d));
+    pf_clock_manual_advance(c, NS_PER_SEC - 1);
+    assert_false(pf_deadline_expired_coarse(&d));
+    pf_clock_manual_advance(c, 1);
+    assert_true(pf_deadline_expired_coarse(&d));
+    assert_false(pf_deadline_expired_coarse(&n));
+    assert_false(pf_deadline_expired_coarse(NULL));
+}
+
+static void
+test_deadline_coarse_check_is_never_early_on_the_system_clock(void **state)
+{
+    (void)state;
+    /* A deadline just ahead: whenever the coarse check says expired, the
+     * precise clock has passed it too (the coarse clock never leads). */
+    for (int i = 0; i < 2000; i++) {
+        pf_deadline_t d = pf_deadline_in_ns(NULL, (i % 50) * 1000);
+
+        while (!pf_deadline_expired(&d)) {
+            assert_false(pf_deadline_expired_coarse(&d));
+        }
+        if (pf_deadline_expired_coarse(&d)) {
+            assert_true(pf_deadline_expired(&d));
+        }
+    }
+    {
+        pf_deadline_t past = pf_deadline_in_ns(NULL, 1000);
+        long spins = 0;
+
+        /* It does see it, one tick later at most (the test's time limit is
+         * the safety net). */
+        while (!pf_deadline_expired_coarse(&past)) {
+            sched_yield();
+            spins++;
+        }
+        assert_true(pf_deadline_expired(&past));
+        (void)spins;
+    }
+}
+
+static void
+test_deadline_earlier_with_null_first_takes_the_second(void **state)
+{
+    pf_clock_t *c = *state;
+    pf_deadline_t b = pf_deadline_in(c, 2.0);
+    pf_deadline_t e = pf_deadline_earlier(NULL, &b);
+
+    assert_int_equal(e.priv_at_ns, b.priv_at_ns);
     assert_ptr_equal(e.priv_clock, c);
 }
 
@@ -307,6 +388,111 @@ test_token_wait_returns_on_cancel_or_deadline(void **state)
     pf_token_free(w.tok);
 }
 
+static void
+test_token_wait_ends_at_the_token_deadline(void **state)
+{
+    pf_clock_t *c = *state;
+    pf_deadline_t td = pf_deadline_in(c, 2.0);
+    token_waiter_t w;
+    pthread_t t;
+
+    assert_pf_ok(pf_token_new(NULL, &td, &w.tok));
+    w.d = pf_deadline_in(c, 60.0); /* later than the token's own */
+    assert_int_equal(pthread_create(&t, NULL, token_wait_thread, &w), 0);
+    pf_test_wait_for_waiters(c, 1);
+    pf_clock_manual_advance(c, 2 * NS_PER_SEC);
+    pthread_join(t, NULL);
+    assert_pf_err(w.rc, PF_ETIMEDOUT);
+    /* Reaching the deadline does not cancel the token. */
+    assert_false(pf_token_is_cancelled(w.tok));
+    /* Already passed: returns at once. */
+    assert_pf_err(pf_token_wait(w.tok, NULL), PF_ETIMEDOUT);
+    pf_token_cancel(w.tok);
+    assert_pf_err(pf_token_wait(w.tok, NULL), PF_ECANCELED);
+    pf_token_free(w.tok);
+}
+
+/* A callback that blocks until released, so unregister can be seen to wait
+ * for it. */
+typedef struct slow_cb {
+    atomic_int running;
+    atomic_int release;
+    atomic_int finished;
+    pf_token_t *tok;
+    pf_token_reg_t reg;
+    atomic_int unregistered;
+} slow_cb_t;
+
+static void
+slow_callback(void *arg)
+{
+    slow_cb_t *s = arg;
+
+    atomic_store(&s->running, 1);
+    pf_test_wait_for_flag(&s->release, 1);
+    atomic_store(&s->finished, 1);
+}
+
+static void *
+cancel_thread(void *arg)
+{
+    pf_token_cancel(((slow_cb_t *)arg)->tok);
+    return NULL;
+}
+
+static void *
+unregister_thread(void *arg)
+{
+    slow_cb_t *s = arg;
+
+    pf_token_unregister(&s->reg);
+    /* The callback has certainly returned by now. */
+    atomic_store(&s->unregistered, 1 + atomic_load(&s->finished));
+    return NULL;
+}
+
+static void
+test_token_unregister_waits_for_a_running_callback(void **state)
+{
+    slow_cb_t s;
+    pthread_t canceller;
+    pthread_t unreg;
+
+    (void)state;
+    atomic_init(&s.running, 0);
+    atomic_init(&s.release, 0);
+    atomic_init(&s.finished, 0);
+    atomic_init(&s.unregistered, 0);
+    assert_pf_ok(pf_token_new(NULL, NULL, &s.tok));
+    assert_pf_ok(pf_token_on_cancel(s.tok, &s.reg, slow_callback, &s));
+    assert_int_equal(pthread_create(&canceller, NULL, cancel_thread, &s), 0);
+    pf_test_wait_for_flag(&s.running, 1);
+    assert_int_equal(pthread_create(&unreg, NULL, unregister_thread, &s), 0);
+    atomic_store(&s.release, 1);
+    pthread_join(unreg, NULL);
+    pthread_join(canceller, NULL);
+    assert_int_equal(atomic_load(&s.unregistered), 2);
+    pf_token_free(s.tok);
+}
+
+static void
+test_token_deadline_converts_to_another_clock(void **state)
+{
+    pf_clock_t *c = *state;
+    pf_clock_t *other;
+    pf_deadline_t d = pf_deadline_in(c, 3.0);
+    pf_token_t *t;
+
+    assert_pf_ok(pf_clock_manual_new(&other));
+    pf_clock_manual_advance(other, 50 * NS_PER_SEC);
+    assert_pf_ok(pf_token_new(NULL, &d, &t));
+    assert_int_equal(pf__token_deadline_on(t, c), 3 * NS_PER_SEC);
+    assert_int_equal(pf__token_deadline_on(t, other), 53 * NS_PER_SEC);
+    assert_int_equal(pf__token_deadline_on(NULL, c), PF_DEADLINE_NEVER_NS);
+    pf_token_free(t);
+    pf_clock_free(other);
+}
+
 /* Cancel races with registrations, unregistrations, waits and children
  * being created and freed: every registered callback runs at most once, a
  * callback unregistered before cancel never runs, and all ends cleanly. */
@@ -414,6 +600,11 @@ main(void)
         CLOCK_TEST(test_deadline_none_never_expires),
         CLOCK_TEST(test_deadline_earlier_picks_the_sooner),
         CLOCK_TEST(test_deadline_earlier_across_clocks_uses_remaining_time),
+        CLOCK_TEST(test_deadline_ns_and_absolute_forms_agree),
+        CLOCK_TEST(test_deadline_coarse_check_agrees_on_the_manual_clock),
+        cmocka_unit_test(
+            test_deadline_coarse_check_is_never_early_on_the_system_clock),
+        CLOCK_TEST(test_deadline_earlier_with_null_first_takes_the_second),
         cmocka_unit_test(test_token_cancel_sets_flag_once),
         cmocka_unit_test(test_token_new_rejects_null_out),
         cmocka_unit_test(test_token_callbacks_run_once_on_cancel),
@@ -423,6 +614,9 @@ main(void)
         cmocka_unit_test(test_token_parent_may_be_freed_before_child),
         CLOCK_TEST(test_token_child_deadline_never_later_than_parent),
         CLOCK_TEST(test_token_wait_returns_on_cancel_or_deadline),
+        CLOCK_TEST(test_token_wait_ends_at_the_token_deadline),
+        cmocka_unit_test(test_token_unregister_waits_for_a_running_callback),
+        CLOCK_TEST(test_token_deadline_converts_to_another_clock),
         cmocka_unit_test(test_token_cancel_storm_is_clean),
         cmocka_unit_test(test_token_allocation_failures_leak_nothing),
     };
