@@ -35,7 +35,7 @@
 #define PATH_LEN 4096
 #define READ_BUF 4096
 
-/* ---- paths and errors ------------------------------------------------- */
+/* ---- paths and errors ---------------------------------------------------- */
 
 /* errno of a failed open or read, as a PF_E* code. ESRCH: the process
  * exited while we read its directory. */
@@ -83,7 +83,7 @@ cgroup_file(char *buf, size_t len, const char *root, const char *path,
     return n < 0 || (size_t)n >= len ? PF_ERANGE : 0;
 }
 
-/* ---- a line reader on a stack buffer --------------------------------- */
+/* ---- a line reader on a stack buffer ------------------------------------- */
 
 typedef struct reader {
     int fd;
@@ -217,7 +217,7 @@ read_small(const char *path, char *buf, size_t len)
     return 0;
 }
 
-/* ---- number parsing --------------------------------------------------- */
+/* ---- number parsing ------------------------------------------------------ */
 
 static bool
 is_space(char c)
@@ -318,7 +318,7 @@ after_key(const char *line, const char *key)
     return strncmp(line, key, n) == 0 ? line + n : NULL;
 }
 
-/* ---- /proc/<pid>/status ----------------------------------------------- */
+/* ---- /proc/<pid>/status -------------------------------------------------- */
 
 int
 pf__proc_read_status(const char *proc_root, int pid, pf__proc_status_t *out)
@@ -387,7 +387,7 @@ pf__proc_read_status(const char *proc_root, int pid, pf__proc_status_t *out)
     return 0;
 }
 
-/* ---- /proc/<pid>/fd ---------------------------------------------------- */
+/* ---- /proc/<pid>/fd ------------------------------------------------------ */
 
 /* The fixed head of a linux_dirent64 record, as getdents64 writes it. */
 #define DIRENT_RECLEN_AT 16
@@ -505,7 +505,7 @@ pf__proc_count_fds(const char *proc_root, int pid, int64_t *out)
     return 0;
 }
 
-/* ---- /proc/<pid>/limits ------------------------------------------------ */
+/* ---- /proc/<pid>/limits -------------------------------------------------- */
 
 int
 pf__proc_fd_limit(const char *proc_root, int pid, int64_t *out)
@@ -562,7 +562,7 @@ pf__proc_fd_limit(const char *proc_root, int pid, int64_t *out)
     return 0;
 }
 
-/* ---- sockets ------------------------------------------------------------ */
+/* ---- sockets ------------------------------------------------------------- */
 
 typedef struct sock_ent {
     uint64_t ino;
@@ -792,7 +792,7 @@ pf__tcp_state_name(int state)
     return names[state];
 }
 
-/* ---- /proc/meminfo and /proc/stat -------------------------------------- */
+/* ---- /proc/meminfo and /proc/stat ---------------------------------------- */
 
 int
 pf__proc_meminfo(const char *proc_root, int64_t *total_bytes,
@@ -961,7 +961,7 @@ pf__cpu_busy_fraction(const pf__cpu_times_t *before,
     return busy > 1.0 ? 1.0 : busy;
 }
 
-/* ---- cgroup v2 -------------------------------------------------------- */
+/* ---- cgroup v2 ----------------------------------------------------------- */
 
 int
 pf__cgroup_path(const char *proc_root, int pid, char *buf, size_t len)
@@ -1200,13 +1200,21 @@ int
 pf__memory_limit(const char *proc_root, const char *cgroup_root,
                  int64_t *limit_bytes)
 {
+    return pf__memory_limit_of(proc_root, cgroup_root, 0, limit_bytes);
+}
+
+int
+pf__memory_limit_of(const char *proc_root, const char *cgroup_root, int pid,
+                    int64_t *limit_bytes)
+{
     char cg[PATH_LEN];
     char root[PATH_LEN];
     int64_t total;
     int64_t limit;
     int rc;
 
-    if (proc_root == NULL || cgroup_root == NULL || limit_bytes == NULL) {
+    if (proc_root == NULL || cgroup_root == NULL || limit_bytes == NULL ||
+        pid < 0) {
         return PF_EINVAL;
     }
     rc = pf__proc_meminfo(proc_root, &total, NULL);
@@ -1214,7 +1222,7 @@ pf__memory_limit(const char *proc_root, const char *cgroup_root,
         return rc;
     }
     limit = total;
-    rc = pf__cgroup_path(proc_root, 0, cg, sizeof(cg));
+    rc = pf__cgroup_path(proc_root, pid, cg, sizeof(cg));
     if (rc == PF_ENOTFOUND) {
         *limit_bytes = limit; /* no cgroup v2: the machine's memory */
         return 0;

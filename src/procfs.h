@@ -102,4 +102,8 @@ int pf__cgroup_cpu_usage(const char *cgroup_root, const char *path,
 int pf__memory_limit(const char *proc_root, const char *cgroup_root,
                      int64_t *limit_bytes);
 
+/* The same for process pid (0 = this one): its own cgroup's limits. */
+int pf__memory_limit_of(const char *proc_root, const char *cgroup_root,
+                        int pid, int64_t *limit_bytes);
+
 #endif /* PF_SRC_PROCFS_H */

@@ -33,7 +33,7 @@ fx(char *buf, size_t len, const char *rel)
 
 #define FX(rel) fx((char[4096]){0}, 4096, (rel))
 
-/* ---- /proc/<pid>/status ---------------------------------------------- */
+/* ---- /proc/<pid>/status -------------------------------------------------- */
 
 static void
 test_procfs_status_reads_rss_size_and_threads(void **state)
@@ -104,8 +104,7 @@ test_procfs_missing_file_is_enotfound_unreadable_is_esystem(void **state)
                   PF_ENOTFOUND);
     assert_pf_err(pf__proc_read_status(FX("proc/nowhere"), 0, &st),
                   PF_ENOTFOUND);
-    assert_pf_err(pf__proc_count_fds(FX("proc/basic"), 999, &n),
-                  PF_ENOTFOUND);
+    assert_pf_err(pf__proc_count_fds(FX("proc/basic"), 999, &n), PF_ENOTFOUND);
     assert_pf_err(pf__proc_read_status(FX("proc/bad"), 150, &st), PF_ESYSTEM);
 }
 
@@ -128,10 +127,8 @@ test_procfs_bad_arguments_are_einval(void **state)
     assert_pf_err(pf__proc_count_fds(FX("proc/basic"), 0, NULL), PF_EINVAL);
     assert_pf_err(pf__proc_count_fds(NULL, 0, &n), PF_EINVAL);
     assert_pf_err(pf__proc_fd_limit(FX("proc/basic"), 0, NULL), PF_EINVAL);
-    assert_pf_err(pf__proc_count_sockets(FX("proc/basic"), 0, NULL),
-                  PF_EINVAL);
-    assert_pf_err(pf__proc_count_sockets(FX("proc/basic"), -5, &sc),
-                  PF_EINVAL);
+    assert_pf_err(pf__proc_count_sockets(FX("proc/basic"), 0, NULL), PF_EINVAL);
+    assert_pf_err(pf__proc_count_sockets(FX("proc/basic"), -5, &sc), PF_EINVAL);
     assert_pf_err(pf__proc_meminfo(NULL, &n, &m), PF_EINVAL);
     assert_pf_err(pf__proc_meminfo(FX("proc/basic"), NULL, NULL), PF_EINVAL);
     assert_pf_err(pf__proc_read_cpu(NULL, &ct), PF_EINVAL);
@@ -140,8 +137,7 @@ test_procfs_bad_arguments_are_einval(void **state)
     assert_pf_err(pf__cgroup_path(FX("proc/basic"), 0, buf, 0), PF_EINVAL);
     assert_pf_err(pf__cgroup_memory(FX("cgroup/v2"), "/a", NULL, NULL),
                   PF_EINVAL);
-    assert_pf_err(pf__cgroup_memory(FX("cgroup/v2"), "a", &n, NULL),
-                  PF_EINVAL);
+    assert_pf_err(pf__cgroup_memory(FX("cgroup/v2"), "a", &n, NULL), PF_EINVAL);
     assert_pf_err(pf__cgroup_memory(NULL, "/a", &n, NULL), PF_EINVAL);
     assert_pf_err(pf__cgroup_cpu_max(FX("cgroup/v2"), "/a", &n, NULL),
                   PF_EINVAL);
@@ -158,7 +154,7 @@ test_procfs_bad_arguments_are_einval(void **state)
     assert_pf_err(pf__proc_meminfo(longroot, &n, NULL), PF_ERANGE);
 }
 
-/* ---- descriptors and limits -------------------------------------------- */
+/* ---- descriptors and limits ---------------------------------------------- */
 
 static void
 test_procfs_count_fds_counts_every_entry(void **state)
@@ -195,7 +191,7 @@ test_procfs_fd_limit_reads_soft_limit_or_unlimited(void **state)
     assert_int_equal(n, SENTINEL);
 }
 
-/* ---- sockets ------------------------------------------------------------ */
+/* ---- sockets ------------------------------------------------------------- */
 
 static void
 test_procfs_sockets_counted_by_kind_and_tcp_state(void **state)
@@ -205,8 +201,8 @@ test_procfs_sockets_counted_by_kind_and_tcp_state(void **state)
     (void)state;
     assert_pf_ok(pf__proc_count_sockets(FX("proc/basic"), 0, &c));
     assert_int_equal(c.total, 8);
-    assert_int_equal(c.tcp, 3);  /* 1001, 1002 in tcp, 1003 in tcp6 */
-    assert_int_equal(c.udp, 2);  /* 1004 in udp, 1007 in udp6 */
+    assert_int_equal(c.tcp, 3);   /* 1001, 1002 in tcp, 1003 in tcp6 */
+    assert_int_equal(c.udp, 2);   /* 1004 in udp, 1007 in udp6 */
     assert_int_equal(c.unix_, 2); /* 1005, open twice */
     assert_int_equal(c.other, 1); /* 1006, in no table */
     assert_int_equal(c.tcp_by_state[1], 2);  /* ESTABLISHED */
@@ -281,7 +277,7 @@ test_procfs_sockets_allocation_failures_leak_nothing(void **state)
     assert_true(pf_test_alloc_sweep(sockets_scenario, FX("proc/basic")) > 1);
 }
 
-/* ---- meminfo and stat ----------------------------------------------------- */
+/* ---- meminfo and stat ---------------------------------------------------- */
 
 static void
 test_procfs_meminfo_reads_total_and_available(void **state)
@@ -312,8 +308,7 @@ test_procfs_meminfo_and_stat_malformed_are_eformat(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
-        assert_pf_err(pf__proc_meminfo(FX(roots[i]), &total, NULL),
-                      PF_EFORMAT);
+        assert_pf_err(pf__proc_meminfo(FX(roots[i]), &total, NULL), PF_EFORMAT);
         assert_pf_err(pf__proc_read_cpu(FX(roots[i]), &ct), PF_EFORMAT);
     }
     assert_int_equal(total, SENTINEL);
@@ -357,7 +352,7 @@ test_procfs_cpu_busy_fraction_between_readings(void **state)
     assert_float_equal(pf__cpu_busy_fraction(NULL, &a), 0.0, 0.0);
 }
 
-/* ---- cgroup v2 ------------------------------------------------------------ */
+/* ---- cgroup v2 ----------------------------------------------------------- */
 
 static void
 test_procfs_cgroup_path_reads_v2_entry(void **state)
@@ -459,8 +454,7 @@ test_procfs_memory_limit_takes_smallest_of_cgroups_and_memtotal(void **state)
     assert_pf_ok(pf__memory_limit(FX("proc/bigger"), FX("cgroup/v2"), &lim));
     assert_int_equal(lim, 8388608 * KB);
     /* v1 controllers at the root, v2 under unified/. */
-    assert_pf_ok(pf__memory_limit(FX("proc/basic"), FX("cgroup/hybrid"),
-                                  &lim));
+    assert_pf_ok(pf__memory_limit(FX("proc/basic"), FX("cgroup/hybrid"), &lim));
     assert_int_equal(lim, 256 * MB);
     /* No v2 entry at all: MemTotal. */
     assert_pf_ok(pf__memory_limit(FX("proc/old"), FX("cgroup/v2"), &lim));
@@ -473,7 +467,7 @@ test_procfs_memory_limit_takes_smallest_of_cgroups_and_memtotal(void **state)
     assert_int_equal(lim, SENTINEL);
 }
 
-/* ---- this process ------------------------------------------------------ */
+/* ---- this process -------------------------------------------------------- */
 
 static void
 test_procfs_real_process_counts_what_it_opens(void **state)
@@ -558,7 +552,8 @@ main(void)
         cmocka_unit_test(test_procfs_status_reads_rss_size_and_threads),
         cmocka_unit_test(test_procfs_status_of_kernel_thread_has_no_memory),
         cmocka_unit_test(test_procfs_status_skips_line_longer_than_buffer),
-        cmocka_unit_test(test_procfs_status_malformed_is_eformat_and_leaves_out),
+        cmocka_unit_test(
+            test_procfs_status_malformed_is_eformat_and_leaves_out),
         cmocka_unit_test(
             test_procfs_missing_file_is_enotfound_unreadable_is_esystem),
         cmocka_unit_test(test_procfs_bad_arguments_are_einval),

@@ -1,0 +1,70 @@
+/* Sampling a process for the leak detector: pf_leak_sample_process reads
+ * /proc/<pid> (status, fd, limits, net tables) and the cgroup v2 memory
+ * limit through the layer-0 readers of procfs.c, and turns them into the
+ * public pf_leak_sample_t. */
+#include <string.h>
+
+#include "puffinflow/error.h"
+#include "puffinflow/leak.h"
+
+#include "procfs.h"
+
+/* ---- names --------------------------------------------------------------- */
+
+const char *
+pf_leak_tcp_state_name(int state)
+{
+    return pf__tcp_state_name(state);
+}
+
+/* ---- sampling ------------------------------------------------------------ */
+
+int
+pf_leak_sample_process(int pid, pf_leak_sample_t *out)
+{
+    pf_leak_sample_t s;
+    pf__proc_status_t st;
+    pf__sock_counts_t sc;
+    int64_t limit;
+    int rc;
+    int i;
+
+    if (out == NULL || pid < 0) {
+        return PF_EINVAL;
+    }
+    memset(&s, 0, sizeof(s));
+    s.pid = pid;
+    rc = pf__proc_read_status(PF__PROC_ROOT, pid, &st);
+    if (rc == 0) {
+        rc = pf__proc_count_fds(PF__PROC_ROOT, pid, &s.open_fds);
+    }
+    if (rc == 0) {
+        rc = pf__proc_fd_limit(PF__PROC_ROOT, pid, &s.fd_limit);
+    }
+    if (rc == 0) {
+        rc = pf__proc_count_sockets(PF__PROC_ROOT, pid, &sc);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    /* An unreadable cgroup only leaves the limit unknown: the memory
+     * alert is then off, the rest of the sample stands. */
+    if (pf__memory_limit_of(PF__PROC_ROOT, PF__CGROUP_ROOT, pid, &limit) != 0) {
+        limit = 0;
+    }
+    s.rss_bytes = st.rss_bytes;
+    s.threads = st.threads;
+    s.memory_limit_bytes = limit;
+    s.sockets = sc.total;
+    s.tcp = sc.tcp;
+    s.udp = sc.udp;
+    s.unix_sockets = sc.unix_;
+    s.other_sockets = sc.other;
+    for (i = 0; i < PF_LEAK_TCP_STATES; i++) {
+        s.tcp_by_state[i] = sc.tcp_by_state[i];
+    }
+    s.memory_fraction = limit > 0 ? (double)s.rss_bytes / (double)limit : 0.0;
+    s.connections = s.tcp + s.udp;
+    *out = s;
+    return 0;
+}
