@@ -68,6 +68,7 @@ pf__evq_drain(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
         return;
     }
     q->draining = true;
+    q->drainer = pthread_self();
     while (q->len > 0 && !*stop) {
         /* Pop into scratch: pushes made while we deliver may reallocate
          * the ring, but scratch stays put (it is only ever used here, by
@@ -85,6 +86,20 @@ pf__evq_drain(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
     }
     q->draining = false;
     pthread_cond_broadcast(idle);
+}
+
+void
+pf__evq_drain_all(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
+                  const bool *stop, void (*deliver)(void *ev, void *ctx),
+                  void (*release)(void *ev, void *ctx), void *ctx)
+{
+    while (q->draining && !*stop) {
+        if (pthread_equal(q->drainer, pthread_self())) {
+            return;
+        }
+        pthread_cond_wait(idle, mu);
+    }
+    pf__evq_drain(q, mu, idle, stop, deliver, release, ctx);
 }
 
 void

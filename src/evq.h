@@ -24,6 +24,7 @@ typedef struct pf__evq {
     size_t head;
     size_t len;
     bool draining;          /* a thread is delivering */
+    pthread_t drainer;      /* which, while draining */
     uint64_t delivered;
     uint64_t dropped;       /* lost to allocation failure */
 } pf__evq_t;
@@ -45,6 +46,16 @@ bool pf__evq_push(pf__evq_t *q, const void *ev);
 void pf__evq_drain(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
                    const bool *stop, void (*deliver)(void *ev, void *ctx),
                    void (*release)(void *ev, void *ctx), void *ctx);
+
+/* Called with *mu held; returns with it held. Like pf__evq_drain, but
+ * when another thread is delivering, first waits (on idle) until it has
+ * finished, so every event queued before the call has been delivered when
+ * it returns; except when the calling thread is itself the one delivering
+ * (a listener that called back into its object): then it returns at once
+ * and the outer delivery goes on after the listener returns. */
+void pf__evq_drain_all(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
+                       const bool *stop, void (*deliver)(void *ev, void *ctx),
+                       void (*release)(void *ev, void *ctx), void *ctx);
 
 /* Drop every queued event, calling release(ev, ctx) (may be NULL) on
  * each, and free the queue's memory. Caller holds the owner's mutex, or is

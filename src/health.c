@@ -358,7 +358,11 @@ push_event(pf_health_checker_t *hc, check_t *chk, pf_health_status_t from,
     }
 }
 
-/* Deliver queued events; called and returns with hc->lock held. */
+/* Deliver queued events; called and returns with hc->lock held. A check
+ * thread delivers what it can without waiting (drain_events); a caller of
+ * the API waits for a delivery in progress elsewhere (drain_events_all),
+ * so the events its call caused have reached the listener when it
+ * returns. */
 static void
 drain_events(pf_health_checker_t *hc)
 {
@@ -367,6 +371,16 @@ drain_events(pf_health_checker_t *hc)
     }
     pf__evq_drain(&hc->evq, &hc->lock, &hc->cv, &hc->closed, deliver_event,
                   release_event, hc);
+}
+
+static void
+drain_events_all(pf_health_checker_t *hc)
+{
+    if (hc->on_change == NULL) {
+        return;
+    }
+    pf__evq_drain_all(&hc->evq, &hc->lock, &hc->cv, &hc->closed,
+                      deliver_event, release_event, hc);
 }
 
 /* ---- statuses --------------------------------------------------------- */
@@ -723,7 +737,7 @@ pf_health_remove_check(pf_health_checker_t *hc, const char *name)
     update_overall(hc, pf_clock_now_ns(hc->clock));
     pthread_cond_broadcast(&hc->cv); /* watchers of it give up */
     check_release(chk);
-    drain_events(hc);
+    drain_events_all(hc);
     pthread_mutex_unlock(&hc->lock);
     return 0;
 }
@@ -912,14 +926,19 @@ flight_main(void *p)
         }
         fl->settled = true;
         pthread_cond_broadcast(&hc->cv);
-        drain_events(hc);
     }
-    /* From here on only cleanup: nothing reads the clock or calls the
-     * user once the checker is closed. */
+    /* This run is over before the listener hears of it, so a listener
+     * that runs the check again (on this thread) starts a new run rather
+     * than finding this one "still running". */
     hc->running--;
     if (chk->running == fl) {
         chk->running = NULL;
     }
+    if (!hc->closed) {
+        drain_events(hc);
+    }
+    /* Only cleanup from here: nothing reads the clock or calls the user
+     * once the checker is closed. */
     flight_release(fl);
     last = --hc->refs == 0;
     pthread_mutex_unlock(&hc->lock);
@@ -1184,7 +1203,7 @@ make_report(pf_health_checker_t *hc, enum select_kind kind, const char *key,
     release_slots(slots, n);
     r->time_ns = pf_wall_time_ns();
     r->duration_ns = pf_clock_now_ns(hc->clock) - start;
-    drain_events(hc);
+    drain_events_all(hc);
     pthread_mutex_unlock(&hc->lock);
     pf__free(slots);
     pf__free(sel);

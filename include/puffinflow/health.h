@@ -376,12 +376,14 @@ PF_API int pf_health_add_fd_check(pf_health_checker_t *hc, const char *name,
 /* Healthy when a TCP connection to host:port opens within
  * connect_timeout (then it is closed at once); unhealthy otherwise, with
  * the reason (name not resolved, refused, timed out). host is a name or a
- * numeric IPv4/IPv6 address; every address it resolves to is tried. The
- * connect is timed by the system clock (it is real network I/O). */
+ * numeric IPv4/IPv6 address; every address it resolves to is tried, all
+ * within the one timeout. The connect is timed by the system clock (it is
+ * real network I/O). */
 typedef struct pf_health_tcp_opts {
     const char *host;          /* copied; required */
     unsigned port;             /* 1..65535; required */
-    double connect_timeout;    /* seconds; > 0; default 1 */
+    double connect_timeout;    /* seconds; >= 0; 0 = the check's own
+                                  timeout; default 0 */
 } pf_health_tcp_opts_t;
 
 PF_API void pf_health_tcp_opts_init(pf_health_tcp_opts_t *t);
@@ -409,8 +411,8 @@ PF_API int pf_health_add_breaker_check(pf_health_checker_t *hc,
  * timed by the system clock. */
 typedef struct pf_health_command_opts {
     const char *const *argv;   /* NULL-terminated; copied; required */
-    double timeout;            /* seconds before it is killed; > 0;
-                                  default 5 */
+    double timeout;            /* seconds before it is killed; >= 0;
+                                  0 = the check's own timeout; default 0 */
     int degraded_exit;         /* exit status meaning degraded (1 for
                                   Nagios-style plugins); -1 = none;
                                   default -1 */
@@ -419,7 +421,8 @@ typedef struct pf_health_command_opts {
 PF_API void pf_health_command_opts_init(pf_health_command_opts_t *c);
 
 /* Add a command check. PF_EINVAL for a NULL c, a NULL argv or argv[0], an
- * empty argv[0], a bad timeout or degraded_exit outside -1..255;
+ * empty argv[0], a negative or NaN timeout, or degraded_exit not -1 and not
+ * in 1..255;
  * otherwise as pf_health_add_check_ex. */
 PF_API int pf_health_add_command_check(pf_health_checker_t *hc,
                                        const char *name,
