@@ -8,10 +8,11 @@
  *
  * While WAITERS is clear, try_enter and leave are a single CAS each and
  * take no lock. While it is set, neither fast path may change the word:
- * try_enter refuses (a free slot belongs to the waiters: no barging) and
- * leave takes the lock and hands its slot to the first waiter without
- * releasing it (in_use stays put), so the slot passes from the leaver to
- * the waiter with nobody able to slip in between. The bit is set and
+ * try_enter refuses, and leave takes the lock and hands its slot to the
+ * first waiter without releasing it (in_use stays put), so the slot passes
+ * from the leaver to the waiter with nobody able to slip in between: no
+ * barging. (With the invariant below there is never a free slot while the
+ * bit is set; try_enter checks the bit anyway, which costs nothing.) The bit is set and
  * cleared only under the lock, together with the queue, so under the lock
  * "WAITERS set" means exactly "queue not empty".
  *
@@ -808,14 +809,16 @@ pf_bulkhead_ticket_deadline(const pf_bulkhead_ticket_t *t)
 
 /* ---- limits ------------------------------------------------------------- */
 
-/* Under lock: set the limit and grant what it frees. */
+/* Under lock: set the limit and grant what it frees. Release, so that a
+ * caller admitted under the new limit (its acquire CAS reads this value)
+ * also sees what the resizer did before resizing. */
 static void
 limit_set_locked(pf_bulkhead_t *bh, unsigned n, grant_list_t *g)
 {
     uint64_t s = atomic_load_explicit(&bh->state, memory_order_relaxed);
 
     while (!atomic_compare_exchange_weak_explicit(
-        &bh->state, &s, st_with_limit(s, n), memory_order_relaxed,
+        &bh->state, &s, st_with_limit(s, n), memory_order_release,
         memory_order_relaxed)) {
     }
     grant_free_slots(bh, g);
