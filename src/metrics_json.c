@@ -3,6 +3,7 @@
  *  "breakers": [...], "bulkheads": [...], ...}
  * Names were made valid UTF-8 by the snapshot, so the text is valid JSON
  * (RFC 8259); unknown values (-1 in the snapshot) are written as null. */
+#include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/health.h"
 #include "puffinflow/ratelimit.h"
@@ -39,6 +40,115 @@ json_process(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
     member_opt_int(sb, &f, "virtual_memory_bytes", p->virtual_bytes);
     member_opt_int(sb, &f, "threads", p->threads);
     pf__sb_append(sb, "}");
+}
+
+/* A breaker's members; times on its clock become ages in seconds. */
+static void
+json_breaker(const pf_registry_breaker_t *b, pf__sb_t *sb)
+{
+    const pf_breaker_metrics_t *m = &b->metrics;
+    bool f = true;
+
+    pf__sb_append(sb, "{");
+    pf__sb_json_key(sb, &f, "name");
+    pf__sb_json_str(sb, b->name);
+    pf__sb_json_key(sb, &f, "state");
+    pf__sb_json_str(sb, pf_breaker_state_name(m->state));
+    pf__sb_json_key(sb, &f, "calls");
+    pf__sb_json_int(sb, (int64_t)m->calls);
+    pf__sb_json_key(sb, &f, "successes");
+    pf__sb_json_int(sb, (int64_t)m->successes);
+    pf__sb_json_key(sb, &f, "failures");
+    pf__sb_json_int(sb, (int64_t)m->failures);
+    pf__sb_json_key(sb, &f, "timeouts");
+    pf__sb_json_int(sb, (int64_t)m->timeouts);
+    pf__sb_json_key(sb, &f, "ignored");
+    pf__sb_json_int(sb, (int64_t)m->ignored);
+    pf__sb_json_key(sb, &f, "rejected");
+    pf__sb_json_int(sb, (int64_t)m->rejected);
+    pf__sb_json_key(sb, &f, "failure_rate");
+    pf__sb_json_num(sb, m->failure_rate);
+    pf__sb_json_key(sb, &f, "slow_call_rate");
+    pf__sb_json_num(sb, m->slow_call_rate);
+    pf__sb_json_key(sb, &f, "slow_calls");
+    pf__sb_json_int(sb, (int64_t)m->slow_calls);
+    pf__sb_json_key(sb, &f, "shadow_rejected");
+    pf__sb_json_int(sb, (int64_t)m->shadow_rejected);
+    pf__sb_json_key(sb, &f, "reclaimed");
+    pf__sb_json_int(sb, (int64_t)m->reclaimed);
+    pf__sb_json_key(sb, &f, "transitions");
+    pf__sb_json_int(sb, (int64_t)m->transitions);
+    pf__sb_json_key(sb, &f, "times_opened");
+    pf__sb_json_int(sb, (int64_t)m->times_opened);
+    pf__sb_json_key(sb, &f, "consecutive_failures");
+    pf__sb_json_int(sb, m->consecutive_failures);
+    pf__sb_json_key(sb, &f, "half_open_in_flight");
+    pf__sb_json_int(sb, m->half_open_in_flight);
+    pf__sb_json_key(sb, &f, "recovery_timeout");
+    pf__sb_json_num(sb, (double)m->recovery_timeout_ns / 1e9);
+    pf__sb_json_key(sb, &f, "seconds_since_transition");
+    if (m->last_transition_ns < 0) {
+        pf__sb_append(sb, "null");
+    } else {
+        pf__sb_json_num(sb, (double)(m->now_ns - m->last_transition_ns) / 1e9);
+    }
+    pf__sb_json_key(sb, &f, "seconds_since_failure");
+    if (m->last_failure_ns < 0) {
+        pf__sb_append(sb, "null");
+    } else {
+        pf__sb_json_num(sb, (double)(m->now_ns - m->last_failure_ns) / 1e9);
+    }
+    pf__sb_json_key(sb, &f, "forced_open");
+    pf__sb_json_bool(sb, m->forced_open);
+    pf__sb_json_key(sb, &f, "shadow");
+    pf__sb_json_bool(sb, m->shadow);
+    pf__sb_append(sb, "}");
+}
+
+static void
+json_breakers(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
+{
+    size_t i, j;
+
+    pf__sb_json_key(sb, first, "breakers");
+    pf__sb_append(sb, "[");
+    for (i = 0; i < s->breakers_len; i++) {
+        if (i > 0) {
+            pf__sb_append(sb, ",");
+        }
+        json_breaker(&s->breakers[i], sb);
+    }
+    pf__sb_append(sb, "]");
+    pf__sb_json_key(sb, first, "breaker_groups");
+    pf__sb_append(sb, "[");
+    for (i = 0; i < s->breaker_groups_len; i++) {
+        const pf_registry_breaker_group_t *g = &s->breaker_groups[i];
+        bool f = true;
+
+        pf__sb_append(sb, i > 0 ? ",{" : "{");
+        pf__sb_json_key(sb, &f, "name");
+        pf__sb_json_str(sb, g->name);
+        pf__sb_json_key(sb, &f, "size");
+        pf__sb_json_int(sb, (int64_t)g->metrics.size);
+        pf__sb_json_key(sb, &f, "max_breakers");
+        pf__sb_json_int(sb, (int64_t)g->metrics.max_breakers);
+        pf__sb_json_key(sb, &f, "created");
+        pf__sb_json_int(sb, (int64_t)g->metrics.created);
+        pf__sb_json_key(sb, &f, "evicted");
+        pf__sb_json_int(sb, (int64_t)g->metrics.evicted);
+        pf__sb_json_key(sb, &f, "rejected_full");
+        pf__sb_json_int(sb, (int64_t)g->metrics.rejected_full);
+        pf__sb_json_key(sb, &f, "breakers");
+        pf__sb_append(sb, "[");
+        for (j = 0; j < g->breakers_len; j++) {
+            if (j > 0) {
+                pf__sb_append(sb, ",");
+            }
+            json_breaker(&g->breakers[j], sb);
+        }
+        pf__sb_append(sb, "]}");
+    }
+    pf__sb_append(sb, "]");
 }
 
 static void
@@ -217,6 +327,7 @@ pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     pf__sb_json_key(sb, &first, "time");
     pf__sb_json_num(sb, (double)s->wall_time_ns / 1e9);
     json_process(s, sb, &first);
+    json_breakers(s, sb, &first);
     json_bulkheads(s, sb, &first);
     json_ratelimits(s, sb, &first);
     json_health(s, sb, &first);

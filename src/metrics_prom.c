@@ -127,6 +127,323 @@ prom_process(const pf_registry_snapshot_t *s, pf__sb_t *sb)
                   "Threads of this process.", p->threads);
 }
 
+/* ---- breakers ---------------------------------------------------------- *
+ *
+ * Standalone breakers carry the label name; the breakers of keyed groups
+ * carry name ("<group>/<key>") and group, so the two never clash. */
+
+/* Labels of one breaker, with room for one more that a family adds. */
+typedef struct breaker_labels {
+    label_t l[3];
+    size_t n;
+} breaker_labels_t;
+
+typedef void (*breaker_fn)(pf__sb_t *sb, breaker_labels_t *bl,
+                           const pf_breaker_metrics_t *m, const void *ctx);
+
+static void
+breakers_each(const pf_registry_snapshot_t *s, pf__sb_t *sb, breaker_fn fn,
+              const void *ctx)
+{
+    size_t i, j;
+
+    for (i = 0; i < s->breakers_len; i++) {
+        breaker_labels_t bl = {{{"name", s->breakers[i].name}}, 1};
+
+        fn(sb, &bl, &s->breakers[i].metrics, ctx);
+    }
+    for (i = 0; i < s->breaker_groups_len; i++) {
+        const pf_registry_breaker_group_t *g = &s->breaker_groups[i];
+
+        for (j = 0; j < g->breakers_len; j++) {
+            breaker_labels_t bl = {
+                {{"name", g->breakers[j].name}, {"group", g->name}}, 2};
+
+            fn(sb, &bl, &g->breakers[j].metrics, ctx);
+        }
+    }
+}
+
+static size_t
+breakers_count(const pf_registry_snapshot_t *s)
+{
+    size_t n = s->breakers_len;
+    size_t i;
+
+    for (i = 0; i < s->breaker_groups_len; i++) {
+        n += s->breaker_groups[i].breakers_len;
+    }
+    return n;
+}
+
+typedef enum br_value {
+    BR_STATE,
+    BR_FAILURE_RATE,
+    BR_SLOW_RATE,
+    BR_SLOW_CALLS,
+    BR_SHADOW_REJECTED,
+    BR_RECLAIMED,
+    BR_TRANSITIONS,
+    BR_OPENED,
+    BR_CONSECUTIVE,
+    BR_IN_FLIGHT,
+    BR_RECOVERY,
+    BR_FORCED,
+    BR_SHADOW,
+    BR_SINCE_TRANSITION,
+    BR_SINCE_FAILURE,
+    BR_RETRY_IN
+} br_value_t;
+
+/* The value, or NaN when the breaker has none (a time that never
+ * happened, a retry time while not OPEN): such samples are left out. */
+static double
+br_get(const pf_breaker_metrics_t *m, br_value_t v)
+{
+    switch (v) {
+    case BR_STATE:
+        return (double)m->state;
+    case BR_FAILURE_RATE:
+        return m->failure_rate;
+    case BR_SLOW_RATE:
+        return m->slow_call_rate;
+    case BR_SLOW_CALLS:
+        return (double)m->slow_calls;
+    case BR_SHADOW_REJECTED:
+        return (double)m->shadow_rejected;
+    case BR_RECLAIMED:
+        return (double)m->reclaimed;
+    case BR_TRANSITIONS:
+        return (double)m->transitions;
+    case BR_OPENED:
+        return (double)m->times_opened;
+    case BR_CONSECUTIVE:
+        return (double)m->consecutive_failures;
+    case BR_IN_FLIGHT:
+        return (double)m->half_open_in_flight;
+    case BR_RECOVERY:
+        return (double)m->recovery_timeout_ns / 1e9;
+    case BR_FORCED:
+        return m->forced_open ? 1.0 : 0.0;
+    case BR_SHADOW:
+        return m->shadow ? 1.0 : 0.0;
+    case BR_SINCE_TRANSITION:
+        return m->last_transition_ns < 0
+                   ? NAN
+                   : (double)(m->now_ns - m->last_transition_ns) / 1e9;
+    case BR_SINCE_FAILURE:
+        return m->last_failure_ns < 0
+                   ? NAN
+                   : (double)(m->now_ns - m->last_failure_ns) / 1e9;
+    case BR_RETRY_IN:
+        if (m->state != PF_BREAKER_OPEN || m->retry_at_ns < 0) {
+            return NAN;
+        }
+        return m->retry_at_ns > m->now_ns
+                   ? (double)(m->retry_at_ns - m->now_ns) / 1e9
+                   : 0.0;
+    }
+    return NAN;
+}
+
+/* Families are written lazily: HELP and TYPE before the first sample, so
+ * a family no breaker has a value for is left out entirely. */
+typedef struct br_family {
+    const char *name;
+    const char *type;
+    const char *help;
+    br_value_t v;
+    bool *started;
+} br_family_t;
+
+static void
+br_sample(pf__sb_t *sb, breaker_labels_t *bl, const pf_breaker_metrics_t *m,
+          const void *ctx)
+{
+    const br_family_t *f = ctx;
+    double v = br_get(m, f->v);
+
+    if (isnan(v)) {
+        return;
+    }
+    if (!*f->started) {
+        family(sb, f->name, f->type, f->help);
+        *f->started = true;
+    }
+    sample(sb, f->name, bl->l, bl->n, v);
+}
+
+static void
+br_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+          const char *type, const char *help, br_value_t v)
+{
+    bool started = false;
+    br_family_t f = {name, type, help, v, &started};
+
+    breakers_each(s, sb, br_sample, &f);
+}
+
+static void
+br_outcomes(pf__sb_t *sb, breaker_labels_t *bl, const pf_breaker_metrics_t *m,
+            const void *ctx)
+{
+    static const char *const name = "puffinflow_breaker_calls_total";
+    /* failures include timeouts: the outcomes partition the calls. */
+    const struct {
+        const char *outcome;
+        uint64_t n;
+    } o[5] = {{"success", m->successes},
+              {"failure", m->failures - m->timeouts},
+              {"timeout", m->timeouts},
+              {"ignored", m->ignored},
+              {"rejected", m->rejected}};
+    size_t i;
+
+    (void)ctx;
+    for (i = 0; i < 5; i++) {
+        bl->l[bl->n] = (label_t){"outcome", o[i].outcome};
+        sample_int(sb, name, bl->l, bl->n + 1, (int64_t)o[i].n);
+    }
+}
+
+static void
+br_one_hot(pf__sb_t *sb, breaker_labels_t *bl, const pf_breaker_metrics_t *m,
+           const void *ctx)
+{
+    static const pf_breaker_state_t states[3] = {
+        PF_BREAKER_CLOSED, PF_BREAKER_OPEN, PF_BREAKER_HALF_OPEN};
+    size_t i;
+
+    (void)ctx;
+    for (i = 0; i < 3; i++) {
+        bl->l[bl->n] = (label_t){"state", pf_breaker_state_name(states[i])};
+        sample_int(sb, "puffinflow_breaker_in_state", bl->l, bl->n + 1,
+                   m->state == states[i] ? 1 : 0);
+    }
+}
+
+typedef enum gr_value {
+    GR_SIZE,
+    GR_MAX,
+    GR_CREATED,
+    GR_EVICTED,
+    GR_REJECTED
+} gr_value_t;
+
+static int64_t
+gr_get(const pf_breaker_group_metrics_t *m, gr_value_t v)
+{
+    switch (v) {
+    case GR_SIZE:
+        return (int64_t)m->size;
+    case GR_MAX:
+        return (int64_t)m->max_breakers;
+    case GR_CREATED:
+        return (int64_t)m->created;
+    case GR_EVICTED:
+        return (int64_t)m->evicted;
+    case GR_REJECTED:
+        return (int64_t)m->rejected_full;
+    }
+    return 0;
+}
+
+static void
+group_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+             const char *type, const char *help, gr_value_t v)
+{
+    size_t i;
+
+    family(sb, name, type, help);
+    for (i = 0; i < s->breaker_groups_len; i++) {
+        label_t l = {"group", s->breaker_groups[i].name};
+
+        sample_int(sb, name, &l, 1, gr_get(&s->breaker_groups[i].metrics, v));
+    }
+}
+
+static void
+prom_breakers(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    if (breakers_count(s) == 0) {
+        return;
+    }
+    br_family(s, sb, "puffinflow_breaker_state", "gauge",
+              "State of a circuit breaker: 0 closed, 1 open, 2 half-open.",
+              BR_STATE);
+    family(sb, "puffinflow_breaker_in_state", "gauge",
+           "1 for the state a circuit breaker is in, 0 for the others.");
+    breakers_each(s, sb, br_one_hot, NULL);
+    family(sb, "puffinflow_breaker_calls_total", "counter",
+           "Calls through a circuit breaker by outcome: success, failure "
+           "(counted, not a timeout), timeout, ignored (a result that is "
+           "not a failure), rejected (PF_EOPEN).");
+    breakers_each(s, sb, br_outcomes, NULL);
+    br_family(s, sb, "puffinflow_breaker_failure_rate_percent", "gauge",
+              "Percent of counted calls that failed (in the window, or "
+              "since creation in consecutive mode).",
+              BR_FAILURE_RATE);
+    br_family(s, sb, "puffinflow_breaker_slow_call_rate_percent", "gauge",
+              "Percent of calls in the window slower than "
+              "slow_call_duration (0 in consecutive mode).",
+              BR_SLOW_RATE);
+    br_family(s, sb, "puffinflow_breaker_slow_calls_total", "counter",
+              "Calls slower than slow_call_duration (window modes).",
+              BR_SLOW_CALLS);
+    br_family(s, sb, "puffinflow_breaker_shadow_rejected_total", "counter",
+              "Calls a shadow-mode breaker let through that it would have "
+              "rejected.",
+              BR_SHADOW_REJECTED);
+    br_family(s, sb, "puffinflow_breaker_reclaimed_trials_total", "counter",
+              "Half-open trials never recorded in time, counted as "
+              "failures.",
+              BR_RECLAIMED);
+    br_family(s, sb, "puffinflow_breaker_transitions_total", "counter",
+              "State changes of a circuit breaker.", BR_TRANSITIONS);
+    br_family(s, sb, "puffinflow_breaker_opened_total", "counter",
+              "Times a circuit breaker opened.", BR_OPENED);
+    br_family(s, sb, "puffinflow_breaker_consecutive_failures", "gauge",
+              "Failures in a row while closed (consecutive mode).",
+              BR_CONSECUTIVE);
+    br_family(s, sb, "puffinflow_breaker_half_open_in_flight", "gauge",
+              "Trial calls taken and not yet recorded.", BR_IN_FLIGHT);
+    br_family(s, sb, "puffinflow_breaker_recovery_timeout_seconds", "gauge",
+              "The open period now (grown by recovery_multiplier, before "
+              "jitter).",
+              BR_RECOVERY);
+    br_family(s, sb, "puffinflow_breaker_retry_in_seconds", "gauge",
+              "Seconds until an open breaker lets trials through (open "
+              "breakers only).",
+              BR_RETRY_IN);
+    br_family(s, sb, "puffinflow_breaker_seconds_since_transition", "gauge",
+              "Seconds since the last state change (breakers that have "
+              "changed state).",
+              BR_SINCE_TRANSITION);
+    br_family(s, sb, "puffinflow_breaker_seconds_since_failure", "gauge",
+              "Seconds since the last failure (breakers that have failed).",
+              BR_SINCE_FAILURE);
+    br_family(s, sb, "puffinflow_breaker_forced_open", "gauge",
+              "1 while held open by pf_breaker_force_open.", BR_FORCED);
+    br_family(s, sb, "puffinflow_breaker_shadow", "gauge",
+              "1 for a breaker in shadow mode (never rejects).", BR_SHADOW);
+    if (s->breaker_groups_len == 0) {
+        return;
+    }
+    group_family(s, sb, "puffinflow_breaker_group_size", "gauge",
+                 "Breakers in a keyed group now.", GR_SIZE);
+    group_family(s, sb, "puffinflow_breaker_group_max_breakers", "gauge",
+                 "Most breakers a keyed group holds.", GR_MAX);
+    group_family(s, sb, "puffinflow_breaker_group_created_total", "counter",
+                 "Breakers a keyed group created.", GR_CREATED);
+    group_family(s, sb, "puffinflow_breaker_group_evicted_total", "counter",
+                 "Closed, unused breakers a keyed group dropped to make "
+                 "room.",
+                 GR_EVICTED);
+    group_family(s, sb, "puffinflow_breaker_group_rejected_total", "counter",
+                 "New keys a full keyed group refused (PF_EFULL).",
+                 GR_REJECTED);
+}
+
 /* ---- bulkheads --------------------------------------------------------- */
 
 typedef enum bh_value {
@@ -491,6 +808,7 @@ pf__metrics_prometheus(const pf_registry_snapshot_t *s, pf__sb_t *sb)
            "Always 1; the version label is the puffinflow library's.");
     sample(sb, "puffinflow_info", &version, 1, 1.0);
     prom_process(s, sb);
+    prom_breakers(s, sb);
     prom_bulkheads(s, sb);
     prom_ratelimits(s, sb);
     prom_health(s, sb);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/clock.h"
 #include "puffinflow/error.h"
@@ -126,6 +127,12 @@ typedef struct simple_kind {
 } simple_kind_t;
 
 static void
+read_breaker(void *object, void *metrics)
+{
+    pf_breaker_metrics(object, metrics);
+}
+
+static void
 read_bulkhead(void *object, void *metrics)
 {
     pf_bulkhead_metrics(object, metrics);
@@ -137,6 +144,9 @@ read_ratelimit(void *object, void *metrics)
     pf_ratelimit_metrics(object, metrics);
 }
 
+static const simple_kind_t k_breaker = {
+    PF_REGISTRY_BREAKER, sizeof(pf_registry_breaker_t),
+    offsetof(pf_registry_breaker_t, metrics), read_breaker};
 static const simple_kind_t k_bulkhead = {
     PF_REGISTRY_BULKHEAD, sizeof(pf_registry_bulkhead_t),
     offsetof(pf_registry_bulkhead_t, metrics), read_bulkhead};
@@ -193,6 +203,86 @@ free_simple(const simple_kind_t *k, void *items, size_t len)
         pf__free(name);
     }
     pf__free(items);
+}
+
+/* ---- breaker groups --------------------------------------------------- */
+
+static void
+group_item_clear(pf_registry_breaker_group_t *g)
+{
+    size_t i;
+
+    for (i = 0; i < g->breakers_len; i++) {
+        pf__free((char *)g->breakers[i].name);
+    }
+    pf__free(g->breakers);
+    pf__free((char *)g->name);
+}
+
+typedef struct group_visit {
+    pf_registry_breaker_group_t *g;
+    size_t cap;
+    int rc;
+} group_visit_t;
+
+/* Append one of the group's breakers (the group keeps it alive during the
+ * visit). Stops the walk on allocation failure. */
+static int
+group_visit(const char *key, pf_breaker_t *b, void *arg)
+{
+    group_visit_t *v = arg;
+    pf_registry_breaker_t *item;
+    char *name;
+
+    (void)key;
+    if (pf__grow((void **)&v->g->breakers, &v->cap, v->g->breakers_len + 1,
+                 sizeof(*v->g->breakers)) != 0) {
+        v->rc = PF_ENOMEM;
+        return 1;
+    }
+    name = pf__utf8_dup(pf_breaker_name(b));
+    if (name == NULL) {
+        v->rc = PF_ENOMEM;
+        return 1;
+    }
+    item = &v->g->breakers[v->g->breakers_len++];
+    item->name = name;
+    pf_breaker_metrics(b, &item->metrics);
+    return 0;
+}
+
+static int
+collect_groups(pf_registry_t *r, pf_registry_snapshot_t *s)
+{
+    pf__reg_entry_t **pinned;
+    size_t n;
+    size_t i;
+    int rc;
+
+    rc = pf__registry_pin_all(r, PF_REGISTRY_BREAKER_GROUP, &pinned, &n);
+    if (rc != 0 || n == 0) {
+        return rc;
+    }
+    s->breaker_groups = pf__calloc(n, sizeof(*s->breaker_groups));
+    rc = s->breaker_groups == NULL ? PF_ENOMEM : 0;
+    for (i = 0; i < n && rc == 0; i++) {
+        pf_registry_breaker_group_t *g = &s->breaker_groups[i];
+        group_visit_t v = {g, 0, 0};
+
+        s->breaker_groups_len++;
+        g->name = pf__utf8_dup(pinned[i]->name);
+        if (g->name == NULL) {
+            rc = PF_ENOMEM;
+            break;
+        }
+        pf_breaker_group_metrics(pinned[i]->object, &g->metrics);
+        rc = pf_breaker_group_foreach(pinned[i]->object, group_visit, &v);
+        if (v.rc != 0) {
+            rc = v.rc;
+        }
+    }
+    pf__registry_unpin_all(r, pinned, n);
+    return rc;
 }
 
 /* ---- health checkers -------------------------------------------------- */
@@ -308,9 +398,19 @@ pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
     if (s->has_process) {
         read_process(&s->process);
     }
-    rc = collect_simple(r, &k_bulkhead, &items, &len);
-    s->bulkheads = items;
-    s->bulkheads_len = len;
+    rc = collect_simple(r, &k_breaker, &items, &len);
+    s->breakers = items;
+    s->breakers_len = len;
+    if (rc == 0) {
+        rc = collect_groups(r, s);
+    }
+    if (rc == 0) {
+        items = NULL;
+        len = 0;
+        rc = collect_simple(r, &k_bulkhead, &items, &len);
+        s->bulkheads = items;
+        s->bulkheads_len = len;
+    }
     if (rc == 0) {
         items = NULL;
         len = 0;
@@ -337,6 +437,11 @@ pf_registry_snapshot_free(pf_registry_snapshot_t *s)
     if (s == NULL) {
         return;
     }
+    free_simple(&k_breaker, s->breakers, s->breakers_len);
+    for (i = 0; i < s->breaker_groups_len; i++) {
+        group_item_clear(&s->breaker_groups[i]);
+    }
+    pf__free(s->breaker_groups);
     free_simple(&k_bulkhead, s->bulkheads, s->bulkheads_len);
     free_simple(&k_ratelimit, s->ratelimits, s->ratelimits_len);
     for (i = 0; i < s->health_len; i++) {

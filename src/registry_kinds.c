@@ -7,6 +7,7 @@
  * returns PF_EINVAL. */
 #include <stddef.h>
 
+#include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/error.h"
 #include "puffinflow/health.h"
@@ -18,6 +19,162 @@ static bool
 own_ok(pf_registry_ownership_t own)
 {
     return own == PF_REGISTRY_BORROW || own == PF_REGISTRY_OWN;
+}
+
+/* ---- breakers ---------------------------------------------------------- */
+
+static void
+breaker_destroy(void *object)
+{
+    pf_breaker_free(object);
+}
+
+static int
+breaker_create(const void *cfg, const char *name, void **out)
+{
+    pf_breaker_config_t c;
+    pf_breaker_t *b;
+    int rc;
+
+    if (cfg != NULL) {
+        c = *(const pf_breaker_config_t *)cfg;
+    } else {
+        pf_breaker_config_init(&c);
+    }
+    c.name = name;
+    rc = pf_breaker_new(&c, &b);
+    if (rc == 0) {
+        *out = b;
+    }
+    return rc;
+}
+
+int
+pf_registry_add_breaker(pf_registry_t *r, pf_breaker_t *b,
+                       pf_registry_ownership_t own)
+{
+    if (b == NULL || !own_ok(own)) {
+        return PF_EINVAL;
+    }
+    return pf__registry_add(r, PF_REGISTRY_BREAKER, pf_breaker_name(b), b,
+                            own == PF_REGISTRY_OWN);
+}
+
+int
+pf_registry_get_breaker(pf_registry_t *r, const char *name,
+                       const pf_breaker_config_t *cfg, pf_breaker_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__registry_get(r, PF_REGISTRY_BREAKER, name, cfg, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_find_breaker(pf_registry_t *r, const char *name, pf_breaker_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_find(r, PF_REGISTRY_BREAKER, name, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_set_breaker_defaults(pf_registry_t *r, const pf_breaker_config_t *cfg)
+{
+    return pf__registry_set_defaults(r, PF_REGISTRY_BREAKER, cfg);
+}
+
+/* ---- breaker_groups ---------------------------------------------------------- */
+
+static void
+breaker_group_destroy(void *object)
+{
+    pf_breaker_group_free(object);
+}
+
+static int
+breaker_group_create(const void *cfg, const char *name, void **out)
+{
+    pf_breaker_group_config_t c;
+    pf_breaker_group_t *g;
+    int rc;
+
+    if (cfg != NULL) {
+        c = *(const pf_breaker_group_config_t *)cfg;
+    } else {
+        pf_breaker_group_config_init(&c);
+    }
+    c.name = name;
+    rc = pf_breaker_group_new(&c, &g);
+    if (rc == 0) {
+        *out = g;
+    }
+    return rc;
+}
+
+int
+pf_registry_add_breaker_group(pf_registry_t *r, pf_breaker_group_t *g,
+                       pf_registry_ownership_t own)
+{
+    if (g == NULL || !own_ok(own)) {
+        return PF_EINVAL;
+    }
+    return pf__registry_add(r, PF_REGISTRY_BREAKER_GROUP, pf_breaker_group_name(g), g,
+                            own == PF_REGISTRY_OWN);
+}
+
+int
+pf_registry_get_breaker_group(pf_registry_t *r, const char *name,
+                       const pf_breaker_group_config_t *cfg, pf_breaker_group_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__registry_get(r, PF_REGISTRY_BREAKER_GROUP, name, cfg, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_find_breaker_group(pf_registry_t *r, const char *name, pf_breaker_group_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_find(r, PF_REGISTRY_BREAKER_GROUP, name, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_set_breaker_group_defaults(pf_registry_t *r, const pf_breaker_group_config_t *cfg)
+{
+    return pf__registry_set_defaults(r, PF_REGISTRY_BREAKER_GROUP, cfg);
 }
 
 /* ---- bulkheads ---------------------------------------------------------- */
@@ -260,7 +417,8 @@ pf_registry_set_health_checker_defaults(pf_registry_t *r,
 /* ---- the table -------------------------------------------------------- */
 
 const pf__reg_kind_ops_t pf__reg_kinds[PF_REGISTRY_KINDS] = {
-    [PF_REGISTRY_BREAKER] = {"breaker", NULL, NULL, 0},
+    [PF_REGISTRY_BREAKER] = {"breaker", breaker_destroy, breaker_create,
+                             sizeof(pf_breaker_config_t)},
     [PF_REGISTRY_BULKHEAD] = {"bulkhead", bulkhead_destroy, bulkhead_create,
                               sizeof(pf_bulkhead_config_t)},
     [PF_REGISTRY_RATELIMIT] = {"ratelimit", ratelimit_destroy,
@@ -270,4 +428,7 @@ const pf__reg_kind_ops_t pf__reg_kinds[PF_REGISTRY_KINDS] = {
                             sizeof(pf_health_config_t)},
     [PF_REGISTRY_LEAK] = {"leak", NULL, NULL, 0},
     [PF_REGISTRY_DEGRADE] = {"degrade", NULL, NULL, 0},
+    [PF_REGISTRY_BREAKER_GROUP] = {"breaker_group", breaker_group_destroy,
+                                   breaker_group_create,
+                                   sizeof(pf_breaker_group_config_t)},
 };

@@ -24,6 +24,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,9 +385,12 @@ prom_same_labels(const prom_sample_t *a, const prom_sample_t *b)
     return true;
 }
 
+/* *current is the index of the family whose samples came last
+ * (SIZE_MAX for none): an index, as the family array moves when it
+ * grows. */
 static bool
 prom_sample_line(prom_doc_t *d, size_t ln, const char *s, size_t n,
-                 prom_family_t **current)
+                 size_t *current)
 {
     const char *lim = s + n;
     const char *p;
@@ -406,10 +410,10 @@ prom_sample_line(prom_doc_t *d, size_t ln, const char *s, size_t n,
     if (f->closed) {
         return prom_fail(d, ln, "family's samples are not contiguous");
     }
-    if (*current != NULL && *current != f) {
-        (*current)->closed = true;
+    if (*current != SIZE_MAX && *current != (size_t)(f - d->families)) {
+        d->families[*current].closed = true;
     }
-    *current = f;
+    *current = (size_t)(f - d->families);
     f->has_samples = true;
     smp.name = prom_strndup(s, nl);
     p = s + nl;
@@ -494,7 +498,7 @@ out:
 static bool
 prom_check(const char *text, prom_doc_t *d)
 {
-    prom_family_t *current = NULL;
+    size_t current = SIZE_MAX;
     const char *s = text;
     size_t ln = 0;
     size_t i;

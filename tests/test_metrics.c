@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/health.h"
 #include "puffinflow/ratelimit.h"
@@ -86,6 +87,137 @@ test_metrics_empty_registry_exports_only_the_info_gauge(void **state)
     assert_true(json_valid(text));
     assert_non_null(strstr(text, "\"bulkheads\":[]"));
     assert_null(strstr(text, "\"process\""));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+static void
+test_metrics_breaker_state_and_outcomes_follow_its_calls(void **state)
+{
+    static const int expected[] = {-5};
+    pf_clock_t *clock = *state;
+    pf_registry_t *r = quiet_registry();
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+    pf_permit_t p = PF_PERMIT_INIT;
+    prom_doc_t doc;
+    char *text;
+
+    pf_breaker_config_init(&cfg);
+    cfg.failure_threshold = 2;
+    cfg.recovery_timeout = 60.0;
+    cfg.timeout = 1.0;
+    cfg.expected_errors = expected;
+    cfg.expected_errors_len = 1;
+    cfg.clock = clock;
+    assert_pf_ok(pf_registry_get_breaker(r, "payments", &cfg, &b));
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    pf_breaker_record(b, &p, 0); /* success */
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    pf_breaker_record(b, &p, -7); /* not listed: ignored */
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    pf_breaker_record(b, &p, -5); /* failure */
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    pf_clock_manual_advance(clock, 2 * NS_PER_SEC);
+    pf_breaker_record(b, &p, 0); /* too slow: a timeout, opens it */
+    assert_pf_err(pf_breaker_acquire(b, &p), PF_EOPEN); /* rejected */
+    pf_clock_manual_advance(clock, 15 * NS_PER_SEC);
+
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_breaker_state",
+                         LABELS("name", "payments")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_in_state",
+                         LABELS("name", "payments", "state", "open")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_in_state",
+                         LABELS("name", "payments", "state", "closed")) == 0);
+    assert_true(
+        value_of(&doc, "puffinflow_breaker_in_state",
+                 LABELS("name", "payments", "state", "half_open")) == 0);
+    assert_true(value_of(&doc, "puffinflow_breaker_calls_total",
+                         LABELS("outcome", "success")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_calls_total",
+                         LABELS("outcome", "failure")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_calls_total",
+                         LABELS("outcome", "timeout")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_calls_total",
+                         LABELS("outcome", "ignored")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_calls_total",
+                         LABELS("outcome", "rejected")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_opened_total",
+                         LABELS("name", "payments")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_retry_in_seconds",
+                         LABELS("name", "payments")) == 45);
+    assert_true(value_of(&doc, "puffinflow_breaker_seconds_since_transition",
+                         LABELS("name", "payments")) == 15);
+    prom_doc_free(&doc);
+    pf_free(text);
+
+    /* After the open period it reports half-open at once. */
+    pf_clock_manual_advance(clock, 45 * NS_PER_SEC);
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_breaker_state",
+                         LABELS("name", "payments")) == 2);
+    assert_true(
+        value_of(&doc, "puffinflow_breaker_in_state",
+                 LABELS("name", "payments", "state", "half_open")) == 1);
+    assert_null(prom_find(&doc, "puffinflow_breaker_retry_in_seconds", NULL));
+    prom_doc_free(&doc);
+    pf_free(text);
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"breakers\":[{\"name\":\"payments\","
+                                 "\"state\":\"half_open\",\"calls\":5,"));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+static void
+test_metrics_breaker_group_breakers_carry_their_group(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_registry_t *r = quiet_registry();
+    pf_breaker_group_config_t gcfg;
+    pf_breaker_config_t bcfg;
+    pf_breaker_group_t *g;
+    pf_breaker_t *b;
+    pf_permit_t p = PF_PERMIT_INIT;
+    prom_doc_t doc;
+    char *text;
+
+    pf_breaker_group_config_init(&gcfg);
+    gcfg.breaker.failure_threshold = 1;
+    gcfg.breaker.clock = clock;
+    gcfg.max_breakers = 4;
+    assert_pf_ok(pf_registry_get_breaker_group(r, "hosts", &gcfg, &g));
+    assert_pf_ok(pf_breaker_group_acquire(g, "a.example", &p));
+    pf_breaker_group_record(g, &p, -1); /* opens hosts/a.example */
+    assert_pf_ok(pf_breaker_group_acquire(g, "b.example", &p));
+    pf_breaker_group_record(g, &p, 0);
+    /* A standalone breaker that happens to have a group breaker's name. */
+    pf_breaker_config_init(&bcfg);
+    bcfg.clock = clock;
+    assert_pf_ok(pf_registry_get_breaker(r, "hosts/a.example", &bcfg, &b));
+
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc); /* label sets differ: no duplicate */
+    assert_true(value_of(&doc, "puffinflow_breaker_state",
+                         LABELS("name", "hosts/a.example", "group",
+                                "hosts")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_state",
+                         LABELS("name", "hosts/b.example", "group",
+                                "hosts")) == 0);
+    assert_int_equal(prom_count(&doc, "puffinflow_breaker_state"), 3);
+    assert_true(value_of(&doc, "puffinflow_breaker_group_size",
+                         LABELS("group", "hosts")) == 2);
+    assert_true(value_of(&doc, "puffinflow_breaker_group_max_breakers",
+                         LABELS("group", "hosts")) == 4);
+    prom_doc_free(&doc);
+    pf_free(text);
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"breaker_groups\":[{\"name\":\"hosts\","));
     pf_free(text);
     pf_registry_free(r);
 }
@@ -433,6 +565,13 @@ ok_check(pf_health_result_t *res, void *arg)
     return 0;
 }
 
+static int
+ok_call(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
 static void
 alloc_scenario(void *arg)
 {
@@ -473,6 +612,8 @@ static void
 test_metrics_allocation_failures_leak_nothing(void **state)
 {
     pf_registry_t *r;
+    pf_breaker_t *br;
+    pf_breaker_group_t *grp;
     pf_bulkhead_t *bh;
     pf_ratelimit_t *rl;
     pf_health_checker_t *hc;
@@ -482,6 +623,10 @@ test_metrics_allocation_failures_leak_nothing(void **state)
     assert_pf_ok(pf_registry_new(NULL, &r));
     assert_pf_ok(pf_registry_get_bulkhead(r, "b1", NULL, &bh));
     assert_pf_ok(pf_registry_get_bulkhead(r, "b2", NULL, &bh));
+    assert_pf_ok(pf_registry_get_breaker(r, "br", NULL, &br));
+    assert_pf_ok(pf_registry_get_breaker_group(r, "grp", NULL, &grp));
+    assert_pf_ok(pf_breaker_group_call(grp, "k1", ok_call, NULL));
+    assert_pf_ok(pf_breaker_group_call(grp, "k2", ok_call, NULL));
     assert_pf_ok(pf_registry_get_ratelimit(r, "r\xff", NULL, &rl));
     assert_pf_ok(pf_registry_get_health_checker(r, "h", NULL, &hc));
     assert_pf_ok(pf_health_add_check(hc, "c1", ok_check, NULL));
@@ -558,6 +703,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
             test_metrics_empty_registry_exports_only_the_info_gauge),
+        CLOCK_TEST(test_metrics_breaker_state_and_outcomes_follow_its_calls),
+        CLOCK_TEST(test_metrics_breaker_group_breakers_carry_their_group),
         cmocka_unit_test(test_metrics_bulkhead_values_follow_its_activity),
         CLOCK_TEST(test_metrics_ratelimit_values_follow_its_activity),
         cmocka_unit_test(test_metrics_health_status_per_check_and_overall),

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/export.h"
 #include "puffinflow/health.h"
@@ -49,10 +50,11 @@ typedef enum pf_registry_kind {
     PF_REGISTRY_HEALTH = 3,  /* health checkers */
     PF_REGISTRY_LEAK = 4,    /* leak detectors */
     PF_REGISTRY_DEGRADE = 5, /* degradation managers */
+    PF_REGISTRY_BREAKER_GROUP = 6, /* keyed groups of breakers */
     PF_REGISTRY_ANY = -1     /* every kind, where a function says so */
 } pf_registry_kind_t;
 
-#define PF_REGISTRY_KINDS 6
+#define PF_REGISTRY_KINDS 7
 
 /* Who frees an object added to a registry. */
 typedef enum pf_registry_ownership {
@@ -134,8 +136,8 @@ PF_API int pf_registry_foreach(pf_registry_t *r, pf_registry_kind_t kind,
  * progress on other threads. NULL is a no-op. Thread-safe. */
 PF_API void pf_registry_clear(pf_registry_t *r);
 
-/* "breaker", "bulkhead", "ratelimit", "health", "leak", "degrade", or
- * "unknown". A constant string. */
+/* "breaker", "bulkhead", "ratelimit", "health", "leak", "degrade",
+ * "breaker_group", or "unknown". A constant string. */
 PF_API const char *pf_registry_kind_name(pf_registry_kind_t kind);
 
 /* ---- typed faces, one per kind ---------------------------------------- *
@@ -166,6 +168,29 @@ PF_API const char *pf_registry_kind_name(pf_registry_kind_t kind);
  *         creating and freeing a throwaway object: PF_EINVAL for a bad
  *         field, or PF_ENOMEM. Affects later gets only.
  * All are thread-safe. */
+
+PF_API int pf_registry_add_breaker(pf_registry_t *r, pf_breaker_t *b,
+                                   pf_registry_ownership_t own);
+PF_API int pf_registry_get_breaker(pf_registry_t *r, const char *name,
+                                   const pf_breaker_config_t *cfg,
+                                   pf_breaker_t **out);
+PF_API int pf_registry_find_breaker(pf_registry_t *r, const char *name,
+                                    pf_breaker_t **out);
+PF_API int pf_registry_set_breaker_defaults(pf_registry_t *r,
+                                            const pf_breaker_config_t *cfg);
+
+/* Keyed groups: a group's breakers are exported with the breakers, each
+ * under its own name ("<group>/<key>") and a group label. */
+PF_API int pf_registry_add_breaker_group(pf_registry_t *r,
+                                         pf_breaker_group_t *g,
+                                         pf_registry_ownership_t own);
+PF_API int pf_registry_get_breaker_group(pf_registry_t *r, const char *name,
+                                         const pf_breaker_group_config_t *cfg,
+                                         pf_breaker_group_t **out);
+PF_API int pf_registry_find_breaker_group(pf_registry_t *r, const char *name,
+                                          pf_breaker_group_t **out);
+PF_API int pf_registry_set_breaker_group_defaults(
+    pf_registry_t *r, const pf_breaker_group_config_t *cfg);
 
 PF_API int pf_registry_add_bulkhead(pf_registry_t *r, pf_bulkhead_t *bh,
                                     pf_registry_ownership_t own);
@@ -211,6 +236,20 @@ typedef struct pf_process_metrics {
 } pf_process_metrics_t;
 
 /* One object's metrics in a snapshot. */
+typedef struct pf_registry_breaker {
+    const char *name;
+    pf_breaker_metrics_t metrics;
+} pf_registry_breaker_t;
+
+/* A keyed group and its breakers (in the group's least- to most-recently
+ * used order), each named "<group>/<key>". */
+typedef struct pf_registry_breaker_group {
+    const char *name;
+    pf_breaker_group_metrics_t metrics;
+    pf_registry_breaker_t *breakers;
+    size_t breakers_len;
+} pf_registry_breaker_group_t;
+
 typedef struct pf_registry_bulkhead {
     const char *name;
     pf_bulkhead_metrics_t metrics;
@@ -255,6 +294,10 @@ typedef struct pf_registry_snapshot {
     int64_t wall_time_ns;         /* when it was taken (Unix epoch) */
     bool has_process;             /* the registry's process_metrics */
     pf_process_metrics_t process;
+    pf_registry_breaker_t *breakers;
+    size_t breakers_len;
+    pf_registry_breaker_group_t *breaker_groups;
+    size_t breaker_groups_len;
     pf_registry_bulkhead_t *bulkheads;
     size_t bulkheads_len;
     pf_registry_ratelimit_t *ratelimits;
