@@ -1,0 +1,194 @@
+/* puffinflow — the context shared by the states of a run.
+ *
+ * A context holds typed variables (64-bit integers, doubles, strings, byte
+ * strings, and pointers with an optional destructor) under string keys.
+ * Every state of a run sees the same variables, from any thread, so each
+ * access takes the context's lock for a moment; values are copied in and
+ * out, never shared. A variable may be marked as an output of the run.
+ *
+ * Inside a state, the pf_ctx_t the state receives also describes the state
+ * being run: its name, its attempt number, its deadline and cancellation
+ * token (when it has a timeout, or the run a deadline), and it is how the
+ * state says where the run goes next (pf_ctx_goto, in agent.h). That
+ * per-state view is owned by the run and valid only while the state runs;
+ * variables set through it land in the run's context. */
+#ifndef PUFFINFLOW_CONTEXT_H
+#define PUFFINFLOW_CONTEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "puffinflow/deadline.h"
+#include "puffinflow/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pf_ctx pf_ctx_t; /* opaque */
+
+/* The type of a variable. */
+typedef enum pf_value_type {
+    PF_VALUE_NONE = 0, /* no such variable */
+    PF_VALUE_INT = 1,
+    PF_VALUE_DOUBLE = 2,
+    PF_VALUE_STRING = 3,
+    PF_VALUE_BYTES = 4,
+    PF_VALUE_PTR = 5
+} pf_value_type_t;
+
+/* Frees a pointer variable's value when the variable is replaced, removed
+ * or cleared, or the context freed. */
+typedef void (*pf_ctx_dtor_fn)(void *ptr);
+
+/* ---- create, free ------------------------------------------------------ */
+
+/* Create an empty context. Returns 0 and stores it in *out, PF_EINVAL if
+ * out is NULL, or PF_ENOMEM / PF_ESYSTEM; on error *out is untouched.
+ * Thread-safe. */
+PF_API int pf_ctx_new(pf_ctx_t **out);
+
+/* Destroy ctx and its variables, running the destructors of pointer
+ * variables on the calling thread. NULL is a no-op, and so is the
+ * per-state view a state receives (the run owns it). No run may be using
+ * ctx, and no other call on it may be running or follow. */
+PF_API void pf_ctx_free(pf_ctx_t *ctx);
+
+/* Remove every variable (destructors run on the calling thread, with no
+ * lock held). NULL is a no-op. Thread-safe. */
+PF_API void pf_ctx_clear(pf_ctx_t *ctx);
+
+/* ---- variables ---------------------------------------------------------
+ *
+ * Setters create the variable or replace its value and type (a replaced
+ * pointer's destructor runs, on the calling thread with no lock held), and
+ * keep its output mark. They return 0, PF_EINVAL for a NULL ctx or key or
+ * an empty key, or PF_ENOMEM (then the old value is untouched). Getters
+ * return 0, PF_ENOTFOUND when there is no such variable, PF_EINVAL for a
+ * NULL argument or when the variable has another type (nothing is
+ * converted). All are thread-safe and never block beyond the context's
+ * lock; keys and values are copied. */
+
+PF_API int pf_ctx_set_int(pf_ctx_t *ctx, const char *key, int64_t value);
+PF_API int pf_ctx_set_double(pf_ctx_t *ctx, const char *key, double value);
+
+/* value is copied up to its NUL. */
+PF_API int pf_ctx_set_string(pf_ctx_t *ctx, const char *key,
+                             const char *value);
+
+/* len bytes from data are copied (data may be NULL when len is 0). */
+PF_API int pf_ctx_set_bytes(pf_ctx_t *ctx, const char *key, const void *data,
+                            size_t len);
+
+/* Store a pointer. With dtor, the context owns ptr from now on (also when
+ * this call fails: then dtor(ptr) has run) and frees it with dtor; without,
+ * it is only a reference. */
+PF_API int pf_ctx_set_ptr(pf_ctx_t *ctx, const char *key, void *ptr,
+                          pf_ctx_dtor_fn dtor);
+
+PF_API int pf_ctx_get_int(const pf_ctx_t *ctx, const char *key,
+                          int64_t *out);
+PF_API int pf_ctx_get_double(const pf_ctx_t *ctx, const char *key,
+                             double *out);
+
+/* Copy a string variable and its NUL into buf (cap bytes); *len (may be
+ * NULL) gets its length without the NUL. PF_ERANGE when cap is too small:
+ * nothing is copied and *len says how long it is. buf may be NULL when cap
+ * is 0. */
+PF_API int pf_ctx_get_string(const pf_ctx_t *ctx, const char *key, char *buf,
+                             size_t cap, size_t *len);
+
+/* A copy of a string variable in *out, to be freed with pf_free. Also
+ * PF_ENOMEM. */
+PF_API int pf_ctx_dup_string(const pf_ctx_t *ctx, const char *key,
+                             char **out);
+
+/* Copy a bytes (or string) variable into buf (cap bytes); *len (may be
+ * NULL) gets its length. PF_ERANGE when cap is too small, as above. */
+PF_API int pf_ctx_get_bytes(const pf_ctx_t *ctx, const char *key, void *buf,
+                            size_t cap, size_t *len);
+
+/* The pointer stored under key; the context keeps ownership. */
+PF_API int pf_ctx_get_ptr(const pf_ctx_t *ctx, const char *key, void **out);
+
+/* Remove a pointer variable without running its destructor: the caller
+ * owns the pointer from now on. */
+PF_API int pf_ctx_take_ptr(pf_ctx_t *ctx, const char *key, void **out);
+
+/* The variable's type, PF_VALUE_NONE when there is none (or for NULL
+ * arguments). Thread-safe. */
+PF_API pf_value_type_t pf_ctx_type(const pf_ctx_t *ctx, const char *key);
+
+/* True when the variable exists. Thread-safe. */
+PF_API bool pf_ctx_has(const pf_ctx_t *ctx, const char *key);
+
+/* Remove a variable (its destructor runs, with no lock held). Returns 0,
+ * PF_ENOTFOUND, or PF_EINVAL for NULL arguments. Thread-safe. */
+PF_API int pf_ctx_remove(pf_ctx_t *ctx, const char *key);
+
+/* Number of variables (0 for NULL). Thread-safe. */
+PF_API size_t pf_ctx_count(const pf_ctx_t *ctx);
+
+/* ---- outputs ------------------------------------------------------------ */
+
+/* Mark a variable as an output of the run: it stays marked when its value
+ * is replaced, until it is removed. Returns 0, PF_ENOTFOUND, or PF_EINVAL.
+ * Thread-safe. */
+PF_API int pf_ctx_mark_output(pf_ctx_t *ctx, const char *key);
+
+/* True when the variable exists and is marked as an output. Thread-safe. */
+PF_API bool pf_ctx_is_output(const pf_ctx_t *ctx, const char *key);
+
+/* Which keys to list. */
+typedef enum pf_ctx_keys_filter {
+    PF_CTX_KEYS_ALL = 0,
+    PF_CTX_KEYS_OUTPUTS = 1
+} pf_ctx_keys_filter_t;
+
+/* The keys present now, sorted by byte order, in *out: an array of *n
+ * strings followed by NULL, allocated as one block that pf_free releases.
+ * Returns 0, PF_EINVAL for NULL arguments or a bad filter, or PF_ENOMEM.
+ * Thread-safe. */
+PF_API int pf_ctx_keys(const pf_ctx_t *ctx, pf_ctx_keys_filter_t filter,
+                       char ***out, size_t *n);
+
+/* ---- the running state -------------------------------------------------
+ *
+ * These describe the state the context was given to; on a context made by
+ * pf_ctx_new (not inside a state) they return the neutral value said. */
+
+/* The state's name, or NULL. Valid while the state runs. */
+PF_API const char *pf_ctx_state_name(const pf_ctx_t *ctx);
+
+/* The agent's name, or NULL. */
+PF_API const char *pf_ctx_agent_name(const pf_ctx_t *ctx);
+
+/* Which attempt this is: 1 for the first run of the state, 2 for its first
+ * retry, and so on; 0 outside a state. */
+PF_API unsigned pf_ctx_attempt(const pf_ctx_t *ctx);
+
+/* The state's deadline: the earlier of its timeout and the run's
+ * deadline; none when it has neither (or outside a state). A state that
+ * returns at or after its deadline has failed with PF_ETIMEDOUT, whatever
+ * it returned. */
+PF_API pf_deadline_t pf_ctx_deadline(const pf_ctx_t *ctx);
+
+/* The state's cancellation token: cancelled when the run is cancelled
+ * (pf_run_cancel, the run's token, its deadline) or when the state's
+ * timeout passes, and bounded by the state's deadline, so waits given it
+ * end in time. Made on first call (the run keeps it; do not free it).
+ * NULL outside a state, or when it could not be allocated. Thread-safe
+ * from the state's own code. */
+PF_API pf_token_t *pf_ctx_token(pf_ctx_t *ctx);
+
+/* True once the run has been cancelled or the state's deadline has
+ * passed: the cheap check for a long state to poll (no token is made).
+ * False outside a state. */
+PF_API bool pf_ctx_is_cancelled(const pf_ctx_t *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PUFFINFLOW_CONTEXT_H */
