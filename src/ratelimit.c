@@ -79,6 +79,14 @@ struct pf_ratelimit {
     void *listener_arg;
 };
 
+/* The clock read of every decision (see the top of the file). */
+static inline int64_t
+read_now(const pf_ratelimit_t *rl)
+{
+    return rl->coarse ? pf__clock_now_coarse_ns(rl->clock)
+                      : pf_clock_now_ns(rl->clock);
+}
+
 void
 pf_ratelimit_config_init(pf_ratelimit_config_t *cfg)
 {
@@ -181,10 +189,11 @@ pf_ratelimit_new(const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
     rl->listener = cfg->listener;
     rl->listener_arg = cfg->listener_arg;
     rl->coarse = coarse_is_enough(rl->clock, cfg->rate, cfg->burst);
-    /* Unit 0 is now and tat = 0: no debt, the bucket starts full. The
-     * coarse clock may read a little before the precise one; differences
-     * are taken modulo 2^64, so a now slightly before the epoch is fine. */
-    rl->epoch = pf_clock_now_ns(rl->clock);
+    /* Unit 0 is now and tat = 0: no debt, the bucket starts full. Read
+     * with the clock decisions will use: the coarse clock lags the precise
+     * one, and an epoch ahead of later reads would start the bucket in
+     * debt. */
+    rl->epoch = read_now(rl);
     atomic_init(&rl->tat, 0);
     *out = rl;
     return 0;
@@ -207,13 +216,6 @@ pf_ratelimit_name(const pf_ratelimit_t *rl)
 }
 
 /* ---- the bucket ---------------------------------------------------------- */
-
-static inline int64_t
-read_now(const pf_ratelimit_t *rl)
-{
-    return rl->coarse ? pf__clock_now_coarse_ns(rl->clock)
-                      : pf_clock_now_ns(rl->clock);
-}
 
 /* Clock time as units since the epoch, modulo 2^64 (unsigned arithmetic:
  * wrapping is defined and differences stay right). */

@@ -2,12 +2,17 @@
  *
  * The bucket holds at most `burst` permits and refills at `rate` permits per
  * second; it starts full. Over any stretch of time t, at most
- * burst + rate * t permits are handed out. On a manual clock the count is
- * exact: the k-th permit after an empty bucket is available exactly at the
- * first nanosecond at or after k / rate seconds (for any rate whose permit
- * interval 1e9 / rate ns is a multiple of 1/64 ns, which includes every
- * integer rate up to 64 and every rate dividing 1e9; other rates are
- * rounded by less than 1/64 ns per permit, towards fewer permits).
+ * burst + rate * t permits are handed out (plus rate times the coarse
+ * clock's resolution when the limiter reads that clock: see
+ * docs/ratelimit.md). The count is exact, with no drift: on a manual clock
+ * the k-th permit after an empty bucket is there at the first nanosecond
+ * at or after k / rate seconds. That holds for every rate whose permit
+ * interval, 1e9 / rate ns, is a whole number of 1/q ns for some q up to 64:
+ * every integer rate up to 64, every divisor of 1e9 (1, 2, 4, 5, 8, 10, ...
+ * 1000, 1e6 per second) and those times up to 64 (3, 30, 7e6, 2.5 ...).
+ * Any other rate has its interval rounded up by less than 1/64 ns: fewer
+ * permits, never more (at most 0.2% fewer at 1e8 per second, 0.002% at
+ * 1e6).
  *
  * Faces:
  *   - pf_ratelimit_try_acquire: never blocks; lock-free;
