@@ -548,6 +548,13 @@ copy_retry(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
         return PF_EINVAL;
     }
     s->retry_eager = s->retry.budget != NULL || s->retry.max_elapsed > 0.0;
+    /* A backoff with no jitter, or whose delays are all 0, draws nothing:
+     * a fixed seed then spares pf_retry_start a fresh seed per failure
+     * (which reads the clock and the process id). */
+    if (s->retry.seed == 0 && (s->retry.backoff.jitter == PF_JITTER_NONE ||
+                               s->retry.backoff.max_delay == 0.0)) {
+        s->retry.seed = 1;
+    }
     return 0;
 }
 
