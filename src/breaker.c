@@ -705,12 +705,16 @@ reclaim_overdue(pf_breaker_t *b, int64_t now)
 }
 
 /* Open from CLOSED if the state is still the epoch whose count or window
- * reached the threshold (another thread may have opened it already). */
+ * reached the threshold (another thread may have opened it already). now
+ * is the record's clock reading, or -1 when it read none. */
 static void
 open_from_closed(pf_breaker_t *b, uint64_t epoch, int64_t now)
 {
     uint64_t w;
 
+    if (now < 0) {
+        now = now_ns(b);
+    }
     pthread_mutex_lock(&b->lock);
     w = atomic_load_explicit(&b->word, memory_order_relaxed);
     if (EPOCH(w) == epoch) {
@@ -1059,17 +1063,20 @@ pf_breaker_record_outcome(pf_breaker_t *b, pf_permit_t *permit, int result)
         if (is_failure_outcome(out)) {
             if (!have_now) {
                 now = now_ns(b);
+                have_now = true;
             }
             note_failure(b, now);
         }
         if ((q.priv_flags & PERMIT_SHADOW) == 0 &&
             out != PF_BREAKER_OUTCOME_IGNORED) {
+            int64_t at = have_now ? now : -1;
+
             if (b->window == PF_BREAKER_WINDOW_CONSECUTIVE) {
                 apply_consecutive(b, q.priv_epoch, is_failure_outcome(out),
-                                  now);
+                                  at);
             } else {
                 apply_window(b, q.priv_epoch, is_failure_outcome(out), slow,
-                             now);
+                             at);
             }
         }
     }

@@ -1,0 +1,541 @@
+/* Circuit breaker sliding windows: the failure rate and slow-call rate
+ * over the last N calls (count window) or the last N seconds (time
+ * window), minimum_calls, what enters a window and when it is cleared. */
+#include <math.h>
+#include <string.h>
+
+#include "puffinflow/breaker.h"
+#include "rng.h"
+#include "test.h"
+
+#define CONN_ERR 111
+#define VALUE_ERR 22
+
+static void
+config(pf_breaker_config_t *cfg, pf_clock_t *clock, pf_breaker_window_t w,
+       unsigned size, unsigned minimum, double rate)
+{
+    pf_breaker_config_init(cfg);
+    cfg->clock = clock;
+    cfg->window = w;
+    cfg->window_size = size;
+    cfg->minimum_calls = minimum;
+    cfg->failure_rate_threshold = rate;
+    cfg->recovery_timeout = 10.0;
+    cfg->success_threshold = 1;
+}
+
+static pf_breaker_t *
+make(const pf_breaker_config_t *cfg)
+{
+    pf_breaker_t *b = NULL;
+
+    assert_pf_ok(pf_breaker_new(cfg, &b));
+    return b;
+}
+
+static pf_breaker_outcome_t
+run(pf_breaker_t *b, int result)
+{
+    pf_permit_t p;
+
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    return pf_breaker_record_outcome(b, &p, result);
+}
+
+/* A call that takes ns nanoseconds of the manual clock. */
+static void
+run_taking(pf_breaker_t *b, pf_clock_t *clock, int64_t ns, int result)
+{
+    pf_permit_t p;
+
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    pf_clock_manual_advance(clock, ns);
+    pf_breaker_record(b, &p, result);
+}
+
+static void
+runs(pf_breaker_t *b, int n, int result)
+{
+    for (int i = 0; i < n; i++) {
+        run(b, result);
+    }
+}
+
+static pf_breaker_metrics_t
+metrics(pf_breaker_t *b)
+{
+    pf_breaker_metrics_t m;
+
+    pf_breaker_metrics(b, &m);
+    return m;
+}
+
+/* ---- count window ----------------------------------------------------- */
+
+static void
+test_breaker_count_window_opens_when_failure_rate_reaches_threshold(
+    void **state)
+{
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 10, 10, 50.0);
+    b = make(&cfg);
+    runs(b, 5, 0);
+    runs(b, 4, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED); /* 9 calls */
+    runs(b, 1, -1); /* 10 calls, 5 failures: 50 % */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_count_window_stays_closed_below_failure_rate(void **state)
+{
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+    pf_breaker_metrics_t m;
+
+    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 10, 10, 50.0);
+    b = make(&cfg);
+    runs(b, 6, 0);
+    runs(b, 4, -1);
+    m = metrics(b);
+    assert_int_equal(m.state, PF_BREAKER_CLOSED);
+    assert_int_equal(m.window_calls, 10);
+    assert_int_equal(m.window_failures, 4);
+    assert_true(fabs(m.failure_rate - 40.0) < 1e-9);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_count_window_stays_closed_below_minimum_calls(void **state)
+{
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 10, 5, 50.0);
+    cfg.failure_threshold = 1; /* consecutive count: unused here */
+    b = make(&cfg);
+    runs(b, 4, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    assert_true(metrics(b).failure_rate == 100.0);
+    runs(b, 1, 0); /* the call that reaches the minimum may be a success */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_count_window_forgets_calls_older_than_its_size(void **state)
+{
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 4, 4, 50.0);
+    b = make(&cfg);
+    run(b, -1);
+    runs(b, 3, 0); /* f s s s: 25 % */
+    assert_int_equal(metrics(b).window_failures, 1);
+    run(b, 0); /* s s s s: the failure left */
+    assert_int_equal(metrics(b).window_calls, 4);
+    assert_int_equal(metrics(b).window_failures, 0);
+    run(b, -1); /* s s s f */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    run(b, -1); /* s s f f: 50 % */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_count_window_caps_minimum_calls_at_its_size(void **state)
+{
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 3, 100, 100.0);
+    b = make(&cfg);
+    runs(b, 2, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    runs(b, 1, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_count_window_holds_exactly_the_last_n_outcomes(void **state)
+{
+    uint64_t rng = 12345;
+
+    for (unsigned size = 2; size <= 9; size++) {
+        pf_breaker_config_t cfg;
+        pf_breaker_t *b;
+        bool hist[400];
+
+        /* Rate 100 %: never opens while a success stays in the window. */
+        config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, size, 1, 100.0);
+        b = make(&cfg);
+        for (unsigned i = 0; i < 400; i++) {
+            pf_breaker_metrics_t m;
+            unsigned want = 0;
+            bool fail = pf__rng_below(&rng, 2) == 0 && i % size != 0;
+
+            run(b, fail ? -1 : 0);
+            hist[i] = fail;
+            for (unsigned j = i + 1 > size ? i + 1 - size : 0; j <= i; j++) {
+                want += hist[j];
+            }
+            m = metrics(b);
+            assert_int_equal(m.state, PF_BREAKER_CLOSED);
+            assert_int_equal(m.window_calls, i + 1 < size ? i + 1 : size);
+            assert_int_equal(m.window_failures, want);
+        }
+        pf_breaker_free(b);
+    }
+}
+
+/* ---- time window ------------------------------------------------------ */
+
+static void
+test_breaker_time_window_opens_on_rate_of_last_seconds(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
+    b = make(&cfg);
+    runs(b, 2, -1);
+    pf_clock_manual_advance(clock, 5 * NS_PER_SEC);
+    run(b, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    pf_clock_manual_advance(clock, 4 * NS_PER_SEC); /* t = 9 s: all inside */
+    run(b, 0); /* 4 calls, 2 failures */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_time_window_drops_seconds_that_left_it(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+    pf_breaker_metrics_t m;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 3, 2, 50.0);
+    b = make(&cfg);
+    run(b, -1); /* second 0 */
+    pf_clock_manual_advance(clock, 3 * NS_PER_SEC - 1); /* 2.999... s */
+    m = metrics(b);
+    assert_int_equal(m.window_calls, 1); /* seconds 0, 1, 2 */
+    assert_int_equal(m.window_failures, 1);
+    pf_clock_manual_advance(clock, 1); /* 3 s: seconds 1, 2, 3 */
+    m = metrics(b);
+    assert_int_equal(m.window_calls, 0);
+    run(b, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED); /* 0 % */
+    run(b, -1); /* 2 calls, 1 failure */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_time_window_forgets_everything_after_a_long_pause(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 5, 3, 50.0);
+    b = make(&cfg);
+    runs(b, 2, -1);
+    pf_clock_manual_advance(clock, 1000 * NS_PER_SEC);
+    assert_int_equal(metrics(b).window_calls, 0);
+    run(b, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED); /* 1 call */
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_time_window_counts_exactly_the_last_n_seconds(void **state)
+{
+    pf_clock_t *clock = *state;
+    uint64_t rng = 99;
+
+    for (unsigned size = 1; size <= 6; size++) {
+        pf_breaker_config_t cfg;
+        pf_breaker_t *b;
+        int64_t at[300];
+        bool fail[300];
+
+        config(&cfg, clock, PF_BREAKER_WINDOW_TIME, size, 1000, 50.0);
+        b = make(&cfg);
+        for (unsigned i = 0; i < 300; i++) {
+            pf_breaker_metrics_t m;
+            uint64_t calls = 0;
+            uint64_t fails = 0;
+            int64_t now_sec;
+
+            pf_clock_manual_advance(clock, (int64_t)pf__rng_below(&rng, 700) *
+                                               NS_PER_MS);
+            at[i] = pf_clock_now_ns(clock) / NS_PER_SEC;
+            fail[i] = pf__rng_below(&rng, 3) == 0;
+            run(b, fail[i] ? -1 : 0);
+            now_sec = pf_clock_now_ns(clock) / NS_PER_SEC;
+            for (unsigned j = 0; j <= i; j++) {
+                if (at[j] > now_sec - (int64_t)size) {
+                    calls++;
+                    fails += fail[j];
+                }
+            }
+            m = metrics(b);
+            assert_int_equal(m.window_calls, calls);
+            assert_int_equal(m.window_failures, fails);
+        }
+        pf_breaker_free(b);
+    }
+}
+
+/* ---- slow calls ------------------------------------------------------- */
+
+static void
+test_breaker_slow_call_rate_opens_the_breaker(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+    pf_breaker_metrics_t m;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_COUNT, 4, 4, 100.0);
+    cfg.slow_call_duration = 2.0;
+    cfg.slow_call_rate_threshold = 50.0;
+    b = make(&cfg);
+    run_taking(b, clock, 3 * NS_PER_SEC, 0);
+    run_taking(b, clock, 0, 0);
+    run_taking(b, clock, 0, 0);
+    m = metrics(b);
+    assert_int_equal(m.slow_calls, 1);
+    assert_int_equal(m.window_slow_calls, 1);
+    run_taking(b, clock, 2 * NS_PER_SEC + 1, 0); /* slow: 2 of 4 */
+    m = metrics(b);
+    assert_int_equal(m.state, PF_BREAKER_OPEN);
+    assert_int_equal(m.successes, 4); /* slow is still a success */
+    assert_int_equal(m.failures, 0);
+    assert_true(fabs(m.slow_call_rate - 50.0) < 1e-9);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_slow_calls_below_slow_rate_keep_it_closed(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 60, 4, 100.0);
+    cfg.slow_call_duration = 2.0;
+    cfg.slow_call_rate_threshold = 50.0;
+    b = make(&cfg);
+    run_taking(b, clock, 3 * NS_PER_SEC, 0);
+    run_taking(b, clock, 2 * NS_PER_SEC, 0); /* exactly 2 s: not slow */
+    runs(b, 2, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    assert_int_equal(metrics(b).window_slow_calls, 1);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_default_slow_rate_opens_only_when_all_calls_slow(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_COUNT, 3, 3, 100.0);
+    cfg.timeout = 0.0;
+    cfg.slow_call_duration = 1.0; /* rate threshold: default 100 % */
+    b = make(&cfg);
+    run_taking(b, clock, 2 * NS_PER_SEC, 0);
+    run_taking(b, clock, 2 * NS_PER_SEC, 0);
+    run_taking(b, clock, 0, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    run_taking(b, clock, 2 * NS_PER_SEC, 0);
+    run_taking(b, clock, 2 * NS_PER_SEC, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED); /* 2 of 3 */
+    run_taking(b, clock, 2 * NS_PER_SEC, 0); /* last 3: all slow */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+/* ---- what enters a window --------------------------------------------- */
+
+static void
+test_breaker_window_leaves_out_ignored_results(void **state)
+{
+    static const int listed[] = {CONN_ERR};
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+    pf_breaker_metrics_t m;
+
+    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 4, 2, 50.0);
+    cfg.expected_errors = listed;
+    cfg.expected_errors_len = 1;
+    b = make(&cfg);
+    run(b, 0);
+    runs(b, 5, VALUE_ERR);
+    m = metrics(b);
+    assert_int_equal(m.window_calls, 1);
+    assert_int_equal(m.ignored, 5);
+    run(b, CONN_ERR);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_window_counts_timeouts_as_failures(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_COUNT, 2, 2, 100.0);
+    cfg.timeout = 1.0;
+    b = make(&cfg);
+    run_taking(b, clock, 2 * NS_PER_SEC, 0);
+    assert_int_equal(metrics(b).window_failures, 1);
+    run_taking(b, clock, 2 * NS_PER_SEC, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    assert_int_equal(metrics(b).timeouts, 2);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_window_is_cleared_when_the_breaker_closes(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+    pf_breaker_metrics_t m;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_COUNT, 10, 4, 50.0);
+    b = make(&cfg);
+    runs(b, 4, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
+    run(b, 0); /* the trial closes it */
+    m = metrics(b);
+    assert_int_equal(m.state, PF_BREAKER_CLOSED);
+    assert_int_equal(m.window_calls, 0);
+    assert_true(m.failure_rate == 0.0);
+    runs(b, 3, -1); /* below minimum_calls again */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_window_is_cleared_by_reset(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 30, 4, 50.0);
+    b = make(&cfg);
+    runs(b, 3, -1);
+    pf_breaker_reset(b);
+    assert_int_equal(metrics(b).window_calls, 0);
+    run(b, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_window_leaves_out_stale_results(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+    pf_permit_t old;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_COUNT, 10, 2, 50.0);
+    b = make(&cfg);
+    assert_pf_ok(pf_breaker_acquire(b, &old));
+    runs(b, 2, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
+    run(b, 0); /* closes: a new, empty window */
+    run(b, 0);
+    pf_breaker_record(b, &old, -1); /* from before: not in the window */
+    assert_int_equal(metrics(b).window_calls, 1);
+    assert_int_equal(metrics(b).window_failures, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_window_mode_ignores_failure_threshold(void **state)
+{
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 10, 5, 50.0);
+    cfg.failure_threshold = 1;
+    b = make(&cfg);
+    runs(b, 3, -1);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    assert_int_equal(metrics(b).consecutive_failures, 0);
+    pf_breaker_free(b);
+}
+
+static void
+test_breaker_window_half_open_follows_trial_rules(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 10, 2, 50.0);
+    cfg.success_threshold = 2;
+    b = make(&cfg);
+    runs(b, 2, -1);
+    pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
+    run(b, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_HALF_OPEN);
+    run(b, -1); /* one trial failure reopens it */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+#define T(name)                                                                \
+    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
+                                    pf_test_clock_teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_breaker_count_window_opens_when_failure_rate_reaches_threshold),
+        T(test_breaker_count_window_stays_closed_below_failure_rate),
+        T(test_breaker_count_window_stays_closed_below_minimum_calls),
+        T(test_breaker_count_window_forgets_calls_older_than_its_size),
+        T(test_breaker_count_window_caps_minimum_calls_at_its_size),
+        T(test_breaker_count_window_holds_exactly_the_last_n_outcomes),
+        T(test_breaker_time_window_opens_on_rate_of_last_seconds),
+        T(test_breaker_time_window_drops_seconds_that_left_it),
+        T(test_breaker_time_window_forgets_everything_after_a_long_pause),
+        T(test_breaker_time_window_counts_exactly_the_last_n_seconds),
+        T(test_breaker_slow_call_rate_opens_the_breaker),
+        T(test_breaker_slow_calls_below_slow_rate_keep_it_closed),
+        T(test_breaker_default_slow_rate_opens_only_when_all_calls_slow),
+        T(test_breaker_window_leaves_out_ignored_results),
+        T(test_breaker_window_counts_timeouts_as_failures),
+        T(test_breaker_window_is_cleared_when_the_breaker_closes),
+        T(test_breaker_window_is_cleared_by_reset),
+        T(test_breaker_window_leaves_out_stale_results),
+        T(test_breaker_window_mode_ignores_failure_threshold),
+        T(test_breaker_window_half_open_follows_trial_rules),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
