@@ -3,6 +3,7 @@
  * limit through the layer-0 readers of procfs.c, and turns them into the
  * public pf_leak_sample_t. */
 #include <string.h>
+#include <sys/resource.h>
 
 #include "puffinflow/error.h"
 #include "puffinflow/leak.h"
@@ -15,6 +16,24 @@ const char *
 pf_leak_tcp_state_name(int state)
 {
     return pf__tcp_state_name(state);
+}
+
+/* RLIMIT_NOFILE's soft limit: our own from getrlimit, which is a
+ * fraction of the cost of /proc/self/limits; another process's from
+ * /proc/<pid>/limits. -1 for unlimited. */
+static int
+fd_limit(int pid, int64_t *out)
+{
+    struct rlimit rl;
+
+    if (pid != 0) {
+        return pf__proc_fd_limit(PF__PROC_ROOT, pid, out);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return PF_ESYSTEM;
+    }
+    *out = rl.rlim_cur == RLIM_INFINITY ? -1 : (int64_t)rl.rlim_cur;
+    return 0;
 }
 
 /* ---- sampling ------------------------------------------------------------ */
@@ -36,13 +55,10 @@ pf_leak_sample_process(int pid, pf_leak_sample_t *out)
     s.pid = pid;
     rc = pf__proc_read_status(PF__PROC_ROOT, pid, &st);
     if (rc == 0) {
-        rc = pf__proc_count_fds(PF__PROC_ROOT, pid, &s.open_fds);
+        rc = pf__proc_count_fds_sockets(PF__PROC_ROOT, pid, &s.open_fds, &sc);
     }
     if (rc == 0) {
-        rc = pf__proc_fd_limit(PF__PROC_ROOT, pid, &s.fd_limit);
-    }
-    if (rc == 0) {
-        rc = pf__proc_count_sockets(PF__PROC_ROOT, pid, &sc);
+        rc = fd_limit(pid, &s.fd_limit);
     }
     if (rc != 0) {
         return rc;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -393,7 +394,9 @@ pf__proc_read_status(const char *proc_root, int pid, pf__proc_status_t *out)
 #define DIRENT_RECLEN_AT 16
 #define DIRENT_NAME_AT 19
 
-typedef int (*fd_visit_fn)(int dirfd, const char *name, void *arg);
+/* own: the table listed is this process's own, on a real procfs, so name
+ * is one of our descriptors and may be examined directly. */
+typedef int (*fd_visit_fn)(int dirfd, const char *name, bool own, void *arg);
 
 static bool
 is_decimal(const char *s)
@@ -409,7 +412,7 @@ is_decimal(const char *s)
     return true;
 }
 
-/* Call visit(dirfd, name, arg) for each entry of /proc/<pid>/fd, skipping
+/* Call visit(dirfd, name, own, arg) for each entry of /proc/<pid>/fd, skipping
  * "." and "..", and, when listing our own table on a real procfs, the
  * descriptor this listing itself holds open. A name that is not a
  * descriptor number is PF_EFORMAT. Stops at the first non-zero visit. */
@@ -472,7 +475,7 @@ list_fds(const char *proc_root, int pid, fd_visit_fn visit, void *arg)
             if (skip_self && strcmp(name, self_name) == 0) {
                 continue;
             }
-            rc = visit(dirfd, name, arg);
+            rc = visit(dirfd, name, skip_self, arg);
         }
     }
     close(dirfd);
@@ -480,10 +483,11 @@ list_fds(const char *proc_root, int pid, fd_visit_fn visit, void *arg)
 }
 
 static int
-count_visit(int dirfd, const char *name, void *arg)
+count_visit(int dirfd, const char *name, bool own, void *arg)
 {
     (void)dirfd;
     (void)name;
+    (void)own;
     (*(int64_t *)arg)++;
     return 0;
 }
@@ -574,19 +578,33 @@ typedef struct sock_table {
     size_t len;
     size_t cap;
     size_t matched;
+    int64_t fds; /* every entry listed */
 } sock_table_t;
 
+/* The socket inode behind descriptor name, or 0 when it is no socket. For
+ * our own descriptors fstat says it without the kernel building a path
+ * string (what readlink costs); for another process, readlink. */
 static int
-sock_visit(int dirfd, const char *name, void *arg)
+sock_inode(int dirfd, const char *name, bool own, uint64_t *ino)
 {
     static const char prefix[] = "socket:[";
-    sock_table_t *t = arg;
     char link[64];
     const char *p;
-    uint64_t ino;
-    ssize_t n = readlinkat(dirfd, name, link, sizeof(link) - 1);
-    int rc;
+    ssize_t n;
 
+    *ino = 0;
+    if (own) {
+        struct stat st;
+
+        if (fstat(atoi(name), &st) != 0) {
+            return 0; /* closed since the listing */
+        }
+        if (S_ISSOCK(st.st_mode)) {
+            *ino = (uint64_t)st.st_ino;
+        }
+        return 0;
+    }
+    n = readlinkat(dirfd, name, link, sizeof(link) - 1);
     if (n < 0) {
         /* Closed since the listing: no longer open, so not counted. */
         return errno == ENOENT ? 0 : errno_code(errno);
@@ -596,8 +614,22 @@ sock_visit(int dirfd, const char *name, void *arg)
         return 0;
     }
     p = link + sizeof(prefix) - 1;
-    if (!parse_u64(&p, 10, &ino) || strcmp(p, "]") != 0) {
+    if (!parse_u64(&p, 10, ino) || strcmp(p, "]") != 0) {
         return PF_EFORMAT;
+    }
+    return 0;
+}
+
+static int
+sock_visit(int dirfd, const char *name, bool own, void *arg)
+{
+    sock_table_t *t = arg;
+    uint64_t ino;
+    int rc = sock_inode(dirfd, name, own, &ino);
+
+    t->fds++;
+    if (rc != 0 || ino == 0) {
+        return rc;
     }
     rc = pf__grow((void **)&t->ents, &t->cap, t->len + 1, sizeof(*t->ents));
     if (rc != 0) {
@@ -740,19 +772,29 @@ scan_net(const char *proc_root, int pid, const char *file, enum net_kind kind,
 int
 pf__proc_count_sockets(const char *proc_root, int pid, pf__sock_counts_t *out)
 {
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    return pf__proc_count_fds_sockets(proc_root, pid, NULL, out);
+}
+
+int
+pf__proc_count_fds_sockets(const char *proc_root, int pid, int64_t *fds,
+                           pf__sock_counts_t *out)
+{
     static const struct {
         const char *file;
         enum net_kind kind;
     } tables[] = {
-        {"net/tcp", NET_TCP},  {"net/tcp6", NET_TCP}, {"net/udp", NET_UDP},
+        {"net/tcp", NET_TCP},  {"net/tcp6", NET_TCP},  {"net/udp", NET_UDP},
         {"net/udp6", NET_UDP}, {"net/unix", NET_UNIX},
     };
-    sock_table_t t = {NULL, 0, 0, 0};
+    sock_table_t t = {NULL, 0, 0, 0, 0};
     pf__sock_counts_t c;
     size_t i;
     int rc;
 
-    if (out == NULL) {
+    if (fds == NULL && out == NULL) {
         return PF_EINVAL;
     }
     memset(&c, 0, sizeof(c));
@@ -773,7 +815,12 @@ pf__proc_count_sockets(const char *proc_root, int pid, pf__sock_counts_t *out)
     }
     c.total = (int64_t)t.len;
     c.other = c.total - c.tcp - c.udp - c.unix_;
-    *out = c;
+    if (fds != NULL) {
+        *fds = t.fds;
+    }
+    if (out != NULL) {
+        *out = c;
+    }
     return 0;
 }
 
@@ -781,8 +828,8 @@ const char *
 pf__tcp_state_name(int state)
 {
     static const char *const names[PF__TCP_STATES] = {
-        "UNKNOWN",   "ESTABLISHED", "SYN_SENT",   "SYN_RECV",   "FIN_WAIT1",
-        "FIN_WAIT2", "TIME_WAIT",   "CLOSE",      "CLOSE_WAIT", "LAST_ACK",
+        "UNKNOWN",   "ESTABLISHED", "SYN_SENT",     "SYN_RECV",   "FIN_WAIT1",
+        "FIN_WAIT2", "TIME_WAIT",   "CLOSE",        "CLOSE_WAIT", "LAST_ACK",
         "LISTEN",    "CLOSING",     "NEW_SYN_RECV",
     };
 
@@ -1044,8 +1091,8 @@ read_max_or_number(const char *path, int64_t *out)
 }
 
 int
-pf__cgroup_memory(const char *cgroup_root, const char *path,
-                  int64_t *max_bytes, int64_t *current_bytes)
+pf__cgroup_memory(const char *cgroup_root, const char *path, int64_t *max_bytes,
+                  int64_t *current_bytes)
 {
     char file[PATH_LEN];
     int64_t max = 0;
@@ -1087,8 +1134,8 @@ pf__cgroup_memory(const char *cgroup_root, const char *path,
 }
 
 int
-pf__cgroup_cpu_max(const char *cgroup_root, const char *path,
-                   int64_t *quota_us, int64_t *period_us)
+pf__cgroup_cpu_max(const char *cgroup_root, const char *path, int64_t *quota_us,
+                   int64_t *period_us)
 {
     char file[PATH_LEN];
     char buf[128];

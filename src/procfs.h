@@ -54,6 +54,13 @@ typedef struct pf__sock_counts {
 int pf__proc_count_sockets(const char *proc_root, int pid,
                            pf__sock_counts_t *out);
 
+/* Both of the above from one listing of /proc/<pid>/fd, which costs about
+ * half of the two calls (either pointer may be NULL, not both). A socket
+ * the kernel lists in no table (an unbound UDP or TCP socket, netlink,
+ * raw, packet) counts in other. */
+int pf__proc_count_fds_sockets(const char *proc_root, int pid, int64_t *fds,
+                               pf__sock_counts_t *out);
+
 /* The name of a TCP state index ("ESTABLISHED", ...), "UNKNOWN" otherwise. */
 const char *pf__tcp_state_name(int state);
 

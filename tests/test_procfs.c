@@ -211,6 +211,29 @@ test_procfs_sockets_counted_by_kind_and_tcp_state(void **state)
 }
 
 static void
+test_procfs_fds_and_sockets_in_one_listing(void **state)
+{
+    pf__sock_counts_t c;
+    int64_t fds = SENTINEL;
+    int64_t alone;
+
+    (void)state;
+    assert_pf_ok(pf__proc_count_fds_sockets(FX("proc/basic"), 0, &fds, &c));
+    assert_int_equal(fds, 12);
+    assert_int_equal(c.total, 8);
+    assert_int_equal(c.tcp_by_state[1], 2);
+    assert_pf_ok(pf__proc_count_fds_sockets(FX("proc/basic"), 0, &fds, NULL));
+    assert_int_equal(fds, 12);
+    assert_pf_err(pf__proc_count_fds_sockets(FX("proc/basic"), 0, NULL, NULL),
+                  PF_EINVAL);
+    /* Our own table (descriptors examined with fstat) agrees with the
+     * plain count. */
+    assert_pf_ok(pf__proc_count_fds(PF__PROC_ROOT, 0, &alone));
+    assert_pf_ok(pf__proc_count_fds_sockets(PF__PROC_ROOT, 0, &fds, &c));
+    assert_int_equal(fds, alone);
+}
+
+static void
 test_procfs_sockets_without_tables_count_as_other(void **state)
 {
     pf__sock_counts_t c;
@@ -560,6 +583,7 @@ main(void)
         cmocka_unit_test(test_procfs_count_fds_counts_every_entry),
         cmocka_unit_test(test_procfs_fd_limit_reads_soft_limit_or_unlimited),
         cmocka_unit_test(test_procfs_sockets_counted_by_kind_and_tcp_state),
+        cmocka_unit_test(test_procfs_fds_and_sockets_in_one_listing),
         cmocka_unit_test(test_procfs_sockets_without_tables_count_as_other),
         cmocka_unit_test(test_procfs_sockets_malformed_tables_are_eformat),
         cmocka_unit_test(test_procfs_tcp_state_names),
