@@ -150,7 +150,7 @@ take_sample(pf_leak_detector_t *d, pf_leak_sample_t *s)
         s->memory_limit_bytes > 0
             ? (double)s->rss_bytes / (double)s->memory_limit_bytes
             : 0.0;
-    s->connections = s->tcp + s->udp;
+    s->connections = s->tcp < 0 || s->udp < 0 ? -1 : s->tcp + s->udp;
     return 0;
 }
 
@@ -470,10 +470,12 @@ judge_sample(pf_leak_detector_t *d, const pf_leak_sample_t *s, pending_t *pend,
                (double)s->open_fds > d->fd_threshold,
                (double)s->open_fds <= d->fd_threshold * keep,
                (double)s->open_fds, d->fd_threshold, s, pend, npend);
-    step_level(d, PF_LEAK_ALERT_CONNECTIONS,
-               (double)s->connections > d->conn_threshold,
-               (double)s->connections <= d->conn_threshold * keep,
-               (double)s->connections, d->conn_threshold, s, pend, npend);
+    if (s->connections >= 0) {
+        step_level(d, PF_LEAK_ALERT_CONNECTIONS,
+                   (double)s->connections > d->conn_threshold,
+                   (double)s->connections <= d->conn_threshold * keep,
+                   (double)s->connections, d->conn_threshold, s, pend, npend);
+    }
     if (d->trend_window == 0) {
         return;
     }

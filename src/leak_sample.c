@@ -56,6 +56,14 @@ pf_leak_sample_process(int pid, pf_leak_sample_t *out)
     rc = pf__proc_read_status(PF__PROC_ROOT, pid, &st);
     if (rc == 0) {
         rc = pf__proc_count_fds_sockets(PF__PROC_ROOT, pid, &s.open_fds, &sc);
+        if (rc == PF_ESYSTEM && pid != 0) {
+            /* Another user's (or a more privileged) process: its fd
+             * folder can be listed but its links not read. Count the
+             * descriptors; what kind they are stays unknown (-1). */
+            rc = pf__proc_count_fds(PF__PROC_ROOT, pid, &s.open_fds);
+            memset(&sc, 0, sizeof(sc));
+            sc.total = -1;
+        }
     }
     if (rc == 0) {
         rc = fd_limit(pid, &s.fd_limit);
@@ -71,6 +79,16 @@ pf_leak_sample_process(int pid, pf_leak_sample_t *out)
     s.rss_bytes = st.rss_bytes;
     s.threads = st.threads;
     s.memory_limit_bytes = limit;
+    s.memory_fraction = limit > 0 ? (double)s.rss_bytes / (double)limit : 0.0;
+    if (sc.total < 0) {
+        s.sockets = s.tcp = s.udp = s.unix_sockets = s.other_sockets = -1;
+        s.connections = -1;
+        for (i = 0; i < PF_LEAK_TCP_STATES; i++) {
+            s.tcp_by_state[i] = -1;
+        }
+        *out = s;
+        return 0;
+    }
     s.sockets = sc.total;
     s.tcp = sc.tcp;
     s.udp = sc.udp;
@@ -79,7 +97,6 @@ pf_leak_sample_process(int pid, pf_leak_sample_t *out)
     for (i = 0; i < PF_LEAK_TCP_STATES; i++) {
         s.tcp_by_state[i] = sc.tcp_by_state[i];
     }
-    s.memory_fraction = limit > 0 ? (double)s.rss_bytes / (double)limit : 0.0;
     s.connections = s.tcp + s.udp;
     *out = s;
     return 0;

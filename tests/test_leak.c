@@ -600,6 +600,35 @@ test_leak_memory_and_connection_thresholds_alert(void **state)
 }
 
 static void
+test_leak_unknown_sockets_are_not_judged(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_leak_sample_t v = fds_sample(10);
+    pf_leak_config_t cfg;
+    pf_leak_detector_t *d;
+    pf_leak_report_t rep;
+    script_t s = {0};
+    alerts_t al;
+
+    /* Another user's process: descriptors counted, their kinds not. */
+    v.tcp = -1;
+    v.udp = -1;
+    v.sockets = -1;
+    s.vals = &v;
+    s.n = 1;
+    alerts_init(&al);
+    test_config(&cfg, clock, &s, &al);
+    cfg.connection_threshold = 1;
+    assert_pf_ok(pf_leak_detector_new(&cfg, &d));
+    assert_pf_ok(pf_leak_detector_check(d, &rep));
+    assert_int_equal(rep.sample.connections, -1);
+    assert_false(rep.alerting[PF_LEAK_ALERT_CONNECTIONS]);
+    pf_leak_report_clear(&rep);
+    assert_int_equal(al.n, 0);
+    pf_leak_detector_free(d);
+}
+
+static void
 test_leak_failed_sample_is_reported_not_judged(void **state)
 {
     pf_clock_t *clock = *state;
@@ -1020,6 +1049,7 @@ main(void)
         CLOCK_TEST(test_leak_history_keeps_the_last_n_and_clears),
         CLOCK_TEST(test_leak_fd_threshold_alerts_once_and_rearms_below_margin),
         CLOCK_TEST(test_leak_memory_and_connection_thresholds_alert),
+        CLOCK_TEST(test_leak_unknown_sockets_are_not_judged),
         CLOCK_TEST(test_leak_failed_sample_is_reported_not_judged),
         CLOCK_TEST(test_leak_fd_growth_is_flagged_before_any_threshold),
         CLOCK_TEST(test_leak_memory_growth_is_flagged),

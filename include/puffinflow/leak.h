@@ -52,7 +52,12 @@ typedef struct pf_leak_detector pf_leak_detector_t; /* opaque */
 #define PF_LEAK_TCP_CLOSE_WAIT 8
 #define PF_LEAK_TCP_LISTEN 10
 
-/* One reading of a process. */
+/* One reading of a process. The socket fields (sockets to tcp_by_state,
+ * and connections) are -1 when the process's descriptors cannot be
+ * examined (another user's process, without the privilege): the count of
+ * descriptors is still known. A socket the kernel lists in no table (an
+ * unbound UDP or TCP socket, netlink, raw, packet) counts in
+ * other_sockets. */
 typedef struct pf_leak_sample {
     int64_t at_ns;              /* detector clock; 0 from
                                    pf_leak_sample_process */
@@ -71,7 +76,8 @@ typedef struct pf_leak_sample {
     int64_t unix_sockets;
     int64_t other_sockets;      /* netlink, raw, packet, ... */
     int64_t connections;        /* tcp + udp: what connection_threshold
-                                   counts (psutil's "connections") */
+                                   counts (psutil's "connections"); not
+                                   judged when -1 */
     int64_t tcp_by_state[PF_LEAK_TCP_STATES];
 } pf_leak_sample_t;
 

@@ -1,6 +1,7 @@
 /* pf — the puffinflow command-line tool.
  *
  *   pf demo [--quick]   show the patterns at work, step by step
+ *   pf watch PID        sample a process (leak detector), one line a sample
  *   pf version          print the library version
  */
 #include <stdio.h>
@@ -15,6 +16,9 @@ usage(FILE *out)
 {
     fprintf(out, "usage: pf <command> [options]\n"
                  "  demo [--quick]   show the patterns at work, step by step\n"
+                 "  watch PID [--interval s] [--count n]\n"
+                 "                   sample a process: memory, fds, sockets, "
+                 "trends\n"
                  "  version          print the library version\n");
     return out == stdout ? 0 : 2;
 }
@@ -27,6 +31,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "demo") == 0) {
         return pf_tool_demo(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "watch") == 0) {
+        return pf_tool_watch(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "version") == 0) {
         printf("puffinflow %s\n", pf_version());

@@ -4,5 +4,6 @@
 #define PF_TOOLS_PF_H
 
 int pf_tool_demo(int argc, char **argv);
+int pf_tool_watch(int argc, char **argv);
 
 #endif /* PF_TOOLS_PF_H */
