@@ -417,12 +417,14 @@ update_overall(pf_health_checker_t *hc, int64_t now)
          * read on its strength. */
         atomic_store_explicit(&hc->status_pub, (int)worst,
                               memory_order_relaxed);
+        pthread_cond_broadcast(&hc->cv);
     }
 }
 
-/* Apply one raw result to chk: damping, counters, its latest result,
- * events, the overall status. The outcome goes to *out (may be NULL).
- * Under lock. */
+/* Apply one raw result to chk: damping, counters, its latest result, its
+ * event. The outcome goes to *out (may be NULL). The overall status is
+ * recomputed once per report (make_report), after all its results are in,
+ * so results arriving one by one do not make it flicker. Under lock. */
 static void
 settle(pf_health_checker_t *hc, check_t *chk, pf_health_status_t raw,
        const char *msg, bool timed_out, int64_t duration_ns, int64_t now,
@@ -466,7 +468,6 @@ settle(pf_health_checker_t *hc, check_t *chk, pf_health_status_t raw,
     if (st != prev) {
         push_event(hc, chk, prev, st, o.msg, now);
     }
-    update_overall(hc, now);
     pthread_cond_broadcast(&hc->cv);
 }
 
@@ -1199,6 +1200,9 @@ make_report(pf_health_checker_t *hc, enum select_kind kind, const char *key,
 
     pthread_mutex_lock(&hc->lock);
     wait_flights(hc, slots, n);
+    if (run) {
+        update_overall(hc, pf_clock_now_ns(hc->clock));
+    }
     fill_slots(r, slots, n);
     release_slots(slots, n);
     r->time_ns = pf_wall_time_ns();

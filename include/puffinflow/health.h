@@ -89,8 +89,12 @@ typedef struct pf_health_event {
 
 /* Called once per status change, in the order the changes happened, with
  * no lock held, on the thread that settled the result (a caller of a run,
- * or a check's own thread). One event is delivered at a time. It may call
- * the checker (run checks, add or remove them), but not free it. */
+ * or a check's own thread). A check's event comes when its result does;
+ * the overall status's once the report is complete. One event is
+ * delivered at a time, and every event a call caused has been delivered
+ * when the call returns (unless it was made from the listener itself). It
+ * may call the checker (run checks, add or remove them), but not free
+ * it. */
 typedef void (*pf_health_listener_fn)(const pf_health_event_t *ev,
                                       void *arg);
 
@@ -202,10 +206,11 @@ PF_API int pf_health_check_one(pf_health_checker_t *hc, const char *name,
 PF_API int pf_health_snapshot(pf_health_checker_t *hc,
                               pf_health_report_t **out);
 
-/* The overall status of hc's latest results: what the last report of
- * every check said (a check's latest result counts however it was run,
- * alone, by tag or all together; checks not run yet do not count; no
- * results at all is healthy). Thread-safe. Never blocks. */
+/* The overall status of hc's latest results: the aggregate of every
+ * check's latest result (however it was run: alone, by tag or all
+ * together; checks not run yet do not count; no results at all is
+ * healthy), recomputed each time a report is complete and when a check is
+ * removed. One atomic load. Thread-safe. Never blocks. */
 PF_API pf_health_status_t pf_health_checker_status(pf_health_checker_t *hc);
 
 /* Block until the status differs from current, then store it in *out and
