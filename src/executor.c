@@ -251,6 +251,22 @@ pf__exec_group_finish(pf_executor_t *ex, pf__group_t *g)
     pthread_mutex_unlock(&ex->lock);
 }
 
+/* The group's first task of the highest priority: a group holds the few
+ * ready states of one run, so a scan is cheap. */
+static pf__task_t *
+best_of_group(const pf__group_t *g)
+{
+    pf__task_t *best = g->head;
+    pf__task_t *t;
+
+    for (t = g->head; t != NULL; t = t->gnext) {
+        if (t->prio > best->prio) {
+            best = t;
+        }
+    }
+    return best;
+}
+
 int
 pf__exec_help(pf_executor_t *ex, pf__group_t *g, const pf_deadline_t *d)
 {
@@ -260,7 +276,7 @@ pf__exec_help(pf_executor_t *ex, pf__group_t *g, const pf_deadline_t *d)
 
     pthread_mutex_lock(&ex->lock);
     while (!g->finished) {
-        pf__task_t *t = g->head;
+        pf__task_t *t = best_of_group(g);
 
         if (t != NULL) {
             unlink_task(ex, t);
@@ -375,10 +391,17 @@ pf__exec_timer_arm(pf_executor_t *ex, pf__timer_t *t, int64_t at_ns)
 bool
 pf__exec_timer_cancel(pf_executor_t *ex, pf__timer_t *t)
 {
+    bool was_first;
     bool removed;
 
     pthread_mutex_lock(&ex->tlock);
+    was_first = pf__timerheap_peek(&ex->heap) == t;
     removed = pf__timerheap_remove(&ex->heap, t);
+    if (was_first) {
+        /* The timer thread waits for this one: let it wait for the next
+         * (or stop waiting on the clock at all). */
+        pthread_cond_signal(&ex->tcv);
+    }
     if (!removed && tl_timer_of != ex) {
         while (ex->running_timer == t) {
             pthread_cond_wait(&ex->tidle, &ex->tlock);
