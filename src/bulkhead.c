@@ -636,7 +636,15 @@ pf_bulkhead_enter(pf_bulkhead_t *bh)
 
 /* ---- leaving ------------------------------------------------------------ */
 
-static void
+/* Kept out of line so that the lock-free leave stays a leaf function that
+ * saves no registers. */
+#if defined(__GNUC__)
+#define PF_NOINLINE __attribute__((noinline))
+#else
+#define PF_NOINLINE
+#endif
+
+static PF_NOINLINE void
 leave_slow(pf_bulkhead_t *bh)
 {
     grant_list_t g = {NULL, NULL};
@@ -703,10 +711,14 @@ pf_bulkhead_leave(pf_bulkhead_t *bh)
 
 /* ---- call --------------------------------------------------------------- */
 
+static void record_at(pf_bulkhead_t *bh, int result, int64_t latency_ns,
+                      int64_t now);
+
 int
 pf_bulkhead_call(pf_bulkhead_t *bh, pf_call_fn fn, void *arg)
 {
     int64_t t0;
+    int64_t t1;
     int rc;
 
     if (bh == NULL || fn == NULL) {
@@ -725,7 +737,8 @@ pf_bulkhead_call(pf_bulkhead_t *bh, pf_call_fn fn, void *arg)
     }
     t0 = pf_clock_now_ns(bh->clock);
     rc = fn(arg);
-    pf_bulkhead_record(bh, rc, pf_clock_now_ns(bh->clock) - t0);
+    t1 = pf_clock_now_ns(bh->clock);
+    record_at(bh, rc, t1 - t0, t1);
     pf_bulkhead_leave(bh);
     return rc;
 }
@@ -860,20 +873,17 @@ pf_bulkhead_set_max_concurrent(pf_bulkhead_t *bh, unsigned n)
     return 0;
 }
 
-void
-pf_bulkhead_record(pf_bulkhead_t *bh, int result, int64_t latency_ns)
+/* Feed one call's outcome, which ended at now, to the AIMD controller and
+ * apply the limit it gives. */
+static void
+record_at(pf_bulkhead_t *bh, int result, int64_t latency_ns, int64_t now)
 {
     grant_list_t g = {NULL, NULL};
     pf_bulkhead_event_t ev;
-    int64_t now;
     uint64_t s;
     unsigned old;
     unsigned n;
 
-    if (bh == NULL || !bh->adaptive) {
-        return;
-    }
-    now = pf_clock_now_ns(bh->clock);
     pthread_mutex_lock(&bh->lock);
     s = atomic_load_explicit(&bh->state, memory_order_relaxed);
     old = st_limit(s);
@@ -890,6 +900,15 @@ pf_bulkhead_record(pf_bulkhead_t *bh, int result, int64_t latency_ns)
     if (n != old) {
         event_fire(bh, &ev);
     }
+}
+
+void
+pf_bulkhead_record(pf_bulkhead_t *bh, int result, int64_t latency_ns)
+{
+    if (bh == NULL || !bh->adaptive) {
+        return;
+    }
+    record_at(bh, result, latency_ns, pf_clock_now_ns(bh->clock));
 }
 
 /* ---- metrics ------------------------------------------------------------ */
