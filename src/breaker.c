@@ -32,9 +32,9 @@
  * for everything, so its readings never disagree.
  *
  * Listeners are told of changes after the lock is dropped, in order, one at
- * a time: a change appends an event to a small ring under the lock, and the
- * thread that finds no one delivering drains the ring, dropping the lock
- * around each call.
+ * a time: a change appends an event to a ring under the lock (it grows if
+ * the listener falls behind), and the thread that finds no one delivering
+ * drains the ring, dropping the lock around each call.
  *
  * Lock order: b->lock, then the window's lock (a clear under b->lock). */
 #include <math.h>
@@ -69,7 +69,7 @@
 enum { PERMIT_TRIAL = 1, PERMIT_SHADOW = 2, PERMIT_GROUP = 4 };
 
 #define NO_SLOT UINT32_MAX
-#define EVENT_RING 64
+#define FIRST_EVENTS 8
 #define MAX_HALF_OPEN_CALLS 1000000u
 #define MAX_STRIPES 32u
 #define NEVER INT64_MAX /* a duration that never elapses */
@@ -187,9 +187,11 @@ struct pf_breaker {
     uint64_t transitions;
     uint64_t times_opened;
     trial_slot_t *slots;
-    event_t events[EVENT_RING];
-    unsigned ev_head;
-    unsigned ev_len;
+    event_t *events; /* a ring of ev_cap changes not yet told */
+    size_t ev_cap;
+    size_t ev_head;
+    size_t ev_len;
+    uint64_t events_dropped;
     bool delivering;
 
     pf__window_t win; /* window modes only */
@@ -432,9 +434,17 @@ alloc_breaker(const pf_breaker_config_t *cfg, pf_breaker_t **out)
     if (b->slots == NULL) {
         goto fail;
     }
+    if (b->listener != NULL) {
+        b->events = pf__calloc(FIRST_EVENTS, sizeof(*b->events));
+        if (b->events == NULL) {
+            goto fail;
+        }
+        b->ev_cap = FIRST_EVENTS;
+    }
     *out = b;
     return 0;
 fail:
+    pf__free(b->slots);
     pf__free(b->expected);
     pf__free(b->name);
     pf__free(raw);
@@ -444,6 +454,7 @@ fail:
 static void
 free_parts(pf_breaker_t *b)
 {
+    pf__free(b->events);
     pf__free(b->slots);
     pf__free(b->expected);
     pf__free(b->name);
@@ -534,9 +545,29 @@ pf__permit_mark_group(pf_permit_t *permit)
 
 /* ---- state changes (under lock) --------------------------------------- */
 
-/* Queue the event for the listener. The ring holds EVENT_RING changes not
- * yet told; past that (a listener stuck for that many changes) the oldest
- * is dropped. */
+/* Double the event ring, keeping its order. Under lock. */
+static bool
+grow_events(pf_breaker_t *b)
+{
+    size_t cap = b->ev_cap * 2;
+    event_t *e = pf__calloc(cap, sizeof(*e));
+
+    if (e == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < b->ev_len; i++) {
+        e[i] = b->events[(b->ev_head + i) % b->ev_cap];
+    }
+    pf__free(b->events);
+    b->events = e;
+    b->ev_cap = cap;
+    b->ev_head = 0;
+    return true;
+}
+
+/* Queue the event for the listener. The ring grows while a slow listener
+ * falls behind; only if that allocation fails is the oldest change
+ * dropped (and counted). */
 static void
 queue_event(pf_breaker_t *b, pf_breaker_state_t from, pf_breaker_state_t to)
 {
@@ -545,11 +576,12 @@ queue_event(pf_breaker_t *b, pf_breaker_state_t from, pf_breaker_state_t to)
     if (b->listener == NULL || from == to) {
         return;
     }
-    if (b->ev_len == EVENT_RING) {
-        b->ev_head = (b->ev_head + 1) % EVENT_RING;
+    if (b->ev_len == b->ev_cap && !grow_events(b)) {
+        b->ev_head = (b->ev_head + 1) % b->ev_cap;
         b->ev_len--;
+        b->events_dropped++;
     }
-    e = &b->events[(b->ev_head + b->ev_len) % EVENT_RING];
+    e = &b->events[(b->ev_head + b->ev_len) % b->ev_cap];
     e->from = (uint8_t)from;
     e->to = (uint8_t)to;
     b->ev_len++;
@@ -568,7 +600,7 @@ unlock_and_notify(pf_breaker_t *b)
     while (b->ev_len > 0) {
         event_t e = b->events[b->ev_head];
 
-        b->ev_head = (b->ev_head + 1) % EVENT_RING;
+        b->ev_head = (b->ev_head + 1) % b->ev_cap;
         b->ev_len--;
         pthread_mutex_unlock(&b->lock);
         b->listener(b, (pf_breaker_state_t)e.from, (pf_breaker_state_t)e.to,
@@ -1317,6 +1349,7 @@ pf_breaker_metrics(pf_breaker_t *b, pf_breaker_metrics_t *out)
         atomic_load_explicit(&b->last_failure_ns, memory_order_relaxed);
     m.last_transition_ns = b->last_transition_ns;
     m.reclaimed = b->reclaimed;
+    m.events_dropped = b->events_dropped;
     m.transitions = b->transitions;
     m.times_opened = b->times_opened;
     if (STATE_OF(w) == PF_BREAKER_CLOSED) {

@@ -1540,6 +1540,51 @@ test_breaker_listener_may_change_state_from_its_callback(void **state)
     pf_breaker_free(ev.b);
 }
 
+typedef struct flapper {
+    events_t ev;
+    int flaps;
+} flapper_t;
+
+/* On the first change, flap the breaker many times from inside the
+ * listener: the changes queue up behind the one being told. */
+static void
+on_change_flap(pf_breaker_t *b, pf_breaker_state_t from,
+               pf_breaker_state_t to, void *arg)
+{
+    flapper_t *f = arg;
+
+    on_change(b, from, to, &f->ev);
+    if (f->ev.n == 1) {
+        for (int i = 0; i < f->flaps; i++) {
+            pf_breaker_force_close(b);
+            pf_breaker_force_open(b);
+        }
+    }
+}
+
+static void
+test_breaker_listener_hears_all_changes_queued_behind_it(void **state)
+{
+    pf_breaker_config_t cfg;
+    flapper_t f;
+
+    memset(&f, 0, sizeof(f));
+    f.flaps = 12; /* 24 changes queue while the first is being told */
+    config(&cfg, *state);
+    cfg.failure_threshold = 1;
+    cfg.listener = on_change_flap;
+    cfg.listener_arg = &f;
+    f.ev.b = make(&cfg);
+    fail_n(f.ev.b, 1);
+    assert_int_equal(f.ev.n, 25);
+    for (int i = 1; i < f.ev.n; i++) {
+        assert_int_equal(f.ev.from[i], f.ev.to[i - 1]); /* in order */
+    }
+    assert_int_equal(metrics(f.ev.b).events_dropped, 0);
+    assert_int_equal(metrics(f.ev.b).transitions, 25);
+    pf_breaker_free(f.ev.b);
+}
+
 static void
 test_breaker_tick_makes_due_change_and_tells_listener(void **state)
 {
@@ -1730,6 +1775,7 @@ main(void)
         T(test_breaker_release_frees_trial_place_without_counting),
         T(test_breaker_listener_told_every_transition_in_order),
         T(test_breaker_listener_may_change_state_from_its_callback),
+        T(test_breaker_listener_hears_all_changes_queued_behind_it),
         T(test_breaker_tick_makes_due_change_and_tells_listener),
         T(test_breaker_metrics_count_calls_and_times),
         T(test_breaker_allocation_failure_leaks_nothing),

@@ -202,6 +202,8 @@ typedef struct pf_breaker_metrics {
     int64_t now_ns;             /* the clock when the snapshot was taken */
     bool forced_open;           /* held open by pf_breaker_force_open */
     bool shadow;
+    uint64_t events_dropped;    /* changes the listener was never told of
+                                   (only when memory ran out) */
 } pf_breaker_metrics_t;
 
 /* ---- configuration and lifetime --------------------------------------- */
