@@ -663,6 +663,61 @@ test_ratelimit_threads_share_exactly_the_permits_there_are(void **state)
     pf_ratelimit_free(rl);
 }
 
+typedef struct mixer {
+    pf_ratelimit_t *rl;
+    atomic_long net; /* permits kept: taken minus given back */
+} mixer_t;
+
+static void
+mixer(void *arg, unsigned i)
+{
+    mixer_t *m = arg;
+    int64_t w;
+
+    for (unsigned k = 0; k < 300; k++) {
+        switch ((i + k) % 3) {
+        case 0:
+            if (pf_ratelimit_try_acquire(m->rl, 1) == 0) {
+                atomic_fetch_add(&m->net, 1);
+            }
+            break;
+        case 1:
+            if (pf_ratelimit_reserve(m->rl, 1, 0.0, &w) == 0) {
+                assert_int_equal(w, 0);
+                atomic_fetch_add(&m->net, 1);
+            }
+            break;
+        default:
+            /* Reserve ahead, then change one's mind. */
+            assert_pf_ok(pf_ratelimit_reserve(m->rl, 1, 3600.0, &w));
+            pf_ratelimit_refund(m->rl, 1);
+            break;
+        }
+    }
+}
+
+static void
+test_ratelimit_threads_mixing_reserve_and_refund_lose_no_permit(void **state)
+{
+    pf_ratelimit_t *rl = make(*state, 1.0, 100);
+    mixer_t m;
+    pf_ratelimit_metrics_t met;
+
+    m.rl = rl;
+    atomic_init(&m.net, 0);
+    pf_test_run_threads(6, mixer, &m);
+    /* Every refund gave back a reservation still outstanding, so the
+     * bucket's debt is exactly the permits kept: no more than the burst
+     * were kept, and the rest are still there. */
+    pf_ratelimit_metrics(rl, &met);
+    assert_true(atomic_load(&m.net) <= 100);
+    assert_true(atomic_load(&m.net) > 0);
+    assert_int_equal(met.available, 100 - atomic_load(&m.net));
+    assert_int_equal((long)(met.acquired - met.refunded),
+                     atomic_load(&m.net));
+    pf_ratelimit_free(rl);
+}
+
 /* ---- allocation failure --------------------------------------------------------- */
 
 static void
@@ -726,6 +781,7 @@ main(void)
         T(test_ratelimit_listener_hears_every_refusal),
         T(test_ratelimit_reads_the_coarse_clock_only_when_it_is_precise_enough),
         T(test_ratelimit_threads_share_exactly_the_permits_there_are),
+        T(test_ratelimit_threads_mixing_reserve_and_refund_lose_no_permit),
         T(test_ratelimit_survives_every_allocation_failure),
     };
 
