@@ -53,6 +53,10 @@ typedef struct request {
     size_t body_bytes; /* body received so far */
 } request_t;
 
+/* Past max_body_bytes by this much, a chunked body is not drained to the
+ * end for its 413: the connection is dropped. */
+#define DRAIN_LIMIT (64 * 1024)
+
 void
 pf_http_config_init(pf_http_config_t *cfg)
 {
@@ -323,14 +327,21 @@ handle(void *cls, struct MHD_Connection *c, const char *url,
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        /* A chunked body has no declared size: count it as it comes. */
+        /* A chunked body has no declared size: count it as it comes. MHD
+         * takes a response only before the body or after all of it, so an
+         * oversized one is drained (up to DRAIN_LIMIT) and answered at the
+         * end. */
         req->body_bytes += *upload_data_size;
         *upload_data_size = 0;
-        if (req->body_bytes > s->max_body_bytes) {
-            return reply_const(c, MHD_HTTP_CONTENT_TOO_LARGE,
-                               "request body too large\n");
+        if (req->body_bytes > s->max_body_bytes &&
+            req->body_bytes - s->max_body_bytes > DRAIN_LIMIT) {
+            return MHD_NO;
         }
         return MHD_YES;
+    }
+    if (req->body_bytes > s->max_body_bytes) {
+        return reply_const(c, MHD_HTTP_CONTENT_TOO_LARGE,
+                           "request body too large\n");
     }
     switch (ep) {
     case EP_HEALTHZ:
