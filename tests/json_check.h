@@ -14,9 +14,9 @@ typedef struct json_cur {
     int depth;
 } json_cur_t;
 
-static bool json_value(json_cur_t *c);
+static inline bool json_value(json_cur_t *c);
 
-static void
+static inline void
 json_ws(json_cur_t *c)
 {
     while (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r') {
@@ -24,7 +24,7 @@ json_ws(json_cur_t *c)
     }
 }
 
-static bool
+static inline bool
 json_hex4(const char *p)
 {
     int i;
@@ -40,7 +40,7 @@ json_hex4(const char *p)
     return true;
 }
 
-static bool
+static inline bool
 json_string(json_cur_t *c)
 {
     const unsigned char *p = (const unsigned char *)c->p;
@@ -106,7 +106,7 @@ json_string(json_cur_t *c)
     return true;
 }
 
-static bool
+static inline bool
 json_number(json_cur_t *c)
 {
     const char *p = c->p;
@@ -148,7 +148,7 @@ json_number(json_cur_t *c)
     return true;
 }
 
-static bool
+static inline bool
 json_word(json_cur_t *c, const char *w)
 {
     size_t n = strlen(w);
@@ -160,7 +160,7 @@ json_word(json_cur_t *c, const char *w)
     return true;
 }
 
-static bool
+static inline bool
 json_container(json_cur_t *c, char open, char close, bool object)
 {
     if (*c->p != open || ++c->depth > 64) {
@@ -202,7 +202,7 @@ json_container(json_cur_t *c, char open, char close, bool object)
     }
 }
 
-static bool
+static inline bool
 json_value(json_cur_t *c)
 {
     json_ws(c);
@@ -225,7 +225,7 @@ json_value(json_cur_t *c)
 }
 
 /* True when text is exactly one valid JSON value. */
-static bool
+static inline bool
 json_valid(const char *text)
 {
     json_cur_t c = {text, 0};

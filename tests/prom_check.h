@@ -56,7 +56,7 @@ typedef struct prom_doc {
     char error[256]; /* why the check failed */
 } prom_doc_t;
 
-static void
+static inline void
 prom_doc_free(prom_doc_t *d)
 {
     size_t i, j;
@@ -78,7 +78,7 @@ prom_doc_free(prom_doc_t *d)
     memset(d, 0, sizeof(*d));
 }
 
-static bool
+static inline bool
 prom_fail(prom_doc_t *d, size_t line, const char *why)
 {
     snprintf(d->error, sizeof(d->error), "line %zu: %s", line, why);
@@ -86,7 +86,7 @@ prom_fail(prom_doc_t *d, size_t line, const char *why)
 }
 
 /* Valid UTF-8 of n bytes (RFC 3629: no overlongs, no surrogates). */
-static bool
+static inline bool
 prom_utf8_ok(const unsigned char *p, size_t n)
 {
     size_t i = 0;
@@ -126,7 +126,7 @@ prom_utf8_ok(const unsigned char *p, size_t n)
     return true;
 }
 
-static char *
+static inline char *
 prom_strndup(const char *s, size_t n)
 {
     char *c = malloc(n + 1);
@@ -139,7 +139,7 @@ prom_strndup(const char *s, size_t n)
 }
 
 /* Length of a metric name at s (0 if none). */
-static size_t
+static inline size_t
 prom_metric_name(const char *s)
 {
     size_t n = 0;
@@ -153,7 +153,7 @@ prom_metric_name(const char *s)
     return n;
 }
 
-static size_t
+static inline size_t
 prom_label_name(const char *s)
 {
     size_t n = 0;
@@ -168,7 +168,7 @@ prom_label_name(const char *s)
 }
 
 /* A value: NaN, +Inf, -Inf, or [+-]digits[.digits][e[+-]digits]. */
-static bool
+static inline bool
 prom_value(const char *s, size_t n, double *out)
 {
     char buf[64];
@@ -224,7 +224,7 @@ prom_value(const char *s, size_t n, double *out)
     return true;
 }
 
-static prom_family_t *
+static inline prom_family_t *
 prom_family_get(prom_doc_t *d, const char *name, size_t n, bool create)
 {
     size_t i;
@@ -248,7 +248,7 @@ prom_family_get(prom_doc_t *d, const char *name, size_t n, bool create)
 }
 
 /* Unescape a HELP text (escapes: \\ and \n). */
-static bool
+static inline bool
 prom_help(const char *s, size_t n, char **out)
 {
     char *o = malloc(n + 1);
@@ -271,7 +271,7 @@ prom_help(const char *s, size_t n, char **out)
     return true;
 }
 
-static bool
+static inline bool
 prom_comment(prom_doc_t *d, size_t ln, const char *s, size_t n)
 {
     bool help;
@@ -327,7 +327,7 @@ prom_comment(prom_doc_t *d, size_t ln, const char *s, size_t n)
 
 /* Parse one label value starting after its opening quote; *end is set
  * past the closing quote. */
-static bool
+static inline bool
 prom_label_value(const char *s, const char *lim, const char **end,
                  char **out)
 {
@@ -361,7 +361,7 @@ prom_label_value(const char *s, const char *lim, const char **end,
     return true;
 }
 
-static bool
+static inline bool
 prom_same_labels(const prom_sample_t *a, const prom_sample_t *b)
 {
     size_t i, j;
@@ -388,7 +388,7 @@ prom_same_labels(const prom_sample_t *a, const prom_sample_t *b)
 /* *current is the index of the family whose samples came last
  * (SIZE_MAX for none): an index, as the family array moves when it
  * grows. */
-static bool
+static inline bool
 prom_sample_line(prom_doc_t *d, size_t ln, const char *s, size_t n,
                  size_t *current)
 {
@@ -495,7 +495,7 @@ out:
 
 /* Check text; fill *d (free it with prom_doc_free even on failure).
  * Returns true when the text passes, else false with d->error set. */
-static bool
+static inline bool
 prom_check(const char *text, prom_doc_t *d)
 {
     size_t current = SIZE_MAX;
@@ -569,7 +569,7 @@ prom_find(const prom_doc_t *d, const char *name, const char *const *kv)
 }
 
 /* How many samples metric name has. */
-static size_t
+static inline size_t
 prom_count(const prom_doc_t *d, const char *name)
 {
     size_t i, n = 0;
