@@ -235,8 +235,9 @@ typedef struct pf_health_entry {
     bool critical;
     bool cached;                  /* reused, not run, for this report */
     bool timed_out;               /* this result is a timeout */
-    double duration;              /* seconds the run took (its timeout
-                                     when it timed out) */
+    double duration;              /* seconds from the run's start to its
+                                     result (to the timeout when it timed
+                                     out) */
     int64_t time_ns;              /* wall-clock ns since the epoch when the
                                      result came in; 0 if never */
     unsigned consecutive_failures;
