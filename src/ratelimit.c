@@ -20,7 +20,11 @@
  * the limiter's creation and kept modulo 2^64: only differences between tat
  * and now are used, read as signed numbers, which are exact as long as the
  * limiter is not left untouched for 2^63 units (at q = 64, four years).
- * A difference beyond DEBT_MAX is read as "long ago": a full bucket.
+ * A difference beyond DEBT_MAX is read as "long ago": a full bucket. For
+ * longer silences, last_write_ns keeps the clock time of a recent write
+ * (refreshed at most every few seconds, so the hot path only reads it):
+ * once no write happened for longer than any debt can last, the bucket is
+ * full whatever tat says.
  *
  * Waiting. A blocking acquire or a reserve takes its permits at once even
  * when they are not yet due: the debt may then exceed window, by at most
@@ -56,11 +60,14 @@
 #define MAX_Q 64
 #define WINDOW_MAX (UINT64_C(1) << 61)
 #define DEBT_MAX (UINT64_C(1) << 62)
+#define TOUCH_NS (INT64_C(1) << 32) /* about 4.3 s */
 
-/* tat and the counters are atomics (the counters relaxed: each only
- * counts). Everything else is immutable after pf_ratelimit_new. */
+/* tat, last_write_ns and the counters are atomics (the counters relaxed:
+ * each only counts). Everything else is immutable after pf_ratelimit_new. */
 struct pf_ratelimit {
     _Atomic uint64_t tat;
+    _Atomic int64_t last_write_ns; /* clock time of a recent write to tat,
+                                      at most TOUCH_NS old at the write */
     _Atomic uint64_t acquired;
     _Atomic uint64_t rejected;
     _Atomic uint64_t waited;
@@ -70,6 +77,7 @@ struct pf_ratelimit {
     uint64_t cost;   /* units per permit */
     uint64_t window; /* burst * cost: the debt of an empty bucket */
     int64_t epoch;   /* clock time (ns) of unit 0 */
+    int64_t stale_ns; /* no write for longer: all debt is paid */
     bool coarse;     /* decisions read the coarse clock */
     const pf_clock_t *clock;
     double rate;
@@ -195,6 +203,10 @@ pf_ratelimit_new(const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
      * debt. */
     rl->epoch = read_now(rl);
     atomic_init(&rl->tat, 0);
+    atomic_init(&rl->last_write_ns, rl->epoch);
+    /* No debt outlives DEBT_MAX units after the write that made it, and
+     * last_write_ns lags the last write by less than TOUCH_NS. */
+    rl->stale_ns = (int64_t)(DEBT_MAX / q) + 2 * TOUCH_NS;
     *out = rl;
     return 0;
 }
@@ -225,38 +237,61 @@ to_units(const pf_ratelimit_t *rl, int64_t now)
     return ((uint64_t)now - (uint64_t)rl->epoch) * rl->q;
 }
 
-/* The debt at nu given tat t: 0 for a full bucket (t in the past, or so far
- * from nu that it can only be a past time seen modulo 2^64). */
+/* The debt at time now (nu in units) given tat t. 0 for a full bucket: t in
+ * the past, or so far from nu that it can only be a past time seen modulo
+ * 2^64, or nothing written for so long (see last_write_ns) that any debt
+ * has been paid back. last_write_ns is read after t: with t loaded by
+ * acquire, a fresh t always comes with its fresh write time. */
 static inline uint64_t
-debt_at(uint64_t t, uint64_t nu)
+debt_now(const pf_ratelimit_t *rl, uint64_t t, uint64_t nu, int64_t now)
 {
     int64_t d = (int64_t)(t - nu);
+    int64_t w = atomic_load_explicit(&rl->last_write_ns, memory_order_relaxed);
 
-    return d < 0 || (uint64_t)d > DEBT_MAX ? 0 : (uint64_t)d;
+    if (d <= 0 || (uint64_t)d > DEBT_MAX || now - w > rl->stale_ns) {
+        return 0;
+    }
+    return (uint64_t)d;
 }
 
-/* Take n permits at time nu if the debt after taking them exceeds window by
- * at most allow units. Stores in *over by how much it does (0 = the
+/* Before writing tat: note the time, at most every TOUCH_NS. Stored before
+ * the CAS that publishes the new tat (release), so whoever sees that tat
+ * sees this time. A thread whose CAS then fails has stored a time while
+ * someone else's CAS succeeded, which wrote a fresh tat: still true. */
+static inline void
+touch(pf_ratelimit_t *rl, int64_t now)
+{
+    int64_t w = atomic_load_explicit(&rl->last_write_ns, memory_order_relaxed);
+
+    if (now - w > TOUCH_NS) {
+        atomic_store_explicit(&rl->last_write_ns, now, memory_order_relaxed);
+    }
+}
+
+/* Take n permits at time now if the debt after taking them exceeds window
+ * by at most allow units. Stores in *over by how much it does (0 = the
  * permits are there now; otherwise how long until they are due), or on
- * refusal by how much it would have. Relaxed: tat guards nothing but
- * itself, and the CAS makes each decision on the latest value. */
+ * refusal by how much it would have. The CAS makes each decision on the
+ * latest tat; acquire/release only carry last_write_ns along with it. */
 static inline bool
-take(pf_ratelimit_t *rl, unsigned n, uint64_t nu, uint64_t allow,
+take(pf_ratelimit_t *rl, unsigned n, int64_t now, uint64_t allow,
      uint64_t *over)
 {
-    uint64_t t = atomic_load_explicit(&rl->tat, memory_order_relaxed);
+    uint64_t nu = to_units(rl, now);
+    uint64_t t = atomic_load_explicit(&rl->tat, memory_order_acquire);
     uint64_t need = (uint64_t)n * rl->cost;
 
     for (;;) {
-        uint64_t debt = debt_at(t, nu) + need;
+        uint64_t debt = debt_now(rl, t, nu, now) + need;
 
         if (debt > rl->window + allow) {
             *over = debt - rl->window;
             return false;
         }
+        touch(rl, now);
         if (atomic_compare_exchange_weak_explicit(&rl->tat, &t, nu + debt,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+                                                  memory_order_release,
+                                                  memory_order_acquire)) {
             *over = debt > rl->window ? debt - rl->window : 0;
             return true;
         }
@@ -316,7 +351,7 @@ pf_ratelimit_try_acquire(pf_ratelimit_t *rl, unsigned n)
     if (rl == NULL || !n_ok(rl, n)) {
         return PF_EINVAL;
     }
-    if (take(rl, n, to_units(rl, read_now(rl)), 0, &over)) {
+    if (take(rl, n, read_now(rl), 0, &over)) {
         atomic_fetch_add_explicit(&rl->acquired, n, memory_order_relaxed);
         return 0;
     }
@@ -327,6 +362,7 @@ pf_ratelimit_try_acquire(pf_ratelimit_t *rl, unsigned n)
 void
 pf_ratelimit_refund(pf_ratelimit_t *rl, unsigned n)
 {
+    int64_t now;
     uint64_t nu;
     uint64_t t;
     uint64_t give;
@@ -334,16 +370,18 @@ pf_ratelimit_refund(pf_ratelimit_t *rl, unsigned n)
     if (rl == NULL || n == 0) {
         return;
     }
-    nu = to_units(rl, read_now(rl));
+    now = read_now(rl);
+    nu = to_units(rl, now);
     give = n > DEBT_MAX / rl->cost ? DEBT_MAX : (uint64_t)n * rl->cost;
-    t = atomic_load_explicit(&rl->tat, memory_order_relaxed);
+    t = atomic_load_explicit(&rl->tat, memory_order_acquire);
     for (;;) {
-        uint64_t debt = debt_at(t, nu);
+        uint64_t debt = debt_now(rl, t, nu, now);
 
         debt = debt > give ? debt - give : 0;
+        touch(rl, now);
         if (atomic_compare_exchange_weak_explicit(&rl->tat, &t, nu + debt,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+                                                  memory_order_release,
+                                                  memory_order_acquire)) {
             break;
         }
     }
@@ -353,14 +391,15 @@ pf_ratelimit_refund(pf_ratelimit_t *rl, unsigned n)
 int64_t
 pf_ratelimit_time_until_ns(pf_ratelimit_t *rl, unsigned n)
 {
-    uint64_t nu;
+    int64_t now;
     uint64_t debt;
 
     if (rl == NULL || !n_ok(rl, n)) {
         return INT64_MAX;
     }
-    nu = to_units(rl, read_now(rl));
-    debt = debt_at(atomic_load_explicit(&rl->tat, memory_order_relaxed), nu) +
+    now = read_now(rl);
+    debt = debt_now(rl, atomic_load_explicit(&rl->tat, memory_order_acquire),
+                    to_units(rl, now), now) +
            (uint64_t)n * rl->cost;
     return debt <= rl->window ? 0 : units_to_ns(rl, debt - rl->window);
 }
@@ -382,7 +421,7 @@ pf_ratelimit_reserve(pf_ratelimit_t *rl, unsigned n, double max_wait,
         pf__secs_to_ns(max_wait, &max_ns) != 0) {
         return PF_EINVAL;
     }
-    if (!take(rl, n, to_units(rl, read_now(rl)), allow_units(rl, max_ns),
+    if (!take(rl, n, read_now(rl), allow_units(rl, max_ns),
               &over)) {
         reject(rl, n, over);
         return PF_ERATELIMIT;
@@ -478,7 +517,7 @@ pf_ratelimit_acquire_until(pf_ratelimit_t *rl, unsigned n, double timeout,
     }
     caller_room = caller_dl == PF_DEADLINE_NEVER_NS ? INT64_MAX
                                                      : caller_dl - now;
-    if (!take(rl, n, to_units(rl, now),
+    if (!take(rl, n, now,
               allow_units(rl, timeout_ns < caller_room ? timeout_ns
                                                        : caller_room),
               &over)) {
@@ -507,13 +546,15 @@ pf_ratelimit_acquire(pf_ratelimit_t *rl, unsigned n, double timeout)
 void
 pf_ratelimit_metrics(pf_ratelimit_t *rl, pf_ratelimit_metrics_t *out)
 {
+    int64_t now;
     uint64_t debt;
 
     if (rl == NULL || out == NULL) {
         return;
     }
-    debt = debt_at(atomic_load_explicit(&rl->tat, memory_order_relaxed),
-                   to_units(rl, read_now(rl)));
+    now = read_now(rl);
+    debt = debt_now(rl, atomic_load_explicit(&rl->tat, memory_order_acquire),
+                    to_units(rl, now), now);
     out->rate = rl->rate;
     out->burst = rl->burst;
     out->available =

@@ -298,6 +298,28 @@ test_ratelimit_never_holds_more_than_the_burst_after_idling(void **state)
 }
 
 static void
+test_ratelimit_is_full_after_an_idle_longer_than_its_time_range(void **state)
+{
+    pf_clock_t *c = *state;
+    /* An interval of 65/64 ns: time is counted in 1/64 ns, which wraps
+     * around 2^64 after 2^58 ns (9.1 years). */
+    pf_ratelimit_t *rl = make(c, 64e9 / 65.0, 10);
+
+    assert_int_equal(drain(rl), 10);
+    /* Exactly one wrap later the bucket's time reads as it did when it was
+     * drained; it must still know that 9 years have passed. */
+    pf_clock_manual_advance(c, INT64_C(1) << 58);
+    assert_int_equal(available(rl), 10);
+    assert_int_equal(pf_ratelimit_time_until_ns(rl, 10), 0);
+    assert_int_equal(drain(rl), 10);
+    /* And it counts as usual from there: 2 ns are 128 units, one permit
+     * (65) and 63 towards the next. */
+    pf_clock_manual_advance(c, 2);
+    assert_int_equal(drain(rl), 1);
+    pf_ratelimit_free(rl);
+}
+
+static void
 test_ratelimit_time_until_says_when_permits_will_be_there(void **state)
 {
     pf_clock_t *c = *state;
@@ -770,6 +792,7 @@ main(void)
         T(test_ratelimit_takes_all_or_nothing),
         T(test_ratelimit_rejects_impossible_requests),
         T(test_ratelimit_never_holds_more_than_the_burst_after_idling),
+        T(test_ratelimit_is_full_after_an_idle_longer_than_its_time_range),
         T(test_ratelimit_time_until_says_when_permits_will_be_there),
         T(test_ratelimit_reservations_queue_in_order),
         T(test_ratelimit_refund_gives_permits_back_up_to_the_burst),
