@@ -68,8 +68,11 @@ backoff_base(const pf_backoff_t *b, unsigned attempt)
         return 0.0; /* also keeps 0 * inf (a huge power) from making NaN */
     }
     if (b->multiplier == 2.0) {
-        /* Past 2^1100 every finite initial delay overflows to inf. */
-        d = ldexp(b->initial_delay, attempt > 1100 ? 1100 : (int)attempt);
+        /* A shift and an int-to-double conversion are exact and cheaper
+         * than ldexp; past 2^1100 every finite delay overflows to inf. */
+        d = attempt < 63 ? b->initial_delay * (double)(UINT64_C(1) << attempt)
+                         : ldexp(b->initial_delay,
+                                 attempt > 1100 ? 1100 : (int)attempt);
     } else if (b->multiplier == 1.0) {
         d = b->initial_delay;
     } else {
@@ -85,16 +88,14 @@ draw(uint64_t *rng)
     return rng == NULL ? 1.0 : pf__rng_double(rng);
 }
 
-double
-pf_backoff_next(const pf_backoff_t *b, unsigned attempt, double prev_delay,
-                uint64_t *rng_state)
+/* pf_backoff_next for a valid b. */
+static double
+backoff_draw(const pf_backoff_t *b, unsigned attempt, double prev_delay,
+             uint64_t *rng_state)
 {
     double d;
     double hi;
 
-    if (b == NULL || !backoff_valid(b)) {
-        return 0.0;
-    }
     switch (b->jitter) {
     case PF_JITTER_NONE:
         return backoff_base(b, attempt);
@@ -119,6 +120,16 @@ pf_backoff_next(const pf_backoff_t *b, unsigned attempt, double prev_delay,
 }
 
 double
+pf_backoff_next(const pf_backoff_t *b, unsigned attempt, double prev_delay,
+                uint64_t *rng_state)
+{
+    if (b == NULL || !backoff_valid(b)) {
+        return 0.0;
+    }
+    return backoff_draw(b, attempt, prev_delay, rng_state);
+}
+
+double
 pf_exponential_backoff(const pf_backoff_t *b, unsigned attempt,
                        uint64_t *rng_state)
 {
@@ -128,10 +139,10 @@ pf_exponential_backoff(const pf_backoff_t *b, unsigned attempt,
         return 0.0;
     }
     if (b->jitter != PF_JITTER_DECORRELATED) {
-        return pf_backoff_next(b, attempt, 0.0, rng_state);
+        return backoff_draw(b, attempt, 0.0, rng_state);
     }
     prev = attempt == 0 ? b->initial_delay : backoff_base(b, attempt - 1);
-    return pf_backoff_next(b, attempt, prev, rng_state);
+    return backoff_draw(b, attempt, prev, rng_state);
 }
 
 /* ---- policy ------------------------------------------------------------ */
@@ -262,7 +273,10 @@ state_reset(const pf_retry_policy_t *p, pf_retry_state_t *st, int64_t now)
     st->priv_start_ns = now;
     st->priv_delayed_ns = 0;
     st->priv_prev_delay = p->backoff.initial_delay;
-    st->priv_rng = p->seed != 0 ? p->seed : pf__rng_seed();
+    /* 0: seeded when the first delay is drawn. A fresh seed costs a clock
+     * read and a system call, which an operation that succeeds at once
+     * should not pay. */
+    st->priv_rng = p->seed;
 }
 
 static int
@@ -319,8 +333,11 @@ plan_delay(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
 {
     pf_retry_event_t ev;
 
-    *delay = pf_backoff_next(&p->backoff, st->priv_attempts - 1,
-                             st->priv_prev_delay, &st->priv_rng);
+    if (st->priv_rng == 0) {
+        st->priv_rng = pf__rng_seed();
+    }
+    *delay = backoff_draw(&p->backoff, st->priv_attempts - 1,
+                          st->priv_prev_delay, &st->priv_rng);
     if (p->on_retry == NULL) {
         return true;
     }
@@ -469,7 +486,7 @@ static bool
 needs_start(const pf_retry_policy_t *p)
 {
     return p->token != NULL || p->budget != NULL || p->max_elapsed > 0.0 ||
-           !pf_deadline_is_none(&p->deadline);
+           p->deadline.priv_at_ns != PF_DEADLINE_NEVER_NS;
 }
 
 /* Whether that needs the time: a limit to check or an elapsed time to
