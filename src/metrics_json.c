@@ -5,7 +5,9 @@
  * (RFC 8259); unknown values (-1 in the snapshot) are written as null. */
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
+#include "puffinflow/degrade.h"
 #include "puffinflow/health.h"
+#include "puffinflow/leak.h"
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/version.h"
 
@@ -316,6 +318,164 @@ json_health(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
     pf__sb_append(sb, "]");
 }
 
+/* A double member, null when unknown (NaN). */
+static void
+member_num(pf__sb_t *sb, bool *first, const char *key, double v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_num(sb, v); /* NaN and infinities become null */
+}
+
+static void
+json_leak_sample(const pf_leak_sample_t *ls, pf__sb_t *sb)
+{
+    bool f = true;
+    int k;
+
+    pf__sb_append(sb, "{");
+    pf__sb_json_key(sb, &f, "pid");
+    pf__sb_json_int(sb, ls->pid);
+    member_opt_int(sb, &f, "rss_bytes", ls->rss_bytes);
+    member_opt_int(sb, &f, "memory_limit_bytes", ls->memory_limit_bytes);
+    member_num(sb, &f, "memory_fraction", ls->memory_fraction);
+    member_opt_int(sb, &f, "threads", ls->threads);
+    member_opt_int(sb, &f, "open_fds", ls->open_fds);
+    member_opt_int(sb, &f, "fd_limit", ls->fd_limit);
+    member_opt_int(sb, &f, "sockets", ls->sockets);
+    member_opt_int(sb, &f, "tcp", ls->tcp);
+    member_opt_int(sb, &f, "udp", ls->udp);
+    member_opt_int(sb, &f, "unix", ls->unix_sockets);
+    member_opt_int(sb, &f, "connections", ls->connections);
+    pf__sb_json_key(sb, &f, "tcp_by_state");
+    pf__sb_append(sb, "{");
+    for (k = 1; k < PF_LEAK_TCP_STATES; k++) {
+        bool g = k == 1;
+
+        pf__sb_json_key(sb, &g, pf_leak_tcp_state_name(k));
+        pf__sb_json_int(sb, ls->tcp_by_state[k]);
+    }
+    pf__sb_append(sb, "}}");
+}
+
+static void
+json_leaks(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
+{
+    size_t i;
+    int k;
+
+    pf__sb_json_key(sb, first, "leak_detectors");
+    pf__sb_append(sb, "[");
+    for (i = 0; i < s->leak_detectors_len; i++) {
+        const pf_leak_metrics_t *m = &s->leak_detectors[i].metrics;
+        bool f = true;
+        bool g = true;
+
+        pf__sb_append(sb, i > 0 ? ",{" : "{");
+        pf__sb_json_key(sb, &f, "name");
+        pf__sb_json_str(sb, s->leak_detectors[i].name);
+        pf__sb_json_key(sb, &f, "tracked_allocations");
+        pf__sb_json_int(sb, (int64_t)m->total_allocations);
+        pf__sb_json_key(sb, &f, "allocations");
+        pf__sb_json_int(sb, (int64_t)m->allocations);
+        pf__sb_json_key(sb, &f, "releases");
+        pf__sb_json_int(sb, (int64_t)m->releases);
+        pf__sb_json_key(sb, &f, "current_leaks");
+        pf__sb_json_int(sb, (int64_t)m->current_leaks);
+        pf__sb_json_key(sb, &f, "total_detected");
+        pf__sb_json_int(sb, (int64_t)m->total_detected);
+        member_num(sb, &f, "leak_threshold", m->leak_threshold);
+        member_num(sb, &f, "oldest_allocation_age", m->oldest_allocation_age);
+        pf__sb_json_key(sb, &f, "samples");
+        pf__sb_json_int(sb, (int64_t)m->samples);
+        pf__sb_json_key(sb, &f, "sample_errors");
+        pf__sb_json_int(sb, (int64_t)m->sample_errors);
+        pf__sb_json_key(sb, &f, "alerts");
+        pf__sb_json_int(sb, (int64_t)m->alerts);
+        pf__sb_json_key(sb, &f, "monitoring");
+        pf__sb_json_bool(sb, m->monitoring);
+        pf__sb_json_key(sb, &f, "alerting");
+        pf__sb_append(sb, "{");
+        for (k = 0; k < PF_LEAK_ALERT_KINDS; k++) {
+            pf__sb_json_key(sb, &g,
+                            pf_leak_alert_kind_name((pf_leak_alert_kind_t)k));
+            pf__sb_json_bool(sb, m->alerting[k]);
+        }
+        pf__sb_append(sb, "}");
+        member_num(sb, &f, "memory_slope_mb_per_minute", m->memory_slope);
+        member_num(sb, &f, "fd_slope_per_minute", m->fd_slope);
+        pf__sb_json_key(sb, &f, "last_sample");
+        if (m->samples > m->sample_errors) {
+            json_leak_sample(&m->last_sample, sb);
+        } else {
+            pf__sb_append(sb, "null");
+        }
+        pf__sb_append(sb, "}");
+    }
+    pf__sb_append(sb, "]");
+}
+
+static void
+json_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
+{
+    size_t i, j;
+
+    pf__sb_json_key(sb, first, "degradations");
+    pf__sb_append(sb, "[");
+    for (i = 0; i < s->degradations_len; i++) {
+        const pf_registry_degradation_t *g = &s->degradations[i];
+        const pf_degradation_metrics_t *m = &g->metrics;
+        bool f = true;
+
+        pf__sb_append(sb, i > 0 ? ",{" : "{");
+        pf__sb_json_key(sb, &f, "name");
+        pf__sb_json_str(sb, g->name);
+        pf__sb_json_key(sb, &f, "mode");
+        pf__sb_json_str(sb, m->mode < g->modes_len ? g->modes[m->mode] : NULL);
+        pf__sb_json_key(sb, &f, "mode_index");
+        pf__sb_json_int(sb, m->mode);
+        pf__sb_json_key(sb, &f, "target");
+        pf__sb_json_str(sb,
+                        m->target < g->modes_len ? g->modes[m->target] : NULL);
+        pf__sb_json_key(sb, &f, "modes");
+        pf__sb_append(sb, "[");
+        for (j = 0; j < g->modes_len; j++) {
+            if (j > 0) {
+                pf__sb_append(sb, ",");
+            }
+            pf__sb_json_str(sb, g->modes[j]);
+        }
+        pf__sb_append(sb, "]");
+        pf__sb_json_key(sb, &f, "overridden");
+        pf__sb_json_bool(sb, m->overridden);
+        pf__sb_json_key(sb, &f, "sampling");
+        pf__sb_json_bool(sb, m->sampling);
+        member_num(sb, &f, "seconds_in_mode", m->time_in_mode);
+        pf__sb_json_key(sb, &f, "updates");
+        pf__sb_json_int(sb, (int64_t)m->updates);
+        pf__sb_json_key(sb, &f, "transitions");
+        pf__sb_json_int(sb, (int64_t)m->transitions);
+        pf__sb_json_key(sb, &f, "sample_errors");
+        pf__sb_json_int(sb, (int64_t)m->sample_errors);
+        pf__sb_json_key(sb, &f, "rules");
+        pf__sb_json_int(sb, (int64_t)m->rules);
+        pf__sb_json_key(sb, &f, "last");
+        if (m->updates == 0) {
+            pf__sb_append(sb, "null");
+        } else {
+            bool h = true;
+
+            pf__sb_append(sb, "{");
+            member_num(sb, &h, "cpu_usage", m->last.cpu_usage);
+            member_num(sb, &h, "memory_usage", m->last.memory_usage);
+            pf__sb_json_key(sb, &h, "external_services_available");
+            pf__sb_json_bool(sb, m->last.external_services_available);
+            pf__sb_append(sb, "}");
+        }
+        pf__sb_append(sb, "}");
+    }
+    pf__sb_append(sb, "]");
+}
+
 void
 pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb)
 {
@@ -331,5 +491,7 @@ pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     json_bulkheads(s, sb, &first);
     json_ratelimits(s, sb, &first);
     json_health(s, sb, &first);
+    json_leaks(s, sb, &first);
+    json_degradations(s, sb, &first);
     pf__sb_append(sb, "}");
 }

@@ -26,8 +26,7 @@ typedef struct label {
 static void
 family(pf__sb_t *sb, const char *name, const char *type, const char *help)
 {
-    pf__sb_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-                   type);
+    pf__sb_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void
@@ -121,10 +120,9 @@ prom_process(const pf_registry_snapshot_t *s, pf__sb_t *sb)
                   "Resident memory of this process (VmRSS).",
                   p->resident_bytes);
     process_gauge(sb, "puffinflow_process_virtual_memory_bytes",
-                  "Virtual memory of this process (VmSize).",
-                  p->virtual_bytes);
-    process_gauge(sb, "puffinflow_process_threads",
-                  "Threads of this process.", p->threads);
+                  "Virtual memory of this process (VmSize).", p->virtual_bytes);
+    process_gauge(sb, "puffinflow_process_threads", "Threads of this process.",
+                  p->threads);
 }
 
 /* ---- breakers ---------------------------------------------------------- *
@@ -493,8 +491,7 @@ bh_get(const pf_bulkhead_metrics_t *m, bh_value_t v)
 /* adaptive_only: only bulkheads with an adaptive limit. */
 static void
 bh_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
-          const char *type, const char *help, bh_value_t v,
-          bool adaptive_only)
+          const char *type, const char *help, bh_value_t v, bool adaptive_only)
 {
     bool any = false;
     size_t i;
@@ -531,8 +528,7 @@ prom_bulkheads(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     bh_family(s, sb, "puffinflow_bulkhead_available", "gauge",
               "Free slots of a bulkhead now.", BH_AVAILABLE, false);
     bh_family(s, sb, "puffinflow_bulkhead_waiting", "gauge",
-              "Callers and tickets waiting for a slot now.", BH_WAITING,
-              false);
+              "Callers and tickets waiting for a slot now.", BH_WAITING, false);
     bh_family(s, sb, "puffinflow_bulkhead_max_queue_size", "gauge",
               "Callers allowed to wait at once.", BH_QUEUE, false);
     bh_family(s, sb, "puffinflow_bulkhead_peak_in_use", "gauge",
@@ -555,15 +551,15 @@ prom_bulkheads(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     bh_family(s, sb, "puffinflow_bulkhead_cancelled_total", "counter",
               "Waits ended by the caller's deadline or cancellation token.",
               BH_CANCELLED, false);
-    bh_family(s, sb, "puffinflow_bulkhead_leave_without_enter_total",
-              "counter", "Leaves ignored because nobody was inside.",
+    bh_family(s, sb, "puffinflow_bulkhead_leave_without_enter_total", "counter",
+              "Leaves ignored because nobody was inside.",
               BH_LEAVE_WITHOUT_ENTER, false);
     bh_family(s, sb, "puffinflow_bulkhead_adaptive_floor", "gauge",
               "Lowest limit an adaptive bulkhead may set itself.", BH_FLOOR,
               true);
     bh_family(s, sb, "puffinflow_bulkhead_adaptive_ceiling", "gauge",
-              "Highest limit an adaptive bulkhead may set itself.",
-              BH_CEILING, true);
+              "Highest limit an adaptive bulkhead may set itself.", BH_CEILING,
+              true);
 }
 
 /* ---- rate limiters ---------------------------------------------------- */
@@ -631,15 +627,14 @@ prom_ratelimits(const pf_registry_snapshot_t *s, pf__sb_t *sb)
               "Most permits a rate limiter holds at once.", RL_BURST);
     rl_family(s, sb, "puffinflow_ratelimit_available_permits", "gauge",
               "Whole permits in the bucket now.", RL_AVAILABLE);
-    rl_family(s, sb, "puffinflow_ratelimit_acquired_permits_total",
-              "counter", "Permits handed out (acquired or reserved).",
-              RL_ACQUIRED);
+    rl_family(s, sb, "puffinflow_ratelimit_acquired_permits_total", "counter",
+              "Permits handed out (acquired or reserved).", RL_ACQUIRED);
     rl_family(s, sb, "puffinflow_ratelimit_rejected_total", "counter",
               "Requests refused with PF_ERATELIMIT.", RL_REJECTED);
     rl_family(s, sb, "puffinflow_ratelimit_waited_total", "counter",
               "Requests that had to wait for their permits.", RL_WAITED);
-    rl_family(s, sb, "puffinflow_ratelimit_refunded_permits_total",
-              "counter", "Permits given back.", RL_REFUNDED);
+    rl_family(s, sb, "puffinflow_ratelimit_refunded_permits_total", "counter",
+              "Permits given back.", RL_REFUNDED);
 }
 
 /* ---- health checkers -------------------------------------------------- */
@@ -707,9 +702,8 @@ typedef enum check_value {
 /* One family over every check of every checker; ran_only skips checks
  * that have never run (their status and duration mean nothing yet). */
 static void
-check_family(const pf_registry_snapshot_t *s, pf__sb_t *sb,
-             const char *name, const char *type, const char *help,
-             check_value_t v, bool ran_only)
+check_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+             const char *type, const char *help, check_value_t v, bool ran_only)
 {
     bool any = false;
     size_t i, j;
@@ -717,8 +711,7 @@ check_family(const pf_registry_snapshot_t *s, pf__sb_t *sb,
     for (i = 0; i < s->health_len; i++) {
         for (j = 0; j < s->health[i].checks_len; j++) {
             const pf_registry_health_check_t *c = &s->health[i].checks[j];
-            label_t l[2] = {{"checker", s->health[i].name},
-                            {"check", c->name}};
+            label_t l[2] = {{"checker", s->health[i].name}, {"check", c->name}};
 
             if (ran_only && c->runs == 0) {
                 continue;
@@ -786,17 +779,300 @@ prom_health(const pf_registry_snapshot_t *s, pf__sb_t *sb)
                  "Seconds a check's latest run took (its timeout if it "
                  "timed out).",
                  CK_DURATION, true);
-    check_family(s, sb, "puffinflow_health_check_consecutive_failures",
-                 "gauge", "Unhealthy results of a check in a row.",
-                 CK_CONSECUTIVE, false);
+    check_family(s, sb, "puffinflow_health_check_consecutive_failures", "gauge",
+                 "Unhealthy results of a check in a row.", CK_CONSECUTIVE,
+                 false);
     check_family(s, sb, "puffinflow_health_check_results_total", "counter",
                  "Results a check has had.", CK_RUNS, false);
     check_family(s, sb, "puffinflow_health_check_failures_total", "counter",
                  "Unhealthy results of a check (before flap damping).",
                  CK_FAILURES, false);
     check_family(s, sb, "puffinflow_health_check_timeouts_total", "counter",
-                 "Results of a check that were timeouts.", CK_TIMEOUTS,
-                 false);
+                 "Results of a check that were timeouts.", CK_TIMEOUTS, false);
+}
+
+/* ---- leak detectors ---------------------------------------------------- */
+
+typedef enum lk_value {
+    LK_HELD,
+    LK_ALLOCATIONS,
+    LK_RELEASES,
+    LK_CURRENT,
+    LK_DETECTED,
+    LK_OLDEST,
+    LK_SAMPLES,
+    LK_SAMPLE_ERRORS,
+    LK_ALERTS,
+    LK_MONITORING,
+    LK_MEMORY_SLOPE,
+    LK_FD_SLOPE,
+    LK_RSS,
+    LK_MEMORY_FRACTION,
+    LK_FDS,
+    LK_FD_LIMIT,
+    LK_SOCKETS,
+    LK_CONNECTIONS,
+    LK_THREADS
+} lk_value_t;
+
+/* NaN when the value is unknown (no sample yet, nothing held, trend
+ * window not full): the sample is left out. */
+static double
+lk_get(const pf_leak_metrics_t *m, lk_value_t v)
+{
+    /* The last sample is all zero until a sample succeeded. */
+    bool sampled = m->last_sample.at_ns != 0 || m->samples > m->sample_errors;
+    const pf_leak_sample_t *ls = &m->last_sample;
+
+    switch (v) {
+    case LK_HELD:
+        return (double)m->total_allocations;
+    case LK_ALLOCATIONS:
+        return (double)m->allocations;
+    case LK_RELEASES:
+        return (double)m->releases;
+    case LK_CURRENT:
+        return (double)m->current_leaks;
+    case LK_DETECTED:
+        return (double)m->total_detected;
+    case LK_OLDEST:
+        return m->oldest_allocation_age;
+    case LK_SAMPLES:
+        return (double)m->samples;
+    case LK_SAMPLE_ERRORS:
+        return (double)m->sample_errors;
+    case LK_ALERTS:
+        return (double)m->alerts;
+    case LK_MONITORING:
+        return m->monitoring ? 1.0 : 0.0;
+    case LK_MEMORY_SLOPE:
+        return m->memory_slope;
+    case LK_FD_SLOPE:
+        return m->fd_slope;
+    case LK_RSS:
+        return sampled ? (double)ls->rss_bytes : NAN;
+    case LK_MEMORY_FRACTION:
+        return sampled && ls->memory_limit_bytes > 0 ? ls->memory_fraction
+                                                     : NAN;
+    case LK_FDS:
+        return sampled ? (double)ls->open_fds : NAN;
+    case LK_FD_LIMIT:
+        return sampled && ls->fd_limit >= 0 ? (double)ls->fd_limit : NAN;
+    case LK_SOCKETS:
+        return sampled && ls->sockets >= 0 ? (double)ls->sockets : NAN;
+    case LK_CONNECTIONS:
+        return sampled && ls->connections >= 0 ? (double)ls->connections : NAN;
+    case LK_THREADS:
+        return sampled ? (double)ls->threads : NAN;
+    }
+    return NAN;
+}
+
+static void
+lk_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+          const char *type, const char *help, lk_value_t v)
+{
+    bool any = false;
+    size_t i;
+
+    for (i = 0; i < s->leak_detectors_len; i++) {
+        label_t l = {"name", s->leak_detectors[i].name};
+        double x = lk_get(&s->leak_detectors[i].metrics, v);
+
+        if (isnan(x)) {
+            continue;
+        }
+        if (!any) {
+            family(sb, name, type, help);
+            any = true;
+        }
+        sample(sb, name, &l, 1, x);
+    }
+}
+
+static void
+prom_leaks(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    size_t i;
+    int k;
+
+    if (s->leak_detectors_len == 0) {
+        return;
+    }
+    lk_family(s, sb, "puffinflow_leak_tracked_allocations", "gauge",
+              "Allocations tracked and not released now.", LK_HELD);
+    lk_family(s, sb, "puffinflow_leak_allocations_total", "counter",
+              "track_allocation calls.", LK_ALLOCATIONS);
+    lk_family(s, sb, "puffinflow_leak_releases_total", "counter",
+              "Successful track_release calls.", LK_RELEASES);
+    lk_family(s, sb, "puffinflow_leak_current_leaks", "gauge",
+              "Allocations held longer than leak_threshold now.", LK_CURRENT);
+    lk_family(s, sb, "puffinflow_leak_detected_total", "counter",
+              "Leaks ever detected.", LK_DETECTED);
+    lk_family(s, sb, "puffinflow_leak_oldest_allocation_age_seconds", "gauge",
+              "Age of the oldest allocation held (when any).", LK_OLDEST);
+    lk_family(s, sb, "puffinflow_leak_samples_total", "counter",
+              "Process samples taken.", LK_SAMPLES);
+    lk_family(s, sb, "puffinflow_leak_sample_errors_total", "counter",
+              "Process samples that failed.", LK_SAMPLE_ERRORS);
+    lk_family(s, sb, "puffinflow_leak_alerts_total", "counter",
+              "Alerts raised (clearings not counted).", LK_ALERTS);
+    lk_family(s, sb, "puffinflow_leak_monitoring", "gauge",
+              "1 while the monitoring thread runs.", LK_MONITORING);
+    family(sb, "puffinflow_leak_alerting", "gauge",
+           "1 while an alert of this kind is raised and not cleared.");
+    for (i = 0; i < s->leak_detectors_len; i++) {
+        for (k = 0; k < PF_LEAK_ALERT_KINDS; k++) {
+            label_t l[2] = {
+                {"name", s->leak_detectors[i].name},
+                {"kind", pf_leak_alert_kind_name((pf_leak_alert_kind_t)k)}};
+
+            sample_int(sb, "puffinflow_leak_alerting", l, 2,
+                       s->leak_detectors[i].metrics.alerting[k] ? 1 : 0);
+        }
+    }
+    lk_family(s, sb, "puffinflow_leak_memory_slope_mb_per_minute", "gauge",
+              "Growth of resident memory over the trend window.",
+              LK_MEMORY_SLOPE);
+    lk_family(s, sb, "puffinflow_leak_fd_slope_per_minute", "gauge",
+              "Growth of the open fd count over the trend window.",
+              LK_FD_SLOPE);
+    lk_family(s, sb, "puffinflow_leak_sample_resident_memory_bytes", "gauge",
+              "Resident memory of the watched process at the last sample.",
+              LK_RSS);
+    lk_family(s, sb, "puffinflow_leak_sample_memory_fraction", "gauge",
+              "Resident memory over the memory limit at the last sample.",
+              LK_MEMORY_FRACTION);
+    lk_family(s, sb, "puffinflow_leak_sample_open_fds", "gauge",
+              "Open fds of the watched process at the last sample.", LK_FDS);
+    lk_family(s, sb, "puffinflow_leak_sample_fd_limit", "gauge",
+              "Its RLIMIT_NOFILE soft limit at the last sample.", LK_FD_LIMIT);
+    lk_family(s, sb, "puffinflow_leak_sample_sockets", "gauge",
+              "Its sockets of every kind at the last sample.", LK_SOCKETS);
+    lk_family(s, sb, "puffinflow_leak_sample_connections", "gauge",
+              "Its TCP and UDP sockets at the last sample.", LK_CONNECTIONS);
+    lk_family(s, sb, "puffinflow_leak_sample_threads", "gauge",
+              "Its threads at the last sample.", LK_THREADS);
+}
+
+/* ---- degradation managers --------------------------------------------- */
+
+typedef enum dg_value {
+    DG_MODE,
+    DG_TARGET,
+    DG_OVERRIDDEN,
+    DG_SAMPLING,
+    DG_TIME_IN_MODE,
+    DG_UPDATES,
+    DG_TRANSITIONS,
+    DG_SAMPLE_ERRORS,
+    DG_CPU,
+    DG_MEMORY,
+    DG_EXTERNAL
+} dg_value_t;
+
+/* NaN for a signal not known yet: left out. */
+static double
+dg_get(const pf_degradation_metrics_t *m, dg_value_t v)
+{
+    switch (v) {
+    case DG_MODE:
+        return (double)m->mode;
+    case DG_TARGET:
+        return (double)m->target;
+    case DG_OVERRIDDEN:
+        return m->overridden ? 1.0 : 0.0;
+    case DG_SAMPLING:
+        return m->sampling ? 1.0 : 0.0;
+    case DG_TIME_IN_MODE:
+        return m->time_in_mode;
+    case DG_UPDATES:
+        return (double)m->updates;
+    case DG_TRANSITIONS:
+        return (double)m->transitions;
+    case DG_SAMPLE_ERRORS:
+        return (double)m->sample_errors;
+    case DG_CPU:
+        return m->updates > 0 ? m->last.cpu_usage : NAN;
+    case DG_MEMORY:
+        return m->updates > 0 ? m->last.memory_usage : NAN;
+    case DG_EXTERNAL:
+        if (m->updates == 0) {
+            return NAN;
+        }
+        return m->last.external_services_available ? 1.0 : 0.0;
+    }
+    return NAN;
+}
+
+static void
+dg_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
+          const char *type, const char *help, dg_value_t v)
+{
+    bool any = false;
+    size_t i;
+
+    for (i = 0; i < s->degradations_len; i++) {
+        label_t l = {"name", s->degradations[i].name};
+        double x = dg_get(&s->degradations[i].metrics, v);
+
+        if (isnan(x)) {
+            continue;
+        }
+        if (!any) {
+            family(sb, name, type, help);
+            any = true;
+        }
+        sample(sb, name, &l, 1, x);
+    }
+}
+
+static void
+prom_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb)
+{
+    size_t i, j;
+
+    if (s->degradations_len == 0) {
+        return;
+    }
+    dg_family(s, sb, "puffinflow_degradation_mode", "gauge",
+              "Index of the current mode: 0 normal, higher more degraded.",
+              DG_MODE);
+    family(sb, "puffinflow_degradation_in_mode", "gauge",
+           "1 for the mode a degradation manager is in, 0 for the others.");
+    for (i = 0; i < s->degradations_len; i++) {
+        const pf_registry_degradation_t *g = &s->degradations[i];
+
+        for (j = 0; j < g->modes_len; j++) {
+            label_t l[2] = {{"name", g->name}, {"mode", g->modes[j]}};
+
+            sample_int(sb, "puffinflow_degradation_in_mode", l, 2,
+                       g->metrics.mode == j ? 1 : 0);
+        }
+    }
+    dg_family(s, sb, "puffinflow_degradation_target_mode", "gauge",
+              "Index of the mode the rules asked for last.", DG_TARGET);
+    dg_family(s, sb, "puffinflow_degradation_overridden", "gauge",
+              "1 while a manual override pins the mode.", DG_OVERRIDDEN);
+    dg_family(s, sb, "puffinflow_degradation_sampling", "gauge",
+              "1 while the background sampler runs.", DG_SAMPLING);
+    dg_family(s, sb, "puffinflow_degradation_seconds_in_mode", "gauge",
+              "Seconds since the last mode change.", DG_TIME_IN_MODE);
+    dg_family(s, sb, "puffinflow_degradation_updates_total", "counter",
+              "Evaluations of the rules.", DG_UPDATES);
+    dg_family(s, sb, "puffinflow_degradation_transitions_total", "counter",
+              "Mode changes.", DG_TRANSITIONS);
+    dg_family(s, sb, "puffinflow_degradation_sample_errors_total", "counter",
+              "Figures the sampler could not read.", DG_SAMPLE_ERRORS);
+    dg_family(s, sb, "puffinflow_degradation_cpu_usage_percent", "gauge",
+              "CPU usage at the last evaluation (when known).", DG_CPU);
+    dg_family(s, sb, "puffinflow_degradation_memory_usage_percent", "gauge",
+              "Memory usage at the last evaluation (when known).", DG_MEMORY);
+    dg_family(s, sb, "puffinflow_degradation_external_services_available",
+              "gauge",
+              "1 when no registered breaker was open and no registered "
+              "health checker unhealthy at the last evaluation.",
+              DG_EXTERNAL);
 }
 
 void
@@ -812,4 +1088,6 @@ pf__metrics_prometheus(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     prom_bulkheads(s, sb);
     prom_ratelimits(s, sb);
     prom_health(s, sb);
+    prom_leaks(s, sb);
+    prom_degradations(s, sb);
 }

@@ -11,8 +11,10 @@
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/clock.h"
+#include "puffinflow/degrade.h"
 #include "puffinflow/error.h"
 #include "puffinflow/health.h"
+#include "puffinflow/leak.h"
 #include "puffinflow/ratelimit.h"
 
 #include "mem.h"
@@ -147,6 +149,15 @@ read_ratelimit(void *object, void *metrics)
 static const simple_kind_t k_breaker = {
     PF_REGISTRY_BREAKER, sizeof(pf_registry_breaker_t),
     offsetof(pf_registry_breaker_t, metrics), read_breaker};
+static void
+read_leak(void *object, void *metrics)
+{
+    pf_leak_detector_metrics(object, metrics);
+}
+
+static const simple_kind_t k_leak = {
+    PF_REGISTRY_LEAK, sizeof(pf_registry_leak_detector_t),
+    offsetof(pf_registry_leak_detector_t, metrics), read_leak};
 static const simple_kind_t k_bulkhead = {
     PF_REGISTRY_BULKHEAD, sizeof(pf_registry_bulkhead_t),
     offsetof(pf_registry_bulkhead_t, metrics), read_bulkhead};
@@ -376,6 +387,74 @@ collect_health(pf_registry_t *r, pf_registry_snapshot_t *s)
     return rc;
 }
 
+/* ---- degradation managers --------------------------------------------- */
+
+static void
+degradation_item_clear(pf_registry_degradation_t *g)
+{
+    size_t i;
+
+    for (i = 0; i < g->modes_len; i++) {
+        pf__free((char *)g->modes[i]);
+    }
+    pf__free(g->modes);
+    pf__free((char *)g->name);
+}
+
+/* Copy a manager's mode names (immutable after it was made). */
+static int
+degradation_modes(pf_degradation_t *d, pf_registry_degradation_t *g)
+{
+    size_t n = pf_degradation_mode_count(d);
+    size_t i;
+
+    if (n == 0) {
+        return 0;
+    }
+    g->modes = pf__calloc(n, sizeof(*g->modes));
+    if (g->modes == NULL) {
+        return PF_ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        g->modes[i] = pf__utf8_dup(pf_degradation_mode_name_at(d, i));
+        if (g->modes[i] == NULL) {
+            return PF_ENOMEM;
+        }
+        g->modes_len++;
+    }
+    return 0;
+}
+
+static int
+collect_degradations(pf_registry_t *r, pf_registry_snapshot_t *s)
+{
+    pf__reg_entry_t **pinned;
+    size_t n;
+    size_t i;
+    int rc;
+
+    rc = pf__registry_pin_all(r, PF_REGISTRY_DEGRADE, &pinned, &n);
+    if (rc != 0 || n == 0) {
+        return rc;
+    }
+    s->degradations = pf__calloc(n, sizeof(*s->degradations));
+    rc = s->degradations == NULL ? PF_ENOMEM : 0;
+    for (i = 0; i < n && rc == 0; i++) {
+        pf_registry_degradation_t *g = &s->degradations[i];
+
+        s->degradations_len++;
+        g->name = pf__utf8_dup(pinned[i]->name);
+        if (g->name == NULL) {
+            rc = PF_ENOMEM;
+            break;
+        }
+        pf_degradation_metrics(pinned[i]->object, &g->metrics);
+        rc = degradation_modes(pinned[i]->object, g);
+    }
+    pf__registry_unpin_all(r, pinned, n);
+    return rc;
+}
+
 /* ---- the snapshot ----------------------------------------------------- */
 
 int
@@ -421,6 +500,16 @@ pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
     if (rc == 0) {
         rc = collect_health(r, s);
     }
+    if (rc == 0) {
+        items = NULL;
+        len = 0;
+        rc = collect_simple(r, &k_leak, &items, &len);
+        s->leak_detectors = items;
+        s->leak_detectors_len = len;
+    }
+    if (rc == 0) {
+        rc = collect_degradations(r, s);
+    }
     if (rc != 0) {
         pf_registry_snapshot_free(s);
         return rc;
@@ -448,14 +537,18 @@ pf_registry_snapshot_free(pf_registry_snapshot_t *s)
         health_item_clear(&s->health[i]);
     }
     pf__free(s->health);
+    free_simple(&k_leak, s->leak_detectors, s->leak_detectors_len);
+    for (i = 0; i < s->degradations_len; i++) {
+        degradation_item_clear(&s->degradations[i]);
+    }
+    pf__free(s->degradations);
     pf__free(s);
 }
 
 /* ---- exporting -------------------------------------------------------- */
 
 static int
-render(const pf_registry_snapshot_t *s, pf_metrics_format_t fmt,
-       pf__sb_t *sb)
+render(const pf_registry_snapshot_t *s, pf_metrics_format_t fmt, pf__sb_t *sb)
 {
     switch (fmt) {
     case PF_METRICS_PROMETHEUS:

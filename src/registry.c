@@ -175,8 +175,8 @@ entry_new(pf_registry_kind_t kind, const char *name)
 static int
 reserve_one(pf_registry_t *r, int kind)
 {
-    return pf__grow((void **)&r->entries[kind], &r->cap[kind],
-                    r->len[kind] + 1, sizeof(pf__reg_entry_t *));
+    return pf__grow((void **)&r->entries[kind], &r->cap[kind], r->len[kind] + 1,
+                    sizeof(pf__reg_entry_t *));
 }
 
 static void
@@ -337,8 +337,7 @@ pf__registry_get(pf_registry_t *r, pf_registry_kind_t kind, const char *name,
     e = entry_new(kind, name);
     rc = e == NULL ? PF_ENOMEM : reserve_one(r, kind);
     if (rc == 0) {
-        rc = ops->create(cfg != NULL ? cfg : r->defaults[kind], name,
-                         &object);
+        rc = ops->create(cfg != NULL ? cfg : r->defaults[kind], name, &object);
     }
     if (rc == 0) {
         e->object = object;
@@ -413,8 +412,8 @@ pf_registry_find(pf_registry_t *r, pf_registry_kind_t kind, const char *name,
 }
 
 int
-pf_registry_remove(pf_registry_t *r, pf_registry_kind_t kind,
-                   const char *name, void **out)
+pf_registry_remove(pf_registry_t *r, pf_registry_kind_t kind, const char *name,
+                   void **out)
 {
     pf__reg_entry_t *dead;
     void *object;

@@ -15,14 +15,14 @@
 /* What the container needs to know of a kind. Kinds whose module is not
  * built have NULL hooks and simply stay empty. */
 typedef struct pf__reg_kind_ops {
-    const char *label;                 /* "breaker": pf_registry_kind_name */
-    void (*destroy)(void *object);     /* the module's _free */
+    const char *label;             /* "breaker": pf_registry_kind_name */
+    void (*destroy)(void *object); /* the module's _free */
     /* Create an object called name from cfg (NULL = the module's defaults,
      * else a pointer to the module's config struct, whose name field is
      * replaced by name). Runs under the registry's lock: library code
      * only, never a user callback. */
     int (*create)(const void *cfg, const char *name, void **out);
-    size_t config_size;                /* sizeof the module's config */
+    size_t config_size; /* sizeof the module's config */
 } pf__reg_kind_ops_t;
 
 /* The table, indexed by pf_registry_kind_t (registry_kinds.c). */
@@ -35,9 +35,9 @@ typedef struct pf__reg_entry {
     pf_registry_kind_t kind;
     char *name;
     void *object;
-    bool owned;      /* the registry frees object when the entry dies */
-    bool removed;    /* unlinked; freed when pins falls to 0 */
-    unsigned pins;   /* exports and foreach visits reading it now */
+    bool owned;    /* the registry frees object when the entry dies */
+    bool removed;  /* unlinked; freed when pins falls to 0 */
+    unsigned pins; /* exports and foreach visits reading it now */
 } pf__reg_entry_t;
 
 /* A foreach visit in progress: lives on the visiting thread's stack,
@@ -53,11 +53,11 @@ typedef struct pf__reg_visit {
  * a module's function that could call back into a registry runs, except
  * the create hooks above and the metrics getters, which do not. */
 struct pf_registry {
-    bool is_default;            /* immutable */
-    bool process_metrics;       /* immutable after _new */
-    bool cond_ok;               /* unpinned is usable (see registry.c) */
+    bool is_default;      /* immutable */
+    bool process_metrics; /* immutable after _new */
+    bool cond_ok;         /* unpinned is usable (see registry.c) */
     pthread_mutex_t lock;
-    pthread_cond_t unpinned;    /* an entry's pins fell */
+    pthread_cond_t unpinned; /* an entry's pins fell */
     /* Under lock: per kind, entries sorted by name (strcmp order). */
     pf__reg_entry_t **entries[PF_REGISTRY_KINDS];
     size_t len[PF_REGISTRY_KINDS];
@@ -65,7 +65,7 @@ struct pf_registry {
     /* Under lock: the default config of each kind for get-or-create
      * (config_size bytes, or NULL for the module's defaults). */
     void *defaults[PF_REGISTRY_KINDS];
-    pf__reg_visit_t *visits;    /* under lock */
+    pf__reg_visit_t *visits; /* under lock */
 };
 
 /* Add object under name (copied). PF_EEXIST when the name is taken in

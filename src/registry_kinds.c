@@ -2,15 +2,17 @@
  * container needs (free, create from a config) and the public functions
  * that take and return the kind's own type. Each create hook copies the
  * config it is given (or the module's defaults), puts the registry's name
- * in it, and calls the module's _new. A kind whose module is not in the
- * library keeps NULL hooks: it stays empty, and get-or-create on it
- * returns PF_EINVAL. */
+ * in it, and calls the module's _new. (The container accepts a kind with
+ * NULL hooks, which then stays empty and refuses get-or-create with
+ * PF_EINVAL; every kind has its hooks today.) */
 #include <stddef.h>
 
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
+#include "puffinflow/degrade.h"
 #include "puffinflow/error.h"
 #include "puffinflow/health.h"
+#include "puffinflow/leak.h"
 #include "puffinflow/ratelimit.h"
 
 #include "registry_impl.h"
@@ -51,7 +53,7 @@ breaker_create(const void *cfg, const char *name, void **out)
 
 int
 pf_registry_add_breaker(pf_registry_t *r, pf_breaker_t *b,
-                       pf_registry_ownership_t own)
+                        pf_registry_ownership_t own)
 {
     if (b == NULL || !own_ok(own)) {
         return PF_EINVAL;
@@ -62,7 +64,7 @@ pf_registry_add_breaker(pf_registry_t *r, pf_breaker_t *b,
 
 int
 pf_registry_get_breaker(pf_registry_t *r, const char *name,
-                       const pf_breaker_config_t *cfg, pf_breaker_t **out)
+                        const pf_breaker_config_t *cfg, pf_breaker_t **out)
 {
     void *object;
     int rc;
@@ -94,12 +96,14 @@ pf_registry_find_breaker(pf_registry_t *r, const char *name, pf_breaker_t **out)
 }
 
 int
-pf_registry_set_breaker_defaults(pf_registry_t *r, const pf_breaker_config_t *cfg)
+pf_registry_set_breaker_defaults(pf_registry_t *r,
+                                 const pf_breaker_config_t *cfg)
 {
     return pf__registry_set_defaults(r, PF_REGISTRY_BREAKER, cfg);
 }
 
-/* ---- breaker_groups ---------------------------------------------------------- */
+/* ---- breaker_groups
+ * ---------------------------------------------------------- */
 
 static void
 breaker_group_destroy(void *object)
@@ -129,18 +133,20 @@ breaker_group_create(const void *cfg, const char *name, void **out)
 
 int
 pf_registry_add_breaker_group(pf_registry_t *r, pf_breaker_group_t *g,
-                       pf_registry_ownership_t own)
+                              pf_registry_ownership_t own)
 {
     if (g == NULL || !own_ok(own)) {
         return PF_EINVAL;
     }
-    return pf__registry_add(r, PF_REGISTRY_BREAKER_GROUP, pf_breaker_group_name(g), g,
+    return pf__registry_add(r, PF_REGISTRY_BREAKER_GROUP,
+                            pf_breaker_group_name(g), g,
                             own == PF_REGISTRY_OWN);
 }
 
 int
 pf_registry_get_breaker_group(pf_registry_t *r, const char *name,
-                       const pf_breaker_group_config_t *cfg, pf_breaker_group_t **out)
+                              const pf_breaker_group_config_t *cfg,
+                              pf_breaker_group_t **out)
 {
     void *object;
     int rc;
@@ -156,7 +162,8 @@ pf_registry_get_breaker_group(pf_registry_t *r, const char *name,
 }
 
 int
-pf_registry_find_breaker_group(pf_registry_t *r, const char *name, pf_breaker_group_t **out)
+pf_registry_find_breaker_group(pf_registry_t *r, const char *name,
+                               pf_breaker_group_t **out)
 {
     void *object;
     int rc;
@@ -172,7 +179,8 @@ pf_registry_find_breaker_group(pf_registry_t *r, const char *name, pf_breaker_gr
 }
 
 int
-pf_registry_set_breaker_group_defaults(pf_registry_t *r, const pf_breaker_group_config_t *cfg)
+pf_registry_set_breaker_group_defaults(pf_registry_t *r,
+                                       const pf_breaker_group_config_t *cfg)
 {
     return pf__registry_set_defaults(r, PF_REGISTRY_BREAKER_GROUP, cfg);
 }
@@ -207,7 +215,7 @@ bulkhead_create(const void *cfg, const char *name, void **out)
 
 int
 pf_registry_add_bulkhead(pf_registry_t *r, pf_bulkhead_t *bh,
-                       pf_registry_ownership_t own)
+                         pf_registry_ownership_t own)
 {
     if (bh == NULL || !own_ok(own)) {
         return PF_EINVAL;
@@ -218,7 +226,7 @@ pf_registry_add_bulkhead(pf_registry_t *r, pf_bulkhead_t *bh,
 
 int
 pf_registry_get_bulkhead(pf_registry_t *r, const char *name,
-                       const pf_bulkhead_config_t *cfg, pf_bulkhead_t **out)
+                         const pf_bulkhead_config_t *cfg, pf_bulkhead_t **out)
 {
     void *object;
     int rc;
@@ -234,7 +242,8 @@ pf_registry_get_bulkhead(pf_registry_t *r, const char *name,
 }
 
 int
-pf_registry_find_bulkhead(pf_registry_t *r, const char *name, pf_bulkhead_t **out)
+pf_registry_find_bulkhead(pf_registry_t *r, const char *name,
+                          pf_bulkhead_t **out)
 {
     void *object;
     int rc;
@@ -250,7 +259,8 @@ pf_registry_find_bulkhead(pf_registry_t *r, const char *name, pf_bulkhead_t **ou
 }
 
 int
-pf_registry_set_bulkhead_defaults(pf_registry_t *r, const pf_bulkhead_config_t *cfg)
+pf_registry_set_bulkhead_defaults(pf_registry_t *r,
+                                  const pf_bulkhead_config_t *cfg)
 {
     return pf__registry_set_defaults(r, PF_REGISTRY_BULKHEAD, cfg);
 }
@@ -285,7 +295,7 @@ ratelimit_create(const void *cfg, const char *name, void **out)
 
 int
 pf_registry_add_ratelimit(pf_registry_t *r, pf_ratelimit_t *rl,
-                       pf_registry_ownership_t own)
+                          pf_registry_ownership_t own)
 {
     if (rl == NULL || !own_ok(own)) {
         return PF_EINVAL;
@@ -296,7 +306,8 @@ pf_registry_add_ratelimit(pf_registry_t *r, pf_ratelimit_t *rl,
 
 int
 pf_registry_get_ratelimit(pf_registry_t *r, const char *name,
-                       const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
+                          const pf_ratelimit_config_t *cfg,
+                          pf_ratelimit_t **out)
 {
     void *object;
     int rc;
@@ -312,7 +323,8 @@ pf_registry_get_ratelimit(pf_registry_t *r, const char *name,
 }
 
 int
-pf_registry_find_ratelimit(pf_registry_t *r, const char *name, pf_ratelimit_t **out)
+pf_registry_find_ratelimit(pf_registry_t *r, const char *name,
+                           pf_ratelimit_t **out)
 {
     void *object;
     int rc;
@@ -328,7 +340,8 @@ pf_registry_find_ratelimit(pf_registry_t *r, const char *name, pf_ratelimit_t **
 }
 
 int
-pf_registry_set_ratelimit_defaults(pf_registry_t *r, const pf_ratelimit_config_t *cfg)
+pf_registry_set_ratelimit_defaults(pf_registry_t *r,
+                                   const pf_ratelimit_config_t *cfg)
 {
     return pf__registry_set_defaults(r, PF_REGISTRY_RATELIMIT, cfg);
 }
@@ -414,6 +427,170 @@ pf_registry_set_health_checker_defaults(pf_registry_t *r,
     return pf__registry_set_defaults(r, PF_REGISTRY_HEALTH, cfg);
 }
 
+/* ---- leak_detectors
+ * ---------------------------------------------------------- */
+
+static void
+leak_detector_destroy(void *object)
+{
+    pf_leak_detector_free(object);
+}
+
+static int
+leak_detector_create(const void *cfg, const char *name, void **out)
+{
+    pf_leak_config_t c;
+    pf_leak_detector_t *d;
+    int rc;
+
+    if (cfg != NULL) {
+        c = *(const pf_leak_config_t *)cfg;
+    } else {
+        pf_leak_config_init(&c);
+    }
+    c.name = name;
+    rc = pf_leak_detector_new(&c, &d);
+    if (rc == 0) {
+        *out = d;
+    }
+    return rc;
+}
+
+int
+pf_registry_add_leak_detector(pf_registry_t *r, pf_leak_detector_t *d,
+                              pf_registry_ownership_t own)
+{
+    if (d == NULL || !own_ok(own)) {
+        return PF_EINVAL;
+    }
+    return pf__registry_add(r, PF_REGISTRY_LEAK, pf_leak_detector_name(d), d,
+                            own == PF_REGISTRY_OWN);
+}
+
+int
+pf_registry_get_leak_detector(pf_registry_t *r, const char *name,
+                              const pf_leak_config_t *cfg,
+                              pf_leak_detector_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__registry_get(r, PF_REGISTRY_LEAK, name, cfg, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_find_leak_detector(pf_registry_t *r, const char *name,
+                               pf_leak_detector_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_find(r, PF_REGISTRY_LEAK, name, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_set_leak_detector_defaults(pf_registry_t *r,
+                                       const pf_leak_config_t *cfg)
+{
+    return pf__registry_set_defaults(r, PF_REGISTRY_LEAK, cfg);
+}
+
+/* ---- degradations ----------------------------------------------------------
+ */
+
+static void
+degradation_destroy(void *object)
+{
+    pf_degradation_free(object);
+}
+
+static int
+degradation_create(const void *cfg, const char *name, void **out)
+{
+    pf_degradation_config_t c;
+    pf_degradation_t *d;
+    int rc;
+
+    if (cfg != NULL) {
+        c = *(const pf_degradation_config_t *)cfg;
+    } else {
+        pf_degradation_config_init(&c);
+    }
+    c.name = name;
+    rc = pf_degradation_new(&c, &d);
+    if (rc == 0) {
+        *out = d;
+    }
+    return rc;
+}
+
+int
+pf_registry_add_degradation(pf_registry_t *r, pf_degradation_t *d,
+                            pf_registry_ownership_t own)
+{
+    if (d == NULL || !own_ok(own)) {
+        return PF_EINVAL;
+    }
+    return pf__registry_add(r, PF_REGISTRY_DEGRADE, pf_degradation_name(d), d,
+                            own == PF_REGISTRY_OWN);
+}
+
+int
+pf_registry_get_degradation(pf_registry_t *r, const char *name,
+                            const pf_degradation_config_t *cfg,
+                            pf_degradation_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__registry_get(r, PF_REGISTRY_DEGRADE, name, cfg, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_find_degradation(pf_registry_t *r, const char *name,
+                             pf_degradation_t **out)
+{
+    void *object;
+    int rc;
+
+    if (out == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf_registry_find(r, PF_REGISTRY_DEGRADE, name, &object);
+    if (rc == 0) {
+        *out = object;
+    }
+    return rc;
+}
+
+int
+pf_registry_set_degradation_defaults(pf_registry_t *r,
+                                     const pf_degradation_config_t *cfg)
+{
+    return pf__registry_set_defaults(r, PF_REGISTRY_DEGRADE, cfg);
+}
+
 /* ---- the table -------------------------------------------------------- */
 
 const pf__reg_kind_ops_t pf__reg_kinds[PF_REGISTRY_KINDS] = {
@@ -421,13 +598,14 @@ const pf__reg_kind_ops_t pf__reg_kinds[PF_REGISTRY_KINDS] = {
                              sizeof(pf_breaker_config_t)},
     [PF_REGISTRY_BULKHEAD] = {"bulkhead", bulkhead_destroy, bulkhead_create,
                               sizeof(pf_bulkhead_config_t)},
-    [PF_REGISTRY_RATELIMIT] = {"ratelimit", ratelimit_destroy,
-                               ratelimit_create,
+    [PF_REGISTRY_RATELIMIT] = {"ratelimit", ratelimit_destroy, ratelimit_create,
                                sizeof(pf_ratelimit_config_t)},
     [PF_REGISTRY_HEALTH] = {"health", health_destroy, health_create,
                             sizeof(pf_health_config_t)},
-    [PF_REGISTRY_LEAK] = {"leak", NULL, NULL, 0},
-    [PF_REGISTRY_DEGRADE] = {"degrade", NULL, NULL, 0},
+    [PF_REGISTRY_LEAK] = {"leak", leak_detector_destroy, leak_detector_create,
+                          sizeof(pf_leak_config_t)},
+    [PF_REGISTRY_DEGRADE] = {"degrade", degradation_destroy, degradation_create,
+                             sizeof(pf_degradation_config_t)},
     [PF_REGISTRY_BREAKER_GROUP] = {"breaker_group", breaker_group_destroy,
                                    breaker_group_create,
                                    sizeof(pf_breaker_group_config_t)},

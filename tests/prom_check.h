@@ -328,16 +328,14 @@ prom_comment(prom_doc_t *d, size_t ln, const char *s, size_t n)
 /* Parse one label value starting after its opening quote; *end is set
  * past the closing quote. */
 static inline bool
-prom_label_value(const char *s, const char *lim, const char **end,
-                 char **out)
+prom_label_value(const char *s, const char *lim, const char **end, char **out)
 {
     char *o = malloc((size_t)(lim - s) + 1);
     size_t k = 0;
 
     while (s < lim && *s != '"') {
         if (*s == '\\') {
-            if (s + 1 >= lim ||
-                (s[1] != '\\' && s[1] != '"' && s[1] != 'n')) {
+            if (s + 1 >= lim || (s[1] != '\\' && s[1] != '"' && s[1] != 'n')) {
                 free(o);
                 return false;
             }

@@ -11,7 +11,9 @@
 
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
+#include "puffinflow/degrade.h"
 #include "puffinflow/health.h"
+#include "puffinflow/leak.h"
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/registry.h"
 #include "puffinflow/version.h"
@@ -33,8 +35,7 @@ quiet_registry(void)
     return r;
 }
 
-static char *
-export(pf_registry_t *r, pf_metrics_format_t fmt)
+static char *export(pf_registry_t *r, pf_metrics_format_t fmt)
 {
     char *text = NULL;
     size_t len = 0;
@@ -49,8 +50,7 @@ static void
 check_prom(const char *text, prom_doc_t *doc)
 {
     if (!prom_check(text, doc)) {
-        fail_msg("Prometheus text rejected: %s\n---\n%s---", doc->error,
-                 text);
+        fail_msg("Prometheus text rejected: %s\n---\n%s---", doc->error, text);
     }
 }
 
@@ -131,9 +131,9 @@ test_metrics_breaker_state_and_outcomes_follow_its_calls(void **state)
                          LABELS("name", "payments", "state", "open")) == 1);
     assert_true(value_of(&doc, "puffinflow_breaker_in_state",
                          LABELS("name", "payments", "state", "closed")) == 0);
-    assert_true(
-        value_of(&doc, "puffinflow_breaker_in_state",
-                 LABELS("name", "payments", "state", "half_open")) == 0);
+    assert_true(value_of(&doc, "puffinflow_breaker_in_state",
+                         LABELS("name", "payments", "state", "half_open")) ==
+                0);
     assert_true(value_of(&doc, "puffinflow_breaker_calls_total",
                          LABELS("outcome", "success")) == 1);
     assert_true(value_of(&doc, "puffinflow_breaker_calls_total",
@@ -159,9 +159,9 @@ test_metrics_breaker_state_and_outcomes_follow_its_calls(void **state)
     check_prom(text, &doc);
     assert_true(value_of(&doc, "puffinflow_breaker_state",
                          LABELS("name", "payments")) == 2);
-    assert_true(
-        value_of(&doc, "puffinflow_breaker_in_state",
-                 LABELS("name", "payments", "state", "half_open")) == 1);
+    assert_true(value_of(&doc, "puffinflow_breaker_in_state",
+                         LABELS("name", "payments", "state", "half_open")) ==
+                1);
     assert_null(prom_find(&doc, "puffinflow_breaker_retry_in_seconds", NULL));
     prom_doc_free(&doc);
     pf_free(text);
@@ -203,11 +203,11 @@ test_metrics_breaker_group_breakers_carry_their_group(void **state)
     text = export(r, PF_METRICS_PROMETHEUS);
     check_prom(text, &doc); /* label sets differ: no duplicate */
     assert_true(value_of(&doc, "puffinflow_breaker_state",
-                         LABELS("name", "hosts/a.example", "group",
-                                "hosts")) == 1);
+                         LABELS("name", "hosts/a.example", "group", "hosts")) ==
+                1);
     assert_true(value_of(&doc, "puffinflow_breaker_state",
-                         LABELS("name", "hosts/b.example", "group",
-                                "hosts")) == 0);
+                         LABELS("name", "hosts/b.example", "group", "hosts")) ==
+                0);
     assert_int_equal(prom_count(&doc, "puffinflow_breaker_state"), 3);
     assert_true(value_of(&doc, "puffinflow_breaker_group_size",
                          LABELS("group", "hosts")) == 2);
@@ -218,6 +218,152 @@ test_metrics_breaker_group_breakers_carry_their_group(void **state)
     text = export(r, PF_METRICS_JSON);
     assert_true(json_valid(text));
     assert_non_null(strstr(text, "\"breaker_groups\":[{\"name\":\"hosts\","));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+/* A sampler giving fixed figures, so the exported sample is known. */
+static int
+fixed_sample(int pid, pf_leak_sample_t *out, void *arg)
+{
+    (void)pid;
+    (void)arg;
+    out->rss_bytes = 512 * 1024 * 1024;
+    out->memory_limit_bytes = INT64_C(1024) * 1024 * 1024;
+    out->threads = 7;
+    out->open_fds = 42;
+    out->fd_limit = 1024;
+    out->sockets = 5;
+    out->tcp = 3;
+    out->udp = 1;
+    out->unix_sockets = 1;
+    return 0;
+}
+
+static void
+test_metrics_leak_detector_values_follow_its_samples_and_allocations(
+    void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_registry_t *r = quiet_registry();
+    pf_leak_config_t cfg;
+    pf_leak_detector_t *d;
+    pf_leak_report_t rep;
+    prom_doc_t doc;
+    char *text;
+
+    pf_leak_config_init(&cfg);
+    cfg.sample = fixed_sample;
+    cfg.clock = clock;
+    cfg.leak_threshold = 300.0;
+    cfg.file_handle_threshold = 40; /* 42 open: raises the alert */
+    assert_pf_ok(pf_registry_get_leak_detector(r, "self", &cfg, &d));
+    /* Before any sample: no sample figures at all. */
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_int_equal(prom_count(&doc, "puffinflow_leak_sample_open_fds"), 0);
+    assert_true(value_of(&doc, "puffinflow_leak_samples_total",
+                         LABELS("name", "self")) == 0);
+    prom_doc_free(&doc);
+    pf_free(text);
+
+    assert_pf_ok(
+        pf_leak_detector_track_allocation(d, "agent", "old_state", NULL));
+    pf_clock_manual_advance(clock, 400 * NS_PER_SEC);
+    assert_pf_ok(
+        pf_leak_detector_track_allocation(d, "agent", "new_state", NULL));
+    assert_pf_ok(pf_leak_detector_check(d, &rep));
+    pf_leak_report_clear(&rep);
+
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_leak_sample_open_fds",
+                         LABELS("name", "self")) == 42);
+    assert_true(value_of(&doc, "puffinflow_leak_sample_threads",
+                         LABELS("name", "self")) == 7);
+    assert_true(value_of(&doc, "puffinflow_leak_sample_memory_fraction",
+                         LABELS("name", "self")) == 0.5);
+    assert_true(value_of(&doc, "puffinflow_leak_sample_connections",
+                         LABELS("name", "self")) == 4);
+    assert_true(value_of(&doc, "puffinflow_leak_tracked_allocations",
+                         LABELS("name", "self")) == 2);
+    assert_true(value_of(&doc, "puffinflow_leak_current_leaks",
+                         LABELS("name", "self")) == 1);
+    assert_true(value_of(&doc, "puffinflow_leak_oldest_allocation_age_seconds",
+                         LABELS("name", "self")) == 400);
+    assert_true(value_of(&doc, "puffinflow_leak_alerting",
+                         LABELS("name", "self", "kind", "file_handles")) == 1);
+    assert_true(value_of(&doc, "puffinflow_leak_alerting",
+                         LABELS("name", "self", "kind", "memory")) == 0);
+    assert_true(value_of(&doc, "puffinflow_leak_alerting",
+                         LABELS("name", "self", "kind", "allocation")) == 1);
+    prom_doc_free(&doc);
+    pf_free(text);
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"leak_detectors\":[{\"name\":\"self\","));
+    assert_non_null(strstr(text, "\"open_fds\":42"));
+    pf_free(text);
+    pf_registry_free(r);
+}
+
+static void
+test_metrics_degradation_mode_is_exported_by_index_and_name(void **state)
+{
+    static const char *const modes[] = {"full", "reduced", "offline"};
+    pf_clock_t *clock = *state;
+    pf_registry_t *r = quiet_registry();
+    pf_degradation_config_t cfg;
+    pf_degradation_t *d;
+    pf_system_health_t h;
+    prom_doc_t doc;
+    char *text;
+
+    pf_degradation_config_init(&cfg);
+    cfg.modes = modes;
+    cfg.modes_len = 3;
+    cfg.clock = clock;
+    assert_pf_ok(pf_registry_get_degradation(r, "svc", &cfg, &d));
+    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90 -> reduced"));
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_degradation_mode",
+                         LABELS("name", "svc")) == 0);
+    /* No evaluation yet: no signal figures. */
+    assert_int_equal(
+        prom_count(&doc, "puffinflow_degradation_cpu_usage_percent"), 0);
+    prom_doc_free(&doc);
+    pf_free(text);
+
+    memset(&h, 0, sizeof(h));
+    h.cpu_usage = 95.0;
+    h.memory_usage = 40.0;
+    h.external_services_available = true;
+    assert_pf_ok(pf_degradation_evaluate(d, &h));
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &doc);
+    assert_true(value_of(&doc, "puffinflow_degradation_mode",
+                         LABELS("name", "svc")) == 1);
+    assert_true(value_of(&doc, "puffinflow_degradation_in_mode",
+                         LABELS("name", "svc", "mode", "reduced")) == 1);
+    assert_true(value_of(&doc, "puffinflow_degradation_in_mode",
+                         LABELS("name", "svc", "mode", "full")) == 0);
+    assert_true(value_of(&doc, "puffinflow_degradation_in_mode",
+                         LABELS("name", "svc", "mode", "offline")) == 0);
+    assert_true(value_of(&doc, "puffinflow_degradation_cpu_usage_percent",
+                         LABELS("name", "svc")) == 95);
+    assert_true(value_of(&doc,
+                         "puffinflow_degradation_external_services_available",
+                         LABELS("name", "svc")) == 1);
+    assert_true(value_of(&doc, "puffinflow_degradation_transitions_total",
+                         LABELS("name", "svc")) == 1);
+    prom_doc_free(&doc);
+    pf_free(text);
+    assert_pf_ok(pf_degradation_override(d, "offline"));
+    text = export(r, PF_METRICS_JSON);
+    assert_true(json_valid(text));
+    assert_non_null(strstr(text, "\"degradations\":[{\"name\":\"svc\","
+                                 "\"mode\":\"offline\",\"mode_index\":2,"));
     pf_free(text);
     pf_registry_free(r);
 }
@@ -257,8 +403,7 @@ test_metrics_bulkhead_values_follow_its_activity(void **state)
     assert_true(value_of(&doc, "puffinflow_bulkhead_rejected_total",
                          LABELS("name", "db", "reason", "timeout")) == 0);
     /* Not adaptive: no adaptive families at all. */
-    assert_int_equal(prom_count(&doc, "puffinflow_bulkhead_adaptive_floor"),
-                     0);
+    assert_int_equal(prom_count(&doc, "puffinflow_bulkhead_adaptive_floor"), 0);
     prom_doc_free(&doc);
     pf_free(text);
     pf_bulkhead_leave(bh);
@@ -341,8 +486,8 @@ test_metrics_health_status_per_check_and_overall(void **state)
     assert_true(value_of(&doc, "puffinflow_health_status",
                          LABELS("checker", "api", "check", "queue")) == 2);
     /* A check that never ran has no status yet, but has its counters. */
-    assert_null(prom_find(&doc, "puffinflow_health_status",
-                          LABELS("check", "never")));
+    assert_null(
+        prom_find(&doc, "puffinflow_health_status", LABELS("check", "never")));
     assert_true(value_of(&doc, "puffinflow_health_check_results_total",
                          LABELS("check", "never")) == 0);
     assert_true(value_of(&doc, "puffinflow_health_check_results_total",
@@ -373,10 +518,10 @@ test_metrics_label_values_are_escaped_and_made_utf8(void **state)
 
     (void)state;
     assert_pf_ok(pf_registry_get_bulkhead(r, hostile, NULL, &bh));
-    assert_pf_ok(pf_registry_get_bulkhead(r, "caf\xc3\xa9 \xe2\x9c\x93", NULL,
-                                          &bh));
-    assert_pf_ok(pf_registry_get_ratelimit(r, "bad\xff\xc0\xafutf8", NULL,
-                                           &rl));
+    assert_pf_ok(
+        pf_registry_get_bulkhead(r, "caf\xc3\xa9 \xe2\x9c\x93", NULL, &bh));
+    assert_pf_ok(
+        pf_registry_get_ratelimit(r, "bad\xff\xc0\xafutf8", NULL, &rl));
     assert_pf_ok(pf_registry_get_ratelimit(r, "trunc\xe2\x9c", NULL, &rl));
     text = export(r, PF_METRICS_PROMETHEUS);
     check_prom(text, &doc);
@@ -385,12 +530,11 @@ test_metrics_label_values_are_escaped_and_made_utf8(void **state)
         prom_find(&doc, "puffinflow_bulkhead_in_use", LABELS("name", hostile)));
     assert_non_null(prom_find(&doc, "puffinflow_bulkhead_in_use",
                               LABELS("name", "caf\xc3\xa9 \xe2\x9c\x93")));
-    assert_non_null(
-        prom_find(&doc, "puffinflow_ratelimit_burst",
-                  LABELS("name", "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdutf8")));
-    assert_non_null(
-        prom_find(&doc, "puffinflow_ratelimit_burst",
-                  LABELS("name", "trunc\xef\xbf\xbd\xef\xbf\xbd")));
+    assert_non_null(prom_find(
+        &doc, "puffinflow_ratelimit_burst",
+        LABELS("name", "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdutf8")));
+    assert_non_null(prom_find(&doc, "puffinflow_ratelimit_burst",
+                              LABELS("name", "trunc\xef\xbf\xbd\xef\xbf\xbd")));
     prom_doc_free(&doc);
     pf_free(text);
     text = export(r, PF_METRICS_JSON);
@@ -423,8 +567,10 @@ test_metrics_numbers_are_written_as_prometheus_reads_them(void **state)
     s.ratelimits_len = 4;
     assert_pf_ok(
         pf_registry_snapshot_export(&s, PF_METRICS_PROMETHEUS, &text, NULL));
-    assert_non_null(strstr(text, "puffinflow_ratelimit_rate{name=\"a\"} 0.1\n"));
-    assert_non_null(strstr(text, "puffinflow_ratelimit_rate{name=\"b\"} NaN\n"));
+    assert_non_null(
+        strstr(text, "puffinflow_ratelimit_rate{name=\"a\"} 0.1\n"));
+    assert_non_null(
+        strstr(text, "puffinflow_ratelimit_rate{name=\"b\"} NaN\n"));
     assert_non_null(
         strstr(text, "puffinflow_ratelimit_rate{name=\"c\"} +Inf\n"));
     assert_non_null(
@@ -479,8 +625,8 @@ test_metrics_process_open_fds_counts_new_descriptors(void **state)
     check_prom(text, &doc);
     before = value_of(&doc, "puffinflow_process_open_fds", NULL);
     assert_true(value_of(&doc, "puffinflow_process_max_fds", NULL) > 0);
-    assert_true(value_of(&doc, "puffinflow_process_resident_memory_bytes",
-                         NULL) > 0);
+    assert_true(
+        value_of(&doc, "puffinflow_process_resident_memory_bytes", NULL) > 0);
     assert_true(value_of(&doc, "puffinflow_process_threads", NULL) >= 1);
     prom_doc_free(&doc);
     pf_free(text);
@@ -550,9 +696,9 @@ test_metrics_bad_arguments_are_einval(void **state)
                   PF_EINVAL);
     assert_pf_err(pf_registry_snapshot(NULL, &s), PF_EINVAL);
     assert_pf_err(pf_registry_snapshot(r, NULL), PF_EINVAL);
-    assert_pf_err(pf_registry_snapshot_export(NULL, PF_METRICS_JSON, &text,
-                                              NULL),
-                  PF_EINVAL);
+    assert_pf_err(
+        pf_registry_snapshot_export(NULL, PF_METRICS_JSON, &text, NULL),
+        PF_EINVAL);
     pf_registry_snapshot_free(NULL);
     pf_registry_free(r);
 }
@@ -618,6 +764,10 @@ test_metrics_allocation_failures_leak_nothing(void **state)
     pf_ratelimit_t *rl;
     pf_health_checker_t *hc;
     pf_health_report_t *rep;
+    pf_leak_config_t lcfg;
+    pf_leak_detector_t *leak;
+    pf_leak_report_t lrep;
+    pf_degradation_t *deg;
 
     (void)state;
     assert_pf_ok(pf_registry_new(NULL, &r));
@@ -625,6 +775,12 @@ test_metrics_allocation_failures_leak_nothing(void **state)
     assert_pf_ok(pf_registry_get_bulkhead(r, "b2", NULL, &bh));
     assert_pf_ok(pf_registry_get_breaker(r, "br", NULL, &br));
     assert_pf_ok(pf_registry_get_breaker_group(r, "grp", NULL, &grp));
+    pf_leak_config_init(&lcfg);
+    lcfg.sample = fixed_sample;
+    assert_pf_ok(pf_registry_get_leak_detector(r, "leak", &lcfg, &leak));
+    assert_pf_ok(pf_leak_detector_check(leak, &lrep));
+    pf_leak_report_clear(&lrep);
+    assert_pf_ok(pf_registry_get_degradation(r, "deg", NULL, &deg));
     assert_pf_ok(pf_breaker_group_call(grp, "k1", ok_call, NULL));
     assert_pf_ok(pf_breaker_group_call(grp, "k2", ok_call, NULL));
     assert_pf_ok(pf_registry_get_ratelimit(r, "r\xff", NULL, &rl));
@@ -706,6 +862,9 @@ main(void)
         CLOCK_TEST(test_metrics_breaker_state_and_outcomes_follow_its_calls),
         CLOCK_TEST(test_metrics_breaker_group_breakers_carry_their_group),
         cmocka_unit_test(test_metrics_bulkhead_values_follow_its_activity),
+        CLOCK_TEST(
+            test_metrics_leak_detector_values_follow_its_samples_and_allocations),
+        CLOCK_TEST(test_metrics_degradation_mode_is_exported_by_index_and_name),
         CLOCK_TEST(test_metrics_ratelimit_values_follow_its_activity),
         cmocka_unit_test(test_metrics_health_status_per_check_and_overall),
         cmocka_unit_test(test_metrics_label_values_are_escaped_and_made_utf8),

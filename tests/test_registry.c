@@ -9,7 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "puffinflow/breaker.h"
+#include "puffinflow/bulkhead.h"
+#include "puffinflow/degrade.h"
 #include "puffinflow/health.h"
+#include "puffinflow/leak.h"
+#include "puffinflow/ratelimit.h"
 #include "puffinflow/registry.h"
 #include "registry_impl.h"
 #include "test.h"
@@ -90,16 +95,14 @@ test_registry_default_survives_free_and_clear_empties_it(void **state)
     pf_health_checker_t *again;
 
     (void)state;
-    assert_pf_ok(pf_registry_get_health_checker(def, "default-test", NULL,
-                                                &hc));
+    assert_pf_ok(
+        pf_registry_get_health_checker(def, "default-test", NULL, &hc));
     pf_registry_free(def); /* the default registry: a no-op */
-    assert_pf_ok(pf_registry_find_health_checker(def, "default-test",
-                                                 &again));
+    assert_pf_ok(pf_registry_find_health_checker(def, "default-test", &again));
     assert_ptr_equal(again, hc);
     pf_registry_clear(def);
     assert_int_equal(pf_registry_count(def, PF_REGISTRY_ANY), 0);
-    assert_pf_err(pf_registry_find_health_checker(def, "default-test",
-                                                  &again),
+    assert_pf_err(pf_registry_find_health_checker(def, "default-test", &again),
                   PF_ENOTFOUND);
 }
 
@@ -206,8 +209,7 @@ test_registry_default_config_applies_to_later_gets(void **state)
     assert_pf_ok(pf_registry_new(NULL, &r));
     pf_health_config_init(&cfg);
     cfg.cache_ttl = -1.0;
-    assert_pf_err(pf_registry_set_health_checker_defaults(r, &cfg),
-                  PF_EINVAL);
+    assert_pf_err(pf_registry_set_health_checker_defaults(r, &cfg), PF_EINVAL);
     cfg.cache_ttl = 0.0;
     cfg.on_change = count_listener;
     assert_pf_ok(pf_registry_set_health_checker_defaults(r, &cfg));
@@ -231,18 +233,17 @@ test_registry_default_config_applies_to_later_gets(void **state)
 }
 
 static void
-test_registry_get_on_a_kind_without_module_is_einval(void **state)
+test_registry_find_on_a_bad_kind_is_einval(void **state)
 {
     pf_registry_t *r;
     void *obj;
 
     (void)state;
     assert_pf_ok(pf_registry_new(NULL, &r));
-    assert_pf_err(pf_registry_find(r, (pf_registry_kind_t)PF_REGISTRY_KINDS,
-                                   "x", &obj),
-                  PF_EINVAL);
-    assert_pf_err(pf_registry_find(r, PF_REGISTRY_ANY, "x", &obj),
-                  PF_EINVAL);
+    assert_pf_err(
+        pf_registry_find(r, (pf_registry_kind_t)PF_REGISTRY_KINDS, "x", &obj),
+        PF_EINVAL);
+    assert_pf_err(pf_registry_find(r, PF_REGISTRY_ANY, "x", &obj), PF_EINVAL);
     pf_registry_free(r);
 }
 
@@ -349,8 +350,7 @@ test_registry_find_reports_missing_and_bad_arguments(void **state)
                   PF_EINVAL);
     assert_pf_err(pf_registry_remove(r, (pf_registry_kind_t)42, "x", NULL),
                   PF_EINVAL);
-    assert_pf_err(pf_registry_get_health_checker(r, "", NULL, &hc),
-                  PF_EINVAL);
+    assert_pf_err(pf_registry_get_health_checker(r, "", NULL, &hc), PF_EINVAL);
     assert_pf_err(pf_registry_get_health_checker(r, "x", NULL, NULL),
                   PF_EINVAL);
     assert_int_equal(pf_registry_count(NULL, PF_REGISTRY_ANY), 0);
@@ -363,20 +363,109 @@ test_registry_same_name_in_two_kinds_is_two_objects(void **state)
 {
     pf_registry_t *r;
     pf_health_checker_t *hc;
+    pf_leak_detector_t *leak;
     void *obj;
-    int dummy;
 
     (void)state;
     assert_pf_ok(pf_registry_new(NULL, &r));
     assert_pf_ok(pf_registry_get_health_checker(r, "payments", NULL, &hc));
-    /* A borrowed object of another kind under the same name. */
-    assert_pf_ok(pf__registry_add(r, PF_REGISTRY_LEAK, "payments", &dummy,
-                                  false));
+    assert_pf_ok(pf_registry_get_leak_detector(r, "payments", NULL, &leak));
     assert_pf_ok(pf_registry_find(r, PF_REGISTRY_LEAK, "payments", &obj));
-    assert_ptr_equal(obj, &dummy);
+    assert_ptr_equal(obj, leak);
     assert_pf_ok(pf_registry_find(r, PF_REGISTRY_HEALTH, "payments", &obj));
     assert_ptr_equal(obj, hc);
-    assert_pf_ok(pf_registry_remove(r, PF_REGISTRY_LEAK, "payments", NULL));
+    assert_int_equal(pf_registry_count(r, PF_REGISTRY_ANY), 2);
+    pf_registry_free(r);
+}
+
+/* Each kind's typed face: get creates under the registry's name, find
+ * finds it, a second object of the same name is refused, a bad default
+ * config is refused, and free frees them all (ASan). */
+static void
+test_registry_every_kind_has_a_typed_face(void **state)
+{
+    pf_registry_t *r;
+    pf_breaker_t *b, *b2;
+    pf_breaker_config_t bc;
+    pf_breaker_group_t *g, *g2;
+    pf_breaker_group_config_t gc;
+    pf_bulkhead_t *bh, *bh2;
+    pf_bulkhead_config_t bhc;
+    pf_ratelimit_t *rl, *rl2;
+    pf_ratelimit_config_t rlc;
+    pf_leak_detector_t *ld, *ld2;
+    pf_leak_config_t ldc;
+    pf_degradation_t *dg, *dg2;
+    pf_degradation_config_t dgc;
+    int k;
+
+    (void)state;
+    assert_pf_ok(pf_registry_new(NULL, &r));
+
+    assert_pf_ok(pf_registry_get_breaker(r, "x", NULL, &b));
+    assert_string_equal(pf_breaker_name(b), "x");
+    assert_pf_ok(pf_registry_find_breaker(r, "x", &b2));
+    assert_ptr_equal(b, b2);
+    pf_breaker_config_init(&bc);
+    bc.name = "x";
+    assert_pf_ok(pf_breaker_new(&bc, &b2));
+    assert_pf_err(pf_registry_add_breaker(r, b2, PF_REGISTRY_OWN), PF_EEXIST);
+    pf_breaker_free(b2);
+    bc.failure_threshold = 0;
+    assert_pf_err(pf_registry_set_breaker_defaults(r, &bc), PF_EINVAL);
+
+    assert_pf_ok(pf_registry_get_breaker_group(r, "x", NULL, &g));
+    assert_string_equal(pf_breaker_group_name(g), "x");
+    assert_pf_ok(pf_registry_find_breaker_group(r, "x", &g2));
+    assert_ptr_equal(g, g2);
+    pf_breaker_group_config_init(&gc);
+    gc.max_breakers = 0;
+    assert_pf_err(pf_registry_set_breaker_group_defaults(r, &gc), PF_EINVAL);
+
+    assert_pf_ok(pf_registry_get_bulkhead(r, "x", NULL, &bh));
+    assert_string_equal(pf_bulkhead_name(bh), "x");
+    assert_pf_ok(pf_registry_find_bulkhead(r, "x", &bh2));
+    assert_ptr_equal(bh, bh2);
+    pf_bulkhead_config_init(&bhc);
+    bhc.max_concurrent_calls = 0;
+    assert_pf_err(pf_registry_set_bulkhead_defaults(r, &bhc), PF_EINVAL);
+
+    assert_pf_ok(pf_registry_get_ratelimit(r, "x", NULL, &rl));
+    assert_string_equal(pf_ratelimit_name(rl), "x");
+    assert_pf_ok(pf_registry_find_ratelimit(r, "x", &rl2));
+    assert_ptr_equal(rl, rl2);
+    pf_ratelimit_config_init(&rlc);
+    rlc.rate = -1.0;
+    assert_pf_err(pf_registry_set_ratelimit_defaults(r, &rlc), PF_EINVAL);
+
+    assert_pf_ok(pf_registry_get_leak_detector(r, "x", NULL, &ld));
+    assert_string_equal(pf_leak_detector_name(ld), "x");
+    assert_pf_ok(pf_registry_find_leak_detector(r, "x", &ld2));
+    assert_ptr_equal(ld, ld2);
+    pf_leak_config_init(&ldc);
+    ldc.check_interval = 0.0;
+    assert_pf_err(pf_registry_set_leak_detector_defaults(r, &ldc), PF_EINVAL);
+
+    assert_pf_ok(pf_registry_get_degradation(r, "x", NULL, &dg));
+    assert_string_equal(pf_degradation_name(dg), "x");
+    assert_pf_ok(pf_registry_find_degradation(r, "x", &dg2));
+    assert_ptr_equal(dg, dg2);
+    pf_degradation_config_init(&dgc);
+    dgc.sample_interval = 0.0;
+    assert_pf_err(pf_registry_set_degradation_defaults(r, &dgc), PF_EINVAL);
+
+    for (k = 0; k < PF_REGISTRY_KINDS; k++) {
+        if (k != PF_REGISTRY_HEALTH) {
+            assert_int_equal(pf_registry_count(r, (pf_registry_kind_t)k), 1);
+        }
+        assert_string_not_equal(pf_registry_kind_name((pf_registry_kind_t)k),
+                                "unknown");
+    }
+    assert_string_equal(pf_registry_kind_name(PF_REGISTRY_ANY), "unknown");
+    assert_string_equal(pf_registry_kind_name(PF_REGISTRY_BREAKER_GROUP),
+                        "breaker_group");
+    assert_int_equal(pf_registry_count(r, PF_REGISTRY_ANY),
+                     PF_REGISTRY_KINDS - 1);
     pf_registry_free(r);
 }
 
@@ -428,14 +517,13 @@ test_registry_remove_owned_frees_and_name_can_be_reused(void **state)
 typedef struct seen {
     char names[16][16];
     int n;
-    int stop_at;          /* return 7 at this visit (1-based), 0 = never */
+    int stop_at; /* return 7 at this visit (1-based), 0 = never */
     pf_registry_t *r;
-    const char *remove;   /* remove this name at the first visit */
+    const char *remove; /* remove this name at the first visit */
 } seen_t;
 
 static int
-record_visit(pf_registry_kind_t kind, const char *name, void *object,
-             void *arg)
+record_visit(pf_registry_kind_t kind, const char *name, void *object, void *arg)
 {
     seen_t *s = arg;
 
@@ -444,8 +532,8 @@ record_visit(pf_registry_kind_t kind, const char *name, void *object,
     snprintf(s->names[s->n], sizeof(s->names[0]), "%s", name);
     s->n++;
     if (s->remove != NULL && s->n == 1) {
-        assert_pf_ok(pf_registry_remove(s->r, PF_REGISTRY_HEALTH, s->remove,
-                                        NULL));
+        assert_pf_ok(
+            pf_registry_remove(s->r, PF_REGISTRY_HEALTH, s->remove, NULL));
     }
     return s->n == s->stop_at ? 7 : 0;
 }
@@ -476,8 +564,7 @@ test_registry_foreach_visits_in_name_order(void **state)
     assert_pf_ok(pf_registry_foreach(r, PF_REGISTRY_ANY, record_visit, &s));
     assert_int_equal(s.n, 5);
     memset(&s, 0, sizeof(s));
-    assert_pf_ok(pf_registry_foreach(r, PF_REGISTRY_BREAKER, record_visit,
-                                     &s));
+    assert_pf_ok(pf_registry_foreach(r, PF_REGISTRY_BREAKER, record_visit, &s));
     assert_int_equal(s.n, 0);
     pf_registry_free(r);
 }
@@ -501,9 +588,9 @@ test_registry_foreach_stops_at_a_non_zero_result(void **state)
     assert_int_equal(s.n, 2);
     assert_pf_err(pf_registry_foreach(r, PF_REGISTRY_HEALTH, NULL, &s),
                   PF_EINVAL);
-    assert_pf_err(pf_registry_foreach(NULL, PF_REGISTRY_HEALTH, record_visit,
-                                      &s),
-                  PF_EINVAL);
+    assert_pf_err(
+        pf_registry_foreach(NULL, PF_REGISTRY_HEALTH, record_visit, &s),
+        PF_EINVAL);
     pf_registry_free(r);
 }
 
@@ -550,17 +637,16 @@ test_registry_foreach_callback_may_remove_the_visited_object(void **state)
  * borrowed one makes remove wait until the visit is over. */
 typedef struct hold {
     pf_registry_t *r;
-    atomic_int inside;     /* the visit has started */
-    atomic_int removing;   /* the other thread is about to remove */
-    atomic_int removed;    /* its remove returned */
-    atomic_int release;    /* the visit may end */
+    atomic_int inside;   /* the visit has started */
+    atomic_int removing; /* the other thread is about to remove */
+    atomic_int removed;  /* its remove returned */
+    atomic_int release;  /* the visit may end */
     atomic_int removed_during_visit;
     pf_health_checker_t *object;
 } hold_t;
 
 static int
-hold_visit(pf_registry_kind_t kind, const char *name, void *object,
-           void *arg)
+hold_visit(pf_registry_kind_t kind, const char *name, void *object, void *arg)
 {
     hold_t *h = arg;
     int i;
@@ -663,8 +749,8 @@ race_get(void *arg, unsigned i)
 {
     race_t *race = arg;
 
-    assert_pf_ok(pf_registry_get_health_checker(race->r, "shared", NULL,
-                                                &race->got[i]));
+    assert_pf_ok(
+        pf_registry_get_health_checker(race->r, "shared", NULL, &race->got[i]));
 }
 
 static void
@@ -697,8 +783,7 @@ typedef struct churn {
 } churn_t;
 
 static int
-churn_visit(pf_registry_kind_t kind, const char *name, void *object,
-            void *arg)
+churn_visit(pf_registry_kind_t kind, const char *name, void *object, void *arg)
 {
     churn_t *c = arg;
 
@@ -728,8 +813,7 @@ churn_thread(void *arg, unsigned t)
         snprintf(name, sizeof(name), "n%u", (unsigned)(x % 6));
         switch ((x >> 8) % 6) {
         case 0:
-            assert_pf_ok(pf_registry_get_health_checker(c->r, name, NULL,
-                                                        &hc));
+            assert_pf_ok(pf_registry_get_health_checker(c->r, name, NULL, &hc));
             break;
         case 1:
             rc = pf_registry_find_health_checker(c->r, name, &hc);
@@ -752,14 +836,14 @@ churn_thread(void *arg, unsigned t)
             }
             break;
         case 4:
-            assert_pf_ok(pf_registry_foreach(c->r, PF_REGISTRY_ANY,
-                                             churn_visit, c));
+            assert_pf_ok(
+                pf_registry_foreach(c->r, PF_REGISTRY_ANY, churn_visit, c));
             break;
         default:
-            assert_pf_ok(pf_registry_export(c->r, (x >> 20) % 2 == 0
-                                                      ? PF_METRICS_PROMETHEUS
-                                                      : PF_METRICS_JSON,
-                                            &text, NULL));
+            assert_pf_ok(pf_registry_export(
+                c->r,
+                (x >> 20) % 2 == 0 ? PF_METRICS_PROMETHEUS : PF_METRICS_JSON,
+                &text, NULL));
             pf_free(text);
             break;
         }
@@ -767,8 +851,7 @@ churn_thread(void *arg, unsigned t)
 }
 
 static int
-count_visit(pf_registry_kind_t kind, const char *name, void *object,
-            void *arg)
+count_visit(pf_registry_kind_t kind, const char *name, void *object, void *arg)
 {
     (void)kind;
     (void)name;
@@ -792,8 +875,8 @@ test_registry_survives_concurrent_churn(void **state)
     cfg.process_metrics = false; /* keep /proc reads out of the race */
     assert_pf_ok(pf_registry_new(&cfg, &c.r));
     pf_test_run_threads(8, churn_thread, &c);
-    assert_pf_ok(pf_registry_foreach(c.r, PF_REGISTRY_ANY, count_visit,
-                                     &walked));
+    assert_pf_ok(
+        pf_registry_foreach(c.r, PF_REGISTRY_ANY, count_visit, &walked));
     for (i = 0; i < 6; i++) {
         char name[8];
         pf_health_checker_t *hc;
@@ -887,15 +970,15 @@ main(void)
         cmocka_unit_test(
             test_registry_get_ignores_config_when_the_object_exists),
         cmocka_unit_test(test_registry_default_config_applies_to_later_gets),
-        cmocka_unit_test(test_registry_get_on_a_kind_without_module_is_einval),
+        cmocka_unit_test(test_registry_find_on_a_bad_kind_is_einval),
         cmocka_unit_test(test_registry_add_rejects_bad_arguments),
         cmocka_unit_test(
             test_registry_add_duplicate_name_is_eexist_and_keeps_the_first),
         cmocka_unit_test(test_registry_borrowed_object_outlives_the_registry),
         cmocka_unit_test(test_registry_owned_object_is_freed_by_the_registry),
-        cmocka_unit_test(
-            test_registry_find_reports_missing_and_bad_arguments),
+        cmocka_unit_test(test_registry_find_reports_missing_and_bad_arguments),
         cmocka_unit_test(test_registry_same_name_in_two_kinds_is_two_objects),
+        cmocka_unit_test(test_registry_every_kind_has_a_typed_face),
         cmocka_unit_test(test_registry_remove_with_out_hands_the_object_over),
         cmocka_unit_test(
             test_registry_remove_owned_frees_and_name_can_be_reused),

@@ -30,8 +30,10 @@
 
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
+#include "puffinflow/degrade.h"
 #include "puffinflow/export.h"
 #include "puffinflow/health.h"
+#include "puffinflow/leak.h"
 #include "puffinflow/ratelimit.h"
 
 #ifdef __cplusplus
@@ -47,11 +49,11 @@ typedef enum pf_registry_kind {
     PF_REGISTRY_BREAKER = 0,
     PF_REGISTRY_BULKHEAD = 1,
     PF_REGISTRY_RATELIMIT = 2,
-    PF_REGISTRY_HEALTH = 3,  /* health checkers */
-    PF_REGISTRY_LEAK = 4,    /* leak detectors */
-    PF_REGISTRY_DEGRADE = 5, /* degradation managers */
+    PF_REGISTRY_HEALTH = 3,        /* health checkers */
+    PF_REGISTRY_LEAK = 4,          /* leak detectors */
+    PF_REGISTRY_DEGRADE = 5,       /* degradation managers */
     PF_REGISTRY_BREAKER_GROUP = 6, /* keyed groups of breakers */
-    PF_REGISTRY_ANY = -1     /* every kind, where a function says so */
+    PF_REGISTRY_ANY = -1           /* every kind, where a function says so */
 } pf_registry_kind_t;
 
 #define PF_REGISTRY_KINDS 7
@@ -66,9 +68,8 @@ typedef enum pf_registry_ownership {
  * is a pf_breaker_t *, pf_bulkhead_t *, ... as kind says; name is the
  * registry's copy. Return 0 to go on, anything else to stop: foreach then
  * returns that value. */
-typedef int (*pf_registry_visit_fn)(pf_registry_kind_t kind,
-                                    const char *name, void *object,
-                                    void *arg);
+typedef int (*pf_registry_visit_fn)(pf_registry_kind_t kind, const char *name,
+                                    void *object, void *arg);
 
 typedef struct pf_registry_config {
     bool process_metrics; /* exports include this process's fds, memory
@@ -189,8 +190,9 @@ PF_API int pf_registry_get_breaker_group(pf_registry_t *r, const char *name,
                                          pf_breaker_group_t **out);
 PF_API int pf_registry_find_breaker_group(pf_registry_t *r, const char *name,
                                           pf_breaker_group_t **out);
-PF_API int pf_registry_set_breaker_group_defaults(
-    pf_registry_t *r, const pf_breaker_group_config_t *cfg);
+PF_API int
+pf_registry_set_breaker_group_defaults(pf_registry_t *r,
+                                       const pf_breaker_group_config_t *cfg);
 
 PF_API int pf_registry_add_bulkhead(pf_registry_t *r, pf_bulkhead_t *bh,
                                     pf_registry_ownership_t own);
@@ -209,8 +211,8 @@ PF_API int pf_registry_get_ratelimit(pf_registry_t *r, const char *name,
                                      pf_ratelimit_t **out);
 PF_API int pf_registry_find_ratelimit(pf_registry_t *r, const char *name,
                                       pf_ratelimit_t **out);
-PF_API int pf_registry_set_ratelimit_defaults(
-    pf_registry_t *r, const pf_ratelimit_config_t *cfg);
+PF_API int pf_registry_set_ratelimit_defaults(pf_registry_t *r,
+                                              const pf_ratelimit_config_t *cfg);
 
 PF_API int pf_registry_add_health_checker(pf_registry_t *r,
                                           pf_health_checker_t *hc,
@@ -220,8 +222,31 @@ PF_API int pf_registry_get_health_checker(pf_registry_t *r, const char *name,
                                           pf_health_checker_t **out);
 PF_API int pf_registry_find_health_checker(pf_registry_t *r, const char *name,
                                            pf_health_checker_t **out);
-PF_API int pf_registry_set_health_checker_defaults(
-    pf_registry_t *r, const pf_health_config_t *cfg);
+PF_API int
+pf_registry_set_health_checker_defaults(pf_registry_t *r,
+                                        const pf_health_config_t *cfg);
+
+PF_API int pf_registry_add_leak_detector(pf_registry_t *r,
+                                         pf_leak_detector_t *d,
+                                         pf_registry_ownership_t own);
+PF_API int pf_registry_get_leak_detector(pf_registry_t *r, const char *name,
+                                         const pf_leak_config_t *cfg,
+                                         pf_leak_detector_t **out);
+PF_API int pf_registry_find_leak_detector(pf_registry_t *r, const char *name,
+                                          pf_leak_detector_t **out);
+PF_API int pf_registry_set_leak_detector_defaults(pf_registry_t *r,
+                                                  const pf_leak_config_t *cfg);
+
+PF_API int pf_registry_add_degradation(pf_registry_t *r, pf_degradation_t *d,
+                                       pf_registry_ownership_t own);
+PF_API int pf_registry_get_degradation(pf_registry_t *r, const char *name,
+                                       const pf_degradation_config_t *cfg,
+                                       pf_degradation_t **out);
+PF_API int pf_registry_find_degradation(pf_registry_t *r, const char *name,
+                                        pf_degradation_t **out);
+PF_API int
+pf_registry_set_degradation_defaults(pf_registry_t *r,
+                                     const pf_degradation_config_t *cfg);
 
 /* ---- metrics snapshot and export ------------------------------------- */
 
@@ -260,6 +285,19 @@ typedef struct pf_registry_ratelimit {
     pf_ratelimit_metrics_t metrics;
 } pf_registry_ratelimit_t;
 
+typedef struct pf_registry_leak_detector {
+    const char *name;
+    pf_leak_metrics_t metrics;
+} pf_registry_leak_detector_t;
+
+/* A degradation manager, with the names of its modes (normal first). */
+typedef struct pf_registry_degradation {
+    const char *name;
+    pf_degradation_metrics_t metrics;
+    const char **modes;
+    size_t modes_len;
+} pf_registry_degradation_t;
+
 /* One check of a health checker, as its latest result left it (from
  * pf_health_snapshot: nothing is run to take a snapshot). */
 typedef struct pf_registry_health_check {
@@ -268,9 +306,9 @@ typedef struct pf_registry_health_check {
     const char *message;
     bool critical;
     bool timed_out;
-    double duration;              /* seconds the last run took */
-    int64_t time_ns;              /* wall-clock ns of the last result; 0 =
-                                     never run */
+    double duration; /* seconds the last run took */
+    int64_t time_ns; /* wall-clock ns of the last result; 0 =
+                        never run */
     unsigned consecutive_failures;
     uint64_t runs;
     uint64_t failures;
@@ -291,8 +329,8 @@ typedef struct pf_registry_health {
  * valid. Arrays are sorted by name; a NULL array has length 0. The whole
  * snapshot is freed by pf_registry_snapshot_free. */
 typedef struct pf_registry_snapshot {
-    int64_t wall_time_ns;         /* when it was taken (Unix epoch) */
-    bool has_process;             /* the registry's process_metrics */
+    int64_t wall_time_ns; /* when it was taken (Unix epoch) */
+    bool has_process;     /* the registry's process_metrics */
     pf_process_metrics_t process;
     pf_registry_breaker_t *breakers;
     size_t breakers_len;
@@ -302,8 +340,12 @@ typedef struct pf_registry_snapshot {
     size_t bulkheads_len;
     pf_registry_ratelimit_t *ratelimits;
     size_t ratelimits_len;
-    pf_registry_health_t *health;  /* health checkers */
+    pf_registry_health_t *health; /* health checkers */
     size_t health_len;
+    pf_registry_leak_detector_t *leak_detectors;
+    size_t leak_detectors_len;
+    pf_registry_degradation_t *degradations;
+    size_t degradations_len;
 } pf_registry_snapshot_t;
 
 /* Export formats. */
@@ -323,8 +365,7 @@ typedef enum pf_metrics_format {
  * error: those fields are -1. Calls only the modules' metrics getters,
  * never user callbacks. Thread-safe; concurrent removals wait for it
  * (see the top of this file). */
-PF_API int pf_registry_snapshot(pf_registry_t *r,
-                                pf_registry_snapshot_t **out);
+PF_API int pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out);
 
 /* Free a snapshot; NULL is a no-op. */
 PF_API void pf_registry_snapshot_free(pf_registry_snapshot_t *s);

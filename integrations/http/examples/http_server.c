@@ -125,14 +125,14 @@ self_test(pf_http_server_t *srv, pf_breaker_t *payments)
     ok &= get(port, "/healthz", buf, sizeof(buf)) == 200;
     ok &= get(port, "/readyz", buf, sizeof(buf)) == 200;
     ok &= get(port, "/metrics", buf, sizeof(buf)) == 200;
-    ok &= strstr(buf, "puffinflow_breaker_state{name=\"payments\"} 0\n") !=
-          NULL;
+    ok &=
+        strstr(buf, "puffinflow_breaker_state{name=\"payments\"} 0\n") != NULL;
     pf_breaker_force_open(payments); /* the dependency is down */
     ok &= get(port, "/readyz", buf, sizeof(buf)) == 503;
     ok &= get(port, "/healthz", buf, sizeof(buf)) == 200; /* still alive */
     ok &= get(port, "/metrics", buf, sizeof(buf)) == 200;
-    ok &= strstr(buf, "puffinflow_breaker_state{name=\"payments\"} 1\n") !=
-          NULL;
+    ok &=
+        strstr(buf, "puffinflow_breaker_state{name=\"payments\"} 1\n") != NULL;
     ok &= get(port, "/status", buf, sizeof(buf)) == 200;
     ok &= get(port, "/nowhere", buf, sizeof(buf)) == 404;
     printf("self-test %s\n", ok ? "passed" : "FAILED");

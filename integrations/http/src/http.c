@@ -123,8 +123,7 @@ reply(struct MHD_Connection *c, unsigned status, const char *type, char *text,
     struct MHD_Response *r;
     enum MHD_Result ok;
 
-    r = MHD_create_response_from_buffer_with_free_callback(len, text,
-                                                           free_fn);
+    r = MHD_create_response_from_buffer_with_free_callback(len, text, free_fn);
     if (r == NULL) {
         free_fn(text);
         return MHD_NO; /* MHD closes the connection */
@@ -166,8 +165,7 @@ typedef struct probe {
 /* One health checker's part of a probe: its checks with the tag. A
  * checker with no such check adds nothing. */
 static int
-probe_visit(pf_registry_kind_t kind, const char *name, void *object,
-            void *arg)
+probe_visit(pf_registry_kind_t kind, const char *name, void *object, void *arg)
 {
     probe_t *p = arg;
     pf_health_report_t *rep;
@@ -223,8 +221,7 @@ serve_probe(const pf_http_server_t *s, struct MHD_Connection *c,
     buf_add(&p.body, "}\n");
     if (p.body.failed) {
         free(p.body.p);
-        return reply_const(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                           "out of memory\n");
+        return reply_const(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n");
     }
     return reply(c,
                  p.unhealthy || p.error != 0 ? MHD_HTTP_SERVICE_UNAVAILABLE
@@ -281,8 +278,8 @@ endpoint_of(const char *url)
 static bool
 declared_too_large(const pf_http_server_t *s, struct MHD_Connection *c)
 {
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long n;
     char *end;
 
@@ -295,9 +292,9 @@ declared_too_large(const pf_http_server_t *s, struct MHD_Connection *c)
 }
 
 static enum MHD_Result
-handle(void *cls, struct MHD_Connection *c, const char *url,
-       const char *method, const char *version, const char *upload_data,
-       size_t *upload_data_size, void **req_cls)
+handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+       const char *version, const char *upload_data, size_t *upload_data_size,
+       void **req_cls)
 {
     const pf_http_server_t *s = cls;
     request_t *req = *req_cls;
@@ -380,11 +377,11 @@ tag_ok(const char *t)
 static int
 check_config(const pf_http_config_t *cfg)
 {
-    if (cfg->address == NULL || cfg->port > 65535 || !tag_ok(cfg->liveness_tag) ||
-        !tag_ok(cfg->readiness_tag) || cfg->threads < 1 || cfg->threads > 64 ||
-        cfg->max_connections < 1 || isnan(cfg->connection_timeout) ||
-        cfg->connection_timeout <= 0.0 || cfg->max_header_bytes < 4096 ||
-        cfg->max_header_bytes > 1048576) {
+    if (cfg->address == NULL || cfg->port > 65535 ||
+        !tag_ok(cfg->liveness_tag) || !tag_ok(cfg->readiness_tag) ||
+        cfg->threads < 1 || cfg->threads > 64 || cfg->max_connections < 1 ||
+        isnan(cfg->connection_timeout) || cfg->connection_timeout <= 0.0 ||
+        cfg->max_header_bytes < 4096 || cfg->max_header_bytes > 1048576) {
         return PF_EINVAL;
     }
     return 0;
@@ -416,8 +413,8 @@ pf_http_server_start(const pf_http_config_t *cfg, pf_http_server_t **out)
     struct sockaddr_in in4;
     struct sockaddr_in6 in6;
     const struct sockaddr *addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
-                     MHD_USE_ITC;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC;
     unsigned timeout_s;
     pf_http_server_t *s;
     const union MHD_DaemonInfo *info;
@@ -462,15 +459,13 @@ pf_http_server_start(const pf_http_config_t *cfg, pf_http_server_t **out)
     }
     errno = 0;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, handle, s,
-        MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        flags, (uint16_t)cfg->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
+        addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, (void *)NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_NOTIFY_COMPLETED,
+        completed, (void *)NULL, MHD_OPTION_END);
     if (s->daemon == NULL) {
         int e = errno;
 

@@ -211,7 +211,8 @@ start(pf_registry_t *r)
 static int
 settable_check(pf_health_result_t *res, void *arg)
 {
-    pf_health_result_set(res, (pf_health_status_t)atomic_load((atomic_int *)arg),
+    pf_health_result_set(res,
+                         (pf_health_status_t)atomic_load((atomic_int *)arg),
                          "set by the test");
     return 0;
 }
@@ -226,8 +227,8 @@ add_tagged(pf_health_checker_t *hc, const char *name, const char *tag,
     pf_health_check_opts_init(&opts);
     opts.tags = tags;
     opts.tags_len = 1;
-    assert_pf_ok(pf_health_add_check_ex(hc, name, settable_check, status,
-                                        &opts));
+    assert_pf_ok(
+        pf_health_add_check_ex(hc, name, settable_check, status, &opts));
 }
 
 /* ---- config ------------------------------------------------------------ */
@@ -325,10 +326,9 @@ test_http_serves_on_ipv6_loopback(void **state)
         pf_registry_free(r);
         skip(); /* no IPv6 on this host */
     }
-    assert_int_equal(
-        request_with(NULL, "[::1]", pf_http_server_port(s), "GET",
-                     "/healthz", &resp),
-        CURLE_OK);
+    assert_int_equal(request_with(NULL, "[::1]", pf_http_server_port(s), "GET",
+                                  "/healthz", &resp),
+                     CURLE_OK);
     assert_int_equal(resp.status, 200);
     resp_free(&resp);
     pf_http_server_stop(s);
@@ -483,9 +483,9 @@ test_http_metrics_page_passes_the_format_checks(void **state)
     if (!prom_check(resp.body, &doc)) {
         fail_msg("bad exposition: %s\n%s", doc.error, resp.body);
     }
-    assert_non_null(prom_find(&doc, "puffinflow_breaker_state",
-                              (const char *const[]){"name", "db \"main\"\\\n",
-                                                    NULL}));
+    assert_non_null(
+        prom_find(&doc, "puffinflow_breaker_state",
+                  (const char *const[]){"name", "db \"main\"\\\n", NULL}));
     assert_true(prom_find(&doc, "puffinflow_health_status",
                           (const char *const[]){"check", "cache", NULL})
                     ->value == 1);
@@ -565,8 +565,7 @@ test_http_unknown_path_is_404_and_wrong_method_405(void **state)
 #define RAW(port, lit) raw_request(port, lit, sizeof(lit) - 1)
 
 static void
-test_http_malformed_requests_get_400_and_the_server_keeps_serving(
-    void **state)
+test_http_malformed_requests_get_400_and_the_server_keeps_serving(void **state)
 {
     char junk[260];
     pf_registry_t *r = quiet_registry();
@@ -585,8 +584,7 @@ test_http_malformed_requests_get_400_and_the_server_keeps_serving(
     assert_int_equal(RAW(port, "GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n"),
                      400);
     assert_int_equal(
-        RAW(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n"),
-        400);
+        RAW(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n"), 400);
     /* A request line missing its version. */
     assert_int_equal(RAW(port, "GET /metrics\r\nHost: x\r\n\r\n"), 400);
     /* Bad Content-Length, bad chunk size. */
@@ -690,10 +688,10 @@ test_http_allows_a_body_up_to_max_body_bytes(void **state)
 typedef struct scrape {
     unsigned port;
     pf_registry_t *r;
-    atomic_int done;     /* the flippers may stop */
+    atomic_int done; /* the flippers may stop */
     atomic_int scrapers_left;
-    atomic_int scrapes;  /* good scrapes so far */
-    atomic_int bad;      /* scrapes that failed a check */
+    atomic_int scrapes; /* good scrapes so far */
+    atomic_int bad;     /* scrapes that failed a check */
     int rounds;
 } scrape_t;
 
