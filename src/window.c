@@ -11,14 +11,15 @@
  * lapping add (only possible when more threads than slots race) can leave
  * a total one below the truth for an instant, so readers clamp at 0.
  *
- * A time window has one bucket per second, `size` of them in a ring, and
- * running totals. An add bumps the totals first, then its second's bucket.
- * When time reaches a new second the first thread to notice takes the lock
- * and drains the buckets of the seconds that left the window (exchange to
- * 0, subtract from the totals), then publishes the new newest second. Since
- * a bucket's counts always reached the totals first, draining never takes a
- * total below zero, and the totals equal the sum of the buckets whenever no
- * add is half done.
+ * A time window has one bucket per second, `size` of them in a ring. An
+ * add bumps its second's bucket: one read-modify-write on the common path.
+ * The totals are the newest second's bucket plus a *base*: the sums of the
+ * size - 1 seconds before it, which the first thread to see a new second
+ * recomputes from the buckets under the lock (emptying the buckets of the
+ * seconds that left the window first). Base and newest second change
+ * together inside a seqlock, so a reader never counts a second twice or
+ * misses one; an add racing a rotation may miss the new base until the
+ * next rotation, which recomputes it, so errors never accumulate.
  *
  * No lock is taken on the common path; the lock serialises rotations and
  * clears only. Memory orders: the counters guard nothing but themselves,
@@ -54,9 +55,10 @@ pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns)
     atomic_init(&w->pos, 0);
     atomic_init(&w->failures, 0);
     atomic_init(&w->slow, 0);
-    atomic_init(&w->calls, 0);
-    atomic_init(&w->tfailures, 0);
-    atomic_init(&w->tslow, 0);
+    atomic_init(&w->seq, 0);
+    atomic_init(&w->base_calls, 0);
+    atomic_init(&w->base_failures, 0);
+    atomic_init(&w->base_slow, 0);
     atomic_init(&w->head_sec, now_ns / PF_NS_PER_SEC);
     w->ring = NULL;
     w->buckets = NULL;
@@ -163,31 +165,77 @@ count_clear(pf__window_t *w)
 
 /* ---- time window ------------------------------------------------------ */
 
-/* Empty bucket b into nothing, taking its counts off the totals. Acquire
- * pairs with the adds' release on the bucket: the totals' share of every
- * count taken here was added before, so the subtraction never wraps. */
+/* The time window's shared sums form a seqlock: a write section makes seq
+ * odd, stores with release order (each store carries the odd seq with it),
+ * and makes seq even again with a release store. A reader loads seq with
+ * acquire, the data with acquire (so the second load of seq cannot move
+ * before them), then seq again: if a data load saw a store of a section,
+ * the second load sees that section's odd seq or later, and it reads
+ * again. No fences, which TSan cannot follow. */
 static void
-drain_bucket(pf__window_t *w, pf__window_bucket_t *b)
+store_rel(_Atomic uint64_t *a, uint64_t v)
 {
-    uint64_t c = atomic_exchange_explicit(&b->calls, 0, memory_order_acquire);
-    uint64_t f =
-        atomic_exchange_explicit(&b->failures, 0, memory_order_acquire);
-    uint64_t s = atomic_exchange_explicit(&b->slow, 0, memory_order_acquire);
-
-    if (c != 0) {
-        atomic_fetch_sub_explicit(&w->calls, c, memory_order_relaxed);
-    }
-    if (f != 0) {
-        atomic_fetch_sub_explicit(&w->tfailures, f, memory_order_relaxed);
-    }
-    if (s != 0) {
-        atomic_fetch_sub_explicit(&w->tslow, s, memory_order_relaxed);
-    }
+    atomic_store_explicit(a, v, memory_order_release);
 }
 
-/* Make sec the newest second, draining the seconds that left the window.
- * The release store of head_sec pairs with the adds' acquire load: an add
- * that sees the new second sees its bucket already drained. */
+static uint64_t
+load_acq(_Atomic uint64_t *a)
+{
+    return atomic_load_explicit(a, memory_order_acquire);
+}
+
+static void
+zero_bucket(pf__window_bucket_t *b)
+{
+    store_rel(&b->calls, 0);
+    store_rel(&b->failures, 0);
+    store_rel(&b->slow, 0);
+}
+
+/* Recompute the base sums: the buckets of the size - 1 seconds before
+ * head. Under lock, inside a write section. */
+static void
+rebase(pf__window_t *w, int64_t head)
+{
+    uint64_t c = 0;
+    uint64_t f = 0;
+    uint64_t s = 0;
+    uint32_t hi = window_mod(w, (uint32_t)head);
+
+    /* Step back from head's bucket by index, not by second: seconds
+     * before 0 (a manual clock's first seconds) have no remainder. */
+    for (uint32_t d = 1; d < w->size; d++) {
+        pf__window_bucket_t *b =
+            &w->buckets[hi >= d ? hi - d : hi + w->size - d];
+
+        c += atomic_load_explicit(&b->calls, memory_order_relaxed);
+        f += atomic_load_explicit(&b->failures, memory_order_relaxed);
+        s += atomic_load_explicit(&b->slow, memory_order_relaxed);
+    }
+    store_rel(&w->base_calls, c);
+    store_rel(&w->base_failures, f);
+    store_rel(&w->base_slow, s);
+}
+
+static void
+write_begin(pf__window_t *w)
+{
+    atomic_store_explicit(
+        &w->seq, atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+}
+
+static void
+write_end(pf__window_t *w)
+{
+    atomic_store_explicit(
+        &w->seq, atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+        memory_order_release);
+}
+
+/* Make sec the newest second: empty the buckets of the seconds it passes
+ * (they left the window, or are new) and recompute the base from the
+ * buckets, so a late add that missed one rotation's sums is in the next. */
 static void
 time_rotate(pf__window_t *w, int64_t sec)
 {
@@ -198,60 +246,72 @@ time_rotate(pf__window_t *w, int64_t sec)
         if (sec > h) {
             int64_t n = sec - h < (int64_t)w->size ? sec - h : w->size;
 
+            write_begin(w);
             for (int64_t i = 1; i <= n; i++) {
-                drain_bucket(w,
-                             &w->buckets[window_mod(w, (uint32_t)(h + i))]);
+                zero_bucket(&w->buckets[window_mod(w, (uint32_t)(h + i))]);
             }
+            rebase(w, sec);
             atomic_store_explicit(&w->head_sec, sec, memory_order_release);
+            write_end(w);
         }
     }
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The totals: base plus the newest second's bucket, read consistently (a
+ * reader that overlapped a rotation reads again; one that finds a rotation
+ * running waits for it on the lock, which is held for microseconds). */
 static void
 time_read(pf__window_t *w, pf__window_totals_t *out)
 {
-    out->calls = atomic_load_explicit(&w->calls, memory_order_relaxed);
-    out->failures = atomic_load_explicit(&w->tfailures, memory_order_relaxed);
-    out->slow = atomic_load_explicit(&w->tslow, memory_order_relaxed);
+    for (;;) {
+        uint64_t s1 = atomic_load_explicit(&w->seq, memory_order_acquire);
+        int64_t h;
+        pf__window_bucket_t *b;
+
+        if ((s1 & 1) != 0) {
+            pthread_mutex_lock(&w->lock);
+            pthread_mutex_unlock(&w->lock);
+            continue;
+        }
+        h = atomic_load_explicit(&w->head_sec, memory_order_acquire);
+        b = &w->buckets[window_mod(w, (uint32_t)h)];
+        out->calls = load_acq(&w->base_calls) + load_acq(&b->calls);
+        out->failures = load_acq(&w->base_failures) + load_acq(&b->failures);
+        out->slow = load_acq(&w->base_slow) + load_acq(&b->slow);
+        if (atomic_load_explicit(&w->seq, memory_order_relaxed) == s1) {
+            return;
+        }
+    }
 }
 
+/* One read-modify-write on the common path: the bucket of the add's
+ * second. The acquire load of head_sec pairs with write_end: an add that
+ * sees the new second sees its bucket emptied. */
 static void
 time_add(pf__window_t *w, int64_t now_ns, bool failure, bool slow,
          pf__window_totals_t *out)
 {
     int64_t sec = now_ns / PF_NS_PER_SEC;
     int64_t h = atomic_load_explicit(&w->head_sec, memory_order_acquire);
-    pf__window_bucket_t *b;
 
     if (sec > h) {
         time_rotate(w, sec);
-    } else if (h - sec >= (int64_t)w->size) {
-        /* Read before a rotation passed a whole window on: too old. */
-        time_read(w, out);
-        return;
+        h = sec;
     }
-    b = &w->buckets[window_mod(w, (uint32_t)sec)];
-    /* Totals first, bucket second (release): see drain_bucket. */
-    out->calls = atomic_fetch_add_explicit(&w->calls, 1, memory_order_relaxed) +
-                 1;
-    if (failure) {
-        out->failures = atomic_fetch_add_explicit(&w->tfailures, 1,
-                                                  memory_order_relaxed) +
-                        1;
-        atomic_fetch_add_explicit(&b->failures, 1, memory_order_release);
-    } else {
-        out->failures =
-            atomic_load_explicit(&w->tfailures, memory_order_relaxed);
+    if (h - sec < (int64_t)w->size) {
+        pf__window_bucket_t *b = &w->buckets[window_mod(w, (uint32_t)sec)];
+
+        atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
+        if (failure) {
+            atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
+        }
+        if (slow) {
+            atomic_fetch_add_explicit(&b->slow, 1, memory_order_relaxed);
+        }
     }
-    if (slow) {
-        out->slow =
-            atomic_fetch_add_explicit(&w->tslow, 1, memory_order_relaxed) + 1;
-        atomic_fetch_add_explicit(&b->slow, 1, memory_order_release);
-    } else {
-        out->slow = atomic_load_explicit(&w->tslow, memory_order_relaxed);
-    }
-    atomic_fetch_add_explicit(&b->calls, 1, memory_order_release);
+    /* else: read before a rotation passed a whole window on: too old. */
+    time_read(w, out);
 }
 
 static void
@@ -260,12 +320,17 @@ time_clear(pf__window_t *w, int64_t now_ns)
     int64_t sec = now_ns / PF_NS_PER_SEC;
 
     pthread_mutex_lock(&w->lock);
+    write_begin(w);
     for (uint32_t i = 0; i < w->size; i++) {
-        drain_bucket(w, &w->buckets[i]);
+        zero_bucket(&w->buckets[i]);
     }
+    store_rel(&w->base_calls, 0);
+    store_rel(&w->base_failures, 0);
+    store_rel(&w->base_slow, 0);
     if (sec > atomic_load_explicit(&w->head_sec, memory_order_relaxed)) {
         atomic_store_explicit(&w->head_sec, sec, memory_order_release);
     }
+    write_end(w);
     pthread_mutex_unlock(&w->lock);
 }
 

@@ -32,22 +32,25 @@ typedef struct pf__window_bucket {
 } pf__window_bucket_t;
 
 /* kind, size and the arrays' addresses are immutable after init. The
- * counters are atomics (see window.c for the orders); head_sec is written
- * only under lock, which serialises rotations and clears. */
+ * counters are atomics (see window.c for the orders); head_sec, seq and
+ * the base sums are written only under lock, which serialises rotations
+ * and clears. */
 typedef struct pf__window {
     int kind;
     uint32_t size;         /* calls or seconds, >= 1 */
     uint64_t fastmod;      /* Lemire's constant for x % size on 32 bits */
-    /* Written by every add: kept on one cache line. */
-    _Alignas(64) _Atomic uint64_t pos;   /* count: positions handed out */
-    _Atomic int64_t failures;            /* count: failures in the ring */
-    _Atomic int64_t slow;                /* count: slow calls in the ring */
-    _Atomic uint64_t calls;              /* time: totals of the buckets */
-    _Atomic uint64_t tfailures;
-    _Atomic uint64_t tslow;
-    _Atomic int64_t head_sec;            /* time: the newest second */
     _Atomic uint8_t *ring;               /* count: one outcome per slot */
     pf__window_bucket_t *buckets;        /* time: one per second */
+    /* Count window, written by every add: one cache line. */
+    _Alignas(64) _Atomic uint64_t pos;   /* positions handed out */
+    _Atomic int64_t failures;            /* failures in the ring */
+    _Atomic int64_t slow;                /* slow calls in the ring */
+    /* Time window, read by every add, written once a second. */
+    _Alignas(64) _Atomic uint64_t seq;   /* odd while a rotation runs */
+    _Atomic int64_t head_sec;            /* the newest second */
+    _Atomic uint64_t base_calls;         /* the seconds before head_sec */
+    _Atomic uint64_t base_failures;
+    _Atomic uint64_t base_slow;
     pthread_mutex_t lock;
 } pf__window_t;
 

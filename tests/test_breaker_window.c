@@ -2,11 +2,13 @@
  * over the last N calls (count window) or the last N seconds (time
  * window), minimum_calls, what enters a window and when it is cleared. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "puffinflow/breaker.h"
 #include "rng.h"
 #include "test.h"
+#include "window.h"
 
 #define CONN_ERR 111
 #define VALUE_ERR 22
@@ -507,6 +509,128 @@ test_breaker_window_half_open_follows_trial_rules(void **state)
     pf_breaker_free(b);
 }
 
+/* ---- the windows alone, under threads --------------------------------- */
+
+#define ADDERS 8
+#define ADDS 20000
+
+typedef struct adders {
+    pf__window_t w;
+    pf_clock_t *clock;
+    bool move_time;
+    atomic_ulong failures;
+} adders_t;
+
+static void
+adder(void *arg, unsigned i)
+{
+    adders_t *a = arg;
+    uint64_t rng = 500 + i;
+
+    for (int k = 0; k < ADDS; k++) {
+        pf__window_totals_t t;
+        bool fail = pf__rng_below(&rng, 3) == 0;
+
+        if (a->move_time && pf__rng_below(&rng, 50) == 0) {
+            pf_clock_manual_advance(a->clock, 300 * NS_PER_MS);
+        }
+        pf__window_add(&a->w, pf_clock_now_ns(a->clock), fail, !fail, &t);
+        assert_true(t.failures <= t.calls);
+        assert_true(t.slow <= t.calls);
+        if (fail) {
+            atomic_fetch_add(&a->failures, 1);
+        }
+    }
+}
+
+static void
+test_breaker_count_window_loses_no_outcome_under_threads(void **state)
+{
+    adders_t a;
+    pf__window_totals_t t;
+
+    memset(&a, 0, sizeof(a));
+    a.clock = *state;
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT, ADDERS * ADDS, 0));
+    pf_test_run_threads(ADDERS, adder, &a);
+    pf__window_totals(&a.w, 0, &t);
+    assert_int_equal(t.calls, ADDERS * ADDS);
+    assert_int_equal(t.failures, atomic_load(&a.failures));
+    assert_int_equal(t.slow, ADDERS * ADDS - atomic_load(&a.failures));
+    pf__window_destroy(&a.w);
+}
+
+static void
+test_breaker_count_window_totals_match_ring_after_laps(void **state)
+{
+    adders_t a;
+    pf__window_totals_t t;
+    uint64_t fails = 0;
+
+    memset(&a, 0, sizeof(a));
+    a.clock = *state;
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT, 64, 0));
+    pf_test_run_threads(ADDERS, adder, &a); /* lapping all the time */
+    for (uint32_t i = 0; i < 64; i++) {
+        fails += (atomic_load(&a.w.ring[i]) & 2) != 0;
+    }
+    pf__window_totals(&a.w, 0, &t);
+    assert_int_equal(t.calls, 64);
+    assert_int_equal(t.failures, fails);
+    assert_int_equal(t.slow, 64 - fails);
+    pf__window_destroy(&a.w);
+}
+
+static void
+test_breaker_time_window_loses_no_outcome_under_threads(void **state)
+{
+    adders_t a;
+    pf__window_totals_t t;
+
+    memset(&a, 0, sizeof(a));
+    a.clock = *state;
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 10, 0));
+    pf_test_run_threads(ADDERS, adder, &a); /* all within second 0 */
+    pf__window_totals(&a.w, 0, &t);
+    assert_int_equal(t.calls, ADDERS * ADDS);
+    assert_int_equal(t.failures, atomic_load(&a.failures));
+    pf__window_destroy(&a.w);
+}
+
+static void
+test_breaker_time_window_sums_stay_consistent_as_seconds_pass(void **state)
+{
+    adders_t a;
+    pf__window_totals_t t;
+    uint64_t c = 0;
+    uint64_t f = 0;
+    int64_t now;
+
+    memset(&a, 0, sizeof(a));
+    a.clock = *state;
+    a.move_time = true;
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 5, 0));
+    pf_test_run_threads(ADDERS, adder, &a);
+    /* Quiet now. One second on (a rotation recomputes the sums, taking in
+     * any add that raced the last one), the totals are the buckets of the
+     * window, the new second's empty. */
+    pf_clock_manual_advance(a.clock, NS_PER_SEC);
+    now = pf_clock_now_ns(a.clock);
+    pf__window_totals(&a.w, now, &t);
+    for (uint32_t i = 0; i < 5; i++) {
+        c += atomic_load(&a.w.buckets[i].calls);
+        f += atomic_load(&a.w.buckets[i].failures);
+    }
+    assert_true(t.calls > 0);
+    assert_int_equal(t.calls, c);
+    assert_int_equal(t.failures, f);
+    /* Five seconds on, all of it has left. */
+    pf_clock_manual_advance(a.clock, 5 * NS_PER_SEC);
+    pf__window_totals(&a.w, pf_clock_now_ns(a.clock), &t);
+    assert_int_equal(t.calls, 0);
+    pf__window_destroy(&a.w);
+}
+
 #define T(name)                                                                \
     cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
                                     pf_test_clock_teardown)
@@ -535,6 +659,10 @@ main(void)
         T(test_breaker_window_leaves_out_stale_results),
         T(test_breaker_window_mode_ignores_failure_threshold),
         T(test_breaker_window_half_open_follows_trial_rules),
+        T(test_breaker_count_window_loses_no_outcome_under_threads),
+        T(test_breaker_count_window_totals_match_ring_after_laps),
+        T(test_breaker_time_window_loses_no_outcome_under_threads),
+        T(test_breaker_time_window_sums_stay_consistent_as_seconds_pass),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
