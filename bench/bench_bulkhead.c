@@ -84,9 +84,8 @@ bench_cas(void *arg, uint64_t ops)
     for (uint64_t i = 0; i < ops; i++) {
         uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
 
-        atomic_compare_exchange_weak_explicit(w, &v, v + 1,
-                                              memory_order_relaxed,
-                                              memory_order_relaxed);
+        atomic_compare_exchange_weak_explicit(
+            w, &v, v + 1, memory_order_relaxed, memory_order_relaxed);
     }
 }
 
@@ -267,16 +266,16 @@ main(void)
 
     h.bh = make(1, false);
     pf_bench_header("bulkhead");
-    pf_bench_run("reference: one uncontended CAS", bench_cas, &word,
-                 10000000, 9);
+    pf_bench_run("reference: one uncontended CAS", bench_cas, &word, 10000000,
+                 9);
     pf_bench_run("bulkhead: try_enter + leave (uncontended)",
                  bench_try_enter_leave, bh, 5000000, 9);
     pf_bench_run("bulkhead: call, empty fn (uncontended)", bench_call, bh,
                  5000000, 9);
-    pf_bench_run("bulkhead: enter + leave (uncontended)", bench_enter_leave,
-                 bh, 5000000, 9);
-    pf_bench_run("bulkhead: call, adaptive (+2 clock reads, lock)",
-                 bench_call, adaptive, 1000000, 9);
+    pf_bench_run("bulkhead: enter + leave (uncontended)", bench_enter_leave, bh,
+                 5000000, 9);
+    pf_bench_run("bulkhead: call, adaptive (+2 clock reads, lock)", bench_call,
+                 adaptive, 1000000, 9);
     pf_bench_run_threads("bulkhead: try_enter + leave, 2 threads, room",
                          bench_try_enter_leave_threads, wide, 2, 2000000, 9);
     pf_bulkhead_try_enter(h.bh);

@@ -31,8 +31,8 @@ make(double rate, unsigned burst, bool want_precise)
     }
     pf_ratelimit_metrics(rl, &m);
     if (m.precise_clock != want_precise) {
-        fprintf(stderr, "unexpected clock choice for rate %g burst %u\n",
-                rate, burst);
+        fprintf(stderr, "unexpected clock choice for rate %g burst %u\n", rate,
+                burst);
         exit(1);
     }
     return rl;
@@ -102,9 +102,8 @@ bench_cas(void *arg, uint64_t ops)
     for (uint64_t i = 0; i < ops; i++) {
         uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
 
-        atomic_compare_exchange_weak_explicit(w, &v, v + 1,
-                                              memory_order_relaxed,
-                                              memory_order_relaxed);
+        atomic_compare_exchange_weak_explicit(
+            w, &v, v + 1, memory_order_relaxed, memory_order_relaxed);
     }
 }
 
@@ -129,16 +128,16 @@ main(void)
                  bench_clock_precise, NULL, 2000000, 9);
     pf_bench_run("reference: clock_gettime(CLOCK_MONOTONIC_COARSE)",
                  bench_clock_coarse, NULL, 5000000, 9);
-    pf_bench_run("reference: one uncontended CAS", bench_cas, &word,
-                 10000000, 9);
+    pf_bench_run("reference: one uncontended CAS", bench_cas, &word, 10000000,
+                 9);
     pf_bench_run("ratelimit: try_acquire, granted (coarse clock)",
                  bench_try_acquire, coarse, 5000000, 9);
     pf_bench_run("ratelimit: try_acquire, granted (precise clock)",
                  bench_try_acquire, precise, 2000000, 9);
     pf_bench_run("ratelimit: try_acquire, refused", bench_try_acquire, empty,
                  5000000, 9);
-    pf_bench_run("ratelimit: time_until_ns", bench_time_until, coarse,
-                 5000000, 9);
+    pf_bench_run("ratelimit: time_until_ns", bench_time_until, coarse, 5000000,
+                 9);
     pf_bench_run("ratelimit: reserve (no wait)", bench_reserve, reserve,
                  5000000, 9);
     pf_bench_run_threads("ratelimit: try_acquire, 2 threads, one bucket",

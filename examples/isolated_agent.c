@@ -126,8 +126,7 @@ io_task(void *arg)
 }
 
 static int
-make_bulkhead(const char *name, unsigned max_calls, double max_wait,
-              side_t *s)
+make_bulkhead(const char *name, unsigned max_calls, double max_wait, side_t *s)
 {
     pf_bulkhead_config_t cfg;
 
@@ -187,8 +186,8 @@ main(void)
     /* A flood of CPU work: 4 inside, 4 queued. */
     for (i = 0; i < CPU_TASKS; i++) {
         cpu_tasks[i] = (task_t){.side = &cpu};
-        if (pthread_create(&cpu_tasks[i].tid, NULL, cpu_task,
-                           &cpu_tasks[i]) != 0) {
+        if (pthread_create(&cpu_tasks[i].tid, NULL, cpu_task, &cpu_tasks[i]) !=
+            0) {
             fprintf(stderr, "could not start a thread\n");
             return 1;
         }

@@ -9,13 +9,13 @@
 #include <stdint.h>
 
 typedef struct pf__aimd {
-    unsigned floor;          /* the limit never goes below ... */
-    unsigned ceiling;        /* ... nor above these */
-    double backoff;          /* decrease factor, in (0, 1) */
-    int64_t latency_ns;      /* slower counts as overload; 0 = ignored */
-    unsigned credit;         /* good calls since the last change */
+    unsigned floor;           /* the limit never goes below ... */
+    unsigned ceiling;         /* ... nor above these */
+    double backoff;           /* decrease factor, in (0, 1) */
+    int64_t latency_ns;       /* slower counts as overload; 0 = ignored */
+    unsigned credit;          /* good calls since the last change */
     int64_t last_decrease_ns; /* when the limit last went down */
-    bool decreased;          /* last_decrease_ns is set */
+    bool decreased;           /* last_decrease_ns is set */
 } pf__aimd_t;
 
 /* Start a controller. No allocation; never fails. */

@@ -12,9 +12,9 @@
  * first waiter without releasing it (in_use stays put), so the slot passes
  * from the leaver to the waiter with nobody able to slip in between: no
  * barging. (With the invariant below there is never a free slot while the
- * bit is set; try_enter checks the bit anyway, which costs nothing.) The bit is set and
- * cleared only under the lock, together with the queue, so under the lock
- * "WAITERS set" means exactly "queue not empty".
+ * bit is set; try_enter checks the bit anyway, which costs nothing.) The bit is
+ * set and cleared only under the lock, together with the queue, so under the
+ * lock "WAITERS set" means exactly "queue not empty".
  *
  * Invariant, under the lock: if the queue is not empty, in_use >= limit
  * (nobody waits while a slot is free). Every path that frees a slot or
@@ -187,8 +187,7 @@ pf_bulkhead_new(const pf_bulkhead_config_t *cfg, pf_bulkhead_t **out)
         pf__free(bh);
         return PF_ESYSTEM;
     }
-    atomic_init(&bh->state,
-                st_with_limit(0, cfg->max_concurrent_calls));
+    atomic_init(&bh->state, st_with_limit(0, cfg->max_concurrent_calls));
     bh->clock = pf__clock_norm(cfg->clock);
     bh->max_wait_ns = max_wait_ns;
     bh->max_queue = cfg->max_queue_size;
@@ -311,9 +310,9 @@ peak_note(pf_bulkhead_t *bh, unsigned n)
 {
     unsigned p = atomic_load_explicit(&bh->peak, memory_order_relaxed);
 
-    while (n > p && !atomic_compare_exchange_weak_explicit(
-                        &bh->peak, &p, n, memory_order_relaxed,
-                        memory_order_relaxed)) {
+    while (n > p &&
+           !atomic_compare_exchange_weak_explicit(
+               &bh->peak, &p, n, memory_order_relaxed, memory_order_relaxed)) {
     }
 }
 
@@ -474,9 +473,9 @@ enqueue_locked(pf_bulkhead_t *bh, pf_bulkhead_ticket_t *t, int prio)
 
     for (;;) {
         if (!st_waiters(s) && st_in_use(s) < st_limit(s)) {
-            if (atomic_compare_exchange_weak_explicit(
-                    &bh->state, &s, s + 1, memory_order_acquire,
-                    memory_order_relaxed)) {
+            if (atomic_compare_exchange_weak_explicit(&bh->state, &s, s + 1,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed)) {
                 atomic_fetch_add_explicit(&bh->accepted, 1,
                                           memory_order_relaxed);
                 peak_note(bh, st_in_use(s) + 1);
@@ -487,10 +486,9 @@ enqueue_locked(pf_bulkhead_t *bh, pf_bulkhead_ticket_t *t, int prio)
         if (bh->queue_len >= bh->max_queue) {
             return Q_FULL;
         }
-        if (st_waiters(s) ||
-            atomic_compare_exchange_weak_explicit(
-                &bh->state, &s, s | WAITERS_BIT, memory_order_relaxed,
-                memory_order_relaxed)) {
+        if (st_waiters(s) || atomic_compare_exchange_weak_explicit(
+                                 &bh->state, &s, s | WAITERS_BIT,
+                                 memory_order_relaxed, memory_order_relaxed)) {
             break;
         }
     }
@@ -802,8 +800,8 @@ pf_bulkhead_cancel(pf_bulkhead_t *bh, pf_bulkhead_ticket_t *t, int reason)
         pthread_mutex_unlock(&bh->lock);
         return false;
     }
-    fire = wait_abandon(bh, t, reason == PF_EFULL ? PF_EFULL : PF_ECANCELED,
-                        &ev);
+    fire =
+        wait_abandon(bh, t, reason == PF_EFULL ? PF_EFULL : PF_ECANCELED, &ev);
     pthread_mutex_unlock(&bh->lock);
     if (fire) {
         event_fire(bh, &ev);
@@ -887,8 +885,7 @@ record_at(pf_bulkhead_t *bh, int result, int64_t latency_ns, int64_t now)
     pthread_mutex_lock(&bh->lock);
     s = atomic_load_explicit(&bh->state, memory_order_relaxed);
     old = st_limit(s);
-    n = pf__aimd_update(&bh->aimd, old, st_in_use(s), result, latency_ns,
-                        now);
+    n = pf__aimd_update(&bh->aimd, old, st_in_use(s), result, latency_ns, now);
     if (n != old) {
         limit_set_locked(bh, n, &g);
         event_fill(bh, &ev, PF_BULKHEAD_LIMIT_CHANGED);
@@ -924,9 +921,9 @@ pf_bulkhead_metrics(pf_bulkhead_t *bh, pf_bulkhead_metrics_t *out)
     s = atomic_load_explicit(&bh->state, memory_order_relaxed);
     out->max_concurrent = st_limit(s);
     out->in_use = st_in_use(s);
-    out->available =
-        out->in_use < out->max_concurrent ? out->max_concurrent - out->in_use
-                                          : 0;
+    out->available = out->in_use < out->max_concurrent
+                         ? out->max_concurrent - out->in_use
+                         : 0;
     out->waiting = atomic_load_explicit(&bh->waiting, memory_order_relaxed);
     out->max_queue_size = bh->max_queue;
     out->accepted = atomic_load_explicit(&bh->accepted, memory_order_relaxed);

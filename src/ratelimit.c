@@ -73,12 +73,12 @@ struct pf_ratelimit {
     _Atomic uint64_t waited;
     _Atomic uint64_t refunded;
 
-    uint64_t q;      /* time units per nanosecond */
-    uint64_t cost;   /* units per permit */
-    uint64_t window; /* burst * cost: the debt of an empty bucket */
-    int64_t epoch;   /* clock time (ns) of unit 0 */
+    uint64_t q;       /* time units per nanosecond */
+    uint64_t cost;    /* units per permit */
+    uint64_t window;  /* burst * cost: the debt of an empty bucket */
+    int64_t epoch;    /* clock time (ns) of unit 0 */
     int64_t stale_ns; /* no write for longer: all debt is paid */
-    bool coarse;     /* decisions read the coarse clock */
+    bool coarse;      /* decisions read the coarse clock */
     const pf_clock_t *clock;
     double rate;
     unsigned burst;
@@ -421,8 +421,7 @@ pf_ratelimit_reserve(pf_ratelimit_t *rl, unsigned n, double max_wait,
         pf__secs_to_ns(max_wait, &max_ns) != 0) {
         return PF_EINVAL;
     }
-    if (!take(rl, n, read_now(rl), allow_units(rl, max_ns),
-              &over)) {
+    if (!take(rl, n, read_now(rl), allow_units(rl, max_ns), &over)) {
         reject(rl, n, over);
         return PF_ERATELIMIT;
     }
@@ -434,7 +433,8 @@ pf_ratelimit_reserve(pf_ratelimit_t *rl, unsigned n, double max_wait,
     return 0;
 }
 
-/* ---- blocking acquire ----------------------------------------------------- */
+/* ---- blocking acquire -----------------------------------------------------
+ */
 
 /* A deadline as a time on clock, read through the time remaining when it is
  * on another clock. NULL = never. */
@@ -515,11 +515,11 @@ pf_ratelimit_acquire_until(pf_ratelimit_t *rl, unsigned n, double timeout,
     if (tok_dl < caller_dl) {
         caller_dl = tok_dl;
     }
-    caller_room = caller_dl == PF_DEADLINE_NEVER_NS ? INT64_MAX
-                                                     : caller_dl - now;
+    caller_room =
+        caller_dl == PF_DEADLINE_NEVER_NS ? INT64_MAX : caller_dl - now;
     if (!take(rl, n, now,
-              allow_units(rl, timeout_ns < caller_room ? timeout_ns
-                                                       : caller_room),
+              allow_units(rl,
+                          timeout_ns < caller_room ? timeout_ns : caller_room),
               &over)) {
         if (caller_room < timeout_ns) {
             return PF_ETIMEDOUT;
@@ -541,7 +541,8 @@ pf_ratelimit_acquire(pf_ratelimit_t *rl, unsigned n, double timeout)
     return pf_ratelimit_acquire_until(rl, n, timeout, NULL, NULL);
 }
 
-/* ---- metrics ---------------------------------------------------------------- */
+/* ---- metrics ----------------------------------------------------------------
+ */
 
 void
 pf_ratelimit_metrics(pf_ratelimit_t *rl, pf_ratelimit_metrics_t *out)

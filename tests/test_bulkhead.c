@@ -284,8 +284,7 @@ make_listened(pf_clock_t *c, unsigned limit, double max_wait, unsigned queue,
 }
 
 static void
-test_bulkhead_leave_without_enter_is_ignored_when_nobody_is_inside(
-    void **state)
+test_bulkhead_leave_without_enter_is_ignored_when_nobody_is_inside(void **state)
 {
     events_t e;
     pf_bulkhead_t *bh = make_listened(*state, 2, 1.0, 10, &e);
@@ -551,8 +550,8 @@ test_bulkhead_priority_serves_higher_first_then_fifo(void **state)
 {
     pf_bulkhead_t *bh = make(*state, 1, 30.0, 10);
     static const pf_priority_t prio[6] = {
-        PF_PRIORITY_LOW,      PF_PRIORITY_NORMAL, PF_PRIORITY_CRITICAL,
-        PF_PRIORITY_HIGH,     PF_PRIORITY_NORMAL, PF_PRIORITY_CRITICAL};
+        PF_PRIORITY_LOW,  PF_PRIORITY_NORMAL, PF_PRIORITY_CRITICAL,
+        PF_PRIORITY_HIGH, PF_PRIORITY_NORMAL, PF_PRIORITY_CRITICAL};
     static const int expect[6] = {2, 5, 3, 1, 4, 0};
     pf_bulkhead_ticket_t t[6];
     grant_rec_t g[6];
@@ -668,12 +667,12 @@ test_bulkhead_cancel_removes_a_queued_ticket_for_good(void **state)
     g2 = (grant_rec_t){bh, &log, 2, false, 0};
     g3 = (grant_rec_t){bh, &log, 3, false, 0};
     assert_pf_ok(pf_bulkhead_try_enter(bh));
-    assert_pf_ok(pf_bulkhead_enqueue(bh, &t1, PF_PRIORITY_NORMAL, on_grant,
-                                     &g1, &entered));
-    assert_pf_ok(pf_bulkhead_enqueue(bh, &t2, PF_PRIORITY_NORMAL, on_grant,
-                                     &g2, &entered));
-    assert_pf_ok(pf_bulkhead_enqueue(bh, &t3, PF_PRIORITY_NORMAL, on_grant,
-                                     &g3, &entered));
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t1, PF_PRIORITY_NORMAL, on_grant, &g1,
+                                     &entered));
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t2, PF_PRIORITY_NORMAL, on_grant, &g2,
+                                     &entered));
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t3, PF_PRIORITY_NORMAL, on_grant, &g3,
+                                     &entered));
     assert_true(pf_bulkhead_cancel(bh, &t1, PF_EFULL)); /* wait ran out */
     assert_true(pf_bulkhead_cancel(bh, &t2, PF_ECANCELED));
     assert_false(pf_bulkhead_cancel(bh, &t2, PF_ECANCELED)); /* not twice */
@@ -694,8 +693,8 @@ test_bulkhead_cancel_removes_a_queued_ticket_for_good(void **state)
     assert_int_equal(metrics(bh).in_use, 0);
     /* Cancelling the last one empties the queue: the fast path is back. */
     assert_pf_ok(pf_bulkhead_try_enter(bh));
-    assert_pf_ok(pf_bulkhead_enqueue(bh, &t1, PF_PRIORITY_NORMAL, on_grant,
-                                     &g1, &entered));
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t1, PF_PRIORITY_NORMAL, on_grant, &g1,
+                                     &entered));
     assert_true(pf_bulkhead_cancel(bh, &t1, 0));
     pf_bulkhead_leave(bh);
     assert_pf_ok(pf_bulkhead_try_enter(bh));
@@ -723,27 +722,27 @@ test_bulkhead_enqueue_rejects_bad_input_and_a_full_queue(void **state)
     assert_pf_err(pf_bulkhead_enqueue(bh, NULL, PF_PRIORITY_NORMAL, on_grant,
                                       &g, &entered),
                   PF_EINVAL);
-    assert_pf_err(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, NULL, &g,
-                                      &entered),
-                  PF_EINVAL);
+    assert_pf_err(
+        pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, NULL, &g, &entered),
+        PF_EINVAL);
     assert_pf_err(
         pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant, &g, NULL),
         PF_EINVAL);
-    assert_pf_err(pf_bulkhead_enqueue(bh, &t, (pf_priority_t)7, on_grant, &g,
-                                      &entered),
-                  PF_EINVAL);
-    assert_pf_err(pf_bulkhead_enqueue(bh, &t, (pf_priority_t)-1, on_grant,
-                                      &g, &entered),
-                  PF_EINVAL);
+    assert_pf_err(
+        pf_bulkhead_enqueue(bh, &t, (pf_priority_t)7, on_grant, &g, &entered),
+        PF_EINVAL);
+    assert_pf_err(
+        pf_bulkhead_enqueue(bh, &t, (pf_priority_t)-1, on_grant, &g, &entered),
+        PF_EINVAL);
     assert_int_equal(metrics(bh).accepted, 0); /* nothing was taken */
 
     assert_pf_ok(pf_bulkhead_try_enter(bh));
     assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant, &g,
                                      &entered));
     /* The same ticket again while it waits: refused, queue intact. */
-    assert_pf_err(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant,
-                                      &g, &entered),
-                  PF_EINVAL);
+    assert_pf_err(
+        pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant, &g, &entered),
+        PF_EINVAL);
     assert_pf_err(pf_bulkhead_enqueue(bh, &t2, PF_PRIORITY_CRITICAL, on_grant,
                                       &g, &entered),
                   PF_EFULL);
@@ -788,8 +787,8 @@ test_bulkhead_ticket_deadline_is_max_wait_after_it_queued(void **state)
     assert_true(pf_deadline_remaining(&d) == 2.5);
 
     assert_pf_ok(pf_bulkhead_try_enter(forever));
-    assert_pf_ok(pf_bulkhead_enqueue(forever, &t2, PF_PRIORITY_NORMAL,
-                                     on_grant, &g, &entered));
+    assert_pf_ok(pf_bulkhead_enqueue(forever, &t2, PF_PRIORITY_NORMAL, on_grant,
+                                     &g, &entered));
     d = pf_bulkhead_ticket_deadline(&t2);
     assert_true(pf_deadline_is_none(&d));
     d = pf_bulkhead_ticket_deadline(NULL);
@@ -906,8 +905,7 @@ test_bulkhead_growing_the_limit_admits_waiters_at_once(void **state)
 }
 
 static void
-test_bulkhead_shrinking_cancels_nothing_and_admits_nobody_above_it(
-    void **state)
+test_bulkhead_shrinking_cancels_nothing_and_admits_nobody_above_it(void **state)
 {
     pf_bulkhead_t *bh = make(*state, 4, 30.0, 10);
     pf_bulkhead_ticket_t t = {0};
@@ -953,9 +951,8 @@ test_bulkhead_set_max_concurrent_rejects_bad_values(void **state)
     pf_bulkhead_t *bh = make(*state, 2, 1.0, 10);
 
     assert_pf_err(pf_bulkhead_set_max_concurrent(bh, 0), PF_EINVAL);
-    assert_pf_err(
-        pf_bulkhead_set_max_concurrent(bh, PF_BULKHEAD_MAX_LIMIT + 1),
-        PF_EINVAL);
+    assert_pf_err(pf_bulkhead_set_max_concurrent(bh, PF_BULKHEAD_MAX_LIMIT + 1),
+                  PF_EINVAL);
     assert_pf_err(pf_bulkhead_set_max_concurrent(NULL, 3), PF_EINVAL);
     assert_int_equal(metrics(bh).max_concurrent, 2);
     assert_pf_ok(pf_bulkhead_set_max_concurrent(bh, PF_BULKHEAD_MAX_LIMIT));
@@ -966,8 +963,7 @@ test_bulkhead_set_max_concurrent_rejects_bad_values(void **state)
 /* ---- the caller's deadline and token ---------------------------------- */
 
 static void
-test_bulkhead_enter_until_times_out_when_the_deadline_comes_first(
-    void **state)
+test_bulkhead_enter_until_times_out_when_the_deadline_comes_first(void **state)
 {
     pf_clock_t *c = *state;
     events_t e;
@@ -1057,8 +1053,7 @@ test_bulkhead_enter_until_honours_the_token_deadline(void **state)
 }
 
 static void
-test_bulkhead_enter_until_fails_at_once_when_already_late_and_full(
-    void **state)
+test_bulkhead_enter_until_fails_at_once_when_already_late_and_full(void **state)
 {
     pf_clock_t *c = *state;
     pf_bulkhead_t *bh = make(c, 1, 30.0, 10);
@@ -1077,8 +1072,7 @@ test_bulkhead_enter_until_fails_at_once_when_already_late_and_full(
     assert_int_equal(metrics(bh).cancelled, 2);
     assert_pf_err(pf_bulkhead_enter_until(bh, (pf_priority_t)4, NULL, NULL),
                   PF_EINVAL);
-    assert_pf_err(pf_bulkhead_enter_until(NULL, PF_PRIORITY_NORMAL, NULL,
-                                          NULL),
+    assert_pf_err(pf_bulkhead_enter_until(NULL, PF_PRIORITY_NORMAL, NULL, NULL),
                   PF_EINVAL);
     pf_bulkhead_leave(bh);
     pf_token_free(tok);
@@ -1181,8 +1175,8 @@ alloc_scenario(void *arg)
         return;
     }
     assert_pf_ok(pf_bulkhead_try_enter(bh));
-    assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_HIGH, on_grant, &g,
-                                     &entered));
+    assert_pf_ok(
+        pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_HIGH, on_grant, &g, &entered));
     assert_pf_ok(pf_bulkhead_set_max_concurrent(bh, 2));
     assert_int_equal(g.calls, 1);
     pf_bulkhead_leave(bh);

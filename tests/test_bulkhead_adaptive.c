@@ -183,8 +183,7 @@ slow(void *arg)
 }
 
 static void
-test_bulkhead_adaptive_call_shrinks_the_limit_when_calls_slow_down(
-    void **state)
+test_bulkhead_adaptive_call_shrinks_the_limit_when_calls_slow_down(void **state)
 {
     pf_clock_t *c = *state;
     changes_t ch;
@@ -274,8 +273,8 @@ test_bulkhead_adaptive_growth_admits_a_waiter(void **state)
 
     g_granted = 0;
     assert_pf_ok(pf_bulkhead_try_enter(bh));
-    assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant,
-                                     NULL, &entered));
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant, NULL,
+                                     &entered));
     assert_false(entered);
     pf_bulkhead_record(bh, 0, MS); /* busy limit of 1: grows to 2 */
     assert_int_equal(g_granted, 1);

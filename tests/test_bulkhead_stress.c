@@ -245,13 +245,12 @@ stress_check(stress_t *s)
     for (int k = 0; k < R_COUNT; k++) {
         sum += atomic_load(&s->outcome[k]);
     }
-    print_message("attempts %ld: entered %ld, full %ld, timed out %ld, "
-                  "cancelled %ld; most inside at once %d\n",
-                  atomic_load(&s->attempts), atomic_load(&s->outcome[R_OK]),
-                  atomic_load(&s->outcome[R_FULL]),
-                  atomic_load(&s->outcome[R_TIMEDOUT]),
-                  atomic_load(&s->outcome[R_CANCELED]),
-                  atomic_load(&s->max_inside));
+    print_message(
+        "attempts %ld: entered %ld, full %ld, timed out %ld, "
+        "cancelled %ld; most inside at once %d\n",
+        atomic_load(&s->attempts), atomic_load(&s->outcome[R_OK]),
+        atomic_load(&s->outcome[R_FULL]), atomic_load(&s->outcome[R_TIMEDOUT]),
+        atomic_load(&s->outcome[R_CANCELED]), atomic_load(&s->max_inside));
     assert_int_equal(atomic_load(&s->outcome[R_OTHER]), 0);
     assert_int_equal(sum, atomic_load(&s->attempts));
     assert_true(atomic_load(&s->outcome[R_OK]) > 0);

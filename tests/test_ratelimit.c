@@ -162,8 +162,7 @@ test_ratelimit_starts_full_and_refuses_past_the_burst(void **state)
 }
 
 static void
-test_ratelimit_refills_one_permit_per_interval_to_the_nanosecond(
-    void **state)
+test_ratelimit_refills_one_permit_per_interval_to_the_nanosecond(void **state)
 {
     pf_clock_t *c = *state;
     pf_ratelimit_t *rl = make(c, 10.0, 5);
@@ -242,7 +241,7 @@ test_ratelimit_inexact_rate_rounds_towards_fewer_permits(void **state)
     assert_pf_ok(pf_ratelimit_try_acquire(rl, 200000000));
     pf_clock_manual_advance(c, NS_PER_SEC);
     got = available(rl);
-    assert_true(got <= 123456789);             /* never more than the rate */
+    assert_true(got <= 123456789);              /* never more than the rate */
     assert_true(got >= 123456789 / 1000 * 998); /* rounded by < 1/64 ns */
     pf_ratelimit_free(rl);
 }
@@ -460,8 +459,7 @@ test_ratelimit_acquire_sleeps_until_the_permits_are_due(void **state)
 }
 
 static void
-test_ratelimit_acquire_refuses_at_once_when_the_wait_is_too_long(
-    void **state)
+test_ratelimit_acquire_refuses_at_once_when_the_wait_is_too_long(void **state)
 {
     pf_clock_t *c = *state;
     pf_ratelimit_t *rl = make(c, 1.0, 1);
@@ -475,8 +473,7 @@ test_ratelimit_acquire_refuses_at_once_when_the_wait_is_too_long(
 }
 
 static void
-test_ratelimit_acquire_until_times_out_at_once_before_the_deadline(
-    void **state)
+test_ratelimit_acquire_until_times_out_at_once_before_the_deadline(void **state)
 {
     pf_clock_t *c = *state;
     pf_ratelimit_t *rl = make(c, 1.0, 1);
@@ -499,8 +496,7 @@ test_ratelimit_acquire_until_times_out_at_once_before_the_deadline(
 }
 
 static void
-test_ratelimit_acquire_until_is_cancelled_and_gives_permits_back(
-    void **state)
+test_ratelimit_acquire_until_is_cancelled_and_gives_permits_back(void **state)
 {
     pf_clock_t *c = *state;
     pf_ratelimit_t *rl = make(c, 1.0, 1);
@@ -546,7 +542,8 @@ test_ratelimit_acquire_until_waits_within_the_deadline(void **state)
     pf_ratelimit_free(rl);
 }
 
-/* ---- events ---------------------------------------------------------------- */
+/* ---- events ----------------------------------------------------------------
+ */
 
 typedef struct events {
     int count;
@@ -597,7 +594,8 @@ test_ratelimit_listener_hears_every_refusal(void **state)
     pf_ratelimit_free(rl);
 }
 
-/* ---- clocks --------------------------------------------------------------- */
+/* ---- clocks ---------------------------------------------------------------
+ */
 
 static void
 test_ratelimit_reads_the_coarse_clock_only_when_it_is_precise_enough(
@@ -633,7 +631,8 @@ test_ratelimit_reads_the_coarse_clock_only_when_it_is_precise_enough(
     pf_ratelimit_free(rl);
 }
 
-/* ---- many threads ------------------------------------------------------------ */
+/* ---- many threads
+ * ------------------------------------------------------------ */
 
 typedef struct hammer {
     pf_ratelimit_t *rl;
@@ -735,12 +734,12 @@ test_ratelimit_threads_mixing_reserve_and_refund_lose_no_permit(void **state)
     assert_true(atomic_load(&m.net) <= 100);
     assert_true(atomic_load(&m.net) > 0);
     assert_int_equal(met.available, 100 - atomic_load(&m.net));
-    assert_int_equal((long)(met.acquired - met.refunded),
-                     atomic_load(&m.net));
+    assert_int_equal((long)(met.acquired - met.refunded), atomic_load(&m.net));
     pf_ratelimit_free(rl);
 }
 
-/* ---- allocation failure --------------------------------------------------------- */
+/* ---- allocation failure
+ * --------------------------------------------------------- */
 
 static void
 alloc_scenario(void *arg)

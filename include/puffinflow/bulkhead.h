@@ -75,14 +75,14 @@ typedef void (*pf_bulkhead_listener_fn)(const pf_bulkhead_event_t *ev,
 /* ---- config ----------------------------------------------------------- */
 
 typedef struct pf_bulkhead_config {
-    const char *name;              /* copied by _new; default "default" */
-    unsigned max_concurrent_calls; /* 1..PF_BULKHEAD_MAX_LIMIT; default 10 */
-    double max_wait_duration;      /* seconds a caller may wait for a slot;
-                                      0 = no waiting, INFINITY = no limit;
-                                      default 30 */
-    unsigned max_queue_size;       /* callers allowed to wait at once;
-                                      0 = nobody waits; default 100 */
-    const pf_clock_t *clock;       /* NULL = system monotonic clock */
+    const char *name;                 /* copied by _new; default "default" */
+    unsigned max_concurrent_calls;    /* 1..PF_BULKHEAD_MAX_LIMIT; default 10 */
+    double max_wait_duration;         /* seconds a caller may wait for a slot;
+                                         0 = no waiting, INFINITY = no limit;
+                                         default 30 */
+    unsigned max_queue_size;          /* callers allowed to wait at once;
+                                         0 = nobody waits; default 100 */
+    const pf_clock_t *clock;          /* NULL = system monotonic clock */
     pf_bulkhead_listener_fn listener; /* NULL = none; default NULL */
     void *listener_arg;
 
@@ -199,8 +199,8 @@ struct pf_bulkhead_ticket {
     struct pf_bulkhead_ticket *priv_prev;
     pf_bulkhead_grant_fn priv_fn;
     void *priv_arg;
-    void *priv_owner;       /* the bulkhead it is queued on */
-    void *priv_cv;          /* a blocked thread's condition, or NULL */
+    void *priv_owner; /* the bulkhead it is queued on */
+    void *priv_cv;    /* a blocked thread's condition, or NULL */
     const pf_clock_t *priv_clock;
     int64_t priv_expires_ns;
     int priv_state;
@@ -239,8 +239,7 @@ PF_API bool pf_bulkhead_cancel(pf_bulkhead_t *bh, pf_bulkhead_ticket_t *t,
 /* When a queued ticket's wait limit (max_wait_duration after it was
  * queued) runs out, on the bulkhead's clock; pf_deadline_none() for no
  * limit. Meaningful while t is queued. Never blocks. */
-PF_API pf_deadline_t pf_bulkhead_ticket_deadline(
-    const pf_bulkhead_ticket_t *t);
+PF_API pf_deadline_t pf_bulkhead_ticket_deadline(const pf_bulkhead_ticket_t *t);
 
 /* ---- limits ----------------------------------------------------------- */
 
@@ -268,21 +267,21 @@ PF_API void pf_bulkhead_record(pf_bulkhead_t *bh, int result,
 PF_API const char *pf_bulkhead_name(const pf_bulkhead_t *bh);
 
 typedef struct pf_bulkhead_metrics {
-    unsigned max_concurrent;   /* the limit now (adaptive: its current one) */
-    unsigned in_use;           /* callers inside */
-    unsigned available;        /* free slots: max_concurrent - in_use, or 0
-                                  while in_use is above a shrunk limit */
-    unsigned waiting;          /* threads and tickets in the queue */
+    unsigned max_concurrent; /* the limit now (adaptive: its current one) */
+    unsigned in_use;         /* callers inside */
+    unsigned available;      /* free slots: max_concurrent - in_use, or 0
+                                while in_use is above a shrunk limit */
+    unsigned waiting;        /* threads and tickets in the queue */
     unsigned max_queue_size;
-    uint64_t accepted;         /* entries granted, by every face */
-    uint64_t rejected_full;    /* PF_EFULL with no room to wait */
-    uint64_t rejected_timeout; /* PF_EFULL after max_wait_duration */
-    unsigned peak_in_use;      /* the most callers inside at once */
-    uint64_t cancelled;        /* waits ended by the caller's deadline or
-                                  token, or tickets cancelled by it */
+    uint64_t accepted;            /* entries granted, by every face */
+    uint64_t rejected_full;       /* PF_EFULL with no room to wait */
+    uint64_t rejected_timeout;    /* PF_EFULL after max_wait_duration */
+    unsigned peak_in_use;         /* the most callers inside at once */
+    uint64_t cancelled;           /* waits ended by the caller's deadline or
+                                     token, or tickets cancelled by it */
     uint64_t leave_without_enter; /* leaves ignored: nobody was inside */
     bool adaptive;
-    unsigned adaptive_floor;   /* the adaptive bounds (0 when not adaptive) */
+    unsigned adaptive_floor; /* the adaptive bounds (0 when not adaptive) */
     unsigned adaptive_ceiling;
 } pf_bulkhead_metrics_t;
 

@@ -68,12 +68,12 @@ typedef void (*pf_ratelimit_listener_fn)(const pf_ratelimit_event_t *ev,
 /* ---- config ----------------------------------------------------------- */
 
 typedef struct pf_ratelimit_config {
-    const char *name;  /* copied by _new; default "default" */
-    double rate;       /* permits per second, > 0 and at most
-                          PF_RATELIMIT_MAX_RATE; default 10 */
-    unsigned burst;    /* bucket size: most permits at once, >= 1;
-                          default 10 */
-    const pf_clock_t *clock;          /* NULL = system monotonic clock */
+    const char *name;        /* copied by _new; default "default" */
+    double rate;             /* permits per second, > 0 and at most
+                                PF_RATELIMIT_MAX_RATE; default 10 */
+    unsigned burst;          /* bucket size: most permits at once, >= 1;
+                                default 10 */
+    const pf_clock_t *clock; /* NULL = system monotonic clock */
     pf_ratelimit_listener_fn listener; /* NULL = none; default NULL */
     void *listener_arg;
 } pf_ratelimit_config_t;
@@ -110,8 +110,7 @@ PF_API int pf_ratelimit_try_acquire(pf_ratelimit_t *rl, unsigned n);
  * long as it takes. PF_EINVAL for NULL, n == 0, n > burst, or a negative
  * or NaN timeout. Blocks up to timeout on the limiter's clock.
  * Thread-safe. */
-PF_API int pf_ratelimit_acquire(pf_ratelimit_t *rl, unsigned n,
-                                double timeout);
+PF_API int pf_ratelimit_acquire(pf_ratelimit_t *rl, unsigned n, double timeout);
 
 /* pf_ratelimit_acquire that also honours the caller's deadline (NULL =
  * none; on any clock) and tok (NULL = none). Returns 0, PF_ERATELIMIT (the
@@ -144,8 +143,8 @@ PF_API double pf_ratelimit_time_until(pf_ratelimit_t *rl, unsigned n);
  * wants them. Returns PF_ERATELIMIT when they would be due later than
  * max_wait (nothing reserved), PF_EINVAL as pf_ratelimit_acquire or for a
  * NULL wait_ns. Never blocks. Thread-safe. */
-PF_API int pf_ratelimit_reserve(pf_ratelimit_t *rl, unsigned n,
-                                double max_wait, int64_t *wait_ns);
+PF_API int pf_ratelimit_reserve(pf_ratelimit_t *rl, unsigned n, double max_wait,
+                                int64_t *wait_ns);
 
 /* Give back n permits taken or reserved and not used: the bucket gains
  * them, never beyond burst. Later reservations do not move earlier (their
@@ -160,16 +159,16 @@ PF_API void pf_ratelimit_refund(pf_ratelimit_t *rl, unsigned n);
 PF_API const char *pf_ratelimit_name(const pf_ratelimit_t *rl);
 
 typedef struct pf_ratelimit_metrics {
-    double rate;          /* permits per second */
+    double rate; /* permits per second */
     unsigned burst;
-    unsigned available;   /* whole permits in the bucket now (0 while in
-                             debt to waiting callers) */
-    uint64_t acquired;    /* permits handed out (acquired or reserved) */
-    uint64_t rejected;    /* requests refused */
-    uint64_t waited;      /* requests that had to wait (acquire, reserve) */
-    uint64_t refunded;    /* permits given back */
-    bool precise_clock;   /* decisions read the precise clock (true) or
-                             the cheap coarse one (false); see docs */
+    unsigned available; /* whole permits in the bucket now (0 while in
+                           debt to waiting callers) */
+    uint64_t acquired;  /* permits handed out (acquired or reserved) */
+    uint64_t rejected;  /* requests refused */
+    uint64_t waited;    /* requests that had to wait (acquire, reserve) */
+    uint64_t refunded;  /* permits given back */
+    bool precise_clock; /* decisions read the precise clock (true) or
+                           the cheap coarse one (false); see docs */
 } pf_ratelimit_metrics_t;
 
 /* Fill *out with a snapshot (each field read atomically). NULL arguments
