@@ -849,6 +849,101 @@ test_metrics_promtool_accepts_the_export(void **state)
     pf_registry_free(r);
 }
 
+/* ---- the documentation ------------------------------------------------- */
+
+/* Every family a registry with one object of each kind exports is listed
+ * in docs/metrics.md (found from PF_FIXTURES, tests/fixtures). */
+static void
+test_metrics_every_family_is_documented(void **state)
+{
+    pf_clock_t *clock = *state;
+    const char *fixtures = getenv("PF_FIXTURES");
+    pf_registry_t *r;
+    pf_breaker_config_t bcfg;
+    pf_breaker_t *b;
+    pf_breaker_group_t *g;
+    pf_bulkhead_config_t bhcfg;
+    pf_bulkhead_t *bh;
+    pf_ratelimit_t *rl;
+    pf_health_checker_t *hc;
+    pf_health_report_t *rep;
+    pf_leak_config_t lcfg;
+    pf_leak_detector_t *ld;
+    pf_leak_report_t lrep;
+    pf_degradation_t *dg;
+    pf_system_health_t h;
+    pf_permit_t p = PF_PERMIT_INIT;
+    char path[4096];
+    char *doc = NULL;
+    char *text;
+    prom_doc_t pd;
+    size_t i, len = 0;
+    FILE *f;
+
+    if (fixtures == NULL) {
+        skip();
+    }
+    snprintf(path, sizeof(path), "%s/../../docs/metrics.md", fixtures);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    doc = malloc(1 << 20);
+    assert_non_null(doc);
+    len = fread(doc, 1, (1 << 20) - 1, f);
+    doc[len] = '\0';
+    fclose(f);
+
+    assert_pf_ok(pf_registry_new(NULL, &r));
+    pf_breaker_config_init(&bcfg);
+    bcfg.failure_threshold = 1;
+    bcfg.clock = clock;
+    assert_pf_ok(pf_registry_get_breaker(r, "b", &bcfg, &b));
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    pf_breaker_record(b, &p, -1); /* open: every time-based family too */
+    assert_pf_ok(pf_registry_get_breaker_group(r, "g", NULL, &g));
+    assert_pf_ok(pf_breaker_group_call(g, "k", ok_call, NULL));
+    pf_bulkhead_config_init(&bhcfg);
+    bhcfg.adaptive = true;
+    assert_pf_ok(pf_registry_get_bulkhead(r, "bh", &bhcfg, &bh));
+    assert_pf_ok(pf_registry_get_ratelimit(r, "rl", NULL, &rl));
+    assert_pf_ok(pf_registry_get_health_checker(r, "hc", NULL, &hc));
+    assert_pf_ok(pf_health_add_check(hc, "c", ok_check, NULL));
+    assert_pf_ok(pf_health_check_all(hc, &rep));
+    pf_health_report_free(rep);
+    pf_leak_config_init(&lcfg);
+    lcfg.sample = fixed_sample;
+    lcfg.clock = clock;
+    lcfg.trend_window = 4;
+    assert_pf_ok(pf_registry_get_leak_detector(r, "ld", &lcfg, &ld));
+    assert_pf_ok(pf_leak_detector_track_allocation(ld, "a", "s", NULL));
+    for (i = 0; i < 4; i++) {
+        pf_clock_manual_advance(clock, 60 * NS_PER_SEC);
+        assert_pf_ok(pf_leak_detector_check(ld, &lrep));
+        pf_leak_report_clear(&lrep);
+    }
+    assert_pf_ok(pf_registry_get_degradation(r, "dg", NULL, &dg));
+    memset(&h, 0, sizeof(h));
+    h.cpu_usage = 10;
+    h.memory_usage = 10;
+    h.external_services_available = true;
+    assert_pf_ok(pf_degradation_evaluate(dg, &h));
+
+    text = export(r, PF_METRICS_PROMETHEUS);
+    check_prom(text, &pd);
+    assert_true(pd.nfamilies > 80);
+    for (i = 0; i < pd.nfamilies; i++) {
+        char quoted[160];
+
+        snprintf(quoted, sizeof(quoted), "`%s`", pd.families[i].name);
+        if (strstr(doc, quoted) == NULL) {
+            fail_msg("%s is not in docs/metrics.md", pd.families[i].name);
+        }
+    }
+    prom_doc_free(&pd);
+    pf_free(text);
+    free(doc);
+    pf_registry_free(r);
+}
+
 #define CLOCK_TEST(f)                                                          \
     cmocka_unit_test_setup_teardown(f, pf_test_clock_setup,                    \
                                     pf_test_clock_teardown)
@@ -876,6 +971,7 @@ main(void)
         cmocka_unit_test(test_metrics_bad_arguments_are_einval),
         cmocka_unit_test(test_metrics_allocation_failures_leak_nothing),
         cmocka_unit_test(test_metrics_promtool_accepts_the_export),
+        CLOCK_TEST(test_metrics_every_family_is_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
