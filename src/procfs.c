@@ -20,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -578,14 +581,62 @@ typedef struct sock_table {
     size_t len;
     size_t cap;
     size_t matched;
-    int64_t fds; /* every entry listed */
+    int64_t fds;              /* every entry listed */
+    bool want;                /* sockets wanted, not only the count */
+    pf__sock_counts_t direct; /* our own sockets, classified directly */
 } sock_table_t;
 
-/* The socket inode behind descriptor name, or 0 when it is no socket. For
- * our own descriptors fstat says it without the kernel building a path
- * string (what readlink costs); for another process, readlink. */
+/* Count one of our own descriptors into c if it is a socket, asking the
+ * socket itself for its family, protocol and TCP state. This costs a few
+ * system calls and no /proc/net table: reading /proc/net/tcp walks the
+ * kernel's whole connection hash, milliseconds on a large machine. It also
+ * classifies sockets no table lists (unbound ones). A descriptor closed or
+ * reused since the listing is counted as what it is now, or not at all. */
+static void
+classify_own(int fd, pf__sock_counts_t *c)
+{
+    struct stat st;
+    struct tcp_info ti;
+    socklen_t len = sizeof(int);
+    int domain;
+    int proto;
+
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        return;
+    }
+    c->total++;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+        c->other++;
+        return;
+    }
+    if (domain == AF_UNIX) {
+        c->unix_++;
+        return;
+    }
+    len = sizeof(int);
+    if ((domain != AF_INET && domain != AF_INET6) ||
+        getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0) {
+        c->other++;
+        return;
+    }
+    if (proto == IPPROTO_TCP) {
+        c->tcp++;
+        len = sizeof(ti);
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+            ti.tcpi_state < PF__TCP_STATES) {
+            c->tcp_by_state[ti.tcpi_state]++;
+        }
+    } else if (proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE) {
+        c->udp++;
+    } else {
+        c->other++;
+    }
+}
+
+/* The socket inode behind entry name of another process's fd folder, or 0
+ * when it is no socket. */
 static int
-sock_inode(int dirfd, const char *name, bool own, uint64_t *ino)
+sock_inode(int dirfd, const char *name, uint64_t *ino)
 {
     static const char prefix[] = "socket:[";
     char link[64];
@@ -593,17 +644,6 @@ sock_inode(int dirfd, const char *name, bool own, uint64_t *ino)
     ssize_t n;
 
     *ino = 0;
-    if (own) {
-        struct stat st;
-
-        if (fstat(atoi(name), &st) != 0) {
-            return 0; /* closed since the listing */
-        }
-        if (S_ISSOCK(st.st_mode)) {
-            *ino = (uint64_t)st.st_ino;
-        }
-        return 0;
-    }
     n = readlinkat(dirfd, name, link, sizeof(link) - 1);
     if (n < 0) {
         /* Closed since the listing: no longer open, so not counted. */
@@ -625,9 +665,17 @@ sock_visit(int dirfd, const char *name, bool own, void *arg)
 {
     sock_table_t *t = arg;
     uint64_t ino;
-    int rc = sock_inode(dirfd, name, own, &ino);
+    int rc;
 
     t->fds++;
+    if (!t->want) {
+        return 0;
+    }
+    if (own) {
+        classify_own(atoi(name), &t->direct);
+        return 0;
+    }
+    rc = sock_inode(dirfd, name, &ino);
     if (rc != 0 || ino == 0) {
         return rc;
     }
@@ -786,10 +834,11 @@ pf__proc_count_fds_sockets(const char *proc_root, int pid, int64_t *fds,
         const char *file;
         enum net_kind kind;
     } tables[] = {
-        {"net/tcp", NET_TCP},  {"net/tcp6", NET_TCP},  {"net/udp", NET_UDP},
-        {"net/udp6", NET_UDP}, {"net/unix", NET_UNIX},
+        /* Cheapest first: the TCP tables cost the most to read. */
+        {"net/unix", NET_UNIX}, {"net/udp", NET_UDP},  {"net/udp6", NET_UDP},
+        {"net/tcp", NET_TCP},   {"net/tcp6", NET_TCP},
     };
-    sock_table_t t = {NULL, 0, 0, 0, 0};
+    sock_table_t t;
     pf__sock_counts_t c;
     size_t i;
     int rc;
@@ -798,6 +847,8 @@ pf__proc_count_fds_sockets(const char *proc_root, int pid, int64_t *fds,
         return PF_EINVAL;
     }
     memset(&c, 0, sizeof(c));
+    memset(&t, 0, sizeof(t));
+    t.want = out != NULL;
     rc = list_fds(proc_root, pid, sock_visit, &t);
     if (rc == 0 && t.len > 0) {
         qsort(t.ents, t.len, sizeof(*t.ents), sock_cmp);
@@ -813,7 +864,13 @@ pf__proc_count_fds_sockets(const char *proc_root, int pid, int64_t *fds,
     if (rc != 0) {
         return rc;
     }
-    c.total = (int64_t)t.len;
+    c.total = (int64_t)t.len + t.direct.total;
+    c.tcp += t.direct.tcp;
+    c.udp += t.direct.udp;
+    c.unix_ += t.direct.unix_;
+    for (i = 0; i < PF__TCP_STATES; i++) {
+        c.tcp_by_state[i] += t.direct.tcp_by_state[i];
+    }
     c.other = c.total - c.tcp - c.udp - c.unix_;
     if (fds != NULL) {
         *fds = t.fds;

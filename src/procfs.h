@@ -55,9 +55,13 @@ int pf__proc_count_sockets(const char *proc_root, int pid,
                            pf__sock_counts_t *out);
 
 /* Both of the above from one listing of /proc/<pid>/fd, which costs about
- * half of the two calls (either pointer may be NULL, not both). A socket
- * the kernel lists in no table (an unbound UDP or TCP socket, netlink,
- * raw, packet) counts in other. */
+ * half of the two calls (either pointer may be NULL, not both). For another
+ * process a socket the kernel lists in no table (an unbound UDP or TCP
+ * socket, netlink, raw, packet) counts in other. This process's own
+ * sockets (pid 0 or getpid() on a real procfs) are asked directly
+ * (SO_DOMAIN, SO_PROTOCOL, TCP_INFO) instead: no /proc/net table is read,
+ * and unbound sockets count by their kind (an unbound TCP socket is
+ * CLOSE). */
 int pf__proc_count_fds_sockets(const char *proc_root, int pid, int64_t *fds,
                                pf__sock_counts_t *out);
 

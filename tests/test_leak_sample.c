@@ -4,6 +4,7 @@
  * exit; bad input. */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
@@ -45,8 +46,8 @@ test_leak_sample_counts_200_fds_and_sockets_by_kind(void **state)
     for (i = 0; i < 20; i++) {
         fds[n] = socket(AF_INET, SOCK_DGRAM, 0);
         assert_true(fds[n] >= 0);
-        assert_int_equal(
-            bind(fds[n], (struct sockaddr *)&addr, sizeof(addr)), 0);
+        assert_int_equal(bind(fds[n], (struct sockaddr *)&addr, sizeof(addr)),
+                         0);
         n++;
     }
     assert_int_equal(n, 200);
@@ -109,13 +110,47 @@ test_leak_sample_counts_loopback_tcp_by_state(void **state)
                      before.tcp_by_state[PF_LEAK_TCP_LISTEN] + 1);
     assert_int_equal(after.tcp_by_state[PF_LEAK_TCP_ESTABLISHED],
                      before.tcp_by_state[PF_LEAK_TCP_ESTABLISHED] + 2);
-    assert_string_equal(pf_leak_tcp_state_name(PF_LEAK_TCP_LISTEN),
-                        "LISTEN");
+    assert_string_equal(pf_leak_tcp_state_name(PF_LEAK_TCP_LISTEN), "LISTEN");
     assert_string_equal(pf_leak_tcp_state_name(PF_LEAK_TCP_CLOSE_WAIT),
                         "CLOSE_WAIT");
     close(server);
     close(client);
     close(lsock);
+}
+
+static void
+test_leak_sample_counts_own_unbound_sockets_by_kind(void **state)
+{
+    pf_leak_sample_t before;
+    pf_leak_sample_t after;
+    int tcp = socket(AF_INET6, SOCK_STREAM, 0);
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    int nl = socket(AF_NETLINK, SOCK_RAW, 0);
+
+    (void)state;
+    assert_true(tcp >= 0 && udp >= 0);
+    close(tcp);
+    close(udp);
+    if (nl >= 0) {
+        close(nl);
+    }
+    assert_pf_ok(pf_leak_sample_process(0, &before));
+    /* No /proc/net table lists these: our own are asked directly. */
+    tcp = socket(AF_INET6, SOCK_STREAM, 0);
+    udp = socket(AF_INET, SOCK_DGRAM, 0);
+    nl = socket(AF_NETLINK, SOCK_RAW, 0);
+    assert_pf_ok(pf_leak_sample_process(0, &after));
+    assert_int_equal(after.tcp, before.tcp + 1);
+    assert_int_equal(after.tcp_by_state[7], before.tcp_by_state[7] + 1);
+    assert_string_equal(pf_leak_tcp_state_name(7), "CLOSE");
+    assert_int_equal(after.udp, before.udp + 1);
+    if (nl >= 0) {
+        assert_int_equal(after.other_sockets, before.other_sockets + 1);
+        close(nl);
+    }
+    assert_int_equal(after.sockets, before.sockets + 2 + (nl >= 0));
+    close(tcp);
+    close(udp);
 }
 
 static void
@@ -166,7 +201,7 @@ test_leak_detector_watches_another_process_until_it_exits(void **state)
     assert_int_equal(rep.sample_error, 0);
     assert_int_equal(rep.sample.pid, (int)child);
     assert_true(rep.sample.open_fds >= 1); /* at least the pipe */
-    assert_true(rep.sample.threads >= 1); /* sanitizers may add one */
+    assert_true(rep.sample.threads >= 1);  /* sanitizers may add one */
     pf_leak_report_clear(&rep);
 
     close(gate[1]);
@@ -183,6 +218,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leak_sample_counts_200_fds_and_sockets_by_kind),
         cmocka_unit_test(test_leak_sample_counts_loopback_tcp_by_state),
+        cmocka_unit_test(test_leak_sample_counts_own_unbound_sockets_by_kind),
         cmocka_unit_test(test_leak_sample_bad_input),
         cmocka_unit_test(
             test_leak_detector_watches_another_process_until_it_exits),

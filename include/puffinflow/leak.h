@@ -52,12 +52,13 @@ typedef struct pf_leak_detector pf_leak_detector_t; /* opaque */
 #define PF_LEAK_TCP_CLOSE_WAIT 8
 #define PF_LEAK_TCP_LISTEN 10
 
-/* One reading of a process. The socket fields (sockets to tcp_by_state,
- * and connections) are -1 when the process's descriptors cannot be
- * examined (another user's process, without the privilege): the count of
- * descriptors is still known. A socket the kernel lists in no table (an
- * unbound UDP or TCP socket, netlink, raw, packet) counts in
- * other_sockets. */
+/* One reading of a process. The caller's own sockets are asked for their
+ * kind and TCP state directly; another process's are looked up in its
+ * /proc/net tables, where a socket no table lists (an unbound UDP or TCP
+ * socket, netlink, raw, packet) counts in other_sockets. The socket fields
+ * (sockets to tcp_by_state, and connections) are -1 when the process's
+ * descriptors cannot be examined (another user's process, without the
+ * privilege): the count of descriptors is still known. */
 typedef struct pf_leak_sample {
     int64_t at_ns;              /* detector clock; 0 from
                                    pf_leak_sample_process */
