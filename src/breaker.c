@@ -74,6 +74,17 @@ enum { PERMIT_TRIAL = 1, PERMIT_SHADOW = 2, PERMIT_GROUP = 4 };
 #define MAX_STRIPES 32u
 #define NEVER INT64_MAX /* a duration that never elapses */
 
+/* Keep the slow paths out of the fast ones (a slow path inlined into
+ * acquire costs every closed call its register saves), and the counters'
+ * update in. */
+#if defined(__GNUC__)
+#define SLOW_PATH __attribute__((noinline, cold))
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define SLOW_PATH
+#define ALWAYS_INLINE inline
+#endif
+
 /* ---- stripes: per-CPU counters ----------------------------------------- */
 
 /* Counts only ever read summed, so a thread may use any stripe; threads
@@ -739,7 +750,7 @@ reclaim_overdue(pf_breaker_t *b, int64_t now)
 /* Open from CLOSED if the state is still the epoch whose count or window
  * reached the threshold (another thread may have opened it already). now
  * is the record's clock reading, or -1 when it read none. */
-static void
+static SLOW_PATH void
 open_from_closed(pf_breaker_t *b, uint64_t epoch, int64_t now)
 {
     uint64_t w;
@@ -822,7 +833,7 @@ claim_trial(pf_breaker_t *b, pf_permit_t *p, uint64_t w, int64_t now)
 /* Acquire when the word is not CLOSED: reject without a lock while OPEN
  * before recovery, or while HALF_OPEN with every trial slot taken and none
  * overdue; otherwise decide under the lock. */
-static int
+static SLOW_PATH int
 acquire_slow(pf_breaker_t *b, pf_permit_t *p, uint64_t w)
 {
     int64_t now = now_ns(b);
@@ -916,7 +927,7 @@ counts_as_failure(const pf_breaker_t *b, int result)
     return b->is_failure != NULL && b->is_failure(result, b->is_failure_arg);
 }
 
-static void
+static ALWAYS_INLINE void
 count_outcome(pf_breaker_t *b, pf_breaker_outcome_t out, bool slow)
 {
     stripe_t *s = my_stripe(b);
@@ -1025,7 +1036,7 @@ apply_window(pf_breaker_t *b, uint64_t epoch, bool failed, bool slow,
 /* A trial's result: free its slot (unless reclaimed meanwhile, then it
  * was counted already and reports TIMEOUT), count it, and move the state
  * if the trial belongs to the current half-open period. */
-static pf_breaker_outcome_t
+static SLOW_PATH pf_breaker_outcome_t
 record_trial(pf_breaker_t *b, const pf_permit_t *q, pf_breaker_outcome_t out,
              bool slow, int64_t now)
 {
@@ -1072,6 +1083,10 @@ pf_breaker_record_outcome(pf_breaker_t *b, pf_permit_t *permit, int result)
     }
     q = *permit;
     empty(permit);
+    if ((q.priv_flags & PERMIT_TRIAL) != 0 &&
+        q.priv_slot >= b->half_open_max) {
+        return PF_BREAKER_OUTCOME_NONE; /* not one of ours */
+    }
     if (b->stamp || b->window == PF_BREAKER_WINDOW_TIME ||
         (q.priv_flags & PERMIT_TRIAL) != 0) {
         now = now_ns(b);
@@ -1135,7 +1150,8 @@ pf_breaker_release(pf_breaker_t *b, pf_permit_t *permit)
     }
     q = *permit;
     empty(permit);
-    if ((q.priv_flags & PERMIT_TRIAL) != 0) {
+    if ((q.priv_flags & PERMIT_TRIAL) != 0 &&
+        q.priv_slot < b->half_open_max) {
         trial_slot_t *s = &b->slots[q.priv_slot];
 
         pthread_mutex_lock(&b->lock);
