@@ -18,10 +18,13 @@
  * wait honours a manual clock and the parent token. Whoever settles the
  * record's state first under its mutex decides the outcome: the helper
  * marks it FINISHED when fn returns, the caller marks it ABANDONED when its
- * wait runs out. On FINISHED the caller runs the completion hook; on
- * ABANDONED the caller cancels fn's token and leaves, and the helper runs
- * the hook when fn returns, after dropping its last use of the record, so
- * the hook may free anything. */
+ * wait runs out. On FINISHED the helper hands its reference over and never
+ * touches the record again, so the caller frees it and runs the completion
+ * hook before returning: nothing of an in-time call outlives it. On
+ * ABANDONED the caller cancels fn's token (still holding its reference,
+ * since the token lives in the record) and leaves, and the helper runs the
+ * hook when fn returns, after dropping its reference, so the hook may free
+ * anything. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -376,9 +379,15 @@ helper_main(void *p)
         pthread_cond_broadcast(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
+    if (!abandoned) {
+        /* FINISHED hands our reference to the caller, who frees the record
+         * as soon as it sees the state: not touching c after the unlock
+         * means nothing of the call outlives pf_timeout_call_ex. */
+        return NULL;
+    }
     call_unref(c);
     /* The record may be gone now: the hook gets copies only. */
-    if (abandoned && done != NULL) {
+    if (done != NULL) {
         done(rc, done_arg);
     }
     return NULL;
@@ -551,7 +560,8 @@ pf_timeout_call_ex(double seconds, pf_deadline_fn fn, void *arg,
         call_unref(c);
         return rc;
     }
-    call_unref(c);
+    call_unref(c); /* ours ... */
+    call_unref(c); /* ... and the one the helper handed over: frees */
     return finish(o, rc);
 }
 
