@@ -283,6 +283,8 @@ pf_agent_new_with(const pf_agent_config_t *cfg, pf_agent_t **out)
     a->cfg.name = a->name;
     a->clock = pf_executor_clock(cfg->executor); /* system when NULL */
     atomic_init(&a->frozen, false);
+    atomic_init(&a->closing, false);
+    atomic_init(&a->refs, 1);
     *out = a;
     return 0;
 }
@@ -357,22 +359,12 @@ unfreeze(pf_agent_t *a)
     a->nentries = 0;
 }
 
-void
-pf_agent_free(pf_agent_t *a)
+/* The last reference is gone: free the definition. */
+static void
+agent_destroy(pf_agent_t *a)
 {
     size_t i;
 
-    if (a == NULL) {
-        return;
-    }
-    for (i = 0; i < PF__RUN_CACHE; i++) {
-        pf__run_t *r = atomic_exchange_explicit(&a->cache[i], NULL,
-                                                memory_order_acquire);
-
-        if (r != NULL) {
-            pf__run_destroy(r);
-        }
-    }
     unfreeze(a);
     for (i = 0; i < a->nstates; i++) {
         state_destroy(&a->states[i]);
@@ -382,6 +374,43 @@ pf_agent_free(pf_agent_t *a)
     pthread_mutex_destroy(&a->lock);
     pf__free(a->name);
     pf__free(a);
+}
+
+void
+pf__agent_unref(pf_agent_t *a)
+{
+    /* acq_rel: the last owner sees what the others wrote. */
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) {
+        agent_destroy(a);
+    }
+}
+
+void
+pf__agent_drain_cache(pf_agent_t *a)
+{
+    size_t i;
+
+    for (i = 0; i < PF__RUN_CACHE; i++) {
+        pf__run_t *r = atomic_exchange_explicit(&a->cache[i], NULL,
+                                                memory_order_acquire);
+
+        if (r != NULL) {
+            pf__run_destroy(r);
+        }
+    }
+}
+
+void
+pf_agent_free(pf_agent_t *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    /* seq_cst, paired with run_release: a run object put in the cache
+     * after the drain below sees the flag and takes itself out again. */
+    atomic_store_explicit(&a->closing, true, memory_order_seq_cst);
+    pf__agent_drain_cache(a);
+    pf__agent_unref(a);
 }
 
 /* ---- adding states -------------------------------------------------------------- */

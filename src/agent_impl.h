@@ -87,6 +87,8 @@ struct pf_agent {
     size_t nentries;
     size_t run_bytes;              /* size of one run object */
     atomic_bool frozen;
+    atomic_bool closing;           /* pf_agent_free was called */
+    _Atomic int refs;              /* the user's, and one per run object */
     pthread_mutex_t lock;          /* validate and errbuf */
     char errbuf[256];
     _Atomic(struct pf_run *) cache[PF__RUN_CACHE];
@@ -188,6 +190,7 @@ struct pf_run {
     bool timings;
     bool async;
     bool own_store_used;
+    bool caller_finished;          /* the blocking caller ended it */
     pf_run_done_fn on_done;
     void *on_done_arg;
     int status;
@@ -205,6 +208,15 @@ typedef struct pf_run pf__run_t;
 
 /* The index of the state called name, or PF__NONE. */
 uint32_t pf__agent_find(const pf_agent_t *a, const char *name);
+
+/* Drop a reference to a (the user's or a run object's); the last one
+ * frees the definition. Run objects keep their agent alive, so a run that
+ * is still finishing, or a result or handle kept after pf_agent_free, can
+ * still read it. */
+void pf__agent_unref(pf_agent_t *a);
+
+/* Destroy the run objects in a's cache. */
+void pf__agent_drain_cache(pf_agent_t *a);
 
 /* ---- scheduler.c ---------------------------------------------------------- */
 

@@ -240,15 +240,20 @@ pf__group_reset(pf__group_t *g)
     g->finished = false;
 }
 
-void
-pf__exec_group_finish(pf_executor_t *ex, pf__group_t *g)
+bool
+pf__exec_group_finish(pf_executor_t *ex, pf__group_t *g, _Atomic int *refs)
 {
+    bool last;
+
     pthread_mutex_lock(&ex->lock);
     g->finished = true;
     if (g->waiting > 0) {
         pthread_cond_broadcast(&g->cv);
     }
+    /* acq_rel: the last owner sees the others' writes. */
+    last = atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
     pthread_mutex_unlock(&ex->lock);
+    return last;
 }
 
 /* The group's first task of the highest priority: a group holds the few

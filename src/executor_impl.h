@@ -6,6 +6,7 @@
 #define PF_SRC_EXECUTOR_IMPL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -63,12 +64,16 @@ void pf__exec_push(pf_executor_t *ex, pf__task_t *t);
 void pf__exec_push_many(pf_executor_t *ex, pf__task_t *const *tasks,
                         size_t n);
 
-/* Mark g finished and wake its helpers. Thread-safe. */
-void pf__exec_group_finish(pf_executor_t *ex, pf__group_t *g);
+/* Mark g finished, wake its helpers and, in the same locked step, drop one
+ * count of *refs: a helper returns only once the count has been dropped,
+ * so a thread that waited for the group never races the finisher's last
+ * reference. Returns true when *refs fell to 0. Thread-safe. */
+bool pf__exec_group_finish(pf_executor_t *ex, pf__group_t *g,
+                           _Atomic int *refs);
 
-/* Run the tasks of g on the calling thread as they arrive, until g is
- * finished (returns 0) or deadline d passes (PF_ETIMEDOUT; NULL = none).
- * Tasks run with no lock held. */
+/* Run the tasks of g on the calling thread as they arrive, highest
+ * priority first, until g is finished (returns 0) or deadline d passes
+ * (PF_ETIMEDOUT; NULL = none). Tasks run with no lock held. */
 int pf__exec_help(pf_executor_t *ex, pf__group_t *g, const pf_deadline_t *d);
 
 /* Arm idle timer t to fire at at_ns on the executor's clock (at once if

@@ -111,6 +111,8 @@ run_alloc(pf_agent_t *a)
     }
     r->agent = a;
     r->nslots = a->nstates;
+    /* Relaxed: the caller holds a reference, so the count is not 0. */
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
     pf__timer_init(&r->deadline_timer, deadline_timer_fn);
     for (i = 0; i < r->nslots; i++) {
         pf__slot_t *s = &r->slots[i];
@@ -128,6 +130,7 @@ run_alloc(pf_agent_t *a)
 void
 pf__run_destroy(pf__run_t *r)
 {
+    pf_agent_t *a = r->agent;
     size_t i;
 
     for (i = 0; i < r->nslots; i++) {
@@ -138,6 +141,7 @@ pf__run_destroy(pf__run_t *r)
     pf__group_destroy(&r->group);
     pthread_mutex_destroy(&r->lock);
     pf__free(r);
+    pf__agent_unref(a);
 }
 
 /* A run object from the agent's cache, or a new one. */
@@ -177,14 +181,31 @@ run_release(pf__run_t *r)
         pf_ctx_clear(&view);
         r->own_store_used = false;
     }
-    for (i = 0; i < PF__RUN_CACHE; i++) {
-        pf__run_t *expected = NULL;
+    if (!atomic_load_explicit(&a->closing, memory_order_seq_cst)) {
+        for (i = 0; i < PF__RUN_CACHE; i++) {
+            pf__run_t *expected = NULL;
 
-        if (atomic_load_explicit(&a->cache[i], memory_order_relaxed) == NULL &&
-            atomic_compare_exchange_strong_explicit(
-                &a->cache[i], &expected, r, memory_order_release,
-                memory_order_relaxed)) {
-            return;
+            if (atomic_load_explicit(&a->cache[i], memory_order_relaxed) ==
+                    NULL &&
+                atomic_compare_exchange_strong_explicit(
+                    &a->cache[i], &expected, r, memory_order_seq_cst,
+                    memory_order_relaxed)) {
+                /* pf_agent_free sets closing, then drains the cache; we
+                 * cached, then look at closing (both seq_cst): one of us
+                 * sees the other, so the object is never stranded. */
+                if (atomic_load_explicit(&a->closing, memory_order_seq_cst)) {
+                    /* Take back this entry (ours, or nothing if the drain
+                     * got it). Nothing of a is read after a destroy: it
+                     * may drop the agent's last reference. */
+                    pf__run_t *back = atomic_exchange_explicit(
+                        &a->cache[i], NULL, memory_order_acquire);
+
+                    if (back != NULL) {
+                        pf__run_destroy(back);
+                    }
+                }
+                return;
+            }
         }
     }
     pf__run_destroy(r);
@@ -226,6 +247,7 @@ run_prepare(pf__run_t *r, pf_ctx_t *ctx, const pf_run_opts_t *opts,
     r->async = async;
     r->on_done = async && opts != NULL ? opts->on_done : NULL;
     r->on_done_arg = opts == NULL ? NULL : opts->on_done_arg;
+    r->caller_finished = false;
     r->status = 0;
     r->start_ns = 0;
     r->end_ns = 0;
@@ -1114,13 +1136,19 @@ finish(pf__run_t *r, bool on_caller)
     emit(r, PF_AGENT_EVENT_RUN_DONE, PF__NONE, r->status, 0, 0.0);
     /* Release: whoever sees done sees the summary. */
     atomic_store_explicit(&r->done, true, memory_order_release);
-    if (!on_caller) {
-        pf__exec_group_finish(r->ex, &r->group);
-    }
     if (r->on_done != NULL) {
         r->on_done(r, r->on_done_arg);
     }
-    pf__run_unref(r);
+    if (on_caller) {
+        r->caller_finished = true; /* nobody else waits for this run */
+        pf__run_unref(r);
+        return;
+    }
+    /* Drop the execution's reference in the step that releases the
+     * waiters: once a wait returns, nothing of the run is in flight. */
+    if (pf__exec_group_finish(r->ex, &r->group, &r->refs)) {
+        run_release(r);
+    }
 }
 
 /* ---- starting a run ------------------------------------------------------------------ */
@@ -1222,7 +1250,7 @@ pf_agent_run_with(pf_agent_t *a, pf_ctx_t *ctx, const pf_run_opts_t *opts,
         }
         drive(r, a->entries[0], true);
     }
-    if (!atomic_load_explicit(&r->done, memory_order_acquire)) {
+    if (!r->caller_finished) {
         pf__exec_help(r->ex, &r->group, NULL);
     }
     status = r->status;
@@ -1283,8 +1311,9 @@ pf_run_wait(pf_run_t *run, const pf_deadline_t *d, pf_run_result_t *out)
     if (run == NULL) {
         return PF_EINVAL;
     }
-    if (!atomic_load_explicit(&run->done, memory_order_acquire) &&
-        pf__exec_help(run->ex, &run->group, d) == PF_ETIMEDOUT) {
+    /* Through the executor's lock even when done is already set: the wait
+     * ends once the finishing thread has let go of the run. */
+    if (pf__exec_help(run->ex, &run->group, d) == PF_ETIMEDOUT) {
         return PF_ETIMEDOUT;
     }
     if (out != NULL) {

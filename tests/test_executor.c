@@ -141,6 +141,7 @@ typedef struct ordered {
     int id;
     int *log;
     atomic_int *n;
+    atomic_int *written;
 } ordered_t;
 
 static void
@@ -149,6 +150,7 @@ log_task(pf__task_t *t)
     ordered_t *o = (ordered_t *)t;
 
     o->log[atomic_fetch_add(o->n, 1)] = o->id;
+    atomic_fetch_add(o->written, 1); /* publishes the entry */
 }
 
 static void
@@ -159,6 +161,7 @@ test_executor_runs_higher_priority_first_when_queued_together(void **state)
     ordered_t o[8];
     int log[8];
     atomic_int n = 0;
+    atomic_int written = 0;
     /* Queued low first, critical last: run critical, high, normal, low,
      * first come first served within a priority. */
     const unsigned prio[8] = {0, 1, 2, 3, 0, 1, 2, 3};
@@ -170,13 +173,13 @@ test_executor_runs_higher_priority_first_when_queued_together(void **state)
     pf__exec_push(ex, &b.task); /* occupies the only worker */
     pf_test_wait_for_flag(&b.started, 1);
     for (i = 0; i < 8; i++) {
-        o[i] = (ordered_t){.id = i, .log = log, .n = &n};
+        o[i] = (ordered_t){.id = i, .log = log, .n = &n, .written = &written};
         o[i].task.fn = log_task;
         o[i].task.prio = prio[i];
         pf__exec_push(ex, &o[i].task);
     }
     atomic_store(&b.release, 1);
-    pf_test_wait_for_flag(&n, 8);
+    pf_test_wait_for_flag(&written, 8);
     for (i = 0; i < 8; i++) {
         assert_int_equal(log[i], want[i]);
     }
@@ -372,7 +375,10 @@ group_task(pf__task_t *t)
 
     gt->ran_on = pthread_self();
     if (atomic_fetch_add(gt->n, 1) + 1 == gt->finish_at) {
-        pf__exec_group_finish(gt->ex, gt->g);
+        _Atomic int refs = 2;
+
+        assert_false(pf__exec_group_finish(gt->ex, gt->g, &refs));
+        assert_true(pf__exec_group_finish(gt->ex, gt->g, &refs));
     }
 }
 

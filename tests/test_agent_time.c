@@ -1,0 +1,710 @@
+/* Agents and time, on a manual clock: retry backoff and rate-limit delays
+ * are timers (no thread waits), timeouts fail slow attempts and cancel
+ * their token, runs can be cancelled (by handle, token or deadline) while
+ * states run or wait, bulkhead waits are tickets with a wait limit. No
+ * sleeps: the tests move the clock and watch the executor's timers. */
+#include <math.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "puffinflow/agent.h"
+
+#include "agent_testutil.h"
+#include "test.h"
+
+/* A manual clock and an executor on it, per test. */
+typedef struct fixture {
+    pf_clock_t *clock;
+    pf_executor_t *ex;
+} fixture_t;
+
+static int
+setup(void **state)
+{
+    static fixture_t f;
+
+    assert_pf_ok(pf_clock_manual_new(&f.clock));
+    f.ex = executor_on(f.clock, 2);
+    *state = &f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    pf_executor_free(f->ex);
+    pf_clock_free(f->clock);
+    return 0;
+}
+
+static int64_t
+real_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+/* Spin until the executor has exactly n timers armed (30 s safety net,
+ * never a timing assertion). */
+static void
+wait_timers(pf_executor_t *ex, uint64_t n)
+{
+    int64_t give_up = real_ns() + 30 * NS_PER_SEC;
+    pf_executor_metrics_t m;
+
+    for (;;) {
+        pf_executor_metrics(ex, &m);
+        if (m.timers_armed == n) {
+            return;
+        }
+        if (real_ns() > give_up) {
+            fail_msg("gave up waiting for %llu armed timer(s)",
+                     (unsigned long long)n);
+        }
+        sched_yield();
+    }
+}
+
+/* Spin until every worker sleeps waiting for work. */
+static void
+wait_idle_workers(pf_executor_t *ex)
+{
+    int64_t give_up = real_ns() + 30 * NS_PER_SEC;
+    pf_executor_metrics_t m;
+
+    for (;;) {
+        pf_executor_metrics(ex, &m);
+        if (m.idle_workers == m.workers) {
+            return;
+        }
+        if (real_ns() > give_up) {
+            fail_msg("gave up waiting for the workers to go idle");
+        }
+        sched_yield();
+    }
+}
+
+static void
+backoff_exactly(pf_state_opts_t *o, unsigned retries, double first)
+{
+    pf_state_opts_init(o);
+    o->max_retries = retries;
+    o->backoff.initial_delay = first;
+    o->backoff.multiplier = 2.0;
+    o->backoff.max_delay = 600.0;
+    o->backoff.jitter = PF_JITTER_NONE;
+}
+
+/* ---- retries ---------------------------------------------------------------- */
+
+static void
+test_agent_retry_waits_its_backoff_on_a_timer(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    spec_t s = {0};
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    s.fail_first = 2;
+    s.code = -1;
+    backoff_exactly(&o, 3, 1.0); /* waits 1 s, then 2 s */
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&s.calls, 1);
+    wait_timers(f->ex, 1);
+    wait_idle_workers(f->ex); /* nothing sleeps on a worker */
+    pf_test_wait_for_waiters(f->clock, 1); /* the timer thread */
+    pf_clock_manual_advance(f->clock, 999 * NS_PER_MS);
+    wait_timers(f->ex, 1); /* not yet due: still armed */
+    assert_int_equal(atomic_load(&s.calls), 1);
+    pf_clock_manual_advance(f->clock, 1 * NS_PER_MS);
+    pf_test_wait_for_flag(&s.calls, 2);
+    wait_timers(f->ex, 1); /* the second backoff, 2 s from now */
+    pf_clock_manual_advance(f->clock, 1999 * NS_PER_MS);
+    wait_timers(f->ex, 1);
+    assert_int_equal(atomic_load(&s.calls), 2);
+    assert_false(pf_run_done(run));
+    pf_clock_manual_advance(f->clock, 1 * NS_PER_MS);
+    assert_pf_ok(pf_run_wait(run, NULL, &res));
+    assert_int_equal(atomic_load(&s.calls), 3);
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+    assert_int_equal(sr.attempts, 3);
+    assert_true(sr.duration == 3.0); /* 1 s + 2 s of backoff */
+    assert_true(res.duration == 3.0);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+}
+
+/* ---- timeouts ----------------------------------------------------------------- */
+
+typedef struct slow {
+    pf_clock_t *clock;
+    int64_t takes_ns;
+    pf_deadline_t seen;
+} slow_t;
+
+static int
+slow_fn(pf_ctx_t *ctx, void *arg)
+{
+    slow_t *s = arg;
+
+    s->seen = pf_ctx_deadline(ctx);
+    pf_clock_manual_advance(s->clock, s->takes_ns); /* the work takes time */
+    return 0;
+}
+
+static void
+test_agent_timeout_fails_an_attempt_that_returns_late(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    slow_t slow = {f->clock, 6 * NS_PER_SEC, {0}};
+    pf_state_opts_t o;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_dead_letter_t dl;
+    int64_t t0 = pf_clock_now_ns(f->clock);
+
+    pf_state_opts_init(&o);
+    o.timeout = 5.0;
+    o.max_retries = 0;
+    assert_pf_ok(pf_agent_add_state(a, "slow", slow_fn, &slow, &o));
+    assert_pf_err(pf_agent_run(a, NULL, &res), PF_ETIMEDOUT);
+    assert_int_equal(slow.seen.priv_at_ns, t0 + 5 * NS_PER_SEC);
+    sr = state_result(&res, "slow");
+    assert_int_equal(sr.outcome, PF_STATE_FAILED);
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    assert_true(sr.timed_out);
+    assert_pf_ok(pf_run_result_dead_letter(&res, 0, &dl));
+    assert_true(dl.timed_out);
+    pf_run_result_free(&res);
+    /* In time: fine. */
+    slow.takes_ns = 4 * NS_PER_SEC;
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    assert_false(state_result(&res, "slow").timed_out);
+    pf_run_result_free(&res);
+    pf_agent_free(a);
+}
+
+typedef struct waiter {
+    atomic_int waiting;
+    int wait_rc;
+    bool cancelled_after;
+    bool polled_cancelled;
+    int result;
+} waiter_t;
+
+static int
+wait_on_token(pf_ctx_t *ctx, void *arg)
+{
+    waiter_t *w = arg;
+    pf_token_t *tok = pf_ctx_token(ctx);
+    int64_t give_up = real_ns() + 30 * NS_PER_SEC;
+
+    assert_non_null(tok);
+    assert_ptr_equal(pf_ctx_token(ctx), tok); /* made once */
+    atomic_store(&w->waiting, 1);
+    w->wait_rc = pf_token_wait(tok, NULL);
+    /* The timer raises the flag at the deadline, maybe a moment after the
+     * wait itself ended there. */
+    while (!pf_token_is_cancelled(tok) && real_ns() < give_up) {
+        sched_yield();
+    }
+    w->cancelled_after = pf_token_is_cancelled(tok);
+    w->polled_cancelled = pf_ctx_is_cancelled(ctx);
+    return w->result;
+}
+
+static void
+test_agent_timeout_cancels_the_attempts_token_at_the_deadline(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    waiter_t w = {0};
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+
+    pf_state_opts_init(&o);
+    o.timeout = 5.0;
+    o.max_retries = 0;
+    assert_pf_ok(pf_agent_add_state(a, "bounded", wait_on_token, &w, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&w.waiting, 1);
+    wait_timers(f->ex, 1); /* the token's timer */
+    pf_test_wait_for_waiters(f->clock, 2); /* the state and the timer */
+    pf_clock_manual_advance(f->clock, 5 * NS_PER_SEC);
+    assert_pf_err(pf_run_wait(run, NULL, &res), PF_ETIMEDOUT);
+    assert_true(w.wait_rc == PF_ECANCELED || w.wait_rc == PF_ETIMEDOUT);
+    assert_true(w.cancelled_after);
+    assert_true(w.polled_cancelled);
+    assert_true(state_result(&res, "bounded").timed_out);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    wait_timers(f->ex, 0);
+    pf_agent_free(a);
+}
+
+/* ---- cancellation ----------------------------------------------------------------- */
+
+static void
+test_agent_cancel_ends_a_run_waiting_for_a_retry(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    const char *deps[] = {"s"};
+    spec_t s = {0};
+    spec_t after = {0};
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    s.fail_first = 100;
+    s.code = -1;
+    backoff_exactly(&o, 3, 60.0);
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    pf_state_opts_init(&o);
+    o.depends_on = deps;
+    o.depends_on_len = 1;
+    assert_pf_ok(pf_agent_add_state(a, "after", spec_fn, &after, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&s.calls, 1);
+    wait_timers(f->ex, 1);
+    pf_run_cancel(run);
+    assert_pf_err(pf_run_wait(run, NULL, &res), PF_ECANCELED);
+    wait_timers(f->ex, 0); /* the backoff timer was withdrawn */
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_CANCELLED);
+    assert_int_equal(sr.error, PF_ECANCELED);
+    assert_int_equal(sr.attempts, 1);
+    assert_false(sr.dead_letter);
+    assert_int_equal(state_result(&res, "after").outcome, PF_STATE_SKIPPED);
+    assert_int_equal(res.cancelled, 1);
+    assert_int_equal(atomic_load(&s.calls), 1);
+    pf_run_cancel(run); /* ended: no-op */
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+}
+
+static void
+test_agent_cancel_reaches_a_running_state_through_its_token(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    waiter_t w = {0};
+    spec_t next = {0};
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+
+    pf_state_opts_init(&o);
+    assert_pf_ok(pf_agent_add_state(a, "long", wait_on_token, &w, &o));
+    assert_pf_ok(pf_agent_add_state(a, "next", spec_fn, &next, NULL));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&w.waiting, 1);
+    pf_run_cancel(run);
+    assert_pf_err(pf_run_wait(run, NULL, &res), PF_ECANCELED);
+    assert_int_equal(w.wait_rc, PF_ECANCELED);
+    assert_true(w.polled_cancelled);
+    assert_int_equal(atomic_load(&next.calls), 0);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+}
+
+static void
+test_agent_run_deadline_cancels_what_is_left(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    spec_t s = {0};
+    pf_state_opts_t o;
+    pf_run_opts_t ro;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    s.fail_first = 100;
+    s.code = -1;
+    backoff_exactly(&o, 3, 60.0);
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    pf_run_opts_init(&ro);
+    ro.timeout = 10.0;
+    assert_pf_ok(pf_agent_start(a, NULL, &ro, &run));
+    pf_test_wait_for_flag(&s.calls, 1);
+    wait_timers(f->ex, 2); /* the run's deadline and the backoff */
+    pf_clock_manual_advance(f->clock, 10 * NS_PER_SEC);
+    assert_pf_err(pf_run_wait(run, NULL, &res), PF_ETIMEDOUT);
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_CANCELLED);
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    wait_timers(f->ex, 0);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+}
+
+static void
+test_agent_run_token_cancels_the_run(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    spec_t s = {0};
+    pf_state_opts_t o;
+    pf_run_opts_t ro;
+    pf_token_t *tok = NULL;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+
+    s.fail_first = 100;
+    s.code = -1;
+    backoff_exactly(&o, 3, 60.0);
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    assert_pf_ok(pf_token_new(NULL, NULL, &tok));
+    pf_run_opts_init(&ro);
+    ro.token = tok;
+    assert_pf_ok(pf_agent_start(a, NULL, &ro, &run));
+    pf_test_wait_for_flag(&s.calls, 1);
+    wait_timers(f->ex, 1);
+    pf_token_cancel(tok);
+    assert_pf_err(pf_run_wait(run, NULL, NULL), PF_ECANCELED);
+    pf_run_free(run);
+    /* A token cancelled already: nothing runs. */
+    atomic_store(&s.calls, 0);
+    assert_pf_err(pf_agent_run_with(a, NULL, &ro, &res), PF_ECANCELED);
+    assert_int_equal(atomic_load(&s.calls), 0);
+    assert_int_equal(state_result(&res, "s").outcome, PF_STATE_CANCELLED);
+    pf_run_result_free(&res);
+    pf_token_free(tok);
+    pf_agent_free(a);
+}
+
+typedef struct waiting_caller {
+    pf_run_t *run;
+    pf_deadline_t d;
+    atomic_int rc;
+    atomic_int returned;
+} waiting_caller_t;
+
+static void *
+wait_thread(void *arg)
+{
+    waiting_caller_t *w = arg;
+
+    atomic_store(&w->rc, pf_run_wait(w->run, &w->d, NULL));
+    atomic_store(&w->returned, 1);
+    return NULL;
+}
+
+static void
+test_agent_run_wait_times_out_and_the_run_goes_on(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    spec_t s = {0};
+    pf_state_opts_t o;
+    waiting_caller_t w = {0};
+    pthread_t tid;
+
+    s.fail_first = 1;
+    s.code = -1;
+    backoff_exactly(&o, 3, 10.0);
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &w.run));
+    pf_test_wait_for_flag(&s.calls, 1);
+    wait_timers(f->ex, 1);
+    w.d = pf_deadline_in(f->clock, 5.0);
+    assert_int_equal(pthread_create(&tid, NULL, wait_thread, &w), 0);
+    pf_test_wait_for_waiters(f->clock, 2); /* the waiter and the timer */
+    pf_clock_manual_advance(f->clock, 5 * NS_PER_SEC);
+    pthread_join(tid, NULL);
+    assert_int_equal(atomic_load(&w.rc), PF_ETIMEDOUT);
+    assert_false(pf_run_done(w.run));
+    pf_clock_manual_advance(f->clock, 5 * NS_PER_SEC);
+    assert_pf_ok(pf_run_wait(w.run, NULL, NULL));
+    assert_int_equal(atomic_load(&s.calls), 2);
+    pf_run_free(w.run);
+    pf_agent_free(a);
+}
+
+/* ---- rate limit ----------------------------------------------------------------------- */
+
+static void
+test_agent_rate_limit_delay_is_a_timer(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_ratelimit_config_t rc;
+    pf_ratelimit_t *rl = NULL;
+    spec_t s[2];
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+
+    memset(s, 0, sizeof(s));
+    pf_ratelimit_config_init(&rc);
+    rc.rate = 1.0;
+    rc.burst = 1;
+    rc.clock = f->clock;
+    assert_pf_ok(pf_ratelimit_new(&rc, &rl));
+    pf_state_opts_init(&o);
+    o.ratelimit = rl;
+    s[0].go[0] = "second";
+    assert_pf_ok(pf_agent_add_state(a, "first", spec_fn, &s[0], &o));
+    assert_pf_ok(pf_agent_add_state(a, "second", spec_fn, &s[1], &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&s[0].calls, 1);
+    wait_timers(f->ex, 1); /* the second waits for its permit */
+    assert_int_equal(atomic_load(&s[1].calls), 0);
+    pf_clock_manual_advance(f->clock, 1 * NS_PER_SEC);
+    assert_pf_ok(pf_run_wait(run, NULL, &res));
+    assert_int_equal(atomic_load(&s[1].calls), 1);
+    assert_int_equal(state_result(&res, "second").start_ns, 1 * NS_PER_SEC);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+    pf_ratelimit_free(rl);
+}
+
+/* ---- bulkhead --------------------------------------------------------------------------- */
+
+typedef struct holder {
+    atomic_int inside;
+    atomic_int release;
+} holder_t;
+
+static int
+hold(pf_ctx_t *ctx, void *arg)
+{
+    holder_t *h = arg;
+
+    (void)ctx;
+    atomic_store(&h->inside, 1);
+    while (atomic_load(&h->release) == 0) {
+        sched_yield();
+    }
+    return 0;
+}
+
+static pf_bulkhead_t *
+bulkhead_of_one(pf_clock_t *clock, double wait, unsigned queue)
+{
+    pf_bulkhead_config_t bc;
+    pf_bulkhead_t *bh = NULL;
+
+    pf_bulkhead_config_init(&bc);
+    bc.max_concurrent_calls = 1;
+    bc.max_wait_duration = wait;
+    bc.max_queue_size = queue;
+    bc.clock = clock;
+    assert_pf_ok(pf_bulkhead_new(&bc, &bh));
+    return bh;
+}
+
+static void
+wait_bulkhead_waiting(pf_bulkhead_t *bh, unsigned n)
+{
+    pf_bulkhead_metrics_t m;
+
+    for (;;) {
+        pf_bulkhead_metrics(bh, &m);
+        if (m.waiting == n) {
+            return;
+        }
+        sched_yield();
+    }
+}
+
+static void
+test_agent_bulkhead_wait_limit_fails_the_queued_state(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *x = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_agent_t *y = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_bulkhead_t *bh = bulkhead_of_one(f->clock, 5.0, 10);
+    holder_t h = {0};
+    spec_t s = {0};
+    pf_state_opts_t o;
+    pf_run_t *rx = NULL;
+    pf_run_t *ry = NULL;
+    pf_run_result_t res;
+
+    pf_state_opts_init(&o);
+    o.bulkhead = bh;
+    o.max_retries = 0;
+    assert_pf_ok(pf_agent_add_state(x, "holder", hold, &h, &o));
+    assert_pf_ok(pf_agent_add_state(y, "queued", spec_fn, &s, &o));
+    assert_pf_ok(pf_agent_start(x, NULL, NULL, &rx));
+    pf_test_wait_for_flag(&h.inside, 1);
+    assert_pf_ok(pf_agent_start(y, NULL, NULL, &ry));
+    wait_bulkhead_waiting(bh, 1);
+    wait_timers(f->ex, 1); /* its wait limit */
+    pf_clock_manual_advance(f->clock, 5 * NS_PER_SEC);
+    assert_pf_err(pf_run_wait(ry, NULL, &res), PF_EFULL);
+    assert_int_equal(atomic_load(&s.calls), 0);
+    assert_int_equal(state_result(&res, "queued").error, PF_EFULL);
+    wait_bulkhead_waiting(bh, 0);
+    pf_run_result_free(&res);
+    atomic_store(&h.release, 1);
+    assert_pf_ok(pf_run_wait(rx, NULL, NULL));
+    pf_run_free(rx);
+    pf_run_free(ry);
+    pf_agent_free(x);
+    pf_agent_free(y);
+    pf_bulkhead_free(bh);
+}
+
+static void
+test_agent_full_bulkhead_is_retried_after_the_backoff(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *x = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_agent_t *y = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_bulkhead_t *bh = bulkhead_of_one(f->clock, 0.0, 0);
+    holder_t h = {0};
+    spec_t s = {0};
+    pf_state_opts_t o;
+    pf_run_t *rx = NULL;
+    pf_run_t *ry = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    backoff_exactly(&o, 3, 1.0);
+    o.bulkhead = bh;
+    assert_pf_ok(pf_agent_add_state(x, "holder", hold, &h, &o));
+    assert_pf_ok(pf_agent_add_state(y, "later", spec_fn, &s, &o));
+    assert_pf_ok(pf_agent_start(x, NULL, NULL, &rx));
+    pf_test_wait_for_flag(&h.inside, 1);
+    assert_pf_ok(pf_agent_start(y, NULL, NULL, &ry));
+    wait_timers(f->ex, 1); /* refused: it waits for its retry */
+    atomic_store(&h.release, 1);
+    assert_pf_ok(pf_run_wait(rx, NULL, NULL));
+    pf_clock_manual_advance(f->clock, 1 * NS_PER_SEC);
+    assert_pf_ok(pf_run_wait(ry, NULL, &res));
+    sr = state_result(&res, "later");
+    assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+    assert_int_equal(sr.attempts, 1); /* called once, when it got in */
+    assert_int_equal(atomic_load(&s.calls), 1);
+    pf_run_result_free(&res);
+    pf_run_free(rx);
+    pf_run_free(ry);
+    pf_agent_free(x);
+    pf_agent_free(y);
+    pf_bulkhead_free(bh);
+}
+
+static void
+test_agent_cancel_withdraws_a_queued_bulkhead_ticket(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *x = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_agent_t *y = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_bulkhead_t *bh = bulkhead_of_one(f->clock, INFINITY, 10);
+    holder_t h = {0};
+    spec_t s = {0};
+    pf_state_opts_t o;
+    pf_run_t *rx = NULL;
+    pf_run_t *ry = NULL;
+    pf_run_result_t res;
+    pf_bulkhead_metrics_t m;
+
+    pf_state_opts_init(&o);
+    o.bulkhead = bh;
+    assert_pf_ok(pf_agent_add_state(x, "holder", hold, &h, &o));
+    assert_pf_ok(pf_agent_add_state(y, "queued", spec_fn, &s, &o));
+    assert_pf_ok(pf_agent_start(x, NULL, NULL, &rx));
+    pf_test_wait_for_flag(&h.inside, 1);
+    assert_pf_ok(pf_agent_start(y, NULL, NULL, &ry));
+    wait_bulkhead_waiting(bh, 1);
+    pf_run_cancel(ry);
+    assert_pf_err(pf_run_wait(ry, NULL, &res), PF_ECANCELED);
+    assert_int_equal(state_result(&res, "queued").outcome,
+                     PF_STATE_CANCELLED);
+    pf_bulkhead_metrics(bh, &m);
+    assert_int_equal(m.waiting, 0);
+    assert_int_equal(m.in_use, 1); /* the holder's slot only */
+    pf_run_result_free(&res);
+    atomic_store(&h.release, 1);
+    assert_pf_ok(pf_run_wait(rx, NULL, NULL));
+    pf_bulkhead_metrics(bh, &m);
+    assert_int_equal(m.in_use, 0);
+    assert_int_equal(atomic_load(&s.calls), 0);
+    pf_run_free(rx);
+    pf_run_free(ry);
+    pf_agent_free(x);
+    pf_agent_free(y);
+    pf_bulkhead_free(bh);
+}
+
+/* ---- timings ------------------------------------------------------------------------- */
+
+static void
+test_agent_timings_follow_the_executors_clock(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_config_t cfg;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_agent_t *b = NULL;
+    slow_t slow = {f->clock, 3 * NS_PER_SEC, {0}};
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    int64_t t0 = pf_clock_now_ns(f->clock);
+
+    assert_pf_ok(pf_agent_add_state(a, "work", slow_fn, &slow, NULL));
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "work");
+    assert_int_equal(sr.start_ns, t0);
+    assert_int_equal(sr.end_ns, t0 + 3 * NS_PER_SEC);
+    assert_true(sr.duration == 3.0);
+    assert_true(res.duration == 3.0);
+    pf_run_result_free(&res);
+    pf_agent_config_init(&cfg);
+    cfg.executor = f->ex;
+    cfg.timings = false;
+    assert_pf_ok(pf_agent_new_with(&cfg, &b));
+    assert_pf_ok(pf_agent_add_state(b, "work", slow_fn, &slow, NULL));
+    assert_pf_ok(pf_agent_run(b, NULL, &res));
+    sr = state_result(&res, "work");
+    assert_int_equal(sr.start_ns, 0);
+    assert_true(sr.duration == 0.0);
+    assert_true(res.duration == 0.0);
+    pf_run_result_free(&res);
+    pf_agent_free(a);
+    pf_agent_free(b);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_agent_retry_waits_its_backoff_on_a_timer),
+        T(test_agent_timeout_fails_an_attempt_that_returns_late),
+        T(test_agent_timeout_cancels_the_attempts_token_at_the_deadline),
+        T(test_agent_cancel_ends_a_run_waiting_for_a_retry),
+        T(test_agent_cancel_reaches_a_running_state_through_its_token),
+        T(test_agent_run_deadline_cancels_what_is_left),
+        T(test_agent_run_token_cancels_the_run),
+        T(test_agent_run_wait_times_out_and_the_run_goes_on),
+        T(test_agent_rate_limit_delay_is_a_timer),
+        T(test_agent_bulkhead_wait_limit_fails_the_queued_state),
+        T(test_agent_full_bulkhead_is_retried_after_the_backoff),
+        T(test_agent_cancel_withdraws_a_queued_bulkhead_ticket),
+        T(test_agent_timings_follow_the_executors_clock),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
