@@ -486,15 +486,76 @@ own_name(const pf_agent_t *a, const char *state, const char *cfg_name,
     return buf;
 }
 
-/* Make the state's own pattern objects as opts asks. */
+/* The config an object shared by name is made from when the registry
+ * has none yet: the state's own (with the agent's clock when it has none)
+ * when own_* is set, else NULL for the registry's defaults. */
+static const pf_breaker_config_t *
+shared_breaker_cfg(const pf_agent_t *a, const pf_state_opts_t *o,
+                   pf_breaker_config_t *c)
+{
+    if (!o->own_breaker) {
+        return NULL;
+    }
+    *c = o->breaker_config;
+    c->clock = c->clock != NULL ? c->clock : a->clock;
+    return c;
+}
+
+static const pf_bulkhead_config_t *
+shared_bulkhead_cfg(const pf_agent_t *a, const pf_state_opts_t *o,
+                    pf_bulkhead_config_t *c)
+{
+    if (!o->own_bulkhead) {
+        return NULL;
+    }
+    *c = o->bulkhead_config;
+    c->clock = c->clock != NULL ? c->clock : a->clock;
+    return c;
+}
+
+static const pf_ratelimit_config_t *
+shared_ratelimit_cfg(const pf_agent_t *a, const pf_state_opts_t *o,
+                     pf_ratelimit_config_t *c)
+{
+    if (!o->own_ratelimit) {
+        return NULL;
+    }
+    *c = o->ratelimit_config;
+    c->clock = c->clock != NULL ? c->clock : a->clock;
+    return c;
+}
+
+/* Make or find the state's pattern objects as opts asks. */
 static int
 make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
 {
+    pf_registry_t *reg = o->registry;
     char buf[256];
     int rc;
 
+    if ((o->breaker_name != NULL && o->breaker_name[0] == '\0') ||
+        (o->bulkhead_name != NULL && o->bulkhead_name[0] == '\0') ||
+        (o->ratelimit_name != NULL && o->ratelimit_name[0] == '\0')) {
+        set_error(a, "state '%s': empty shared object name", s->name);
+        return PF_EINVAL;
+    }
+    if (reg == NULL && (o->breaker_name != NULL || o->bulkhead_name != NULL ||
+                        o->ratelimit_name != NULL)) {
+        reg = pf_registry_default();
+    }
     if (o->breaker != NULL) {
         s->breaker = o->breaker;
+    } else if (o->breaker_name != NULL) {
+        pf_breaker_config_t c;
+
+        rc = pf_registry_get_breaker(reg, o->breaker_name,
+                                     shared_breaker_cfg(a, o, &c),
+                                     &s->breaker);
+        if (rc != 0) {
+            set_error(a, "state '%s': no breaker '%s' in the registry",
+                      s->name, o->breaker_name);
+            return rc;
+        }
     } else if (o->own_breaker) {
         pf_breaker_config_t c = o->breaker_config;
 
@@ -511,6 +572,17 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     }
     if (o->bulkhead != NULL) {
         s->bulkhead = o->bulkhead;
+    } else if (o->bulkhead_name != NULL) {
+        pf_bulkhead_config_t c;
+
+        rc = pf_registry_get_bulkhead(reg, o->bulkhead_name,
+                                      shared_bulkhead_cfg(a, o, &c),
+                                      &s->bulkhead);
+        if (rc != 0) {
+            set_error(a, "state '%s': no bulkhead '%s' in the registry",
+                      s->name, o->bulkhead_name);
+            return rc;
+        }
     } else if (o->own_bulkhead) {
         pf_bulkhead_config_t c = o->bulkhead_config;
 
@@ -527,6 +599,17 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     }
     if (o->ratelimit != NULL) {
         s->ratelimit = o->ratelimit;
+    } else if (o->ratelimit_name != NULL) {
+        pf_ratelimit_config_t c;
+
+        rc = pf_registry_get_ratelimit(reg, o->ratelimit_name,
+                                       shared_ratelimit_cfg(a, o, &c),
+                                       &s->ratelimit);
+        if (rc != 0) {
+            set_error(a, "state '%s': no rate limiter '%s' in the registry",
+                      s->name, o->ratelimit_name);
+            return rc;
+        }
     } else if (o->own_ratelimit) {
         pf_ratelimit_config_t c = o->ratelimit_config;
 

@@ -10,6 +10,7 @@
 
 #include "puffinflow/agent.h"
 #include "puffinflow/leak.h"
+#include "puffinflow/registry.h"
 
 #include "agent_testutil.h"
 #include "executor_impl.h"
@@ -1144,6 +1145,47 @@ test_agent_bulkhead_with_no_room_fails_with_efull(void **state)
     pf_bulkhead_free(bh);
 }
 
+/* ---- sharing through a registry --------------------------------------------------- */
+
+static void
+test_agent_states_share_a_breaker_by_name_through_a_registry(void **state)
+{
+    pf_registry_t *reg = NULL;
+    pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
+    pf_agent_t *b = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
+    pf_breaker_t *found = NULL;
+    pf_state_opts_t o;
+    spec_t sa = {0};
+    spec_t sb = {0};
+
+    (void)state;
+    assert_pf_ok(pf_registry_new(NULL, &reg));
+    pf_state_opts_init(&o);
+    o.registry = reg;
+    o.breaker_name = "payments";
+    o.bulkhead_name = "payments";
+    o.own_bulkhead = true; /* made from this config when absent */
+    o.bulkhead_config.max_concurrent_calls = 7;
+    assert_pf_ok(pf_agent_add_state(a, "charge", spec_fn, &sa, &o));
+    assert_pf_ok(pf_agent_add_state(b, "refund", spec_fn, &sb, &o));
+    o.breaker_name = "";
+    assert_pf_err(pf_agent_add_state(b, "bad", spec_fn, &sb, &o), PF_EINVAL);
+    assert_pf_ok(pf_registry_find_breaker(reg, "payments", &found));
+    assert_ptr_equal(pf_agent_state_breaker(a, "charge"), found);
+    assert_ptr_equal(pf_agent_state_breaker(b, "refund"), found);
+    assert_ptr_equal(pf_agent_state_bulkhead(a, "charge"),
+                     pf_agent_state_bulkhead(b, "refund"));
+    pf_breaker_force_open(found); /* opens it for both */
+    assert_pf_err(pf_agent_run(a, NULL, NULL), PF_EOPEN);
+    assert_pf_err(pf_agent_run(b, NULL, NULL), PF_EOPEN);
+    pf_breaker_force_close(found);
+    assert_pf_ok(pf_agent_run(a, NULL, NULL));
+    assert_int_equal(atomic_load(&sa.calls), 1);
+    pf_agent_free(a);
+    pf_agent_free(b);
+    pf_registry_free(reg); /* the registry owns what it made */
+}
+
 /* ---- profiles ---------------------------------------------------------------------- */
 
 static void
@@ -1385,6 +1427,8 @@ main(void)
         cmocka_unit_test(
             test_agent_full_bulkhead_queues_the_state_without_a_thread),
         cmocka_unit_test(test_agent_bulkhead_with_no_room_fails_with_efull),
+        cmocka_unit_test(
+            test_agent_states_share_a_breaker_by_name_through_a_registry),
         cmocka_unit_test(test_agent_profiles_fill_options_as_the_original),
         cmocka_unit_test(
             test_agent_reports_state_resources_to_the_leak_detector),

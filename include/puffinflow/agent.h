@@ -16,7 +16,9 @@
  *     state runs at most once per run (retries aside): a goto to a state
  *     already started does nothing, and a goto does not make a state with
  *     dependencies start early.
- *   - Before each attempt the state's rate limit, bulkhead and breaker are
+ *   - Before each attempt the state's rate limit, bulkhead and breaker
+ *     (each its own, shared by pointer, or shared by name through a
+ *     registry) are
  *     asked, in that order. A rate-limit or bulkhead wait is a timer or a
  *     queue entry, never a sleeping thread. A breaker that rejects the
  *     attempt (PF_EOPEN) ends the state at once, with no retry: its
@@ -51,6 +53,7 @@
 #include "puffinflow/export.h"
 #include "puffinflow/leak.h"
 #include "puffinflow/ratelimit.h"
+#include "puffinflow/registry.h"
 #include "puffinflow/retry.h"
 #include "puffinflow/types.h"
 
@@ -178,6 +181,18 @@ typedef struct pf_state_opts {
     pf_leak_resources_t resources;
     /* Report to the leak detector at all. Default true. */
     bool leak_detection;
+
+    /* Share a pattern object by name through a registry (registry.h):
+     * the breaker, bulkhead or rate limiter called so in `registry` (NULL
+     * = pf_registry_default()), created there when absent (from the
+     * matching *_config when own_* is set, else from the registry's
+     * defaults) and owned by the registry, which must keep it while the
+     * agent lives. A pointer above wins over a name; a name wins over
+     * own_*. Default NULL: not shared by name. */
+    pf_registry_t *registry;
+    const char *breaker_name;
+    const char *bulkhead_name;
+    const char *ratelimit_name;
 } pf_state_opts_t;
 
 /* Fill opts with the defaults above. Never fails; NULL is a no-op. */
