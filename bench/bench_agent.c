@@ -81,8 +81,7 @@ chain(pf_executor_t *ex, unsigned n, int kind, bool timings)
             o.backoff.initial_delay = 0.0; /* retry at once */
             o.backoff.max_delay = 0.0;
         }
-        if (pf_agent_add_state(a, g_names[i],
-                               kind == FLAKY ? flaky_step : step,
+        if (pf_agent_add_state(a, g_names[i], kind == FLAKY ? flaky_step : step,
                                i + 1 < n ? (void *)g_names[i + 1] : NULL,
                                &o) != 0) {
             exit(1);
@@ -142,7 +141,7 @@ bench_runs_thread(void *arg, unsigned thread, uint64_t ops)
     bench_runs(arg, ops);
 }
 
-/* ---- heap accounting -------------------------------------------------------- */
+/* ---- heap accounting ----------------------------------------------------- */
 
 static atomic_long g_allocs;
 static atomic_long g_bytes;
@@ -246,20 +245,19 @@ main(void)
                       200000, 9);
     pf_bench_print("per-step overhead, timings off",
                    (r5.median_ns - r3.median_ns) / 2, "ns");
-    r3 = pf_bench_run("run: 3-step, breaker+bulkhead+retries", bench_runs,
-                      p3, 200000, 9);
-    r5 = pf_bench_run("run: 5-step, breaker+bulkhead+retries", bench_runs,
-                      p5, 200000, 9);
+    r3 = pf_bench_run("run: 3-step, breaker+bulkhead+retries", bench_runs, p3,
+                      200000, 9);
+    r5 = pf_bench_run("run: 5-step, breaker+bulkhead+retries", bench_runs, p5,
+                      200000, 9);
     pf_bench_print("per-step overhead, breaker+bulkhead+retries",
                    (r5.median_ns - r3.median_ns) / 2, "ns");
-    r3 = pf_bench_run("run: 3-step, patterns, 1 retry per step", bench_runs,
-                      f3, 100000, 9);
-    r5 = pf_bench_run("run: 5-step, patterns, 1 retry per step", bench_runs,
-                      f5, 100000, 9);
+    r3 = pf_bench_run("run: 3-step, patterns, 1 retry per step", bench_runs, f3,
+                      100000, 9);
+    r5 = pf_bench_run("run: 5-step, patterns, 1 retry per step", bench_runs, f5,
+                      100000, 9);
     pf_bench_print("per-step overhead, patterns + a retry each",
                    (r5.median_ns - r3.median_ns) / 2, "ns");
-    pf_bench_run("run: fan-out to 3 branches + join", bench_runs, fo, 50000,
-                 9);
+    pf_bench_run("run: fan-out to 3 branches + join", bench_runs, fo, 50000, 9);
     r3 = pf_bench_run_threads("run: 3-step, 2 threads at once",
                               bench_runs_thread, a3, 2, 200000, 9);
     pf_bench_print("three-step workflows per second, 2 threads",
@@ -283,10 +281,8 @@ main(void)
     t0 = pf_bench_now_ns();
     bench_runs(a3, rss_runs);
     rss1 = rss_kb();
-    pf_bench_print("resident memory before 1,000,000 runs", (double)rss0,
-                   "kB");
-    pf_bench_print("resident memory after 1,000,000 runs", (double)rss1,
-                   "kB");
+    pf_bench_print("resident memory before 1,000,000 runs", (double)rss0, "kB");
+    pf_bench_print("resident memory after 1,000,000 runs", (double)rss1, "kB");
     pf_bench_print("  (1,000,000 runs took)",
                    (double)(pf_bench_now_ns() - t0) / 1e9, "s");
 

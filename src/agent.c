@@ -27,7 +27,7 @@
 #include "mem.h"
 #include "timeutil.h"
 
-/* ---- defaults and profiles ------------------------------------------------ */
+/* ---- defaults and profiles ----------------------------------------------- */
 
 void
 pf_agent_config_init(pf_agent_config_t *cfg)
@@ -76,7 +76,7 @@ typedef struct profile {
     double io;
     double network;
     pf_priority_t priority;
-    double timeout;           /* 0 = none */
+    double timeout; /* 0 = none */
     unsigned max_retries;
     bool breaker;
     unsigned failure_threshold; /* 0 = the breaker's default */
@@ -91,14 +91,14 @@ static const profile_t g_profiles[PF_PROFILE_COUNT] = {
      false},
     {"standard", 1, 100, 1, 1, PF_PRIORITY_NORMAL, 0, 3, false, 0, 0, 0, 0,
      true},
-    {"cpu_intensive", 4, 1024, 1, 1, PF_PRIORITY_HIGH, 300, 3, true, 0, 0, 2,
+    {"cpu_intensive", 4, 1024, 1, 1, PF_PRIORITY_HIGH, 300, 3, true, 0, 0, 2, 0,
+     true},
+    {"memory_intensive", 2, 4096, 1, 1, PF_PRIORITY_HIGH, 600, 3, true, 0, 0, 3,
      0, true},
-    {"memory_intensive", 2, 4096, 1, 1, PF_PRIORITY_HIGH, 600, 3, true, 0, 0,
-     3, 0, true},
-    {"io_intensive", 1, 256, 10, 1, PF_PRIORITY_NORMAL, 120, 5, true, 3, 30,
-     5, 0, true},
-    {"network_intensive", 1, 512, 1, 10, PF_PRIORITY_NORMAL, 60, 5, true, 2,
-     20, 10, 0, true},
+    {"io_intensive", 1, 256, 10, 1, PF_PRIORITY_NORMAL, 120, 5, true, 3, 30, 5,
+     0, true},
+    {"network_intensive", 1, 512, 1, 10, PF_PRIORITY_NORMAL, 60, 5, true, 2, 20,
+     10, 0, true},
     {"quick", 0.5, 50, 1, 1, PF_PRIORITY_NORMAL, 30, 2, false, 0, 0, 20, 100,
      false},
     {"batch", 2, 1024, 1, 1, PF_PRIORITY_LOW, 1800, 3, true, 0, 0, 3, 0, true},
@@ -174,7 +174,7 @@ pf_state_opts_profile_named(pf_state_opts_t *opts, const char *name)
     return PF_EINVAL;
 }
 
-/* ---- names ---------------------------------------------------------------- */
+/* ---- names --------------------------------------------------------------- */
 
 static uint32_t
 hash_name(const char *s)
@@ -251,7 +251,7 @@ set_error(pf_agent_t *a, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- agent lifetime ---------------------------------------------------------- */
+/* ---- agent lifetime ------------------------------------------------------ */
 
 int
 pf_agent_new_with(const pf_agent_config_t *cfg, pf_agent_t **out)
@@ -391,8 +391,8 @@ pf__agent_drain_cache(pf_agent_t *a)
     size_t i;
 
     for (i = 0; i < PF__RUN_CACHE; i++) {
-        pf__run_t *r = atomic_exchange_explicit(&a->cache[i], NULL,
-                                                memory_order_acquire);
+        pf__run_t *r =
+            atomic_exchange_explicit(&a->cache[i], NULL, memory_order_acquire);
 
         if (r != NULL) {
             pf__run_destroy(r);
@@ -413,7 +413,7 @@ pf_agent_free(pf_agent_t *a)
     pf__agent_unref(a);
 }
 
-/* ---- adding states -------------------------------------------------------------- */
+/* ---- adding states ------------------------------------------------------- */
 
 /* Copy a list of n state names; each must be a non-empty string, and (when
  * self is not NULL) not self. */
@@ -549,11 +549,10 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
         pf_breaker_config_t c;
 
         rc = pf_registry_get_breaker(reg, o->breaker_name,
-                                     shared_breaker_cfg(a, o, &c),
-                                     &s->breaker);
+                                     shared_breaker_cfg(a, o, &c), &s->breaker);
         if (rc != 0) {
-            set_error(a, "state '%s': no breaker '%s' in the registry",
-                      s->name, o->breaker_name);
+            set_error(a, "state '%s': no breaker '%s' in the registry", s->name,
+                      o->breaker_name);
             return rc;
         }
     } else if (o->own_breaker) {
@@ -575,9 +574,8 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     } else if (o->bulkhead_name != NULL) {
         pf_bulkhead_config_t c;
 
-        rc = pf_registry_get_bulkhead(reg, o->bulkhead_name,
-                                      shared_bulkhead_cfg(a, o, &c),
-                                      &s->bulkhead);
+        rc = pf_registry_get_bulkhead(
+            reg, o->bulkhead_name, shared_bulkhead_cfg(a, o, &c), &s->bulkhead);
         if (rc != 0) {
             set_error(a, "state '%s': no bulkhead '%s' in the registry",
                       s->name, o->bulkhead_name);
@@ -708,8 +706,8 @@ check_opts(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
 }
 
 int
-pf_agent_add_state(pf_agent_t *a, const char *name, pf_state_fn fn,
-                   void *arg, const pf_state_opts_t *opts)
+pf_agent_add_state(pf_agent_t *a, const char *name, pf_state_fn fn, void *arg,
+                   const pf_state_opts_t *opts)
 {
     pf_state_opts_t defaults;
     pf__state_t s;
@@ -791,7 +789,7 @@ pf_agent_add_state(pf_agent_t *a, const char *name, pf_state_fn fn,
     return 0;
 }
 
-/* ---- validation ----------------------------------------------------------------- */
+/* ---- validation ---------------------------------------------------------- */
 
 /* Resolve names into a fresh array of distinct indices. */
 static int
@@ -896,8 +894,7 @@ build_graph(pf_agent_t *a)
     if (tail < n) {
         for (i = 0; i < n && indeg[i] == 0; i++) {
         }
-        set_error(a, "dependency cycle through state '%s'",
-                  a->states[i].name);
+        set_error(a, "dependency cycle through state '%s'", a->states[i].name);
         pf__free(indeg);
         return PF_EINVAL;
     }
@@ -939,8 +936,8 @@ compile(pf_agent_t *a)
     for (i = 0; i < a->nstates; i++) {
         pf__state_t *s = &a->states[i];
 
-        rc = resolve(a, s, s->dep_names, s->ndep_names, "depends on",
-                     &s->deps, &s->ndeps);
+        rc = resolve(a, s, s->dep_names, s->ndep_names, "depends on", &s->deps,
+                     &s->ndeps);
         if (rc == 0) {
             rc = resolve(a, s, s->next_names, s->nnext_names, "may go to",
                          &s->next, &s->nnext);
@@ -1011,7 +1008,7 @@ pf_agent_last_error(const pf_agent_t *a)
     return a == NULL ? "" : a->errbuf;
 }
 
-/* ---- introspection ---------------------------------------------------------- */
+/* ---- introspection ------------------------------------------------------- */
 
 const char *
 pf_agent_name(const pf_agent_t *a)
@@ -1097,17 +1094,17 @@ pf_agent_metrics(pf_agent_t *a, pf_agent_metrics_t *out)
     out->runs_started = started;
     out->runs_finished = finished;
     out->runs_active = started >= finished ? started - finished : 0;
-    out->runs_failed = atomic_load_explicit(&a->runs_failed,
-                                            memory_order_relaxed);
-    out->states_completed = atomic_load_explicit(&a->states_completed,
-                                                 memory_order_relaxed);
-    out->states_failed = atomic_load_explicit(&a->states_failed,
-                                              memory_order_relaxed);
+    out->runs_failed =
+        atomic_load_explicit(&a->runs_failed, memory_order_relaxed);
+    out->states_completed =
+        atomic_load_explicit(&a->states_completed, memory_order_relaxed);
+    out->states_failed =
+        atomic_load_explicit(&a->states_failed, memory_order_relaxed);
     out->retries = atomic_load_explicit(&a->retries, memory_order_relaxed);
-    out->rejections = atomic_load_explicit(&a->rejections,
-                                           memory_order_relaxed);
+    out->rejections =
+        atomic_load_explicit(&a->rejections, memory_order_relaxed);
     out->timeouts = atomic_load_explicit(&a->timeouts, memory_order_relaxed);
     out->fallbacks = atomic_load_explicit(&a->fallbacks, memory_order_relaxed);
-    out->dead_letters = atomic_load_explicit(&a->dead_letters,
-                                             memory_order_relaxed);
+    out->dead_letters =
+        atomic_load_explicit(&a->dead_letters, memory_order_relaxed);
 }

@@ -28,21 +28,21 @@ typedef struct pf__state {
     bool entry;
     bool dead_letter;
     bool fallback_on_failure;
-    bool leak;                /* report to the leak detector */
-    bool retry_eager;         /* start the retry state before the first
-                                 attempt (a budget or max_elapsed) */
-    int64_t timeout_ns;       /* 0 = none */
-    pf_retry_policy_t retry;  /* our copy; retry_on points to retry_on */
+    bool leak;               /* report to the leak detector */
+    bool retry_eager;        /* start the retry state before the first
+                                attempt (a budget or max_elapsed) */
+    int64_t timeout_ns;      /* 0 = none */
+    pf_retry_policy_t retry; /* our copy; retry_on points to retry_on */
     int *retry_on;
     char **dep_names;
     uint32_t ndep_names;
     uint32_t ndeps;
-    uint32_t *deps;           /* indices, distinct (after validation) */
+    uint32_t *deps; /* indices, distinct (after validation) */
     char **next_names;
     uint32_t nnext_names;
     uint32_t nnext;
-    uint32_t *next;           /* indices (after validation) */
-    uint32_t *dependents;     /* into the agent's CSR array */
+    uint32_t *next;       /* indices (after validation) */
+    uint32_t *dependents; /* into the agent's CSR array */
     uint32_t ndependents;
     pf_breaker_t *breaker;
     bool breaker_owned;
@@ -53,7 +53,7 @@ typedef struct pf__state {
     pf_state_fallback_fn fallback;
     void *fallback_arg;
     char *fallback_state_name;
-    uint32_t fallback_state;  /* PF__NONE = none */
+    uint32_t fallback_state; /* PF__NONE = none */
     pf_leak_resources_t resources;
 } pf__state_t;
 
@@ -72,24 +72,24 @@ struct pf_run;
  * before freezing. Counters and the run cache: atomics. */
 struct pf_agent {
     char *name;
-    pf_agent_config_t cfg;         /* cfg.name points to name */
-    pf_executor_t *ex;             /* set by validate */
-    const pf_clock_t *clock;       /* the executor's, or the config's
-                                      executor's, or system */
+    pf_agent_config_t cfg;   /* cfg.name points to name */
+    pf_executor_t *ex;       /* set by validate */
+    const pf_clock_t *clock; /* the executor's, or the config's
+                                executor's, or system */
     pf__state_t *states;
     size_t nstates;
     size_t cap;
-    uint32_t *htab;                /* name hash: index + 1, 0 = empty */
+    uint32_t *htab; /* name hash: index + 1, 0 = empty */
     size_t hcap;
-    uint32_t *dependents;          /* CSR storage for every state */
-    uint32_t *topo;                /* states in dependency order */
+    uint32_t *dependents; /* CSR storage for every state */
+    uint32_t *topo;       /* states in dependency order */
     uint32_t *entries;
     size_t nentries;
-    size_t run_bytes;              /* size of one run object */
+    size_t run_bytes; /* size of one run object */
     atomic_bool frozen;
-    atomic_bool closing;           /* pf_agent_free was called */
-    _Atomic int refs;              /* the user's, and one per run object */
-    pthread_mutex_t lock;          /* validate and errbuf */
+    atomic_bool closing;  /* pf_agent_free was called */
+    _Atomic int refs;     /* the user's, and one per run object */
+    pthread_mutex_t lock; /* validate and errbuf */
     char errbuf[256];
     _Atomic(struct pf_run *) cache[PF__RUN_CACHE];
     _Atomic uint64_t runs_started;
@@ -105,12 +105,7 @@ struct pf_agent {
 };
 
 /* Where a state's activation resumes. */
-enum {
-    PF__PH_RATE = 0,
-    PF__PH_BULKHEAD,
-    PF__PH_BREAKER,
-    PF__PH_CALL
-};
+enum { PF__PH_RATE = 0, PF__PH_BULKHEAD, PF__PH_BREAKER, PF__PH_CALL };
 
 /* Parking of a state waiting on a timer or a bulkhead ticket. */
 enum {
@@ -142,9 +137,9 @@ typedef struct pf__slot {
     atomic_uint deps_left;
     atomic_int park;
     int timer_kind;
-    uint32_t link;            /* successor list, while being dispatched */
+    uint32_t link; /* successor list, while being dispatched */
     uint8_t phase;
-    uint8_t outcome;          /* pf_state_outcome_t */
+    uint8_t outcome; /* pf_state_outcome_t */
     bool timed_out;
     bool fell_back;
     bool dead_letter;
@@ -153,11 +148,11 @@ typedef struct pf__slot {
     bool bh_timed_out;
     bool rate_reserved;
     bool retry_started;
-    bool own_token;           /* ctx.token is the attempt's own */
+    bool own_token; /* ctx.token is the attempt's own */
     int error;
     unsigned attempts;
     uint64_t order;
-    uint64_t dl_order;        /* 1.. among dead letters; 0 = none */
+    uint64_t dl_order; /* 1.. among dead letters; 0 = none */
     int64_t start_ns;
     int64_t end_ns;
     int64_t failed_at_ns;
@@ -173,31 +168,31 @@ struct pf_run {
     pf_executor_t *ex;
     const pf_clock_t *clock;
     pf__ctx_store_t *store;
-    _Atomic uint32_t active;       /* activations not yet ended */
-    atomic_int cancel_reason;      /* 0, PF_ECANCELED or PF_ETIMEDOUT */
+    _Atomic uint32_t active;  /* activations not yet ended */
+    atomic_int cancel_reason; /* 0, PF_ECANCELED or PF_ETIMEDOUT */
     atomic_bool done;
     _Atomic int refs;
     _Atomic uint64_t order_seq;
     _Atomic uint64_t dl_seq;
     pf__group_t group;
     pthread_mutex_t lock;
-    pf_token_t *token;             /* made on first pf_ctx_token */
-    pf_token_t *parent_token;      /* the run options' token */
+    pf_token_t *token;        /* made on first pf_ctx_token */
+    pf_token_t *parent_token; /* the run options' token */
     pf_token_reg_t parent_reg;
     bool parent_registered;
     pf__timer_t deadline_timer;
-    int64_t deadline_ns;           /* PF_DEADLINE_NEVER_NS = none */
+    int64_t deadline_ns; /* PF_DEADLINE_NEVER_NS = none */
     bool timings;
     bool async;
     bool own_store_used;
-    bool caller_finished;          /* the blocking caller ended it */
+    bool caller_finished; /* the blocking caller ended it */
     pf_run_done_fn on_done;
     void *on_done_arg;
     int status;
     int64_t start_ns;
     int64_t end_ns;
-    pf_run_result_t summary;       /* filled when the run ends */
-    pf__ctx_store_t own_store;     /* the context when none was given */
+    pf_run_result_t summary;   /* filled when the run ends */
+    pf__ctx_store_t own_store; /* the context when none was given */
     size_t nslots;
     pf__slot_t slots[];
 };
@@ -218,7 +213,7 @@ void pf__agent_unref(pf_agent_t *a);
 /* Destroy the run objects in a's cache. */
 void pf__agent_drain_cache(pf_agent_t *a);
 
-/* ---- scheduler.c ---------------------------------------------------------- */
+/* ---- scheduler.c --------------------------------------------------------- */
 
 /* Drop one reference to r; the last one returns it to the agent's cache
  * (or frees it). */

@@ -720,8 +720,7 @@ pf_ctx_keys(const pf_ctx_t *ctx, pf_ctx_keys_filter_t filter, char ***out,
     for (i = 0; i < s->cap; i++) {
         pf__ctx_entry_t *e = &s->table[i];
 
-        if (e->key != NULL &&
-            (filter == PF_CTX_KEYS_ALL || e->output)) {
+        if (e->key != NULL && (filter == PF_CTX_KEYS_ALL || e->output)) {
             bytes += strlen(e->key) + 1;
             count++;
         }
@@ -736,8 +735,7 @@ pf_ctx_keys(const pf_ctx_t *ctx, pf_ctx_keys_filter_t filter, char ***out,
     for (i = 0; i < s->cap; i++) {
         pf__ctx_entry_t *e = &s->table[i];
 
-        if (e->key != NULL &&
-            (filter == PF_CTX_KEYS_ALL || e->output)) {
+        if (e->key != NULL && (filter == PF_CTX_KEYS_ALL || e->output)) {
             size_t len = strlen(e->key) + 1;
 
             memcpy(p, e->key, len);

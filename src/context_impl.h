@@ -15,7 +15,7 @@
 typedef struct pf__ctx_entry {
     char *key;
     uint32_t hash;
-    uint8_t type;   /* pf_value_type_t */
+    uint8_t type; /* pf_value_type_t */
     bool output;
     union {
         int64_t i;
@@ -37,7 +37,7 @@ typedef struct pf__ctx_entry {
 typedef struct pf__ctx_store {
     pthread_mutex_t lock;
     pf__ctx_entry_t *table;
-    size_t cap;   /* 0 or a power of two */
+    size_t cap; /* 0 or a power of two */
     size_t count;
 } pf__ctx_store_t;
 
@@ -61,13 +61,13 @@ struct pf_ctx {
     struct pf_run *run;
     uint32_t state;
     unsigned attempt;
-    int64_t deadline_ns;           /* PF_DEADLINE_NEVER_NS = none */
-    pf_token_t *token;             /* made by pf_ctx_token */
+    int64_t deadline_ns; /* PF_DEADLINE_NEVER_NS = none */
+    pf_token_t *token;   /* made by pf_ctx_token */
     uint32_t ngotos;
-    uint32_t more_cap;             /* capacity of more */
+    uint32_t more_cap; /* capacity of more */
     uint32_t inline_gotos[PF__CTX_INLINE_GOTOS];
-    uint32_t *more;                /* gotos past the inline ones */
-    int goto_error;                /* first failed pf_ctx_goto */
+    uint32_t *more; /* gotos past the inline ones */
+    int goto_error; /* first failed pf_ctx_goto */
 };
 
 #endif /* PF_SRC_CONTEXT_IMPL_H */

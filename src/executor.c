@@ -51,24 +51,24 @@ struct pf_executor {
     const pf_clock_t *clock;
     pthread_t *threads;
     pthread_t timer_thread;
-    unsigned started;         /* workers started (for unwinding) */
+    unsigned started; /* workers started (for unwinding) */
     bool timer_started;
 
     pthread_mutex_t lock;
-    pthread_cond_t work_cv;   /* work arrived, or stopping */
+    pthread_cond_t work_cv; /* work arrived, or stopping */
     pf__task_t *qhead[PF__EXEC_PRIOS];
     pf__task_t *qtail[PF__EXEC_PRIOS];
     uint64_t queued;
     uint64_t peak_queued;
     uint64_t tasks_run;
     uint64_t tasks_helped;
-    unsigned sleeping;        /* workers asleep on work_cv */
-    unsigned wakes_pending;   /* signalled, not yet awake */
+    unsigned sleeping;      /* workers asleep on work_cv */
+    unsigned wakes_pending; /* signalled, not yet awake */
     bool stopping;
 
     pthread_mutex_t tlock;
-    pthread_cond_t tcv;       /* earliest timer changed, or tstop */
-    pthread_cond_t tidle;     /* a timer callback returned */
+    pthread_cond_t tcv;   /* earliest timer changed, or tstop */
+    pthread_cond_t tidle; /* a timer callback returned */
     pf__timerheap_t heap;
     pf__timer_t *running_timer;
     uint64_t timers_fired;

@@ -29,11 +29,11 @@ typedef void (*pf__task_fn)(struct pf__task *t);
 typedef struct pf__task {
     struct pf__task *next;
     struct pf__task *prev;
-    struct pf__task *gnext;  /* in its group's list */
+    struct pf__task *gnext; /* in its group's list */
     struct pf__task *gprev;
     struct pf__group *group; /* may be NULL */
     pf__task_fn fn;
-    unsigned prio;           /* 0 (low) .. PF__EXEC_PRIOS - 1 */
+    unsigned prio; /* 0 (low) .. PF__EXEC_PRIOS - 1 */
     bool queued;
 } pf__task_t;
 
@@ -42,8 +42,8 @@ typedef struct pf__task {
 typedef struct pf__group {
     pf__task_t *head;
     pf__task_t *tail;
-    pthread_cond_t cv;   /* a task of the group arrived, or it finished */
-    unsigned waiting;    /* helpers asleep on cv */
+    pthread_cond_t cv; /* a task of the group arrived, or it finished */
+    unsigned waiting;  /* helpers asleep on cv */
     bool finished;
 } pf__group_t;
 
@@ -61,8 +61,7 @@ void pf__group_reset(pf__group_t *g);
 void pf__exec_push(pf_executor_t *ex, pf__task_t *t);
 
 /* Queue n tasks with one lock acquisition. */
-void pf__exec_push_many(pf_executor_t *ex, pf__task_t *const *tasks,
-                        size_t n);
+void pf__exec_push_many(pf_executor_t *ex, pf__task_t *const *tasks, size_t n);
 
 /* Mark g finished, wake its helpers and, in the same locked step, drop one
  * count of *refs: a helper returns only once the count has been dropped,

@@ -187,9 +187,9 @@ run_release(pf__run_t *r)
 
             if (atomic_load_explicit(&a->cache[i], memory_order_relaxed) ==
                     NULL &&
-                atomic_compare_exchange_strong_explicit(
-                    &a->cache[i], &expected, r, memory_order_seq_cst,
-                    memory_order_relaxed)) {
+                atomic_compare_exchange_strong_explicit(&a->cache[i], &expected,
+                                                        r, memory_order_seq_cst,
+                                                        memory_order_relaxed)) {
                 /* pf_agent_free sets closing, then drains the cache; we
                  * cached, then look at closing (both seq_cst): one of us
                  * sees the other, so the object is never stranded. */
@@ -223,8 +223,7 @@ pf__run_unref(pf__run_t *r)
 /* Reset r for a new run. The run is published to other threads by the
  * executor's lock (pushes) or by the caller, so plain stores suffice. */
 static void
-run_prepare(pf__run_t *r, pf_ctx_t *ctx, const pf_run_opts_t *opts,
-            bool async)
+run_prepare(pf__run_t *r, pf_ctx_t *ctx, const pf_run_opts_t *opts, bool async)
 {
     pf_agent_t *a = r->agent;
     size_t i;
@@ -290,7 +289,7 @@ run_prepare(pf__run_t *r, pf_ctx_t *ctx, const pf_run_opts_t *opts,
     }
 }
 
-/* ---- events ---------------------------------------------------------------- */
+/* ---- events -------------------------------------------------------------- */
 
 static void
 emit(pf__run_t *r, pf_agent_event_kind_t kind, uint32_t state, int error,
@@ -311,7 +310,7 @@ emit(pf__run_t *r, pf_agent_event_kind_t kind, uint32_t state, int error,
     a->cfg.listener(&ev, a->cfg.listener_arg);
 }
 
-/* ---- cancellation and parking ------------------------------------------------ */
+/* ---- cancellation and parking -------------------------------------------- */
 
 /* Hand a parked slot back to a thread: its task is queued. Called by the
  * one resumer of the current park. */
@@ -322,15 +321,15 @@ resume(pf__run_t *r, pf__slot_t *s)
 
     for (;;) {
         if (p == PARK_QUEUED) {
-            if (atomic_compare_exchange_weak_explicit(
-                    &s->park, &p, PARK_EARLY, memory_order_seq_cst,
-                    memory_order_seq_cst)) {
+            if (atomic_compare_exchange_weak_explicit(&s->park, &p, PARK_EARLY,
+                                                      memory_order_seq_cst,
+                                                      memory_order_seq_cst)) {
                 return; /* the driving thread goes on by itself */
             }
         } else if (p == PARK_TIMER || p == PARK_TICKET) {
-            if (atomic_compare_exchange_weak_explicit(
-                    &s->park, &p, PARK_NONE, memory_order_seq_cst,
-                    memory_order_seq_cst)) {
+            if (atomic_compare_exchange_weak_explicit(&s->park, &p, PARK_NONE,
+                                                      memory_order_seq_cst,
+                                                      memory_order_seq_cst)) {
                 pf__exec_push(r->ex, &s->task);
                 return;
             }
@@ -388,8 +387,8 @@ run_cancel(pf__run_t *r, int reason)
 static void
 deadline_timer_fn(pf__timer_t *t)
 {
-    pf__run_t *r = (pf__run_t *)((char *)t -
-                                 offsetof(pf__run_t, deadline_timer));
+    pf__run_t *r =
+        (pf__run_t *)((char *)t - offsetof(pf__run_t, deadline_timer));
 
     run_cancel(r, PF_ETIMEDOUT);
 }
@@ -525,15 +524,15 @@ slot_timer_fn(pf__timer_t *t)
     }
 }
 
-/* ---- ending a state --------------------------------------------------------- */
+/* ---- ending a state ------------------------------------------------------ */
 
 static void
 end_state(pf__run_t *r, pf__slot_t *s, int outcome, int error)
 {
     s->outcome = (uint8_t)outcome;
     s->error = error;
-    s->order = atomic_fetch_add_explicit(&r->order_seq, 1,
-                                         memory_order_relaxed) + 1;
+    s->order =
+        atomic_fetch_add_explicit(&r->order_seq, 1, memory_order_relaxed) + 1;
 }
 
 /* Give back what the gates took for an attempt that will not be made. */
@@ -559,8 +558,8 @@ end_failed(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int error)
     if (d->dead_letter) {
         s->dead_letter = true;
         s->failed_at_ns = pf_wall_time_ns();
-        s->dl_order = atomic_fetch_add_explicit(&r->dl_seq, 1,
-                                                memory_order_relaxed) + 1;
+        s->dl_order =
+            atomic_fetch_add_explicit(&r->dl_seq, 1, memory_order_relaxed) + 1;
         emit(r, PF_AGENT_EVENT_DEAD_LETTER, s->ctx.state, error, s->attempts,
              0.0);
     }
@@ -569,8 +568,8 @@ end_failed(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int error)
 /* The state was rejected (reason PF_EOPEN) or failed for good: its
  * fallback takes over, or it fails. */
 static void
-fall_back_or_fail(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
-                  int reason, bool allowed)
+fall_back_or_fail(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int reason,
+                  bool allowed)
 {
     pf_ctx_t *ctx = &s->ctx;
     int rc;
@@ -599,7 +598,7 @@ fall_back_or_fail(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
     }
 }
 
-/* ---- one attempt -------------------------------------------------------------- */
+/* ---- one attempt --------------------------------------------------------- */
 
 static int64_t
 clock_now(const pf__run_t *r)
@@ -651,8 +650,8 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
     ctx->goto_error = 0;
     ctx->deadline_ns = r->deadline_ns;
     if (d->timeout_ns != 0) {
-        ctx->deadline_ns = min64(ctx->deadline_ns,
-                                 pf__add_sat(start, d->timeout_ns));
+        ctx->deadline_ns =
+            min64(ctx->deadline_ns, pf__add_sat(start, d->timeout_ns));
     }
     if (d->retry_eager && !s->retry_started) {
         pf_retry_start(&d->retry, &s->retry, start);
@@ -668,8 +667,7 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
     }
     drop_token(r, s);
     if (leak) {
-        pf_leak_detector_track_release(a->cfg.leak_detector, a->name,
-                                       d->name);
+        pf_leak_detector_track_release(a->cfg.leak_detector, a->name, d->name);
     }
     if (timed) {
         end = clock_now(r);
@@ -678,8 +676,8 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
         *now = NO_TIME;
     }
     s->end_ns = end;
-    s->timed_out = ctx->deadline_ns != PF_DEADLINE_NEVER_NS &&
-                   end >= ctx->deadline_ns;
+    s->timed_out =
+        ctx->deadline_ns != PF_DEADLINE_NEVER_NS && end >= ctx->deadline_ns;
     if (s->timed_out) {
         rc = PF_ETIMEDOUT;
         s->counts.timeouts++;
@@ -748,7 +746,7 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
     return ENDED;
 }
 
-/* ---- the gates ------------------------------------------------------------------ */
+/* ---- the gates ----------------------------------------------------------- */
 
 static int
 gate_rate(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
@@ -767,8 +765,8 @@ gate_rate(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
     }
     s->rate_reserved = true;
     s->counts.rejections++;
-    emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_ERATELIMIT,
-         s->attempts, pf__ns_to_secs(wait));
+    emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_ERATELIMIT, s->attempts,
+         pf__ns_to_secs(wait));
     if (*now == NO_TIME) {
         *now = clock_now(r);
     }
@@ -812,7 +810,7 @@ gate_bulkhead(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int *err)
     return GO;
 }
 
-/* ---- driving a state ---------------------------------------------------------- */
+/* ---- driving a state ----------------------------------------------------- */
 
 /* Run state i from where it stopped: PARKED, or ENDED (outcome set). */
 static int
@@ -822,8 +820,8 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
     const pf__state_t *d = &r->agent->states[i];
 
     for (;;) {
-        int reason = atomic_load_explicit(&r->cancel_reason,
-                                          memory_order_acquire);
+        int reason =
+            atomic_load_explicit(&r->cancel_reason, memory_order_acquire);
         int err = 0;
         int act;
 
@@ -866,8 +864,7 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
                 pf_breaker_acquire(d->breaker, &s->permit) != 0) {
                 release_gates(s, d);
                 s->counts.rejections++;
-                emit(r, PF_AGENT_EVENT_REJECTED, i, PF_EOPEN, s->attempts,
-                     0.0);
+                emit(r, PF_AGENT_EVENT_REJECTED, i, PF_EOPEN, s->attempts, 0.0);
                 fall_back_or_fail(r, s, d, PF_EOPEN, true);
                 return ENDED;
             }
@@ -886,7 +883,7 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
     }
 }
 
-/* ---- successors ------------------------------------------------------------------ */
+/* ---- successors ---------------------------------------------------------- */
 
 static bool
 claim_goto(pf__run_t *r, uint32_t t)
@@ -1015,7 +1012,7 @@ slot_task_fn(pf__task_t *t)
     drive(s->ctx.run, s->ctx.state, false);
 }
 
-/* ---- ending a run ------------------------------------------------------------------ */
+/* ---- ending a run -------------------------------------------------------- */
 
 static bool
 blocks_dependents(int outcome)
@@ -1081,8 +1078,8 @@ summarize(pf__run_t *r)
     }
     k = (size_t)atomic_load_explicit(&r->cancel_reason, memory_order_acquire);
     if (k != 0) {
-        r->status = atomic_load_explicit(&r->cancel_reason,
-                                         memory_order_acquire);
+        r->status =
+            atomic_load_explicit(&r->cancel_reason, memory_order_acquire);
     }
     sum->status = r->status;
     sum->start_ns = r->start_ns;
@@ -1105,8 +1102,7 @@ summarize(pf__run_t *r)
                                   memory_order_relaxed);
     }
     if (c.retries + c.rejections + c.timeouts + c.fallbacks != 0) {
-        atomic_fetch_add_explicit(&a->retries, c.retries,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&a->retries, c.retries, memory_order_relaxed);
         atomic_fetch_add_explicit(&a->rejections, c.rejections,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&a->timeouts, c.timeouts,
@@ -1151,11 +1147,11 @@ finish(pf__run_t *r, bool on_caller)
     }
 }
 
-/* ---- starting a run ------------------------------------------------------------------ */
+/* ---- starting a run ------------------------------------------------------ */
 
 static int
-run_start(pf_agent_t *a, pf_ctx_t *ctx, const pf_run_opts_t *opts,
-          bool async, pf__run_t **out)
+run_start(pf_agent_t *a, pf_ctx_t *ctx, const pf_run_opts_t *opts, bool async,
+          pf__run_t **out)
 {
     pf__run_t *r;
     double secs;
@@ -1333,7 +1329,8 @@ pf_run_done(const pf_run_t *run)
 void
 pf_run_cancel(pf_run_t *run)
 {
-    if (run != NULL && !atomic_load_explicit(&run->done, memory_order_acquire)) {
+    if (run != NULL &&
+        !atomic_load_explicit(&run->done, memory_order_acquire)) {
         run_cancel(run, PF_ECANCELED);
     }
 }
@@ -1346,7 +1343,7 @@ pf_run_free(pf_run_t *run)
     }
 }
 
-/* ---- results ------------------------------------------------------------------------ */
+/* ---- results ------------------------------------------------------------- */
 
 void
 pf_run_result_free(pf_run_result_t *res)
@@ -1460,7 +1457,7 @@ pf_run_result_dead_letter(const pf_run_result_t *res, size_t i,
     return PF_ERANGE;
 }
 
-/* ---- the per-state view of the context -------------------------------------------- */
+/* ---- the per-state view of the context ----------------------------------- */
 
 int
 pf_ctx_goto(pf_ctx_t *ctx, const char *state)
@@ -1623,8 +1620,8 @@ pf_ctx_is_cancelled(const pf_ctx_t *ctx)
     if (ctx == NULL || ctx->run == NULL) {
         return false;
     }
-    if (atomic_load_explicit(&ctx->run->cancel_reason,
-                             memory_order_acquire) != 0) {
+    if (atomic_load_explicit(&ctx->run->cancel_reason, memory_order_acquire) !=
+        0) {
         return true;
     }
     if (ctx->token != NULL && pf_token_is_cancelled(ctx->token)) {

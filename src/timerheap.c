@@ -85,7 +85,8 @@ sift_down(pf__timerheap_t *h, size_t i)
         if (child >= h->len) {
             break;
         }
-        if (child + 1 < h->len && before(h->items[child + 1], h->items[child])) {
+        if (child + 1 < h->len &&
+            before(h->items[child + 1], h->items[child])) {
             child++;
         }
         if (!before(h->items[child], t)) {

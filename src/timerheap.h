@@ -19,9 +19,9 @@ typedef void (*pf__timer_fn)(struct pf__timer *t);
 /* One timer. fn is set by the owner; the rest belongs to the heap. */
 typedef struct pf__timer {
     pf__timer_fn fn;
-    int64_t at_ns;   /* due time on the executor's clock */
-    uint64_t seq;    /* arming order: equal due times fire first-armed first */
-    size_t index;    /* position in the heap, or PF__TIMER_IDLE */
+    int64_t at_ns; /* due time on the executor's clock */
+    uint64_t seq;  /* arming order: equal due times fire first-armed first */
+    size_t index;  /* position in the heap, or PF__TIMER_IDLE */
 } pf__timer_t;
 
 #define PF__TIMER_IDLE SIZE_MAX

@@ -19,7 +19,7 @@ typedef struct spec {
     int fail_first;
     int code;
     const char *go[6];
-    pthread_t thread;      /* thread of the last call */
+    pthread_t thread; /* thread of the last call */
     unsigned last_attempt;
     const char *seen_state;
     const char *seen_agent;

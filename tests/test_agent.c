@@ -42,7 +42,7 @@ noop(pf_ctx_t *ctx, void *arg)
     return 0;
 }
 
-/* ---- definitions ------------------------------------------------------------ */
+/* ---- definitions --------------------------------------------------------- */
 
 static void
 test_agent_config_and_opts_have_documented_defaults(void **state)
@@ -206,8 +206,7 @@ test_agent_unknown_dependency_fails_before_anything_runs(void **state)
     assert_string_equal(pf_agent_last_error(a), "");
     assert_pf_ok(pf_agent_run(a, NULL, NULL));
     assert_int_equal(atomic_load(&g_calls), 3);
-    assert_pf_err(pf_agent_add_state(a, "late", noop, NULL, NULL),
-                  PF_ESTATE);
+    assert_pf_err(pf_agent_add_state(a, "late", noop, NULL, NULL), PF_ESTATE);
     pf_agent_free(a);
 }
 
@@ -296,7 +295,7 @@ test_agent_with_no_states_completes_at_once(void **state)
     pf_agent_free(a);
 }
 
-/* ---- routing ---------------------------------------------------------------- */
+/* ---- routing ------------------------------------------------------------- */
 
 static void
 test_agent_sequential_chain_follows_gotos_on_the_calling_thread(void **state)
@@ -625,8 +624,8 @@ test_agent_ready_states_run_highest_priority_first(void **state)
     for (i = 0; i < 4; i++) {
         pf_state_opts_init(&o);
         o.priority = (pf_priority_t)i;
-        assert_pf_ok(pf_agent_add_state(a, names[i], log_prio,
-                                        (void *)(intptr_t)i, &o));
+        assert_pf_ok(
+            pf_agent_add_state(a, names[i], log_prio, (void *)(intptr_t)i, &o));
     }
     /* The only worker is kept busy: this thread runs everything, and picks
      * the highest priority each time. */
@@ -644,7 +643,7 @@ test_agent_ready_states_run_highest_priority_first(void **state)
     pf_executor_free(ex);
 }
 
-/* ---- context and results ------------------------------------------------------- */
+/* ---- context and results ------------------------------------------------- */
 
 static int
 producer(pf_ctx_t *ctx, void *arg)
@@ -719,11 +718,10 @@ test_agent_run_result_accessors_check_their_arguments(void **state)
     pf_agent_free(a);
 }
 
-/* ---- failures ------------------------------------------------------------------ */
+/* ---- failures ------------------------------------------------------------ */
 
 static void
-test_agent_failing_state_becomes_a_dead_letter_and_the_rest_goes_on(
-    void **state)
+test_agent_failing_state_becomes_a_dead_letter_and_others_go_on(void **state)
 {
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_PARALLEL);
     const char *deps[] = {"flaky"};
@@ -853,7 +851,7 @@ test_agent_retry_policy_retries_only_listed_results(void **state)
     pf_agent_free(a);
 }
 
-/* ---- breaker -------------------------------------------------------------------- */
+/* ---- breaker ------------------------------------------------------------- */
 
 static int
 cached(pf_ctx_t *ctx, void *arg, int reason)
@@ -961,10 +959,8 @@ test_agent_fallback_state_is_started_when_the_breaker_rejects(void **state)
     assert_pf_ok(pf_agent_add_state(a, "after", spec_fn, &after, &o));
     pf_breaker_force_open(pf_agent_state_breaker(a, "primary"));
     assert_pf_ok(pf_agent_run(a, NULL, &res)); /* handled: not a failure */
-    assert_int_equal(state_result(&res, "primary").outcome,
-                     PF_STATE_FELL_BACK);
-    assert_int_equal(state_result(&res, "backup").outcome,
-                     PF_STATE_COMPLETED);
+    assert_int_equal(state_result(&res, "primary").outcome, PF_STATE_FELL_BACK);
+    assert_int_equal(state_result(&res, "backup").outcome, PF_STATE_COMPLETED);
     assert_int_equal(state_result(&res, "after").outcome, PF_STATE_SKIPPED);
     assert_int_equal(res.fell_back, 1);
     assert_int_equal(res.dead_letters, 0);
@@ -1040,7 +1036,7 @@ test_agent_fallback_on_failure_completes_after_retries_run_out(void **state)
     pf_agent_free(a);
 }
 
-/* ---- bulkhead -------------------------------------------------------------------- */
+/* ---- bulkhead ------------------------------------------------------------ */
 
 typedef struct holder {
     atomic_int inside;
@@ -1145,7 +1141,7 @@ test_agent_bulkhead_with_no_room_fails_with_efull(void **state)
     pf_bulkhead_free(bh);
 }
 
-/* ---- sharing through a registry --------------------------------------------------- */
+/* ---- sharing through a registry ------------------------------------------ */
 
 static void
 test_agent_states_share_a_breaker_by_name_through_a_registry(void **state)
@@ -1186,7 +1182,7 @@ test_agent_states_share_a_breaker_by_name_through_a_registry(void **state)
     pf_registry_free(reg); /* the registry owns what it made */
 }
 
-/* ---- profiles ---------------------------------------------------------------------- */
+/* ---- profiles ------------------------------------------------------------ */
 
 static void
 test_agent_profiles_fill_options_as_the_original(void **state)
@@ -1240,8 +1236,7 @@ test_agent_profiles_fill_options_as_the_original(void **state)
     assert_int_equal(o.max_retries, 1);
     assert_true(o.resources.cpu_units == 0.1);
 
-    assert_pf_err(pf_state_opts_profile(&o, (pf_state_profile_t)99),
-                  PF_EINVAL);
+    assert_pf_err(pf_state_opts_profile(&o, (pf_state_profile_t)99), PF_EINVAL);
     assert_pf_err(pf_state_opts_profile_named(&o, "gpu_accelerated"),
                   PF_EINVAL);
     assert_pf_err(pf_state_opts_profile(NULL, PF_PROFILE_QUICK), PF_EINVAL);
@@ -1253,7 +1248,7 @@ test_agent_profiles_fill_options_as_the_original(void **state)
     pf_agent_free(a);
 }
 
-/* ---- leak tracking ------------------------------------------------------------------ */
+/* ---- leak tracking ------------------------------------------------------- */
 
 static int
 fake_sample(int pid, pf_leak_sample_t *out, void *arg)
@@ -1316,7 +1311,7 @@ test_agent_reports_state_resources_to_the_leak_detector(void **state)
     pf_leak_detector_free(d);
 }
 
-/* ---- listener and metrics ----------------------------------------------------------- */
+/* ---- listener and metrics ------------------------------------------------ */
 
 typedef struct heard {
     int kinds[32];
@@ -1410,7 +1405,7 @@ main(void)
         cmocka_unit_test(test_agent_states_share_the_runs_context),
         cmocka_unit_test(test_agent_run_result_accessors_check_their_arguments),
         cmocka_unit_test(
-            test_agent_failing_state_becomes_a_dead_letter_and_the_rest_goes_on),
+            test_agent_failing_state_becomes_a_dead_letter_and_others_go_on),
         cmocka_unit_test(
             test_agent_dead_letter_off_fails_without_a_dead_letter),
         cmocka_unit_test(test_agent_state_that_recovers_on_a_retry_completes),

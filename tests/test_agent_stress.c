@@ -68,8 +68,8 @@ diamond(pf_executor_t *ex, cell_t cells[STATES], board_t *board)
             o.depends_on = deps;
             o.depends_on_len = 2;
         }
-        assert_pf_ok(pf_agent_add_state(a, names[i], count_in_row, &cells[i],
-                                        &o));
+        assert_pf_ok(
+            pf_agent_add_state(a, names[i], count_in_row, &cells[i], &o));
     }
     return a;
 }
@@ -223,9 +223,8 @@ test_agent_runs_cancelled_midway_end_cleanly(void **state)
         int rc = pf_run_wait(runs[i], NULL, &res);
 
         assert_true(rc == 0 || rc == PF_ECANCELED);
-        assert_int_equal(res.completed + res.cancelled + res.skipped +
-                             res.not_run,
-                         STATES);
+        assert_int_equal(
+            res.completed + res.cancelled + res.skipped + res.not_run, STATES);
         for (j = 0; j < STATES; j++) {
             pf_state_result_t sr;
 
@@ -244,7 +243,7 @@ test_agent_runs_cancelled_midway_end_cleanly(void **state)
     free(runs);
 }
 
-/* ---- allocation failure ------------------------------------------------------ */
+/* ---- allocation failure -------------------------------------------------- */
 
 static int
 count_call_noop(pf_ctx_t *ctx, void *arg)

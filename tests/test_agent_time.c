@@ -100,7 +100,7 @@ backoff_exactly(pf_state_opts_t *o, unsigned retries, double first)
     o->backoff.jitter = PF_JITTER_NONE;
 }
 
-/* ---- retries ---------------------------------------------------------------- */
+/* ---- retries ------------------------------------------------------------- */
 
 static void
 test_agent_retry_waits_its_backoff_on_a_timer(void **state)
@@ -120,7 +120,7 @@ test_agent_retry_waits_its_backoff_on_a_timer(void **state)
     assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
     pf_test_wait_for_flag(&s.calls, 1);
     wait_timers(f->ex, 1);
-    wait_idle_workers(f->ex); /* nothing sleeps on a worker */
+    wait_idle_workers(f->ex);              /* nothing sleeps on a worker */
     pf_test_wait_for_waiters(f->clock, 1); /* the timer thread */
     pf_clock_manual_advance(f->clock, 999 * NS_PER_MS);
     wait_timers(f->ex, 1); /* not yet due: still armed */
@@ -145,7 +145,7 @@ test_agent_retry_waits_its_backoff_on_a_timer(void **state)
     pf_agent_free(a);
 }
 
-/* ---- timeouts ----------------------------------------------------------------- */
+/* ---- timeouts ------------------------------------------------------------ */
 
 typedef struct slow {
     pf_clock_t *clock;
@@ -241,7 +241,7 @@ test_agent_timeout_cancels_the_attempts_token_at_the_deadline(void **state)
     assert_pf_ok(pf_agent_add_state(a, "bounded", wait_on_token, &w, &o));
     assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
     pf_test_wait_for_flag(&w.waiting, 1);
-    wait_timers(f->ex, 1); /* the token's timer */
+    wait_timers(f->ex, 1);                 /* the token's timer */
     pf_test_wait_for_waiters(f->clock, 2); /* the state and the timer */
     pf_clock_manual_advance(f->clock, 5 * NS_PER_SEC);
     assert_pf_err(pf_run_wait(run, NULL, &res), PF_ETIMEDOUT);
@@ -255,7 +255,7 @@ test_agent_timeout_cancels_the_attempts_token_at_the_deadline(void **state)
     pf_agent_free(a);
 }
 
-/* ---- cancellation ----------------------------------------------------------------- */
+/* ---- cancellation -------------------------------------------------------- */
 
 static void
 test_agent_cancel_ends_a_run_waiting_for_a_retry(void **state)
@@ -439,7 +439,7 @@ test_agent_run_wait_times_out_and_the_run_goes_on(void **state)
     pf_agent_free(a);
 }
 
-/* ---- rate limit ----------------------------------------------------------------------- */
+/* ---- rate limit ---------------------------------------------------------- */
 
 static void
 test_agent_rate_limit_delay_is_a_timer(void **state)
@@ -478,7 +478,7 @@ test_agent_rate_limit_delay_is_a_timer(void **state)
     pf_ratelimit_free(rl);
 }
 
-/* ---- bulkhead --------------------------------------------------------------------------- */
+/* ---- bulkhead ------------------------------------------------------------ */
 
 typedef struct holder {
     atomic_int inside;
@@ -630,8 +630,7 @@ test_agent_cancel_withdraws_a_queued_bulkhead_ticket(void **state)
     wait_bulkhead_waiting(bh, 1);
     pf_run_cancel(ry);
     assert_pf_err(pf_run_wait(ry, NULL, &res), PF_ECANCELED);
-    assert_int_equal(state_result(&res, "queued").outcome,
-                     PF_STATE_CANCELLED);
+    assert_int_equal(state_result(&res, "queued").outcome, PF_STATE_CANCELLED);
     pf_bulkhead_metrics(bh, &m);
     assert_int_equal(m.waiting, 0);
     assert_int_equal(m.in_use, 1); /* the holder's slot only */
@@ -648,7 +647,7 @@ test_agent_cancel_withdraws_a_queued_bulkhead_ticket(void **state)
     pf_bulkhead_free(bh);
 }
 
-/* ---- timings ------------------------------------------------------------------------- */
+/* ---- timings ------------------------------------------------------------- */
 
 static void
 test_agent_timings_follow_the_executors_clock(void **state)

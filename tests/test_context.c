@@ -105,13 +105,12 @@ test_ctx_string_is_copied_in_and_out(void **state)
     assert_int_equal(len, 5);
     /* Needs 6 bytes with the NUL: nothing copied, length said. */
     memset(small, '#', sizeof(small));
-    assert_pf_err(pf_ctx_get_string(ctx, "greeting", small, sizeof(small),
-                                    &len),
-                  PF_ERANGE);
+    assert_pf_err(
+        pf_ctx_get_string(ctx, "greeting", small, sizeof(small), &len),
+        PF_ERANGE);
     assert_int_equal(len, 5);
     assert_int_equal(small[0], '#');
-    assert_pf_err(pf_ctx_get_string(ctx, "greeting", NULL, 0, &len),
-                  PF_ERANGE);
+    assert_pf_err(pf_ctx_get_string(ctx, "greeting", NULL, 0, &len), PF_ERANGE);
     assert_pf_ok(pf_ctx_dup_string(ctx, "greeting", &dup));
     assert_string_equal(dup, "hello");
     pf_free(dup);
@@ -141,9 +140,9 @@ test_ctx_bytes_keep_embedded_zeros(void **state)
     assert_memory_equal(out, data, 6);
     assert_pf_err(pf_ctx_get_bytes(ctx, "blob", out, 5, &len), PF_ERANGE);
     /* Bytes are not a string. */
-    assert_pf_err(pf_ctx_get_string(ctx, "blob", (char *)out, sizeof(out),
-                                    NULL),
-                  PF_EINVAL);
+    assert_pf_err(
+        pf_ctx_get_string(ctx, "blob", (char *)out, sizeof(out), NULL),
+        PF_EINVAL);
     assert_pf_ok(pf_ctx_set_bytes(ctx, "empty", NULL, 0));
     assert_pf_ok(pf_ctx_get_bytes(ctx, "empty", NULL, 0, &len));
     assert_int_equal(len, 0);
@@ -195,8 +194,7 @@ test_ctx_set_ptr_frees_the_value_when_it_fails(void **state)
 {
     (void)state;
     atomic_store(&g_freed, 0);
-    assert_pf_err(pf_ctx_set_ptr(NULL, "k", malloc(8), count_free),
-                  PF_EINVAL);
+    assert_pf_err(pf_ctx_set_ptr(NULL, "k", malloc(8), count_free), PF_EINVAL);
     assert_int_equal(atomic_load(&g_freed), 1);
 }
 
@@ -294,8 +292,7 @@ test_ctx_many_keys_stay_findable_through_removals(void **state)
                     assert_int_equal(v, j);
                     count++;
                 } else {
-                    assert_pf_err(pf_ctx_get_int(ctx, key, &v),
-                                  PF_ENOTFOUND);
+                    assert_pf_err(pf_ctx_get_int(ctx, key, &v), PF_ENOTFOUND);
                 }
             }
             assert_int_equal(pf_ctx_count(ctx), count);
@@ -321,7 +318,7 @@ test_ctx_state_view_functions_are_neutral_outside_a_state(void **state)
     pf_ctx_free(ctx);
 }
 
-/* ---- threads -------------------------------------------------------------- */
+/* ---- threads ------------------------------------------------------------- */
 
 static void
 bump(void *arg, unsigned t)
@@ -364,7 +361,7 @@ test_ctx_concurrent_threads_never_see_torn_values(void **state)
     pf_ctx_free(ctx);
 }
 
-/* ---- allocation failure ---------------------------------------------------- */
+/* ---- allocation failure -------------------------------------------------- */
 
 static void
 scenario(void *arg)

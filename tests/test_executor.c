@@ -357,7 +357,7 @@ test_executor_timer_due_already_fires_at_once(void **state)
     pf_executor_free(ex);
 }
 
-/* ---- groups and helping ---------------------------------------------------- */
+/* ---- groups and helping -------------------------------------------------- */
 
 typedef struct grouped {
     pf__task_t task;
@@ -461,7 +461,7 @@ test_executor_help_returns_etimedout_at_its_deadline(void **state)
     pf__group_destroy(&g);
 }
 
-/* ---- the default executor --------------------------------------------------- */
+/* ---- the default executor ------------------------------------------------ */
 
 static pf_executor_t *g_seen[8];
 
@@ -490,7 +490,7 @@ test_executor_default_is_one_executor_for_all_threads(void **state)
     assert_pf_err(pf_executor_default(NULL), PF_EINVAL);
 }
 
-/* ---- allocation failure ------------------------------------------------------- */
+/* ---- allocation failure -------------------------------------------------- */
 
 static void
 new_free(void *arg)
@@ -549,8 +549,8 @@ main(void)
             test_executor_timer_cancel_waits_for_a_running_callback,
             pf_test_clock_setup, pf_test_clock_teardown),
         cmocka_unit_test_setup_teardown(
-            test_executor_timer_due_already_fires_at_once,
-            pf_test_clock_setup, pf_test_clock_teardown),
+            test_executor_timer_due_already_fires_at_once, pf_test_clock_setup,
+            pf_test_clock_teardown),
         cmocka_unit_test(
             test_executor_help_runs_the_groups_tasks_on_the_waiting_thread),
         cmocka_unit_test_setup_teardown(

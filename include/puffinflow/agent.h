@@ -211,13 +211,12 @@ PF_API int pf_state_opts_profile(pf_state_opts_t *opts,
 /* The same by the original's name: "minimal", "standard", "cpu_intensive",
  * "memory_intensive", "io_intensive", "network_intensive", "quick",
  * "batch", "critical". PF_EINVAL for another name. */
-PF_API int pf_state_opts_profile_named(pf_state_opts_t *opts,
-                                       const char *name);
+PF_API int pf_state_opts_profile_named(pf_state_opts_t *opts, const char *name);
 
 /* The profile's name; "unknown" for another value. A constant string. */
 PF_API const char *pf_state_profile_name(pf_state_profile_t profile);
 
-/* ---- agent events ---------------------------------------------------------- */
+/* ---- agent events -------------------------------------------------------- */
 
 typedef enum pf_agent_event_kind {
     /* An attempt failed and will be retried after `delay` seconds. */
@@ -239,10 +238,10 @@ typedef enum pf_agent_event_kind {
 typedef struct pf_agent_event {
     pf_agent_event_kind_t kind;
     const char *agent;
-    const char *state;  /* NULL for RUN_DONE */
-    int error;          /* the attempt's error, or the run's */
-    unsigned attempt;   /* the attempt concerned (1 = first) */
-    double delay;       /* RETRY: seconds until the next attempt */
+    const char *state; /* NULL for RUN_DONE */
+    int error;         /* the attempt's error, or the run's */
+    unsigned attempt;  /* the attempt concerned (1 = first) */
+    double delay;      /* RETRY: seconds until the next attempt */
 } pf_agent_event_t;
 
 /* Called on the thread where the event happened (a worker, the timer
@@ -253,15 +252,15 @@ typedef void (*pf_agent_listener_fn)(const pf_agent_event_t *ev, void *arg);
 /* ---- agents ------------------------------------------------------------- */
 
 typedef struct pf_agent_config {
-    const char *name;          /* copied; default "agent" */
-    pf_executor_t *executor;   /* where parallel work, retries and timers
-                                  run; NULL = pf_executor_default(),
-                                  obtained at the first run (default) */
-    pf_exec_mode_t mode;       /* default PF_EXEC_PARALLEL */
-    double run_timeout;        /* seconds a run may take, 0 = no limit
-                                  (default); a run's own timeout wins */
-    bool timings;              /* record when each state started and ended
-                                  (one clock read per step); default true */
+    const char *name;        /* copied; default "agent" */
+    pf_executor_t *executor; /* where parallel work, retries and timers
+                                run; NULL = pf_executor_default(),
+                                obtained at the first run (default) */
+    pf_exec_mode_t mode;     /* default PF_EXEC_PARALLEL */
+    double run_timeout;      /* seconds a run may take, 0 = no limit
+                                (default); a run's own timeout wins */
+    bool timings;            /* record when each state started and ended
+                                (one clock read per step); default true */
     pf_leak_detector_t *leak_detector; /* allocation tracking of the
                                   states' resources; NULL = none (default) */
     pf_agent_listener_fn listener;     /* NULL = none (default) */
@@ -339,14 +338,14 @@ typedef struct pf_agent_metrics {
     size_t states;
     uint64_t runs_started;
     uint64_t runs_finished;
-    uint64_t runs_failed;      /* finished with a non-zero result */
-    uint64_t runs_active;      /* started and not finished */
+    uint64_t runs_failed; /* finished with a non-zero result */
+    uint64_t runs_active; /* started and not finished */
     uint64_t states_completed;
-    uint64_t states_failed;    /* failed for good (incl. fell back) */
+    uint64_t states_failed; /* failed for good (incl. fell back) */
     uint64_t retries;
-    uint64_t rejections;       /* attempts refused by breaker, bulkhead or
-                                  rate limit */
-    uint64_t timeouts;         /* attempts past their deadline */
+    uint64_t rejections; /* attempts refused by breaker, bulkhead or
+                            rate limit */
+    uint64_t timeouts;   /* attempts past their deadline */
     uint64_t fallbacks;
     uint64_t dead_letters;
 } pf_agent_metrics_t;
@@ -355,7 +354,7 @@ typedef struct pf_agent_metrics {
  * arguments: no-op. Thread-safe. */
 PF_API void pf_agent_metrics(pf_agent_t *a, pf_agent_metrics_t *out);
 
-/* ---- runs ----------------------------------------------------------------- */
+/* ---- runs ---------------------------------------------------------------- */
 
 /* Told when an asynchronous run has ended, on the thread that ended it,
  * with no lock held. It may call pf_run_wait (which returns at once) and
@@ -375,15 +374,15 @@ PF_API void pf_run_opts_init(pf_run_opts_t *opts);
 
 /* How one state ended. */
 typedef enum pf_state_outcome {
-    PF_STATE_NOT_RUN = 0,    /* never started: not reached */
-    PF_STATE_COMPLETED = 1,  /* succeeded (maybe through its fallback fn) */
-    PF_STATE_FAILED = 2,     /* failed for good */
-    PF_STATE_FELL_BACK = 3,  /* rejected or failed; its fallback state was
-                                started instead */
-    PF_STATE_CANCELLED = 4,  /* ready or waiting when the run was cancelled
-                                or its deadline passed */
-    PF_STATE_SKIPPED = 5     /* never started: a dependency did not
-                                complete */
+    PF_STATE_NOT_RUN = 0,   /* never started: not reached */
+    PF_STATE_COMPLETED = 1, /* succeeded (maybe through its fallback fn) */
+    PF_STATE_FAILED = 2,    /* failed for good */
+    PF_STATE_FELL_BACK = 3, /* rejected or failed; its fallback state was
+                               started instead */
+    PF_STATE_CANCELLED = 4, /* ready or waiting when the run was cancelled
+                               or its deadline passed */
+    PF_STATE_SKIPPED = 5    /* never started: a dependency did not
+                               complete */
 } pf_state_outcome_t;
 
 /* "not_run", "completed", "failed", "fell_back", "cancelled", "skipped";
@@ -394,17 +393,17 @@ PF_API const char *pf_state_outcome_name(pf_state_outcome_t o);
  * priv_run, read with the functions below until pf_run_result_free.
  * Caller memory. */
 typedef struct pf_run_result {
-    int status;            /* what pf_agent_run returned */
-    size_t completed;      /* states completed */
-    size_t failed;         /* states failed for good (not fell back) */
+    int status;       /* what pf_agent_run returned */
+    size_t completed; /* states completed */
+    size_t failed;    /* states failed for good (not fell back) */
     size_t fell_back;
     size_t cancelled;
     size_t skipped;
     size_t not_run;
     size_t dead_letters;
-    int64_t start_ns;      /* executor clock; 0 when timings are off */
+    int64_t start_ns; /* executor clock; 0 when timings are off */
     int64_t end_ns;
-    double duration;       /* seconds; 0 when timings are off */
+    double duration; /* seconds; 0 when timings are off */
     void *priv_run;
 } pf_run_result_t;
 
@@ -412,28 +411,28 @@ typedef struct pf_run_result {
 typedef struct pf_state_result {
     const char *name;
     pf_state_outcome_t outcome;
-    int error;          /* why it failed or fell back; 0 when it completed
-                           by itself; the fallback's reason when a fallback
-                           completed it */
-    unsigned attempts;  /* calls of its function (0 when never started) */
-    bool timed_out;     /* its last attempt ran past its deadline */
-    bool fell_back;     /* completed (or ended) through a fallback */
+    int error;         /* why it failed or fell back; 0 when it completed
+                          by itself; the fallback's reason when a fallback
+                          completed it */
+    unsigned attempts; /* calls of its function (0 when never started) */
+    bool timed_out;    /* its last attempt ran past its deadline */
+    bool fell_back;    /* completed (or ended) through a fallback */
     bool dead_letter;
-    uint64_t order;     /* 1, 2, ...: the order in which states ended in
-                           this run; 0 for states that never started */
-    int64_t start_ns;   /* first attempt started; executor clock; 0 when
-                           timings are off or it never started */
-    int64_t end_ns;     /* last attempt ended */
-    double duration;    /* seconds from start_ns to end_ns */
+    uint64_t order;   /* 1, 2, ...: the order in which states ended in
+                         this run; 0 for states that never started */
+    int64_t start_ns; /* first attempt started; executor clock; 0 when
+                         timings are off or it never started */
+    int64_t end_ns;   /* last attempt ended */
+    double duration;  /* seconds from start_ns to end_ns */
 } pf_state_result_t;
 
 /* A state that failed for good. Strings point into the agent. */
 typedef struct pf_dead_letter {
     const char *state;
     const char *agent;
-    int error;           /* its last result */
+    int error; /* its last result */
     unsigned attempts;
-    bool timed_out;      /* its last attempt ran past its deadline */
+    bool timed_out;       /* its last attempt ran past its deadline */
     int64_t failed_at_ns; /* wall-clock time (pf_wall_time_ns) */
 } pf_dead_letter_t;
 
@@ -500,7 +499,7 @@ PF_API int pf_run_result_find(const pf_run_result_t *r, const char *name,
 PF_API int pf_run_result_dead_letter(const pf_run_result_t *r, size_t i,
                                      pf_dead_letter_t *out);
 
-/* ---- inside a state ------------------------------------------------------- */
+/* ---- inside a state ------------------------------------------------------ */
 
 /* Name a state to run after this one completes (call it several times for
  * several: they run in parallel). Takes effect only if this attempt

@@ -74,8 +74,7 @@ PF_API int pf_ctx_set_int(pf_ctx_t *ctx, const char *key, int64_t value);
 PF_API int pf_ctx_set_double(pf_ctx_t *ctx, const char *key, double value);
 
 /* value is copied up to its NUL. */
-PF_API int pf_ctx_set_string(pf_ctx_t *ctx, const char *key,
-                             const char *value);
+PF_API int pf_ctx_set_string(pf_ctx_t *ctx, const char *key, const char *value);
 
 /* len bytes from data are copied (data may be NULL when len is 0). */
 PF_API int pf_ctx_set_bytes(pf_ctx_t *ctx, const char *key, const void *data,
@@ -87,10 +86,8 @@ PF_API int pf_ctx_set_bytes(pf_ctx_t *ctx, const char *key, const void *data,
 PF_API int pf_ctx_set_ptr(pf_ctx_t *ctx, const char *key, void *ptr,
                           pf_ctx_dtor_fn dtor);
 
-PF_API int pf_ctx_get_int(const pf_ctx_t *ctx, const char *key,
-                          int64_t *out);
-PF_API int pf_ctx_get_double(const pf_ctx_t *ctx, const char *key,
-                             double *out);
+PF_API int pf_ctx_get_int(const pf_ctx_t *ctx, const char *key, int64_t *out);
+PF_API int pf_ctx_get_double(const pf_ctx_t *ctx, const char *key, double *out);
 
 /* Copy a string variable and its NUL into buf (cap bytes); *len (may be
  * NULL) gets its length without the NUL. PF_ERANGE when cap is too small:
@@ -101,8 +98,7 @@ PF_API int pf_ctx_get_string(const pf_ctx_t *ctx, const char *key, char *buf,
 
 /* A copy of a string variable in *out, to be freed with pf_free. Also
  * PF_ENOMEM. */
-PF_API int pf_ctx_dup_string(const pf_ctx_t *ctx, const char *key,
-                             char **out);
+PF_API int pf_ctx_dup_string(const pf_ctx_t *ctx, const char *key, char **out);
 
 /* Copy a bytes (or string) variable into buf (cap bytes); *len (may be
  * NULL) gets its length. PF_ERANGE when cap is too small, as above. */

@@ -74,15 +74,15 @@ PF_API unsigned pf_executor_workers(const pf_executor_t *ex);
 PF_API const pf_clock_t *pf_executor_clock(const pf_executor_t *ex);
 
 typedef struct pf_executor_metrics {
-    unsigned workers;        /* worker threads */
-    unsigned idle_workers;   /* workers asleep waiting for work */
-    uint64_t tasks_run;      /* work items taken from the queues, by
-                                workers or by waiting callers */
-    uint64_t tasks_helped;   /* ... of which by waiting callers */
-    uint64_t queued;         /* work items waiting now */
-    uint64_t peak_queued;    /* most ever waiting at once */
-    uint64_t timers_armed;   /* timers waiting now */
-    uint64_t timers_fired;   /* timers that came due since creation */
+    unsigned workers;      /* worker threads */
+    unsigned idle_workers; /* workers asleep waiting for work */
+    uint64_t tasks_run;    /* work items taken from the queues, by
+                              workers or by waiting callers */
+    uint64_t tasks_helped; /* ... of which by waiting callers */
+    uint64_t queued;       /* work items waiting now */
+    uint64_t peak_queued;  /* most ever waiting at once */
+    uint64_t timers_armed; /* timers waiting now */
+    uint64_t timers_fired; /* timers that came due since creation */
 } pf_executor_metrics_t;
 
 /* Fill *out with a snapshot. NULL ex or out: no-op. Thread-safe. */
