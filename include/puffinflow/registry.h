@@ -2,10 +2,10 @@
  * export as Prometheus text (exposition format 0.0.4) and JSON.
  *
  * A registry holds the library's objects by kind and name: circuit
- * breakers, bulkheads, rate limiters, health checkers, leak detectors and
- * degradation managers. Names are unique within a kind (a breaker and a
- * bulkhead may both be called "payments"). A program may make its own
- * registries or use the default one, made on first use.
+ * breakers, keyed breaker groups, bulkheads, rate limiters, health
+ * checkers, leak detectors and degradation managers. Names are unique within a
+ * kind (a breaker and a bulkhead may both be called "payments"). A program may
+ * make its own registries or use the default one, made on first use.
  *
  * Ownership. An object the registry creates (get-or-create) is owned by
  * the registry: it is freed when removed, when the registry is cleared or
@@ -119,7 +119,8 @@ PF_API int pf_registry_remove(pf_registry_t *r, pf_registry_kind_t kind,
                               const char *name, void **out);
 
 /* How many objects of kind (or of every kind, for PF_REGISTRY_ANY) r
- * holds; 0 for NULL or a bad kind. Thread-safe. Never blocks. */
+ * holds; 0 for NULL or a bad kind. Takes the registry's lock briefly.
+ * Thread-safe. */
 PF_API size_t pf_registry_count(pf_registry_t *r, pf_registry_kind_t kind);
 
 /* Call fn(kind, name, object, arg) for every object of kind (or every
