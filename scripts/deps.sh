@@ -1,7 +1,8 @@
 # Sourced by the scripts in this folder: installs, with apt-get, whatever
 # Debian package the build and the tests need and the machine lacks.
 PF_PACKAGES="cmake make gcc clang pkg-config libcmocka-dev binutils
-             libmicrohttpd-dev libcurl4-openssl-dev curl"
+             libmicrohttpd-dev libcurl4-openssl-dev curl prometheus"
+# prometheus brings promtool, which the HTTP tests use to check /metrics.
 
 pf_install_deps() {
     local missing=""
@@ -16,6 +17,6 @@ pf_install_deps() {
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
     fi
 }
