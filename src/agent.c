@@ -948,6 +948,10 @@ compile(pf_agent_t *a)
                 set_error(a, "state '%s' falls back to unknown state '%s'",
                           s->name, s->fallback_state_name);
                 rc = PF_EINVAL;
+            } else if (a->states[s->fallback_state].ndep_names != 0) {
+                set_error(a, "fallback state '%s' of '%s' has dependencies",
+                          s->fallback_state_name, s->name);
+                rc = PF_EINVAL;
             }
         }
         if (rc != 0) {

@@ -565,6 +565,26 @@ end_failed(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int error)
     }
 }
 
+/* Withdraw the attempt's token (and its timer) once the state's code has
+ * returned. */
+static void
+drop_token(pf__run_t *r, pf__slot_t *s)
+{
+    pf_ctx_t *ctx = &s->ctx;
+
+    if (ctx->token == NULL) {
+        return;
+    }
+    if (s->own_token) {
+        /* Its timer cancels it at the deadline: withdraw that first (and
+         * wait for it if it is firing) before the token goes. */
+        pf__exec_timer_cancel(r->ex, &s->timer);
+        pf_token_free(ctx->token);
+        s->own_token = false;
+    }
+    ctx->token = NULL;
+}
+
 /* The state was rejected (reason PF_EOPEN) or failed for good: its
  * fallback takes over, or it fails. */
 static void
@@ -587,7 +607,9 @@ fall_back_or_fail(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int reason,
     }
     ctx->ngotos = 0;
     ctx->goto_error = 0;
+    ctx->deadline_ns = r->deadline_ns; /* the state's timeout is not its */
     rc = d->fallback(ctx, d->fallback_arg, reason);
+    drop_token(r, s);
     if (rc == 0 && ctx->goto_error != 0) {
         rc = ctx->goto_error;
     }
@@ -604,24 +626,6 @@ static int64_t
 clock_now(const pf__run_t *r)
 {
     return pf_clock_now_ns(r->clock);
-}
-
-static void
-drop_token(pf__run_t *r, pf__slot_t *s)
-{
-    pf_ctx_t *ctx = &s->ctx;
-
-    if (ctx->token == NULL) {
-        return;
-    }
-    if (s->own_token) {
-        /* Its timer cancels it at the deadline: withdraw that first (and
-         * wait for it if it is firing) before the token goes. */
-        pf__exec_timer_cancel(r->ex, &s->timer);
-        pf_token_free(ctx->token);
-        s->own_token = false;
-    }
-    ctx->token = NULL;
 }
 
 /* Call the state once: it is inside its bulkhead and holds its breaker

@@ -241,6 +241,7 @@ test_agent_unknown_next_or_fallback_state_is_rejected(void **state)
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_PARALLEL);
     pf_agent_t *b = agent_on(g_ex, PF_EXEC_PARALLEL);
     const char *next[] = {"nowhere"};
+    const char *deps[] = {"s"};
     pf_state_opts_t o;
 
     (void)state;
@@ -255,6 +256,12 @@ test_agent_unknown_next_or_fallback_state_is_rejected(void **state)
     assert_pf_ok(pf_agent_add_state(b, "s", noop, NULL, &o));
     assert_pf_err(pf_agent_validate(b), PF_EINVAL);
     assert_non_null(strstr(pf_agent_last_error(b), "'plan_b'"));
+    pf_state_opts_init(&o);
+    o.depends_on = deps;
+    o.depends_on_len = 1;
+    assert_pf_ok(pf_agent_add_state(b, "plan_b", noop, NULL, &o));
+    assert_pf_err(pf_agent_validate(b), PF_EINVAL); /* plan_b waits on s */
+    assert_non_null(strstr(pf_agent_last_error(b), "dependencies"));
     pf_agent_free(a);
     pf_agent_free(b);
 }

@@ -255,6 +255,45 @@ test_agent_timeout_cancels_the_attempts_token_at_the_deadline(void **state)
     pf_agent_free(a);
 }
 
+static int
+fallback_with_token(pf_ctx_t *ctx, void *arg, int reason)
+{
+    pf_deadline_t d = pf_ctx_deadline(ctx);
+
+    (void)arg;
+    assert_int_equal(reason, PF_ETIMEDOUT);
+    assert_true(pf_deadline_is_none(&d)); /* the timeout was the state's */
+    assert_non_null(pf_ctx_token(ctx));
+    return 0;
+}
+
+static void
+test_agent_fallback_after_a_timeout_runs_without_the_states_deadline(
+    void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    slow_t slow = {f->clock, 6 * NS_PER_SEC, {0}};
+    pf_state_opts_t o;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    pf_state_opts_init(&o);
+    o.timeout = 5.0;
+    o.max_retries = 0;
+    o.fallback = fallback_with_token;
+    o.fallback_on_failure = true;
+    assert_pf_ok(pf_agent_add_state(a, "slow", slow_fn, &slow, &o));
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "slow");
+    assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+    assert_true(sr.fell_back);
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    pf_run_result_free(&res);
+    wait_timers(f->ex, 0);
+    pf_agent_free(a);
+}
+
 /* ---- cancellation -------------------------------------------------------- */
 
 static void
@@ -693,6 +732,7 @@ main(void)
         T(test_agent_retry_waits_its_backoff_on_a_timer),
         T(test_agent_timeout_fails_an_attempt_that_returns_late),
         T(test_agent_timeout_cancels_the_attempts_token_at_the_deadline),
+        T(test_agent_fallback_after_a_timeout_runs_without_the_states_deadline),
         T(test_agent_cancel_ends_a_run_waiting_for_a_retry),
         T(test_agent_cancel_reaches_a_running_state_through_its_token),
         T(test_agent_run_deadline_cancels_what_is_left),
