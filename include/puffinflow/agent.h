@@ -50,6 +50,7 @@
 #include "puffinflow/context.h"
 #include "puffinflow/deadline.h"
 #include "puffinflow/executor.h"
+#include "puffinflow/error.h"
 #include "puffinflow/export.h"
 #include "puffinflow/leak.h"
 #include "puffinflow/ratelimit.h"

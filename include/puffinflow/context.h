@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "puffinflow/deadline.h"
+#include "puffinflow/error.h"
 #include "puffinflow/export.h"
 
 #ifdef __cplusplus
