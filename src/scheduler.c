@@ -35,8 +35,11 @@
  * pf_ctx_is_cancelled and their token.
  *
  * Lifetime: a run has references: the caller's (its handle or result) and
- * the execution's, dropped by the thread that ends the run after it has
- * told everyone; the last reference returns the object to the agent. */
+ * the execution's, dropped by the thread that ends the run in the same
+ * locked step that releases its waiters (so once a wait returns, nothing
+ * of the run is in flight); the last reference returns the object to the
+ * agent's cache. Each run object holds a reference to its agent, so an
+ * agent freed while a result or handle is still held stays readable. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
