@@ -88,7 +88,9 @@ enum { PERMIT_TRIAL = 1, PERMIT_SHADOW = 2, PERMIT_GROUP = 4 };
 /* ---- stripes: per-CPU counters ----------------------------------------- */
 
 /* Counts only ever read summed, so a thread may use any stripe; threads
- * take stripes round-robin so that two running threads rarely share one. */
+ * take stripes round-robin so that two running threads rarely share one.
+ * 128 bytes a stripe, the counters in the first 64: two stripes' counters
+ * never share the pair of lines that adjacent-line prefetchers fetch. */
 typedef struct stripe {
     _Alignas(64) _Atomic uint64_t successes;
     _Atomic uint64_t failures;
@@ -97,6 +99,8 @@ typedef struct stripe {
     _Atomic uint64_t timeouts;
     _Atomic uint64_t slow;
     _Atomic uint64_t shadow_rejected;
+    pf__window_cursor_t cursor; /* where this stripe fills a count window */
+    char pad[128 - 8 * sizeof(uint64_t)];
 } stripe_t;
 
 /* 1 + this thread's stripe number, 0 until first use. The counter that
@@ -497,7 +501,7 @@ pf_breaker_new(const pf_breaker_config_t *cfg, pf_breaker_t **out)
                              b->window == PF_BREAKER_WINDOW_COUNT
                                  ? PF__WINDOW_COUNT
                                  : PF__WINDOW_TIME,
-                             cfg->window_size, now);
+                             cfg->window_size, now, b->stripe_mask + 1);
         if (rc != 0) {
             free_parts(b);
             return rc;
@@ -1027,7 +1031,7 @@ apply_window(pf_breaker_t *b, uint64_t epoch, bool failed, bool slow,
     if (EPOCH(w) != epoch) {
         return;
     }
-    pf__window_add(&b->win, now, failed, slow, &t);
+    pf__window_add(&b->win, &my_stripe(b)->cursor, now, failed, slow, &t);
     if (window_trips(b, &t)) {
         open_from_closed(b, epoch, now);
     }

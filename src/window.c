@@ -1,15 +1,22 @@
 /* Sliding windows for the circuit breaker.
  *
- * A count window is a ring of `size` one-byte outcomes. An add takes the
- * next position with one fetch_add, swaps its outcome into that slot with
- * one exchange, and moves the failure and slow totals by the difference
- * between the outcome it wrote and the one it replaced (nothing at all when
- * a success replaces a success, the common case). The number of calls in
- * the window is min(positions handed out, size). Every outcome is swapped
- * in once and out once, so however adds interleave the totals equal the
- * ring's contents once they finish; between the swap and the total's move a
- * lapping add (only possible when more threads than slots race) can leave
- * a total one below the truth for an instant, so readers clamp at 0.
+ * A count window is a ring of `size` one-byte outcomes, cut into chunks
+ * of up to 64 consecutive slots, each chunk on a cache line of its own.
+ * A writer (a breaker stripe) owns a cursor: it fills the slots of the
+ * chunk it claimed one after another, and claims the next chunk in ring
+ * order (one fetch_add) when they run out. Filling a slot swaps the
+ * outcome in with one exchange and moves the failure and slow totals by
+ * the difference between the outcome written and the one replaced
+ * (nothing at all when a success replaces a success), and the count of
+ * filled slots when it replaced an empty one. So once the ring is full, a
+ * success touches only its writer's cursor and its chunk's line: two
+ * threads fill two chunks and share no cache line. A single writer fills
+ * the slots in ring order, so the window holds exactly its last `size`
+ * calls; writers racing on one window hold, as nearly as an order exists,
+ * the last `size` of all. Every outcome is swapped in once and out once,
+ * so the totals equal the ring's contents once the adds finish; between
+ * the swap and the totals' move a lapping writer can leave a total one
+ * below the truth for an instant, so readers clamp at 0.
  *
  * A time window has one bucket per second, `size` of them in a ring. An
  * add bumps its second's bucket: one read-modify-write on the common path.
@@ -36,23 +43,45 @@
 
 enum { OUT_PRESENT = 1, OUT_FAIL = 2, OUT_SLOW = 4 };
 
-/* x % d for d = w->size without a division (Lemire, Kaser and Kurz,
- * "Faster remainder by direct computation", 2019): exact for 32-bit x. */
+/* x % d without a division (Lemire, Kaser and Kurz, "Faster remainder by
+ * direct computation", 2019): exact for 32-bit x, given M = 2^64 / d + 1
+ * (which wraps to 0 for d = 1, giving x % 1 = 0). */
+static inline uint32_t
+fastmod(uint32_t x, uint64_t m, uint32_t d)
+{
+    uint64_t low = m * x;
+
+    return (uint32_t)(((pf__u128)low * d) >> 64);
+}
+
 static inline uint32_t
 window_mod(const pf__window_t *w, uint32_t x)
 {
-    uint64_t low = w->fastmod * x;
+    return fastmod(x, w->fastmod, w->size);
+}
 
-    return (uint32_t)(((pf__u128)low * w->size) >> 64);
+/* Chunks: enough that each writer can own two at once, at most 64 slots
+ * (a cache line of one-byte outcomes). */
+static void
+plan_chunks(pf__window_t *w, uint32_t size, unsigned writers)
+{
+    uint32_t c = size / (2 * (writers > 0 ? writers : 1));
+
+    w->chunk = c < 1 ? 1 : c > 64 ? 64 : c;
+    w->nchunks = (size + w->chunk - 1) / w->chunk;
+    w->chunk_fastmod = UINT64_MAX / w->nchunks + 1;
 }
 
 int
-pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns)
+pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
+                unsigned writers)
 {
     w->kind = kind;
     w->size = size;
-    w->fastmod = UINT64_MAX / size + 1; /* wraps to 0 for size 1: x % 1 */
-    atomic_init(&w->pos, 0);
+    w->fastmod = UINT64_MAX / size + 1;
+    atomic_init(&w->chunk_seq, 0);
+    atomic_init(&w->gen, 0);
+    atomic_init(&w->filled, 0);
     atomic_init(&w->failures, 0);
     atomic_init(&w->slow, 0);
     atomic_init(&w->seq, 0);
@@ -61,13 +90,20 @@ pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns)
     atomic_init(&w->base_slow, 0);
     atomic_init(&w->head_sec, now_ns / PF_NS_PER_SEC);
     w->ring = NULL;
+    w->ring_raw = NULL;
     w->buckets = NULL;
     if (kind == PF__WINDOW_COUNT) {
-        w->ring = pf__calloc(size, sizeof(*w->ring));
-        if (w->ring == NULL) {
+        size_t bytes;
+
+        plan_chunks(w, size, writers);
+        bytes = (size_t)w->nchunks * 64;
+        w->ring_raw = pf__calloc(1, bytes + 63);
+        if (w->ring_raw == NULL) {
             return PF_ENOMEM;
         }
-        for (uint32_t i = 0; i < size; i++) {
+        w->ring = (_Atomic uint8_t *)(((uintptr_t)w->ring_raw + 63) &
+                                      ~(uintptr_t)63);
+        for (size_t i = 0; i < bytes; i++) {
             atomic_init(&w->ring[i], 0);
         }
     } else {
@@ -82,7 +118,7 @@ pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns)
         }
     }
     if (pthread_mutex_init(&w->lock, NULL) != 0) {
-        pf__free(w->ring);
+        pf__free(w->ring_raw);
         pf__free(w->buckets);
         return PF_ESYSTEM;
     }
@@ -93,11 +129,58 @@ void
 pf__window_destroy(pf__window_t *w)
 {
     pthread_mutex_destroy(&w->lock);
-    pf__free(w->ring);
+    pf__free(w->ring_raw);
     pf__free(w->buckets);
 }
 
 /* ---- count window ----------------------------------------------------- */
+
+/* A cursor: bit 63 valid, bits 40-55 the clear generation it belongs to,
+ * bits 8-39 its chunk, bits 0-7 the next slot's offset in the chunk. */
+#define CUR_VALID (UINT64_C(1) << 63)
+#define CUR_GEN(c) (((c) >> 40) & 0xFFFF)
+#define CUR_CHUNK(c) ((uint32_t)((c) >> 8))
+#define CUR_OFF(c) ((uint32_t)((c)&0xFF))
+
+static inline uint32_t
+chunk_len(const pf__window_t *w, uint32_t k)
+{
+    return k + 1 == w->nchunks ? w->size - k * w->chunk : w->chunk;
+}
+
+static inline _Atomic uint8_t *
+slot_at(const pf__window_t *w, uint32_t k, uint32_t off)
+{
+    return &w->ring[(size_t)k * 64 + off];
+}
+
+/* The next slot for cursor's writer: the next in its chunk, or the first
+ * of a newly claimed chunk. A CAS on the cursor, which only the writers
+ * sharing it touch; if one of them moved it meanwhile, the new chunk
+ * serves this add alone and its other slots wait for the next lap. */
+static _Atomic uint8_t *
+claim_slot(pf__window_t *w, pf__window_cursor_t *cursor)
+{
+    uint64_t g = atomic_load_explicit(&w->gen, memory_order_relaxed) & 0xFFFF;
+    uint64_t c = atomic_load_explicit(cursor, memory_order_relaxed);
+    uint32_t k;
+
+    while ((c & CUR_VALID) != 0 && CUR_GEN(c) == g &&
+           CUR_OFF(c) < chunk_len(w, CUR_CHUNK(c))) {
+        if (atomic_compare_exchange_weak_explicit(cursor, &c, c + 1,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            return slot_at(w, CUR_CHUNK(c), CUR_OFF(c));
+        }
+    }
+    k = fastmod((uint32_t)atomic_fetch_add_explicit(&w->chunk_seq, 1,
+                                                    memory_order_relaxed),
+                w->chunk_fastmod, w->nchunks);
+    atomic_compare_exchange_strong_explicit(
+        cursor, &c, CUR_VALID | (g << 40) | ((uint64_t)k << 8) | 1,
+        memory_order_relaxed, memory_order_relaxed);
+    return slot_at(w, k, 0);
+}
 
 static inline int64_t
 clamp0(int64_t v)
@@ -105,62 +188,72 @@ clamp0(int64_t v)
     return v < 0 ? 0 : v;
 }
 
-static void
-count_add(pf__window_t *w, bool failure, bool slow, pf__window_totals_t *out)
+static inline int64_t
+move(_Atomic int64_t *total, int delta)
 {
-    uint64_t p = atomic_fetch_add_explicit(&w->pos, 1, memory_order_relaxed);
+    if (delta != 0) {
+        return atomic_fetch_add_explicit(total, delta, memory_order_relaxed) +
+               delta;
+    }
+    return atomic_load_explicit(total, memory_order_relaxed);
+}
+
+static void
+count_add(pf__window_t *w, pf__window_cursor_t *cursor, bool failure,
+          bool slow, pf__window_totals_t *out)
+{
     uint8_t o = (uint8_t)(OUT_PRESENT | (failure ? OUT_FAIL : 0) |
                           (slow ? OUT_SLOW : 0));
-    uint8_t old = atomic_exchange_explicit(
-        &w->ring[window_mod(w, (uint32_t)p)], o, memory_order_relaxed);
-    int df = ((o & OUT_FAIL) != 0) - ((old & OUT_FAIL) != 0);
-    int ds = ((o & OUT_SLOW) != 0) - ((old & OUT_SLOW) != 0);
-    int64_t f;
-    int64_t s;
+    uint8_t old = atomic_exchange_explicit(claim_slot(w, cursor), o,
+                                           memory_order_relaxed);
 
-    if (df != 0) {
-        f = atomic_fetch_add_explicit(&w->failures, df, memory_order_relaxed) +
-            df;
-    } else {
-        f = atomic_load_explicit(&w->failures, memory_order_relaxed);
-    }
-    if (ds != 0) {
-        s = atomic_fetch_add_explicit(&w->slow, ds, memory_order_relaxed) + ds;
-    } else {
-        s = atomic_load_explicit(&w->slow, memory_order_relaxed);
-    }
-    out->calls = p + 1 < w->size ? p + 1 : w->size;
-    out->failures = (uint64_t)clamp0(f);
-    out->slow = (uint64_t)clamp0(s);
+    out->calls = (uint64_t)clamp0(move(&w->filled, old == 0));
+    out->failures = (uint64_t)clamp0(move(
+        &w->failures, ((o & OUT_FAIL) != 0) - ((old & OUT_FAIL) != 0)));
+    out->slow = (uint64_t)clamp0(move(
+        &w->slow, ((o & OUT_SLOW) != 0) - ((old & OUT_SLOW) != 0)));
 }
 
 static void
 count_totals(pf__window_t *w, pf__window_totals_t *out)
 {
-    uint64_t p = atomic_load_explicit(&w->pos, memory_order_relaxed);
-
-    out->calls = p < w->size ? p : w->size;
+    out->calls = (uint64_t)clamp0(
+        atomic_load_explicit(&w->filled, memory_order_relaxed));
     out->failures = (uint64_t)clamp0(
         atomic_load_explicit(&w->failures, memory_order_relaxed));
     out->slow =
         (uint64_t)clamp0(atomic_load_explicit(&w->slow, memory_order_relaxed));
 }
 
+/* Under lock. A new generation abandons every cursor, so the next add of
+ * each writer claims a chunk from the start of the ring. */
 static void
 count_clear(pf__window_t *w)
 {
-    atomic_store_explicit(&w->pos, 0, memory_order_relaxed);
-    for (uint32_t i = 0; i < w->size; i++) {
-        uint8_t old =
-            atomic_exchange_explicit(&w->ring[i], 0, memory_order_relaxed);
+    atomic_store_explicit(&w->gen,
+                          atomic_load_explicit(&w->gen, memory_order_relaxed) +
+                              1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&w->chunk_seq, 0, memory_order_relaxed);
+    for (uint32_t k = 0; k < w->nchunks; k++) {
+        for (uint32_t off = 0; off < chunk_len(w, k); off++) {
+            uint8_t old = atomic_exchange_explicit(slot_at(w, k, off), 0,
+                                                   memory_order_relaxed);
 
-        if ((old & OUT_FAIL) != 0) {
-            atomic_fetch_sub_explicit(&w->failures, 1, memory_order_relaxed);
-        }
-        if ((old & OUT_SLOW) != 0) {
-            atomic_fetch_sub_explicit(&w->slow, 1, memory_order_relaxed);
+            if (old != 0) {
+                move(&w->filled, -1);
+                move(&w->failures, -((old & OUT_FAIL) != 0));
+                move(&w->slow, -((old & OUT_SLOW) != 0));
+            }
         }
     }
+}
+
+uint8_t
+pf__window_slot(const pf__window_t *w, uint32_t i)
+{
+    return atomic_load_explicit(slot_at(w, i / w->chunk, i % w->chunk),
+                                memory_order_relaxed);
 }
 
 /* ---- time window ------------------------------------------------------ */
@@ -350,11 +443,11 @@ clamp_totals(pf__window_totals_t *t)
 }
 
 void
-pf__window_add(pf__window_t *w, int64_t now_ns, bool failure, bool slow,
-               pf__window_totals_t *out)
+pf__window_add(pf__window_t *w, pf__window_cursor_t *cursor, int64_t now_ns,
+               bool failure, bool slow, pf__window_totals_t *out)
 {
     if (w->kind == PF__WINDOW_COUNT) {
-        count_add(w, failure, slow, out);
+        count_add(w, cursor, failure, slow, out);
     } else {
         time_add(w, now_ns, failure, slow, out);
     }

@@ -31,20 +31,34 @@ typedef struct pf__window_bucket {
     _Atomic uint64_t slow;
 } pf__window_bucket_t;
 
-/* kind, size and the arrays' addresses are immutable after init. The
- * counters are atomics (see window.c for the orders); head_sec, seq and
- * the base sums are written only under lock, which serialises rotations
- * and clears. */
+/* A count window's writer's place: which slots it fills next. Each thread
+ * (or each breaker stripe) keeps one, zeroed before first use; adds that
+ * share a cursor must be atomic, hence the type. */
+typedef _Atomic uint64_t pf__window_cursor_t;
+
+/* kind, size, the chunk layout and the arrays' addresses are immutable
+ * after init. The counters are atomics (see window.c for the orders);
+ * gen, head_sec, seq and the base sums are written only under lock, which
+ * serialises rotations and clears. */
 typedef struct pf__window {
     int kind;
     uint32_t size;         /* calls or seconds, >= 1 */
-    uint64_t fastmod;      /* Lemire's constant for x % size on 32 bits */
-    _Atomic uint8_t *ring;               /* count: one outcome per slot */
-    pf__window_bucket_t *buckets;        /* time: one per second */
-    /* Count window, written by every add: one cache line. */
-    _Alignas(64) _Atomic uint64_t pos;   /* positions handed out */
-    _Atomic int64_t failures;            /* failures in the ring */
-    _Atomic int64_t slow;                /* slow calls in the ring */
+    uint64_t fastmod;      /* Lemire's constant for x % size */
+    /* Count window: the ring is cut into nchunks chunks of chunk slots
+     * (the last one maybe shorter), each on a cache line of its own. */
+    uint32_t chunk;
+    uint32_t nchunks;
+    uint64_t chunk_fastmod; /* for x % nchunks */
+    _Atomic uint8_t *ring;  /* nchunks lines of 64 bytes */
+    void *ring_raw;
+    pf__window_bucket_t *buckets; /* time: one per second */
+    /* Count window counters: written when a chunk is claimed, while the
+     * ring fills, and when an outcome replaces a different one. */
+    _Alignas(64) _Atomic uint64_t chunk_seq; /* chunks handed out */
+    _Atomic uint64_t gen;                    /* clears so far */
+    _Atomic int64_t filled;                  /* slots holding an outcome */
+    _Atomic int64_t failures;                /* failures in the ring */
+    _Atomic int64_t slow;                    /* slow calls in the ring */
     /* Time window, read by every add, written once a second. */
     _Alignas(64) _Atomic uint64_t seq;   /* odd while a rotation runs */
     _Atomic int64_t head_sec;            /* the newest second */
@@ -55,17 +69,21 @@ typedef struct pf__window {
 } pf__window_t;
 
 /* Set up w as a kind window of size calls or seconds (1 .. the maxima
- * above), empty, its newest second that of now_ns. Returns 0, PF_ENOMEM or
- * PF_ESYSTEM; on error nothing is left to free. */
-int pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns);
+ * above), empty, its newest second that of now_ns. writers is how many
+ * threads are expected to add at once (it sizes a count window's chunks).
+ * Returns 0, PF_ENOMEM or PF_ESYSTEM; on error nothing is left to free. */
+int pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
+                    unsigned writers);
 
 /* Free what init allocated. */
 void pf__window_destroy(pf__window_t *w);
 
 /* Add one outcome seen at now_ns and return the totals just after it in
- * *out. Lock-free unless a time window must move to a new second.
- * Thread-safe. */
-void pf__window_add(pf__window_t *w, int64_t now_ns, bool failure, bool slow,
+ * *out. A count window fills the slots *cursor holds, claiming a new chunk
+ * when they run out; a time window ignores cursor. Lock-free unless a time
+ * window must move to a new second. Thread-safe. */
+void pf__window_add(pf__window_t *w, pf__window_cursor_t *cursor,
+                    int64_t now_ns, bool failure, bool slow,
                     pf__window_totals_t *out);
 
 /* The totals at now_ns (a time window first drops the seconds that have
@@ -74,7 +92,12 @@ void pf__window_totals(pf__window_t *w, int64_t now_ns,
                        pf__window_totals_t *out);
 
 /* Empty the window; a time window's newest second becomes now_ns's.
- * Adds racing with the clear may land on either side of it. Thread-safe. */
+ * Cursors from before are abandoned. Adds racing with the clear may land
+ * on either side of it. Thread-safe. */
 void pf__window_clear(pf__window_t *w, int64_t now_ns);
+
+/* The outcome in slot i of a count window (for tests): 0 empty, else bit
+ * 1 set, | 2 failure, | 4 slow. */
+uint8_t pf__window_slot(const pf__window_t *w, uint32_t i);
 
 #endif /* PF_SRC_WINDOW_H */

@@ -526,6 +526,7 @@ adder(void *arg, unsigned i)
 {
     adders_t *a = arg;
     uint64_t rng = 500 + i;
+    pf__window_cursor_t cursor = 0; /* one writer per thread */
 
     for (int k = 0; k < ADDS; k++) {
         pf__window_totals_t t;
@@ -534,7 +535,8 @@ adder(void *arg, unsigned i)
         if (a->move_time && pf__rng_below(&rng, 50) == 0) {
             pf_clock_manual_advance(a->clock, 300 * NS_PER_MS);
         }
-        pf__window_add(&a->w, pf_clock_now_ns(a->clock), fail, !fail, &t);
+        pf__window_add(&a->w, &cursor, pf_clock_now_ns(a->clock), fail,
+                       !fail, &t);
         assert_true(t.failures <= t.calls);
         assert_true(t.slow <= t.calls);
         if (fail) {
@@ -551,7 +553,10 @@ test_breaker_count_window_loses_no_outcome_under_threads(void **state)
 
     memset(&a, 0, sizeof(a));
     a.clock = *state;
-    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT, ADDERS * ADDS, 0));
+    /* Room for every add and each writer's last, partly filled chunk: no
+     * slot is written twice, so every outcome must still be there. */
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT,
+                                 ADDERS * ADDS + ADDERS * 64, 0, ADDERS));
     pf_test_run_threads(ADDERS, adder, &a);
     pf__window_totals(&a.w, 0, &t);
     assert_int_equal(t.calls, ADDERS * ADDS);
@@ -569,10 +574,11 @@ test_breaker_count_window_totals_match_ring_after_laps(void **state)
 
     memset(&a, 0, sizeof(a));
     a.clock = *state;
-    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT, 64, 0));
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT, 64, 0, 2));
     pf_test_run_threads(ADDERS, adder, &a); /* lapping all the time */
     for (uint32_t i = 0; i < 64; i++) {
-        fails += (atomic_load(&a.w.ring[i]) & 2) != 0;
+        assert_int_not_equal(pf__window_slot(&a.w, i), 0);
+        fails += (pf__window_slot(&a.w, i) & 2) != 0;
     }
     pf__window_totals(&a.w, 0, &t);
     assert_int_equal(t.calls, 64);
@@ -589,7 +595,7 @@ test_breaker_time_window_loses_no_outcome_under_threads(void **state)
 
     memset(&a, 0, sizeof(a));
     a.clock = *state;
-    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 10, 0));
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 10, 0, ADDERS));
     pf_test_run_threads(ADDERS, adder, &a); /* all within second 0 */
     pf__window_totals(&a.w, 0, &t);
     assert_int_equal(t.calls, ADDERS * ADDS);
@@ -609,7 +615,7 @@ test_breaker_time_window_sums_stay_consistent_as_seconds_pass(void **state)
     memset(&a, 0, sizeof(a));
     a.clock = *state;
     a.move_time = true;
-    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 5, 0));
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 5, 0, ADDERS));
     pf_test_run_threads(ADDERS, adder, &a);
     /* Quiet now. One second on (a rotation recomputes the sums, taking in
      * any add that raced the last one), the totals are the buckets of the
