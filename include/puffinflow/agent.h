@@ -202,8 +202,9 @@ PF_API void pf_state_opts_init(pf_state_opts_t *opts);
 /* Apply a profile to opts, as the original's profiles do (their values are
  * in docs/agent.md): resources, priority, timeout, max_retries, an own
  * breaker and bulkhead where the profile has them (with the profile's
- * settings; a profile breaker's call timeout is the state's timeout), a
- * rate limit (quick: 100 per second) and leak_detection. Other fields are
+ * settings; a profile breaker has no call timeout of its own: the state's
+ * timeout fails slow attempts, and the breaker records that), a rate
+ * limit (quick: 100 per second) and leak_detection. Other fields are
  * left as they are, so apply the profile first and edit after. Returns 0,
  * or PF_EINVAL for NULL or an unknown profile. Never blocks. */
 PF_API int pf_state_opts_profile(pf_state_opts_t *opts,
