@@ -99,8 +99,7 @@ typedef struct stripe {
     _Atomic uint64_t timeouts;
     _Atomic uint64_t slow;
     _Atomic uint64_t shadow_rejected;
-    pf__window_cursor_t cursor; /* where this stripe fills a count window */
-    char pad[128 - 8 * sizeof(uint64_t)];
+    char pad[128 - 7 * sizeof(uint64_t)];
 } stripe_t;
 
 /* 1 + this thread's stripe number, 0 until first use. The counter that
@@ -219,8 +218,9 @@ now_ns(const pf_breaker_t *b)
                      : pf_clock_now_ns(b->clock);
 }
 
-static inline stripe_t *
-my_stripe(const pf_breaker_t *b)
+/* This thread's stripe number (also its writer number in a window). */
+static inline unsigned
+stripe_index(const pf_breaker_t *b)
 {
     unsigned s = t_stripe;
 
@@ -230,7 +230,13 @@ my_stripe(const pf_breaker_t *b)
             1;
         t_stripe = s;
     }
-    return &b->stripes[(s - 1) & b->stripe_mask];
+    return (s - 1) & b->stripe_mask;
+}
+
+static inline stripe_t *
+my_stripe(const pf_breaker_t *b)
+{
+    return &b->stripes[stripe_index(b)];
 }
 
 /* Statistics: relaxed, since the counts order nothing. */
@@ -1031,8 +1037,9 @@ apply_window(pf_breaker_t *b, uint64_t epoch, bool failed, bool slow,
     if (EPOCH(w) != epoch) {
         return;
     }
-    pf__window_add(&b->win, &my_stripe(b)->cursor, now, failed, slow, &t);
-    if (window_trips(b, &t)) {
+    /* The window says when the rates may have crossed a threshold. */
+    if (pf__window_add(&b->win, stripe_index(b), now, failed, slow, &t) &&
+        window_trips(b, &t)) {
         open_from_closed(b, epoch, now);
     }
 }

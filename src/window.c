@@ -1,37 +1,45 @@
 /* Sliding windows for the circuit breaker.
  *
+ * Both windows are built so that, in the steady state, a writer (a breaker
+ * stripe: threads take stripes round-robin) writes only cache lines of its
+ * own: two threads recording successes on one breaker do not slow each
+ * other down.
+ *
  * A count window is a ring of `size` one-byte outcomes, cut into chunks
- * of up to 64 consecutive slots, each chunk on a cache line of its own.
- * A writer (a breaker stripe) owns a cursor: it fills the slots of the
- * chunk it claimed one after another, and claims the next chunk in ring
- * order (one fetch_add) when they run out. Filling a slot swaps the
- * outcome in with one exchange and moves the failure and slow totals by
- * the difference between the outcome written and the one replaced
- * (nothing at all when a success replaces a success), and the count of
- * filled slots when it replaced an empty one. So once the ring is full, a
- * success touches only its writer's cursor and its chunk's line: two
- * threads fill two chunks and share no cache line. A single writer fills
- * the slots in ring order, so the window holds exactly its last `size`
- * calls; writers racing on one window hold, as nearly as an order exists,
- * the last `size` of all. Every outcome is swapped in once and out once,
- * so the totals equal the ring's contents once the adds finish; between
- * the swap and the totals' move a lapping writer can leave a total one
- * below the truth for an instant, so readers clamp at 0.
+ * of up to 64 consecutive slots, each chunk on a cache line of its own. A
+ * writer fills the slots of the chunk it claimed one after another (its
+ * place is a cursor in its cell) and claims the next chunk in ring order,
+ * with one fetch_add, when they run out. Filling a slot swaps the outcome
+ * in with one exchange and moves the failure and slow totals by the
+ * difference between the outcome written and the one replaced (nothing
+ * when a success replaces a success), and the count of filled slots when
+ * the slot was empty. Once the ring is full, a success therefore touches
+ * only its writer's cell and chunk. A single writer fills the slots in
+ * ring order, so the window holds exactly its last `size` calls; writers
+ * racing on one window hold, as nearly as an order exists, the last
+ * `size` of all. Every outcome is swapped in once and out once, so the
+ * totals equal the ring's contents once the adds finish; between a swap
+ * and the totals' move a lapping writer can leave a total one below the
+ * truth for an instant, so readers clamp at 0.
  *
- * A time window has one bucket per second, `size` of them in a ring. An
- * add bumps its second's bucket: one read-modify-write on the common path.
- * The totals are the newest second's bucket plus a *base*: the sums of the
- * size - 1 seconds before it, which the first thread to see a new second
- * recomputes from the buckets under the lock (emptying the buckets of the
- * seconds that left the window first). Base and newest second change
- * together inside a seqlock, so a reader never counts a second twice or
- * misses one; an add racing a rotation may miss the new base until the
- * next rotation, which recomputes it, so errors never accumulate.
+ * A time window has one bucket per second, `size` of them in a ring. A
+ * writer counts its adds to the newest second in its own cell. The first
+ * thread to see a new second takes the lock and *rotates*: it folds every
+ * cell into the newest second's bucket, empties the buckets of the seconds
+ * the window passes, and recomputes the *base*, the sums of the size - 1
+ * seconds before the new one. The totals are base plus every cell. Base,
+ * cells and the newest second change together inside a seqlock, so a
+ * reader never counts an add twice or misses one that had finished; an
+ * add racing a rotation lands in the next second, or in its bucket after
+ * the base was summed (then the next rotation, which sums the buckets
+ * again, takes it in: errors never accumulate).
  *
- * No lock is taken on the common path; the lock serialises rotations and
- * clears only. Memory orders: the counters guard nothing but themselves,
- * and every decision taken from them is checked again under the breaker's
- * lock, so relaxed order suffices except where noted. */
+ * Reading a time window's totals reads every cell, so an add reports them
+ * only when the rates may have crossed a threshold (see window.h). The
+ * lock serialises rotations and clears only. Memory orders: the counters
+ * guard nothing but themselves, and every decision taken from them is
+ * checked again under the breaker's lock, so relaxed order suffices except
+ * where noted. */
 #include <stddef.h>
 
 #include "puffinflow/clock.h"
@@ -60,12 +68,28 @@ window_mod(const pf__window_t *w, uint32_t x)
     return fastmod(x, w->fastmod, w->size);
 }
 
+static inline int64_t
+clamp0(int64_t v)
+{
+    return v < 0 ? 0 : v;
+}
+
+static void *
+alloc_aligned64(size_t bytes, void **raw)
+{
+    *raw = pf__calloc(1, bytes + 63);
+    if (*raw == NULL) {
+        return NULL;
+    }
+    return (void *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
+}
+
 /* Chunks: enough that each writer can own two at once, at most 64 slots
  * (a cache line of one-byte outcomes). */
 static void
-plan_chunks(pf__window_t *w, uint32_t size, unsigned writers)
+plan_chunks(pf__window_t *w, uint32_t size)
 {
-    uint32_t c = size / (2 * (writers > 0 ? writers : 1));
+    uint32_t c = size / (2 * w->writers);
 
     w->chunk = c < 1 ? 1 : c > 64 ? 64 : c;
     w->nchunks = (size + w->chunk - 1) / w->chunk;
@@ -79,45 +103,44 @@ pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
     w->kind = kind;
     w->size = size;
     w->fastmod = UINT64_MAX / size + 1;
+    w->writers = 1;
+    while (w->writers < writers && w->writers < 1024) {
+        w->writers <<= 1;
+    }
     atomic_init(&w->chunk_seq, 0);
     atomic_init(&w->gen, 0);
     atomic_init(&w->filled, 0);
     atomic_init(&w->failures, 0);
     atomic_init(&w->slow, 0);
     atomic_init(&w->seq, 0);
+    atomic_init(&w->head_sec, now_ns / PF_NS_PER_SEC);
+    atomic_init(&w->checked_sec, INT64_MIN);
     atomic_init(&w->base_calls, 0);
     atomic_init(&w->base_failures, 0);
     atomic_init(&w->base_slow, 0);
-    atomic_init(&w->head_sec, now_ns / PF_NS_PER_SEC);
     w->ring = NULL;
     w->ring_raw = NULL;
     w->buckets = NULL;
+    w->cells = alloc_aligned64(w->writers * sizeof(*w->cells), &w->cells_raw);
+    if (w->cells == NULL) {
+        return PF_ENOMEM;
+    }
     if (kind == PF__WINDOW_COUNT) {
-        size_t bytes;
-
-        plan_chunks(w, size, writers);
-        bytes = (size_t)w->nchunks * 64;
-        w->ring_raw = pf__calloc(1, bytes + 63);
-        if (w->ring_raw == NULL) {
+        plan_chunks(w, size);
+        w->ring = alloc_aligned64((size_t)w->nchunks * 64, &w->ring_raw);
+        if (w->ring == NULL) {
+            pf__free(w->cells_raw);
             return PF_ENOMEM;
-        }
-        w->ring = (_Atomic uint8_t *)(((uintptr_t)w->ring_raw + 63) &
-                                      ~(uintptr_t)63);
-        for (size_t i = 0; i < bytes; i++) {
-            atomic_init(&w->ring[i], 0);
         }
     } else {
         w->buckets = pf__calloc(size, sizeof(*w->buckets));
         if (w->buckets == NULL) {
+            pf__free(w->cells_raw);
             return PF_ENOMEM;
-        }
-        for (uint32_t i = 0; i < size; i++) {
-            atomic_init(&w->buckets[i].calls, 0);
-            atomic_init(&w->buckets[i].failures, 0);
-            atomic_init(&w->buckets[i].slow, 0);
         }
     }
     if (pthread_mutex_init(&w->lock, NULL) != 0) {
+        pf__free(w->cells_raw);
         pf__free(w->ring_raw);
         pf__free(w->buckets);
         return PF_ESYSTEM;
@@ -129,6 +152,7 @@ void
 pf__window_destroy(pf__window_t *w)
 {
     pthread_mutex_destroy(&w->lock);
+    pf__free(w->cells_raw);
     pf__free(w->ring_raw);
     pf__free(w->buckets);
 }
@@ -154,12 +178,12 @@ slot_at(const pf__window_t *w, uint32_t k, uint32_t off)
     return &w->ring[(size_t)k * 64 + off];
 }
 
-/* The next slot for cursor's writer: the next in its chunk, or the first
- * of a newly claimed chunk. A CAS on the cursor, which only the writers
- * sharing it touch; if one of them moved it meanwhile, the new chunk
- * serves this add alone and its other slots wait for the next lap. */
+/* The next slot for a writer: the next in its chunk, or the first of a
+ * newly claimed chunk. A CAS on the cursor, which only threads sharing
+ * the writer's cell touch; if one of them moved it meanwhile, the new
+ * chunk serves this add alone and its other slots wait for the next lap. */
 static _Atomic uint8_t *
-claim_slot(pf__window_t *w, pf__window_cursor_t *cursor)
+claim_slot(pf__window_t *w, _Atomic uint64_t *cursor)
 {
     uint64_t g = atomic_load_explicit(&w->gen, memory_order_relaxed) & 0xFFFF;
     uint64_t c = atomic_load_explicit(cursor, memory_order_relaxed);
@@ -182,12 +206,7 @@ claim_slot(pf__window_t *w, pf__window_cursor_t *cursor)
     return slot_at(w, k, 0);
 }
 
-static inline int64_t
-clamp0(int64_t v)
-{
-    return v < 0 ? 0 : v;
-}
-
+/* total += delta; the new value. No write for delta 0. */
 static inline int64_t
 move(_Atomic int64_t *total, int delta)
 {
@@ -198,20 +217,34 @@ move(_Atomic int64_t *total, int delta)
     return atomic_load_explicit(total, memory_order_relaxed);
 }
 
-static void
-count_add(pf__window_t *w, pf__window_cursor_t *cursor, bool failure,
-          bool slow, pf__window_totals_t *out)
+/* Once the ring is full, a success replaces an outcome: the failure rate
+ * and slow rate cannot rise and the count stays, so nothing can cross a
+ * threshold and nothing shared is read. */
+static bool
+count_add(pf__window_t *w, unsigned writer, bool failure, bool slow,
+          pf__window_totals_t *out)
 {
     uint8_t o = (uint8_t)(OUT_PRESENT | (failure ? OUT_FAIL : 0) |
                           (slow ? OUT_SLOW : 0));
-    uint8_t old = atomic_exchange_explicit(claim_slot(w, cursor), o,
-                                           memory_order_relaxed);
+    uint8_t old = atomic_exchange_explicit(
+        claim_slot(w, &w->cells[writer & (w->writers - 1)].cursor), o,
+        memory_order_relaxed);
+    int df = ((o & OUT_FAIL) != 0) - ((old & OUT_FAIL) != 0);
+    int ds = ((o & OUT_SLOW) != 0) - ((old & OUT_SLOW) != 0);
 
+    if (old != 0 && !failure && !slow) {
+        if (df != 0) {
+            move(&w->failures, df);
+        }
+        if (ds != 0) {
+            move(&w->slow, ds);
+        }
+        return false;
+    }
     out->calls = (uint64_t)clamp0(move(&w->filled, old == 0));
-    out->failures = (uint64_t)clamp0(move(
-        &w->failures, ((o & OUT_FAIL) != 0) - ((old & OUT_FAIL) != 0)));
-    out->slow = (uint64_t)clamp0(move(
-        &w->slow, ((o & OUT_SLOW) != 0) - ((old & OUT_SLOW) != 0)));
+    out->failures = (uint64_t)clamp0(move(&w->failures, df));
+    out->slow = (uint64_t)clamp0(move(&w->slow, ds));
+    return true;
 }
 
 static void
@@ -225,8 +258,8 @@ count_totals(pf__window_t *w, pf__window_totals_t *out)
         (uint64_t)clamp0(atomic_load_explicit(&w->slow, memory_order_relaxed));
 }
 
-/* Under lock. A new generation abandons every cursor, so the next add of
- * each writer claims a chunk from the start of the ring. */
+/* Under lock. A new generation abandons every cursor, so each writer's
+ * next add claims a chunk from the start of the ring. */
 static void
 count_clear(pf__window_t *w)
 {
@@ -264,7 +297,9 @@ pf__window_slot(const pf__window_t *w, uint32_t i)
  * acquire, the data with acquire (so the second load of seq cannot move
  * before them), then seq again: if a data load saw a store of a section,
  * the second load sees that section's odd seq or later, and it reads
- * again. No fences, which TSan cannot follow. */
+ * again. No fences, which TSan cannot follow. Cells are changed by adds
+ * outside any section (an add is a count, not a move); a rotation moves a
+ * cell's counts to a bucket with exchanges inside a section. */
 static void
 store_rel(_Atomic uint64_t *a, uint64_t v)
 {
@@ -277,6 +312,28 @@ load_acq(_Atomic uint64_t *a)
     return atomic_load_explicit(a, memory_order_acquire);
 }
 
+static uint64_t
+take(_Atomic uint64_t *a)
+{
+    return atomic_exchange_explicit(a, 0, memory_order_acq_rel);
+}
+
+static void
+write_begin(pf__window_t *w)
+{
+    atomic_store_explicit(
+        &w->seq, atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+}
+
+static void
+write_end(pf__window_t *w)
+{
+    atomic_store_explicit(
+        &w->seq, atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+        memory_order_release);
+}
+
 static void
 zero_bucket(pf__window_bucket_t *b)
 {
@@ -285,8 +342,26 @@ zero_bucket(pf__window_bucket_t *b)
     store_rel(&b->slow, 0);
 }
 
+/* Move every cell's counts into bucket b. Under lock, in a section. */
+static void
+fold_cells(pf__window_t *w, pf__window_bucket_t *b)
+{
+    for (unsigned i = 0; i < w->writers; i++) {
+        pf__window_cell_t *c = &w->cells[i];
+        uint64_t n = take(&c->calls);
+        uint64_t f = take(&c->failures);
+        uint64_t s = take(&c->slow);
+
+        if (b != NULL) {
+            atomic_fetch_add_explicit(&b->calls, n, memory_order_release);
+            atomic_fetch_add_explicit(&b->failures, f, memory_order_release);
+            atomic_fetch_add_explicit(&b->slow, s, memory_order_release);
+        }
+    }
+}
+
 /* Recompute the base sums: the buckets of the size - 1 seconds before
- * head. Under lock, inside a write section. */
+ * head. Under lock, in a section. */
 static void
 rebase(pf__window_t *w, int64_t head)
 {
@@ -310,25 +385,7 @@ rebase(pf__window_t *w, int64_t head)
     store_rel(&w->base_slow, s);
 }
 
-static void
-write_begin(pf__window_t *w)
-{
-    atomic_store_explicit(
-        &w->seq, atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
-        memory_order_relaxed);
-}
-
-static void
-write_end(pf__window_t *w)
-{
-    atomic_store_explicit(
-        &w->seq, atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
-        memory_order_release);
-}
-
-/* Make sec the newest second: empty the buckets of the seconds it passes
- * (they left the window, or are new) and recompute the base from the
- * buckets, so a late add that missed one rotation's sums is in the next. */
+/* Make sec the newest second. */
 static void
 time_rotate(pf__window_t *w, int64_t sec)
 {
@@ -340,6 +397,10 @@ time_rotate(pf__window_t *w, int64_t sec)
             int64_t n = sec - h < (int64_t)w->size ? sec - h : w->size;
 
             write_begin(w);
+            /* The cells held second h; if h is leaving, so do they. */
+            fold_cells(w, sec - h < (int64_t)w->size
+                              ? &w->buckets[window_mod(w, (uint32_t)h)]
+                              : NULL);
             for (int64_t i = 1; i <= n; i++) {
                 zero_bucket(&w->buckets[window_mod(w, (uint32_t)(h + i))]);
             }
@@ -351,16 +412,17 @@ time_rotate(pf__window_t *w, int64_t sec)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* The totals: base plus the newest second's bucket, read consistently (a
- * reader that overlapped a rotation reads again; one that finds a rotation
- * running waits for it on the lock, which is held for microseconds). */
+/* The totals: base, the newest second's bucket (adds that came late for a
+ * rotation) and every cell, read consistently (a reader that overlapped a
+ * rotation reads again; one that finds a rotation running waits for it on
+ * the lock, which is held for microseconds). */
 static void
 time_read(pf__window_t *w, pf__window_totals_t *out)
 {
     for (;;) {
         uint64_t s1 = atomic_load_explicit(&w->seq, memory_order_acquire);
-        int64_t h;
         pf__window_bucket_t *b;
+        int64_t h;
 
         if ((s1 & 1) != 0) {
             pthread_mutex_lock(&w->lock);
@@ -372,27 +434,46 @@ time_read(pf__window_t *w, pf__window_totals_t *out)
         out->calls = load_acq(&w->base_calls) + load_acq(&b->calls);
         out->failures = load_acq(&w->base_failures) + load_acq(&b->failures);
         out->slow = load_acq(&w->base_slow) + load_acq(&b->slow);
+        for (unsigned i = 0; i < w->writers; i++) {
+            pf__window_cell_t *c = &w->cells[i];
+
+            out->calls += load_acq(&c->calls);
+            out->failures += load_acq(&c->failures);
+            out->slow += load_acq(&c->slow);
+        }
         if (atomic_load_explicit(&w->seq, memory_order_relaxed) == s1) {
             return;
         }
     }
 }
 
-/* One read-modify-write on the common path: the bucket of the add's
- * second. The acquire load of head_sec pairs with write_end: an add that
- * sees the new second sees its bucket emptied. */
-static void
-time_add(pf__window_t *w, int64_t now_ns, bool failure, bool slow,
-         pf__window_totals_t *out)
+/* The common path: the writer's own cell, and reads of lines written about
+ * once a second. */
+static bool
+time_add(pf__window_t *w, unsigned writer, int64_t now_ns, bool failure,
+         bool slow, pf__window_totals_t *out)
 {
     int64_t sec = now_ns / PF_NS_PER_SEC;
     int64_t h = atomic_load_explicit(&w->head_sec, memory_order_acquire);
+    int64_t checked;
+    bool check = failure || slow;
 
     if (sec > h) {
         time_rotate(w, sec);
-        h = sec;
+        h = atomic_load_explicit(&w->head_sec, memory_order_acquire);
     }
-    if (h - sec < (int64_t)w->size) {
+    if (sec >= h) {
+        pf__window_cell_t *c = &w->cells[writer & (w->writers - 1)];
+
+        atomic_fetch_add_explicit(&c->calls, 1, memory_order_relaxed);
+        if (failure) {
+            atomic_fetch_add_explicit(&c->failures, 1, memory_order_relaxed);
+        }
+        if (slow) {
+            atomic_fetch_add_explicit(&c->slow, 1, memory_order_relaxed);
+        }
+    } else if (h - sec < (int64_t)w->size) {
+        /* Read before a rotation: into its own second's bucket. */
         pf__window_bucket_t *b = &w->buckets[window_mod(w, (uint32_t)sec)];
 
         atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
@@ -402,9 +483,22 @@ time_add(pf__window_t *w, int64_t now_ns, bool failure, bool slow,
         if (slow) {
             atomic_fetch_add_explicit(&b->slow, 1, memory_order_relaxed);
         }
+    } /* else too old: dropped */
+    /* The first add of each new second looks at the rates: successes
+     * dilute them, but seconds leaving the window can raise them. */
+    checked = atomic_load_explicit(&w->checked_sec, memory_order_relaxed);
+    while (sec > checked) {
+        if (atomic_compare_exchange_weak_explicit(&w->checked_sec, &checked,
+                                                  sec, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            check = true;
+            break;
+        }
     }
-    /* else: read before a rotation passed a whole window on: too old. */
-    time_read(w, out);
+    if (check) {
+        time_read(w, out);
+    }
+    return check;
 }
 
 static void
@@ -414,6 +508,7 @@ time_clear(pf__window_t *w, int64_t now_ns)
 
     pthread_mutex_lock(&w->lock);
     write_begin(w);
+    fold_cells(w, NULL);
     for (uint32_t i = 0; i < w->size; i++) {
         zero_bucket(&w->buckets[i]);
     }
@@ -442,16 +537,21 @@ clamp_totals(pf__window_totals_t *t)
     }
 }
 
-void
-pf__window_add(pf__window_t *w, pf__window_cursor_t *cursor, int64_t now_ns,
+bool
+pf__window_add(pf__window_t *w, unsigned writer, int64_t now_ns,
                bool failure, bool slow, pf__window_totals_t *out)
 {
+    bool check;
+
     if (w->kind == PF__WINDOW_COUNT) {
-        count_add(w, cursor, failure, slow, out);
+        check = count_add(w, writer, failure, slow, out);
     } else {
-        time_add(w, now_ns, failure, slow, out);
+        check = time_add(w, writer, now_ns, failure, slow, out);
     }
-    clamp_totals(out);
+    if (check) {
+        clamp_totals(out);
+    }
+    return check;
 }
 
 void

@@ -1,7 +1,8 @@
 /* The circuit breaker's sliding windows: the outcomes of the last N calls
  * (a count window) or of the calls of the last N seconds (a time window),
- * kept so that adding an outcome and reading the totals are O(1) and take
- * no lock on the common path. Used by breaker.c; see window.c for how. */
+ * kept so that adding an outcome is O(1) and, in the steady state, writes
+ * no cache line another thread writes. Used by breaker.c; see window.c
+ * for how. */
 #ifndef PF_SRC_WINDOW_H
 #define PF_SRC_WINDOW_H
 
@@ -31,19 +32,29 @@ typedef struct pf__window_bucket {
     _Atomic uint64_t slow;
 } pf__window_bucket_t;
 
-/* A count window's writer's place: which slots it fills next. Each thread
- * (or each breaker stripe) keeps one, zeroed before first use; adds that
- * share a cursor must be atomic, hence the type. */
-typedef _Atomic uint64_t pf__window_cursor_t;
+/* A writer's own cache lines (128 bytes, so that no two writers' cells
+ * share the pair of lines adjacent-line prefetchers fetch together). A
+ * count window keeps the writer's place in the ring; a time window the
+ * writer's adds to the newest second. */
+typedef struct pf__window_cell {
+    _Alignas(64) _Atomic uint64_t cursor;
+    _Atomic uint64_t calls;
+    _Atomic uint64_t failures;
+    _Atomic uint64_t slow;
+    char pad[128 - 4 * sizeof(uint64_t)];
+} pf__window_cell_t;
 
-/* kind, size, the chunk layout and the arrays' addresses are immutable
- * after init. The counters are atomics (see window.c for the orders);
- * gen, head_sec, seq and the base sums are written only under lock, which
- * serialises rotations and clears. */
+/* kind, size, writers, the chunk layout and the arrays' addresses are
+ * immutable after init. The counters are atomics (see window.c for the
+ * orders); gen, head_sec, seq and the base sums are written only under
+ * lock, which serialises rotations and clears. */
 typedef struct pf__window {
     int kind;
     uint32_t size;         /* calls or seconds, >= 1 */
     uint64_t fastmod;      /* Lemire's constant for x % size */
+    unsigned writers;      /* cells, a power of two */
+    pf__window_cell_t *cells;
+    void *cells_raw;
     /* Count window: the ring is cut into nchunks chunks of chunk slots
      * (the last one maybe shorter), each on a cache line of its own. */
     uint32_t chunk;
@@ -59,9 +70,10 @@ typedef struct pf__window {
     _Atomic int64_t filled;                  /* slots holding an outcome */
     _Atomic int64_t failures;                /* failures in the ring */
     _Atomic int64_t slow;                    /* slow calls in the ring */
-    /* Time window, read by every add, written once a second. */
+    /* Time window, read by every add, written about once a second. */
     _Alignas(64) _Atomic uint64_t seq;   /* odd while a rotation runs */
     _Atomic int64_t head_sec;            /* the newest second */
+    _Atomic int64_t checked_sec;         /* the newest second an add saw */
     _Atomic uint64_t base_calls;         /* the seconds before head_sec */
     _Atomic uint64_t base_failures;
     _Atomic uint64_t base_slow;
@@ -69,8 +81,8 @@ typedef struct pf__window {
 } pf__window_t;
 
 /* Set up w as a kind window of size calls or seconds (1 .. the maxima
- * above), empty, its newest second that of now_ns. writers is how many
- * threads are expected to add at once (it sizes a count window's chunks).
+ * above), empty, its newest second that of now_ns, for `writers` writers
+ * (rounded up to a power of two; writer numbers are taken modulo it).
  * Returns 0, PF_ENOMEM or PF_ESYSTEM; on error nothing is left to free. */
 int pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
                     unsigned writers);
@@ -78,22 +90,25 @@ int pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
 /* Free what init allocated. */
 void pf__window_destroy(pf__window_t *w);
 
-/* Add one outcome seen at now_ns and return the totals just after it in
- * *out. A count window fills the slots *cursor holds, claiming a new chunk
- * when they run out; a time window ignores cursor. Lock-free unless a time
- * window must move to a new second. Thread-safe. */
-void pf__window_add(pf__window_t *w, pf__window_cursor_t *cursor,
-                    int64_t now_ns, bool failure, bool slow,
-                    pf__window_totals_t *out);
+/* Add, as writer `writer`, one outcome seen at now_ns. Returns whether
+ * the rates may have reached a threshold, and then the totals just after
+ * the add in *out: for a failure or a slow call, for any add while a count
+ * window is still filling (the only way a success can raise a count
+ * window's numbers), and for the first add seen in each new second of a
+ * time window. Otherwise *out is not filled (reading a time window's
+ * totals reads every writer's cell). Lock-free unless a time window must
+ * move to a new second. Thread-safe. */
+bool pf__window_add(pf__window_t *w, unsigned writer, int64_t now_ns,
+                    bool failure, bool slow, pf__window_totals_t *out);
 
 /* The totals at now_ns (a time window first drops the seconds that have
  * left it). Thread-safe. */
 void pf__window_totals(pf__window_t *w, int64_t now_ns,
                        pf__window_totals_t *out);
 
-/* Empty the window; a time window's newest second becomes now_ns's.
- * Cursors from before are abandoned. Adds racing with the clear may land
- * on either side of it. Thread-safe. */
+/* Empty the window; a time window's newest second becomes now_ns's if
+ * later. Adds racing with the clear may land on either side of it.
+ * Thread-safe. */
 void pf__window_clear(pf__window_t *w, int64_t now_ns);
 
 /* The outcome in slot i of a count window (for tests): 0 empty, else bit

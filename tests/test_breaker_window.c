@@ -243,6 +243,36 @@ test_breaker_time_window_drops_seconds_that_left_it(void **state)
 }
 
 static void
+test_breaker_time_window_checks_rates_at_failures_and_each_new_second(
+    void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b;
+
+    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
+    b = make(&cfg);
+    runs(b, 3, -1);
+    run(b, 0); /* 4 calls, 75 %: but a success in the same second */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    pf_clock_manual_advance(clock, NS_PER_SEC);
+    run(b, 0); /* the first call of a new second looks: 60 % */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_reset(b);
+    /* Old successes leaving the window can raise the rate: the first call
+     * of the second in which they left sees it. */
+    runs(b, 4, 0);
+    pf_clock_manual_advance(clock, 5 * NS_PER_SEC);
+    runs(b, 3, -1); /* 7 calls, 3 failures: 43 % */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
+    run(b, 0);
+    pf_clock_manual_advance(clock, 5 * NS_PER_SEC); /* the 4 have left */
+    run(b, 0); /* 3 failures of 5 */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+static void
 test_breaker_time_window_forgets_everything_after_a_long_pause(void **state)
 {
     pf_clock_t *clock = *state;
@@ -526,7 +556,6 @@ adder(void *arg, unsigned i)
 {
     adders_t *a = arg;
     uint64_t rng = 500 + i;
-    pf__window_cursor_t cursor = 0; /* one writer per thread */
 
     for (int k = 0; k < ADDS; k++) {
         pf__window_totals_t t;
@@ -535,8 +564,9 @@ adder(void *arg, unsigned i)
         if (a->move_time && pf__rng_below(&rng, 50) == 0) {
             pf_clock_manual_advance(a->clock, 300 * NS_PER_MS);
         }
-        pf__window_add(&a->w, &cursor, pf_clock_now_ns(a->clock), fail,
-                       !fail, &t);
+        /* Every add is a failure or slow: it always reports totals. */
+        assert_true(pf__window_add(&a->w, i, pf_clock_now_ns(a->clock),
+                                   fail, !fail, &t));
         assert_true(t.failures <= t.calls);
         assert_true(t.slow <= t.calls);
         if (fail) {
@@ -653,6 +683,7 @@ main(void)
         T(test_breaker_count_window_holds_exactly_the_last_n_outcomes),
         T(test_breaker_time_window_opens_on_rate_of_last_seconds),
         T(test_breaker_time_window_drops_seconds_that_left_it),
+        T(test_breaker_time_window_checks_rates_at_failures_and_each_new_second),
         T(test_breaker_time_window_forgets_everything_after_a_long_pause),
         T(test_breaker_time_window_counts_exactly_the_last_n_seconds),
         T(test_breaker_slow_call_rate_opens_the_breaker),
