@@ -1,26 +1,33 @@
-/* The reference's DegradableAgent: processing that adapts to the health of
- * the system.
+/* The reference's DegradableAgent (REFERENCE.md, "Graceful Degradation"):
  *
- *   system_health = await self.check_system_health()
- *   if system_health.cpu_usage > 90:
- *       ctx.result = await self.simple_processing(ctx.input_data)
- *   elif system_health.memory_usage > 85:
- *       ctx.result = await self.batch_processing(ctx.input_data)
- *   elif not system_health.external_services_available:
- *       ctx.result = await self.offline_processing(ctx.input_data)
- *   else:
- *       ctx.result = await self.full_processing(ctx.input_data)
+ *   class DegradableAgent(Agent):
+ *       def __init__(self):
+ *           self.degradation = GracefulDegradation()
+ *
+ *       @state
+ *       async def adaptive_processing(self, ctx: Context) -> None:
+ *           system_health = await self.check_system_health()
+ *           if system_health.cpu_usage > 90:
+ *               ctx.result = await self.simple_processing(ctx.input_data)
+ *           elif system_health.memory_usage > 85:
+ *               ctx.result = await self.batch_processing(ctx.input_data)
+ *           elif not system_health.external_services_available:
+ *               ctx.result = await self.offline_processing(ctx.input_data)
+ *           else:
+ *               ctx.result = await self.full_processing(ctx.input_data)
  *
  * Here the if/elif chain becomes three rules and four ordered modes. When
  * several rules fire the most degraded mode asked for wins, so ordering
  * the modes full < offline < batch < simple gives exactly the chain's
- * precedence. The processing step reads the current mode with one atomic
- * load and dispatches on it.
+ * precedence. The state samples the signals, lets the rules decide, reads
+ * the mode (one atomic load) and dispatches on it; each request is one run
+ * of the agent, with ctx.input_data in and ctx.result out.
  *
  * The signals are simulated: CPU and memory come from a source callback
  * the program feeds, and external services are down while the external
- * API's circuit breaker is open. Time is a manual clock, so the dwell time
- * that keeps the mode from flapping shows without sleeping.
+ * API's circuit breaker is open. Time is a manual clock (the agent's
+ * executor runs on it too), so the dwell time that keeps the mode from
+ * flapping shows without sleeping.
  *
  * The program exits 0 only if every situation chose the reference's
  * processing, the mode held for the dwell time before recovering, the
@@ -32,10 +39,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "puffinflow/breaker.h"
-#include "puffinflow/clock.h"
+#include "puffinflow/agent.h"
 #include "puffinflow/degrade.h"
-#include "puffinflow/error.h"
 
 static bool g_ok = true;
 
@@ -67,12 +72,13 @@ sample_machine(pf_system_health_t *out, void *arg)
 
 /* ---- the agent -------------------------------------------------------- */
 
-typedef struct agent {
+typedef struct degradable_agent {
+    pf_agent_t *agent;
     pf_degradation_t *degradation;
     pf_breaker_t *external_api;
     unsigned simple, batch, offline; /* mode indexes, resolved once */
     int changes;
-} agent_t;
+} degradable_agent_t;
 
 static const char *
 simple_processing(const char *input)
@@ -102,33 +108,43 @@ full_processing(const char *input)
     return "full";
 }
 
-/* adaptive_processing: sample, decide, dispatch on the mode. */
-static const char *
-adaptive_processing(agent_t *a, const char *input)
+/* @state adaptive_processing: sample, decide, dispatch on the mode. */
+static int
+adaptive_processing(pf_ctx_t *ctx, void *arg)
 {
+    degradable_agent_t *a = arg;
     pf_system_health_t system_health;
+    char input_data[64];
+    const char *result;
     unsigned mode;
+    int rc;
 
-    if (pf_degradation_update(a->degradation, &system_health) != 0) {
-        return "error";
+    rc = pf_ctx_get_string(ctx, "input_data", input_data, sizeof(input_data),
+                           NULL);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = pf_degradation_update(a->degradation, &system_health);
+    if (rc != 0) {
+        return rc;
     }
     mode = pf_degradation_mode(a->degradation); /* lock-free */
     if (mode == a->simple) {
-        return simple_processing(input);
+        result = simple_processing(input_data);
+    } else if (mode == a->batch) {
+        result = batch_processing(input_data);
+    } else if (mode == a->offline) {
+        result = offline_processing(input_data);
+    } else {
+        result = full_processing(input_data);
     }
-    if (mode == a->batch) {
-        return batch_processing(input);
-    }
-    if (mode == a->offline) {
-        return offline_processing(input);
-    }
-    return full_processing(input);
+    return pf_ctx_set_string(ctx, "result", result);
 }
 
 static void
 on_mode_change(const pf_degrade_event_t *ev, void *arg)
 {
-    agent_t *a = arg;
+    degradable_agent_t *a = arg;
 
     a->changes++;
     printf("  [mode] %s -> %s (%s; cpu %.0f%%, memory %.0f%%, external %s)\n",
@@ -138,15 +154,28 @@ on_mode_change(const pf_degrade_event_t *ev, void *arg)
 }
 
 static int
-agent_init(agent_t *a, pf_clock_t *clock, machine_t *m)
+degradable_agent_init(degradable_agent_t *a, pf_executor_t *ex,
+                      pf_clock_t *clock, machine_t *m)
 {
-    static const char *const modes[] = {"full", "offline", "batch",
-                                        "simple"};
+    static const char *const modes[] = {"full", "offline", "batch", "simple"};
     pf_degradation_config_t cfg;
+    pf_agent_config_t acfg;
     pf_breaker_config_t bc;
     int rc;
 
     memset(a, 0, sizeof(*a));
+    pf_agent_config_init(&acfg);
+    acfg.name = "DegradableAgent";
+    acfg.executor = ex;
+    rc = pf_agent_new_with(&acfg, &a->agent);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = pf_agent_add_state(a->agent, "adaptive_processing",
+                            adaptive_processing, a, NULL);
+    if (rc != 0) {
+        return rc;
+    }
     pf_breaker_config_init(&bc);
     bc.name = "external_api";
     bc.clock = clock;
@@ -170,8 +199,8 @@ agent_init(agent_t *a, pf_clock_t *clock, machine_t *m)
                                          "cpu > 90 hysteresis 10 -> simple");
     }
     if (rc == 0) {
-        rc = pf_degradation_add_rule_str(a->degradation,
-                                         "memory > 85 -> batch");
+        rc =
+            pf_degradation_add_rule_str(a->degradation, "memory > 85 -> batch");
     }
     if (rc == 0) {
         rc = pf_degradation_add_rule_str(a->degradation,
@@ -188,23 +217,43 @@ agent_init(agent_t *a, pf_clock_t *clock, machine_t *m)
     return rc;
 }
 
+/* One request: a run of the agent on ctx.input_data; checks that it chose
+ * the processing wanted. */
 static void
-step(agent_t *a, const char *what, const char *want)
+step(degradable_agent_t *a, const char *what, const char *want)
 {
-    const char *got = adaptive_processing(a, "input_data");
+    char result[32] = "";
+    pf_ctx_t *ctx;
+    int rc;
 
-    printf("%-58s -> %s processing\n", what, got);
-    check(strcmp(got, want) == 0, what);
+    rc = pf_ctx_new(&ctx);
+    if (rc == 0) {
+        pf_ctx_set_string(ctx, "input_data", "some records");
+        rc = pf_agent_run(a->agent, ctx, NULL);
+        pf_ctx_get_string(ctx, "result", result, sizeof(result), NULL);
+        pf_ctx_free(ctx);
+    }
+    printf("%-58s -> %s processing\n", what, result);
+    check(rc == 0 && strcmp(result, want) == 0, what);
 }
 
 int
 main(void)
 {
     pf_clock_t *clock;
+    pf_executor_config_t ecfg;
+    pf_executor_t *ex = NULL;
     machine_t m = {20, 40};
-    agent_t a;
+    degradable_agent_t a;
 
-    if (pf_clock_manual_new(&clock) != 0 || agent_init(&a, clock, &m) != 0) {
+    if (pf_clock_manual_new(&clock) != 0) {
+        return 1;
+    }
+    pf_executor_config_init(&ecfg);
+    ecfg.clock = clock;
+    ecfg.workers = 1;
+    if (pf_executor_new(&ecfg, &ex) != 0 ||
+        degradable_agent_init(&a, ex, clock, &m) != 0) {
         fprintf(stderr, "FAILED: could not set up the agent\n");
         return 1;
     }
@@ -252,6 +301,8 @@ main(void)
     check(a.changes == 10, "the listener heard every mode change");
     printf("%d mode changes heard\n", a.changes);
 
+    pf_agent_free(a.agent);
+    pf_executor_free(ex);
     pf_degradation_free(a.degradation);
     pf_breaker_free(a.external_api);
     pf_clock_free(clock);
