@@ -84,12 +84,13 @@ alloc_aligned64(size_t bytes, void **raw)
     return (void *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
 }
 
-/* Chunks: enough that each writer can own two at once, at most 64 slots
- * (a cache line of one-byte outcomes). */
+/* Chunks: one per writer, at most 64 slots (a cache line of one-byte
+ * outcomes). Writers going at one pace then claim back the chunk they
+ * filled last time, still in their cache. */
 static void
 plan_chunks(pf__window_t *w, uint32_t size)
 {
-    uint32_t c = size / (2 * w->writers);
+    uint32_t c = size / w->writers;
 
     w->chunk = c < 1 ? 1 : c > 64 ? 64 : c;
     w->nchunks = (size + w->chunk - 1) / w->chunk;

@@ -45,7 +45,7 @@ typedef struct pf__window_cell {
 } pf__window_cell_t;
 
 /* kind, size, writers, the chunk layout and the arrays' addresses are
- * immutable after init. The counters are atomics (see window.c for the
+ * immutable after init (gen changes only at clears). The counters are atomics (see window.c for the
  * orders); gen, head_sec, seq and the base sums are written only under
  * lock, which serialises rotations and clears. */
 typedef struct pf__window {
@@ -53,6 +53,9 @@ typedef struct pf__window {
     uint32_t size;         /* calls or seconds, >= 1 */
     uint64_t fastmod;      /* Lemire's constant for x % size */
     unsigned writers;      /* cells, a power of two */
+    /* Count window clears so far: read by every add, written by a clear
+     * (under lock), so it lives here with the read-only fields. */
+    _Atomic uint64_t gen;
     pf__window_cell_t *cells;
     void *cells_raw;
     /* Count window: the ring is cut into nchunks chunks of chunk slots
@@ -66,7 +69,6 @@ typedef struct pf__window {
     /* Count window counters: written when a chunk is claimed, while the
      * ring fills, and when an outcome replaces a different one. */
     _Alignas(64) _Atomic uint64_t chunk_seq; /* chunks handed out */
-    _Atomic uint64_t gen;                    /* clears so far */
     _Atomic int64_t filled;                  /* slots holding an outcome */
     _Atomic int64_t failures;                /* failures in the ring */
     _Atomic int64_t slow;                    /* slow calls in the ring */
