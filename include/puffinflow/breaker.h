@@ -75,7 +75,10 @@ typedef bool (*pf_breaker_failure_fn)(int result, void *arg);
 
 /* Told of every state change of b, in order, one at a time, with no lock
  * held: on the thread that made the change, or on a thread already telling
- * of an earlier one. It may call any function on b but pf_breaker_free. */
+ * of an earlier one. It may call any function on b but pf_breaker_free
+ * (a change it makes is told after the current one). Changes queue up
+ * while it runs; only if memory runs out is the oldest dropped (counted in
+ * the metrics' events_dropped). */
 typedef void (*pf_breaker_listener_fn)(pf_breaker_t *b,
                                        pf_breaker_state_t from,
                                        pf_breaker_state_t to, void *arg);
