@@ -1,0 +1,137 @@
+/* pf demo, scene "metrics": everything the demo made, as Prometheus sees
+ * it.
+ *
+ * Every breaker, bulkhead, health checker, degradation manager and leak
+ * detector the scenes made lives in the demo's registry. One call renders
+ * their metrics as Prometheus text; the scene prints a few families of it
+ * (the help line and every sample) and checks that each object of the
+ * registry is in the text. Run alone, the registry is empty: the text has
+ * only puffinflow_info. */
+#include <stdio.h>
+#include <string.h>
+
+#include "pf.h"
+
+/* The families shown, one per kind of object. */
+static const char *const shown[] = {
+    "puffinflow_breaker_state",        "puffinflow_breaker_opened_total",
+    "puffinflow_bulkhead_rejected_total", "puffinflow_health_overall_status",
+    "puffinflow_degradation_mode",     "puffinflow_leak_detected_total",
+};
+
+/* True when line (up to its end) belongs to family: "# HELP family ..."
+ * or a sample "family{...} v" / "family v". */
+static bool
+in_family(const char *line, size_t len, const char *family)
+{
+    size_t n = strlen(family);
+
+    if (len > 7 && strncmp(line, "# HELP ", 7) == 0) {
+        line += 7;
+        len -= 7;
+    } else if (line[0] == '#') {
+        return false;
+    }
+    return len > n && strncmp(line, family, n) == 0 &&
+           (line[n] == '{' || line[n] == ' ');
+}
+
+/* Print the lines of text that belong to family; return how many. */
+static unsigned
+print_family(demo_t *d, const char *text, const char *family)
+{
+    unsigned printed = 0;
+
+    for (const char *p = text; *p != '\0';) {
+        const char *end = strchr(p, '\n');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+        if (in_family(p, len, family)) {
+            demo_note(d, "  %.*s", (int)len, p);
+            printed++;
+        }
+        p += len + (end != NULL ? 1 : 0);
+    }
+    return printed;
+}
+
+typedef struct export_check {
+    demo_t *demo;
+    const char *text;
+    unsigned objects;
+} export_check_t;
+
+/* Each object of the registry shows up under its name. */
+static int
+check_object(pf_registry_kind_t kind, const char *name, void *object,
+             void *arg)
+{
+    export_check_t *c = arg;
+    char label[160];
+
+    (void)object;
+    snprintf(label, sizeof(label), "%s=\"%s\"",
+             kind == PF_REGISTRY_HEALTH ? "checker" : "name", name);
+    demo_expect(c->demo, strstr(c->text, label) != NULL,
+                "the %s %s in the metrics", pf_registry_kind_name(kind), name);
+    c->objects++;
+    return 0;
+}
+
+static void
+count_lines(const char *text, unsigned *lines, unsigned *families)
+{
+    *lines = 0;
+    *families = 0;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (p == text || p[-1] == '\n') {
+            (*lines)++;
+            if (strncmp(p, "# TYPE ", 7) == 0) {
+                (*families)++;
+            }
+        }
+    }
+}
+
+int
+demo_scene_metrics(demo_t *d)
+{
+    pf_registry_t *reg = demo_registry(d);
+    export_check_t check = {d, NULL, 0};
+    unsigned lines;
+    unsigned families;
+    unsigned printed = 0;
+    char *text;
+    size_t len;
+    int rc = pf_registry_export(reg, PF_METRICS_PROMETHEUS, &text, &len);
+
+    if (rc != 0) {
+        return rc;
+    }
+    check.text = text;
+    count_lines(text, &lines, &families);
+    demo_note(d, "pf_registry_export(registry, PF_METRICS_PROMETHEUS): %u "
+                 "lines, %u metric families,",
+              lines, families);
+    demo_note(d, "for the %zu objects the scenes left in the demo's registry. "
+                 "An excerpt:",
+              pf_registry_count(reg, PF_REGISTRY_ANY));
+    demo_blank(d);
+    if (pf_registry_count(reg, PF_REGISTRY_ANY) == 0) {
+        demo_note(d, "  (the registry is empty: run the whole demo to fill "
+                     "it)");
+        printed += print_family(d, text, "puffinflow_info");
+    }
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+        printed += print_family(d, text, shown[i]);
+    }
+    demo_blank(d);
+    demo_note(d, "The same snapshot renders as JSON (PF_METRICS_JSON); "
+                 "docs/metrics.md lists every metric.");
+    demo_expect(d, strstr(text, "puffinflow_info{version=") != NULL,
+                "puffinflow_info in the metrics");
+    demo_expect(d, printed > 0, "an excerpt to print");
+    pf_registry_foreach(reg, PF_REGISTRY_ANY, check_object, &check);
+    pf_free(text);
+    return demo_verdict(d);
+}
