@@ -120,6 +120,45 @@ sample_int(pf__sb_t *sb, const char *name, const label_t *l, size_t n,
     pf__sb_append(sb, "\n");
 }
 
+/* A family written lazily: HELP and TYPE go out before its first sample,
+ * so a family no object has a value for is left out entirely. */
+typedef struct lazy_family {
+    const char *name;
+    const char *type;
+    const char *help;
+    bool started;
+} lazy_family_t;
+
+static void
+lazy_start(pf__sb_t *sb, lazy_family_t *f)
+{
+    if (!f->started) {
+        family(sb, f->name, f->type, f->help);
+        f->started = true;
+    }
+}
+
+/* A float sample; NaN means the object has no such value (a time that
+ * never happened, a figure not known yet): the sample is left out. */
+static void
+lazy_sample(pf__sb_t *sb, lazy_family_t *f, const label_t *l, size_t n,
+            double v)
+{
+    if (isnan(v)) {
+        return;
+    }
+    lazy_start(sb, f);
+    sample(sb, f->name, l, n, v);
+}
+
+static void
+lazy_sample_int(pf__sb_t *sb, lazy_family_t *f, const label_t *l, size_t n,
+                int64_t v)
+{
+    lazy_start(sb, f);
+    sample_int(sb, f->name, l, n, v);
+}
+
 /* ---- process ---------------------------------------------------------- */
 
 /* One gauge family of the process block; left out when unknown (-1). */
@@ -167,11 +206,11 @@ typedef struct breaker_labels {
 } breaker_labels_t;
 
 typedef void (*breaker_fn)(pf__sb_t *sb, breaker_labels_t *bl,
-                           const pf_breaker_metrics_t *m, const void *ctx);
+                           const pf_breaker_metrics_t *m, void *ctx);
 
 static void
 breakers_each(const pf_registry_snapshot_t *s, pf__sb_t *sb, breaker_fn fn,
-              const void *ctx)
+              void *ctx)
 {
     size_t i, j;
 
@@ -274,46 +313,32 @@ br_get(const pf_breaker_metrics_t *m, br_value_t v)
     return NAN;
 }
 
-/* Families are written lazily: HELP and TYPE before the first sample, so
- * a family no breaker has a value for is left out entirely. */
 typedef struct br_family {
-    const char *name;
-    const char *type;
-    const char *help;
+    lazy_family_t f;
     br_value_t v;
-    bool *started;
 } br_family_t;
 
 static void
 br_sample(pf__sb_t *sb, breaker_labels_t *bl, const pf_breaker_metrics_t *m,
-          const void *ctx)
+          void *ctx)
 {
-    const br_family_t *f = ctx;
-    double v = br_get(m, f->v);
+    br_family_t *bf = ctx;
 
-    if (isnan(v)) {
-        return;
-    }
-    if (!*f->started) {
-        family(sb, f->name, f->type, f->help);
-        *f->started = true;
-    }
-    sample(sb, f->name, bl->l, bl->n, v);
+    lazy_sample(sb, &bf->f, bl->l, bl->n, br_get(m, bf->v));
 }
 
 static void
 br_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
           const char *type, const char *help, br_value_t v)
 {
-    bool started = false;
-    br_family_t f = {name, type, help, v, &started};
+    br_family_t bf = {{name, type, help, false}, v};
 
-    breakers_each(s, sb, br_sample, &f);
+    breakers_each(s, sb, br_sample, &bf);
 }
 
 static void
 br_outcomes(pf__sb_t *sb, breaker_labels_t *bl, const pf_breaker_metrics_t *m,
-            const void *ctx)
+            void *ctx)
 {
     static const char *const name = "puffinflow_breaker_calls_total";
     /* failures include timeouts: the outcomes partition the calls. */
@@ -336,7 +361,7 @@ br_outcomes(pf__sb_t *sb, breaker_labels_t *bl, const pf_breaker_metrics_t *m,
 
 static void
 br_one_hot(pf__sb_t *sb, breaker_labels_t *bl, const pf_breaker_metrics_t *m,
-           const void *ctx)
+           void *ctx)
 {
     static const pf_breaker_state_t states[3] = {
         PF_BREAKER_CLOSED, PF_BREAKER_OPEN, PF_BREAKER_HALF_OPEN};
@@ -523,21 +548,16 @@ static void
 bh_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
           const char *type, const char *help, bh_value_t v, bool adaptive_only)
 {
-    bool any = false;
+    lazy_family_t f = {name, type, help, false};
     size_t i;
 
     for (i = 0; i < s->bulkheads_len; i++) {
         const pf_registry_bulkhead_t *b = &s->bulkheads[i];
         label_t l = {"name", b->name};
 
-        if (adaptive_only && !b->metrics.adaptive) {
-            continue;
+        if (!adaptive_only || b->metrics.adaptive) {
+            lazy_sample_int(sb, &f, &l, 1, bh_get(&b->metrics, v));
         }
-        if (!any) {
-            family(sb, name, type, help);
-            any = true;
-        }
-        sample_int(sb, name, &l, 1, bh_get(&b->metrics, v));
     }
 }
 
@@ -729,13 +749,34 @@ typedef enum check_value {
     CK_TIMEOUTS
 } check_value_t;
 
+/* The integer values; CK_DURATION is the one float (see check_family). */
+static int64_t
+check_get(const pf_registry_health_check_t *c, check_value_t v)
+{
+    switch (v) {
+    case CK_STATUS:
+        return (int64_t)c->status;
+    case CK_DURATION:
+        break;
+    case CK_CONSECUTIVE:
+        return (int64_t)c->consecutive_failures;
+    case CK_RUNS:
+        return (int64_t)c->runs;
+    case CK_FAILURES:
+        return (int64_t)c->failures;
+    case CK_TIMEOUTS:
+        return (int64_t)c->timeouts;
+    }
+    return 0;
+}
+
 /* One family over every check of every checker; ran_only skips checks
  * that have never run (their status and duration mean nothing yet). */
 static void
 check_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
              const char *type, const char *help, check_value_t v, bool ran_only)
 {
-    bool any = false;
+    lazy_family_t f = {name, type, help, false};
     size_t i, j;
 
     for (i = 0; i < s->health_len; i++) {
@@ -746,29 +787,12 @@ check_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
             if (ran_only && c->runs == 0) {
                 continue;
             }
-            if (!any) {
-                family(sb, name, type, help);
-                any = true;
-            }
-            switch (v) {
-            case CK_STATUS:
-                sample_int(sb, name, l, 2, (int64_t)c->status);
-                break;
-            case CK_DURATION:
+            if (v == CK_DURATION) {
+                /* Written even when NaN: a duration is always known. */
+                lazy_start(sb, &f);
                 sample(sb, name, l, 2, c->duration);
-                break;
-            case CK_CONSECUTIVE:
-                sample_int(sb, name, l, 2, (int64_t)c->consecutive_failures);
-                break;
-            case CK_RUNS:
-                sample_int(sb, name, l, 2, (int64_t)c->runs);
-                break;
-            case CK_FAILURES:
-                sample_int(sb, name, l, 2, (int64_t)c->failures);
-                break;
-            case CK_TIMEOUTS:
-                sample_int(sb, name, l, 2, (int64_t)c->timeouts);
-                break;
+            } else {
+                lazy_sample_int(sb, &f, l, 2, check_get(c, v));
             }
         }
     }
@@ -902,21 +926,13 @@ static void
 lk_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
           const char *type, const char *help, lk_value_t v)
 {
-    bool any = false;
+    lazy_family_t f = {name, type, help, false};
     size_t i;
 
     for (i = 0; i < s->leak_detectors_len; i++) {
         label_t l = {"name", s->leak_detectors[i].name};
-        double x = lk_get(&s->leak_detectors[i].metrics, v);
 
-        if (isnan(x)) {
-            continue;
-        }
-        if (!any) {
-            family(sb, name, type, help);
-            any = true;
-        }
-        sample(sb, name, &l, 1, x);
+        lazy_sample(sb, &f, &l, 1, lk_get(&s->leak_detectors[i].metrics, v));
     }
 }
 
@@ -1039,21 +1055,13 @@ static void
 dg_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
           const char *type, const char *help, dg_value_t v)
 {
-    bool any = false;
+    lazy_family_t f = {name, type, help, false};
     size_t i;
 
     for (i = 0; i < s->degradations_len; i++) {
         label_t l = {"name", s->degradations[i].name};
-        double x = dg_get(&s->degradations[i].metrics, v);
 
-        if (isnan(x)) {
-            continue;
-        }
-        if (!any) {
-            family(sb, name, type, help);
-            any = true;
-        }
-        sample(sb, name, &l, 1, x);
+        lazy_sample(sb, &f, &l, 1, dg_get(&s->degradations[i].metrics, v));
     }
 }
 
