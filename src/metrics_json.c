@@ -3,6 +3,8 @@
  *  "breakers": [...], "bulkheads": [...], ...}
  * Names were made valid UTF-8 by the snapshot, so the text is valid JSON
  * (RFC 8259); unknown values (-1 in the snapshot) are written as null. */
+#include <math.h>
+
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/degrade.h"
@@ -12,6 +14,37 @@
 #include "puffinflow/version.h"
 
 #include "registry_impl.h"
+
+/* ---- members: ,"key":value -------------------------------------------- */
+
+static void
+member_int(pf__sb_t *sb, bool *first, const char *key, int64_t v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_int(sb, v);
+}
+
+/* A double member, null when unknown (NaN). */
+static void
+member_num(pf__sb_t *sb, bool *first, const char *key, double v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_num(sb, v); /* NaN and infinities become null */
+}
+
+static void
+member_str(pf__sb_t *sb, bool *first, const char *key, const char *v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_str(sb, v); /* NULL becomes null */
+}
+
+static void
+member_bool(pf__sb_t *sb, bool *first, const char *key, bool v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_bool(sb, v);
+}
 
 /* An int64 member, null when negative (unknown). */
 static void
@@ -44,6 +77,14 @@ json_process(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
     pf__sb_append(sb, "}");
 }
 
+/* Seconds from then_ns to now_ns on a breaker's clock; NaN (null) when
+ * then_ns is -1, a time that never happened. */
+static double
+age(int64_t now_ns, int64_t then_ns)
+{
+    return then_ns < 0 ? NAN : (double)(now_ns - then_ns) / 1e9;
+}
+
 /* A breaker's members; times on its clock become ages in seconds. */
 static void
 json_breaker(const pf_registry_breaker_t *b, pf__sb_t *sb)
@@ -52,75 +93,58 @@ json_breaker(const pf_registry_breaker_t *b, pf__sb_t *sb)
     bool f = true;
 
     pf__sb_append(sb, "{");
-    pf__sb_json_key(sb, &f, "name");
-    pf__sb_json_str(sb, b->name);
-    pf__sb_json_key(sb, &f, "state");
-    pf__sb_json_str(sb, pf_breaker_state_name(m->state));
-    pf__sb_json_key(sb, &f, "calls");
-    pf__sb_json_int(sb, (int64_t)m->calls);
-    pf__sb_json_key(sb, &f, "successes");
-    pf__sb_json_int(sb, (int64_t)m->successes);
-    pf__sb_json_key(sb, &f, "failures");
-    pf__sb_json_int(sb, (int64_t)m->failures);
-    pf__sb_json_key(sb, &f, "timeouts");
-    pf__sb_json_int(sb, (int64_t)m->timeouts);
-    pf__sb_json_key(sb, &f, "ignored");
-    pf__sb_json_int(sb, (int64_t)m->ignored);
-    pf__sb_json_key(sb, &f, "rejected");
-    pf__sb_json_int(sb, (int64_t)m->rejected);
-    pf__sb_json_key(sb, &f, "failure_rate");
-    pf__sb_json_num(sb, m->failure_rate);
-    pf__sb_json_key(sb, &f, "slow_call_rate");
-    pf__sb_json_num(sb, m->slow_call_rate);
-    pf__sb_json_key(sb, &f, "slow_calls");
-    pf__sb_json_int(sb, (int64_t)m->slow_calls);
-    pf__sb_json_key(sb, &f, "shadow_rejected");
-    pf__sb_json_int(sb, (int64_t)m->shadow_rejected);
-    pf__sb_json_key(sb, &f, "reclaimed");
-    pf__sb_json_int(sb, (int64_t)m->reclaimed);
-    pf__sb_json_key(sb, &f, "transitions");
-    pf__sb_json_int(sb, (int64_t)m->transitions);
-    pf__sb_json_key(sb, &f, "times_opened");
-    pf__sb_json_int(sb, (int64_t)m->times_opened);
-    pf__sb_json_key(sb, &f, "consecutive_failures");
-    pf__sb_json_int(sb, m->consecutive_failures);
-    pf__sb_json_key(sb, &f, "half_open_in_flight");
-    pf__sb_json_int(sb, m->half_open_in_flight);
-    pf__sb_json_key(sb, &f, "recovery_timeout");
-    pf__sb_json_num(sb, (double)m->recovery_timeout_ns / 1e9);
-    pf__sb_json_key(sb, &f, "seconds_since_transition");
-    if (m->last_transition_ns < 0) {
-        pf__sb_append(sb, "null");
-    } else {
-        pf__sb_json_num(sb, (double)(m->now_ns - m->last_transition_ns) / 1e9);
-    }
-    pf__sb_json_key(sb, &f, "seconds_since_failure");
-    if (m->last_failure_ns < 0) {
-        pf__sb_append(sb, "null");
-    } else {
-        pf__sb_json_num(sb, (double)(m->now_ns - m->last_failure_ns) / 1e9);
-    }
-    pf__sb_json_key(sb, &f, "forced_open");
-    pf__sb_json_bool(sb, m->forced_open);
-    pf__sb_json_key(sb, &f, "shadow");
-    pf__sb_json_bool(sb, m->shadow);
+    member_str(sb, &f, "name", b->name);
+    member_str(sb, &f, "state", pf_breaker_state_name(m->state));
+    member_int(sb, &f, "calls", (int64_t)m->calls);
+    member_int(sb, &f, "successes", (int64_t)m->successes);
+    member_int(sb, &f, "failures", (int64_t)m->failures);
+    member_int(sb, &f, "timeouts", (int64_t)m->timeouts);
+    member_int(sb, &f, "ignored", (int64_t)m->ignored);
+    member_int(sb, &f, "rejected", (int64_t)m->rejected);
+    member_num(sb, &f, "failure_rate", m->failure_rate);
+    member_num(sb, &f, "slow_call_rate", m->slow_call_rate);
+    member_int(sb, &f, "slow_calls", (int64_t)m->slow_calls);
+    member_int(sb, &f, "shadow_rejected", (int64_t)m->shadow_rejected);
+    member_int(sb, &f, "reclaimed", (int64_t)m->reclaimed);
+    member_int(sb, &f, "transitions", (int64_t)m->transitions);
+    member_int(sb, &f, "times_opened", (int64_t)m->times_opened);
+    member_int(sb, &f, "consecutive_failures", m->consecutive_failures);
+    member_int(sb, &f, "half_open_in_flight", m->half_open_in_flight);
+    member_num(sb, &f, "recovery_timeout",
+               (double)m->recovery_timeout_ns / 1e9);
+    member_num(sb, &f, "seconds_since_transition",
+               age(m->now_ns, m->last_transition_ns));
+    member_num(sb, &f, "seconds_since_failure",
+               age(m->now_ns, m->last_failure_ns));
+    member_bool(sb, &f, "forced_open", m->forced_open);
+    member_bool(sb, &f, "shadow", m->shadow);
     pf__sb_append(sb, "}");
+}
+
+/* An array of breakers, as the member key. */
+static void
+json_breaker_list(pf__sb_t *sb, bool *first, const char *key,
+                  const pf_registry_breaker_t *b, size_t n)
+{
+    size_t i;
+
+    pf__sb_json_key(sb, first, key);
+    pf__sb_append(sb, "[");
+    for (i = 0; i < n; i++) {
+        if (i > 0) {
+            pf__sb_append(sb, ",");
+        }
+        json_breaker(&b[i], sb);
+    }
+    pf__sb_append(sb, "]");
 }
 
 static void
 json_breakers(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
 {
-    size_t i, j;
+    size_t i;
 
-    pf__sb_json_key(sb, first, "breakers");
-    pf__sb_append(sb, "[");
-    for (i = 0; i < s->breakers_len; i++) {
-        if (i > 0) {
-            pf__sb_append(sb, ",");
-        }
-        json_breaker(&s->breakers[i], sb);
-    }
-    pf__sb_append(sb, "]");
+    json_breaker_list(sb, first, "breakers", s->breakers, s->breakers_len);
     pf__sb_json_key(sb, first, "breaker_groups");
     pf__sb_append(sb, "[");
     for (i = 0; i < s->breaker_groups_len; i++) {
@@ -128,27 +152,14 @@ json_breakers(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        pf__sb_json_key(sb, &f, "name");
-        pf__sb_json_str(sb, g->name);
-        pf__sb_json_key(sb, &f, "size");
-        pf__sb_json_int(sb, (int64_t)g->metrics.size);
-        pf__sb_json_key(sb, &f, "max_breakers");
-        pf__sb_json_int(sb, (int64_t)g->metrics.max_breakers);
-        pf__sb_json_key(sb, &f, "created");
-        pf__sb_json_int(sb, (int64_t)g->metrics.created);
-        pf__sb_json_key(sb, &f, "evicted");
-        pf__sb_json_int(sb, (int64_t)g->metrics.evicted);
-        pf__sb_json_key(sb, &f, "rejected_full");
-        pf__sb_json_int(sb, (int64_t)g->metrics.rejected_full);
-        pf__sb_json_key(sb, &f, "breakers");
-        pf__sb_append(sb, "[");
-        for (j = 0; j < g->breakers_len; j++) {
-            if (j > 0) {
-                pf__sb_append(sb, ",");
-            }
-            json_breaker(&g->breakers[j], sb);
-        }
-        pf__sb_append(sb, "]}");
+        member_str(sb, &f, "name", g->name);
+        member_int(sb, &f, "size", (int64_t)g->metrics.size);
+        member_int(sb, &f, "max_breakers", (int64_t)g->metrics.max_breakers);
+        member_int(sb, &f, "created", (int64_t)g->metrics.created);
+        member_int(sb, &f, "evicted", (int64_t)g->metrics.evicted);
+        member_int(sb, &f, "rejected_full", (int64_t)g->metrics.rejected_full);
+        json_breaker_list(sb, &f, "breakers", g->breakers, g->breakers_len);
+        pf__sb_append(sb, "}");
     }
     pf__sb_append(sb, "]");
 }
@@ -165,37 +176,23 @@ json_bulkheads(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        pf__sb_json_key(sb, &f, "name");
-        pf__sb_json_str(sb, s->bulkheads[i].name);
-        pf__sb_json_key(sb, &f, "max_concurrent");
-        pf__sb_json_int(sb, m->max_concurrent);
-        pf__sb_json_key(sb, &f, "in_use");
-        pf__sb_json_int(sb, m->in_use);
-        pf__sb_json_key(sb, &f, "available");
-        pf__sb_json_int(sb, m->available);
-        pf__sb_json_key(sb, &f, "waiting");
-        pf__sb_json_int(sb, m->waiting);
-        pf__sb_json_key(sb, &f, "max_queue_size");
-        pf__sb_json_int(sb, m->max_queue_size);
-        pf__sb_json_key(sb, &f, "accepted");
-        pf__sb_json_int(sb, (int64_t)m->accepted);
-        pf__sb_json_key(sb, &f, "rejected_full");
-        pf__sb_json_int(sb, (int64_t)m->rejected_full);
-        pf__sb_json_key(sb, &f, "rejected_timeout");
-        pf__sb_json_int(sb, (int64_t)m->rejected_timeout);
-        pf__sb_json_key(sb, &f, "peak_in_use");
-        pf__sb_json_int(sb, m->peak_in_use);
-        pf__sb_json_key(sb, &f, "cancelled");
-        pf__sb_json_int(sb, (int64_t)m->cancelled);
-        pf__sb_json_key(sb, &f, "leave_without_enter");
-        pf__sb_json_int(sb, (int64_t)m->leave_without_enter);
-        pf__sb_json_key(sb, &f, "adaptive");
-        pf__sb_json_bool(sb, m->adaptive);
+        member_str(sb, &f, "name", s->bulkheads[i].name);
+        member_int(sb, &f, "max_concurrent", m->max_concurrent);
+        member_int(sb, &f, "in_use", m->in_use);
+        member_int(sb, &f, "available", m->available);
+        member_int(sb, &f, "waiting", m->waiting);
+        member_int(sb, &f, "max_queue_size", m->max_queue_size);
+        member_int(sb, &f, "accepted", (int64_t)m->accepted);
+        member_int(sb, &f, "rejected_full", (int64_t)m->rejected_full);
+        member_int(sb, &f, "rejected_timeout", (int64_t)m->rejected_timeout);
+        member_int(sb, &f, "peak_in_use", m->peak_in_use);
+        member_int(sb, &f, "cancelled", (int64_t)m->cancelled);
+        member_int(sb, &f, "leave_without_enter",
+                   (int64_t)m->leave_without_enter);
+        member_bool(sb, &f, "adaptive", m->adaptive);
         if (m->adaptive) {
-            pf__sb_json_key(sb, &f, "adaptive_floor");
-            pf__sb_json_int(sb, m->adaptive_floor);
-            pf__sb_json_key(sb, &f, "adaptive_ceiling");
-            pf__sb_json_int(sb, m->adaptive_ceiling);
+            member_int(sb, &f, "adaptive_floor", m->adaptive_floor);
+            member_int(sb, &f, "adaptive_ceiling", m->adaptive_ceiling);
         }
         pf__sb_append(sb, "}");
     }
@@ -214,22 +211,14 @@ json_ratelimits(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        pf__sb_json_key(sb, &f, "name");
-        pf__sb_json_str(sb, s->ratelimits[i].name);
-        pf__sb_json_key(sb, &f, "rate");
-        pf__sb_json_num(sb, m->rate);
-        pf__sb_json_key(sb, &f, "burst");
-        pf__sb_json_int(sb, m->burst);
-        pf__sb_json_key(sb, &f, "available");
-        pf__sb_json_int(sb, m->available);
-        pf__sb_json_key(sb, &f, "acquired");
-        pf__sb_json_int(sb, (int64_t)m->acquired);
-        pf__sb_json_key(sb, &f, "rejected");
-        pf__sb_json_int(sb, (int64_t)m->rejected);
-        pf__sb_json_key(sb, &f, "waited");
-        pf__sb_json_int(sb, (int64_t)m->waited);
-        pf__sb_json_key(sb, &f, "refunded");
-        pf__sb_json_int(sb, (int64_t)m->refunded);
+        member_str(sb, &f, "name", s->ratelimits[i].name);
+        member_num(sb, &f, "rate", m->rate);
+        member_int(sb, &f, "burst", m->burst);
+        member_int(sb, &f, "available", m->available);
+        member_int(sb, &f, "acquired", (int64_t)m->acquired);
+        member_int(sb, &f, "rejected", (int64_t)m->rejected);
+        member_int(sb, &f, "waited", (int64_t)m->waited);
+        member_int(sb, &f, "refunded", (int64_t)m->refunded);
         pf__sb_append(sb, "}");
     }
     pf__sb_append(sb, "]");
@@ -241,32 +230,20 @@ json_health_check(const pf_registry_health_check_t *c, pf__sb_t *sb)
     bool f = true;
 
     pf__sb_append(sb, "{");
-    pf__sb_json_key(sb, &f, "name");
-    pf__sb_json_str(sb, c->name);
-    pf__sb_json_key(sb, &f, "status");
-    pf__sb_json_str(sb, pf_health_status_name(c->status));
-    pf__sb_json_key(sb, &f, "message");
-    pf__sb_json_str(sb, c->message);
-    pf__sb_json_key(sb, &f, "critical");
-    pf__sb_json_bool(sb, c->critical);
-    pf__sb_json_key(sb, &f, "timed_out");
-    pf__sb_json_bool(sb, c->timed_out);
-    pf__sb_json_key(sb, &f, "duration");
-    pf__sb_json_num(sb, c->duration);
-    pf__sb_json_key(sb, &f, "time");
-    if (c->time_ns == 0) {
-        pf__sb_append(sb, "null");
-    } else {
-        pf__sb_json_num(sb, (double)c->time_ns / 1e9);
-    }
-    pf__sb_json_key(sb, &f, "consecutive_failures");
-    pf__sb_json_int(sb, (int64_t)c->consecutive_failures);
-    pf__sb_json_key(sb, &f, "runs");
-    pf__sb_json_int(sb, (int64_t)c->runs);
-    pf__sb_json_key(sb, &f, "failures");
-    pf__sb_json_int(sb, (int64_t)c->failures);
-    pf__sb_json_key(sb, &f, "timeouts");
-    pf__sb_json_int(sb, (int64_t)c->timeouts);
+    member_str(sb, &f, "name", c->name);
+    member_str(sb, &f, "status", pf_health_status_name(c->status));
+    member_str(sb, &f, "message", c->message);
+    member_bool(sb, &f, "critical", c->critical);
+    member_bool(sb, &f, "timed_out", c->timed_out);
+    member_num(sb, &f, "duration", c->duration);
+    /* Wall-clock seconds of the last result; null when it never ran. */
+    member_num(sb, &f, "time",
+               c->time_ns == 0 ? NAN : (double)c->time_ns / 1e9);
+    member_int(sb, &f, "consecutive_failures",
+               (int64_t)c->consecutive_failures);
+    member_int(sb, &f, "runs", (int64_t)c->runs);
+    member_int(sb, &f, "failures", (int64_t)c->failures);
+    member_int(sb, &f, "timeouts", (int64_t)c->timeouts);
     pf__sb_append(sb, "}");
 }
 
@@ -283,28 +260,17 @@ json_health(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        pf__sb_json_key(sb, &f, "name");
-        pf__sb_json_str(sb, h->name);
-        pf__sb_json_key(sb, &f, "status");
-        pf__sb_json_str(sb, pf_health_status_name(m->status));
-        pf__sb_json_key(sb, &f, "checks_registered");
-        pf__sb_json_int(sb, (int64_t)m->checks);
-        pf__sb_json_key(sb, &f, "reports");
-        pf__sb_json_int(sb, (int64_t)m->reports);
-        pf__sb_json_key(sb, &f, "runs");
-        pf__sb_json_int(sb, (int64_t)m->runs);
-        pf__sb_json_key(sb, &f, "cache_hits");
-        pf__sb_json_int(sb, (int64_t)m->cache_hits);
-        pf__sb_json_key(sb, &f, "shared");
-        pf__sb_json_int(sb, (int64_t)m->shared);
-        pf__sb_json_key(sb, &f, "failures");
-        pf__sb_json_int(sb, (int64_t)m->failures);
-        pf__sb_json_key(sb, &f, "timeouts");
-        pf__sb_json_int(sb, (int64_t)m->timeouts);
-        pf__sb_json_key(sb, &f, "running");
-        pf__sb_json_int(sb, (int64_t)m->running);
-        pf__sb_json_key(sb, &f, "hung");
-        pf__sb_json_int(sb, (int64_t)m->hung);
+        member_str(sb, &f, "name", h->name);
+        member_str(sb, &f, "status", pf_health_status_name(m->status));
+        member_int(sb, &f, "checks_registered", (int64_t)m->checks);
+        member_int(sb, &f, "reports", (int64_t)m->reports);
+        member_int(sb, &f, "runs", (int64_t)m->runs);
+        member_int(sb, &f, "cache_hits", (int64_t)m->cache_hits);
+        member_int(sb, &f, "shared", (int64_t)m->shared);
+        member_int(sb, &f, "failures", (int64_t)m->failures);
+        member_int(sb, &f, "timeouts", (int64_t)m->timeouts);
+        member_int(sb, &f, "running", (int64_t)m->running);
+        member_int(sb, &f, "hung", (int64_t)m->hung);
         pf__sb_json_key(sb, &f, "checks");
         pf__sb_append(sb, "[");
         for (j = 0; j < h->checks_len; j++) {
@@ -318,14 +284,6 @@ json_health(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
     pf__sb_append(sb, "]");
 }
 
-/* A double member, null when unknown (NaN). */
-static void
-member_num(pf__sb_t *sb, bool *first, const char *key, double v)
-{
-    pf__sb_json_key(sb, first, key);
-    pf__sb_json_num(sb, v); /* NaN and infinities become null */
-}
-
 static void
 json_leak_sample(const pf_leak_sample_t *ls, pf__sb_t *sb)
 {
@@ -333,8 +291,7 @@ json_leak_sample(const pf_leak_sample_t *ls, pf__sb_t *sb)
     int k;
 
     pf__sb_append(sb, "{");
-    pf__sb_json_key(sb, &f, "pid");
-    pf__sb_json_int(sb, ls->pid);
+    member_int(sb, &f, "pid", ls->pid);
     member_opt_int(sb, &f, "rss_bytes", ls->rss_bytes);
     member_opt_int(sb, &f, "memory_limit_bytes", ls->memory_limit_bytes);
     member_num(sb, &f, "memory_fraction", ls->memory_fraction);
@@ -371,28 +328,19 @@ json_leaks(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool g = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        pf__sb_json_key(sb, &f, "name");
-        pf__sb_json_str(sb, s->leak_detectors[i].name);
-        pf__sb_json_key(sb, &f, "tracked_allocations");
-        pf__sb_json_int(sb, (int64_t)m->total_allocations);
-        pf__sb_json_key(sb, &f, "allocations");
-        pf__sb_json_int(sb, (int64_t)m->allocations);
-        pf__sb_json_key(sb, &f, "releases");
-        pf__sb_json_int(sb, (int64_t)m->releases);
-        pf__sb_json_key(sb, &f, "current_leaks");
-        pf__sb_json_int(sb, (int64_t)m->current_leaks);
-        pf__sb_json_key(sb, &f, "total_detected");
-        pf__sb_json_int(sb, (int64_t)m->total_detected);
+        member_str(sb, &f, "name", s->leak_detectors[i].name);
+        member_int(sb, &f, "tracked_allocations",
+                   (int64_t)m->total_allocations);
+        member_int(sb, &f, "allocations", (int64_t)m->allocations);
+        member_int(sb, &f, "releases", (int64_t)m->releases);
+        member_int(sb, &f, "current_leaks", (int64_t)m->current_leaks);
+        member_int(sb, &f, "total_detected", (int64_t)m->total_detected);
         member_num(sb, &f, "leak_threshold", m->leak_threshold);
         member_num(sb, &f, "oldest_allocation_age", m->oldest_allocation_age);
-        pf__sb_json_key(sb, &f, "samples");
-        pf__sb_json_int(sb, (int64_t)m->samples);
-        pf__sb_json_key(sb, &f, "sample_errors");
-        pf__sb_json_int(sb, (int64_t)m->sample_errors);
-        pf__sb_json_key(sb, &f, "alerts");
-        pf__sb_json_int(sb, (int64_t)m->alerts);
-        pf__sb_json_key(sb, &f, "monitoring");
-        pf__sb_json_bool(sb, m->monitoring);
+        member_int(sb, &f, "samples", (int64_t)m->samples);
+        member_int(sb, &f, "sample_errors", (int64_t)m->sample_errors);
+        member_int(sb, &f, "alerts", (int64_t)m->alerts);
+        member_bool(sb, &f, "monitoring", m->monitoring);
         pf__sb_json_key(sb, &f, "alerting");
         pf__sb_append(sb, "{");
         for (k = 0; k < PF_LEAK_ALERT_KINDS; k++) {
@@ -427,15 +375,12 @@ json_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        pf__sb_json_key(sb, &f, "name");
-        pf__sb_json_str(sb, g->name);
-        pf__sb_json_key(sb, &f, "mode");
-        pf__sb_json_str(sb, m->mode < g->modes_len ? g->modes[m->mode] : NULL);
-        pf__sb_json_key(sb, &f, "mode_index");
-        pf__sb_json_int(sb, m->mode);
-        pf__sb_json_key(sb, &f, "target");
-        pf__sb_json_str(sb,
-                        m->target < g->modes_len ? g->modes[m->target] : NULL);
+        member_str(sb, &f, "name", g->name);
+        member_str(sb, &f, "mode",
+                   m->mode < g->modes_len ? g->modes[m->mode] : NULL);
+        member_int(sb, &f, "mode_index", m->mode);
+        member_str(sb, &f, "target",
+                   m->target < g->modes_len ? g->modes[m->target] : NULL);
         pf__sb_json_key(sb, &f, "modes");
         pf__sb_append(sb, "[");
         for (j = 0; j < g->modes_len; j++) {
@@ -445,19 +390,13 @@ json_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
             pf__sb_json_str(sb, g->modes[j]);
         }
         pf__sb_append(sb, "]");
-        pf__sb_json_key(sb, &f, "overridden");
-        pf__sb_json_bool(sb, m->overridden);
-        pf__sb_json_key(sb, &f, "sampling");
-        pf__sb_json_bool(sb, m->sampling);
+        member_bool(sb, &f, "overridden", m->overridden);
+        member_bool(sb, &f, "sampling", m->sampling);
         member_num(sb, &f, "seconds_in_mode", m->time_in_mode);
-        pf__sb_json_key(sb, &f, "updates");
-        pf__sb_json_int(sb, (int64_t)m->updates);
-        pf__sb_json_key(sb, &f, "transitions");
-        pf__sb_json_int(sb, (int64_t)m->transitions);
-        pf__sb_json_key(sb, &f, "sample_errors");
-        pf__sb_json_int(sb, (int64_t)m->sample_errors);
-        pf__sb_json_key(sb, &f, "rules");
-        pf__sb_json_int(sb, (int64_t)m->rules);
+        member_int(sb, &f, "updates", (int64_t)m->updates);
+        member_int(sb, &f, "transitions", (int64_t)m->transitions);
+        member_int(sb, &f, "sample_errors", (int64_t)m->sample_errors);
+        member_int(sb, &f, "rules", (int64_t)m->rules);
         pf__sb_json_key(sb, &f, "last");
         if (m->updates == 0) {
             pf__sb_append(sb, "null");
@@ -467,8 +406,8 @@ json_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
             pf__sb_append(sb, "{");
             member_num(sb, &h, "cpu_usage", m->last.cpu_usage);
             member_num(sb, &h, "memory_usage", m->last.memory_usage);
-            pf__sb_json_key(sb, &h, "external_services_available");
-            pf__sb_json_bool(sb, m->last.external_services_available);
+            member_bool(sb, &h, "external_services_available",
+                        m->last.external_services_available);
             pf__sb_append(sb, "}");
         }
         pf__sb_append(sb, "}");
@@ -482,10 +421,8 @@ pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     bool first = true;
 
     pf__sb_append(sb, "{");
-    pf__sb_json_key(sb, &first, "puffinflow_version");
-    pf__sb_json_str(sb, PF_VERSION_STRING);
-    pf__sb_json_key(sb, &first, "time");
-    pf__sb_json_num(sb, (double)s->wall_time_ns / 1e9);
+    member_str(sb, &first, "puffinflow_version", PF_VERSION_STRING);
+    member_num(sb, &first, "time", (double)s->wall_time_ns / 1e9);
     json_process(s, sb, &first);
     json_breakers(s, sb, &first);
     json_bulkheads(s, sb, &first);
