@@ -117,16 +117,22 @@ read_process(pf_process_metrics_t *pm)
     }
 }
 
-/* ---- kinds that are a name and a metrics struct ------------------------ */
+/* ---- kinds ------------------------------------------------------------ */
 
-/* Items of such kinds start with const char *name; their metrics struct
- * sits at metrics_offset. read fills it from the object. */
-typedef struct simple_kind {
+/* How the objects of one kind are copied. Items start with const char
+ * *name; their metrics struct sits at metrics_offset and read fills it
+ * from the object. Kinds whose items hold more (a group's breakers, a
+ * checker's checks, a manager's modes) have fill, which copies that and
+ * may fail with PF_ENOMEM leaving what it made in the item, and clear,
+ * which frees what fill made; the other kinds have NULL for both. */
+typedef struct snap_kind {
     pf_registry_kind_t kind;
     size_t item_size;
     size_t metrics_offset;
     void (*read)(void *object, void *metrics);
-} simple_kind_t;
+    int (*fill)(void *object, void *item);
+    void (*clear)(void *item);
+} snap_kind_t;
 
 static void
 read_breaker(void *object, void *metrics)
@@ -134,11 +140,26 @@ read_breaker(void *object, void *metrics)
     pf_breaker_metrics(object, metrics);
 }
 
+static const snap_kind_t k_breaker = {PF_REGISTRY_BREAKER,
+                                      sizeof(pf_registry_breaker_t),
+                                      offsetof(pf_registry_breaker_t, metrics),
+                                      read_breaker,
+                                      NULL,
+                                      NULL};
+
 static void
 read_bulkhead(void *object, void *metrics)
 {
     pf_bulkhead_metrics(object, metrics);
 }
+
+static const snap_kind_t k_bulkhead = {
+    PF_REGISTRY_BULKHEAD,
+    sizeof(pf_registry_bulkhead_t),
+    offsetof(pf_registry_bulkhead_t, metrics),
+    read_bulkhead,
+    NULL,
+    NULL};
 
 static void
 read_ratelimit(void *object, void *metrics)
@@ -146,88 +167,34 @@ read_ratelimit(void *object, void *metrics)
     pf_ratelimit_metrics(object, metrics);
 }
 
-static const simple_kind_t k_breaker = {
-    PF_REGISTRY_BREAKER, sizeof(pf_registry_breaker_t),
-    offsetof(pf_registry_breaker_t, metrics), read_breaker};
+static const snap_kind_t k_ratelimit = {
+    PF_REGISTRY_RATELIMIT,
+    sizeof(pf_registry_ratelimit_t),
+    offsetof(pf_registry_ratelimit_t, metrics),
+    read_ratelimit,
+    NULL,
+    NULL};
+
 static void
 read_leak(void *object, void *metrics)
 {
     pf_leak_detector_metrics(object, metrics);
 }
 
-static const simple_kind_t k_leak = {
-    PF_REGISTRY_LEAK, sizeof(pf_registry_leak_detector_t),
-    offsetof(pf_registry_leak_detector_t, metrics), read_leak};
-static const simple_kind_t k_bulkhead = {
-    PF_REGISTRY_BULKHEAD, sizeof(pf_registry_bulkhead_t),
-    offsetof(pf_registry_bulkhead_t, metrics), read_bulkhead};
-static const simple_kind_t k_ratelimit = {
-    PF_REGISTRY_RATELIMIT, sizeof(pf_registry_ratelimit_t),
-    offsetof(pf_registry_ratelimit_t, metrics), read_ratelimit};
-
-/* Fill *items (a new array) and *len with every object of the kind. On
- * PF_ENOMEM the items made so far stay in *items / *len for the caller
- * to free. */
-static int
-collect_simple(pf_registry_t *r, const simple_kind_t *k, void **items,
-               size_t *len)
-{
-    pf__reg_entry_t **pinned;
-    char *a;
-    size_t n;
-    size_t i;
-    int rc;
-
-    rc = pf__registry_pin_all(r, k->kind, &pinned, &n);
-    if (rc != 0 || n == 0) {
-        return rc;
-    }
-    a = pf__calloc(n, k->item_size);
-    *items = a;
-    rc = a == NULL ? PF_ENOMEM : 0;
-    for (i = 0; i < n && rc == 0; i++) {
-        char *item = a + i * k->item_size;
-        char *name = pf__utf8_dup(pinned[i]->name);
-
-        if (name == NULL) {
-            rc = PF_ENOMEM;
-            break;
-        }
-        memcpy(item, &name, sizeof(name));
-        k->read(pinned[i]->object, item + k->metrics_offset);
-        (*len)++;
-    }
-    pf__registry_unpin_all(r, pinned, n);
-    return rc;
-}
-
-static void
-free_simple(const simple_kind_t *k, void *items, size_t len)
-{
-    char *a = items;
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        char *name;
-
-        memcpy(&name, a + i * k->item_size, sizeof(name));
-        pf__free(name);
-    }
-    pf__free(items);
-}
+static const snap_kind_t k_leak = {
+    PF_REGISTRY_LEAK,
+    sizeof(pf_registry_leak_detector_t),
+    offsetof(pf_registry_leak_detector_t, metrics),
+    read_leak,
+    NULL,
+    NULL};
 
 /* ---- breaker groups --------------------------------------------------- */
 
 static void
-group_item_clear(pf_registry_breaker_group_t *g)
+read_group(void *object, void *metrics)
 {
-    size_t i;
-
-    for (i = 0; i < g->breakers_len; i++) {
-        pf__free((char *)g->breakers[i].name);
-    }
-    pf__free(g->breakers);
-    pf__free((char *)g->name);
+    pf_breaker_group_metrics(object, metrics);
 }
 
 typedef struct group_visit {
@@ -263,64 +230,53 @@ group_visit(const char *key, pf_breaker_t *b, void *arg)
 }
 
 static int
-collect_groups(pf_registry_t *r, pf_registry_snapshot_t *s)
+fill_group(void *object, void *item)
 {
-    pf__reg_entry_t **pinned;
-    size_t n;
-    size_t i;
-    int rc;
+    group_visit_t v = {item, 0, 0};
+    int rc = pf_breaker_group_foreach(object, group_visit, &v);
 
-    rc = pf__registry_pin_all(r, PF_REGISTRY_BREAKER_GROUP, &pinned, &n);
-    if (rc != 0 || n == 0) {
-        return rc;
-    }
-    s->breaker_groups = pf__calloc(n, sizeof(*s->breaker_groups));
-    rc = s->breaker_groups == NULL ? PF_ENOMEM : 0;
-    for (i = 0; i < n && rc == 0; i++) {
-        pf_registry_breaker_group_t *g = &s->breaker_groups[i];
-        group_visit_t v = {g, 0, 0};
-
-        s->breaker_groups_len++;
-        g->name = pf__utf8_dup(pinned[i]->name);
-        if (g->name == NULL) {
-            rc = PF_ENOMEM;
-            break;
-        }
-        pf_breaker_group_metrics(pinned[i]->object, &g->metrics);
-        rc = pf_breaker_group_foreach(pinned[i]->object, group_visit, &v);
-        if (v.rc != 0) {
-            rc = v.rc;
-        }
-    }
-    pf__registry_unpin_all(r, pinned, n);
-    return rc;
+    return v.rc != 0 ? v.rc : rc;
 }
+
+static void
+clear_group(void *item)
+{
+    pf_registry_breaker_group_t *g = item;
+    size_t i;
+
+    for (i = 0; i < g->breakers_len; i++) {
+        pf__free((char *)g->breakers[i].name);
+    }
+    pf__free(g->breakers);
+}
+
+static const snap_kind_t k_group = {
+    PF_REGISTRY_BREAKER_GROUP,
+    sizeof(pf_registry_breaker_group_t),
+    offsetof(pf_registry_breaker_group_t, metrics),
+    read_group,
+    fill_group,
+    clear_group};
 
 /* ---- health checkers -------------------------------------------------- */
 
 static void
-health_item_clear(pf_registry_health_t *h)
+read_health(void *object, void *metrics)
 {
-    size_t i;
-
-    for (i = 0; i < h->checks_len; i++) {
-        pf__free((char *)h->checks[i].name);
-        pf__free((char *)h->checks[i].message);
-    }
-    pf__free(h->checks);
-    pf__free((char *)h->name);
+    pf_health_metrics(object, metrics);
 }
 
 /* Copy the checks of a health snapshot report (nothing runs). */
 static int
-health_checks(pf_health_checker_t *hc, pf_registry_health_t *h)
+fill_health(void *object, void *item)
 {
+    pf_registry_health_t *h = item;
     pf_health_report_t *rep;
     size_t n;
     size_t i;
     int rc;
 
-    rc = pf_health_snapshot(hc, &rep);
+    rc = pf_health_snapshot(object, &rep);
     if (rc != 0) {
         return rc;
     }
@@ -357,55 +313,40 @@ health_checks(pf_health_checker_t *hc, pf_registry_health_t *h)
     return 0;
 }
 
-static int
-collect_health(pf_registry_t *r, pf_registry_snapshot_t *s)
+static void
+clear_health(void *item)
 {
-    pf__reg_entry_t **pinned;
-    size_t n;
+    pf_registry_health_t *h = item;
     size_t i;
-    int rc;
 
-    rc = pf__registry_pin_all(r, PF_REGISTRY_HEALTH, &pinned, &n);
-    if (rc != 0 || n == 0) {
-        return rc;
+    for (i = 0; i < h->checks_len; i++) {
+        pf__free((char *)h->checks[i].name);
+        pf__free((char *)h->checks[i].message);
     }
-    s->health = pf__calloc(n, sizeof(*s->health));
-    rc = s->health == NULL ? PF_ENOMEM : 0;
-    for (i = 0; i < n && rc == 0; i++) {
-        pf_registry_health_t *h = &s->health[i];
-
-        s->health_len++;
-        h->name = pf__utf8_dup(pinned[i]->name);
-        if (h->name == NULL) {
-            rc = PF_ENOMEM;
-            break;
-        }
-        pf_health_metrics(pinned[i]->object, &h->metrics);
-        rc = health_checks(pinned[i]->object, h);
-    }
-    pf__registry_unpin_all(r, pinned, n);
-    return rc;
+    pf__free(h->checks);
 }
+
+static const snap_kind_t k_health = {PF_REGISTRY_HEALTH,
+                                     sizeof(pf_registry_health_t),
+                                     offsetof(pf_registry_health_t, metrics),
+                                     read_health,
+                                     fill_health,
+                                     clear_health};
 
 /* ---- degradation managers --------------------------------------------- */
 
 static void
-degradation_item_clear(pf_registry_degradation_t *g)
+read_degradation(void *object, void *metrics)
 {
-    size_t i;
-
-    for (i = 0; i < g->modes_len; i++) {
-        pf__free((char *)g->modes[i]);
-    }
-    pf__free(g->modes);
-    pf__free((char *)g->name);
+    pf_degradation_metrics(object, metrics);
 }
 
 /* Copy a manager's mode names (immutable after it was made). */
 static int
-degradation_modes(pf_degradation_t *d, pf_registry_degradation_t *g)
+fill_degradation(void *object, void *item)
 {
-    size_t n = pf_degradation_mode_count(d);
+    pf_registry_degradation_t *g = item;
+    size_t n = pf_degradation_mode_count(object);
     size_t i;
 
     if (n == 0) {
@@ -416,7 +357,7 @@ degradation_modes(pf_degradation_t *d, pf_registry_degradation_t *g)
         return PF_ENOMEM;
     }
     for (i = 0; i < n; i++) {
-        g->modes[i] = pf__utf8_dup(pf_degradation_mode_name_at(d, i));
+        g->modes[i] = pf__utf8_dup(pf_degradation_mode_name_at(object, i));
         if (g->modes[i] == NULL) {
             return PF_ENOMEM;
         }
@@ -425,34 +366,86 @@ degradation_modes(pf_degradation_t *d, pf_registry_degradation_t *g)
     return 0;
 }
 
-static int
-collect_degradations(pf_registry_t *r, pf_registry_snapshot_t *s)
+static void
+clear_degradation(void *item)
+{
+    pf_registry_degradation_t *g = item;
+    size_t i;
+
+    for (i = 0; i < g->modes_len; i++) {
+        pf__free((char *)g->modes[i]);
+    }
+    pf__free(g->modes);
+}
+
+static const snap_kind_t k_degradation = {
+    PF_REGISTRY_DEGRADE,
+    sizeof(pf_registry_degradation_t),
+    offsetof(pf_registry_degradation_t, metrics),
+    read_degradation,
+    fill_degradation,
+    clear_degradation};
+
+/* ---- collecting and freeing a kind ------------------------------------ */
+
+/* Copy every object of kind k into a new array and return it (NULL when
+ * there is none), its length in *len. Nothing is done when *rc is already
+ * an error. On error *rc is set, and the array holds the items made so far
+ * (an item counts in *len once it has its name) for release to free. */
+static void *
+collect(pf_registry_t *r, const snap_kind_t *k, size_t *len, int *rc)
 {
     pf__reg_entry_t **pinned;
+    char *a;
     size_t n;
     size_t i;
-    int rc;
 
-    rc = pf__registry_pin_all(r, PF_REGISTRY_DEGRADE, &pinned, &n);
-    if (rc != 0 || n == 0) {
-        return rc;
+    if (*rc != 0) {
+        return NULL;
     }
-    s->degradations = pf__calloc(n, sizeof(*s->degradations));
-    rc = s->degradations == NULL ? PF_ENOMEM : 0;
-    for (i = 0; i < n && rc == 0; i++) {
-        pf_registry_degradation_t *g = &s->degradations[i];
+    *rc = pf__registry_pin_all(r, k->kind, &pinned, &n);
+    if (*rc != 0 || n == 0) {
+        return NULL;
+    }
+    a = pf__calloc(n, k->item_size);
+    *rc = a == NULL ? PF_ENOMEM : 0;
+    for (i = 0; i < n && *rc == 0; i++) {
+        char *item = a + i * k->item_size;
+        char *name = pf__utf8_dup(pinned[i]->name);
 
-        s->degradations_len++;
-        g->name = pf__utf8_dup(pinned[i]->name);
-        if (g->name == NULL) {
-            rc = PF_ENOMEM;
+        if (name == NULL) {
+            *rc = PF_ENOMEM;
             break;
         }
-        pf_degradation_metrics(pinned[i]->object, &g->metrics);
-        rc = degradation_modes(pinned[i]->object, g);
+        memcpy(item, &name, sizeof(name));
+        (*len)++;
+        k->read(pinned[i]->object, item + k->metrics_offset);
+        if (k->fill != NULL) {
+            *rc = k->fill(pinned[i]->object, item);
+        }
     }
     pf__registry_unpin_all(r, pinned, n);
-    return rc;
+    return a;
+}
+
+/* Free len items of kind k and the array holding them. */
+static void
+release(const snap_kind_t *k, void *items, size_t len)
+{
+    char *a = items;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        char *item = a + i * k->item_size;
+        char *name;
+
+        if (k->clear != NULL) {
+            k->clear(item);
+        }
+        memcpy(&name, item, sizeof(name));
+        pf__free(name);
+    }
+    pf__free(items);
 }
 
 /* ---- the snapshot ----------------------------------------------------- */
@@ -461,9 +454,7 @@ int
 pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
 {
     pf_registry_snapshot_t *s;
-    void *items = NULL;
-    size_t len = 0;
-    int rc;
+    int rc = 0;
 
     if (r == NULL || out == NULL) {
         return PF_EINVAL;
@@ -477,39 +468,13 @@ pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
     if (s->has_process) {
         read_process(&s->process);
     }
-    rc = collect_simple(r, &k_breaker, &items, &len);
-    s->breakers = items;
-    s->breakers_len = len;
-    if (rc == 0) {
-        rc = collect_groups(r, s);
-    }
-    if (rc == 0) {
-        items = NULL;
-        len = 0;
-        rc = collect_simple(r, &k_bulkhead, &items, &len);
-        s->bulkheads = items;
-        s->bulkheads_len = len;
-    }
-    if (rc == 0) {
-        items = NULL;
-        len = 0;
-        rc = collect_simple(r, &k_ratelimit, &items, &len);
-        s->ratelimits = items;
-        s->ratelimits_len = len;
-    }
-    if (rc == 0) {
-        rc = collect_health(r, s);
-    }
-    if (rc == 0) {
-        items = NULL;
-        len = 0;
-        rc = collect_simple(r, &k_leak, &items, &len);
-        s->leak_detectors = items;
-        s->leak_detectors_len = len;
-    }
-    if (rc == 0) {
-        rc = collect_degradations(r, s);
-    }
+    s->breakers = collect(r, &k_breaker, &s->breakers_len, &rc);
+    s->breaker_groups = collect(r, &k_group, &s->breaker_groups_len, &rc);
+    s->bulkheads = collect(r, &k_bulkhead, &s->bulkheads_len, &rc);
+    s->ratelimits = collect(r, &k_ratelimit, &s->ratelimits_len, &rc);
+    s->health = collect(r, &k_health, &s->health_len, &rc);
+    s->leak_detectors = collect(r, &k_leak, &s->leak_detectors_len, &rc);
+    s->degradations = collect(r, &k_degradation, &s->degradations_len, &rc);
     if (rc != 0) {
         pf_registry_snapshot_free(s);
         return rc;
@@ -521,27 +486,16 @@ pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
 void
 pf_registry_snapshot_free(pf_registry_snapshot_t *s)
 {
-    size_t i;
-
     if (s == NULL) {
         return;
     }
-    free_simple(&k_breaker, s->breakers, s->breakers_len);
-    for (i = 0; i < s->breaker_groups_len; i++) {
-        group_item_clear(&s->breaker_groups[i]);
-    }
-    pf__free(s->breaker_groups);
-    free_simple(&k_bulkhead, s->bulkheads, s->bulkheads_len);
-    free_simple(&k_ratelimit, s->ratelimits, s->ratelimits_len);
-    for (i = 0; i < s->health_len; i++) {
-        health_item_clear(&s->health[i]);
-    }
-    pf__free(s->health);
-    free_simple(&k_leak, s->leak_detectors, s->leak_detectors_len);
-    for (i = 0; i < s->degradations_len; i++) {
-        degradation_item_clear(&s->degradations[i]);
-    }
-    pf__free(s->degradations);
+    release(&k_breaker, s->breakers, s->breakers_len);
+    release(&k_group, s->breaker_groups, s->breaker_groups_len);
+    release(&k_bulkhead, s->bulkheads, s->bulkheads_len);
+    release(&k_ratelimit, s->ratelimits, s->ratelimits_len);
+    release(&k_health, s->health, s->health_len);
+    release(&k_leak, s->leak_detectors, s->leak_detectors_len);
+    release(&k_degradation, s->degradations, s->degradations_len);
     pf__free(s);
 }
 
