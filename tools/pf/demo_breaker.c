@@ -1,18 +1,18 @@
 /* pf demo, scene "breaker": the reference's ResilientAgent.
  *
  * Agent "checkout" has one state, "charge", that calls payments-api
- * through the breaker payments-api: 5 consecutive failures open it, 8 s
+ * through the breaker payments-api: 5 consecutive failures open it, 6 s
  * later it lets trial calls through, 2 good trials close it. While it is
  * open the state's fallback serves a cached response instead. A request
- * (one run) comes every 2 s; payments-api is down from 4 s to 23 s, so the
- * breaker opens at 12 s, fails its first trial at 20 s (back to open) and
- * closes after two good trials at 28 s and 30 s. The runs are synchronous
+ * (one run) comes every 2 s; payments-api is down from 4 s to 21 s, so the
+ * breaker opens at 12 s, fails its first trial at 18 s (back to open) and
+ * closes after two good trials at 24 s and 26 s. The runs are synchronous
  * (pf_agent_run on this thread): no timer is involved. */
 #include "pf.h"
 
-#define REQUESTS 17
+#define REQUESTS 15
 #define DOWN_FROM 4.0
-#define DOWN_UNTIL 23.0
+#define DOWN_UNTIL 21.0
 
 typedef struct breaker_scene {
     demo_t *demo;
@@ -51,7 +51,7 @@ make_agent(breaker_scene_t *s, pf_agent_t **out)
     pf_breaker_config_init(&bcfg);
     bcfg.name = "payments-api";
     bcfg.failure_threshold = 5;
-    bcfg.recovery_timeout = 8.0;
+    bcfg.recovery_timeout = 6.0;
     bcfg.success_threshold = 2;
     rc = demo_breaker(s->demo, &bcfg, &b);
     if (rc != 0) {
@@ -112,28 +112,29 @@ check_and_summarise(breaker_scene_t *s, pf_agent_t *a)
     pf_breaker_metrics(b, &m);
     pf_agent_metrics(a, &am);
     demo_blank(d);
-    demo_note(d, "breaker payments-api: %llu calls: %llu succeeded, %llu "
-                 "failed, %llu rejected while open; opened %llu times, now %s",
+    demo_note(d,
+              "breaker payments-api: %llu calls: %llu succeeded, %llu "
+              "failed, %llu rejected while open; opened %llu times, now %s",
               (unsigned long long)m.calls, (unsigned long long)m.successes,
               (unsigned long long)m.failures, (unsigned long long)m.rejected,
               (unsigned long long)m.times_opened,
               pf_breaker_state_name(m.state));
-    demo_note(d, "agent checkout: %llu requests: %llu answered live, %llu "
-                 "from the cache, %llu failed before the breaker opened",
+    demo_note(d,
+              "agent checkout: %llu requests: %llu answered live, %llu "
+              "from the cache, %llu failed before the breaker opened",
               (unsigned long long)am.runs_finished,
-              (unsigned long long)m.successes,
-              (unsigned long long)am.fallbacks,
+              (unsigned long long)m.successes, (unsigned long long)am.fallbacks,
               (unsigned long long)am.runs_failed);
     demo_expect(d, demo_count(d, DEMO_OPENED) == 2,
                 "the breaker to open twice (it opened %u times)",
                 demo_count(d, DEMO_OPENED));
     demo_expect(d, demo_count(d, DEMO_HALF_OPENED) == 2,
                 "two half-open periods");
-    demo_expect(d, demo_count(d, DEMO_CLOSED) == 1 &&
-                       m.state == PF_BREAKER_CLOSED,
+    demo_expect(d,
+                demo_count(d, DEMO_CLOSED) == 1 && m.state == PF_BREAKER_CLOSED,
                 "the breaker to close again after two good trials");
-    demo_expect(d, demo_count(d, DEMO_FALLBACKS) == 6 && m.rejected == 6,
-                "6 requests answered by the fallback while open");
+    demo_expect(d, demo_count(d, DEMO_FALLBACKS) == 4 && m.rejected == 4,
+                "4 requests answered by the fallback while open");
 }
 
 int
@@ -157,12 +158,12 @@ demo_scene_breaker(demo_t *d)
     }
     demo_note(d, "Agent checkout's state charge calls payments-api through "
                  "breaker payments-api:");
-    demo_note(d, "5 failures in a row open it, after 8 s it lets a trial "
+    demo_note(d, "5 failures in a row open it, after 6 s it lets a trial "
                  "call through, 2 good");
     demo_note(d, "trials close it. While it is open, a fallback answers from "
                  "the cache.");
     demo_note(d, "One request every 2 s; payments-api is down from 4 s to "
-                 "23 s.");
+                 "21 s.");
     demo_blank(d);
     rc = play(s, a);
     if (rc == 0) {

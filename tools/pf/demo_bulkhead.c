@@ -77,8 +77,8 @@ work(pf_ctx_t *ctx, void *arg)
     }
     pf_bulkhead_metrics(j->bulkhead, &m);
     demo_say(d, j->name, "inside %s%s (%u of %u slots in use): works %g s",
-             pf_bulkhead_name(j->bulkhead), queued, m.in_use,
-             m.max_concurrent, j->seconds);
+             pf_bulkhead_name(j->bulkhead), queued, m.in_use, m.max_concurrent,
+             j->seconds);
     rc = demo_sleep(d, pf_ctx_token(ctx), j->seconds);
     if (rc != 0) {
         return rc;
@@ -261,23 +261,25 @@ check_and_summarise(bulkhead_scene_t *s)
     pf_bulkhead_metrics(s->cpu, &c);
     pf_bulkhead_metrics(s->io, &i);
     demo_blank(d);
-    demo_note(d, "bulkhead cpu-work: %llu let in, %llu turned away (%llu: "
-                 "queue full, %llu: waited 5 s), at most %u inside at once",
+    demo_note(d,
+              "bulkhead cpu-work: %llu let in, %llu turned away (%llu: "
+              "queue full, %llu: waited 5 s), at most %u inside at once",
               (unsigned long long)c.accepted,
               (unsigned long long)(c.rejected_full + c.rejected_timeout),
               (unsigned long long)c.rejected_full,
               (unsigned long long)c.rejected_timeout, c.peak_in_use);
-    demo_note(d, "bulkhead io-work:  %llu let in, %llu turned away, at most "
-                 "%u inside at once: io work never waited for cpu work",
+    demo_note(d,
+              "bulkhead io-work:  %llu let in, %llu turned away, at most "
+              "%u inside at once: io work never waited for cpu work",
               (unsigned long long)i.accepted,
               (unsigned long long)(i.rejected_full + i.rejected_timeout),
               i.peak_in_use);
-    demo_expect(d, c.rejected_full == 1 && demo_count(d, DEMO_BULKHEAD_FULL) == 1,
-                "one cpu job turned away with the queue full");
     demo_expect(d,
-                c.rejected_timeout == 1 &&
-                    demo_count(d, DEMO_BULKHEAD_TIMEOUT) == 1,
-                "one cpu job to give up after waiting 5 s");
+                c.rejected_full == 1 && demo_count(d, DEMO_BULKHEAD_FULL) == 1,
+                "one cpu job turned away with the queue full");
+    demo_expect(
+        d, c.rejected_timeout == 1 && demo_count(d, DEMO_BULKHEAD_TIMEOUT) == 1,
+        "one cpu job to give up after waiting 5 s");
     demo_expect(d, c.accepted == 3 && c.peak_in_use == 2,
                 "3 cpu jobs let in, never more than 2 at once");
     demo_expect(d, i.accepted == 3 && i.rejected_full + i.rejected_timeout == 0,

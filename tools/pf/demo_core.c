@@ -28,7 +28,7 @@
 
 /* Real time a scene waits for what it expects before giving up. Generous:
  * under ThreadSanitizer on a busy machine a hand-off can take a while. */
-#define AWAIT_LIMIT_NS (20 * PF_NS_PER_SEC)
+#define AWAIT_LIMIT_NS (10 * PF_NS_PER_SEC)
 
 /* How often a wait re-checks a condition nobody signals (a thread parked
  * on the clock, a bulkhead's queue). */
@@ -53,9 +53,13 @@ struct demo {
     pthread_mutex_t lock;
     pthread_cond_t cv; /* a counter moved (gen changed) */
     uint64_t gen;
-    int64_t retry_due_ns; /* when the last planned retry is due */
-    double retry_delays[RETRIES_KEPT]; /* the scene's first retries */
-    bool failed;          /* a check or wait of this scene failed */
+    /* When the last planned retry is due, and the delays of the scene's
+     * first retries. */
+    int64_t retry_due_ns;
+    double retry_delays[RETRIES_KEPT];
+    /* A check or a wait of this scene failed. */
+    bool failed;
+    /* demo_alloc's blocks. */
     void **kept;
     size_t nkept;
     size_t capkept;
@@ -211,11 +215,11 @@ demo_begin(demo_t *d, const char *name, const char *title)
 {
     d->scene = name;
     d->origin_ns = pf_clock_now_ns(d->clock);
-    d->failed = false;
     for (int i = 0; i < DEMO_COUNTERS; i++) {
         atomic_store(&d->counters[i], 0);
     }
     pthread_mutex_lock(&d->lock);
+    d->failed = false;
     printf("\n== %s\n", title);
     fflush(stdout);
     pthread_mutex_unlock(&d->lock);
@@ -447,7 +451,7 @@ demo_sleep(demo_t *d, pf_token_t *tok, double seconds)
     return pf_deadline_expired(&until) ? 0 : rc;
 }
 
-/* ---- listeners ------------------------------------------------------------ */
+/* ---- listeners ----------------------------------------------------------- */
 
 static void
 breaker_listener(pf_breaker_t *b, pf_breaker_state_t from,
@@ -467,8 +471,8 @@ breaker_listener(pf_breaker_t *b, pf_breaker_state_t from,
         snprintf(why, sizeof(why), "%g s passed: trial calls may go through",
                  (double)m.recovery_timeout_ns / 1e9);
     } else if (from == PF_BREAKER_HALF_OPEN && to == PF_BREAKER_OPEN) {
-        snprintf(why, sizeof(why), "a trial call failed: closed to calls "
-                                   "for another %g s",
+        snprintf(why, sizeof(why),
+                 "a trial call failed: closed to calls for another %g s",
                  (double)m.recovery_timeout_ns / 1e9);
     } else if (from == PF_BREAKER_HALF_OPEN && to == PF_BREAKER_CLOSED) {
         snprintf(why, sizeof(why), "%u trial calls succeeded",
@@ -509,14 +513,16 @@ bulkhead_listener(const pf_bulkhead_event_t *ev, void *arg)
     snprintf(who, sizeof(who), "bulkhead %s", ev->name);
     switch (ev->kind) {
     case PF_BULKHEAD_REJECTED_FULL:
-        demo_say(d, who, "rejected a call: %u of %u slots in use, %u waiting "
-                         "(the queue is full)",
+        demo_say(d, who,
+                 "rejected a call: %u of %u slots in use, %u waiting "
+                 "(the queue is full)",
                  ev->in_use, ev->max_concurrent, ev->waiting);
         demo_bump(d, DEMO_BULKHEAD_FULL);
         break;
     case PF_BULKHEAD_REJECTED_TIMEOUT:
-        demo_say(d, who, "a waiter gave up: no slot came within its wait "
-                         "limit (%u of %u in use)",
+        demo_say(d, who,
+                 "a waiter gave up: no slot came within its wait "
+                 "limit (%u of %u in use)",
                  ev->in_use, ev->max_concurrent);
         demo_bump(d, DEMO_BULKHEAD_TIMEOUT);
         break;
@@ -558,15 +564,15 @@ agent_listener(const pf_agent_event_t *ev, void *arg)
             d->retry_delays[n] = ev->delay;
         }
         pthread_mutex_unlock(&d->lock);
-        demo_say(d, who, "attempt %u failed (%s): retry in %.3f s",
-                 ev->attempt, demo_strerror(ev->error), ev->delay);
+        demo_say(d, who, "attempt %u failed (%s): retry in %.3f s", ev->attempt,
+                 demo_strerror(ev->error), ev->delay);
         demo_bump(d, DEMO_RETRIES);
         break;
     case PF_AGENT_EVENT_REJECTED:
         /* A bulkhead's rejection has already been told by its listener. */
         if (ev->error == PF_EOPEN) {
-            demo_say(d, who, "rejected: the circuit breaker is open, not "
-                             "called");
+            demo_say(d, who,
+                     "rejected: the circuit breaker is open, not called");
         } else if (ev->error == PF_ERATELIMIT) {
             demo_say(d, who, "rate limited: waits %.3f s", ev->delay);
         }
@@ -609,7 +615,7 @@ demo_agent(demo_t *d, const char *name, pf_exec_mode_t mode,
     return pf_agent_new_with(&cfg, out);
 }
 
-/* ---- runs ----------------------------------------------------------------- */
+/* ---- runs ---------------------------------------------------------------- */
 
 int
 demo_start(demo_t *d, pf_agent_t *a, pf_ctx_t *ctx, double timeout,
@@ -683,8 +689,9 @@ demo_finish(demo_t *d, pf_run_t *run, pf_run_result_t *res)
         if (pf_run_wait(run, &limit, res) == PF_ETIMEDOUT) {
             /* Its states ignore their token: nothing can be freed safely
              * while they run, so give up here. */
-            fprintf(stderr, "pf demo: scene %s: a run does not end even "
-                            "when cancelled; giving up\n",
+            fprintf(stderr,
+                    "pf demo: scene %s: a run does not end even "
+                    "when cancelled; giving up\n",
                     d->scene);
             exit(1);
         }
@@ -714,7 +721,7 @@ demo_run_driven(demo_t *d, pf_agent_t *a, pf_ctx_t *ctx, pf_run_result_t *res)
     return rc != 0 ? rc : frc;
 }
 
-/* ---- the simulated dependency ---------------------------------------------- */
+/* ---- the simulated dependency -------------------------------------------- */
 
 /* Take one glitch, if any is left. */
 static bool

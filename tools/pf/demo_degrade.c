@@ -83,8 +83,7 @@ adaptive_processing(pf_ctx_t *ctx, void *arg)
     }
     mode = pf_degradation_mode_name(s->mgr);
     demo_say(s->demo, "adaptive_processing",
-             "cpu %.0f%%, memory %.0f%%, external services %s: %s "
-             "processing",
+             "cpu %.0f%%, memory %.0f%%, external services %s: %s processing",
              h.cpu_usage, h.memory_usage,
              h.external_services_available ? "up" : "down", mode);
     if (strcmp(mode, "full") == 0) {
@@ -156,8 +155,8 @@ make_agent(degrade_scene_t *s, pf_agent_t **out)
     }
     pf_state_opts_init(&o);
     o.max_retries = 0;
-    rc = pf_agent_add_state(*out, "adaptive_processing", adaptive_processing,
-                            s, &o);
+    rc = pf_agent_add_state(*out, "adaptive_processing", adaptive_processing, s,
+                            &o);
     if (rc != 0) {
         pf_agent_free(*out);
     }
@@ -172,17 +171,15 @@ check_and_summarise(degrade_scene_t *s)
 
     pf_degradation_metrics(s->mgr, &m);
     demo_blank(d);
-    demo_note(d, "degradation adaptive: %llu updates, %llu mode changes "
-                 "(full%s); now %s",
-              (unsigned long long)m.updates,
-              (unsigned long long)m.transitions, s->modes_seen,
-              pf_degradation_mode_name(s->mgr));
-    demo_expect(d,
-                strcmp(s->modes_seen,
-                       " -> simple -> batch -> full -> offline") == 0,
-                "the modes full -> simple -> batch -> full -> offline (got "
-                "full%s)",
-                s->modes_seen);
+    demo_note(d,
+              "degradation adaptive: updates %llu, mode changes %llu "
+              "(full%s); now %s",
+              (unsigned long long)m.updates, (unsigned long long)m.transitions,
+              s->modes_seen, pf_degradation_mode_name(s->mgr));
+    demo_expect(
+        d, strcmp(s->modes_seen, " -> simple -> batch -> full -> offline") == 0,
+        "the modes full -> simple -> batch -> full -> offline (got full%s)",
+        s->modes_seen);
     demo_expect(d, demo_count(d, DEMO_OPENED) == 1,
                 "recommendations-api's breaker to open");
 }

@@ -71,8 +71,7 @@ health_listener(const pf_health_event_t *ev, void *arg)
 
     if (ev->check != NULL) {
         snprintf(who, sizeof(who), "check %s", ev->check);
-        demo_say(s->demo, who, "%s -> %s (%s)",
-                 pf_health_status_name(ev->from),
+        demo_say(s->demo, who, "%s -> %s (%s)", pf_health_status_name(ev->from),
                  pf_health_status_name(ev->to), ev->message);
         demo_bump(s->demo, DEMO_MARK_B);
     } else {
@@ -192,13 +191,15 @@ check_and_summarise(health_scene_t *s, pf_agent_t *a)
     pf_health_metrics(s->hc, &hm);
     pf_agent_metrics(a, &am);
     demo_blank(d);
-    demo_note(d, "health monitored: %llu reports, %llu check runs, %llu "
-                 "unhealthy results, %llu status changes; now %s",
+    demo_note(d,
+              "health monitored: reports %llu, check runs %llu, unhealthy "
+              "results %llu, status changes %llu; now %s",
               (unsigned long long)hm.reports, (unsigned long long)hm.runs,
               (unsigned long long)hm.failures, (unsigned long long)hm.events,
               pf_health_status_name(hm.status));
-    demo_note(d, "agent monitored: %llu runs, %u processed, %llu refused "
-                 "(dead letters)",
+    demo_note(d,
+              "agent monitored: runs %llu: processed %u, refused %llu (each "
+              "a dead letter)",
               (unsigned long long)am.runs_finished, demo_count(d, DEMO_MARK_A),
               (unsigned long long)am.dead_letters);
     demo_expect(d, demo_count(d, DEMO_MARK_B) == 4,
@@ -238,8 +239,7 @@ demo_scene_health(demo_t *d)
                  "first and refuses to work when");
     demo_note(d, "it is unhealthy (degraded still serves). A run every 10 s; "
                  "external_api answers 503");
-    demo_note(d, "from 10 s to 35 s, the database is down from 20 s to 30 "
-                 "s.");
+    demo_note(d, "from 10 s to 35 s, the database is down from 20 s to 30 s.");
     demo_blank(d);
     for (int i = 0; i < RUNS; i++) {
         demo_advance_to(d, 10.0 * i);

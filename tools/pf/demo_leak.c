@@ -65,9 +65,8 @@ alert_listener(const pf_leak_alert_t *alert, void *arg)
              pf_leak_detector_name(s->ld));
     demo_say(s->demo, who, "%s %s: %s", alert->cleared ? "cleared" : "ALERT",
              pf_leak_alert_kind_name(alert->kind), alert->message);
-    atomic_fetch_add(alert->cleared ? &s->cleared[alert->kind]
-                                    : &s->alerts[alert->kind],
-                     1);
+    atomic_fetch_add(
+        alert->cleared ? &s->cleared[alert->kind] : &s->alerts[alert->kind], 1);
     demo_bump(s->demo, alert->cleared ? DEMO_MARK_B : DEMO_MARK_A);
 }
 
@@ -89,8 +88,8 @@ export_report(pf_ctx_t *ctx, void *arg)
     int rc;
 
     do {
-        int open = atomic_fetch_add(&s->temp_files, FILES_PER_STEP) +
-                   FILES_PER_STEP;
+        int open =
+            atomic_fetch_add(&s->temp_files, FILES_PER_STEP) + FILES_PER_STEP;
 
         demo_say(s->demo, "export_report",
                  "opens %d more temp files and keeps them (%d open)",
@@ -141,8 +140,8 @@ make_agent(leak_scene_t *s, pf_agent_t **out)
     if (rc != 0) {
         return rc;
     }
-    rc = pf_agent_add_state(*out, "resource_using_task", resource_using_task,
-                            s, NULL);
+    rc = pf_agent_add_state(*out, "resource_using_task", resource_using_task, s,
+                            NULL);
     if (rc == 0) {
         rc = pf_agent_add_state(*out, "export_report", export_report, s, NULL);
     }
@@ -213,8 +212,8 @@ play(leak_scene_t *s, pf_agent_t *a)
     tick(s, 40.0, 5, 2);
     demo_await_count(d, DEMO_MARK_A, 2, "the allocation leak alert at 40 s");
     if (run != NULL) {
-        demo_say(d, "leak_aware", "the run is cancelled (someone read the "
-                                  "alerts)");
+        demo_say(d, "leak_aware",
+                 "the run is cancelled (someone read the alerts)");
         pf_run_cancel(run);
         demo_finish(d, run, NULL);
     }
@@ -232,12 +231,12 @@ check_and_summarise(leak_scene_t *s)
 
     pf_leak_detector_metrics(s->ld, &m);
     demo_blank(d);
-    demo_note(d, "leak detector leak-aware: %llu samples, %llu alerts; %llu "
-                 "allocations tracked, %llu released, %llu leak detected, "
-                 "%llu now",
+    demo_note(d,
+              "leak detector leak-aware: samples %llu, alerts %llu; "
+              "allocations tracked %llu, released %llu; leaks detected %llu, "
+              "held now %llu",
               (unsigned long long)m.samples, (unsigned long long)m.alerts,
-              (unsigned long long)m.allocations,
-              (unsigned long long)m.releases,
+              (unsigned long long)m.allocations, (unsigned long long)m.releases,
               (unsigned long long)m.total_detected,
               (unsigned long long)m.current_leaks);
     demo_expect(d,
@@ -250,10 +249,9 @@ check_and_summarise(leak_scene_t *s)
                 "export_report's allocation to be reported as a leak once");
     demo_expect(d, m.current_leaks == 0 && m.total_allocations == 0,
                 "nothing held once the run is cancelled");
-    demo_expect(d,
-                demo_count(d, DEMO_MARK_A) == 2 &&
-                    demo_count(d, DEMO_MARK_B) == 1,
-                "no alert but those two");
+    demo_expect(
+        d, demo_count(d, DEMO_MARK_A) == 2 && demo_count(d, DEMO_MARK_B) == 1,
+        "no alert but those two");
 }
 
 int

@@ -14,9 +14,9 @@
 
 /* The families shown, one per kind of object. */
 static const char *const shown[] = {
-    "puffinflow_breaker_state",        "puffinflow_breaker_opened_total",
+    "puffinflow_breaker_state",           "puffinflow_breaker_opened_total",
     "puffinflow_bulkhead_rejected_total", "puffinflow_health_overall_status",
-    "puffinflow_degradation_mode",     "puffinflow_leak_detected_total",
+    "puffinflow_degradation_mode",        "puffinflow_leak_detected_total",
 };
 
 /* True when line (up to its end) belongs to family: "# HELP family ..."
@@ -63,8 +63,7 @@ typedef struct export_check {
 
 /* Each object of the registry shows up under its name. */
 static int
-check_object(pf_registry_kind_t kind, const char *name, void *object,
-             void *arg)
+check_object(pf_registry_kind_t kind, const char *name, void *object, void *arg)
 {
     export_check_t *c = arg;
     char label[160];
@@ -110,11 +109,13 @@ demo_scene_metrics(demo_t *d)
     }
     check.text = text;
     count_lines(text, &lines, &families);
-    demo_note(d, "pf_registry_export(registry, PF_METRICS_PROMETHEUS): %u "
-                 "lines, %u metric families,",
+    demo_note(d,
+              "pf_registry_export(registry, PF_METRICS_PROMETHEUS): %u "
+              "lines, %u metric families,",
               lines, families);
-    demo_note(d, "for the %zu objects the scenes left in the demo's registry. "
-                 "An excerpt:",
+    demo_note(d,
+              "for the %zu objects the scenes left in the demo's registry. "
+              "An excerpt:",
               pf_registry_count(reg, PF_REGISTRY_ANY));
     demo_blank(d);
     if (pf_registry_count(reg, PF_REGISTRY_ANY) == 0) {

@@ -124,16 +124,16 @@ check_and_summarise(retry_scene_t *s, pf_agent_t *a, const pf_run_result_t *r2)
     pf_agent_metrics(a, &am);
     pf_breaker_metrics(pf_agent_state_breaker(a, "fetch_stock"), &m);
     demo_blank(d);
-    demo_note(d, "agent retryable: 3 runs, %llu retries, %llu fallbacks, "
-                 "%llu dead letters; inventory-db was called %u times, "
-                 "rejected %llu times",
+    demo_note(d,
+              "agent retryable: runs 3, retries %llu, fallbacks %llu, "
+              "dead letters %llu; inventory-db: calls %u, rejected %llu",
               (unsigned long long)am.retries, (unsigned long long)am.fallbacks,
               (unsigned long long)am.dead_letters,
-              atomic_load(&s->inventory.calls),
-              (unsigned long long)m.rejected);
+              atomic_load(&s->inventory.calls), (unsigned long long)m.rejected);
     if (pf_run_result_dead_letter(r2, 0, &dl) == 0) {
-        demo_note(d, "run 2's dead letter: state %s of agent %s, %s after %u "
-                     "attempts%s",
+        demo_note(d,
+                  "run 2's dead letter: state %s of agent %s, %s, attempts "
+                  "%u%s",
                   dl.state, dl.agent, demo_strerror(dl.error), dl.attempts,
                   dl.timed_out ? " (timed out)" : "");
     }

@@ -33,8 +33,8 @@ fetch_report(pf_ctx_t *ctx, void *arg)
     double takes = n % 2 == 1 ? 8.0 : 2.0; /* each run: hang, then answer */
     int rc;
 
-    demo_say(s->demo, "report-service", "request %u: the answer takes %g s",
-             n, takes);
+    demo_say(s->demo, "report-service", "request %u: the answer takes %g s", n,
+             takes);
     rc = demo_sleep(s->demo, pf_ctx_token(ctx), takes);
     if (rc != 0) {
         return rc; /* the attempt's time is up: the runtime says so */
@@ -228,18 +228,19 @@ check_and_summarise(timeout_scene_t *s, pf_agent_t *a, pf_ctx_t *ctx,
     pf_agent_metrics(a, &am);
     pf_ctx_get_int(ctx, "timeout_occurred", &occurred);
     demo_blank(d);
-    demo_note(d, "agent timeout_aware: %llu attempts timed out, %llu "
-                 "retries; timeout manager bounded-ops: %llu scopes, %llu "
-                 "expired",
+    demo_note(d,
+              "agent timeout_aware: attempts timed out %llu, retries %llu; "
+              "timeout manager bounded-ops: scopes %llu, expired %llu",
               (unsigned long long)am.timeouts, (unsigned long long)am.retries,
-              (unsigned long long)tm.entered,
-              (unsigned long long)tm.timed_out);
-    demo_expect(d, r1->status == 0 && r1->completed == 3 && r1->duration == 12.0,
+              (unsigned long long)tm.entered, (unsigned long long)tm.timed_out);
+    demo_expect(d,
+                r1->status == 0 && r1->completed == 3 && r1->duration == 12.0,
                 "run 1 to complete its 3 states in 12 s, within its deadline");
     demo_expect(d, demo_count(d, DEMO_TIMEOUTS) == 2,
                 "each run's first attempt to time out at 5 s");
-    demo_expect(d, tm.timed_out == 1 && occurred == 1 &&
-                       demo_count(d, DEMO_MARK_B) == 1,
+    demo_expect(d,
+                tm.timed_out == 1 && occurred == 1 &&
+                    demo_count(d, DEMO_MARK_B) == 1,
                 "the search's 3 s scope to expire, with a partial result");
     demo_expect(d, demo_count(d, DEMO_MARK_A) == 1,
                 "quick processing with 9 s left");

@@ -56,19 +56,19 @@ enum {
  * a scene counts its own progress with DEMO_MARK_* and demo_bump. Counts
  * restart at zero with each scene. */
 typedef enum demo_counter {
-    DEMO_RETRIES = 0,   /* agent RETRY events */
-    DEMO_REJECTIONS,    /* agent REJECTED events */
-    DEMO_TIMEOUTS,      /* agent TIMEOUT events */
-    DEMO_FALLBACKS,     /* agent FALLBACK events */
-    DEMO_DEAD_LETTERS,  /* agent DEAD_LETTER events */
-    DEMO_RUNS_DONE,     /* agent RUN_DONE events */
-    DEMO_OPENED,        /* breaker changes to open */
-    DEMO_HALF_OPENED,   /* breaker changes to half-open */
-    DEMO_CLOSED,        /* breaker changes to closed */
-    DEMO_BULKHEAD_FULL, /* bulkhead REJECTED_FULL events */
+    DEMO_RETRIES = 0,      /* agent RETRY events */
+    DEMO_REJECTIONS,       /* agent REJECTED events */
+    DEMO_TIMEOUTS,         /* agent TIMEOUT events */
+    DEMO_FALLBACKS,        /* agent FALLBACK events */
+    DEMO_DEAD_LETTERS,     /* agent DEAD_LETTER events */
+    DEMO_RUNS_DONE,        /* agent RUN_DONE events */
+    DEMO_OPENED,           /* breaker changes to open */
+    DEMO_HALF_OPENED,      /* breaker changes to half-open */
+    DEMO_CLOSED,           /* breaker changes to closed */
+    DEMO_BULKHEAD_FULL,    /* bulkhead REJECTED_FULL events */
     DEMO_BULKHEAD_TIMEOUT, /* bulkhead REJECTED_TIMEOUT events */
-    DEMO_PARKED,        /* demo_sleep calls that started waiting */
-    DEMO_MARK_A,        /* scene-defined progress marks */
+    DEMO_PARKED,           /* demo_sleep calls that started waiting */
+    DEMO_MARK_A,           /* scene-defined progress marks */
     DEMO_MARK_B,
     DEMO_MARK_C,
     DEMO_COUNTERS
@@ -121,8 +121,7 @@ int demo_verdict(demo_t *d);
  * has reached n. */
 unsigned demo_count(demo_t *d, demo_counter_t c);
 void demo_bump(demo_t *d, demo_counter_t c);
-int demo_await_count(demo_t *d, demo_counter_t c, unsigned n,
-                     const char *what);
+int demo_await_count(demo_t *d, demo_counter_t c, unsigned n, const char *what);
 
 /* Wait (in real time, up to a few seconds) until pred(arg) is true.
  * Returns 0, or PF_ESTATE after reporting that `what` was not observed;
@@ -173,7 +172,7 @@ int demo_bulkhead(demo_t *d, pf_bulkhead_config_t *cfg, pf_bulkhead_t **out);
 int demo_agent(demo_t *d, const char *name, pf_exec_mode_t mode,
                pf_leak_detector_t *ld, pf_agent_t **out);
 
-/* ---- runs ----------------------------------------------------------------- */
+/* ---- runs ---------------------------------------------------------------- */
 
 /* Start a run of a (ctx may be NULL; timeout 0 = none) on the executor. */
 int demo_start(demo_t *d, pf_agent_t *a, pf_ctx_t *ctx, double timeout,
@@ -191,7 +190,7 @@ int demo_run_driven(demo_t *d, pf_agent_t *a, pf_ctx_t *ctx,
  * or PF_ESTATE when it had to be cancelled. */
 int demo_finish(demo_t *d, pf_run_t *run, pf_run_result_t *res);
 
-/* ---- a simulated dependency ------------------------------------------------ */
+/* ---- a simulated dependency ---------------------------------------------- */
 
 /* A dependency that answers at once: calls made in scene time
  * [down_from, down_until) fail with `error`, and so do the next `glitches`
