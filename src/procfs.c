@@ -110,6 +110,29 @@ reader_open(reader_t *r, const char *path)
     return 0;
 }
 
+/* Open "<root>/<file>". */
+static int
+reader_open_in(reader_t *r, const char *root, const char *file)
+{
+    char path[PATH_LEN];
+    int n = snprintf(path, sizeof(path), "%s/%s", root, file);
+
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        return PF_ERANGE;
+    }
+    return reader_open(r, path);
+}
+
+/* Open "<root>/<pid or self>/<file>" (see pid_path). */
+static int
+reader_open_pid(reader_t *r, const char *root, int pid, const char *file)
+{
+    char path[PATH_LEN];
+    int rc = pid_path(path, sizeof(path), root, pid, file);
+
+    return rc != 0 ? rc : reader_open(r, path);
+}
+
 static void
 reader_close(reader_t *r)
 {
@@ -322,12 +345,42 @@ after_key(const char *line, const char *key)
     return strncmp(line, key, n) == 0 ? line + n : NULL;
 }
 
+/* Hand the text after key on the first whole line of path that starts with
+ * key to parse (which may cut it up in place) and return what parse
+ * returns: 0, or PF_EFORMAT. PF_EFORMAT too when no line has the key; the
+ * reader's errors as they come. */
+static int
+parse_keyed_line(const char *path, const char *key,
+                 int (*parse)(char *text, void *out), void *out)
+{
+    reader_t r;
+    char *line;
+    bool cut;
+    int parsed = PF_EFORMAT;
+    int rc;
+
+    rc = reader_open(&r, path);
+    if (rc != 0) {
+        return rc;
+    }
+    while ((rc = reader_line(&r, &line, &cut)) == 1) {
+        const char *v = after_key(line, key);
+
+        if (cut || v == NULL) {
+            continue;
+        }
+        parsed = parse((char *)v, out); /* v points into line, ours */
+        break;
+    }
+    reader_close(&r);
+    return rc < 0 ? rc : parsed;
+}
+
 /* ---- /proc/<pid>/status -------------------------------------------------- */
 
 int
 pf__proc_read_status(const char *proc_root, int pid, pf__proc_status_t *out)
 {
-    char path[PATH_LEN];
     reader_t r;
     char *line;
     const char *v;
@@ -341,11 +394,7 @@ pf__proc_read_status(const char *proc_root, int pid, pf__proc_status_t *out)
     if (out == NULL) {
         return PF_EINVAL;
     }
-    rc = pid_path(path, sizeof(path), proc_root, pid, "status");
-    if (rc != 0) {
-        return rc;
-    }
-    rc = reader_open(&r, path);
+    rc = reader_open_pid(&r, proc_root, pid, "status");
     if (rc != 0) {
         return rc;
     }
@@ -514,14 +563,28 @@ pf__proc_count_fds(const char *proc_root, int pid, int64_t *out)
 
 /* ---- /proc/<pid>/limits -------------------------------------------------- */
 
+/* "<soft>   <hard>   files" after "Max open files": the soft limit, -1
+ * for unlimited. */
+static int
+parse_soft_limit(char *text, void *out)
+{
+    char *save = NULL;
+    char *soft = strtok_r(text, " \t", &save);
+
+    if (soft == NULL) {
+        return PF_EFORMAT;
+    }
+    if (strcmp(soft, "unlimited") == 0) {
+        *(int64_t *)out = -1;
+        return 0;
+    }
+    return parse_i64_token(soft, out) ? 0 : PF_EFORMAT;
+}
+
 int
 pf__proc_fd_limit(const char *proc_root, int pid, int64_t *out)
 {
     char path[PATH_LEN];
-    reader_t r;
-    char *line;
-    bool cut;
-    bool found = false;
     int64_t limit = 0;
     int rc;
 
@@ -529,41 +592,11 @@ pf__proc_fd_limit(const char *proc_root, int pid, int64_t *out)
         return PF_EINVAL;
     }
     rc = pid_path(path, sizeof(path), proc_root, pid, "limits");
+    if (rc == 0) {
+        rc = parse_keyed_line(path, "Max open files", parse_soft_limit, &limit);
+    }
     if (rc != 0) {
         return rc;
-    }
-    rc = reader_open(&r, path);
-    if (rc != 0) {
-        return rc;
-    }
-    while ((rc = reader_line(&r, &line, &cut)) == 1) {
-        const char *v = after_key(line, "Max open files");
-        char *save = NULL;
-        char *soft;
-
-        if (cut || v == NULL) {
-            continue;
-        }
-        /* "Max open files   <soft>   <hard>   files" */
-        soft = strtok_r((char *)v, " \t", &save);
-        if (soft == NULL) {
-            rc = PF_EFORMAT;
-        } else if (strcmp(soft, "unlimited") == 0) {
-            limit = -1;
-            found = true;
-        } else if (parse_i64_token(soft, &limit)) {
-            found = true;
-        } else {
-            rc = PF_EFORMAT;
-        }
-        break;
-    }
-    reader_close(&r);
-    if (rc < 0) {
-        return rc;
-    }
-    if (!found) {
-        return PF_EFORMAT;
     }
     *out = limit;
     return 0;
@@ -733,18 +766,13 @@ static int
 scan_net(const char *proc_root, int pid, const char *file, enum net_kind kind,
          sock_table_t *t, pf__sock_counts_t *out)
 {
-    char path[PATH_LEN];
     reader_t r;
     char *line;
     bool cut;
     bool header = true;
     int rc;
 
-    rc = pid_path(path, sizeof(path), proc_root, pid, file);
-    if (rc != 0) {
-        return rc;
-    }
-    rc = reader_open(&r, path);
+    rc = reader_open_pid(&r, proc_root, pid, file);
     if (rc == PF_ENOTFOUND) {
         return 0;
     }
@@ -902,7 +930,6 @@ int
 pf__proc_meminfo(const char *proc_root, int64_t *total_bytes,
                  int64_t *available_bytes)
 {
-    char path[PATH_LEN];
     reader_t r;
     char *line;
     const char *v;
@@ -913,17 +940,12 @@ pf__proc_meminfo(const char *proc_root, int64_t *total_bytes,
     int64_t buffers = -1;
     int64_t cached = -1;
     int64_t *dst;
-    int n;
     int rc;
 
     if (proc_root == NULL || (total_bytes == NULL && available_bytes == NULL)) {
         return PF_EINVAL;
     }
-    n = snprintf(path, sizeof(path), "%s/meminfo", proc_root);
-    if (n < 0 || (size_t)n >= sizeof(path)) {
-        return PF_ERANGE;
-    }
-    rc = reader_open(&r, path);
+    rc = reader_open_in(&r, proc_root, "meminfo");
     if (rc != 0) {
         return rc;
     }
@@ -972,24 +994,18 @@ pf__proc_meminfo(const char *proc_root, int64_t *total_bytes,
 int
 pf__proc_read_cpu(const char *proc_root, pf__cpu_times_t *out)
 {
-    char path[PATH_LEN];
     reader_t r;
     char *line = NULL;
     bool cut;
     uint64_t v[8] = {0};
     const char *p;
     size_t i;
-    int n;
     int rc;
 
     if (proc_root == NULL || out == NULL) {
         return PF_EINVAL;
     }
-    n = snprintf(path, sizeof(path), "%s/stat", proc_root);
-    if (n < 0 || (size_t)n >= sizeof(path)) {
-        return PF_ERANGE;
-    }
-    rc = reader_open(&r, path);
+    rc = reader_open_in(&r, proc_root, "stat");
     if (rc != 0) {
         return rc;
     }
@@ -1070,7 +1086,6 @@ pf__cpu_busy_fraction(const pf__cpu_times_t *before,
 int
 pf__cgroup_path(const char *proc_root, int pid, char *buf, size_t len)
 {
-    char path[PATH_LEN];
     reader_t r;
     char *line;
     bool cut;
@@ -1080,11 +1095,7 @@ pf__cgroup_path(const char *proc_root, int pid, char *buf, size_t len)
     if (buf == NULL || len == 0) {
         return PF_EINVAL;
     }
-    rc = pid_path(path, sizeof(path), proc_root, pid, "cgroup");
-    if (rc != 0) {
-        return rc;
-    }
-    rc = reader_open(&r, path);
+    rc = reader_open_pid(&r, proc_root, pid, "cgroup");
     if (rc != 0) {
         return rc;
     }
@@ -1232,15 +1243,23 @@ pf__cgroup_cpu_max(const char *cgroup_root, const char *path, int64_t *quota_us,
     return 0;
 }
 
+/* The number after "usage_usec " in cpu.stat. */
+static int
+parse_usage(char *text, void *out)
+{
+    const char *v = text;
+
+    if (!parse_u64(&v, 10, out) || *skip_space(v) != '\0') {
+        return PF_EFORMAT;
+    }
+    return 0;
+}
+
 int
 pf__cgroup_cpu_usage(const char *cgroup_root, const char *path,
                      uint64_t *usage_us)
 {
     char file[PATH_LEN];
-    reader_t r;
-    char *line;
-    bool cut;
-    bool found = false;
     uint64_t usage = 0;
     int rc;
 
@@ -1248,42 +1267,18 @@ pf__cgroup_cpu_usage(const char *cgroup_root, const char *path,
         return PF_EINVAL;
     }
     rc = cgroup_file(file, sizeof(file), cgroup_root, path, "cpu.stat");
+    if (rc == 0) {
+        rc = parse_keyed_line(file, "usage_usec ", parse_usage, &usage);
+    }
     if (rc != 0) {
         return rc;
-    }
-    rc = reader_open(&r, file);
-    if (rc != 0) {
-        return rc;
-    }
-    while ((rc = reader_line(&r, &line, &cut)) == 1) {
-        const char *v = after_key(line, "usage_usec ");
-
-        if (cut || v == NULL) {
-            continue;
-        }
-        if (!parse_u64(&v, 10, &usage) || *skip_space(v) != '\0') {
-            rc = PF_EFORMAT;
-        } else {
-            found = true;
-        }
-        break;
-    }
-    reader_close(&r);
-    if (rc < 0) {
-        return rc;
-    }
-    if (!found) {
-        return PF_EFORMAT;
     }
     *usage_us = usage;
     return 0;
 }
 
-/* The cgroup v2 hierarchy under cgroup_root: the root itself, or, on a
- * "hybrid" system that mounts v1 controllers there, its unified/ folder.
- * Writes the one to use into buf. */
-static int
-unified_root(const char *cgroup_root, char *buf, size_t len)
+int
+pf__cgroup_unified_root(const char *cgroup_root, char *buf, size_t len)
 {
     char probe[PATH_LEN];
     int n;
@@ -1298,6 +1293,23 @@ unified_root(const char *cgroup_root, char *buf, size_t len)
         n = snprintf(buf, len, "%s/unified", cgroup_root);
     }
     return n < 0 || (size_t)n >= len ? PF_ERANGE : 0;
+}
+
+bool
+pf__cgroup_parent(char *path)
+{
+    char *slash;
+
+    if (strcmp(path, "/") == 0) {
+        return false;
+    }
+    slash = strrchr(path, '/');
+    if (slash == path) {
+        slash[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    return true;
 }
 
 int
@@ -1332,7 +1344,7 @@ pf__memory_limit_of(const char *proc_root, const char *cgroup_root, int pid,
         return 0;
     }
     if (rc == 0) {
-        rc = unified_root(cgroup_root, root, sizeof(root));
+        rc = pf__cgroup_unified_root(cgroup_root, root, sizeof(root));
     }
     if (rc != 0) {
         return rc;
@@ -1340,9 +1352,8 @@ pf__memory_limit_of(const char *proc_root, const char *cgroup_root, int pid,
     /* A limit set on any ancestor binds too: take the smallest on the way
      * up to the root. A level with no memory.max file (the root, or a
      * cgroup without the memory controller) sets no limit. */
-    for (;;) {
+    do {
         int64_t max;
-        char *slash;
 
         rc = pf__cgroup_memory(root, cg, &max, NULL);
         if (rc == 0 && max >= 0 && max < limit) {
@@ -1350,16 +1361,7 @@ pf__memory_limit_of(const char *proc_root, const char *cgroup_root, int pid,
         } else if (rc != 0 && rc != PF_ENOTFOUND) {
             return rc;
         }
-        if (strcmp(cg, "/") == 0) {
-            break;
-        }
-        slash = strrchr(cg, '/');
-        if (slash == cg) {
-            slash[1] = '\0';
-        } else {
-            *slash = '\0';
-        }
-    }
+    } while (pf__cgroup_parent(cg));
     *limit_bytes = limit;
     return 0;
 }

@@ -10,6 +10,7 @@
 #ifndef PF_SRC_PROCFS_H
 #define PF_SRC_PROCFS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -90,6 +91,16 @@ double pf__cpu_busy_fraction(const pf__cpu_times_t *before,
  * /proc/<pid>/cgroup, copied into buf ("/" for the root). PF_ERANGE when
  * it does not fit; PF_ENOTFOUND when there is no v2 entry. */
 int pf__cgroup_path(const char *proc_root, int pid, char *buf, size_t len);
+
+/* The cgroup v2 hierarchy under cgroup_root, written into buf: the root
+ * itself when it holds cgroup.controllers, else (a "hybrid" system that
+ * mounts v1 controllers there) its unified/ folder. PF_ERANGE when a path
+ * does not fit. */
+int pf__cgroup_unified_root(const char *cgroup_root, char *buf, size_t len);
+
+/* Cut a cgroup path to its parent in place ("/a/b" -> "/a", "/a" -> "/").
+ * False, and path unchanged, at "/". */
+bool pf__cgroup_parent(char *path);
 
 /* memory.max (-1 for "max") and memory.current of a cgroup, in bytes
  * (either pointer may be NULL, not both). path starts with '/'. */

@@ -2,13 +2,10 @@
  * any ancestor of a process's cgroup, so both walk from the process's own
  * cgroup up to the root: the nearest memory.max to exhaustion is the one
  * that matters, and the smallest cpu.max quota is the CPU the process can
- * get. The only file sysmon reads itself is cgroup.controllers, to find
- * the v2 hierarchy (procfs.h declares no reader for it). */
+ * get. Every file is read through the procfs.h readers. */
 #include <limits.h>
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "puffinflow/error.h"
 
@@ -20,42 +17,12 @@ int
 pf__sysmon_cgroup(const char *proc_root, const char *cgroup_root,
                   char *root, size_t root_len, char *path, size_t path_len)
 {
-    char probe[PATH_LEN];
-    int n;
-    int rc;
+    int rc = pf__cgroup_path(proc_root, 0, path, path_len);
 
-    rc = pf__cgroup_path(proc_root, 0, path, path_len);
     if (rc != 0) {
         return rc;
     }
-    n = snprintf(probe, sizeof(probe), "%s/cgroup.controllers", cgroup_root);
-    if (n < 0 || (size_t)n >= sizeof(probe)) {
-        return PF_ERANGE;
-    }
-    if (access(probe, F_OK) == 0) {
-        n = snprintf(root, root_len, "%s", cgroup_root);
-    } else {
-        n = snprintf(root, root_len, "%s/unified", cgroup_root);
-    }
-    return n < 0 || (size_t)n >= root_len ? PF_ERANGE : 0;
-}
-
-/* Cut path to its parent ("/a/b" -> "/a", "/a" -> "/"). False at "/". */
-static bool
-parent(char *path)
-{
-    char *slash;
-
-    if (strcmp(path, "/") == 0) {
-        return false;
-    }
-    slash = strrchr(path, '/');
-    if (slash == path) {
-        slash[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
-    return true;
+    return pf__cgroup_unified_root(cgroup_root, root, root_len);
 }
 
 /* The highest current/max ratio among the levels with a memory.max below
@@ -86,7 +53,7 @@ cgroup_memory_ratio(const char *root, char *cg, int64_t total, bool *found,
             }
             *found = true;
         }
-    } while (parent(cg));
+    } while (pf__cgroup_parent(cg));
     return 0;
 }
 
@@ -195,8 +162,31 @@ quota_from(const char *root, char *cg, double *cpus)
                 *cpus = c;
             }
         }
-    } while (parent(cg));
+    } while (pf__cgroup_parent(cg));
     return 0;
+}
+
+/* This process's cgroup v2 (into root and cg, as pf__sysmon_cgroup) and
+ * the smallest quota on the way up from it (quota_from). 0 and *cpus = -1
+ * when the process has no cgroup v2. */
+static int
+cgroup_quota(const char *proc_root, const char *cgroup_root,
+             char root[PATH_LEN], char cg[PATH_LEN], double *cpus)
+{
+    char walk[PATH_LEN];
+    int rc;
+
+    *cpus = -1.0;
+    rc =
+        pf__sysmon_cgroup(proc_root, cgroup_root, root, PATH_LEN, cg, PATH_LEN);
+    if (rc == PF_ENOTFOUND) {
+        return 0;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    memcpy(walk, cg, sizeof(walk)); /* quota_from cuts what it walks */
+    return quota_from(root, walk, cpus);
 }
 
 int
@@ -205,18 +195,8 @@ pf__sysmon_cpu_quota(const char *proc_root, const char *cgroup_root,
 {
     char root[PATH_LEN];
     char cg[PATH_LEN];
-    int rc;
 
-    *cpus = -1.0;
-    rc = pf__sysmon_cgroup(proc_root, cgroup_root, root, sizeof(root), cg,
-                           sizeof(cg));
-    if (rc == PF_ENOTFOUND) {
-        return 0;
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    return quota_from(root, cg, cpus);
+    return cgroup_quota(proc_root, cgroup_root, root, cg, cpus);
 }
 
 void
@@ -234,20 +214,10 @@ read_cgroup_cpu(const char *proc_root, const char *cgroup_root,
 {
     char root[PATH_LEN];
     char cg[PATH_LEN];
-    char walk[PATH_LEN];
     int rc;
 
     *use_cgroup = false;
-    rc = pf__sysmon_cgroup(proc_root, cgroup_root, root, sizeof(root), cg,
-                           sizeof(cg));
-    if (rc == PF_ENOTFOUND) {
-        return 0;
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    memcpy(walk, cg, sizeof(walk));
-    rc = quota_from(root, walk, cpus);
+    rc = cgroup_quota(proc_root, cgroup_root, root, cg, cpus);
     if (rc != 0 || *cpus <= 0.0) {
         return rc;
     }
