@@ -78,23 +78,28 @@ static int
 parse_args(int argc, char **argv, bool *selected)
 {
     bool any = false;
+    int k;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             continue;
         }
         if (strcmp(argv[i], "--list") == 0) {
-            for (size_t k = 0; k < NSCENES; k++) {
-                printf("%-10s %s\n", scenes[k].name, scenes[k].title);
+            for (size_t j = 0; j < NSCENES; j++) {
+                printf("%-10s %s\n", scenes[j].name, scenes[j].title);
             }
             return 0;
         }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             return demo_usage(stdout);
         }
-        if (strcmp(argv[i], "--scene") == 0 && i + 1 < argc) {
-            int k = scene_index(argv[++i]);
-
+        if (strcmp(argv[i], "--scene") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "pf demo: --scene needs a NAME (see pf demo "
+                                "--list)\n");
+                return 2;
+            }
+            k = scene_index(argv[++i]);
             if (k < 0) {
                 fprintf(stderr, "pf demo: no scene '%s' (see pf demo --list)\n",
                         argv[i]);
@@ -108,8 +113,8 @@ parse_args(int argc, char **argv, bool *selected)
         return demo_usage(stderr);
     }
     if (!any) {
-        for (size_t k = 0; k < NSCENES; k++) {
-            selected[k] = true;
+        for (size_t j = 0; j < NSCENES; j++) {
+            selected[j] = true;
         }
     }
     return -1;

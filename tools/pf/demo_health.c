@@ -14,7 +14,6 @@
  * the events come in the same order every time. The runs are synchronous
  * (pf_agent_run on this thread). */
 #include <stdio.h>
-#include <string.h>
 
 #include "pf.h"
 

@@ -109,14 +109,12 @@ demo_scene_metrics(demo_t *d)
     }
     check.text = text;
     count_lines(text, &lines, &families);
+    demo_note(d, "pf_registry_export(registry, PF_METRICS_PROMETHEUS) renders "
+                 "the objects the scenes");
     demo_note(d,
-              "pf_registry_export(registry, PF_METRICS_PROMETHEUS): %u "
-              "lines, %u metric families,",
-              lines, families);
-    demo_note(d,
-              "for the %zu objects the scenes left in the demo's registry. "
-              "An excerpt:",
-              pf_registry_count(reg, PF_REGISTRY_ANY));
+              "left in the demo's registry (objects: %zu; lines: %u; metric "
+              "families: %u). An excerpt:",
+              pf_registry_count(reg, PF_REGISTRY_ANY), lines, families);
     demo_blank(d);
     if (pf_registry_count(reg, PF_REGISTRY_ANY) == 0) {
         demo_note(d, "  (the registry is empty: run the whole demo to fill "

@@ -17,8 +17,6 @@
  *
  * A retry delay is a timer on the executor, so the scene moves the clock
  * to each retry as the listener announces it (demo_run_driven). */
-#include <math.h>
-
 #include "pf.h"
 
 typedef struct retry_scene {
