@@ -4,27 +4,9 @@
 
 #include "puffinflow/puffinflow.h"
 
-#include "clock_impl.h"
+#include "bench_clocks.h"
 #include "harness.h"
 #include "rng.h"
-
-static void
-bench_clock_system(void *arg, uint64_t ops)
-{
-    (void)arg;
-    for (uint64_t i = 0; i < ops; i++) {
-        PF_BENCH_KEEP(pf_clock_now_ns(NULL));
-    }
-}
-
-static void
-bench_clock_coarse(void *arg, uint64_t ops)
-{
-    (void)arg;
-    for (uint64_t i = 0; i < ops; i++) {
-        PF_BENCH_KEEP(pf__clock_now_coarse_ns(NULL));
-    }
-}
 
 static void
 bench_clock_manual(void *arg, uint64_t ops)
@@ -74,7 +56,7 @@ main(void)
         return 1;
     }
     pf_bench_header("base layer: clocks, deadlines, tokens, rng");
-    pf_bench_run("clock: system now (CLOCK_MONOTONIC)", bench_clock_system,
+    pf_bench_run("clock: system now (CLOCK_MONOTONIC)", bench_clock_precise,
                  NULL, 2000000, 9);
     pf_bench_run("clock: coarse now (CLOCK_MONOTONIC_COARSE)",
                  bench_clock_coarse, NULL, 2000000, 9);

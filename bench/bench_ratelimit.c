@@ -11,7 +11,7 @@
 #include "puffinflow/puffinflow.h"
 #include "puffinflow/ratelimit.h"
 
-#include "clock_impl.h"
+#include "bench_clocks.h"
 #include "harness.h"
 
 static pf_ratelimit_t *
@@ -74,24 +74,6 @@ bench_try_acquire_threads(void *arg, unsigned thread, uint64_t ops)
 {
     (void)thread;
     bench_try_acquire(arg, ops);
-}
-
-static void
-bench_clock_precise(void *arg, uint64_t ops)
-{
-    (void)arg;
-    for (uint64_t i = 0; i < ops; i++) {
-        PF_BENCH_KEEP(pf_clock_now_ns(NULL));
-    }
-}
-
-static void
-bench_clock_coarse(void *arg, uint64_t ops)
-{
-    (void)arg;
-    for (uint64_t i = 0; i < ops; i++) {
-        PF_BENCH_KEEP(pf__clock_now_coarse_ns(NULL));
-    }
 }
 
 static void
