@@ -464,6 +464,35 @@ test_procfs_cgroup_cpu_max_and_usage(void **state)
 }
 
 static void
+test_procfs_cgroup_unified_root_and_parent_walk_the_v2_tree(void **state)
+{
+    char want[4096];
+    char root[4096];
+    char path[16] = "/a/b";
+    char small[8] = "unset";
+
+    (void)state;
+    /* cgroup.controllers at the root: v2 is the root itself. */
+    assert_pf_ok(pf__cgroup_unified_root(FX("cgroup/v2"), root, sizeof(root)));
+    assert_string_equal(root, FX("cgroup/v2"));
+    /* v1 controllers at the root (hybrid): v2 is its unified/ folder. */
+    assert_pf_ok(
+        pf__cgroup_unified_root(FX("cgroup/hybrid"), root, sizeof(root)));
+    snprintf(want, sizeof(want), "%s/unified", FX("cgroup/hybrid"));
+    assert_string_equal(root, want);
+    assert_pf_err(
+        pf__cgroup_unified_root(FX("cgroup/v2"), small, sizeof(small)),
+        PF_ERANGE);
+    /* Up to the root, one level at a time, then no further. */
+    assert_true(pf__cgroup_parent(path));
+    assert_string_equal(path, "/a");
+    assert_true(pf__cgroup_parent(path));
+    assert_string_equal(path, "/");
+    assert_false(pf__cgroup_parent(path));
+    assert_string_equal(path, "/");
+}
+
+static void
 test_procfs_memory_limit_takes_smallest_of_cgroups_and_memtotal(void **state)
 {
     int64_t lim = SENTINEL;
@@ -598,6 +627,8 @@ main(void)
         cmocka_unit_test(test_procfs_cgroup_cpu_max_and_usage),
         cmocka_unit_test(
             test_procfs_memory_limit_takes_smallest_of_cgroups_and_memtotal),
+        cmocka_unit_test(
+            test_procfs_cgroup_unified_root_and_parent_walk_the_v2_tree),
         cmocka_unit_test(test_procfs_real_process_counts_what_it_opens),
         cmocka_unit_test(test_procfs_real_system_files_parse),
     };
