@@ -413,6 +413,29 @@ demo_await_count(demo_t *d, demo_counter_t c, unsigned n, const char *what)
     return demo_await(d, count_reached, &w, what);
 }
 
+size_t
+demo_parked(demo_t *d)
+{
+    pf_executor_metrics_t before;
+    pf_executor_metrics_t after;
+    size_t n;
+
+    /* The timer thread waits on the clock while a timer is armed. If the
+     * executor's timers changed while the waiters were counted, the count
+     * means nothing: report one no scene waits for. */
+    pf_executor_metrics(d->executor, &before);
+    n = pf_clock_manual_waiters(d->clock);
+    pf_executor_metrics(d->executor, &after);
+    if (before.timers_armed != after.timers_armed ||
+        before.timers_fired != after.timers_fired) {
+        return SIZE_MAX;
+    }
+    if (after.timers_armed > 0 && n > 0) {
+        n--;
+    }
+    return n;
+}
+
 typedef struct parked_wait {
     demo_t *demo;
     size_t n;
@@ -423,7 +446,7 @@ parked_reached(void *arg)
 {
     parked_wait_t *w = arg;
 
-    return pf_clock_manual_waiters(w->demo->clock) == w->n;
+    return demo_parked(w->demo) == w->n;
 }
 
 int

@@ -164,8 +164,7 @@ tick_done(void *arg)
     pf_leak_metrics_t m;
 
     pf_leak_detector_metrics(w->scene->ld, &m);
-    return m.samples >= w->samples &&
-           pf_clock_manual_waiters(demo_clock(w->scene->demo)) == w->parked;
+    return m.samples >= w->samples && demo_parked(w->scene->demo) == w->parked;
 }
 
 /* Move to scene time t, when the monitor takes its sample number

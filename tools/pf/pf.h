@@ -135,8 +135,11 @@ int demo_await(demo_t *d, demo_pred_fn pred, void *arg, const char *what);
  * NaN when there was none. */
 double demo_retry_delay(demo_t *d, unsigned i);
 
-/* Wait until exactly n threads are parked on the manual clock (the
- * executor's timer thread counts while a timer is armed). */
+/* Threads waiting on the manual clock, not counting the executor's timer
+ * thread (which waits on it while a timer is armed). */
+size_t demo_parked(demo_t *d);
+
+/* Wait until demo_parked is exactly n. */
 int demo_await_parked(demo_t *d, size_t n, const char *what);
 
 /* Memory that lives until demo_free, zeroed; NULL when out of memory. For
