@@ -46,6 +46,20 @@ put_string(char **at, const char *s)
     return copy;
 }
 
+/* Add check fn with its option block a (one pf__malloc), which the
+ * checker then owns and frees with the check; on error a is freed here. */
+static int
+add_block(pf_health_checker_t *hc, const char *name, pf_health_fn fn, void *a,
+          const pf_health_check_opts_t *opts)
+{
+    int rc = pf__health_add_owned(hc, name, fn, a, pf__free, opts);
+
+    if (rc != 0) {
+        pf__free(a);
+    }
+    return rc;
+}
+
 static bool
 percent_pair_ok(double degraded, double unhealthy)
 {
@@ -140,7 +154,6 @@ pf_health_add_memory_check(pf_health_checker_t *hc, const char *name,
     const char *cg;
     memory_arg_t *a;
     char *s;
-    int rc;
 
     if (m == NULL) {
         pf_health_memory_opts_init(&def);
@@ -161,11 +174,7 @@ pf_health_add_memory_check(pf_health_checker_t *hc, const char *name,
     a->process = m->measure_process;
     a->proc_root = put_string(&s, proc);
     a->cgroup_root = put_string(&s, cg);
-    rc = pf__health_add_owned(hc, name, memory_check, a, pf__free, opts);
-    if (rc != 0) {
-        pf__free(a);
-    }
-    return rc;
+    return add_block(hc, name, memory_check, a, opts);
 }
 
 /* ---- file descriptors ------------------------------------------------- */
@@ -228,7 +237,6 @@ pf_health_add_fd_check(pf_health_checker_t *hc, const char *name,
     const char *proc;
     fd_arg_t *a;
     char *s;
-    int rc;
 
     if (f == NULL) {
         pf_health_fd_opts_init(&def);
@@ -246,11 +254,7 @@ pf_health_add_fd_check(pf_health_checker_t *hc, const char *name,
     a->degraded = f->degraded_percent;
     a->unhealthy = f->unhealthy_percent;
     a->proc_root = put_string(&s, proc);
-    rc = pf__health_add_owned(hc, name, fd_check, a, pf__free, opts);
-    if (rc != 0) {
-        pf__free(a);
-    }
-    return rc;
+    return add_block(hc, name, fd_check, a, opts);
 }
 
 /* ---- TCP connect ------------------------------------------------------ */
@@ -411,11 +415,7 @@ pf_health_add_tcp_check(pf_health_checker_t *hc, const char *name,
     a->host = put_string(&s, t->host);
     snprintf(a->port, sizeof(a->port), "%u", t->port);
     a->timeout_ns = timeout;
-    rc = pf__health_add_owned(hc, name, tcp_check, a, pf__free, opts);
-    if (rc != 0) {
-        pf__free(a);
-    }
-    return rc;
+    return add_block(hc, name, tcp_check, a, opts);
 }
 
 /* ---- command ---------------------------------------------------------- */
@@ -622,9 +622,5 @@ pf_health_add_command_check(pf_health_checker_t *hc, const char *name,
     a->argv[n] = NULL;
     a->timeout_ns = timeout;
     a->degraded_exit = c->degraded_exit;
-    rc = pf__health_add_owned(hc, name, command_check, a, pf__free, opts);
-    if (rc != 0) {
-        pf__free(a);
-    }
-    return rc;
+    return add_block(hc, name, command_check, a, opts);
 }
