@@ -1,6 +1,7 @@
 /* pf — the puffinflow command-line tool.
  *
- *   pf demo [--quick]   show the patterns at work, step by step
+ *   pf demo [--scene NAME]... [--list]
+ *                       a narrated tour of the patterns at work
  *   pf watch PID        sample a process (leak detector), one line a sample
  *   pf version          print the library version
  */
@@ -15,7 +16,8 @@ static int
 usage(FILE *out)
 {
     fprintf(out, "usage: pf <command> [options]\n"
-                 "  demo [--quick]   show the patterns at work, step by step\n"
+                 "  demo [--scene NAME]... [--list]\n"
+                 "                   a narrated tour of the patterns at work\n"
                  "  watch PID [--interval s] [--count n]\n"
                  "                   sample a process: memory, fds, sockets, "
                  "trends\n"
