@@ -136,6 +136,23 @@ runner_join(runner_t *r)
     assert_pf_ok(r->rc);
 }
 
+/* check_all on a thread while g holds hc's one check, and the manual clock
+ * moved past the check's timeout: the run ends in a timeout (its report is
+ * freed) and the check is left hung until the test opens g. */
+static void
+run_into_timeout(pf_health_checker_t *hc, pf_clock_t *clock, gate_t *g,
+                 int64_t timeout_ns)
+{
+    runner_t run;
+
+    runner_start(&run, hc);
+    pf_test_wait_for_flag(&g->entered, 1);
+    pf_test_wait_for_waiters(clock, 1);
+    pf_clock_manual_advance(clock, timeout_ns);
+    runner_join(&run);
+    pf_health_report_free(run.report);
+}
+
 /* Spin until hc has exactly `running` check threads alive (a safety net
  * of 30 s real time, never a timing assertion). */
 static void
@@ -407,19 +424,13 @@ test_health_hung_check_is_not_started_again_while_it_runs(void **state)
     pf_health_checker_t *hc = new_checker(clock);
     pf_health_check_opts_t o = opts_with(1.0, true);
     gate_t g;
-    runner_t run;
     pf_health_report_t *r;
     const pf_health_entry_t *e;
     pf_health_metrics_t m;
 
     gate_init(&g);
     assert_pf_ok(pf_health_add_check_ex(hc, "hangs", gate_check, &g, &o));
-    runner_start(&run, hc);
-    pf_test_wait_for_flag(&g.entered, 1);
-    pf_test_wait_for_waiters(clock, 1);
-    pf_clock_manual_advance(clock, NS_PER_SEC);
-    runner_join(&run);
-    pf_health_report_free(run.report);
+    run_into_timeout(hc, clock, &g, NS_PER_SEC);
 
     /* Asked again while the first run still hangs: answered at once, as
      * another timeout, and no second thread is started. */
@@ -454,17 +465,11 @@ test_health_late_result_is_dropped_after_a_timeout(void **state)
     pf_health_checker_t *hc = new_checker(clock);
     pf_health_check_opts_t o = opts_with(1.0, true);
     gate_t g;
-    runner_t run;
     pf_health_report_t *r;
 
     gate_init(&g);
     assert_pf_ok(pf_health_add_check_ex(hc, "slow", gate_check, &g, &o));
-    runner_start(&run, hc);
-    pf_test_wait_for_flag(&g.entered, 1);
-    pf_test_wait_for_waiters(clock, 1);
-    pf_clock_manual_advance(clock, NS_PER_SEC);
-    runner_join(&run);
-    pf_health_report_free(run.report);
+    run_into_timeout(hc, clock, &g, NS_PER_SEC);
     gate_open(&g);
     wait_running(hc, 0);
     /* The healthy result that came in late did not replace the timeout. */
@@ -496,7 +501,6 @@ test_health_free_while_a_check_hangs_cleans_up_when_it_returns(void **state)
     pf_health_check_opts_t o = opts_with(1.0, true);
     atomic_int destroyed = 0;
     gate_t g;
-    runner_t run;
     int before;
 
     gate_init(&g);
@@ -506,12 +510,7 @@ test_health_free_while_a_check_hangs_cleans_up_when_it_returns(void **state)
     assert_pf_ok(pf_health_checker_new(&cfg, &hc));
     g.status = PF_DEGRADED; /* would be a change, were it not dropped */
     assert_pf_ok(pf_health_add_check_ex(hc, "hangs", gate_check, &g, &o));
-    runner_start(&run, hc);
-    pf_test_wait_for_flag(&g.entered, 1);
-    pf_test_wait_for_waiters(clock, 1);
-    pf_clock_manual_advance(clock, NS_PER_SEC);
-    runner_join(&run);
-    pf_health_report_free(run.report);
+    run_into_timeout(hc, clock, &g, NS_PER_SEC);
 
     pf__health_on_destroy(hc, set_flag, &destroyed);
     pf_health_checker_free(hc); /* the check still hangs */
