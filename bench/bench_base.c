@@ -4,7 +4,7 @@
 
 #include "puffinflow/puffinflow.h"
 
-#include "bench_clocks.h"
+#include "bench_refs.h"
 #include "harness.h"
 #include "rng.h"
 

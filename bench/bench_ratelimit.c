@@ -11,7 +11,7 @@
 #include "puffinflow/puffinflow.h"
 #include "puffinflow/ratelimit.h"
 
-#include "bench_clocks.h"
+#include "bench_refs.h"
 #include "harness.h"
 
 static pf_ratelimit_t *
@@ -74,19 +74,6 @@ bench_try_acquire_threads(void *arg, unsigned thread, uint64_t ops)
 {
     (void)thread;
     bench_try_acquire(arg, ops);
-}
-
-static void
-bench_cas(void *arg, uint64_t ops)
-{
-    _Atomic uint64_t *w = arg;
-
-    for (uint64_t i = 0; i < ops; i++) {
-        uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
-
-        atomic_compare_exchange_weak_explicit(
-            w, &v, v + 1, memory_order_relaxed, memory_order_relaxed);
-    }
 }
 
 int
