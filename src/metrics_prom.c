@@ -788,7 +788,7 @@ check_family(const pf_registry_snapshot_t *s, pf__sb_t *sb, const char *name,
                 continue;
             }
             if (v == CK_DURATION) {
-                /* Written even when NaN: a duration is always known. */
+                /* A float, never left out: a check that ran took time. */
                 lazy_start(sb, &f);
                 sample(sb, name, l, 2, c->duration);
             } else {
