@@ -623,6 +623,27 @@ fall_back_or_fail(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int reason,
     }
 }
 
+/* Give the attempt's result to its breaker, as pf_breaker_call does: a
+ * result the breaker counted as a timeout fails the attempt with
+ * PF_ETIMEDOUT, whatever it returned. Returns the attempt's result. */
+static int
+record_breaker(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc)
+{
+    pf_ctx_t *ctx = &s->ctx;
+    pf_breaker_outcome_t out =
+        pf_breaker_record_outcome(d->breaker, &s->permit, rc);
+
+    if (out == PF_BREAKER_OUTCOME_TIMEOUT) {
+        rc = PF_ETIMEDOUT;
+        if (!s->timed_out) { /* past the breaker's timeout, not ours */
+            s->timed_out = true;
+            s->counts.timeouts++;
+            emit(r, PF_AGENT_EVENT_TIMEOUT, ctx->state, rc, s->attempts, 0.0);
+        }
+    }
+    return rc;
+}
+
 /* ---- one attempt --------------------------------------------------------- */
 
 static int64_t
@@ -696,7 +717,7 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
         s->in_bulkhead = false;
     }
     if (d->breaker != NULL) {
-        pf_breaker_record(d->breaker, &s->permit, rc);
+        rc = record_breaker(r, s, d, rc);
     }
     return rc;
 }

@@ -294,6 +294,112 @@ test_agent_fallback_after_a_timeout_runs_without_the_states_deadline(
     pf_agent_free(a);
 }
 
+/* ---- the breaker's call timeout ------------------------------------------ */
+
+/* Its first slow_attempts attempts take 45 s and succeed; the rest are
+ * instant. The breaker's fallback shares the arg. */
+typedef struct late {
+    pf_clock_t *clock;
+    int slow_attempts;
+    atomic_int calls;
+    atomic_int fallbacks;
+    int reason;
+} late_t;
+
+static int
+late_fn(pf_ctx_t *ctx, void *arg)
+{
+    late_t *l = arg;
+
+    (void)ctx;
+    if (atomic_fetch_add(&l->calls, 1) < l->slow_attempts) {
+        pf_clock_manual_advance(l->clock, 45 * NS_PER_SEC);
+    }
+    return 0;
+}
+
+static int
+late_fallback(void *arg, int reason)
+{
+    late_t *l = arg;
+
+    atomic_fetch_add(&l->fallbacks, 1);
+    l->reason = reason;
+    return 0;
+}
+
+/* A state with its own breaker whose call timeout is 30 s. */
+static pf_agent_t *
+late_agent(pf_executor_t *ex, late_t *l, unsigned retries, bool fallback)
+{
+    pf_agent_t *a = agent_on(ex, PF_EXEC_SEQUENTIAL);
+    pf_state_opts_t o;
+
+    quick_retries(&o, retries);
+    o.own_breaker = true;
+    o.breaker_config.timeout = 30.0;
+    o.breaker_config.fallback = fallback ? late_fallback : NULL;
+    assert_pf_ok(pf_agent_add_state(a, "fetch", late_fn, l, &o));
+    return a;
+}
+
+static void
+test_agent_breaker_timeout_fails_a_slow_attempt_that_returned_success(
+    void **state)
+{
+    fixture_t *f = *state;
+    late_t l = {f->clock, 1, 0, 0, 0};
+    pf_agent_t *a = late_agent(f->ex, &l, 0, false);
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_dead_letter_t dl;
+    pf_breaker_metrics_t bm;
+    pf_agent_metrics_t am;
+
+    assert_pf_err(pf_agent_run(a, NULL, &res), PF_ETIMEDOUT);
+    sr = state_result(&res, "fetch");
+    assert_int_equal(sr.outcome, PF_STATE_FAILED);
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    assert_true(sr.timed_out);
+    assert_int_equal(sr.attempts, 1);
+    assert_pf_ok(pf_run_result_dead_letter(&res, 0, &dl));
+    assert_int_equal(dl.error, PF_ETIMEDOUT);
+    assert_true(dl.timed_out);
+    pf_run_result_free(&res);
+    /* The state and its breaker agree: one timed-out failure. */
+    pf_breaker_metrics(pf_agent_state_breaker(a, "fetch"), &bm);
+    assert_int_equal(bm.failures, 1);
+    assert_int_equal(bm.timeouts, 1);
+    assert_int_equal(bm.successes, 0);
+    pf_agent_metrics(a, &am);
+    assert_int_equal(am.timeouts, 1);
+    assert_int_equal(am.states_failed, 1);
+    pf_agent_free(a);
+}
+
+static void
+test_agent_breaker_timeout_is_retried_as_any_timeout(void **state)
+{
+    fixture_t *f = *state;
+    late_t l = {f->clock, 1, 0, 0, 0};
+    pf_agent_t *a = late_agent(f->ex, &l, 2, false);
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_breaker_metrics_t bm;
+
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "fetch");
+    assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+    assert_int_equal(sr.attempts, 2); /* the slow one, then a quick one */
+    assert_false(sr.timed_out);
+    assert_int_equal(atomic_load(&l.calls), 2);
+    pf_run_result_free(&res);
+    pf_breaker_metrics(pf_agent_state_breaker(a, "fetch"), &bm);
+    assert_int_equal(bm.timeouts, 1);
+    assert_int_equal(bm.successes, 1);
+    pf_agent_free(a);
+}
+
 /* ---- cancellation -------------------------------------------------------- */
 
 static void
@@ -733,6 +839,8 @@ main(void)
         T(test_agent_timeout_fails_an_attempt_that_returns_late),
         T(test_agent_timeout_cancels_the_attempts_token_at_the_deadline),
         T(test_agent_fallback_after_a_timeout_runs_without_the_states_deadline),
+        T(test_agent_breaker_timeout_fails_a_slow_attempt_that_returned_success),
+        T(test_agent_breaker_timeout_is_retried_as_any_timeout),
         T(test_agent_cancel_ends_a_run_waiting_for_a_retry),
         T(test_agent_cancel_reaches_a_running_state_through_its_token),
         T(test_agent_run_deadline_cancels_what_is_left),

@@ -24,6 +24,9 @@
  *     attempt (PF_EOPEN) ends the state at once, with no retry: its
  *     fallback function stands in for it, or its fallback state is started,
  *     or it fails.
+ *   - Each attempt's result goes to its breaker as pf_breaker_call gives
+ *     it: an attempt the breaker counts as a timeout (slower than the
+ *     breaker's timeout) fails with PF_ETIMEDOUT whatever it returned.
  *   - A failed attempt (non-zero result, or past its timeout: PF_ETIMEDOUT)
  *     is retried per the state's retry policy after a backoff delay (a
  *     timer). A state that fails for good becomes a dead letter (state,
@@ -143,7 +146,13 @@ typedef struct pf_state_opts {
     /* A breaker shared with other states or code (not owned); or
      * own_breaker: the state gets its own, made from breaker_config (a
      * name left "default" becomes "<agent>/<state>", a NULL clock the
-     * executor's). breaker wins when both are set. Default none. */
+     * executor's). breaker wins when both are set. Default none.
+     *
+     * The breaker is used as pf_breaker_call uses it, whichever way it is
+     * attached (own, pointer, or name): its timeout applies to each
+     * attempt, from acquire to record on the breaker's clock, and an
+     * attempt it counts as a timeout fails with PF_ETIMEDOUT (timed_out
+     * set, retried per the retry policy) even if it returned 0. */
     pf_breaker_t *breaker;
     bool own_breaker;
     pf_breaker_config_t breaker_config;
@@ -226,7 +235,8 @@ typedef enum pf_agent_event_kind {
     /* The breaker (PF_EOPEN), bulkhead (PF_EFULL) or rate limit
      * (PF_ERATELIMIT) refused an attempt. */
     PF_AGENT_EVENT_REJECTED = 1,
-    /* An attempt returned past its deadline. */
+    /* An attempt returned past its deadline, or took longer than its
+     * breaker's timeout. */
     PF_AGENT_EVENT_TIMEOUT = 2,
     /* A fallback took over (error: why). */
     PF_AGENT_EVENT_FALLBACK = 3,
@@ -347,7 +357,8 @@ typedef struct pf_agent_metrics {
     uint64_t retries;
     uint64_t rejections; /* attempts refused by breaker, bulkhead or
                             rate limit */
-    uint64_t timeouts;   /* attempts past their deadline */
+    uint64_t timeouts;   /* attempts past their deadline or their
+                            breaker's timeout */
     uint64_t fallbacks;
     uint64_t dead_letters;
 } pf_agent_metrics_t;
@@ -417,7 +428,8 @@ typedef struct pf_state_result {
                           by itself; the fallback's reason when a fallback
                           completed it */
     unsigned attempts; /* calls of its function (0 when never started) */
-    bool timed_out;    /* its last attempt ran past its deadline */
+    bool timed_out;    /* its last attempt ran past its deadline or its
+                          breaker's timeout */
     bool fell_back;    /* completed (or ended) through a fallback */
     bool dead_letter;
     uint64_t order;   /* 1, 2, ...: the order in which states ended in
@@ -434,7 +446,8 @@ typedef struct pf_dead_letter {
     const char *agent;
     int error; /* its last result */
     unsigned attempts;
-    bool timed_out;       /* its last attempt ran past its deadline */
+    bool timed_out;       /* its last attempt ran past its deadline or
+                             its breaker's timeout */
     int64_t failed_at_ns; /* wall-clock time (pf_wall_time_ns) */
 } pf_dead_letter_t;
 
