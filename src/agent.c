@@ -776,6 +776,11 @@ pf_agent_add_state(pf_agent_t *a, const char *name, pf_state_fn fn, void *arg,
         state_destroy(&s);
         return rc;
     }
+    /* The state's own fallback or fallback state wins over its breaker's:
+     * then the breaker's is never run. */
+    if (s.fallback == NULL && s.fallback_state_name == NULL) {
+        s.breaker_fallback = pf_breaker_fallback(s.breaker);
+    }
     a->states[a->nstates] = s;
     {
         size_t j = s.hash & (a->hcap - 1);

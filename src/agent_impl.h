@@ -46,6 +46,10 @@ typedef struct pf__state {
     uint32_t ndependents;
     pf_breaker_t *breaker;
     bool breaker_owned;
+    /* The breaker's configured fallback, run as pf_breaker_call would;
+     * NULL when the breaker has none or the state has a fallback or a
+     * fallback state of its own (those win). */
+    pf_fallback_fn breaker_fallback;
     pf_bulkhead_t *bulkhead;
     bool bulkhead_owned;
     pf_ratelimit_t *ratelimit;

@@ -1256,6 +1256,12 @@ pf_breaker_name(const pf_breaker_t *b)
     return b == NULL ? NULL : b->name;
 }
 
+pf_fallback_fn
+pf_breaker_fallback(const pf_breaker_t *b)
+{
+    return b == NULL ? NULL : b->fallback;
+}
+
 void
 pf_breaker_force_open(pf_breaker_t *b)
 {

@@ -623,9 +623,49 @@ fall_back_or_fail(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int reason,
     }
 }
 
+/* Run the breaker's own fallback, as pf_breaker_call would, with the
+ * state's arg: after a rejection (reason PF_EOPEN) or a failure the
+ * breaker counted (reason PF_ETIMEDOUT or the result). Returns its result,
+ * which stands for the attempt's. */
+static int
+breaker_fallback(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int reason)
+{
+    s->counts.fallbacks++;
+    s->fell_back = true;
+    emit(r, PF_AGENT_EVENT_FALLBACK, s->ctx.state, reason, s->attempts, 0.0);
+    return d->breaker_fallback(d->arg, reason);
+}
+
+/* The breaker rejected the state (PF_EOPEN): no attempt, no retry. */
+static void
+rejected(pf__run_t *r, pf__slot_t *s, const pf__state_t *d)
+{
+    int rc;
+
+    release_gates(s, d);
+    s->counts.rejections++;
+    emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_EOPEN, s->attempts, 0.0);
+    if (d->breaker_fallback == NULL) {
+        fall_back_or_fail(r, s, d, PF_EOPEN, true);
+        return;
+    }
+    /* No attempt was made now: an earlier attempt's gotos do not count. */
+    s->ctx.ngotos = 0;
+    s->ctx.goto_error = 0;
+    rc = breaker_fallback(r, s, d, PF_EOPEN);
+    if (rc == 0) {
+        end_state(r, s, PF_STATE_COMPLETED, PF_EOPEN);
+    } else {
+        end_failed(r, s, d, rc);
+    }
+}
+
 /* Give the attempt's result to its breaker, as pf_breaker_call does: a
  * result the breaker counted as a timeout fails the attempt with
- * PF_ETIMEDOUT, whatever it returned. Returns the attempt's result. */
+ * PF_ETIMEDOUT, whatever it returned; a counted failure or timeout goes to
+ * the breaker's fallback, whose result stands for the attempt's (0: the
+ * state completes through it, error = the reason). Returns the attempt's
+ * result. */
 static int
 record_breaker(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc)
 {
@@ -641,7 +681,15 @@ record_breaker(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc)
             emit(r, PF_AGENT_EVENT_TIMEOUT, ctx->state, rc, s->attempts, 0.0);
         }
     }
-    return rc;
+    /* A bad goto is a bug in the definition, not the dependency failing:
+     * it is not answered for. */
+    if (d->breaker_fallback == NULL || ctx->goto_error != 0 ||
+        (out != PF_BREAKER_OUTCOME_TIMEOUT &&
+         out != PF_BREAKER_OUTCOME_FAILURE)) {
+        return rc;
+    }
+    s->error = rc;
+    return breaker_fallback(r, s, d, rc);
 }
 
 /* ---- one attempt --------------------------------------------------------- */
@@ -673,6 +721,7 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
         s->start_ns = start;
     }
     s->attempts++;
+    s->fell_back = false; /* set again if a fallback answers this one */
     ctx->attempt = s->attempts;
     ctx->ngotos = 0;
     ctx->goto_error = 0;
@@ -865,6 +914,7 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
             }
             if (act == FAILED) {
                 s->phase = PF__PH_RATE;
+                s->fell_back = false; /* this error is no fallback's */
                 act = after_failure(r, s, d, PF_ERATELIMIT, now);
                 if (act != GO) {
                     return act;
@@ -879,6 +929,7 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
             }
             if (act == FAILED) {
                 release_gates(s, d);
+                s->fell_back = false;
                 act = after_failure(r, s, d, err, now);
                 if (act != GO) {
                     return act;
@@ -890,10 +941,7 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
         if (s->phase == PF__PH_BREAKER) {
             if (d->breaker != NULL &&
                 pf_breaker_acquire(d->breaker, &s->permit) != 0) {
-                release_gates(s, d);
-                s->counts.rejections++;
-                emit(r, PF_AGENT_EVENT_REJECTED, i, PF_EOPEN, s->attempts, 0.0);
-                fall_back_or_fail(r, s, d, PF_EOPEN, true);
+                rejected(r, s, d);
                 return ENDED;
             }
             s->phase = PF__PH_CALL;
@@ -901,7 +949,8 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
         err = call_attempt(r, s, d, now);
         s->phase = PF__PH_RATE;
         if (err == 0) {
-            end_state(r, s, PF_STATE_COMPLETED, 0);
+            /* Answered by the breaker's fallback: error keeps why. */
+            end_state(r, s, PF_STATE_COMPLETED, s->fell_back ? s->error : 0);
             return ENDED;
         }
         act = after_failure(r, s, d, err, now);

@@ -1043,6 +1043,287 @@ test_agent_fallback_on_failure_completes_after_retries_run_out(void **state)
     pf_agent_free(a);
 }
 
+/* ---- the breaker's own fallback ------------------------------------------ */
+
+#define CONN_ERR 111 /* a failure the test breakers count */
+#define VALUE_ERR 22 /* one they ignore */
+
+/* A state and its breaker's fallback share the state's arg, as
+ * pf_breaker_call's call and fallback share theirs. */
+typedef struct guarded {
+    atomic_int calls;
+    int code;       /* what the state returns */
+    atomic_int fallbacks;
+    int reason;     /* the fallback's last reason */
+    int answer;     /* what the fallback returns */
+    const char *go; /* a state to go to on success, or NULL */
+} guarded_t;
+
+static int
+guarded_fn(pf_ctx_t *ctx, void *arg)
+{
+    guarded_t *g = arg;
+
+    atomic_fetch_add(&g->calls, 1);
+    if (g->go != NULL) {
+        pf_ctx_goto(ctx, g->go);
+    }
+    return g->code;
+}
+
+static int
+guarded_fallback(void *arg, int reason)
+{
+    guarded_t *g = arg;
+
+    atomic_fetch_add(&g->fallbacks, 1);
+    g->reason = reason;
+    return g->answer;
+}
+
+static void
+guarded_breaker_config(pf_breaker_config_t *cfg)
+{
+    static const int expected[] = {CONN_ERR};
+
+    pf_breaker_config_init(cfg);
+    cfg->failure_threshold = 100;
+    cfg->expected_errors = expected;
+    cfg->expected_errors_len = 1;
+    cfg->fallback = guarded_fallback;
+}
+
+/* Run a's state "s" (arg g) with its breaker forced open: the breaker's
+ * fallback answers with the state's arg and PF_EOPEN. */
+static void
+check_rejection_answered(pf_agent_t *a, guarded_t *g)
+{
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_agent_metrics_t m;
+
+    pf_breaker_force_open(pf_agent_state_breaker(a, "s"));
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+    assert_true(sr.fell_back);
+    assert_int_equal(sr.error, PF_EOPEN);
+    assert_int_equal(sr.attempts, 0);
+    assert_int_equal(atomic_load(&g->calls), 0);
+    assert_int_equal(atomic_load(&g->fallbacks), 1);
+    assert_int_equal(g->reason, PF_EOPEN);
+    assert_int_equal(state_result(&res, "after").outcome, PF_STATE_COMPLETED);
+    pf_run_result_free(&res);
+    pf_agent_metrics(a, &m);
+    assert_int_equal(m.fallbacks, 1);
+    assert_int_equal(m.rejections, 1);
+    pf_breaker_force_close(pf_agent_state_breaker(a, "s"));
+}
+
+static void
+add_after(pf_agent_t *a)
+{
+    const char *deps[] = {"s"};
+    pf_state_opts_t o;
+
+    pf_state_opts_init(&o);
+    o.depends_on = deps;
+    o.depends_on_len = 1;
+    assert_pf_ok(pf_agent_add_state(a, "after", noop, NULL, &o));
+}
+
+static void
+test_agent_breaker_fallback_answers_when_its_breaker_rejects(void **state)
+{
+    pf_registry_t *reg = NULL;
+    pf_breaker_t *shared = NULL;
+    pf_breaker_config_t bc;
+    pf_state_opts_t o;
+    pf_agent_t *a;
+    guarded_t g;
+
+    (void)state;
+    /* Its own breaker, from the config embedded in the options. */
+    memset(&g, 0, sizeof(g));
+    a = agent_on(g_ex, PF_EXEC_PARALLEL);
+    quick_retries(&o, 3);
+    o.own_breaker = true;
+    guarded_breaker_config(&o.breaker_config);
+    assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
+    add_after(a);
+    check_rejection_answered(a, &g);
+    pf_agent_free(a);
+
+    /* A breaker shared by pointer. */
+    memset(&g, 0, sizeof(g));
+    guarded_breaker_config(&bc);
+    bc.name = "shared";
+    assert_pf_ok(pf_breaker_new(&bc, &shared));
+    a = agent_on(g_ex, PF_EXEC_PARALLEL);
+    quick_retries(&o, 3);
+    o.breaker = shared;
+    assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
+    add_after(a);
+    check_rejection_answered(a, &g);
+    pf_agent_free(a);
+    pf_breaker_free(shared);
+
+    /* A breaker by name, made in the registry from the state's config. */
+    memset(&g, 0, sizeof(g));
+    assert_pf_ok(pf_registry_new(NULL, &reg));
+    a = agent_on(g_ex, PF_EXEC_PARALLEL);
+    quick_retries(&o, 3);
+    o.registry = reg;
+    o.breaker_name = "by-name";
+    o.own_breaker = true;
+    guarded_breaker_config(&o.breaker_config);
+    assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
+    add_after(a);
+    check_rejection_answered(a, &g);
+    pf_agent_free(a);
+    pf_registry_free(reg);
+}
+
+static void
+test_agent_breaker_fallback_answers_a_counted_failure_not_an_ignored_one(
+    void **state)
+{
+    pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
+    guarded_t g;
+    spec_t next = {0};
+    pf_state_opts_t o;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_breaker_metrics_t bm;
+
+    (void)state;
+    memset(&g, 0, sizeof(g));
+    g.code = CONN_ERR;
+    g.go = "next";
+    quick_retries(&o, 2);
+    o.own_breaker = true;
+    guarded_breaker_config(&o.breaker_config);
+    assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
+    assert_pf_ok(pf_agent_add_state(a, "next", spec_fn, &next, NULL));
+    /* A counted failure: the fallback answers at once, no retry. */
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+    assert_true(sr.fell_back);
+    assert_int_equal(sr.error, CONN_ERR);
+    assert_int_equal(sr.attempts, 1);
+    assert_int_equal(atomic_load(&g.fallbacks), 1);
+    assert_int_equal(g.reason, CONN_ERR);
+    /* The answered attempt's goto stands. */
+    assert_int_equal(state_result(&res, "next").outcome, PF_STATE_COMPLETED);
+    pf_run_result_free(&res);
+    /* An ignored error never reaches it: retried, then a dead letter. */
+    g.code = VALUE_ERR;
+    assert_pf_err(pf_agent_run(a, NULL, &res), VALUE_ERR);
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_FAILED);
+    assert_false(sr.fell_back);
+    assert_int_equal(sr.attempts, 3);
+    assert_true(sr.dead_letter);
+    assert_int_equal(atomic_load(&g.fallbacks), 1);
+    pf_run_result_free(&res);
+    /* Nor does a success. */
+    g.code = 0;
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "s");
+    assert_false(sr.fell_back);
+    assert_int_equal(sr.error, 0);
+    assert_int_equal(atomic_load(&g.fallbacks), 1);
+    pf_run_result_free(&res);
+    pf_breaker_metrics(pf_agent_state_breaker(a, "s"), &bm);
+    assert_int_equal(bm.failures, 1);
+    assert_int_equal(bm.ignored, 3);
+    assert_int_equal(bm.successes, 1);
+    pf_agent_free(a);
+}
+
+static void
+test_agent_breaker_fallback_that_fails_is_the_attempts_result(void **state)
+{
+    pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
+    guarded_t g;
+    pf_state_opts_t o;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_dead_letter_t dl;
+
+    (void)state;
+    memset(&g, 0, sizeof(g));
+    g.code = CONN_ERR;
+    g.answer = -9; /* no cached data either */
+    quick_retries(&o, 1);
+    o.own_breaker = true;
+    guarded_breaker_config(&o.breaker_config);
+    assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
+    assert_pf_err(pf_agent_run(a, NULL, &res), -9);
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_FAILED);
+    assert_true(sr.fell_back);
+    assert_int_equal(sr.error, -9);
+    assert_int_equal(sr.attempts, 2); /* -9 was retried as any failure */
+    assert_int_equal(atomic_load(&g.fallbacks), 2);
+    assert_pf_ok(pf_run_result_dead_letter(&res, 0, &dl));
+    assert_int_equal(dl.error, -9);
+    pf_run_result_free(&res);
+    pf_agent_free(a);
+}
+
+static int
+state_fallback(pf_ctx_t *ctx, void *arg, int reason)
+{
+    int *seen = arg;
+
+    (void)ctx;
+    *seen = reason;
+    return 0;
+}
+
+static void
+test_agent_states_own_fallback_wins_over_its_breakers(void **state)
+{
+    pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
+    guarded_t g;
+    pf_state_opts_t o;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    int seen = 0;
+
+    (void)state;
+    memset(&g, 0, sizeof(g));
+    quick_retries(&o, 1);
+    o.own_breaker = true;
+    guarded_breaker_config(&o.breaker_config);
+    o.fallback = state_fallback;
+    o.fallback_arg = &seen;
+    assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
+    /* Rejected: the state's fallback, not the breaker's. */
+    pf_breaker_force_open(pf_agent_state_breaker(a, "s"));
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "s");
+    assert_true(sr.fell_back);
+    assert_int_equal(seen, PF_EOPEN);
+    assert_int_equal(atomic_load(&g.fallbacks), 0);
+    pf_run_result_free(&res);
+    /* A counted failure: the breaker's fallback does not run either; the
+     * state's options decide (no fallback_on_failure: it fails). */
+    pf_breaker_force_close(pf_agent_state_breaker(a, "s"));
+    g.code = CONN_ERR;
+    seen = 0;
+    assert_pf_err(pf_agent_run(a, NULL, &res), CONN_ERR);
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.outcome, PF_STATE_FAILED);
+    assert_int_equal(sr.attempts, 2);
+    assert_int_equal(seen, 0);
+    assert_int_equal(atomic_load(&g.fallbacks), 0);
+    pf_run_result_free(&res);
+    pf_agent_free(a);
+}
+
 /* ---- bulkhead ------------------------------------------------------------ */
 
 typedef struct holder {
@@ -1426,6 +1707,13 @@ main(void)
         cmocka_unit_test(test_agent_retries_stop_when_the_breaker_opens),
         cmocka_unit_test(
             test_agent_fallback_on_failure_completes_after_retries_run_out),
+        cmocka_unit_test(
+            test_agent_breaker_fallback_answers_when_its_breaker_rejects),
+        cmocka_unit_test(
+            test_agent_breaker_fallback_answers_a_counted_failure_not_an_ignored_one),
+        cmocka_unit_test(
+            test_agent_breaker_fallback_that_fails_is_the_attempts_result),
+        cmocka_unit_test(test_agent_states_own_fallback_wins_over_its_breakers),
         cmocka_unit_test(
             test_agent_full_bulkhead_queues_the_state_without_a_thread),
         cmocka_unit_test(test_agent_bulkhead_with_no_room_fails_with_efull),

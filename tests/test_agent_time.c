@@ -400,6 +400,28 @@ test_agent_breaker_timeout_is_retried_as_any_timeout(void **state)
     pf_agent_free(a);
 }
 
+static void
+test_agent_breaker_fallback_answers_a_breaker_timeout(void **state)
+{
+    fixture_t *f = *state;
+    late_t l = {f->clock, 1, 0, 0, 0};
+    pf_agent_t *a = late_agent(f->ex, &l, 2, true);
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    assert_pf_ok(pf_agent_run(a, NULL, &res));
+    sr = state_result(&res, "fetch");
+    assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+    assert_true(sr.fell_back);
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    assert_true(sr.timed_out);
+    assert_int_equal(sr.attempts, 1); /* answered: not retried */
+    assert_int_equal(atomic_load(&l.fallbacks), 1);
+    assert_int_equal(l.reason, PF_ETIMEDOUT);
+    pf_run_result_free(&res);
+    pf_agent_free(a);
+}
+
 /* ---- cancellation -------------------------------------------------------- */
 
 static void
@@ -841,6 +863,7 @@ main(void)
         T(test_agent_fallback_after_a_timeout_runs_without_the_states_deadline),
         T(test_agent_breaker_timeout_fails_a_slow_attempt_that_returned_success),
         T(test_agent_breaker_timeout_is_retried_as_any_timeout),
+        T(test_agent_breaker_fallback_answers_a_breaker_timeout),
         T(test_agent_cancel_ends_a_run_waiting_for_a_retry),
         T(test_agent_cancel_reaches_a_running_state_through_its_token),
         T(test_agent_run_deadline_cancels_what_is_left),

@@ -1206,6 +1206,32 @@ test_breaker_fallback_not_run_for_success_or_ignored_error(void **state)
     pf_breaker_free(b);
 }
 
+static void
+test_breaker_fallback_getter_returns_the_configured_fallback(void **state)
+{
+    pf_breaker_t *b = make_with_fallback(*state);
+    pf_breaker_config_t cfg;
+    pf_breaker_t *plain;
+    pf_permit_t p = PF_PERMIT_INIT;
+    fb_arg_t a = {*state, 0, CONN_ERR, 0, 0, 0, NULL};
+    pf_fallback_fn fb = pf_breaker_fallback(b);
+
+    assert_true(fb == fb_fallback);
+    /* The permit face with it gives what pf_breaker_call gives. */
+    assert_pf_ok(pf_breaker_acquire(b, &p));
+    assert_int_equal(pf_breaker_record_outcome(b, &p, fb_call(&a)),
+                     PF_BREAKER_OUTCOME_FAILURE);
+    assert_int_equal(fb(&a, CONN_ERR), 7);
+    assert_int_equal(a.reason, CONN_ERR);
+    assert_string_equal(a.out, "cached");
+    config(&cfg, *state);
+    plain = make(&cfg);
+    assert_null(pf_breaker_fallback(plain));
+    assert_null(pf_breaker_fallback(NULL));
+    pf_breaker_free(plain);
+    pf_breaker_free(b);
+}
+
 /* ---- force and reset -------------------------------------------------- */
 
 static void
@@ -1763,6 +1789,7 @@ main(void)
         T(test_breaker_fallback_runs_on_rejection_with_eopen),
         T(test_breaker_fallback_runs_after_timeout_with_etimedout),
         T(test_breaker_fallback_not_run_for_success_or_ignored_error),
+        T(test_breaker_fallback_getter_returns_the_configured_fallback),
         T(test_breaker_force_open_is_sticky_until_force_close),
         T(test_breaker_force_open_is_sticky_until_reset),
         T(test_breaker_force_close_clears_count_and_open_period),

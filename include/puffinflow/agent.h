@@ -23,10 +23,13 @@
  *     queue entry, never a sleeping thread. A breaker that rejects the
  *     attempt (PF_EOPEN) ends the state at once, with no retry: its
  *     fallback function stands in for it, or its fallback state is started,
- *     or it fails.
+ *     or (when the state has neither) the breaker's own configured
+ *     fallback answers for it, or it fails.
  *   - Each attempt's result goes to its breaker as pf_breaker_call gives
  *     it: an attempt the breaker counts as a timeout (slower than the
- *     breaker's timeout) fails with PF_ETIMEDOUT whatever it returned.
+ *     breaker's timeout) fails with PF_ETIMEDOUT whatever it returned, and
+ *     the breaker's own fallback, if it has one and the state has none,
+ *     answers a counted failure or timeout (see pf_state_opts_t.breaker).
  *   - A failed attempt (non-zero result, or past its timeout: PF_ETIMEDOUT)
  *     is retried per the state's retry policy after a backoff delay (a
  *     timer). A state that fails for good becomes a dead letter (state,
@@ -152,7 +155,19 @@ typedef struct pf_state_opts {
      * attached (own, pointer, or name): its timeout applies to each
      * attempt, from acquire to record on the breaker's clock, and an
      * attempt it counts as a timeout fails with PF_ETIMEDOUT (timed_out
-     * set, retried per the retry policy) even if it returned 0. */
+     * set, retried per the retry policy) even if it returned 0. Its
+     * config's fallback (pf_breaker_fallback), when the state has no
+     * `fallback` and no `fallback_state` of its own (those win: the
+     * breaker's is then never run), is called fallback(arg, reason) with
+     * the state's own arg: when the breaker rejects the state (reason
+     * PF_EOPEN; no attempt, no retry) and after an attempt the breaker
+     * counted as a failure (reason: its result) or a timeout (reason
+     * PF_ETIMEDOUT); never for a success, an ignored (not expected) error
+     * or a failed pf_ctx_goto. Its result stands for the attempt's: 0
+     * completes the state (fell_back set, error = the reason; its
+     * dependents run, and the gotos the answered attempt made count),
+     * anything else is the attempt's error, retried per the retry policy
+     * (after a rejection: the state fails with it). */
     pf_breaker_t *breaker;
     bool own_breaker;
     pf_breaker_config_t breaker_config;
@@ -172,7 +187,9 @@ typedef struct pf_state_opts {
     pf_ratelimit_config_t ratelimit_config;
 
     /* Runs in the state's place when its breaker rejects it (see
-     * pf_state_fallback_fn). Default NULL. */
+     * pf_state_fallback_fn). Set (or fallback_state set), it takes
+     * precedence over the breaker config's fallback, which then never runs.
+     * Default NULL. */
     pf_state_fallback_fn fallback;
     void *fallback_arg;
     /* Or: the state to start instead when its breaker rejects it; the
@@ -430,7 +447,8 @@ typedef struct pf_state_result {
     unsigned attempts; /* calls of its function (0 when never started) */
     bool timed_out;    /* its last attempt ran past its deadline or its
                           breaker's timeout */
-    bool fell_back;    /* completed (or ended) through a fallback */
+    bool fell_back;    /* completed (or ended) through a fallback: its
+                          own, its fallback state, or its breaker's */
     bool dead_letter;
     uint64_t order;   /* 1, 2, ...: the order in which states ended in
                          this run; 0 for states that never started */
@@ -518,7 +536,8 @@ PF_API int pf_run_result_dead_letter(const pf_run_result_t *r, size_t i,
 
 /* Name a state to run after this one completes (call it several times for
  * several: they run in parallel). Takes effect only if this attempt
- * succeeds; a retry starts with no gotos. Returns 0; PF_ENOTFOUND for an
+ * succeeds (or its breaker's fallback answers for it with 0); a retry
+ * starts with no gotos. Returns 0; PF_ENOTFOUND for an
  * unknown state and PF_EINVAL for one outside the state's `next` list
  * (both also fail the attempt, with that error, and are not retried);
  * PF_ESTATE when ctx is not a running state's; PF_ENOMEM. Never blocks.

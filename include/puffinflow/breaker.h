@@ -292,6 +292,15 @@ PF_API const char *pf_breaker_state_name(pf_breaker_state_t s);
  * Never NULL for a valid b; NULL for NULL. Thread-safe. */
 PF_API const char *pf_breaker_name(const pf_breaker_t *b);
 
+/* The fallback from b's config (the one pf_breaker_call runs), or NULL
+ * when it has none or b is NULL. For code that drives the permit face and
+ * wants to run the same fallback pf_breaker_call would: after a rejection
+ * (reason PF_EOPEN), and after pf_breaker_record_outcome reported FAILURE
+ * (reason: the result) or TIMEOUT (reason PF_ETIMEDOUT), never for SUCCESS,
+ * IGNORED or NONE; the agent runtime does so for a state's breaker. Fixed
+ * at creation. Never blocks. Thread-safe. */
+PF_API pf_fallback_fn pf_breaker_fallback(const pf_breaker_t *b);
+
 /* Open the breaker and hold it open: it rejects every call (except in
  * shadow mode) until pf_breaker_force_close or pf_breaker_reset. Permits
  * out at the time no longer count toward its state. NULL is a no-op.
