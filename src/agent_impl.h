@@ -169,6 +169,8 @@ typedef struct pf__slot {
  * thread that ends the run, before it publishes done. */
 struct pf_run {
     pf_agent_t *agent;
+    uint64_t id; /* 1, 2, ...: the agent's runs in the order started; the
+                    instance its states' leak tracking is keyed by */
     pf_executor_t *ex;
     const pf_clock_t *clock;
     pf__ctx_store_t *store;

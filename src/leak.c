@@ -352,6 +352,22 @@ pf_leak_detector_track_allocation(pf_leak_detector_t *d, const char *agent,
                                   const char *state,
                                   const pf_leak_resources_t *resources)
 {
+    return pf_leak_detector_track_allocation_ex(d, agent, state, 0,
+                                                resources);
+}
+
+int
+pf_leak_detector_track_release(pf_leak_detector_t *d, const char *agent,
+                               const char *state)
+{
+    return pf_leak_detector_track_release_ex(d, agent, state, 0);
+}
+
+int
+pf_leak_detector_track_allocation_ex(pf_leak_detector_t *d, const char *agent,
+                                     const char *state, uint64_t instance,
+                                     const pf_leak_resources_t *resources)
+{
     if (d == NULL || agent == NULL || state == NULL) {
         return PF_EINVAL;
     }
@@ -364,18 +380,18 @@ pf_leak_detector_track_allocation(pf_leak_detector_t *d, const char *agent,
     }
     /* A coarse read: leak_threshold counts seconds, and this is the hot
      * path the runtime takes for every state. */
-    return pf__track_alloc(&d->track, agent, state, resources,
+    return pf__track_alloc(&d->track, agent, state, instance, resources,
                            pf__clock_now_coarse_ns(d->clock));
 }
 
 int
-pf_leak_detector_track_release(pf_leak_detector_t *d, const char *agent,
-                               const char *state)
+pf_leak_detector_track_release_ex(pf_leak_detector_t *d, const char *agent,
+                                  const char *state, uint64_t instance)
 {
     if (d == NULL || agent == NULL || state == NULL) {
         return PF_EINVAL;
     }
-    return pf__track_release(&d->track, agent, state);
+    return pf__track_release(&d->track, agent, state, instance);
 }
 
 /* ---- one tick ------------------------------------------------------------ */
@@ -515,6 +531,7 @@ leak_fill(pf_leak_t *l, const pf__track_hit_t *h, int64_t now_ns,
     memcpy(block + a, h->state, s);
     l->agent = block;
     l->state = block + a;
+    l->instance = h->instance;
     l->resources = h->res;
     l->allocated_ns = h->allocated_ns;
     l->held_seconds = (double)(now_ns - h->allocated_ns) / 1e9;
@@ -542,10 +559,20 @@ hit_cmp(const void *a, const void *b)
     const pf__track_hit_t *x = a;
     const pf__track_hit_t *y = b;
 
+    int c;
+
     if (x->allocated_ns != y->allocated_ns) {
         return x->allocated_ns < y->allocated_ns ? -1 : 1;
     }
-    return strcmp(x->agent, y->agent);
+    c = strcmp(x->agent, y->agent);
+    if (c != 0) {
+        return c;
+    }
+    c = strcmp(x->state, y->state);
+    if (c != 0) {
+        return c;
+    }
+    return x->instance < y->instance ? -1 : x->instance > y->instance;
 }
 
 static int
@@ -749,9 +776,20 @@ tick(pf_leak_detector_t *d, pf_leak_report_t *rep)
             p.alert.limit = sr.leaks[i].threshold_seconds;
             p.alert.at_ns = now;
             p.alert.leak = &sr.leaks[i];
-            set_msg(&p, "%s/%s has held its resources %.1f s, over %.1f s",
-                    sr.leaks[i].agent, sr.leaks[i].state,
-                    sr.leaks[i].held_seconds, sr.leaks[i].threshold_seconds);
+            if (sr.leaks[i].instance == 0) {
+                set_msg(&p, "%s/%s has held its resources %.1f s, over %.1f s",
+                        sr.leaks[i].agent, sr.leaks[i].state,
+                        sr.leaks[i].held_seconds,
+                        sr.leaks[i].threshold_seconds);
+            } else {
+                set_msg(&p,
+                        "%s/%s#%llu has held its resources %.1f s, over "
+                        "%.1f s",
+                        sr.leaks[i].agent, sr.leaks[i].state,
+                        (unsigned long long)sr.leaks[i].instance,
+                        sr.leaks[i].held_seconds,
+                        sr.leaks[i].threshold_seconds);
+            }
             d->on_alert(&p.alert, d->on_alert_arg);
         }
     }

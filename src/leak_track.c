@@ -9,6 +9,14 @@
  * double when the entries reach their number; if that allocation fails the
  * chains just grow longer.
  *
+ * A pair can be held by several instances at once (concurrent runs of one
+ * state): its entry has one holder place inline, which is all a pair held
+ * by one instance at a time ever uses, and an array of further places,
+ * grown (under the shard lock) only when more instances hold the pair at
+ * once than ever before, and kept for reuse. Finding an instance's place
+ * looks at the inline one first, then walks the array: the cost grows with
+ * the holders of that one pair at the time, not with the table.
+ *
  * Each allocation gets an id (the shard's allocation count) so that a scan
  * that released the lock can later tell whether the allocation it saw is
  * still the one held. */
@@ -25,18 +33,34 @@
 /* Released entries a shard may keep beyond its held ones before purging. */
 #define PURGE_SLACK 64
 
-typedef struct pf__track_ent {
-    struct pf__track_ent *next;
-    uint64_t hash;
-    uint64_t id;
+/* One instance's hold on a pair, or a free place (live false). */
+typedef struct holder {
+    uint64_t instance;
+    uint64_t id; /* the allocation's id, 0 before the first */
     int64_t allocated_ns;
     pf_leak_resources_t res;
     bool live;
     bool reported;
+} holder_t;
+
+typedef struct pf__track_ent {
+    struct pf__track_ent *next;
+    uint64_t hash;
+    holder_t first;  /* holder place 0 */
+    holder_t *more;  /* places 1 .. nmore */
+    uint32_t nmore;
+    uint32_t nlive;  /* live holders */
     size_t agent_len;
     size_t key_len; /* agent_len + 1 + state length + 1 */
     char key[];
 } track_ent_t;
+
+/* Holder place i of e (0 = the inline one); i <= e->nmore. */
+static holder_t *
+holder_at(track_ent_t *e, uint32_t i)
+{
+    return i == 0 ? &e->first : &e->more[i - 1];
+}
 
 static uint64_t
 fnv_step(uint64_t h, const char *s, size_t *len)
@@ -93,6 +117,12 @@ pf__track_init(pf__track_t *t)
     unsigned i;
 
     memset(t, 0, sizeof(*t));
+    t->raw = pf__calloc(1, sizeof(*t->shards) * PF__TRACK_SHARDS + 63);
+    if (t->raw == NULL) {
+        return PF_ENOMEM;
+    }
+    t->shards = (pf__track_shard_t *)(((uintptr_t)t->raw + 63) &
+                                      ~(uintptr_t)63);
     for (i = 0; i < PF__TRACK_SHARDS; i++) {
         pf__track_shard_t *sh = &t->shards[i];
 
@@ -105,6 +135,7 @@ pf__track_init(pf__track_t *t)
                 pthread_mutex_destroy(&t->shards[i].lock);
                 pf__free(t->shards[i].buckets);
             }
+            pf__free(t->raw);
             return rc;
         }
         sh->nbuckets = INITIAL_BUCKETS;
@@ -123,6 +154,7 @@ free_chains(pf__track_shard_t *sh)
         while (e != NULL) {
             track_ent_t *next = e->next;
 
+            pf__free(e->more);
             pf__free(e);
             e = next;
         }
@@ -139,6 +171,7 @@ pf__track_destroy(pf__track_t *t)
         pf__free(t->shards[i].buckets);
         pthread_mutex_destroy(&t->shards[i].lock);
     }
+    pf__free(t->raw);
 }
 
 /* Double the buckets of sh; on allocation failure keep the old ones. */
@@ -170,37 +203,107 @@ grow_buckets(pf__track_shard_t *sh)
 }
 
 static void
-hold(track_ent_t *e, pf__track_shard_t *sh, const pf_leak_resources_t *res,
-     int64_t now_ns)
+hold(track_ent_t *e, holder_t *h, pf__track_shard_t *sh, uint64_t instance,
+     const pf_leak_resources_t *res, int64_t now_ns)
 {
     static const pf_leak_resources_t none = {0, 0, 0, 0, 0};
 
-    if (!e->live) {
-        e->live = true;
+    if (!h->live) {
+        h->live = true;
+        if (e->nlive++ == 0) {
+            sh->busy++;
+        }
         sh->live++;
     }
-    e->id = ++sh->allocs;
-    e->allocated_ns = now_ns;
-    e->res = res != NULL ? *res : none;
-    e->reported = false;
+    h->instance = instance;
+    h->id = ++sh->allocs;
+    h->allocated_ns = now_ns;
+    h->res = res != NULL ? *res : none;
+    h->reported = false;
+}
+
+/* The place instance holds in e, or a free one (the first found), or NULL
+ * when every place is taken by another instance. */
+static holder_t *
+find_place(track_ent_t *e, uint64_t instance)
+{
+    holder_t *free_place = NULL;
+    uint32_t seen = 0; /* live holders looked at */
+    uint32_t i;
+
+    /* The common case, one holder at a time, ends here. */
+    if (e->nlive == 0 || (e->first.live && e->first.instance == instance)) {
+        return &e->first;
+    }
+    if (e->first.live) {
+        seen++;
+    } else {
+        free_place = &e->first;
+    }
+    for (i = 0; i < e->nmore; i++) {
+        holder_t *h = &e->more[i];
+
+        if (!h->live) {
+            if (free_place == NULL) {
+                free_place = h;
+            }
+            if (seen == e->nlive) {
+                break; /* no live holder left to match */
+            }
+            continue;
+        }
+        if (h->instance == instance) {
+            return h;
+        }
+        seen++;
+    }
+    return free_place;
+}
+
+/* Hold the pair of e for instance. 0, or PF_ENOMEM when a new place was
+ * needed and could not be made (nothing changes). Under sh->lock. */
+static int
+hold_instance(track_ent_t *e, pf__track_shard_t *sh, uint64_t instance,
+              const pf_leak_resources_t *res, int64_t now_ns)
+{
+    holder_t *h = find_place(e, instance);
+
+    if (h == NULL) {
+        /* More holders at once than ever before: double the places. */
+        size_t cap = e->nmore;
+        size_t need = (size_t)e->nmore + 1;
+
+        if (e->nmore >= UINT32_MAX / 2 ||
+            pf__grow((void **)&e->more, &cap, need, sizeof(*e->more)) != 0) {
+            return PF_ENOMEM;
+        }
+        memset(&e->more[e->nmore], 0,
+               (cap - e->nmore) * sizeof(*e->more));
+        h = &e->more[e->nmore];
+        e->nmore = (uint32_t)cap;
+    }
+    hold(e, h, sh, instance, res, now_ns);
+    return 0;
 }
 
 int
 pf__track_alloc(pf__track_t *t, const char *agent, const char *state,
-                const pf_leak_resources_t *res, int64_t now_ns)
+                uint64_t instance, const pf_leak_resources_t *res,
+                int64_t now_ns)
 {
     size_t alen;
     size_t slen;
     uint64_t h = pair_hash(agent, state, &alen, &slen);
     pf__track_shard_t *sh = shard_of(t, h);
     track_ent_t *e;
+    int rc;
 
     pthread_mutex_lock(&sh->lock);
     e = find(sh, h, agent, alen, state, slen);
     if (e != NULL) {
-        hold(e, sh, res, now_ns);
+        rc = hold_instance(e, sh, instance, res, now_ns);
         pthread_mutex_unlock(&sh->lock);
-        return 0;
+        return rc;
     }
     pthread_mutex_unlock(&sh->lock);
 
@@ -210,8 +313,8 @@ pf__track_alloc(pf__track_t *t, const char *agent, const char *state,
     if (e == NULL) {
         return PF_ENOMEM;
     }
+    memset(e, 0, sizeof(*e));
     e->hash = h;
-    e->live = false;
     e->agent_len = alen;
     e->key_len = alen + slen + 2;
     memcpy(e->key, agent, alen + 1);
@@ -222,10 +325,10 @@ pf__track_alloc(pf__track_t *t, const char *agent, const char *state,
         track_ent_t *other = find(sh, h, agent, alen, state, slen);
 
         if (other != NULL) {
-            hold(other, sh, res, now_ns);
+            rc = hold_instance(other, sh, instance, res, now_ns);
             pthread_mutex_unlock(&sh->lock);
             pf__free(e);
-            return 0;
+            return rc;
         }
     }
     if (sh->entries >= sh->nbuckets) {
@@ -234,25 +337,33 @@ pf__track_alloc(pf__track_t *t, const char *agent, const char *state,
     e->next = sh->buckets[h & (sh->nbuckets - 1)];
     sh->buckets[h & (sh->nbuckets - 1)] = e;
     sh->entries++;
-    hold(e, sh, res, now_ns);
+    hold(e, &e->first, sh, instance, res, now_ns);
     pthread_mutex_unlock(&sh->lock);
     return 0;
 }
 
 int
-pf__track_release(pf__track_t *t, const char *agent, const char *state)
+pf__track_release(pf__track_t *t, const char *agent, const char *state,
+                  uint64_t instance)
 {
     size_t alen;
     size_t slen;
     uint64_t h = pair_hash(agent, state, &alen, &slen);
     pf__track_shard_t *sh = shard_of(t, h);
     track_ent_t *e;
+    holder_t *hd = NULL;
     int rc = PF_ENOTFOUND;
 
     pthread_mutex_lock(&sh->lock);
     e = find(sh, h, agent, alen, state, slen);
-    if (e != NULL && e->live) {
-        e->live = false;
+    if (e != NULL && e->nlive > 0) {
+        hd = find_place(e, instance);
+    }
+    if (hd != NULL && hd->live && hd->instance == instance) {
+        hd->live = false;
+        if (--e->nlive == 0) {
+            sh->busy--;
+        }
         sh->live--;
         sh->releases++;
         rc = 0;
@@ -276,26 +387,35 @@ pf__track_scan(pf__track_t *t, int64_t now_ns, int64_t threshold_ns,
         for (b = 0; b < sh->nbuckets && rc == 0; b++) {
             track_ent_t *e;
 
-            for (e = sh->buckets[b]; e != NULL; e = e->next) {
-                pf__track_hit_t *hit;
+            for (e = sh->buckets[b]; e != NULL && rc == 0; e = e->next) {
+                uint32_t k;
 
-                /* Strictly longer than the threshold, as the original. */
-                if (!e->live || now_ns - e->allocated_ns <= threshold_ns) {
-                    continue;
+                for (k = 0; k <= e->nmore && e->nlive > 0; k++) {
+                    holder_t *h = holder_at(e, k);
+                    pf__track_hit_t *hit;
+
+                    /* Strictly longer than the threshold, as the
+                     * original. */
+                    if (!h->live || now_ns - h->allocated_ns <= threshold_ns) {
+                        continue;
+                    }
+                    rc = pf__grow((void **)hits, cap, *len + 1,
+                                  sizeof(**hits));
+                    if (rc != 0) {
+                        break;
+                    }
+                    hit = &(*hits)[(*len)++];
+                    hit->agent = e->key;
+                    hit->state = e->key + e->agent_len + 1;
+                    hit->instance = h->instance;
+                    hit->res = h->res;
+                    hit->allocated_ns = h->allocated_ns;
+                    hit->is_new = !h->reported;
+                    hit->ent = e;
+                    hit->id = h->id;
+                    hit->holder = k;
+                    hit->shard = i;
                 }
-                rc = pf__grow((void **)hits, cap, *len + 1, sizeof(**hits));
-                if (rc != 0) {
-                    break;
-                }
-                hit = &(*hits)[(*len)++];
-                hit->agent = e->key;
-                hit->state = e->key + e->agent_len + 1;
-                hit->res = e->res;
-                hit->allocated_ns = e->allocated_ns;
-                hit->is_new = !e->reported;
-                hit->ent = e;
-                hit->id = e->id;
-                hit->shard = i;
             }
         }
         pthread_mutex_unlock(&sh->lock);
@@ -311,9 +431,18 @@ pf__track_mark_reported(pf__track_t *t, const pf__track_hit_t *hits, size_t n)
     for (i = 0; i < n; i++) {
         pf__track_shard_t *sh = &t->shards[hits[i].shard];
 
+        track_ent_t *e = hits[i].ent;
+
         pthread_mutex_lock(&sh->lock);
-        if (hits[i].ent->live && hits[i].ent->id == hits[i].id) {
-            hits[i].ent->reported = true;
+        /* Places are never removed while the entry lives, so the index
+         * still names the same place; the id says whether the allocation
+         * there is still the one scanned. */
+        if (hits[i].holder <= e->nmore) {
+            holder_t *h = holder_at(e, hits[i].holder);
+
+            if (h->live && h->id == hits[i].id) {
+                h->reported = true;
+            }
         }
         pthread_mutex_unlock(&sh->lock);
     }
@@ -339,14 +468,20 @@ pf__track_stats(pf__track_t *t, int64_t now_ns, int64_t threshold_ns,
             track_ent_t *e;
 
             for (e = sh->buckets[b]; e != NULL; e = e->next) {
-                if (!e->live) {
-                    continue;
-                }
-                if (now_ns - e->allocated_ns > threshold_ns) {
-                    out->over++;
-                }
-                if (e->allocated_ns < out->oldest_ns) {
-                    out->oldest_ns = e->allocated_ns;
+                uint32_t k;
+
+                for (k = 0; k <= e->nmore && e->nlive > 0; k++) {
+                    const holder_t *h = holder_at(e, k);
+
+                    if (!h->live) {
+                        continue;
+                    }
+                    if (now_ns - h->allocated_ns > threshold_ns) {
+                        out->over++;
+                    }
+                    if (h->allocated_ns < out->oldest_ns) {
+                        out->oldest_ns = h->allocated_ns;
+                    }
                 }
             }
         }
@@ -364,7 +499,7 @@ pf__track_purge(pf__track_t *t)
         size_t b;
 
         pthread_mutex_lock(&sh->lock);
-        if (sh->entries - sh->live <= sh->live + PURGE_SLACK) {
+        if (sh->entries - sh->busy <= sh->busy + PURGE_SLACK) {
             pthread_mutex_unlock(&sh->lock);
             continue;
         }
@@ -374,12 +509,13 @@ pf__track_purge(pf__track_t *t)
             while (*pp != NULL) {
                 track_ent_t *e = *pp;
 
-                if (e->live) {
+                if (e->nlive > 0) {
                     pp = &e->next;
                     continue;
                 }
                 *pp = e->next;
                 sh->entries--;
+                pf__free(e->more);
                 pf__free(e);
             }
         }

@@ -735,8 +735,10 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
         s->retry_started = true;
     }
     if (leak) {
-        pf_leak_detector_track_allocation(a->cfg.leak_detector, a->name,
-                                          d->name, &d->resources);
+        /* Keyed by the run too: runs of this state held at once are
+         * tracked apart, so a hung one stays visible. */
+        pf_leak_detector_track_allocation_ex(a->cfg.leak_detector, a->name,
+                                             d->name, r->id, &d->resources);
     }
     rc = d->fn(ctx, d->arg);
     if (rc == 0 && ctx->goto_error != 0) {
@@ -744,7 +746,8 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
     }
     drop_token(r, s);
     if (leak) {
-        pf_leak_detector_track_release(a->cfg.leak_detector, a->name, d->name);
+        pf_leak_detector_track_release_ex(a->cfg.leak_detector, a->name,
+                                          d->name, r->id);
     }
     if (timed) {
         end = clock_now(r);
@@ -1277,7 +1280,10 @@ run_start(pf_agent_t *a, pf_ctx_t *ctx, const pf_run_opts_t *opts, bool async,
                                   memory_order_relaxed);
         }
     }
-    atomic_fetch_add_explicit(&a->runs_started, 1, memory_order_relaxed);
+    /* Relaxed: the count only numbers runs; nothing is published by it. */
+    r->id = atomic_fetch_add_explicit(&a->runs_started, 1,
+                                      memory_order_relaxed) +
+            1;
     for (i = 0; i < a->nentries; i++) {
         atomic_store_explicit(&r->slots[a->entries[i]].activated, 1,
                               memory_order_relaxed);

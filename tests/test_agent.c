@@ -1599,6 +1599,79 @@ test_agent_reports_state_resources_to_the_leak_detector(void **state)
     pf_leak_detector_free(d);
 }
 
+/* The first call holds until released; the others return at once. */
+typedef struct hold_first {
+    atomic_int calls;
+    atomic_int inside;
+    atomic_int release;
+} hold_first_t;
+
+static int
+hold_first_fn(pf_ctx_t *ctx, void *arg)
+{
+    hold_first_t *h = arg;
+
+    (void)ctx;
+    if (atomic_fetch_add(&h->calls, 1) == 0) {
+        atomic_store(&h->inside, 1);
+        pf_test_wait_for_flag(&h->release, 1);
+    }
+    return 0;
+}
+
+static void
+test_agent_leak_tracking_keeps_each_runs_allocation(void **state)
+{
+    pf_clock_t *lclock = NULL;
+    pf_leak_config_t lc;
+    pf_leak_detector_t *d = NULL;
+    pf_agent_config_t cfg;
+    pf_agent_t *a = NULL;
+    pf_leak_metrics_t m;
+    pf_leak_report_t rep;
+    pf_state_opts_t o;
+    pf_run_t *hung = NULL;
+    hold_first_t h = {0};
+
+    (void)state;
+    assert_pf_ok(pf_clock_manual_new(&lclock));
+    pf_leak_config_init(&lc);
+    lc.sample = fake_sample;
+    lc.clock = lclock;
+    assert_pf_ok(pf_leak_detector_new(&lc, &d));
+    pf_agent_config_init(&cfg);
+    cfg.name = "leaky";
+    cfg.executor = g_ex;
+    cfg.leak_detector = d;
+    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    pf_state_opts_init(&o);
+    assert_pf_ok(pf_agent_add_state(a, "query", hold_first_fn, &h, &o));
+    /* Run 1 hangs in the state; run 2 of the same state ends meanwhile. */
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &hung));
+    pf_test_wait_for_flag(&h.inside, 1);
+    assert_pf_ok(pf_agent_run(a, NULL, NULL));
+    pf_leak_detector_metrics(d, &m);
+    assert_int_equal(m.allocations, 2);
+    assert_int_equal(m.releases, 1);
+    assert_int_equal(m.total_allocations, 1); /* run 1's is still held */
+    pf_clock_manual_advance(lclock, 301 * NS_PER_SEC);
+    assert_pf_ok(pf_leak_detector_check(d, &rep));
+    assert_int_equal(rep.leaks_len, 1);
+    assert_string_equal(rep.leaks[0].agent, "leaky");
+    assert_string_equal(rep.leaks[0].state, "query");
+    assert_int_equal(rep.leaks[0].instance, 1); /* the first run */
+    pf_leak_report_clear(&rep);
+    atomic_store(&h.release, 1);
+    assert_pf_ok(pf_run_wait(hung, NULL, NULL));
+    pf_run_free(hung);
+    pf_leak_detector_metrics(d, &m);
+    assert_int_equal(m.releases, 2);
+    assert_int_equal(m.total_allocations, 0);
+    pf_agent_free(a);
+    pf_leak_detector_free(d);
+    pf_clock_free(lclock);
+}
+
 /* ---- listener and metrics ------------------------------------------------ */
 
 typedef struct heard {
@@ -1722,6 +1795,7 @@ main(void)
         cmocka_unit_test(test_agent_profiles_fill_options_as_the_original),
         cmocka_unit_test(
             test_agent_reports_state_resources_to_the_leak_detector),
+        cmocka_unit_test(test_agent_leak_tracking_keeps_each_runs_allocation),
         cmocka_unit_test(
             test_agent_listener_hears_retries_dead_letters_and_the_end),
     };

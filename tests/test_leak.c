@@ -386,6 +386,164 @@ test_leak_release_of_nothing_held_is_enotfound(void **state)
 }
 
 static void
+test_leak_instances_of_one_pair_are_held_and_released_apart(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_leak_resources_t res = {1.0, 100.0, 1.0, 1.0, 0.0};
+    pf_leak_config_t cfg;
+    pf_leak_detector_t *d;
+    pf_leak_report_t rep;
+    pf_leak_metrics_t m;
+    pf_leak_t *hist = NULL;
+    size_t len = 0;
+    script_t s = {0};
+    alerts_t al;
+
+    alerts_init(&al);
+    test_config(&cfg, clock, &s, &al);
+    cfg.leak_threshold = 10.0;
+    assert_pf_ok(pf_leak_detector_new(&cfg, &d));
+    assert_pf_ok(pf_leak_detector_track_allocation_ex(d, "a", "s", 1, &res));
+    pf_clock_manual_advance(clock, NS_PER_SEC);
+    assert_pf_ok(pf_leak_detector_track_allocation_ex(d, "a", "s", 2, &res));
+    assert_pf_ok(pf_leak_detector_track_allocation_ex(d, "a", "s", 3, NULL));
+    /* Instance 0 is what the plain pair tracks: one more holder. */
+    assert_pf_ok(pf_leak_detector_track_allocation(d, "a", "s", NULL));
+    pf_leak_detector_metrics(d, &m);
+    assert_int_equal(m.total_allocations, 4);
+    /* Run 2 ends: runs 1 and 3 still hold theirs. */
+    assert_pf_ok(pf_leak_detector_track_release_ex(d, "a", "s", 2));
+    assert_pf_err(pf_leak_detector_track_release_ex(d, "a", "s", 2),
+                  PF_ENOTFOUND);
+    assert_pf_err(pf_leak_detector_track_release_ex(d, "a", "s", 9),
+                  PF_ENOTFOUND);
+    assert_pf_ok(pf_leak_detector_track_release(d, "a", "s"));
+    assert_pf_err(pf_leak_detector_track_release_ex(d, "a", "s", 0),
+                  PF_ENOTFOUND);
+    pf_leak_detector_metrics(d, &m);
+    assert_int_equal(m.total_allocations, 2);
+    assert_int_equal(m.releases, 2);
+    assert_float_equal(m.oldest_allocation_age, 1.0, 1e-9);
+    pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
+    /* Instance 1 is 11 s old, 3 is 10 s (not longer than 10 s yet). */
+    assert_pf_ok(pf_leak_detector_check(d, &rep));
+    assert_int_equal(rep.leaks_len, 1);
+    assert_int_equal(rep.leaks[0].instance, 1);
+    assert_float_equal(rep.leaks[0].resources.memory_mb, 100.0, 0.0);
+    pf_leak_report_clear(&rep);
+    pf_clock_manual_advance(clock, 1);
+    assert_pf_ok(pf_leak_detector_check(d, &rep));
+    assert_int_equal(rep.leaks_len, 2);
+    assert_int_equal(rep.leaks[0].instance, 1); /* oldest first */
+    assert_int_equal(rep.leaks[1].instance, 3);
+    assert_string_equal(rep.leaks[1].agent, "a");
+    assert_string_equal(rep.leaks[1].state, "s");
+    assert_int_equal(rep.by_agent_len, 1);
+    assert_int_equal(rep.by_agent[0].leaks, 2);
+    pf_leak_report_clear(&rep);
+    /* Each alerted once, naming its instance. */
+    assert_int_equal(count_kind(&al, PF_LEAK_ALERT_ALLOCATION, false), 2);
+    assert_non_null(strstr(al.msg[0], "a/s#1 "));
+    assert_non_null(strstr(al.msg[1], "a/s#3 "));
+    assert_pf_ok(pf_leak_detector_history(d, &hist, &len));
+    assert_int_equal(len, 2);
+    assert_int_equal(hist[0].instance, 1);
+    assert_int_equal(hist[1].instance, 3);
+    pf_leak_list_free(hist, len);
+    /* Instance 1 taken again: its clock restarts, the other is kept. */
+    assert_pf_ok(pf_leak_detector_track_allocation_ex(d, "a", "s", 1, NULL));
+    assert_pf_ok(pf_leak_detector_check(d, &rep));
+    assert_int_equal(rep.leaks_len, 1);
+    assert_int_equal(rep.leaks[0].instance, 3);
+    pf_leak_report_clear(&rep);
+    assert_pf_ok(pf_leak_detector_track_release_ex(d, "a", "s", 3));
+    assert_pf_ok(pf_leak_detector_track_release_ex(d, "a", "s", 1));
+    pf_leak_detector_metrics(d, &m);
+    assert_int_equal(m.total_allocations, 0);
+    assert_int_equal(m.allocations, 5);
+    assert_int_equal(m.releases, 4);
+
+    assert_pf_err(pf_leak_detector_track_allocation_ex(NULL, "a", "s", 1, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_leak_detector_track_allocation_ex(d, NULL, "s", 1, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_leak_detector_track_allocation_ex(d, "a", NULL, 1, NULL),
+                  PF_EINVAL);
+    assert_pf_err(pf_leak_detector_track_allocation_ex(
+                      d, "a", "s", 1, &(pf_leak_resources_t){0, -1, 0, 0, 0}),
+                  PF_EINVAL);
+    assert_pf_err(pf_leak_detector_track_release_ex(NULL, "a", "s", 1),
+                  PF_EINVAL);
+    assert_pf_err(pf_leak_detector_track_release_ex(d, NULL, "s", 1),
+                  PF_EINVAL);
+    assert_pf_err(pf_leak_detector_track_release_ex(d, "a", NULL, 1),
+                  PF_EINVAL);
+    pf_leak_detector_free(d);
+}
+
+#define MANY_HOLDERS 40
+
+static void
+test_leak_many_holders_of_a_pair_reuse_their_places(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_leak_config_t cfg;
+    pf_leak_detector_t *d;
+    pf_leak_report_t rep;
+    pf_leak_metrics_t m;
+    long made;
+    uint64_t i;
+    int round;
+
+    pf_test_alloc_install();
+    pf_leak_config_init(&cfg);
+    cfg.clock = clock;
+    cfg.leak_threshold = 5.0;
+    cfg.sample = script_sample;
+    cfg.sample_arg = &(script_t){0};
+    assert_pf_ok(pf_leak_detector_new(&cfg, &d));
+    made = 0;
+    for (round = 0; round < 3; round++) {
+        if (round == 1) {
+            made = pf_test_alloc_count();
+        }
+        for (i = 1; i <= MANY_HOLDERS; i++) {
+            assert_pf_ok(pf_leak_detector_track_allocation_ex(
+                d, "agent", "state", (uint64_t)round * 1000 + i, NULL));
+        }
+        pf_leak_detector_metrics(d, &m);
+        assert_int_equal(m.total_allocations, MANY_HOLDERS);
+        /* Released in another order than taken. */
+        for (i = MANY_HOLDERS; i >= 1; i -= 2) {
+            assert_pf_ok(pf_leak_detector_track_release_ex(
+                d, "agent", "state", (uint64_t)round * 1000 + i));
+        }
+        for (i = 1; i <= MANY_HOLDERS; i += 2) {
+            assert_pf_ok(pf_leak_detector_track_release_ex(
+                d, "agent", "state", (uint64_t)round * 1000 + i));
+        }
+        pf_leak_detector_metrics(d, &m);
+        assert_int_equal(m.total_allocations, 0);
+    }
+    /* Rounds after the first allocated nothing. */
+    assert_int_equal(pf_test_alloc_count(), made);
+    /* Every holder is seen by a check. */
+    for (i = 1; i <= MANY_HOLDERS; i++) {
+        assert_pf_ok(pf_leak_detector_track_allocation_ex(d, "agent", "state",
+                                                          i, NULL));
+    }
+    pf_clock_manual_advance(clock, 6 * NS_PER_SEC);
+    assert_pf_ok(pf_leak_detector_check(d, &rep));
+    assert_int_equal(rep.leaks_len, MANY_HOLDERS);
+    for (i = 0; i < MANY_HOLDERS; i++) {
+        assert_int_equal(rep.leaks[i].instance, i + 1);
+    }
+    pf_leak_report_clear(&rep);
+    pf_leak_detector_free(d);
+    pf_test_alloc_uninstall();
+}
+
+static void
 test_leak_report_counts_leaks_per_agent_oldest_first(void **state)
 {
     pf_clock_t *clock = *state;
@@ -973,6 +1131,67 @@ test_leak_concurrent_tracking_loses_no_count(void **state)
     pf_leak_detector_free(c.d);
 }
 
+/* Every thread holds the same pair as instances of its own, two at a time,
+ * and gives them back. */
+static void
+instance_churn_thread(void *arg, unsigned i)
+{
+    churn_t *c = arg;
+    uint64_t base = (uint64_t)(i + 1) << 32;
+    int k;
+
+    for (k = 0; k < 2000; k++) {
+        uint64_t x = base + (uint64_t)k;
+
+        if (pf_leak_detector_track_allocation_ex(c->d, "agent", "state", x,
+                                                 NULL) != 0 ||
+            pf_leak_detector_track_allocation_ex(c->d, "agent", "state",
+                                                 x + 100000, NULL) != 0 ||
+            pf_leak_detector_track_release_ex(c->d, "agent", "state", x) != 0 ||
+            pf_leak_detector_track_release_ex(c->d, "agent", "state",
+                                              x + 100000) != 0) {
+            atomic_fetch_add(&c->failures, 1);
+        }
+    }
+    /* One kept, to be found held at the end. */
+    if (pf_leak_detector_track_allocation_ex(c->d, "agent", "state", base,
+                                             NULL) != 0) {
+        atomic_fetch_add(&c->failures, 1);
+    }
+}
+
+static void
+test_leak_concurrent_instances_of_one_pair_lose_no_count(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_leak_config_t cfg;
+    pf_leak_metrics_t m;
+    pf_leak_report_t rep;
+    churn_t c = {0};
+    size_t i;
+
+    pf_leak_config_init(&cfg);
+    cfg.clock = clock;
+    cfg.sample = script_sample;
+    cfg.sample_arg = &(script_t){0};
+    cfg.leak_threshold = 1.0;
+    assert_pf_ok(pf_leak_detector_new(&cfg, &c.d));
+    pf_test_run_threads(4, instance_churn_thread, &c);
+    assert_int_equal(atomic_load(&c.failures), 0);
+    pf_leak_detector_metrics(c.d, &m);
+    assert_int_equal(m.allocations, 4 * 4001);
+    assert_int_equal(m.releases, 4 * 4000);
+    assert_int_equal(m.total_allocations, 4);
+    pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
+    assert_pf_ok(pf_leak_detector_check(c.d, &rep));
+    assert_int_equal(rep.leaks_len, 4);
+    for (i = 0; i < 4; i++) { /* same age: by instance */
+        assert_int_equal(rep.leaks[i].instance, (uint64_t)(i + 1) << 32);
+    }
+    pf_leak_report_clear(&rep);
+    pf_leak_detector_free(c.d);
+}
+
 /* ---- allocation failures ------------------------------------------------- */
 
 static void
@@ -1004,6 +1223,13 @@ alloc_scenario(void *arg)
         rc = pf_leak_detector_track_allocation(d, i == 2 ? "b" : "a", st, NULL);
         assert_true(rc == 0 || rc == PF_ENOMEM);
     }
+    for (i = 1; i <= 3; i++) { /* more holders of a pair at once */
+        rc = pf_leak_detector_track_allocation_ex(d, "a", "s0", (uint64_t)i,
+                                                  NULL);
+        assert_true(rc == 0 || rc == PF_ENOMEM);
+    }
+    rc = pf_leak_detector_track_release_ex(d, "a", "s0", 2);
+    assert_true(rc == 0 || rc == PF_ENOTFOUND);
     pf_clock_manual_advance(clock, 2 * NS_PER_SEC);
     for (i = 0; i < 2; i++) {
         rc = pf_leak_detector_check(d, &rep);
@@ -1045,6 +1271,8 @@ main(void)
         CLOCK_TEST(test_leak_allocation_held_past_threshold_is_a_leak),
         CLOCK_TEST(test_leak_reallocation_restarts_the_clock),
         CLOCK_TEST(test_leak_release_of_nothing_held_is_enotfound),
+        CLOCK_TEST(test_leak_instances_of_one_pair_are_held_and_released_apart),
+        CLOCK_TEST(test_leak_many_holders_of_a_pair_reuse_their_places),
         CLOCK_TEST(test_leak_report_counts_leaks_per_agent_oldest_first),
         CLOCK_TEST(test_leak_history_keeps_the_last_n_and_clears),
         CLOCK_TEST(test_leak_fd_threshold_alerts_once_and_rearms_below_margin),
@@ -1058,6 +1286,7 @@ main(void)
         CLOCK_TEST(test_leak_stop_from_own_listener_is_estate),
         CLOCK_TEST(test_leak_start_stop_1000_times_leaks_nothing),
         CLOCK_TEST(test_leak_concurrent_tracking_loses_no_count),
+        CLOCK_TEST(test_leak_concurrent_instances_of_one_pair_lose_no_count),
         CLOCK_TEST(test_leak_allocation_failures_leak_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

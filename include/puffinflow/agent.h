@@ -202,9 +202,11 @@ typedef struct pf_state_opts {
     bool fallback_on_failure;
 
     /* What the state holds while it runs, reported to the agent's leak
-     * detector (track_allocation before each attempt, track_release
-     * after). Default the original's: 1 cpu unit, 100 MB, io 1, network 1,
-     * gpu 0. */
+     * detector (pf_leak_detector_track_allocation_ex before each attempt,
+     * track_release_ex after, with the run's number as the instance: runs
+     * 1, 2, ... of the agent, so concurrent runs of a state are tracked
+     * apart and a leak names its run). Default the original's: 1 cpu unit,
+     * 100 MB, io 1, network 1, gpu 0. */
     pf_leak_resources_t resources;
     /* Report to the leak detector at all. Default true. */
     bool leak_detection;

@@ -13,9 +13,10 @@
  *      hysteresis margin, so a value hovering at the line raises it once.
  *   2. Allocation tracking. The runtime (or you) calls track_allocation
  *      when a state takes resources and track_release when it gives them
- *      back; an allocation held longer than leak_threshold is a leak, listed
- *      with agent, state, resources and time held, alerted once, and kept in
- *      a bounded history.
+ *      back (the _ex pair tells apart several holders of one state, such
+ *      as concurrent runs); an allocation held longer than leak_threshold
+ *      is a leak, listed with agent, state, instance, resources and time
+ *      held, alerted once, and kept in a bounded history.
  *   3. Growth trends. A least-squares slope of resident memory and of the
  *      fd count over a sliding window of samples flags steady growth ("fds
  *      +40/min over 10 min") long before an absolute threshold is reached.
@@ -124,6 +125,9 @@ typedef struct pf_leak {
     int64_t allocated_ns;      /* detector clock, when track_allocation ran */
     double held_seconds;       /* at detection (history) or at check (report) */
     double threshold_seconds;  /* leak_threshold then */
+    uint64_t instance;         /* which holder of the pair (the _ex calls'
+                                  instance; the agent runtime's run number);
+                                  0 for track_allocation */
 } pf_leak_t;
 
 /* Leaks of one agent, in a report. agent points into the report. */
@@ -263,7 +267,8 @@ PF_API bool pf_leak_detector_is_monitoring(const pf_leak_detector_t *d);
  * first (its clock restarts), as in the original. Strings are copied the
  * first time a pair is seen; after that no call allocates. Returns 0,
  * PF_EINVAL (NULL d, agent or state; a negative or non-finite amount) or
- * PF_ENOMEM. Never blocks beyond a short internal lock. Thread-safe. */
+ * PF_ENOMEM. Never blocks beyond a short internal lock. Thread-safe.
+ * The same as pf_leak_detector_track_allocation_ex with instance 0. */
 PF_API int pf_leak_detector_track_allocation(
     pf_leak_detector_t *d, const char *agent, const char *state,
     const pf_leak_resources_t *resources);
@@ -271,10 +276,33 @@ PF_API int pf_leak_detector_track_allocation(
 /* Record that state of agent gave its resources back. Returns 0,
  * PF_EINVAL (NULL d, agent or state) or PF_ENOTFOUND when nothing is held
  * under that pair. Never blocks beyond a short internal lock.
- * Thread-safe. */
+ * Thread-safe. The same as pf_leak_detector_track_release_ex with
+ * instance 0. */
 PF_API int pf_leak_detector_track_release(pf_leak_detector_t *d,
                                           const char *agent,
                                           const char *state);
+
+/* track_allocation for one of several holders of the same agent and
+ * state: each instance (any number; the agent runtime passes the run's
+ * number, so concurrent runs of a state are told apart) is an allocation
+ * of its own, held, reported as a leak (with its instance) and released
+ * on its own; a second allocation under the same agent, state and
+ * instance replaces the first. Instance 0 is what the functions without
+ * _ex track. A pair held by one instance at a time allocates nothing
+ * after its first call; each further instance held at once adds a place
+ * the first time the pair has that many holders (kept for reuse).
+ * Returns and thread behaviour as pf_leak_detector_track_allocation. */
+PF_API int pf_leak_detector_track_allocation_ex(
+    pf_leak_detector_t *d, const char *agent, const char *state,
+    uint64_t instance, const pf_leak_resources_t *resources);
+
+/* track_release for one instance: the others of the pair stay held.
+ * PF_ENOTFOUND when that instance holds nothing under the pair. Returns
+ * and thread behaviour as pf_leak_detector_track_release. */
+PF_API int pf_leak_detector_track_release_ex(pf_leak_detector_t *d,
+                                             const char *agent,
+                                             const char *state,
+                                             uint64_t instance);
 
 /* ---- checking ------------------------------------------------------------ */
 
