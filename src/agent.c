@@ -525,37 +525,15 @@ shared_ratelimit_cfg(const pf_agent_t *a, const pf_state_opts_t *o,
     return c;
 }
 
-/* Make or find the state's pattern objects as opts asks. */
+/* The state's own pattern objects (those not shared by pointer or name).
+ * On error the ones made are freed with the state. */
 static int
-make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
+make_own(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
 {
-    pf_registry_t *reg = o->registry;
     char buf[256];
     int rc;
 
-    if ((o->breaker_name != NULL && o->breaker_name[0] == '\0') ||
-        (o->bulkhead_name != NULL && o->bulkhead_name[0] == '\0') ||
-        (o->ratelimit_name != NULL && o->ratelimit_name[0] == '\0')) {
-        set_error(a, "state '%s': empty shared object name", s->name);
-        return PF_EINVAL;
-    }
-    if (reg == NULL && (o->breaker_name != NULL || o->bulkhead_name != NULL ||
-                        o->ratelimit_name != NULL)) {
-        reg = pf_registry_default();
-    }
-    if (o->breaker != NULL) {
-        s->breaker = o->breaker;
-    } else if (o->breaker_name != NULL) {
-        pf_breaker_config_t c;
-
-        rc = pf_registry_get_breaker(reg, o->breaker_name,
-                                     shared_breaker_cfg(a, o, &c), &s->breaker);
-        if (rc != 0) {
-            set_error(a, "state '%s': no breaker '%s' in the registry", s->name,
-                      o->breaker_name);
-            return rc;
-        }
-    } else if (o->own_breaker) {
+    if (o->breaker == NULL && o->breaker_name == NULL && o->own_breaker) {
         pf_breaker_config_t c = o->breaker_config;
 
         c.name = own_name(a, s->name, c.name, buf, sizeof(buf));
@@ -569,19 +547,7 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
         }
         s->breaker_owned = true;
     }
-    if (o->bulkhead != NULL) {
-        s->bulkhead = o->bulkhead;
-    } else if (o->bulkhead_name != NULL) {
-        pf_bulkhead_config_t c;
-
-        rc = pf_registry_get_bulkhead(
-            reg, o->bulkhead_name, shared_bulkhead_cfg(a, o, &c), &s->bulkhead);
-        if (rc != 0) {
-            set_error(a, "state '%s': no bulkhead '%s' in the registry",
-                      s->name, o->bulkhead_name);
-            return rc;
-        }
-    } else if (o->own_bulkhead) {
+    if (o->bulkhead == NULL && o->bulkhead_name == NULL && o->own_bulkhead) {
         pf_bulkhead_config_t c = o->bulkhead_config;
 
         c.name = own_name(a, s->name, c.name, buf, sizeof(buf));
@@ -595,20 +561,8 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
         }
         s->bulkhead_owned = true;
     }
-    if (o->ratelimit != NULL) {
-        s->ratelimit = o->ratelimit;
-    } else if (o->ratelimit_name != NULL) {
-        pf_ratelimit_config_t c;
-
-        rc = pf_registry_get_ratelimit(reg, o->ratelimit_name,
-                                       shared_ratelimit_cfg(a, o, &c),
-                                       &s->ratelimit);
-        if (rc != 0) {
-            set_error(a, "state '%s': no rate limiter '%s' in the registry",
-                      s->name, o->ratelimit_name);
-            return rc;
-        }
-    } else if (o->own_ratelimit) {
+    if (o->ratelimit == NULL && o->ratelimit_name == NULL &&
+        o->own_ratelimit) {
         pf_ratelimit_config_t c = o->ratelimit_config;
 
         c.name = own_name(a, s->name, c.name, buf, sizeof(buf));
@@ -621,6 +575,138 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
             return rc;
         }
         s->ratelimit_owned = true;
+    }
+    return 0;
+}
+
+/* Get-or-create the object of kind called name in reg. *created: this
+ * call made it (it was not there when looked for), so a failed add_state
+ * takes it out again. */
+static int
+shared_get(pf_agent_t *a, const pf_state_opts_t *o, pf_registry_t *reg,
+           pf_registry_kind_t kind, const char *name, void **out,
+           bool *created)
+{
+    int rc = pf_registry_find(reg, kind, name, out);
+
+    *created = false;
+    if (rc != PF_ENOTFOUND) {
+        return rc;
+    }
+    switch (kind) {
+    case PF_REGISTRY_BREAKER: {
+        pf_breaker_config_t c;
+        pf_breaker_t *b = NULL;
+
+        rc = pf_registry_get_breaker(reg, name, shared_breaker_cfg(a, o, &c),
+                                     &b);
+        *out = b;
+        break;
+    }
+    case PF_REGISTRY_BULKHEAD: {
+        pf_bulkhead_config_t c;
+        pf_bulkhead_t *bh = NULL;
+
+        rc = pf_registry_get_bulkhead(reg, name,
+                                      shared_bulkhead_cfg(a, o, &c), &bh);
+        *out = bh;
+        break;
+    }
+    default: {
+        pf_ratelimit_config_t c;
+        pf_ratelimit_t *rl = NULL;
+
+        rc = pf_registry_get_ratelimit(reg, name,
+                                       shared_ratelimit_cfg(a, o, &c), &rl);
+        *out = rl;
+        break;
+    }
+    }
+    *created = rc == 0;
+    return rc;
+}
+
+/* Take out of reg the object of kind called name, if it is still obj
+ * (this add_state made it and is failing). The registry owned it, so it
+ * is freed. Definitions are made before the agent runs, so nobody has
+ * used the object; a name another thread creates at the very same moment
+ * may still be taken for ours: serialise definitions that share a name. */
+static void
+shared_undo(pf_registry_t *reg, pf_registry_kind_t kind, const char *name,
+            void *obj)
+{
+    void *now = NULL;
+
+    if (pf_registry_find(reg, kind, name, &now) == 0 && now == obj) {
+        pf_registry_remove(reg, kind, name, NULL);
+    }
+}
+
+/* Make or find the state's pattern objects as opts asks: a pointer wins
+ * over a name, a name over own_*. Own objects first, shared ones last, so
+ * an own config that is bad fails before the registry is touched; if a
+ * shared one fails, those this call created in the registry are removed,
+ * and the registry is left as it was. */
+static int
+make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
+{
+    static const char *const what[3] = {"breaker", "bulkhead",
+                                        "rate limiter"};
+    static const pf_registry_kind_t kinds[3] = {
+        PF_REGISTRY_BREAKER, PF_REGISTRY_BULKHEAD, PF_REGISTRY_RATELIMIT};
+    const char *names[3];
+    void *objs[3] = {NULL, NULL, NULL};
+    bool created[3] = {false, false, false};
+    pf_registry_t *reg = o->registry;
+    int rc = 0;
+    int k;
+
+    names[0] = o->breaker != NULL ? NULL : o->breaker_name;
+    names[1] = o->bulkhead != NULL ? NULL : o->bulkhead_name;
+    names[2] = o->ratelimit != NULL ? NULL : o->ratelimit_name;
+    if ((o->breaker_name != NULL && o->breaker_name[0] == '\0') ||
+        (o->bulkhead_name != NULL && o->bulkhead_name[0] == '\0') ||
+        (o->ratelimit_name != NULL && o->ratelimit_name[0] == '\0')) {
+        set_error(a, "state '%s': empty shared object name", s->name);
+        return PF_EINVAL;
+    }
+    s->breaker = o->breaker;
+    s->bulkhead = o->bulkhead;
+    s->ratelimit = o->ratelimit;
+    rc = make_own(a, s, o);
+    if (rc != 0) {
+        return rc;
+    }
+    if (reg == NULL &&
+        (names[0] != NULL || names[1] != NULL || names[2] != NULL)) {
+        reg = pf_registry_default();
+    }
+    for (k = 0; k < 3 && rc == 0; k++) {
+        if (names[k] == NULL) {
+            continue;
+        }
+        rc = shared_get(a, o, reg, kinds[k], names[k], &objs[k], &created[k]);
+        if (rc != 0) {
+            set_error(a, "state '%s': no %s '%s' in the registry", s->name,
+                      what[k], names[k]);
+        }
+    }
+    if (rc != 0) {
+        for (k = 0; k < 3; k++) {
+            if (created[k]) {
+                shared_undo(reg, kinds[k], names[k], objs[k]);
+            }
+        }
+        return rc;
+    }
+    if (names[0] != NULL) {
+        s->breaker = objs[0];
+    }
+    if (names[1] != NULL) {
+        s->bulkhead = objs[1];
+    }
+    if (names[2] != NULL) {
+        s->ratelimit = objs[2];
     }
     return 0;
 }

@@ -1470,6 +1470,84 @@ test_agent_states_share_a_breaker_by_name_through_a_registry(void **state)
     pf_registry_free(reg); /* the registry owns what it made */
 }
 
+static void
+test_agent_failed_add_state_removes_what_it_made_in_the_registry(void **state)
+{
+    pf_registry_t *reg = NULL;
+    pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
+    pf_breaker_t *kept = NULL;
+    pf_breaker_t *found = NULL;
+    pf_state_opts_t o;
+
+    (void)state;
+    assert_pf_ok(pf_registry_new(NULL, &reg));
+    assert_pf_ok(pf_registry_get_breaker(reg, "kept", NULL, &kept));
+    pf_state_opts_init(&o);
+    o.registry = reg;
+    o.breaker_name = "made-here";
+    o.bulkhead_name = "made-here-too";
+    o.ratelimit_name = "bad";
+    o.own_ratelimit = true;
+    o.ratelimit_config.rate = -1.0; /* the last one fails */
+    assert_pf_err(pf_agent_add_state(a, "s", noop, NULL, &o), PF_EINVAL);
+    assert_pf_err(pf_registry_find_breaker(reg, "made-here", &found),
+                  PF_ENOTFOUND);
+    assert_int_equal(pf_registry_count(reg, PF_REGISTRY_ANY), 1);
+    /* What was there before stays. */
+    o.breaker_name = "kept";
+    assert_pf_err(pf_agent_add_state(a, "s", noop, NULL, &o), PF_EINVAL);
+    assert_pf_ok(pf_registry_find_breaker(reg, "kept", &found));
+    assert_ptr_equal(found, kept);
+    assert_int_equal(pf_registry_count(reg, PF_REGISTRY_ANY), 1);
+    assert_int_equal(pf_agent_state_count(a), 0);
+    /* Fixed, the same call makes them. */
+    o.ratelimit_config.rate = 10.0;
+    assert_pf_ok(pf_agent_add_state(a, "s", noop, NULL, &o));
+    assert_int_equal(pf_registry_count(reg, PF_REGISTRY_ANY), 3);
+    pf_agent_free(a);
+    pf_registry_free(reg);
+}
+
+static void
+registry_alloc_scenario(void *arg)
+{
+    pf_registry_t *reg = NULL;
+    pf_agent_t *a = NULL;
+    pf_state_opts_t o;
+    int rc;
+
+    (void)arg;
+    if (pf_registry_new(NULL, &reg) != 0) {
+        return;
+    }
+    if (pf_agent_new("sweep", &a) != 0) {
+        pf_registry_free(reg);
+        return;
+    }
+    pf_state_opts_init(&o);
+    o.registry = reg;
+    o.breaker_name = "b";
+    o.bulkhead_name = "bh";
+    o.ratelimit_name = "rl";
+    rc = pf_agent_add_state(a, "s", noop, NULL, &o);
+    if (rc == 0) {
+        assert_int_equal(pf_registry_count(reg, PF_REGISTRY_ANY), 3);
+    } else {
+        assert_int_equal(rc, PF_ENOMEM);
+        assert_int_equal(pf_registry_count(reg, PF_REGISTRY_ANY), 0);
+        assert_int_equal(pf_agent_state_count(a), 0);
+    }
+    pf_agent_free(a);
+    pf_registry_free(reg);
+}
+
+static void
+test_agent_add_state_out_of_memory_leaves_the_registry_as_it_was(void **state)
+{
+    (void)state;
+    assert_true(pf_test_alloc_sweep(registry_alloc_scenario, NULL) > 5);
+}
+
 /* ---- profiles ------------------------------------------------------------ */
 
 static void
@@ -1792,6 +1870,10 @@ main(void)
         cmocka_unit_test(test_agent_bulkhead_with_no_room_fails_with_efull),
         cmocka_unit_test(
             test_agent_states_share_a_breaker_by_name_through_a_registry),
+        cmocka_unit_test(
+            test_agent_failed_add_state_removes_what_it_made_in_the_registry),
+        cmocka_unit_test(
+            test_agent_add_state_out_of_memory_leaves_the_registry_as_it_was),
         cmocka_unit_test(test_agent_profiles_fill_options_as_the_original),
         cmocka_unit_test(
             test_agent_reports_state_resources_to_the_leak_detector),

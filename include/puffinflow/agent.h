@@ -217,7 +217,9 @@ typedef struct pf_state_opts {
      * matching *_config when own_* is set, else from the registry's
      * defaults) and owned by the registry, which must keep it while the
      * agent lives. A pointer above wins over a name; a name wins over
-     * own_*. Default NULL: not shared by name. */
+     * own_*. If pf_agent_add_state fails, the objects it created in the
+     * registry are removed again (those it found there stay). Default
+     * NULL: not shared by name. */
     pf_registry_t *registry;
     const char *breaker_name;
     const char *bulkhead_name;
@@ -323,8 +325,9 @@ PF_API void pf_agent_free(pf_agent_t *a);
  * or policy, a depends_on or next entry NULL or naming the state itself,
  * an unknown priority, a bad pattern config); PF_ESTATE once the agent
  * has been validated (by pf_agent_validate or a first run); PF_ENOMEM or
- * PF_ESYSTEM. On error nothing is added or made. Not thread-safe: add
- * every state before running. */
+ * PF_ESYSTEM. On error nothing is added or made (what it created in a
+ * registry is removed again). Not thread-safe: add every state before
+ * running. */
 PF_API int pf_agent_add_state(pf_agent_t *a, const char *name, pf_state_fn fn,
                               void *arg, const pf_state_opts_t *opts);
 
