@@ -174,6 +174,7 @@ struct pf_run {
     pf_executor_t *ex;
     const pf_clock_t *clock;
     pf__ctx_store_t *store;
+    pf_ctx_t *user_ctx; /* the context the run was given; NULL = none */
     _Atomic uint32_t active;  /* activations not yet ended */
     atomic_int cancel_reason; /* 0, PF_ECANCELED or PF_ETIMEDOUT */
     atomic_bool done;

@@ -234,6 +234,7 @@ run_prepare(pf__run_t *r, pf_ctx_t *ctx, const pf_run_opts_t *opts, bool async)
     r->ex = a->ex;
     r->clock = a->clock;
     r->store = ctx != NULL ? ctx->store : &r->own_store;
+    r->user_ctx = ctx;
     r->own_store_used = ctx == NULL;
     atomic_store_explicit(&r->active, 0, memory_order_relaxed);
     atomic_store_explicit(&r->cancel_reason, 0, memory_order_relaxed);
@@ -310,6 +311,8 @@ emit(pf__run_t *r, pf_agent_event_kind_t kind, uint32_t state, int error,
     ev.error = error;
     ev.attempt = attempt;
     ev.delay = delay;
+    ev.run = r->id;
+    ev.ctx = r->user_ctx;
     a->cfg.listener(&ev, a->cfg.listener_arg);
 }
 
@@ -801,17 +804,25 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
                               &delay);
     }
     if (retry) {
+        int64_t due = 0;
+
         s->counts.retries++;
+        if (delay != 0) {
+            /* Fix the due time before the listener runs: a slow listener
+             * (or one moving a manual clock) must not push the retry past
+             * the delay it was told. */
+            if (*now == NO_TIME) {
+                *now = clock_now(r);
+            }
+            due = pf__add_sat(*now, delay);
+        }
         emit(r, PF_AGENT_EVENT_RETRY, s->ctx.state, rc, s->attempts,
              pf__ns_to_secs(delay));
         s->phase = PF__PH_RATE;
         if (delay == 0) {
             return GO;
         }
-        if (*now == NO_TIME) {
-            *now = clock_now(r);
-        }
-        switch (park_timer(r, s, pf__add_sat(*now, delay))) {
+        switch (park_timer(r, s, due)) {
         case PARKED:
             return PARKED;
         case GO:
@@ -832,6 +843,7 @@ static int
 gate_rate(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
 {
     int64_t wait = 0;
+    int64_t due;
 
     s->phase = PF__PH_BULKHEAD;
     if (d->ratelimit == NULL || s->rate_reserved) {
@@ -845,14 +857,15 @@ gate_rate(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
     }
     s->rate_reserved = true;
     s->counts.rejections++;
-    emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_ERATELIMIT, s->attempts,
-         pf__ns_to_secs(wait));
+    /* The due time is fixed before the listener runs (see after_failure). */
     if (*now == NO_TIME) {
         *now = clock_now(r);
     }
-    wait = pf__add_sat(*now, wait);
+    due = pf__add_sat(*now, wait);
     *now = NO_TIME;
-    return park_timer(r, s, wait);
+    emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_ERATELIMIT, s->attempts,
+         pf__ns_to_secs(wait));
+    return park_timer(r, s, due);
 }
 
 static int

@@ -1811,6 +1811,119 @@ test_agent_listener_hears_retries_dead_letters_and_the_end(void **state)
     pf_agent_free(a);
 }
 
+/* Events of runs held at once: each says which run (and context) it is. */
+typedef struct tagged {
+    struct {
+        int kind;
+        uint64_t run;
+        pf_ctx_t *ctx;
+        int64_t who; /* the "who" variable of ctx, 0 = no ctx */
+    } ev[16];
+    int n;
+    pthread_mutex_t lock;
+    atomic_int inside;
+    atomic_int release;
+} tagged_t;
+
+static void
+listen_tagged(const pf_agent_event_t *ev, void *arg)
+{
+    tagged_t *t = arg;
+    int64_t who = 0;
+
+    if (ev->ctx != NULL) {
+        assert_pf_ok(pf_ctx_get_int(ev->ctx, "who", &who));
+    }
+    pthread_mutex_lock(&t->lock);
+    if (t->n < 16) {
+        t->ev[t->n].kind = ev->kind;
+        t->ev[t->n].run = ev->run;
+        t->ev[t->n].ctx = ev->ctx;
+        t->ev[t->n].who = who;
+        t->n++;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* The first attempt waits until both runs are inside, then fails. */
+static int
+fail_once_together(pf_ctx_t *ctx, void *arg)
+{
+    tagged_t *t = arg;
+
+    if (pf_ctx_attempt(ctx) > 1) {
+        return 0;
+    }
+    atomic_fetch_add(&t->inside, 1);
+    pf_test_wait_for_flag(&t->release, 1);
+    return -1;
+}
+
+static void
+test_agent_events_name_their_run_and_context_when_runs_overlap(void **state)
+{
+    pf_agent_config_t cfg;
+    pf_agent_t *a = NULL;
+    tagged_t t = {.n = 0, .lock = PTHREAD_MUTEX_INITIALIZER};
+    pf_state_opts_t o;
+    pf_ctx_t *c[2] = {NULL, NULL};
+    pf_run_t *run[2] = {NULL, NULL};
+    int retries[3] = {0, 0, 0};
+    int dones[3] = {0, 0, 0};
+    int i;
+
+    (void)state;
+    pf_agent_config_init(&cfg);
+    cfg.name = "tagged";
+    cfg.executor = g_ex;
+    cfg.listener = listen_tagged;
+    cfg.listener_arg = &t;
+    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    quick_retries(&o, 1);
+    assert_pf_ok(pf_agent_add_state(a, "s", fail_once_together, &t, &o));
+    for (i = 0; i < 2; i++) {
+        assert_pf_ok(pf_ctx_new(&c[i]));
+        assert_pf_ok(pf_ctx_set_int(c[i], "who", i + 1));
+        assert_pf_ok(pf_agent_start(a, c[i], NULL, &run[i]));
+    }
+    pf_test_wait_for_flag(&t.inside, 2); /* both runs in their state */
+    atomic_store(&t.release, 1);
+    for (i = 0; i < 2; i++) {
+        assert_pf_ok(pf_run_wait(run[i], NULL, NULL));
+        pf_run_free(run[i]);
+    }
+    /* Run 1 is the one started with c[0], run 2 with c[1]: every event
+     * carries its own run's number and context. */
+    assert_int_equal(t.n, 4);
+    for (i = 0; i < t.n; i++) {
+        assert_true(t.ev[i].run == 1 || t.ev[i].run == 2);
+        assert_ptr_equal(t.ev[i].ctx, c[t.ev[i].run - 1]);
+        assert_int_equal(t.ev[i].who, (int64_t)t.ev[i].run);
+        if (t.ev[i].kind == PF_AGENT_EVENT_RETRY) {
+            retries[t.ev[i].run]++;
+        } else {
+            assert_int_equal(t.ev[i].kind, PF_AGENT_EVENT_RUN_DONE);
+            dones[t.ev[i].run]++;
+        }
+    }
+    assert_int_equal(retries[1], 1);
+    assert_int_equal(retries[2], 1);
+    assert_int_equal(dones[1], 1);
+    assert_int_equal(dones[2], 1);
+    /* A run given no context: the next number, and no ctx. */
+    atomic_store(&t.release, 1);
+    t.n = 0;
+    assert_pf_ok(pf_agent_run(a, NULL, NULL));
+    assert_int_equal(t.n, 2);
+    for (i = 0; i < t.n; i++) {
+        assert_true(t.ev[i].run == 3);
+        assert_null(t.ev[i].ctx);
+    }
+    pf_agent_free(a);
+    pf_ctx_free(c[0]);
+    pf_ctx_free(c[1]);
+}
+
 int
 main(void)
 {
@@ -1880,6 +1993,8 @@ main(void)
         cmocka_unit_test(test_agent_leak_tracking_keeps_each_runs_allocation),
         cmocka_unit_test(
             test_agent_listener_hears_retries_dead_letters_and_the_end),
+        cmocka_unit_test(
+            test_agent_events_name_their_run_and_context_when_runs_overlap),
     };
 
     return cmocka_run_group_tests(tests, setup_group, teardown_group);

@@ -145,6 +145,85 @@ test_agent_retry_waits_its_backoff_on_a_timer(void **state)
     pf_agent_free(a);
 }
 
+/* A listener that, told of a delay, notes when it was told and then moves
+ * the manual clock on by part of that delay, as a slow listener would. */
+typedef struct mover {
+    pf_clock_t *clock;
+    int kind;         /* the event kind it reacts to */
+    int64_t told_at;  /* the clock when it was told */
+    int64_t delay_ns; /* the delay it was told */
+    int64_t moves_ns; /* how far it moves the clock */
+    atomic_int heard;
+} mover_t;
+
+static void
+move_clock(const pf_agent_event_t *ev, void *arg)
+{
+    mover_t *m = arg;
+
+    if ((int)ev->kind != m->kind || atomic_load(&m->heard) != 0) {
+        return;
+    }
+    m->told_at = pf_clock_now_ns(m->clock);
+    m->delay_ns = (int64_t)llround(ev->delay * (double)NS_PER_SEC);
+    pf_clock_manual_advance(m->clock, m->moves_ns);
+    atomic_store(&m->heard, 1);
+}
+
+/* Timings off and no timeout: the attempt takes no clock reading, so the
+ * due time is read for the delay itself, before the listener runs. */
+static pf_agent_t *
+untimed_agent_on(pf_executor_t *ex, mover_t *m)
+{
+    pf_agent_config_t cfg;
+    pf_agent_t *a = NULL;
+
+    pf_agent_config_init(&cfg);
+    cfg.name = "untimed";
+    cfg.executor = ex;
+    cfg.mode = PF_EXEC_SEQUENTIAL;
+    cfg.timings = false;
+    cfg.listener = move_clock;
+    cfg.listener_arg = m;
+    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    return a;
+}
+
+static void
+test_agent_retry_fires_at_the_announced_time_when_the_listener_is_slow(
+    void **state)
+{
+    fixture_t *f = *state;
+    mover_t m = {.clock = f->clock,
+                 .kind = PF_AGENT_EVENT_RETRY,
+                 .moves_ns = 400 * NS_PER_MS};
+    pf_agent_t *a = untimed_agent_on(f->ex, &m);
+    spec_t s = {0};
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+
+    s.fail_first = 1;
+    s.code = -1;
+    backoff_exactly(&o, 1, 1.0);
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&m.heard, 1);
+    assert_int_equal(m.delay_ns, 1 * NS_PER_SEC);
+    wait_timers(f->ex, 1);
+    pf_test_wait_for_waiters(f->clock, 1); /* the timer thread */
+    /* 1 ns short of the announced time: not yet. */
+    pf_clock_manual_advance(f->clock, m.told_at + m.delay_ns - 1 -
+                                          pf_clock_now_ns(f->clock));
+    wait_timers(f->ex, 1);
+    assert_int_equal(atomic_load(&s.calls), 1);
+    /* At the announced time, not 400 ms (the listener's time) later. */
+    pf_clock_manual_advance(f->clock, 1);
+    pf_test_wait_for_flag(&s.calls, 2);
+    assert_pf_ok(pf_run_wait(run, NULL, NULL));
+    pf_run_free(run);
+    pf_agent_free(a);
+}
+
 /* ---- timeouts ------------------------------------------------------------ */
 
 typedef struct slow {
@@ -645,6 +724,49 @@ test_agent_rate_limit_delay_is_a_timer(void **state)
     pf_ratelimit_free(rl);
 }
 
+static void
+test_agent_rate_limit_wait_ends_at_the_announced_time_when_the_listener_is_slow(
+    void **state)
+{
+    fixture_t *f = *state;
+    mover_t m = {.clock = f->clock,
+                 .kind = PF_AGENT_EVENT_REJECTED,
+                 .moves_ns = 400 * NS_PER_MS};
+    pf_agent_t *a = untimed_agent_on(f->ex, &m);
+    pf_ratelimit_config_t rc;
+    pf_ratelimit_t *rl = NULL;
+    spec_t s[2];
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+
+    memset(s, 0, sizeof(s));
+    pf_ratelimit_config_init(&rc);
+    rc.rate = 1.0;
+    rc.burst = 1;
+    rc.clock = f->clock;
+    assert_pf_ok(pf_ratelimit_new(&rc, &rl));
+    pf_state_opts_init(&o);
+    o.ratelimit = rl;
+    s[0].go[0] = "second";
+    assert_pf_ok(pf_agent_add_state(a, "first", spec_fn, &s[0], &o));
+    assert_pf_ok(pf_agent_add_state(a, "second", spec_fn, &s[1], &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&m.heard, 1);
+    assert_int_equal(m.delay_ns, 1 * NS_PER_SEC);
+    wait_timers(f->ex, 1);
+    pf_test_wait_for_waiters(f->clock, 1); /* the timer thread */
+    pf_clock_manual_advance(f->clock, m.told_at + m.delay_ns - 1 -
+                                          pf_clock_now_ns(f->clock));
+    wait_timers(f->ex, 1);
+    assert_int_equal(atomic_load(&s[1].calls), 0);
+    pf_clock_manual_advance(f->clock, 1);
+    pf_test_wait_for_flag(&s[1].calls, 1);
+    assert_pf_ok(pf_run_wait(run, NULL, NULL));
+    pf_run_free(run);
+    pf_agent_free(a);
+    pf_ratelimit_free(rl);
+}
+
 /* ---- bulkhead ------------------------------------------------------------ */
 
 typedef struct holder {
@@ -858,6 +980,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_agent_retry_waits_its_backoff_on_a_timer),
+        T(test_agent_retry_fires_at_the_announced_time_when_the_listener_is_slow),
         T(test_agent_timeout_fails_an_attempt_that_returns_late),
         T(test_agent_timeout_cancels_the_attempts_token_at_the_deadline),
         T(test_agent_fallback_after_a_timeout_runs_without_the_states_deadline),
@@ -870,6 +993,7 @@ main(void)
         T(test_agent_run_token_cancels_the_run),
         T(test_agent_run_wait_times_out_and_the_run_goes_on),
         T(test_agent_rate_limit_delay_is_a_timer),
+        T(test_agent_rate_limit_wait_ends_at_the_announced_time_when_the_listener_is_slow),
         T(test_agent_bulkhead_wait_limit_fails_the_queued_state),
         T(test_agent_full_bulkhead_is_retried_after_the_backoff),
         T(test_agent_cancel_withdraws_a_queued_bulkhead_ticket),

@@ -274,12 +274,21 @@ typedef struct pf_agent_event {
     const char *state; /* NULL for RUN_DONE */
     int error;         /* the attempt's error, or the run's */
     unsigned attempt;  /* the attempt concerned (1 = first) */
-    double delay;      /* RETRY: seconds until the next attempt */
+    double delay;      /* RETRY: seconds until the next attempt;
+                          REJECTED by the rate limit: seconds until its
+                          permit (the attempt then goes ahead) */
+    /* Appended fields (the struct only grows at its end): */
+    uint64_t run;  /* which run of the agent: 1, 2, ... in the order runs
+                      started (the instance its leak tracking is keyed
+                      by), so concurrent runs can be told apart */
+    pf_ctx_t *ctx; /* the context given to that run (pf_agent_run's or
+                      pf_agent_start's ctx); NULL when it was given none */
 } pf_agent_event_t;
 
 /* Called on the thread where the event happened (a worker, the timer
  * thread, or the caller of pf_agent_run), with no lock held. Keep it
- * short: it delays the run. */
+ * short: it delays the run (though not a retry or rate-limit wait: its
+ * due time, `delay` after the event, is fixed before the call). */
 typedef void (*pf_agent_listener_fn)(const pf_agent_event_t *ev, void *arg);
 
 /* ---- agents ------------------------------------------------------------- */
