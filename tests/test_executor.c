@@ -92,6 +92,23 @@ count_task(pf__task_t *t)
     atomic_fetch_add(c->total, 1);
 }
 
+/* Queues tasks[0..n) counting into runs[i] and *total; task i gets priority
+ * i % prio_cycle (1: all the lowest). */
+static void
+push_counted(pf_executor_t *ex, counted_t *tasks, atomic_int *runs, int n,
+             atomic_int *total, unsigned prio_cycle)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        atomic_init(&runs[i], 0);
+        tasks[i] = (counted_t){.runs = &runs[i], .total = total, .ex = ex};
+        tasks[i].task.fn = count_task;
+        tasks[i].task.prio = (unsigned)i % prio_cycle;
+        pf__exec_push(ex, &tasks[i].task);
+    }
+}
+
 static void
 test_executor_runs_each_task_once_on_a_worker(void **state)
 {
@@ -103,13 +120,7 @@ test_executor_runs_each_task_once_on_a_worker(void **state)
     int i;
 
     (void)state;
-    for (i = 0; i < N; i++) {
-        atomic_init(&runs[i], 0);
-        tasks[i] = (counted_t){.runs = &runs[i], .total = &total, .ex = ex};
-        tasks[i].task.fn = count_task;
-        tasks[i].task.prio = (unsigned)i % 4;
-        pf__exec_push(ex, &tasks[i].task);
-    }
+    push_counted(ex, tasks, runs, N, &total, 4);
     pf_test_wait_for_flag(&total, N);
     for (i = 0; i < N; i++) {
         assert_int_equal(atomic_load(&runs[i]), 1);
@@ -194,15 +205,9 @@ test_executor_free_runs_the_queued_tasks_first(void **state)
     static counted_t tasks[N];
     static atomic_int runs[N];
     atomic_int total = 0;
-    int i;
 
     (void)state;
-    for (i = 0; i < N; i++) {
-        atomic_init(&runs[i], 0);
-        tasks[i] = (counted_t){.runs = &runs[i], .total = &total, .ex = ex};
-        tasks[i].task.fn = count_task;
-        pf__exec_push(ex, &tasks[i].task);
-    }
+    push_counted(ex, tasks, runs, N, &total, 1);
     pf_executor_free(ex);
     assert_int_equal(atomic_load(&total), N);
 }
