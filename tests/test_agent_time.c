@@ -100,6 +100,20 @@ backoff_exactly(pf_state_opts_t *o, unsigned retries, double first)
     o->backoff.jitter = PF_JITTER_NONE;
 }
 
+/* Adds state "s" to a, running s: its first fail_first attempts fail with -1
+ * and it retries up to retries times, first after exactly first seconds. */
+static void
+add_retrying_state(pf_agent_t *a, spec_t *s, int fail_first, unsigned retries,
+                   double first)
+{
+    pf_state_opts_t o;
+
+    s->fail_first = fail_first;
+    s->code = -1;
+    backoff_exactly(&o, retries, first);
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, s, &o));
+}
+
 /* ---- retries ------------------------------------------------------------- */
 
 static void
@@ -108,15 +122,11 @@ test_agent_retry_waits_its_backoff_on_a_timer(void **state)
     fixture_t *f = *state;
     pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
     spec_t s = {0};
-    pf_state_opts_t o;
     pf_run_t *run = NULL;
     pf_run_result_t res;
     pf_state_result_t sr;
 
-    s.fail_first = 2;
-    s.code = -1;
-    backoff_exactly(&o, 3, 1.0); /* waits 1 s, then 2 s */
-    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    add_retrying_state(a, &s, 2, 3, 1.0); /* waits 1 s, then 2 s */
     assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
     pf_test_wait_for_flag(&s.calls, 1);
     wait_timers(f->ex, 1);
@@ -199,13 +209,9 @@ test_agent_retry_fires_at_the_announced_time_when_the_listener_is_slow(
                  .moves_ns = 400 * NS_PER_MS};
     pf_agent_t *a = untimed_agent_on(f->ex, &m);
     spec_t s = {0};
-    pf_state_opts_t o;
     pf_run_t *run = NULL;
 
-    s.fail_first = 1;
-    s.code = -1;
-    backoff_exactly(&o, 1, 1.0);
-    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    add_retrying_state(a, &s, 1, 1, 1.0);
     assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
     pf_test_wait_for_flag(&m.heard, 1);
     assert_int_equal(m.delay_ns, 1 * NS_PER_SEC);
@@ -516,10 +522,7 @@ test_agent_cancel_ends_a_run_waiting_for_a_retry(void **state)
     pf_run_result_t res;
     pf_state_result_t sr;
 
-    s.fail_first = 100;
-    s.code = -1;
-    backoff_exactly(&o, 3, 60.0);
-    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    add_retrying_state(a, &s, 100, 3, 60.0);
     pf_state_opts_init(&o);
     o.depends_on = deps;
     o.depends_on_len = 1;
@@ -576,16 +579,12 @@ test_agent_run_deadline_cancels_what_is_left(void **state)
     fixture_t *f = *state;
     pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
     spec_t s = {0};
-    pf_state_opts_t o;
     pf_run_opts_t ro;
     pf_run_t *run = NULL;
     pf_run_result_t res;
     pf_state_result_t sr;
 
-    s.fail_first = 100;
-    s.code = -1;
-    backoff_exactly(&o, 3, 60.0);
-    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    add_retrying_state(a, &s, 100, 3, 60.0);
     pf_run_opts_init(&ro);
     ro.timeout = 10.0;
     assert_pf_ok(pf_agent_start(a, NULL, &ro, &run));
@@ -608,16 +607,12 @@ test_agent_run_token_cancels_the_run(void **state)
     fixture_t *f = *state;
     pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
     spec_t s = {0};
-    pf_state_opts_t o;
     pf_run_opts_t ro;
     pf_token_t *tok = NULL;
     pf_run_t *run = NULL;
     pf_run_result_t res;
 
-    s.fail_first = 100;
-    s.code = -1;
-    backoff_exactly(&o, 3, 60.0);
-    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    add_retrying_state(a, &s, 100, 3, 60.0);
     assert_pf_ok(pf_token_new(NULL, NULL, &tok));
     pf_run_opts_init(&ro);
     ro.token = tok;
@@ -660,14 +655,10 @@ test_agent_run_wait_times_out_and_the_run_goes_on(void **state)
     fixture_t *f = *state;
     pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
     spec_t s = {0};
-    pf_state_opts_t o;
     waiting_caller_t w = {0};
     pthread_t tid;
 
-    s.fail_first = 1;
-    s.code = -1;
-    backoff_exactly(&o, 3, 10.0);
-    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, &o));
+    add_retrying_state(a, &s, 1, 3, 10.0);
     assert_pf_ok(pf_agent_start(a, NULL, NULL, &w.run));
     pf_test_wait_for_flag(&s.calls, 1);
     wait_timers(f->ex, 1);
