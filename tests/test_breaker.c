@@ -8,6 +8,7 @@
 
 #include "puffinflow/breaker.h"
 #include "test.h"
+#include "breaker_testutil.h"
 
 #define CONN_ERR 111  /* a user's own failure codes */
 #define HTTP_ERR 502
@@ -20,25 +21,16 @@ config(pf_breaker_config_t *cfg, pf_clock_t *clock)
     cfg->clock = clock;
 }
 
-static pf_breaker_t *
-make(const pf_breaker_config_t *cfg)
+/* A config whose breaker opens after `failure` consecutive failures, waits
+ * `recovery` seconds, then closes after `success` trial successes. */
+static void
+config_trip(pf_breaker_config_t *cfg, pf_clock_t *clock, unsigned failure,
+            double recovery, unsigned success)
 {
-    pf_breaker_t *b = NULL;
-
-    assert_pf_ok(pf_breaker_new(cfg, &b));
-    assert_non_null(b);
-    return b;
-}
-
-/* One call with the given result through the permit face; the acquire
- * must succeed. Returns how the result was counted. */
-static pf_breaker_outcome_t
-run(pf_breaker_t *b, int result)
-{
-    pf_permit_t p;
-
-    assert_pf_ok(pf_breaker_acquire(b, &p));
-    return pf_breaker_record_outcome(b, &p, result);
+    config(cfg, clock);
+    cfg->failure_threshold = failure;
+    cfg->recovery_timeout = recovery;
+    cfg->success_threshold = success;
 }
 
 static void
@@ -49,16 +41,6 @@ fail_n(pf_breaker_t *b, unsigned n)
     }
 }
 
-static pf_breaker_metrics_t
-metrics(pf_breaker_t *b)
-{
-    pf_breaker_metrics_t m;
-
-    memset(&m, 0xab, sizeof(m));
-    pf_breaker_metrics(b, &m);
-    return m;
-}
-
 /* A breaker opened by failure_threshold 1 at the clock's time now. */
 static pf_breaker_t *
 make_open(pf_clock_t *clock, double recovery, unsigned success_threshold)
@@ -66,10 +48,7 @@ make_open(pf_clock_t *clock, double recovery, unsigned success_threshold)
     pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = recovery;
-    cfg.success_threshold = success_threshold;
+    config_trip(&cfg, clock, 1, recovery, success_threshold);
     b = make(&cfg);
     fail_n(b, 1);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
@@ -117,122 +96,53 @@ typedef void (*mutate_fn)(pf_breaker_config_t *cfg);
 
 static const int zero_listed[] = {CONN_ERR, 0};
 
-static void m_null_name(pf_breaker_config_t *c) { c->name = NULL; }
-static void m_empty_name(pf_breaker_config_t *c) { c->name = ""; }
-static void m_failure_0(pf_breaker_config_t *c) { c->failure_threshold = 0; }
-static void m_failure_huge(pf_breaker_config_t *c)
-{
-    c->failure_threshold = 1u << 24;
-}
-static void m_success_0(pf_breaker_config_t *c) { c->success_threshold = 0; }
-static void m_recovery_neg(pf_breaker_config_t *c) { c->recovery_timeout = -1; }
-static void m_recovery_nan(pf_breaker_config_t *c)
-{
-    c->recovery_timeout = NAN;
-}
-static void m_wait_neg(pf_breaker_config_t *c)
-{
-    c->max_wait_in_half_open = -0.5;
-}
-static void m_wait_nan(pf_breaker_config_t *c)
-{
-    c->max_wait_in_half_open = NAN;
-}
-static void m_max_rec_neg(pf_breaker_config_t *c)
-{
-    c->max_recovery_timeout = -1;
-}
-static void m_max_rec_nan(pf_breaker_config_t *c)
-{
-    c->max_recovery_timeout = NAN;
-}
-static void m_timeout_neg(pf_breaker_config_t *c) { c->timeout = -30; }
-static void m_timeout_nan(pf_breaker_config_t *c) { c->timeout = NAN; }
-static void m_slow_neg(pf_breaker_config_t *c) { c->slow_call_duration = -1; }
-static void m_slow_nan(pf_breaker_config_t *c) { c->slow_call_duration = NAN; }
-static void m_mult_low(pf_breaker_config_t *c)
-{
-    c->recovery_multiplier = 0.99;
-}
-static void m_mult_nan(pf_breaker_config_t *c)
-{
-    c->recovery_multiplier = NAN;
-}
-static void m_mult_inf(pf_breaker_config_t *c)
-{
-    c->recovery_multiplier = INFINITY;
-}
-static void m_jitter_neg(pf_breaker_config_t *c) { c->recovery_jitter = -0.1; }
-static void m_jitter_big(pf_breaker_config_t *c) { c->recovery_jitter = 1.5; }
-static void m_jitter_nan(pf_breaker_config_t *c) { c->recovery_jitter = NAN; }
-static void m_rate_0(pf_breaker_config_t *c) { c->failure_rate_threshold = 0; }
-static void m_rate_neg(pf_breaker_config_t *c)
-{
-    c->failure_rate_threshold = -5;
-}
-static void m_rate_big(pf_breaker_config_t *c)
-{
-    c->failure_rate_threshold = 100.5;
-}
-static void m_rate_nan(pf_breaker_config_t *c)
-{
-    c->failure_rate_threshold = NAN;
-}
-static void m_srate_0(pf_breaker_config_t *c)
-{
-    c->slow_call_rate_threshold = 0;
-}
-static void m_srate_big(pf_breaker_config_t *c)
-{
-    c->slow_call_rate_threshold = 101;
-}
-static void m_srate_nan(pf_breaker_config_t *c)
-{
-    c->slow_call_rate_threshold = NAN;
-}
-static void m_window_bad(pf_breaker_config_t *c)
-{
-    c->window = (pf_breaker_window_t)7;
-}
-static void m_count_size_0(pf_breaker_config_t *c)
-{
-    c->window = PF_BREAKER_WINDOW_COUNT;
-    c->window_size = 0;
-}
-static void m_time_size_0(pf_breaker_config_t *c)
-{
-    c->window = PF_BREAKER_WINDOW_TIME;
-    c->window_size = 0;
-}
-static void m_count_size_big(pf_breaker_config_t *c)
-{
-    c->window = PF_BREAKER_WINDOW_COUNT;
-    c->window_size = 1000001;
-}
-static void m_time_size_big(pf_breaker_config_t *c)
-{
-    c->window = PF_BREAKER_WINDOW_TIME;
-    c->window_size = 86401;
-}
-static void m_min_calls_0(pf_breaker_config_t *c)
-{
-    c->window = PF_BREAKER_WINDOW_COUNT;
-    c->minimum_calls = 0;
-}
-static void m_errors_null(pf_breaker_config_t *c)
-{
-    c->expected_errors = NULL;
-    c->expected_errors_len = 2;
-}
-static void m_errors_zero(pf_breaker_config_t *c)
-{
-    c->expected_errors = zero_listed;
-    c->expected_errors_len = 2;
-}
-static void m_half_open_huge(pf_breaker_config_t *c)
-{
-    c->half_open_max_calls = 2000000;
-}
+/* Each mutator sets one field to a value pf_breaker_new must reject. */
+#define MUTATOR(name, body) \
+    static void name(pf_breaker_config_t *c) { body }
+
+MUTATOR(m_null_name, c->name = NULL;)
+MUTATOR(m_empty_name, c->name = "";)
+MUTATOR(m_failure_0, c->failure_threshold = 0;)
+MUTATOR(m_failure_huge, c->failure_threshold = 1u << 24;)
+MUTATOR(m_success_0, c->success_threshold = 0;)
+MUTATOR(m_recovery_neg, c->recovery_timeout = -1;)
+MUTATOR(m_recovery_nan, c->recovery_timeout = NAN;)
+MUTATOR(m_wait_neg, c->max_wait_in_half_open = -0.5;)
+MUTATOR(m_wait_nan, c->max_wait_in_half_open = NAN;)
+MUTATOR(m_max_rec_neg, c->max_recovery_timeout = -1;)
+MUTATOR(m_max_rec_nan, c->max_recovery_timeout = NAN;)
+MUTATOR(m_timeout_neg, c->timeout = -30;)
+MUTATOR(m_timeout_nan, c->timeout = NAN;)
+MUTATOR(m_slow_neg, c->slow_call_duration = -1;)
+MUTATOR(m_slow_nan, c->slow_call_duration = NAN;)
+MUTATOR(m_mult_low, c->recovery_multiplier = 0.99;)
+MUTATOR(m_mult_nan, c->recovery_multiplier = NAN;)
+MUTATOR(m_mult_inf, c->recovery_multiplier = INFINITY;)
+MUTATOR(m_jitter_neg, c->recovery_jitter = -0.1;)
+MUTATOR(m_jitter_big, c->recovery_jitter = 1.5;)
+MUTATOR(m_jitter_nan, c->recovery_jitter = NAN;)
+MUTATOR(m_rate_0, c->failure_rate_threshold = 0;)
+MUTATOR(m_rate_neg, c->failure_rate_threshold = -5;)
+MUTATOR(m_rate_big, c->failure_rate_threshold = 100.5;)
+MUTATOR(m_rate_nan, c->failure_rate_threshold = NAN;)
+MUTATOR(m_srate_0, c->slow_call_rate_threshold = 0;)
+MUTATOR(m_srate_big, c->slow_call_rate_threshold = 101;)
+MUTATOR(m_srate_nan, c->slow_call_rate_threshold = NAN;)
+MUTATOR(m_window_bad, c->window = (pf_breaker_window_t)7;)
+MUTATOR(m_count_size_0,
+        c->window = PF_BREAKER_WINDOW_COUNT; c->window_size = 0;)
+MUTATOR(m_time_size_0, c->window = PF_BREAKER_WINDOW_TIME; c->window_size = 0;)
+MUTATOR(m_count_size_big,
+        c->window = PF_BREAKER_WINDOW_COUNT; c->window_size = 1000001;)
+MUTATOR(m_time_size_big,
+        c->window = PF_BREAKER_WINDOW_TIME; c->window_size = 86401;)
+MUTATOR(m_min_calls_0,
+        c->window = PF_BREAKER_WINDOW_COUNT; c->minimum_calls = 0;)
+MUTATOR(m_errors_null, c->expected_errors = NULL; c->expected_errors_len = 2;)
+MUTATOR(m_errors_zero,
+        c->expected_errors = zero_listed; c->expected_errors_len = 2;)
+MUTATOR(m_half_open_huge, c->half_open_max_calls = 2000000;)
+#undef MUTATOR
 
 static void
 test_breaker_new_rejects_each_bad_field_with_einval(void **state)
@@ -542,10 +452,7 @@ test_breaker_half_open_admits_at_most_max_calls_trials(void **state)
     pf_permit_t p[4];
     pf_permit_t extra;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 1.0;
-    cfg.success_threshold = 5;
+    config_trip(&cfg, clock, 1, 1.0, 5);
     cfg.half_open_max_calls = 2;
     b = make(&cfg);
     fail_n(b, 1);
@@ -591,10 +498,7 @@ test_breaker_ignored_trial_frees_its_place_without_counting(void **state)
     pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 1.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 1, 1.0, 1);
     cfg.expected_errors = listed;
     cfg.expected_errors_len = 1;
     b = make(&cfg);
@@ -620,10 +524,7 @@ test_breaker_reclaims_stuck_trial_as_failure_after_max_wait(void **state)
     pf_permit_t p;
     pf_breaker_metrics_t m;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 10.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 1, 10.0, 1);
     cfg.max_wait_in_half_open = 3.0;
     b = make(&cfg);
     fail_n(b, 1);
@@ -705,10 +606,7 @@ test_breaker_stale_trial_holds_its_place_in_next_half_open(void **state)
     pf_permit_t p;
     pf_permit_t p2;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 1.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 1, 1.0, 1);
     cfg.half_open_max_calls = 2;
     cfg.max_wait_in_half_open = INFINITY;
     b = make(&cfg);
@@ -841,10 +739,7 @@ test_breaker_shadow_never_rejects_but_tracks_state(void **state)
     pf_breaker_metrics_t m;
     pf_permit_t p;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 2;
-    cfg.recovery_timeout = 5.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 2, 5.0, 1);
     cfg.shadow = true;
     b = make(&cfg);
     fail_n(b, 2);
@@ -882,10 +777,7 @@ test_breaker_shadow_lets_trials_past_the_half_open_limit(void **state)
     pf_breaker_t *b;
     pf_permit_t p[3];
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 1.0;
-    cfg.success_threshold = 2;
+    config_trip(&cfg, clock, 1, 1.0, 2);
     cfg.half_open_max_calls = 1;
     cfg.shadow = true;
     b = make(&cfg);
@@ -1337,10 +1229,7 @@ test_breaker_slow_success_from_closed_does_not_close_it(void **state)
     pf_breaker_t *b;
     pf_permit_t slow;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 5.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 1, 5.0, 1);
     b = make(&cfg);
     assert_pf_ok(pf_breaker_acquire(b, &slow)); /* taken while CLOSED */
     fail_n(b, 1);
@@ -1361,10 +1250,7 @@ test_breaker_stale_failure_does_not_count_after_reclose(void **state)
     pf_breaker_t *b;
     pf_permit_t old;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 2;
-    cfg.recovery_timeout = 5.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 2, 5.0, 1);
     b = make(&cfg);
     assert_pf_ok(pf_breaker_acquire(b, &old));
     fail_n(b, 2);
@@ -1447,10 +1333,7 @@ test_breaker_release_frees_trial_place_without_counting(void **state)
     pf_permit_t p;
     pf_breaker_metrics_t m;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 1.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 1, 1.0, 1);
     cfg.half_open_max_calls = 1;
     b = make(&cfg);
     fail_n(b, 1);
@@ -1518,10 +1401,7 @@ test_breaker_listener_told_every_transition_in_order(void **state)
     };
 
     memset(&ev, 0, sizeof(ev));
-    config(&cfg, clock);
-    cfg.failure_threshold = 1;
-    cfg.recovery_timeout = 1.0;
-    cfg.success_threshold = 1;
+    config_trip(&cfg, clock, 1, 1.0, 1);
     cfg.listener = on_change;
     cfg.listener_arg = &ev;
     ev.b = make(&cfg);

@@ -8,6 +8,7 @@
 #include "puffinflow/breaker.h"
 #include "rng.h"
 #include "test.h"
+#include "breaker_testutil.h"
 #include "window.h"
 
 #define CONN_ERR 111
@@ -27,24 +28,6 @@ config(pf_breaker_config_t *cfg, pf_clock_t *clock, pf_breaker_window_t w,
     cfg->success_threshold = 1;
 }
 
-static pf_breaker_t *
-make(const pf_breaker_config_t *cfg)
-{
-    pf_breaker_t *b = NULL;
-
-    assert_pf_ok(pf_breaker_new(cfg, &b));
-    return b;
-}
-
-static pf_breaker_outcome_t
-run(pf_breaker_t *b, int result)
-{
-    pf_permit_t p;
-
-    assert_pf_ok(pf_breaker_acquire(b, &p));
-    return pf_breaker_record_outcome(b, &p, result);
-}
-
 /* A call that takes ns nanoseconds of the manual clock. */
 static void
 run_taking(pf_breaker_t *b, pf_clock_t *clock, int64_t ns, int result)
@@ -62,15 +45,6 @@ runs(pf_breaker_t *b, int n, int result)
     for (int i = 0; i < n; i++) {
         run(b, result);
     }
-}
-
-static pf_breaker_metrics_t
-metrics(pf_breaker_t *b)
-{
-    pf_breaker_metrics_t m;
-
-    pf_breaker_metrics(b, &m);
-    return m;
 }
 
 /* ---- count window ----------------------------------------------------- */
