@@ -28,6 +28,17 @@ config(pf_breaker_config_t *cfg, pf_clock_t *clock, pf_breaker_window_t w,
     cfg->success_threshold = 1;
 }
 
+/* A breaker made from config() with no other field changed. */
+static pf_breaker_t *
+make_window(pf_clock_t *clock, pf_breaker_window_t w, unsigned size,
+            unsigned minimum, double rate)
+{
+    pf_breaker_config_t cfg;
+
+    config(&cfg, clock, w, size, minimum, rate);
+    return make(&cfg);
+}
+
 /* A call that takes ns nanoseconds of the manual clock. */
 static void
 run_taking(pf_breaker_t *b, pf_clock_t *clock, int64_t ns, int result)
@@ -53,11 +64,9 @@ static void
 test_breaker_count_window_opens_when_failure_rate_reaches_threshold(
     void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 10, 10, 50.0);
-    b = make(&cfg);
+    b = make_window(*state, PF_BREAKER_WINDOW_COUNT, 10, 10, 50.0);
     runs(b, 5, 0);
     runs(b, 4, -1);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED); /* 9 calls */
@@ -69,12 +78,10 @@ test_breaker_count_window_opens_when_failure_rate_reaches_threshold(
 static void
 test_breaker_count_window_stays_closed_below_failure_rate(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_breaker_metrics_t m;
 
-    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 10, 10, 50.0);
-    b = make(&cfg);
+    b = make_window(*state, PF_BREAKER_WINDOW_COUNT, 10, 10, 50.0);
     runs(b, 6, 0);
     runs(b, 4, -1);
     m = metrics(b);
@@ -105,11 +112,9 @@ test_breaker_count_window_stays_closed_below_minimum_calls(void **state)
 static void
 test_breaker_count_window_forgets_calls_older_than_its_size(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 4, 4, 50.0);
-    b = make(&cfg);
+    b = make_window(*state, PF_BREAKER_WINDOW_COUNT, 4, 4, 50.0);
     run(b, -1);
     runs(b, 3, 0); /* f s s s: 25 % */
     assert_int_equal(metrics(b).window_failures, 1);
@@ -126,11 +131,9 @@ test_breaker_count_window_forgets_calls_older_than_its_size(void **state)
 static void
 test_breaker_count_window_caps_minimum_calls_at_its_size(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, *state, PF_BREAKER_WINDOW_COUNT, 3, 100, 100.0);
-    b = make(&cfg);
+    b = make_window(*state, PF_BREAKER_WINDOW_COUNT, 3, 100, 100.0);
     runs(b, 2, -1);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
     runs(b, 1, -1);
@@ -176,11 +179,9 @@ static void
 test_breaker_time_window_opens_on_rate_of_last_seconds(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
-    b = make(&cfg);
+    b = make_window(clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
     runs(b, 2, -1);
     pf_clock_manual_advance(clock, 5 * NS_PER_SEC);
     run(b, 0);
@@ -195,12 +196,10 @@ static void
 test_breaker_time_window_drops_seconds_that_left_it(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_breaker_metrics_t m;
 
-    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 3, 2, 50.0);
-    b = make(&cfg);
+    b = make_window(clock, PF_BREAKER_WINDOW_TIME, 3, 2, 50.0);
     run(b, -1); /* second 0 */
     pf_clock_manual_advance(clock, 3 * NS_PER_SEC - 1); /* 2.999... s */
     m = metrics(b);
@@ -221,11 +220,9 @@ test_breaker_time_window_checks_rates_at_failures_and_each_new_second(
     void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
-    b = make(&cfg);
+    b = make_window(clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
     runs(b, 3, -1);
     run(b, 0); /* 4 calls, 75 %: but a success in the same second */
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
@@ -250,11 +247,9 @@ static void
 test_breaker_time_window_forgets_everything_after_a_long_pause(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 5, 3, 50.0);
-    b = make(&cfg);
+    b = make_window(clock, PF_BREAKER_WINDOW_TIME, 5, 3, 50.0);
     runs(b, 2, -1);
     pf_clock_manual_advance(clock, 1000 * NS_PER_SEC);
     assert_int_equal(metrics(b).window_calls, 0);
@@ -420,12 +415,10 @@ static void
 test_breaker_window_is_cleared_when_the_breaker_closes(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_breaker_metrics_t m;
 
-    config(&cfg, clock, PF_BREAKER_WINDOW_COUNT, 10, 4, 50.0);
-    b = make(&cfg);
+    b = make_window(clock, PF_BREAKER_WINDOW_COUNT, 10, 4, 50.0);
     runs(b, 4, -1);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
     pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
@@ -443,11 +436,9 @@ static void
 test_breaker_window_is_cleared_by_reset(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, clock, PF_BREAKER_WINDOW_TIME, 30, 4, 50.0);
-    b = make(&cfg);
+    b = make_window(clock, PF_BREAKER_WINDOW_TIME, 30, 4, 50.0);
     runs(b, 3, -1);
     pf_breaker_reset(b);
     assert_int_equal(metrics(b).window_calls, 0);
@@ -460,12 +451,10 @@ static void
 test_breaker_window_leaves_out_stale_results(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_permit_t old;
 
-    config(&cfg, clock, PF_BREAKER_WINDOW_COUNT, 10, 2, 50.0);
-    b = make(&cfg);
+    b = make_window(clock, PF_BREAKER_WINDOW_COUNT, 10, 2, 50.0);
     assert_pf_ok(pf_breaker_acquire(b, &old));
     runs(b, 2, -1);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
