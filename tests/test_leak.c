@@ -98,10 +98,16 @@ count_kind(alerts_t *r, pf_leak_alert_kind_t kind, bool cleared)
     return n;
 }
 
-/* A config on clock with the scripted sampler and the recorder. */
+/* A config on clock with the scripted sampler s returning vals[0..n) in
+ * turn (n 0: the sampler leaves the sample empty) and the recorder r,
+ * freshly initialised. */
 static void
-test_config(pf_leak_config_t *cfg, pf_clock_t *clock, script_t *s, alerts_t *r)
+test_config(pf_leak_config_t *cfg, pf_clock_t *clock, script_t *s,
+            const pf_leak_sample_t *vals, size_t n, alerts_t *r)
 {
+    s->vals = vals;
+    s->n = n;
+    alerts_init(r);
     pf_leak_config_init(cfg);
     cfg->clock = clock;
     cfg->sample = script_sample;
@@ -275,8 +281,7 @@ test_leak_allocation_held_past_threshold_is_a_leak(void **state)
     script_t s = {0};
     alerts_t al;
 
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, NULL, 0, &al);
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     pf_clock_manual_advance(clock, 5 * NS_PER_SEC);
     assert_pf_ok(pf_leak_detector_track_allocation(d, "loader", "fetch", &res));
@@ -399,8 +404,7 @@ test_leak_instances_of_one_pair_are_held_and_released_apart(void **state)
     script_t s = {0};
     alerts_t al;
 
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, NULL, 0, &al);
     cfg.leak_threshold = 10.0;
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     assert_pf_ok(pf_leak_detector_track_allocation_ex(d, "a", "s", 1, &res));
@@ -611,8 +615,7 @@ test_leak_history_keeps_the_last_n_and_clears(void **state)
     script_t s = {0};
     alerts_t al;
 
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, NULL, 0, &al);
     cfg.leak_threshold = 10.0;
     cfg.leak_history = 3;
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
@@ -673,10 +676,7 @@ test_leak_fd_threshold_alerts_once_and_rearms_below_margin(void **state)
     for (i = 0; i < 10; i++) {
         vals[i] = fds_sample(fds[i]);
     }
-    s.vals = vals;
-    s.n = 10;
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, vals, 10, &al);
     cfg.file_handle_threshold = 100;
     cfg.trend_window = 0;
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
@@ -734,10 +734,7 @@ test_leak_memory_and_connection_thresholds_alert(void **state)
     v[3].rss_bytes = 0;
     v[3].memory_limit_bytes = 0; /* unknown limit: memory not judged */
     v[3].tcp = 10;
-    s.vals = v;
-    s.n = 4;
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, v, 4, &al);
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     for (i = 0; i < 4; i++) {
         assert_pf_ok(pf_leak_detector_check(d, &rep));
@@ -772,10 +769,7 @@ test_leak_unknown_sockets_are_not_judged(void **state)
     v.tcp = -1;
     v.udp = -1;
     v.sockets = -1;
-    s.vals = &v;
-    s.n = 1;
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, &v, 1, &al);
     cfg.connection_threshold = 1;
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     assert_pf_ok(pf_leak_detector_check(d, &rep));
@@ -798,8 +792,7 @@ test_leak_failed_sample_is_reported_not_judged(void **state)
     alerts_t al;
 
     s.fail = -1; /* a user code, handed back as is */
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, NULL, 0, &al);
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.sample_error, -1);
@@ -835,10 +828,7 @@ test_leak_fd_growth_is_flagged_before_any_threshold(void **state)
     for (i = 0; i < 30; i++) {
         v[i] = fds_sample(100 + 40 * (int64_t)(i < 15 ? i : 14));
     }
-    s.vals = v;
-    s.n = 30;
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, v, 30, &al);
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     for (i = 0; i < 30; i++) {
         assert_pf_ok(pf_leak_detector_check(d, &rep));
@@ -881,10 +871,7 @@ test_leak_memory_growth_is_flagged(void **state)
         v[i] = fds_sample(20);
         v[i].rss_bytes = (INT64_C(64) << 20) + (int64_t)i * (4 << 20);
     }
-    s.vals = v;
-    s.n = 10;
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, v, 10, &al);
     cfg.trend_memory_slope = 5.0;
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     for (i = 0; i < 10; i++) {
@@ -914,10 +901,7 @@ test_leak_monitor_samples_every_interval_on_the_clock(void **state)
 
     v[0] = fds_sample(10);
     v[1] = fds_sample(5000);
-    s.vals = v;
-    s.n = 2;
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, v, 2, &al);
     cfg.check_interval = 60.0;
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     assert_pf_ok(pf_leak_detector_start_monitoring(d));
@@ -963,8 +947,7 @@ test_leak_monitor_start_and_stop_states(void **state)
     script_t s = {0};
     alerts_t al;
 
-    alerts_init(&al);
-    test_config(&cfg, clock, &s, &al);
+    test_config(&cfg, clock, &s, NULL, 0, &al);
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     assert_pf_err(pf_leak_detector_stop_monitoring(d), PF_ESTATE);
     assert_pf_ok(pf_leak_detector_start_monitoring(d));
