@@ -5,6 +5,7 @@
 #define PF_TESTS_AGENT_TESTUTIL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -45,6 +46,25 @@ spec_fn(pf_ctx_t *ctx, void *arg)
         if (rc != 0) {
             return rc;
         }
+    }
+    return 0;
+}
+
+/* A state that holds its slot: sets inside, then spins until release. */
+typedef struct holder {
+    atomic_int inside;
+    atomic_int release;
+} holder_t;
+
+static inline int
+hold(pf_ctx_t *ctx, void *arg)
+{
+    holder_t *h = arg;
+
+    (void)ctx;
+    atomic_store(&h->inside, 1);
+    while (atomic_load(&h->release) == 0) {
+        sched_yield();
     }
     return 0;
 }

@@ -1326,24 +1326,6 @@ test_agent_states_own_fallback_wins_over_its_breakers(void **state)
 
 /* ---- bulkhead ------------------------------------------------------------ */
 
-typedef struct holder {
-    atomic_int inside;
-    atomic_int release;
-} holder_t;
-
-static int
-hold(pf_ctx_t *ctx, void *arg)
-{
-    holder_t *h = arg;
-
-    (void)ctx;
-    atomic_store(&h->inside, 1);
-    while (atomic_load(&h->release) == 0) {
-        sched_yield();
-    }
-    return 0;
-}
-
 static void
 test_agent_full_bulkhead_queues_the_state_without_a_thread(void **state)
 {

@@ -760,24 +760,6 @@ test_agent_rate_limit_wait_ends_at_the_announced_time_when_the_listener_is_slow(
 
 /* ---- bulkhead ------------------------------------------------------------ */
 
-typedef struct holder {
-    atomic_int inside;
-    atomic_int release;
-} holder_t;
-
-static int
-hold(pf_ctx_t *ctx, void *arg)
-{
-    holder_t *h = arg;
-
-    (void)ctx;
-    atomic_store(&h->inside, 1);
-    while (atomic_load(&h->release) == 0) {
-        sched_yield();
-    }
-    return 0;
-}
-
 static pf_bulkhead_t *
 bulkhead_of_one(pf_clock_t *clock, double wait, unsigned queue)
 {
