@@ -97,8 +97,11 @@ typedef void (*mutate_fn)(pf_breaker_config_t *cfg);
 static const int zero_listed[] = {CONN_ERR, 0};
 
 /* Each mutator sets one field to a value pf_breaker_new must reject. */
-#define MUTATOR(name, body) \
-    static void name(pf_breaker_config_t *c) { body }
+#define MUTATOR(name, body)                                                    \
+    static void name(pf_breaker_config_t *c)                                   \
+    {                                                                          \
+        body                                                                   \
+    }
 
 MUTATOR(m_null_name, c->name = NULL;)
 MUTATOR(m_empty_name, c->name = "";)
@@ -129,18 +132,18 @@ MUTATOR(m_srate_0, c->slow_call_rate_threshold = 0;)
 MUTATOR(m_srate_big, c->slow_call_rate_threshold = 101;)
 MUTATOR(m_srate_nan, c->slow_call_rate_threshold = NAN;)
 MUTATOR(m_window_bad, c->window = (pf_breaker_window_t)7;)
-MUTATOR(m_count_size_0,
-        c->window = PF_BREAKER_WINDOW_COUNT; c->window_size = 0;)
+MUTATOR(m_count_size_0, c->window = PF_BREAKER_WINDOW_COUNT;
+        c->window_size = 0;)
 MUTATOR(m_time_size_0, c->window = PF_BREAKER_WINDOW_TIME; c->window_size = 0;)
-MUTATOR(m_count_size_big,
-        c->window = PF_BREAKER_WINDOW_COUNT; c->window_size = 1000001;)
-MUTATOR(m_time_size_big,
-        c->window = PF_BREAKER_WINDOW_TIME; c->window_size = 86401;)
-MUTATOR(m_min_calls_0,
-        c->window = PF_BREAKER_WINDOW_COUNT; c->minimum_calls = 0;)
+MUTATOR(m_count_size_big, c->window = PF_BREAKER_WINDOW_COUNT;
+        c->window_size = 1000001;)
+MUTATOR(m_time_size_big, c->window = PF_BREAKER_WINDOW_TIME;
+        c->window_size = 86401;)
+MUTATOR(m_min_calls_0, c->window = PF_BREAKER_WINDOW_COUNT;
+        c->minimum_calls = 0;)
 MUTATOR(m_errors_null, c->expected_errors = NULL; c->expected_errors_len = 2;)
-MUTATOR(m_errors_zero,
-        c->expected_errors = zero_listed; c->expected_errors_len = 2;)
+MUTATOR(m_errors_zero, c->expected_errors = zero_listed;
+        c->expected_errors_len = 2;)
 MUTATOR(m_half_open_huge, c->half_open_max_calls = 2000000;)
 #undef MUTATOR
 
