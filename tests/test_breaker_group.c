@@ -33,6 +33,16 @@ make(const pf_breaker_group_config_t *cfg)
     return g;
 }
 
+/* A group of at most max breakers made from config() alone. */
+static pf_breaker_group_t *
+make_group(pf_clock_t *clock, size_t max)
+{
+    pf_breaker_group_config_t cfg;
+
+    config(&cfg, clock, max);
+    return make(&cfg);
+}
+
 /* Use key once (get then put), so it becomes the most recently used. */
 static pf_breaker_t *
 touch(pf_breaker_group_t *g, const char *key)
@@ -126,13 +136,11 @@ test_breaker_group_new_rejects_bad_input_with_einval(void **state)
 static void
 test_breaker_group_null_arguments_are_rejected(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_t *b;
     pf_permit_t p;
 
-    config(&cfg, *state, 4);
-    g = make(&cfg);
+    g = make_group(*state, 4);
     assert_pf_err(pf_breaker_group_get(NULL, "a", &b), PF_EINVAL);
     assert_pf_err(pf_breaker_group_get(g, NULL, &b), PF_EINVAL);
     assert_pf_err(pf_breaker_group_get(g, "a", NULL), PF_EINVAL);
@@ -156,14 +164,12 @@ test_breaker_group_null_arguments_are_rejected(void **state)
 static void
 test_breaker_group_get_creates_one_breaker_per_key(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_t *a1;
     pf_breaker_t *a2;
     pf_breaker_t *b;
 
-    config(&cfg, *state, 4);
-    g = make(&cfg);
+    g = make_group(*state, 4);
     assert_string_equal(pf_breaker_group_name(g), "hosts");
     assert_pf_ok(pf_breaker_group_get(g, "a.example", &a1));
     assert_pf_ok(pf_breaker_group_get(g, "a.example", &a2));
@@ -182,12 +188,10 @@ test_breaker_group_get_creates_one_breaker_per_key(void **state)
 static void
 test_breaker_group_find_creates_nothing(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_t *b;
 
-    config(&cfg, *state, 4);
-    g = make(&cfg);
+    g = make_group(*state, 4);
     assert_pf_err(pf_breaker_group_find(g, "nobody", &b), PF_ENOTFOUND);
     assert_int_equal(pf_breaker_group_size(g), 0);
     touch(g, "somebody");
@@ -198,12 +202,10 @@ test_breaker_group_find_creates_nothing(void **state)
 static void
 test_breaker_group_breakers_follow_the_shared_config_each_alone(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_permit_t p;
 
-    config(&cfg, *state, 4);
-    g = make(&cfg);
+    g = make_group(*state, 4);
     fail_on(g, "down.example"); /* failure_threshold 1 */
     assert_int_equal(pf_breaker_state(touch(g, "down.example")),
                      PF_BREAKER_OPEN);
@@ -219,12 +221,10 @@ test_breaker_group_breakers_follow_the_shared_config_each_alone(void **state)
 static void
 test_breaker_group_evicts_least_recently_used_closed_breaker(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_group_metrics_t m;
 
-    config(&cfg, *state, 2);
-    g = make(&cfg);
+    g = make_group(*state, 2);
     touch(g, "a");
     touch(g, "b");
     touch(g, "a"); /* b is now the least recently used */
@@ -243,12 +243,10 @@ test_breaker_group_evicts_least_recently_used_closed_breaker(void **state)
 static void
 test_breaker_group_never_evicts_open_breakers(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_t *b;
 
-    config(&cfg, *state, 2);
-    g = make(&cfg);
+    g = make_group(*state, 2);
     fail_on(g, "a");
     fail_on(g, "b");
     assert_pf_err(pf_breaker_group_get(g, "c", &b), PF_EFULL);
@@ -264,13 +262,11 @@ test_breaker_group_never_evicts_open_breakers(void **state)
 static void
 test_breaker_group_never_evicts_held_breakers(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_t *a;
     pf_breaker_t *c;
 
-    config(&cfg, *state, 2);
-    g = make(&cfg);
+    g = make_group(*state, 2);
     assert_pf_ok(pf_breaker_group_get(g, "a", &a)); /* held */
     touch(g, "b");
     assert_pf_ok(pf_breaker_group_get(g, "c", &c)); /* b goes, not a */
@@ -286,13 +282,11 @@ test_breaker_group_never_evicts_held_breakers(void **state)
 static void
 test_breaker_group_permit_holds_its_breaker_until_recorded(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_t *b;
     pf_permit_t p;
 
-    config(&cfg, *state, 1);
-    g = make(&cfg);
+    g = make_group(*state, 1);
     assert_pf_ok(pf_breaker_group_acquire(g, "a", &p));
     assert_pf_err(pf_breaker_group_get(g, "b", &b), PF_EFULL);
     pf_breaker_group_record(g, &p, 0);
@@ -315,14 +309,12 @@ test_breaker_group_permit_holds_its_breaker_until_recorded(void **state)
 static void
 test_breaker_group_rejected_acquire_holds_nothing(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_permit_t p;
     long live;
 
     pf_test_alloc_install();
-    config(&cfg, *state, 4);
-    g = make(&cfg);
+    g = make_group(*state, 4);
     live = pf_test_alloc_live();
     fail_on(g, "a");
     assert_pf_err(pf_breaker_group_acquire(g, "a", &p), PF_EOPEN);
@@ -376,15 +368,13 @@ test_breaker_group_call_runs_fn_with_the_shared_fallback(void **state)
 static void
 test_breaker_group_remove_frees_now_or_when_let_go(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     pf_breaker_t *held;
     pf_breaker_t *fresh;
     long live;
 
     pf_test_alloc_install();
-    config(&cfg, *state, 4);
-    g = make(&cfg);
+    g = make_group(*state, 4);
     assert_pf_err(pf_breaker_group_remove(g, "nobody"), PF_ENOTFOUND);
     live = pf_test_alloc_live();
     assert_pf_ok(pf_breaker_group_get(g, "a", &held));
@@ -434,12 +424,10 @@ visitor(const char *key, pf_breaker_t *b, void *arg)
 static void
 test_breaker_group_foreach_visits_in_lru_order_and_can_stop(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     visit_t v;
 
-    config(&cfg, *state, 8);
-    g = make(&cfg);
+    g = make_group(*state, 8);
     memset(&v, 0, sizeof(v));
     v.g = g;
     assert_int_equal(pf_breaker_group_foreach(g, visitor, &v), 0);
@@ -463,12 +451,10 @@ test_breaker_group_foreach_visits_in_lru_order_and_can_stop(void **state)
 static void
 test_breaker_group_grows_its_table_for_many_keys(void **state)
 {
-    pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     char key[32];
 
-    config(&cfg, *state, 5000);
-    g = make(&cfg);
+    g = make_group(*state, 5000);
     for (int i = 0; i < 3000; i++) {
         snprintf(key, sizeof(key), "host-%d", i);
         touch(g, key);
