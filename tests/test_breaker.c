@@ -41,6 +41,17 @@ fail_n(pf_breaker_t *b, unsigned n)
     }
 }
 
+/* A breaker with the defaults but failure_threshold n. */
+static pf_breaker_t *
+make_failing_after(pf_clock_t *clock, unsigned n)
+{
+    pf_breaker_config_t cfg;
+
+    config(&cfg, clock);
+    cfg.failure_threshold = n;
+    return make(&cfg);
+}
+
 /* A breaker opened by failure_threshold 1 at the clock's time now. */
 static pf_breaker_t *
 make_open(pf_clock_t *clock, double recovery, unsigned success_threshold)
@@ -299,12 +310,9 @@ test_breaker_state_name_names_each_state(void **state)
 static void
 test_breaker_stays_closed_below_failure_threshold(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, *state);
-    cfg.failure_threshold = 3;
-    b = make(&cfg);
+    b = make_failing_after(*state, 3);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
     fail_n(b, 2);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
@@ -315,13 +323,10 @@ test_breaker_stays_closed_below_failure_threshold(void **state)
 static void
 test_breaker_opens_when_failures_reach_threshold(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_permit_t p;
 
-    config(&cfg, *state);
-    cfg.failure_threshold = 3;
-    b = make(&cfg);
+    b = make_failing_after(*state, 3);
     fail_n(b, 3);
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
     assert_pf_err(pf_breaker_acquire(b, &p), PF_EOPEN);
@@ -335,12 +340,9 @@ test_breaker_opens_when_failures_reach_threshold(void **state)
 static void
 test_breaker_success_resets_consecutive_count_when_closed(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
 
-    config(&cfg, *state);
-    cfg.failure_threshold = 3;
-    b = make(&cfg);
+    b = make_failing_after(*state, 3);
     fail_n(b, 2);
     assert_int_equal(run(b, 0), PF_BREAKER_OUTCOME_SUCCESS);
     assert_int_equal(metrics(b).consecutive_failures, 0);
@@ -1203,13 +1205,10 @@ static void
 test_breaker_reset_clears_state_and_keeps_lifetime_counts(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_breaker_metrics_t m;
 
-    config(&cfg, clock);
-    cfg.failure_threshold = 3;
-    b = make(&cfg);
+    b = make_failing_after(clock, 3);
     fail_n(b, 2);
     pf_breaker_reset(b);
     m = metrics(b);
@@ -1269,13 +1268,10 @@ test_breaker_stale_failure_does_not_count_after_reclose(void **state)
 static void
 test_breaker_record_twice_counts_once(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_permit_t p;
 
-    config(&cfg, *state);
-    cfg.failure_threshold = 2;
-    b = make(&cfg);
+    b = make_failing_after(*state, 2);
     assert_pf_ok(pf_breaker_acquire(b, &p));
     assert_int_equal(pf_breaker_record_outcome(b, &p, -1),
                      PF_BREAKER_OUTCOME_FAILURE);
@@ -1289,13 +1285,10 @@ test_breaker_record_twice_counts_once(void **state)
 static void
 test_breaker_record_of_never_acquired_permit_is_ignored(void **state)
 {
-    pf_breaker_config_t cfg;
     pf_breaker_t *b;
     pf_permit_t p = PF_PERMIT_INIT;
 
-    config(&cfg, *state);
-    cfg.failure_threshold = 1;
-    b = make(&cfg);
+    b = make_failing_after(*state, 1);
     assert_int_equal(pf_breaker_record_outcome(b, &p, -1),
                      PF_BREAKER_OUTCOME_NONE);
     pf_breaker_release(b, &p);
