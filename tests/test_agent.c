@@ -1273,16 +1273,6 @@ test_agent_breaker_fallback_that_fails_is_the_attempts_result(void **state)
     pf_agent_free(a);
 }
 
-static int
-state_fallback(pf_ctx_t *ctx, void *arg, int reason)
-{
-    int *seen = arg;
-
-    (void)ctx;
-    *seen = reason;
-    return 0;
-}
-
 static void
 test_agent_states_own_fallback_wins_over_its_breakers(void **state)
 {
@@ -1298,7 +1288,7 @@ test_agent_states_own_fallback_wins_over_its_breakers(void **state)
     quick_retries(&o, 1);
     o.own_breaker = true;
     guarded_breaker_config(&o.breaker_config);
-    o.fallback = state_fallback;
+    o.fallback = fallback_any;
     o.fallback_arg = &seen;
     assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
     /* Rejected: the state's fallback, not the breaker's. */
