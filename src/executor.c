@@ -607,6 +607,24 @@ pf_executor_clock(const pf_executor_t *ex)
     return ex == NULL ? pf_clock_system() : ex->clock;
 }
 
+int64_t
+pf_executor_next_timer_ns(pf_executor_t *ex)
+{
+    int64_t at = PF_DEADLINE_NEVER_NS;
+    const pf__timer_t *t;
+
+    if (ex == NULL) {
+        return PF_DEADLINE_NEVER_NS;
+    }
+    pthread_mutex_lock(&ex->tlock);
+    t = pf__timerheap_peek(&ex->heap);
+    if (t != NULL) {
+        at = t->at_ns;
+    }
+    pthread_mutex_unlock(&ex->tlock);
+    return at;
+}
+
 void
 pf_executor_metrics(pf_executor_t *ex, pf_executor_metrics_t *out)
 {

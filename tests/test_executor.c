@@ -287,6 +287,32 @@ test_executor_timers_fire_in_due_order(void **state)
 }
 
 static void
+test_executor_next_timer_reports_the_earliest_armed_timer(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_executor_t *ex = make(clock, 1);
+    fired_t f[2];
+
+    memset(f, 0, sizeof(f));
+    pf__timer_init(&f[0].timer, fire);
+    pf__timer_init(&f[1].timer, fire);
+    assert_true(pf_executor_next_timer_ns(NULL) == PF_DEADLINE_NEVER_NS);
+    assert_true(pf_executor_next_timer_ns(ex) == PF_DEADLINE_NEVER_NS);
+    assert_pf_ok(pf__exec_timer_arm(ex, &f[0].timer, 7 * NS_PER_SEC));
+    assert_true(pf_executor_next_timer_ns(ex) == 7 * NS_PER_SEC);
+    assert_pf_ok(pf__exec_timer_arm(ex, &f[1].timer, 3 * NS_PER_SEC));
+    assert_true(pf_executor_next_timer_ns(ex) == 3 * NS_PER_SEC);
+    pf_test_wait_for_waiters(clock, 1);
+    pf_clock_manual_advance(clock, 4 * NS_PER_SEC); /* past the earliest */
+    pf_test_wait_for_flag(&f[1].count, 1);
+    assert_true(pf_executor_next_timer_ns(ex) == 7 * NS_PER_SEC);
+    assert_true(pf__exec_timer_cancel(ex, &f[0].timer));
+    assert_true(pf_executor_next_timer_ns(ex) == PF_DEADLINE_NEVER_NS);
+    assert_int_equal(atomic_load(&f[0].count), 0);
+    pf_executor_free(ex);
+}
+
+static void
 test_executor_timer_cancel_withdraws_an_armed_timer(void **state)
 {
     pf_clock_t *clock = *state;
@@ -547,6 +573,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_executor_timers_fire_in_due_order,
                                         pf_test_clock_setup,
                                         pf_test_clock_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_executor_next_timer_reports_the_earliest_armed_timer,
+            pf_test_clock_setup, pf_test_clock_teardown),
         cmocka_unit_test_setup_teardown(
             test_executor_timer_cancel_withdraws_an_armed_timer,
             pf_test_clock_setup, pf_test_clock_teardown),

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "puffinflow/clock.h"
+#include "puffinflow/deadline.h"
 #include "puffinflow/export.h"
 
 #ifdef __cplusplus
@@ -72,6 +73,15 @@ PF_API unsigned pf_executor_workers(const pf_executor_t *ex);
 /* The clock timers run on (never NULL: the system clock when the config
  * gave none). Thread-safe. */
 PF_API const pf_clock_t *pf_executor_clock(const pf_executor_t *ex);
+
+/* The due time, on the executor's clock (pf_executor_clock), of the
+ * earliest timer armed on ex now, or PF_DEADLINE_NEVER_NS when none is
+ * armed or ex is NULL. A timer that is due but whose callback has not
+ * started yet still counts; one whose callback is running does not. The
+ * answer is a snapshot: other threads may arm or cancel timers right
+ * after. Never blocks beyond the executor's short timer lock.
+ * Thread-safe. */
+PF_API int64_t pf_executor_next_timer_ns(pf_executor_t *ex);
 
 typedef struct pf_executor_metrics {
     unsigned workers;      /* worker threads */
