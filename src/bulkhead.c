@@ -232,6 +232,7 @@ event_fill(pf_bulkhead_t *bh, pf_bulkhead_event_t *ev,
     ev->old_max_concurrent = st_limit(s);
     ev->in_use = st_in_use(s);
     ev->waiting = atomic_load_explicit(&bh->waiting, memory_order_relaxed);
+    ev->wait_ns = 0;
 }
 
 /* Tell the listener; never called with the lock held. */
@@ -251,6 +252,22 @@ reject_full(pf_bulkhead_t *bh)
         pf_bulkhead_event_t ev;
 
         event_fill(bh, &ev, PF_BULKHEAD_REJECTED_FULL);
+        event_fire(bh, &ev);
+    }
+}
+
+/* Report that waiter t, queued at t->priv_queued_ns, was handed a slot.
+ * Only on the waiting path, and only with a listener: the clock is read
+ * for nothing otherwise. No lock held. */
+static void
+granted_fire(pf_bulkhead_t *bh, const pf_bulkhead_ticket_t *t)
+{
+    if (bh->listener != NULL) {
+        pf_bulkhead_event_t ev;
+        int64_t waited = pf_clock_now_ns(bh->clock) - t->priv_queued_ns;
+
+        event_fill(bh, &ev, PF_BULKHEAD_GRANTED);
+        ev.wait_ns = waited > 0 ? waited : 0;
         event_fire(bh, &ev);
     }
 }
@@ -298,6 +315,9 @@ grants_run(grant_list_t *g)
         if (tl_grants.head == NULL) {
             tl_grants.tail = NULL;
         }
+        /* The ticket is untouched by its owner until fn runs, and its
+         * slot keeps the bulkhead alive until it is left. */
+        granted_fire((pf_bulkhead_t *)t->priv_owner, t);
         fn(t, arg);
     }
     tl_granting = false;
@@ -537,13 +557,14 @@ wait_abandon(pf_bulkhead_t *bh, pf_bulkhead_ticket_t *t, int rc,
  * bulkhead's own wait limit runs out, caller_dl the caller's; both on
  * bh->clock. */
 static int
-enter_wait(pf_bulkhead_t *bh, int prio, int64_t bh_dl, int64_t caller_dl,
-           pf_token_t *tok)
+enter_wait(pf_bulkhead_t *bh, int prio, int64_t now, int64_t bh_dl,
+           int64_t caller_dl, pf_token_t *tok)
 {
     pf_bulkhead_ticket_t w = {0};
     pthread_cond_t cv;
     pf_bulkhead_event_t ev;
     bool fire = false;
+    bool waited = false;
     int64_t dl = bh_dl < caller_dl ? bh_dl : caller_dl;
     int rc;
 
@@ -552,6 +573,7 @@ enter_wait(pf_bulkhead_t *bh, int prio, int64_t bh_dl, int64_t caller_dl,
         return rc;
     }
     w.priv_cv = &cv;
+    w.priv_queued_ns = now;
     pthread_mutex_lock(&bh->lock);
     switch (enqueue_locked(bh, &w, prio)) {
     case Q_ENTERED:
@@ -562,6 +584,15 @@ enter_wait(pf_bulkhead_t *bh, int prio, int64_t bh_dl, int64_t caller_dl,
         break;
     default:
         rc = 0;
+        waited = true;
+        if (bh->listener != NULL) {
+            /* QUEUED is told with the lock released; a grant meanwhile
+             * is seen below through priv_state, set under the lock. */
+            event_fill(bh, &ev, PF_BULKHEAD_QUEUED);
+            pthread_mutex_unlock(&bh->lock);
+            event_fire(bh, &ev);
+            pthread_mutex_lock(&bh->lock);
+        }
         while (w.priv_state == T_QUEUED) {
             int wr = pf__wait_until(&cv, &bh->lock, bh->clock, dl, tok);
 
@@ -586,6 +617,8 @@ enter_wait(pf_bulkhead_t *bh, int prio, int64_t bh_dl, int64_t caller_dl,
         event_fire(bh, &ev);
     } else if (rc == PF_EFULL) {
         reject_full(bh);
+    } else if (rc == 0 && waited) {
+        granted_fire(bh, &w);
     }
     return rc;
 }
@@ -622,8 +655,8 @@ pf_bulkhead_enter_until(pf_bulkhead_t *bh, pf_priority_t prio,
         atomic_fetch_add_explicit(&bh->cancelled, 1, memory_order_relaxed);
         return PF_ETIMEDOUT;
     }
-    return enter_wait(bh, prio, pf__add_sat(now, bh->max_wait_ns), caller_dl,
-                      tok);
+    return enter_wait(bh, prio, now, pf__add_sat(now, bh->max_wait_ns),
+                      caller_dl, tok);
 }
 
 int
@@ -775,7 +808,17 @@ pf_bulkhead_enqueue(pf_bulkhead_t *bh, pf_bulkhead_ticket_t *t,
     t->priv_cv = NULL;
     t->priv_clock = bh->clock;
     t->priv_expires_ns = pf__add_sat(now, bh->max_wait_ns);
+    t->priv_queued_ns = now;
     r = enqueue_locked(bh, t, (int)prio);
+    if (r == Q_QUEUED && bh->listener != NULL) {
+        pf_bulkhead_event_t ev;
+
+        event_fill(bh, &ev, PF_BULKHEAD_QUEUED);
+        pthread_mutex_unlock(&bh->lock);
+        event_fire(bh, &ev);
+        *entered = false;
+        return 0;
+    }
     pthread_mutex_unlock(&bh->lock);
     if (r == Q_FULL) {
         reject_full(bh);

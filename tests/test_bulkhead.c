@@ -244,7 +244,7 @@ test_bulkhead_try_enter_admits_up_to_the_limit_then_is_full(void **state)
 }
 
 typedef struct events {
-    int count[4];
+    int count[8];
     pf_bulkhead_event_t last;
     pf_bulkhead_t *bh; /* to prove the lock is free in the callback */
 } events_t;
@@ -543,6 +543,141 @@ on_grant(pf_bulkhead_ticket_t *t, void *arg)
     if (g->leave) {
         pf_bulkhead_leave(g->bh);
     }
+}
+
+/* Every event in order, for the waiting-path events. Written by whichever
+ * thread reports; read by the test only after that thread is parked on
+ * the manual clock or joined (both order the writes before the read). */
+typedef struct event_seq {
+    int n;
+    pf_bulkhead_event_kind_t kind[8];
+    int64_t wait_ns[8];
+    unsigned waiting[8];
+} event_seq_t;
+
+static void
+seq_record(const pf_bulkhead_event_t *ev, void *arg)
+{
+    event_seq_t *q = arg;
+
+    if (q->n < 8) {
+        q->kind[q->n] = ev->kind;
+        q->wait_ns[q->n] = ev->wait_ns;
+        q->waiting[q->n] = ev->waiting;
+    }
+    q->n++;
+}
+
+static pf_bulkhead_t *
+make_sequenced(pf_clock_t *c, event_seq_t *q)
+{
+    pf_bulkhead_config_t cfg;
+    pf_bulkhead_t *bh;
+
+    memset(q, 0, sizeof(*q));
+    pf_bulkhead_config_init(&cfg);
+    cfg.name = "sequenced";
+    cfg.max_concurrent_calls = 1;
+    cfg.max_wait_duration = 30.0;
+    cfg.max_queue_size = 4;
+    cfg.clock = c;
+    cfg.listener = seq_record;
+    cfg.listener_arg = q;
+    assert_pf_ok(pf_bulkhead_new(&cfg, &bh));
+    return bh;
+}
+
+static void
+test_bulkhead_events_report_nothing_when_entering_at_once(void **state)
+{
+    event_seq_t q;
+    pf_bulkhead_t *bh = make_sequenced(*state, &q);
+    pf_bulkhead_ticket_t t = {0};
+    order_log_t log = {0};
+    grant_rec_t g = {0};
+    bool entered = false;
+    int v = 0;
+
+    assert_pf_ok(pf_bulkhead_try_enter(bh));
+    pf_bulkhead_leave(bh);
+    assert_pf_ok(pf_bulkhead_enter(bh));
+    pf_bulkhead_leave(bh);
+    assert_pf_ok(pf_bulkhead_call(bh, return_arg, &v));
+    g = (grant_rec_t){bh, &log, 1, false, 0};
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant,
+                                     &g, &entered));
+    assert_true(entered);
+    assert_int_equal(g.calls, 0);
+    pf_bulkhead_leave(bh);
+    assert_int_equal(q.n, 0);
+    pf_bulkhead_free(bh);
+}
+
+static void
+test_bulkhead_events_report_queued_then_granted_with_the_wait(void **state)
+{
+    pf_clock_t *c = *state;
+    event_seq_t q;
+    pf_bulkhead_t *bh = make_sequenced(c, &q);
+    waiter_t w = {0};
+
+    assert_pf_ok(pf_bulkhead_try_enter(bh));
+    pf_clock_manual_advance(c, 1 * NS_PER_SEC);
+    waiter_start(&w, bh);
+    pf_test_wait_for_waiters(c, 1);
+    assert_int_equal(q.n, 1);
+    assert_int_equal(q.kind[0], PF_BULKHEAD_QUEUED);
+    assert_int_equal(q.waiting[0], 1);
+    pf_clock_manual_advance(c, 3 * NS_PER_SEC); /* still inside max_wait */
+    pf_test_wait_for_waiters(c, 1);
+    assert_int_equal(q.n, 1);
+    pf_bulkhead_leave(bh);
+    assert_pf_ok(waiter_join(&w));
+    assert_int_equal(q.n, 2);
+    assert_int_equal(q.kind[1], PF_BULKHEAD_GRANTED);
+    assert_true(q.wait_ns[1] == 3 * NS_PER_SEC);
+    assert_int_equal(q.waiting[1], 0);
+    pf_bulkhead_leave(bh);
+    pf_bulkhead_free(bh);
+}
+
+static void
+test_bulkhead_events_report_a_tickets_queue_and_grant(void **state)
+{
+    pf_clock_t *c = *state;
+    event_seq_t q;
+    pf_bulkhead_t *bh = make_sequenced(c, &q);
+    pf_bulkhead_ticket_t t = {0};
+    order_log_t log = {0};
+    grant_rec_t g;
+    bool entered = true;
+
+    assert_pf_ok(pf_bulkhead_try_enter(bh));
+    g = (grant_rec_t){bh, &log, 7, false, 0};
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant,
+                                     &g, &entered));
+    assert_false(entered);
+    assert_int_equal(q.n, 1);
+    assert_int_equal(q.kind[0], PF_BULKHEAD_QUEUED);
+    assert_int_equal(q.waiting[0], 1);
+    pf_clock_manual_advance(c, 5 * NS_PER_SEC / 2);
+    assert_int_equal(q.n, 1);
+    pf_bulkhead_leave(bh); /* hands the slot to the ticket */
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(q.n, 2);
+    assert_int_equal(q.kind[1], PF_BULKHEAD_GRANTED);
+    assert_true(q.wait_ns[1] == 5 * NS_PER_SEC / 2);
+    pf_bulkhead_leave(bh);
+    /* A rejected or cancelled ticket was never granted: no GRANTED. */
+    assert_pf_ok(pf_bulkhead_try_enter(bh));
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL, on_grant,
+                                     &g, &entered));
+    assert_true(pf_bulkhead_cancel(bh, &t, PF_ECANCELED));
+    pf_bulkhead_leave(bh);
+    assert_int_equal(q.n, 3);
+    assert_int_equal(q.kind[2], PF_BULKHEAD_QUEUED);
+    assert_int_equal(g.calls, 1);
+    pf_bulkhead_free(bh);
 }
 
 static void
@@ -1214,6 +1349,9 @@ main(void)
         T(test_bulkhead_freed_slot_goes_to_the_waiter_not_a_newcomer),
         T(test_bulkhead_priority_serves_higher_first_then_fifo),
         T(test_bulkhead_tickets_and_threads_share_one_queue),
+        T(test_bulkhead_events_report_nothing_when_entering_at_once),
+        T(test_bulkhead_events_report_queued_then_granted_with_the_wait),
+        T(test_bulkhead_events_report_a_tickets_queue_and_grant),
         T(test_bulkhead_enqueue_enters_at_once_when_a_slot_is_free),
         T(test_bulkhead_cancel_removes_a_queued_ticket_for_good),
         T(test_bulkhead_enqueue_rejects_bad_input_and_a_full_queue),

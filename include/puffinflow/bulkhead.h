@@ -52,7 +52,18 @@ typedef enum pf_bulkhead_event_kind {
      * controller); old_max_concurrent holds the previous one. */
     PF_BULKHEAD_LIMIT_CHANGED = 2,
     /* pf_bulkhead_leave was called while nobody was inside: ignored. */
-    PF_BULKHEAD_LEAVE_WITHOUT_ENTER = 3
+    PF_BULKHEAD_LEAVE_WITHOUT_ENTER = 3,
+    /* No free slot: a blocking caller or a ticket joined the queue. Only
+     * the waiting path reports it; a caller let in at once reports
+     * nothing. waiting counts the new waiter. */
+    PF_BULKHEAD_QUEUED = 4,
+    /* A queued caller or ticket was handed a slot after waiting; wait_ns
+     * holds how long it waited on the bulkhead's clock. Reported on the
+     * waiting thread once it wakes (blocking callers), or on the thread
+     * that handed the slot over just before the grant callback (tickets):
+     * a ticket's GRANTED may then reach the listener before its QUEUED,
+     * which is delivered on the enqueuing thread. */
+    PF_BULKHEAD_GRANTED = 5
 } pf_bulkhead_event_kind_t;
 
 /* What the listener is told. A snapshot taken when the event happened;
@@ -64,6 +75,7 @@ typedef struct pf_bulkhead_event {
     unsigned old_max_concurrent; /* LIMIT_CHANGED: the limit before */
     unsigned in_use;
     unsigned waiting;
+    int64_t wait_ns; /* GRANTED: ns spent in the queue; 0 otherwise */
 } pf_bulkhead_event_t;
 
 /* Called for every event, on the thread that caused it, with no lock held:
@@ -205,6 +217,7 @@ struct pf_bulkhead_ticket {
     int64_t priv_expires_ns;
     int priv_state;
     int priv_prio;
+    int64_t priv_queued_ns; /* when it joined the queue (GRANTED's wait) */
 };
 
 /* Ask for a slot without blocking. If one is free (and nobody waits) it is
