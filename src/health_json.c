@@ -23,9 +23,8 @@ pf__health_iso_time(int64_t ns, char *buf, size_t len)
         snprintf(buf, len, "1970-01-01T00:00:00.000Z");
         return;
     }
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, ms);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }
 
 /* A wall-clock time as a JSON string, or null for "never". */
@@ -54,22 +53,18 @@ json_entry(pf__sb_t *sb, const pf_health_entry_t *e)
     bool first = true;
 
     pf__sb_append(sb, "{");
-    pf__sb_json_key(sb, &first, "status");
-    pf__sb_json_str(sb, pf_health_status_name(e->status));
-    pf__sb_json_key(sb, &first, "message");
-    pf__sb_json_str(sb, e->message);
-    pf__sb_json_key(sb, &first, "critical");
-    pf__sb_json_bool(sb, e->critical);
+    pf__sb_json_member_str(sb, &first, "status",
+                           pf_health_status_name(e->status));
+    pf__sb_json_member_str(sb, &first, "message", e->message);
+    pf__sb_json_member_bool(sb, &first, "critical", e->critical);
     pf__sb_json_key(sb, &first, "duration_ms");
     json_ms(sb, e->duration);
     pf__sb_json_key(sb, &first, "time");
     json_time(sb, e->time_ns);
-    pf__sb_json_key(sb, &first, "cached");
-    pf__sb_json_bool(sb, e->cached);
-    pf__sb_json_key(sb, &first, "timed_out");
-    pf__sb_json_bool(sb, e->timed_out);
-    pf__sb_json_key(sb, &first, "consecutive_failures");
-    pf__sb_json_int(sb, (int64_t)e->consecutive_failures);
+    pf__sb_json_member_bool(sb, &first, "cached", e->cached);
+    pf__sb_json_member_bool(sb, &first, "timed_out", e->timed_out);
+    pf__sb_json_member_int(sb, &first, "consecutive_failures",
+                           (int64_t)e->consecutive_failures);
     pf__sb_append(sb, "}");
 }
 
@@ -81,12 +76,10 @@ json_report(pf__sb_t *sb, const pf_health_report_t *r)
     size_t i;
 
     pf__sb_append(sb, "{");
-    pf__sb_json_key(sb, &first, "status");
-    pf__sb_json_str(sb, pf_health_status_name(r->status));
-    pf__sb_json_key(sb, &first, "healthy");
-    pf__sb_json_bool(sb, r->status != PF_UNHEALTHY);
-    pf__sb_json_key(sb, &first, "checker");
-    pf__sb_json_str(sb, r->checker);
+    pf__sb_json_member_str(sb, &first, "status",
+                           pf_health_status_name(r->status));
+    pf__sb_json_member_bool(sb, &first, "healthy", r->status != PF_UNHEALTHY);
+    pf__sb_json_member_str(sb, &first, "checker", r->checker);
     pf__sb_json_key(sb, &first, "time");
     json_time(sb, r->time_ns);
     pf__sb_json_key(sb, &first, "duration_ms");

@@ -17,35 +17,6 @@
 
 /* ---- members: ,"key":value -------------------------------------------- */
 
-static void
-member_int(pf__sb_t *sb, bool *first, const char *key, int64_t v)
-{
-    pf__sb_json_key(sb, first, key);
-    pf__sb_json_int(sb, v);
-}
-
-/* A double member, null when unknown (NaN). */
-static void
-member_num(pf__sb_t *sb, bool *first, const char *key, double v)
-{
-    pf__sb_json_key(sb, first, key);
-    pf__sb_json_num(sb, v); /* NaN and infinities become null */
-}
-
-static void
-member_str(pf__sb_t *sb, bool *first, const char *key, const char *v)
-{
-    pf__sb_json_key(sb, first, key);
-    pf__sb_json_str(sb, v); /* NULL becomes null */
-}
-
-static void
-member_bool(pf__sb_t *sb, bool *first, const char *key, bool v)
-{
-    pf__sb_json_key(sb, first, key);
-    pf__sb_json_bool(sb, v);
-}
-
 /* An int64 member, null when negative (unknown). */
 static void
 member_opt_int(pf__sb_t *sb, bool *first, const char *key, int64_t v)
@@ -93,31 +64,34 @@ json_breaker(const pf_registry_breaker_t *b, pf__sb_t *sb)
     bool f = true;
 
     pf__sb_append(sb, "{");
-    member_str(sb, &f, "name", b->name);
-    member_str(sb, &f, "state", pf_breaker_state_name(m->state));
-    member_int(sb, &f, "calls", (int64_t)m->calls);
-    member_int(sb, &f, "successes", (int64_t)m->successes);
-    member_int(sb, &f, "failures", (int64_t)m->failures);
-    member_int(sb, &f, "timeouts", (int64_t)m->timeouts);
-    member_int(sb, &f, "ignored", (int64_t)m->ignored);
-    member_int(sb, &f, "rejected", (int64_t)m->rejected);
-    member_num(sb, &f, "failure_rate", m->failure_rate);
-    member_num(sb, &f, "slow_call_rate", m->slow_call_rate);
-    member_int(sb, &f, "slow_calls", (int64_t)m->slow_calls);
-    member_int(sb, &f, "shadow_rejected", (int64_t)m->shadow_rejected);
-    member_int(sb, &f, "reclaimed", (int64_t)m->reclaimed);
-    member_int(sb, &f, "transitions", (int64_t)m->transitions);
-    member_int(sb, &f, "times_opened", (int64_t)m->times_opened);
-    member_int(sb, &f, "consecutive_failures", m->consecutive_failures);
-    member_int(sb, &f, "half_open_in_flight", m->half_open_in_flight);
-    member_num(sb, &f, "recovery_timeout",
-               (double)m->recovery_timeout_ns / 1e9);
-    member_num(sb, &f, "seconds_since_transition",
-               age(m->now_ns, m->last_transition_ns));
-    member_num(sb, &f, "seconds_since_failure",
-               age(m->now_ns, m->last_failure_ns));
-    member_bool(sb, &f, "forced_open", m->forced_open);
-    member_bool(sb, &f, "shadow", m->shadow);
+    pf__sb_json_member_str(sb, &f, "name", b->name);
+    pf__sb_json_member_str(sb, &f, "state", pf_breaker_state_name(m->state));
+    pf__sb_json_member_int(sb, &f, "calls", (int64_t)m->calls);
+    pf__sb_json_member_int(sb, &f, "successes", (int64_t)m->successes);
+    pf__sb_json_member_int(sb, &f, "failures", (int64_t)m->failures);
+    pf__sb_json_member_int(sb, &f, "timeouts", (int64_t)m->timeouts);
+    pf__sb_json_member_int(sb, &f, "ignored", (int64_t)m->ignored);
+    pf__sb_json_member_int(sb, &f, "rejected", (int64_t)m->rejected);
+    pf__sb_json_member_num(sb, &f, "failure_rate", m->failure_rate);
+    pf__sb_json_member_num(sb, &f, "slow_call_rate", m->slow_call_rate);
+    pf__sb_json_member_int(sb, &f, "slow_calls", (int64_t)m->slow_calls);
+    pf__sb_json_member_int(sb, &f, "shadow_rejected",
+                           (int64_t)m->shadow_rejected);
+    pf__sb_json_member_int(sb, &f, "reclaimed", (int64_t)m->reclaimed);
+    pf__sb_json_member_int(sb, &f, "transitions", (int64_t)m->transitions);
+    pf__sb_json_member_int(sb, &f, "times_opened", (int64_t)m->times_opened);
+    pf__sb_json_member_int(sb, &f, "consecutive_failures",
+                           m->consecutive_failures);
+    pf__sb_json_member_int(sb, &f, "half_open_in_flight",
+                           m->half_open_in_flight);
+    pf__sb_json_member_num(sb, &f, "recovery_timeout",
+                           (double)m->recovery_timeout_ns / 1e9);
+    pf__sb_json_member_num(sb, &f, "seconds_since_transition",
+                           age(m->now_ns, m->last_transition_ns));
+    pf__sb_json_member_num(sb, &f, "seconds_since_failure",
+                           age(m->now_ns, m->last_failure_ns));
+    pf__sb_json_member_bool(sb, &f, "forced_open", m->forced_open);
+    pf__sb_json_member_bool(sb, &f, "shadow", m->shadow);
     pf__sb_append(sb, "}");
 }
 
@@ -152,12 +126,14 @@ json_breakers(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        member_str(sb, &f, "name", g->name);
-        member_int(sb, &f, "size", (int64_t)g->metrics.size);
-        member_int(sb, &f, "max_breakers", (int64_t)g->metrics.max_breakers);
-        member_int(sb, &f, "created", (int64_t)g->metrics.created);
-        member_int(sb, &f, "evicted", (int64_t)g->metrics.evicted);
-        member_int(sb, &f, "rejected_full", (int64_t)g->metrics.rejected_full);
+        pf__sb_json_member_str(sb, &f, "name", g->name);
+        pf__sb_json_member_int(sb, &f, "size", (int64_t)g->metrics.size);
+        pf__sb_json_member_int(sb, &f, "max_breakers",
+                               (int64_t)g->metrics.max_breakers);
+        pf__sb_json_member_int(sb, &f, "created", (int64_t)g->metrics.created);
+        pf__sb_json_member_int(sb, &f, "evicted", (int64_t)g->metrics.evicted);
+        pf__sb_json_member_int(sb, &f, "rejected_full",
+                               (int64_t)g->metrics.rejected_full);
         json_breaker_list(sb, &f, "breakers", g->breakers, g->breakers_len);
         pf__sb_append(sb, "}");
     }
@@ -176,23 +152,26 @@ json_bulkheads(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        member_str(sb, &f, "name", s->bulkheads[i].name);
-        member_int(sb, &f, "max_concurrent", m->max_concurrent);
-        member_int(sb, &f, "in_use", m->in_use);
-        member_int(sb, &f, "available", m->available);
-        member_int(sb, &f, "waiting", m->waiting);
-        member_int(sb, &f, "max_queue_size", m->max_queue_size);
-        member_int(sb, &f, "accepted", (int64_t)m->accepted);
-        member_int(sb, &f, "rejected_full", (int64_t)m->rejected_full);
-        member_int(sb, &f, "rejected_timeout", (int64_t)m->rejected_timeout);
-        member_int(sb, &f, "peak_in_use", m->peak_in_use);
-        member_int(sb, &f, "cancelled", (int64_t)m->cancelled);
-        member_int(sb, &f, "leave_without_enter",
-                   (int64_t)m->leave_without_enter);
-        member_bool(sb, &f, "adaptive", m->adaptive);
+        pf__sb_json_member_str(sb, &f, "name", s->bulkheads[i].name);
+        pf__sb_json_member_int(sb, &f, "max_concurrent", m->max_concurrent);
+        pf__sb_json_member_int(sb, &f, "in_use", m->in_use);
+        pf__sb_json_member_int(sb, &f, "available", m->available);
+        pf__sb_json_member_int(sb, &f, "waiting", m->waiting);
+        pf__sb_json_member_int(sb, &f, "max_queue_size", m->max_queue_size);
+        pf__sb_json_member_int(sb, &f, "accepted", (int64_t)m->accepted);
+        pf__sb_json_member_int(sb, &f, "rejected_full",
+                               (int64_t)m->rejected_full);
+        pf__sb_json_member_int(sb, &f, "rejected_timeout",
+                               (int64_t)m->rejected_timeout);
+        pf__sb_json_member_int(sb, &f, "peak_in_use", m->peak_in_use);
+        pf__sb_json_member_int(sb, &f, "cancelled", (int64_t)m->cancelled);
+        pf__sb_json_member_int(sb, &f, "leave_without_enter",
+                               (int64_t)m->leave_without_enter);
+        pf__sb_json_member_bool(sb, &f, "adaptive", m->adaptive);
         if (m->adaptive) {
-            member_int(sb, &f, "adaptive_floor", m->adaptive_floor);
-            member_int(sb, &f, "adaptive_ceiling", m->adaptive_ceiling);
+            pf__sb_json_member_int(sb, &f, "adaptive_floor", m->adaptive_floor);
+            pf__sb_json_member_int(sb, &f, "adaptive_ceiling",
+                                   m->adaptive_ceiling);
         }
         pf__sb_append(sb, "}");
     }
@@ -211,14 +190,14 @@ json_ratelimits(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        member_str(sb, &f, "name", s->ratelimits[i].name);
-        member_num(sb, &f, "rate", m->rate);
-        member_int(sb, &f, "burst", m->burst);
-        member_int(sb, &f, "available", m->available);
-        member_int(sb, &f, "acquired", (int64_t)m->acquired);
-        member_int(sb, &f, "rejected", (int64_t)m->rejected);
-        member_int(sb, &f, "waited", (int64_t)m->waited);
-        member_int(sb, &f, "refunded", (int64_t)m->refunded);
+        pf__sb_json_member_str(sb, &f, "name", s->ratelimits[i].name);
+        pf__sb_json_member_num(sb, &f, "rate", m->rate);
+        pf__sb_json_member_int(sb, &f, "burst", m->burst);
+        pf__sb_json_member_int(sb, &f, "available", m->available);
+        pf__sb_json_member_int(sb, &f, "acquired", (int64_t)m->acquired);
+        pf__sb_json_member_int(sb, &f, "rejected", (int64_t)m->rejected);
+        pf__sb_json_member_int(sb, &f, "waited", (int64_t)m->waited);
+        pf__sb_json_member_int(sb, &f, "refunded", (int64_t)m->refunded);
         pf__sb_append(sb, "}");
     }
     pf__sb_append(sb, "]");
@@ -230,20 +209,20 @@ json_health_check(const pf_registry_health_check_t *c, pf__sb_t *sb)
     bool f = true;
 
     pf__sb_append(sb, "{");
-    member_str(sb, &f, "name", c->name);
-    member_str(sb, &f, "status", pf_health_status_name(c->status));
-    member_str(sb, &f, "message", c->message);
-    member_bool(sb, &f, "critical", c->critical);
-    member_bool(sb, &f, "timed_out", c->timed_out);
-    member_num(sb, &f, "duration", c->duration);
+    pf__sb_json_member_str(sb, &f, "name", c->name);
+    pf__sb_json_member_str(sb, &f, "status", pf_health_status_name(c->status));
+    pf__sb_json_member_str(sb, &f, "message", c->message);
+    pf__sb_json_member_bool(sb, &f, "critical", c->critical);
+    pf__sb_json_member_bool(sb, &f, "timed_out", c->timed_out);
+    pf__sb_json_member_num(sb, &f, "duration", c->duration);
     /* Wall-clock seconds of the last result; null when it never ran. */
-    member_num(sb, &f, "time",
-               c->time_ns == 0 ? NAN : (double)c->time_ns / 1e9);
-    member_int(sb, &f, "consecutive_failures",
-               (int64_t)c->consecutive_failures);
-    member_int(sb, &f, "runs", (int64_t)c->runs);
-    member_int(sb, &f, "failures", (int64_t)c->failures);
-    member_int(sb, &f, "timeouts", (int64_t)c->timeouts);
+    pf__sb_json_member_num(sb, &f, "time",
+                           c->time_ns == 0 ? NAN : (double)c->time_ns / 1e9);
+    pf__sb_json_member_int(sb, &f, "consecutive_failures",
+                           (int64_t)c->consecutive_failures);
+    pf__sb_json_member_int(sb, &f, "runs", (int64_t)c->runs);
+    pf__sb_json_member_int(sb, &f, "failures", (int64_t)c->failures);
+    pf__sb_json_member_int(sb, &f, "timeouts", (int64_t)c->timeouts);
     pf__sb_append(sb, "}");
 }
 
@@ -260,17 +239,18 @@ json_health(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        member_str(sb, &f, "name", h->name);
-        member_str(sb, &f, "status", pf_health_status_name(m->status));
-        member_int(sb, &f, "checks_registered", (int64_t)m->checks);
-        member_int(sb, &f, "reports", (int64_t)m->reports);
-        member_int(sb, &f, "runs", (int64_t)m->runs);
-        member_int(sb, &f, "cache_hits", (int64_t)m->cache_hits);
-        member_int(sb, &f, "shared", (int64_t)m->shared);
-        member_int(sb, &f, "failures", (int64_t)m->failures);
-        member_int(sb, &f, "timeouts", (int64_t)m->timeouts);
-        member_int(sb, &f, "running", (int64_t)m->running);
-        member_int(sb, &f, "hung", (int64_t)m->hung);
+        pf__sb_json_member_str(sb, &f, "name", h->name);
+        pf__sb_json_member_str(sb, &f, "status",
+                               pf_health_status_name(m->status));
+        pf__sb_json_member_int(sb, &f, "checks_registered", (int64_t)m->checks);
+        pf__sb_json_member_int(sb, &f, "reports", (int64_t)m->reports);
+        pf__sb_json_member_int(sb, &f, "runs", (int64_t)m->runs);
+        pf__sb_json_member_int(sb, &f, "cache_hits", (int64_t)m->cache_hits);
+        pf__sb_json_member_int(sb, &f, "shared", (int64_t)m->shared);
+        pf__sb_json_member_int(sb, &f, "failures", (int64_t)m->failures);
+        pf__sb_json_member_int(sb, &f, "timeouts", (int64_t)m->timeouts);
+        pf__sb_json_member_int(sb, &f, "running", (int64_t)m->running);
+        pf__sb_json_member_int(sb, &f, "hung", (int64_t)m->hung);
         pf__sb_json_key(sb, &f, "checks");
         pf__sb_append(sb, "[");
         for (j = 0; j < h->checks_len; j++) {
@@ -291,10 +271,10 @@ json_leak_sample(const pf_leak_sample_t *ls, pf__sb_t *sb)
     int k;
 
     pf__sb_append(sb, "{");
-    member_int(sb, &f, "pid", ls->pid);
+    pf__sb_json_member_int(sb, &f, "pid", ls->pid);
     member_opt_int(sb, &f, "rss_bytes", ls->rss_bytes);
     member_opt_int(sb, &f, "memory_limit_bytes", ls->memory_limit_bytes);
-    member_num(sb, &f, "memory_fraction", ls->memory_fraction);
+    pf__sb_json_member_num(sb, &f, "memory_fraction", ls->memory_fraction);
     member_opt_int(sb, &f, "threads", ls->threads);
     member_opt_int(sb, &f, "open_fds", ls->open_fds);
     member_opt_int(sb, &f, "fd_limit", ls->fd_limit);
@@ -328,19 +308,23 @@ json_leaks(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool g = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        member_str(sb, &f, "name", s->leak_detectors[i].name);
-        member_int(sb, &f, "tracked_allocations",
-                   (int64_t)m->total_allocations);
-        member_int(sb, &f, "allocations", (int64_t)m->allocations);
-        member_int(sb, &f, "releases", (int64_t)m->releases);
-        member_int(sb, &f, "current_leaks", (int64_t)m->current_leaks);
-        member_int(sb, &f, "total_detected", (int64_t)m->total_detected);
-        member_num(sb, &f, "leak_threshold", m->leak_threshold);
-        member_num(sb, &f, "oldest_allocation_age", m->oldest_allocation_age);
-        member_int(sb, &f, "samples", (int64_t)m->samples);
-        member_int(sb, &f, "sample_errors", (int64_t)m->sample_errors);
-        member_int(sb, &f, "alerts", (int64_t)m->alerts);
-        member_bool(sb, &f, "monitoring", m->monitoring);
+        pf__sb_json_member_str(sb, &f, "name", s->leak_detectors[i].name);
+        pf__sb_json_member_int(sb, &f, "tracked_allocations",
+                               (int64_t)m->total_allocations);
+        pf__sb_json_member_int(sb, &f, "allocations", (int64_t)m->allocations);
+        pf__sb_json_member_int(sb, &f, "releases", (int64_t)m->releases);
+        pf__sb_json_member_int(sb, &f, "current_leaks",
+                               (int64_t)m->current_leaks);
+        pf__sb_json_member_int(sb, &f, "total_detected",
+                               (int64_t)m->total_detected);
+        pf__sb_json_member_num(sb, &f, "leak_threshold", m->leak_threshold);
+        pf__sb_json_member_num(sb, &f, "oldest_allocation_age",
+                               m->oldest_allocation_age);
+        pf__sb_json_member_int(sb, &f, "samples", (int64_t)m->samples);
+        pf__sb_json_member_int(sb, &f, "sample_errors",
+                               (int64_t)m->sample_errors);
+        pf__sb_json_member_int(sb, &f, "alerts", (int64_t)m->alerts);
+        pf__sb_json_member_bool(sb, &f, "monitoring", m->monitoring);
         pf__sb_json_key(sb, &f, "alerting");
         pf__sb_append(sb, "{");
         for (k = 0; k < PF_LEAK_ALERT_KINDS; k++) {
@@ -349,8 +333,9 @@ json_leaks(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
             pf__sb_json_bool(sb, m->alerting[k]);
         }
         pf__sb_append(sb, "}");
-        member_num(sb, &f, "memory_slope_mb_per_minute", m->memory_slope);
-        member_num(sb, &f, "fd_slope_per_minute", m->fd_slope);
+        pf__sb_json_member_num(sb, &f, "memory_slope_mb_per_minute",
+                               m->memory_slope);
+        pf__sb_json_member_num(sb, &f, "fd_slope_per_minute", m->fd_slope);
         pf__sb_json_key(sb, &f, "last_sample");
         if (m->samples > m->sample_errors) {
             json_leak_sample(&m->last_sample, sb);
@@ -375,12 +360,13 @@ json_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
         bool f = true;
 
         pf__sb_append(sb, i > 0 ? ",{" : "{");
-        member_str(sb, &f, "name", g->name);
-        member_str(sb, &f, "mode",
-                   m->mode < g->modes_len ? g->modes[m->mode] : NULL);
-        member_int(sb, &f, "mode_index", m->mode);
-        member_str(sb, &f, "target",
-                   m->target < g->modes_len ? g->modes[m->target] : NULL);
+        pf__sb_json_member_str(sb, &f, "name", g->name);
+        pf__sb_json_member_str(
+            sb, &f, "mode", m->mode < g->modes_len ? g->modes[m->mode] : NULL);
+        pf__sb_json_member_int(sb, &f, "mode_index", m->mode);
+        pf__sb_json_member_str(sb, &f, "target",
+                               m->target < g->modes_len ? g->modes[m->target]
+                                                        : NULL);
         pf__sb_json_key(sb, &f, "modes");
         pf__sb_append(sb, "[");
         for (j = 0; j < g->modes_len; j++) {
@@ -390,13 +376,14 @@ json_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
             pf__sb_json_str(sb, g->modes[j]);
         }
         pf__sb_append(sb, "]");
-        member_bool(sb, &f, "overridden", m->overridden);
-        member_bool(sb, &f, "sampling", m->sampling);
-        member_num(sb, &f, "seconds_in_mode", m->time_in_mode);
-        member_int(sb, &f, "updates", (int64_t)m->updates);
-        member_int(sb, &f, "transitions", (int64_t)m->transitions);
-        member_int(sb, &f, "sample_errors", (int64_t)m->sample_errors);
-        member_int(sb, &f, "rules", (int64_t)m->rules);
+        pf__sb_json_member_bool(sb, &f, "overridden", m->overridden);
+        pf__sb_json_member_bool(sb, &f, "sampling", m->sampling);
+        pf__sb_json_member_num(sb, &f, "seconds_in_mode", m->time_in_mode);
+        pf__sb_json_member_int(sb, &f, "updates", (int64_t)m->updates);
+        pf__sb_json_member_int(sb, &f, "transitions", (int64_t)m->transitions);
+        pf__sb_json_member_int(sb, &f, "sample_errors",
+                               (int64_t)m->sample_errors);
+        pf__sb_json_member_int(sb, &f, "rules", (int64_t)m->rules);
         pf__sb_json_key(sb, &f, "last");
         if (m->updates == 0) {
             pf__sb_append(sb, "null");
@@ -404,10 +391,11 @@ json_degradations(const pf_registry_snapshot_t *s, pf__sb_t *sb, bool *first)
             bool h = true;
 
             pf__sb_append(sb, "{");
-            member_num(sb, &h, "cpu_usage", m->last.cpu_usage);
-            member_num(sb, &h, "memory_usage", m->last.memory_usage);
-            member_bool(sb, &h, "external_services_available",
-                        m->last.external_services_available);
+            pf__sb_json_member_num(sb, &h, "cpu_usage", m->last.cpu_usage);
+            pf__sb_json_member_num(sb, &h, "memory_usage",
+                                   m->last.memory_usage);
+            pf__sb_json_member_bool(sb, &h, "external_services_available",
+                                    m->last.external_services_available);
             pf__sb_append(sb, "}");
         }
         pf__sb_append(sb, "}");
@@ -421,8 +409,8 @@ pf__metrics_json(const pf_registry_snapshot_t *s, pf__sb_t *sb)
     bool first = true;
 
     pf__sb_append(sb, "{");
-    member_str(sb, &first, "puffinflow_version", PF_VERSION_STRING);
-    member_num(sb, &first, "time", (double)s->wall_time_ns / 1e9);
+    pf__sb_json_member_str(sb, &first, "puffinflow_version", PF_VERSION_STRING);
+    pf__sb_json_member_num(sb, &first, "time", (double)s->wall_time_ns / 1e9);
     json_process(s, sb, &first);
     json_breakers(s, sb, &first);
     json_bulkheads(s, sb, &first);

@@ -198,6 +198,35 @@ pf__sb_json_key(pf__sb_t *sb, bool *first, const char *key)
 }
 
 void
+pf__sb_json_member_int(pf__sb_t *sb, bool *first, const char *key, int64_t v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_int(sb, v);
+}
+
+void
+pf__sb_json_member_num(pf__sb_t *sb, bool *first, const char *key, double v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_num(sb, v);
+}
+
+void
+pf__sb_json_member_str(pf__sb_t *sb, bool *first, const char *key,
+                       const char *v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_str(sb, v);
+}
+
+void
+pf__sb_json_member_bool(pf__sb_t *sb, bool *first, const char *key, bool v)
+{
+    pf__sb_json_key(sb, first, key);
+    pf__sb_json_bool(sb, v);
+}
+
+void
 pf__sb_prom_label(pf__sb_t *sb, const char *s)
 {
     const char *run = s;

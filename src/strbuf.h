@@ -55,6 +55,16 @@ void pf__sb_json_bool(pf__sb_t *sb, bool v);
  * false): the usual way to write an object member. */
 void pf__sb_json_key(pf__sb_t *sb, bool *first, const char *key);
 
+/* Object members: ,"key":value (see pf__sb_json_key), in one call. */
+void pf__sb_json_member_int(pf__sb_t *sb, bool *first, const char *key,
+                            int64_t v);
+void pf__sb_json_member_num(pf__sb_t *sb, bool *first, const char *key,
+                            double v); /* NaN and infinities: null */
+void pf__sb_json_member_str(pf__sb_t *sb, bool *first, const char *key,
+                            const char *v); /* NULL: null */
+void pf__sb_json_member_bool(pf__sb_t *sb, bool *first, const char *key,
+                             bool v);
+
 /* ---- Prometheus ------------------------------------------------------- */
 
 /* Append s escaped as a Prometheus label value (backslash, double quote and
