@@ -1,6 +1,6 @@
 # Sourced by the scripts in this folder: installs, with apt-get, whatever
 # Debian package the build and the tests need and the machine lacks.
-PF_PACKAGES="cmake make gcc clang pkg-config libcmocka-dev binutils
+PF_PACKAGES="cmake make gcc clang pkg-config libcmocka-dev binutils abigail-tools
              libmicrohttpd-dev libcurl4-openssl-dev curl prometheus"
 # prometheus brings promtool, which the HTTP tests use to check /metrics.
 

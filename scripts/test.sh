@@ -24,7 +24,7 @@ mkdir -p "$log_dir"
 run_suite() {
     local name=$1 dir=$2 cc=$3 sanitize=$4 run=${5:-1}
     echo "== $name"
-    if ! cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DPF_WERROR=ON \
+    if ! cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DPF_WERROR=ON -DPF_ABI_CHECK=ON \
            -DPF_SANITIZE="$sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
            >"$log_dir/$name.configure.log" 2>&1; then
         cat "$log_dir/$name.configure.log"
