@@ -549,8 +549,8 @@ count_running(const pid_t *pids, size_t n)
 }
 
 static pf_health_status_t
-command_status_grace(pf_clock_t *clock, const char *const *argv,
-                     double timeout, double grace, char *msg, size_t len)
+command_status_grace(pf_clock_t *clock, const char *const *argv, double timeout,
+                     double grace, char *msg, size_t len)
 {
     pf_health_checker_t *hc = new_checker(clock);
     pf_health_command_opts_t c;
@@ -584,9 +584,9 @@ test_health_command_timeout_ends_its_whole_process_group(void **state)
              "trap '' TERM; sleep 100 & echo $! >> %s; "
              "sleep 100 & echo $! >> %s; wait",
              log.file, log.file);
-    assert_int_equal(command_status_grace(*state, argv, 0.5, 0.05, msg,
-                                          sizeof(msg)),
-                     PF_UNHEALTHY);
+    assert_int_equal(
+        command_status_grace(*state, argv, 0.5, 0.05, msg, sizeof(msg)),
+        PF_UNHEALTHY);
     assert_string_equal(msg, "sh timed out after 0.5 s (killed)");
     n = pid_log_read(&log, pids, 4);
     pid_log_remove(&log);
@@ -607,9 +607,9 @@ test_health_command_leftovers_are_ended_when_it_exits(void **state)
     pid_log_make(&log);
     snprintf(script, sizeof(script),
              "trap '' TERM; sleep 100 & echo $! >> %s; exit 0", log.file);
-    assert_int_equal(command_status_grace(*state, argv, 10.0, 0.05, msg,
-                                          sizeof(msg)),
-                     PF_HEALTHY);
+    assert_int_equal(
+        command_status_grace(*state, argv, 10.0, 0.05, msg, sizeof(msg)),
+        PF_HEALTHY);
     assert_string_equal(msg, "sh: exit status 0");
     n = pid_log_read(&log, pids, 4);
     pid_log_remove(&log);

@@ -950,8 +950,7 @@ test_retry_next_after_success_stays_final(void **state)
      * two retries are left. */
     assert_false(pf_retry_next(&e.p, &e.st, -1, 5 * NS_PER_SEC, &d));
     assert_int_equal(d, -7);
-    assert_pf_err(pf_retry_decide(&e.p, &e.st, -1, 5 * NS_PER_SEC, &retry,
-                                  &d),
+    assert_pf_err(pf_retry_decide(&e.p, &e.st, -1, 5 * NS_PER_SEC, &retry, &d),
                   PF_ESTATE);
     assert_false(retry);
     assert_int_equal(d, -7);
@@ -970,8 +969,7 @@ test_retry_next_after_exhaustion_stays_final(void **state)
     assert_int_equal(e.res.result, -2);
     assert_false(pf_retry_next(&e.p, &e.st, -3, 5 * NS_PER_SEC, &d));
     assert_false(pf_retry_next(&e.p, &e.st, 0, 5 * NS_PER_SEC, &d));
-    assert_pf_err(pf_retry_decide(&e.p, &e.st, 0, 5 * NS_PER_SEC, &retry,
-                                  &d),
+    assert_pf_err(pf_retry_decide(&e.p, &e.st, 0, 5 * NS_PER_SEC, &retry, &d),
                   PF_ESTATE);
     assert_false(retry);
     assert_int_equal(d, -7);
