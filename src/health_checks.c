@@ -12,7 +12,10 @@
  * left something behind in the group, the rest gets the same. Killing the
  * child alone would orphan its children (a shell's sleep, say) on every
  * probe. The group id stays reserved while any member, the unreaped
- * leader included, exists, so signalling it never reaches a stranger. */
+ * leader included, exists. Once the leader is reaped, the group is only
+ * signalled right after a check that it still has members, so a stranger
+ * could be reached only if the id were freed and reused (pids wrap around
+ * pid_max first) in between. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -519,10 +522,11 @@ wait_group_gone(pid_t pgid, int64_t deadline)
 }
 
 /* End process group pgid, whose leader is pid: SIGTERM to the group, up to
- * grace_ns for it to empty, then SIGKILL to whatever is left, then reap the
- * leader unless *reaped (its status goes to *status). A grandchild that
- * ignores SIGTERM cannot outlive this; once SIGKILL is sent it never runs
- * again, though it may linger as a zombie until its new parent reaps it. */
+ * grace_ns for it to empty, then SIGKILL to whatever is left, and reap the
+ * leader unless reaped says that was done (its status goes to *status).
+ * A grandchild that ignores SIGTERM cannot outlive this; once SIGKILL is
+ * sent it never runs again, though it may linger as a zombie until its
+ * new parent reaps it. */
 static void
 end_group(pid_t pgid, pid_t pid, bool reaped, int64_t grace_ns, int *status)
 {
@@ -537,7 +541,9 @@ end_group(pid_t pgid, pid_t pid, bool reaped, int64_t grace_ns, int *status)
             wait_group_gone(pgid, deadline);
         }
     }
-    kill(-pgid, SIGKILL);
+    if (!reaped || group_exists(pgid)) {
+        kill(-pgid, SIGKILL);
+    }
     if (!reaped) {
         while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
         }
