@@ -353,9 +353,10 @@ plan_delay(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     return true;
 }
 
-bool
-pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
-              int64_t now_ns, int64_t *delay_ns)
+/* The decision for an operation still under way (stop NONE). */
+static bool
+decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
+       int64_t now_ns, int64_t *delay_ns)
 {
     const pf_clock_t *c;
     double delay;
@@ -363,9 +364,6 @@ pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     int64_t at;
     int64_t max_elapsed_ns = 0;
 
-    if (p == NULL || st == NULL || delay_ns == NULL) {
-        return false;
-    }
     st->priv_attempts++;
     st->priv_last_result = result;
     if (result == 0) {
@@ -411,6 +409,37 @@ pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     st->priv_delayed_ns = pf__add_sat(st->priv_delayed_ns, ns);
     *delay_ns = ns;
     return true;
+}
+
+int
+pf_retry_decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
+                int64_t now_ns, bool *retry, int64_t *delay_ns)
+{
+    if (retry != NULL) {
+        *retry = false;
+    }
+    if (p == NULL || st == NULL || retry == NULL || delay_ns == NULL) {
+        return PF_EINVAL;
+    }
+    /* A stop reason is set exactly when the operation ended (pf_retry_start
+     * refused, or an earlier decision said stop, or the blocking loop's
+     * wait failed); that decision is final, so a late call must not count
+     * an attempt, run the listener, charge the budget or plan a delay. */
+    if (st->priv_stop != PF_RETRY_STOP_NONE) {
+        return PF_ESTATE;
+    }
+    *retry = decide(p, st, result, now_ns, delay_ns);
+    return 0;
+}
+
+bool
+pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
+              int64_t now_ns, int64_t *delay_ns)
+{
+    bool retry = false;
+
+    return pf_retry_decide(p, st, result, now_ns, &retry, delay_ns) == 0 &&
+           retry;
 }
 
 void
