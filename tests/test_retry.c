@@ -26,10 +26,7 @@ test_backoff_defaults_match_the_design(void **state)
     assert_int_equal(b.jitter, PF_JITTER_EQUAL);
     pf_retry_policy_init(&p);
     assert_int_equal(p.max_retries, 3);
-    assert_true(p.backoff.initial_delay == 1.0);
-    assert_true(p.backoff.multiplier == 2.0);
-    assert_true(p.backoff.max_delay == 60.0);
-    assert_int_equal(p.backoff.jitter, PF_JITTER_EQUAL);
+    assert_null(p.backoff); /* pf_backoff_init's defaults */
     assert_null(p.retry_on);
     assert_null(p.is_retryable);
     assert_null(p.on_retry);
@@ -299,8 +296,13 @@ script_init(script_t *s, const int *results, int n, const pf_clock_t *c)
 static void
 fixed_policy(pf_retry_policy_t *p, const pf_clock_t *c)
 {
+    static const pf_backoff_t fixed = {.initial_delay = 1.0,
+                                       .multiplier = 2.0,
+                                       .max_delay = 60.0,
+                                       .jitter = PF_JITTER_NONE};
+
     pf_retry_policy_init(p);
-    p->backoff.jitter = PF_JITTER_NONE;
+    p->backoff = &fixed;
     p->clock = c;
 }
 
@@ -404,6 +406,7 @@ test_retry_call_waits_the_backoff_between_attempts(void **state)
 static void
 test_retry_call_returns_last_result_when_retries_run_out(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int results[] = {-1, -2, -3, -4, -5};
     pf_retry_policy_t p;
@@ -411,7 +414,9 @@ test_retry_call_returns_last_result_when_retries_run_out(void **state)
     script_t s;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0; /* no waits: runs on this thread */
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0; /* no waits: runs on this thread */
+    p.backoff = &backoff;
     script_init(&s, results, 5, c);
     assert_pf_err(pf_retry_call_ex(&p, scripted, &s, &res), -4);
     assert_int_equal(atomic_load(&s.calls), 4); /* 1 + max_retries 3 */
@@ -452,6 +457,7 @@ test_retry_call_does_not_retry_an_open_breaker_by_default(void **state)
 static void
 test_retry_call_retries_only_listed_results_when_given_a_list(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int list[] = {-5, PF_EOPEN};
     static const int results[] = {-5, PF_EOPEN, -7, 0};
@@ -460,7 +466,9 @@ test_retry_call_retries_only_listed_results_when_given_a_list(void **state)
     script_t s;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     p.retry_on = list;
     p.retry_on_len = 2;
     script_init(&s, results, 4, c);
@@ -480,6 +488,7 @@ odd_only(int result, void *arg)
 static void
 test_retry_call_asks_the_predicate(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int results[] = {-1, -3, -4, 0};
     static const int list[] = {-3, -4};
@@ -488,7 +497,9 @@ test_retry_call_asks_the_predicate(void **state)
     int asked = 0;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     p.is_retryable = odd_only;
     p.is_retryable_arg = &asked;
     script_init(&s, results, 4, c);
@@ -597,6 +608,7 @@ test_retry_call_stops_waiting_when_cancelled(void **state)
 static void
 test_retry_call_rejects_bad_input_without_calling(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int ok[] = {0};
     pf_retry_policy_t good;
@@ -611,22 +623,26 @@ test_retry_call_rejects_bad_input_without_calling(void **state)
     assert_pf_err(pf_retry_call_ex(&good, NULL, &s, &res), PF_EINVAL);
     assert_int_equal(res.stop, PF_RETRY_STOP_INVALID);
     assert_pf_err(pf_retry_policy_validate(NULL), PF_EINVAL);
-#define BAD(field, value)                                                      \
+#define BAD_IN(obj, field, value)                                              \
     do {                                                                       \
         p = good;                                                              \
-        p.field = (value);                                                     \
+        pf_backoff_init(&backoff);                                             \
+        p.backoff = &backoff;                                                  \
+        obj.field = (value);                                                   \
         assert_pf_err(pf_retry_policy_validate(&p), PF_EINVAL);                \
         assert_pf_err(pf_retry_call(&p, scripted, &s), PF_EINVAL);             \
         assert_pf_err(pf_retry_start(&p, &st, 0), PF_EINVAL);                  \
     } while (0)
-    BAD(backoff.initial_delay, NAN);
-    BAD(backoff.initial_delay, -0.5);
-    BAD(backoff.multiplier, 0.9);
-    BAD(backoff.max_delay, 0.1);
+#define BAD(field, value) BAD_IN(p, field, value)
+    BAD_IN(backoff, initial_delay, NAN);
+    BAD_IN(backoff, initial_delay, -0.5);
+    BAD_IN(backoff, multiplier, 0.9);
+    BAD_IN(backoff, max_delay, 0.1);
     BAD(max_elapsed, -1.0);
     BAD(max_elapsed, NAN);
     BAD(retry_on_len, 2); /* with retry_on NULL */
 #undef BAD
+#undef BAD_IN
     assert_int_equal(atomic_load(&s.calls), 0);
     assert_pf_err(pf_retry_start(&good, NULL, 0), PF_EINVAL);
     assert_pf_err(pf_retry_start(NULL, &st, 0), PF_EINVAL);
@@ -676,6 +692,7 @@ test_retry_next_plans_exact_delays(void **state)
 static void
 test_retry_next_same_seed_same_delays(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     pf_retry_policy_t p;
     pf_retry_state_t a;
@@ -688,7 +705,9 @@ test_retry_next_same_seed_same_delays(void **state)
     p.seed = 77;
     p.max_retries = 50;
     for (int kind = PF_JITTER_NONE; kind <= PF_JITTER_DECORRELATED; kind++) {
-        p.backoff.jitter = (pf_jitter_t)kind;
+        pf_backoff_init(&backoff);
+        backoff.jitter = (pf_jitter_t)kind;
+        p.backoff = &backoff;
         assert_pf_ok(pf_retry_start(&p, &a, 0));
         assert_pf_ok(pf_retry_start(&p, &b, 0));
         for (int i = 0; i < 50; i++) {
@@ -703,6 +722,7 @@ test_retry_next_same_seed_same_delays(void **state)
 static void
 test_retry_next_decorrelated_follows_the_drawn_delay(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     pf_retry_policy_t p;
     pf_retry_state_t st;
@@ -713,7 +733,9 @@ test_retry_next_decorrelated_follows_the_drawn_delay(void **state)
     p.clock = c;
     p.seed = 5;
     p.max_retries = 1000;
-    p.backoff.jitter = PF_JITTER_DECORRELATED;
+    pf_backoff_init(&backoff);
+    backoff.jitter = PF_JITTER_DECORRELATED;
+    p.backoff = &backoff;
     assert_pf_ok(pf_retry_start(&p, &st, 0));
     for (int i = 0; i < 1000; i++) {
         int64_t hi = prev * 3 < 60 * NS_PER_SEC ? prev * 3 : 60 * NS_PER_SEC;
@@ -1030,6 +1052,7 @@ test_retry_decide_reports_each_decision_and_misuse(void **state)
 static void
 test_retry_call_reports_a_budget_refusal(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int fail[] = {-1};
     pf_retry_budget_config_t bc;
@@ -1043,7 +1066,9 @@ test_retry_call_reports_a_budget_refusal(void **state)
     bc.min_retries_per_sec = 0.1; /* one retry in the 10 s window */
     bc.clock = c;
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     assert_pf_ok(pf_retry_budget_new(&bc, &p.budget));
     script_init(&s, fail, 1, c);
     assert_pf_err(pf_retry_call_ex(&p, scripted, &s, &res), -1);
@@ -1104,6 +1129,7 @@ shared_fn(void *arg, unsigned i)
 static void
 test_retry_call_shared_budget_holds_under_threads(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     pf_retry_budget_config_t bc;
     pf_retry_budget_metrics_t m;
@@ -1113,7 +1139,9 @@ test_retry_call_shared_budget_holds_under_threads(void **state)
     bc.min_retries_per_sec = 0.0;
     bc.clock = c;
     fixed_policy(&sh.p, c);
-    sh.p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    sh.p.backoff = &backoff;
     sh.p.seed = 3;
     assert_pf_ok(pf_retry_budget_new(&bc, &sh.p.budget));
     atomic_init(&sh.refused, 0);
@@ -1131,6 +1159,7 @@ test_retry_call_shared_budget_holds_under_threads(void **state)
 static void
 alloc_scenario(void *arg)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = arg;
     static const int results[] = {-1, 0};
     pf_retry_budget_config_t bc;
@@ -1139,7 +1168,9 @@ alloc_scenario(void *arg)
     int rc;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     pf_retry_budget_config_init(&bc);
     bc.clock = c;
     rc = pf_retry_budget_new(&bc, &p.budget);

@@ -218,7 +218,9 @@ typedef int (*pf_retry_listener_fn)(pf_retry_event_t *ev, void *arg);
 typedef struct pf_retry_policy {
     unsigned max_retries;      /* retries after the first attempt (so at
                                   most max_retries + 1 calls); default 3 */
-    pf_backoff_t backoff;      /* default: pf_backoff_init's */
+    const pf_backoff_t *backoff; /* not copied: must outlive the policy's
+                                    use; NULL (default) = pf_backoff_init's
+                                    defaults */
     const int *retry_on;       /* when retry_on_len > 0: only these results
                                   are retried; default NULL */
     size_t retry_on_len;
