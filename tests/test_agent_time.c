@@ -676,6 +676,72 @@ test_agent_run_wait_times_out_and_the_run_goes_on(void **state)
     pf_agent_free(a);
 }
 
+/* The waiter sleeps on the clock (fixed), or it took a state and runs it
+ * (the old behaviour); spin until one of the two shows, 30 s safety net. */
+static bool
+waiter_took_a_state(const pf_clock_t *clock, const atomic_int *inside)
+{
+    int64_t give_up = real_ns() + 30 * NS_PER_SEC;
+
+    for (;;) {
+        if (atomic_load(inside) != 0) {
+            return true;
+        }
+        if (pf_clock_manual_waiters(clock) >= 1) {
+            return false;
+        }
+        if (real_ns() > give_up) {
+            fail_msg("gave up waiting for the waiter to wait or run");
+        }
+        sched_yield();
+    }
+}
+
+static void
+test_agent_run_wait_with_a_deadline_returns_by_it_while_states_run(
+    void **state)
+{
+    fixture_t *f = *state;
+    pf_executor_t *ex = executor_on(f->clock, 1);
+    pf_agent_t *a = agent_on(ex, PF_EXEC_PARALLEL);
+    holder_t first = {0};
+    holder_t second = {0};
+    waiting_caller_t w = {0};
+    pthread_t tid;
+    bool took;
+    int rc;
+    bool done;
+
+    assert_pf_ok(pf_agent_add_state(a, "first", hold, &first, NULL));
+    assert_pf_ok(pf_agent_add_state(a, "second", hold, &second, NULL));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &w.run));
+    /* The only worker runs "first" until released; "second" is queued. */
+    pf_test_wait_for_flag(&first.inside, 1);
+    w.d = pf_deadline_in(f->clock, 0.2);
+    assert_int_equal(pthread_create(&tid, NULL, wait_thread, &w), 0);
+    took = waiter_took_a_state(f->clock, &second.inside);
+    if (!took) {
+        pf_clock_manual_advance(f->clock, 300 * NS_PER_MS);
+        pthread_join(tid, NULL);
+    }
+    rc = atomic_load(&w.rc);
+    done = pf_run_done(w.run);
+    /* Let everything end before judging, so a failure leaves no thread. */
+    atomic_store(&first.release, 1);
+    atomic_store(&second.release, 1);
+    if (took) {
+        pthread_join(tid, NULL);
+    }
+    assert_false(took); /* the waiter never runs a state */
+    assert_int_equal(rc, PF_ETIMEDOUT);
+    assert_false(done); /* returned while "first" still ran */
+    assert_pf_ok(pf_run_wait(w.run, NULL, NULL));
+    assert_int_equal(atomic_load(&second.inside), 1); /* run by the worker */
+    pf_run_free(w.run);
+    pf_agent_free(a);
+    pf_executor_free(ex);
+}
+
 /* ---- rate limit ---------------------------------------------------------- */
 
 static void
@@ -965,6 +1031,7 @@ main(void)
         T(test_agent_run_deadline_cancels_what_is_left),
         T(test_agent_run_token_cancels_the_run),
         T(test_agent_run_wait_times_out_and_the_run_goes_on),
+        T(test_agent_run_wait_with_a_deadline_returns_by_it_while_states_run),
         T(test_agent_rate_limit_delay_is_a_timer),
         T(test_agent_rate_limit_wait_ends_at_the_announced_time_when_the_listener_is_slow),
         T(test_agent_bulkhead_wait_limit_fails_the_queued_state),

@@ -492,9 +492,13 @@ typedef struct pf_dead_letter {
  * running anything: PF_EINVAL (NULL a, or a definition error, see
  * pf_agent_validate), PF_ENOMEM, PF_ESYSTEM. out (may be NULL) receives
  * the result, to be released with pf_run_result_free (on an error before
- * running it is zeroed). Calls states, fallbacks and the listener on this
- * thread and on executor threads, with no lock held. Blocks until the run
- * ends. Thread-safe: many runs at once are fine. */
+ * running it is zeroed). Entry states start in priority order (highest
+ * first; in the order added among equals). Calls states, fallbacks and
+ * the listener on this thread and on executor threads, with no lock held.
+ * Blocks until the run ends: with a run timeout, that is at its deadline,
+ * or, when states are running then, once they return (their code is not
+ * interrupted: they see their token cancelled). Thread-safe: many runs at
+ * once are fine. */
 PF_API int pf_agent_run(pf_agent_t *a, pf_ctx_t *ctx, pf_run_result_t *out);
 
 /* pf_agent_run with options (NULL = defaults; on_done is ignored). */
@@ -507,11 +511,14 @@ PF_API int pf_agent_run_with(pf_agent_t *a, pf_ctx_t *ctx,
 PF_API int pf_agent_start(pf_agent_t *a, pf_ctx_t *ctx,
                           const pf_run_opts_t *opts, pf_run_t **out);
 
-/* Wait for run to end, running its ready states on this thread meanwhile,
- * until deadline d (NULL = none). Returns the run's status (as
- * pf_agent_run), or PF_ETIMEDOUT when d passed first (the run goes on),
- * PF_EINVAL for NULL run. out (may be NULL) receives the result, to be
- * released with pf_run_result_free. Blocks up to d. Thread-safe. */
+/* Wait for run to end, until deadline d (NULL or none = no deadline).
+ * Without a deadline this thread runs the run's ready states meanwhile.
+ * With one it never runs a state (a state may take any time): it only
+ * waits, and returns by d whatever the states and the workers are doing.
+ * Returns the run's status (as pf_agent_run), or PF_ETIMEDOUT when d
+ * passed first (the run goes on), PF_EINVAL for NULL run. out (may be
+ * NULL) receives the result, to be released with pf_run_result_free.
+ * Blocks up to d. Thread-safe. */
 PF_API int pf_run_wait(pf_run_t *run, const pf_deadline_t *d,
                        pf_run_result_t *out);
 
