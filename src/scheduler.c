@@ -1107,14 +1107,34 @@ slot_task_fn(pf__task_t *t)
 
 /* ---- ending a run -------------------------------------------------------- */
 
-static bool
-blocks_dependents(int outcome)
+/* How a state that never started ended, from its dependencies (already
+ * settled: states are visited in dependency order). Skipped when one
+ * failed, fell back or was skipped: it could not have run. Cancelled when
+ * the others completed and some were cancelled: the run's cancellation or
+ * deadline stopped it, as it stops a ready state. Not run otherwise. */
+static int
+never_started_outcome(const pf__run_t *r, const pf__state_t *d)
 {
-    return outcome == PF_STATE_FAILED || outcome == PF_STATE_FELL_BACK ||
-           outcome == PF_STATE_CANCELLED || outcome == PF_STATE_SKIPPED;
+    int outcome = PF_STATE_NOT_RUN;
+    uint32_t j;
+
+    for (j = 0; j < d->ndeps; j++) {
+        switch (r->slots[d->deps[j]].outcome) {
+        case PF_STATE_FAILED:
+        case PF_STATE_FELL_BACK:
+        case PF_STATE_SKIPPED:
+            return PF_STATE_SKIPPED;
+        case PF_STATE_CANCELLED:
+            outcome = PF_STATE_CANCELLED;
+            break;
+        default:
+            break;
+        }
+    }
+    return outcome;
 }
 
-/* Fill r->summary and r->status; mark skipped states. */
+/* Fill r->summary and r->status; settle the states that never started. */
 static void
 summarize(pf__run_t *r)
 {
@@ -1129,14 +1149,13 @@ summarize(pf__run_t *r)
         uint32_t i = a->topo[k];
         pf__slot_t *s = &r->slots[i];
         const pf__state_t *d = &a->states[i];
-        uint32_t j;
 
         if (s->outcome == PF_STATE_NOT_RUN) {
-            for (j = 0; j < d->ndeps; j++) {
-                if (blocks_dependents(r->slots[d->deps[j]].outcome)) {
-                    s->outcome = PF_STATE_SKIPPED;
-                    break;
-                }
+            s->outcome = (uint8_t)never_started_outcome(r, d);
+            if (s->outcome == PF_STATE_CANCELLED) {
+                /* Only a cancelled run has cancelled states. */
+                s->error = atomic_load_explicit(&r->cancel_reason,
+                                                memory_order_acquire);
             }
         }
         switch (s->outcome) {

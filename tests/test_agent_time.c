@@ -538,8 +538,13 @@ test_agent_cancel_ends_a_run_waiting_for_a_retry(void **state)
     assert_int_equal(sr.error, PF_ECANCELED);
     assert_int_equal(sr.attempts, 1);
     assert_false(sr.dead_letter);
-    assert_int_equal(state_result(&res, "after").outcome, PF_STATE_SKIPPED);
-    assert_int_equal(res.cancelled, 1);
+    /* Never started, stopped by the cancellation: cancelled too. */
+    sr = state_result(&res, "after");
+    assert_int_equal(sr.outcome, PF_STATE_CANCELLED);
+    assert_int_equal(sr.error, PF_ECANCELED);
+    assert_int_equal(sr.attempts, 0);
+    assert_int_equal(res.cancelled, 2);
+    assert_int_equal(res.skipped, 0);
     assert_int_equal(atomic_load(&s.calls), 1);
     pf_run_cancel(run); /* ended: no-op */
     pf_run_result_free(&res);
@@ -598,6 +603,73 @@ test_agent_run_deadline_cancels_what_is_left(void **state)
     wait_timers(f->ex, 0);
     pf_run_result_free(&res);
     pf_run_free(run);
+    pf_agent_free(a);
+}
+
+/* A fails at once (a dependent of it could never run); b waits on its
+ * token until the run's deadline; c and d follow b, e follows a. */
+static void
+test_agent_run_deadline_cancels_dependents_never_started(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_PARALLEL);
+    const char *on_a[] = {"a"};
+    const char *on_b[] = {"b"};
+    const char *on_c[] = {"c"};
+    spec_t fails = {0};
+    spec_t later[3];
+    waiter_t w = {0};
+    pf_state_opts_t o;
+    pf_run_opts_t ro;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    memset(later, 0, sizeof(later));
+    fails.fail_first = 1;
+    fails.code = -7;
+    pf_state_opts_init(&o);
+    o.max_retries = 0;
+    assert_pf_ok(pf_agent_add_state(a, "a", spec_fn, &fails, &o));
+    assert_pf_ok(pf_agent_add_state(a, "b", wait_on_token, &w, NULL));
+    pf_state_opts_init(&o);
+    o.depends_on = on_b;
+    o.depends_on_len = 1;
+    assert_pf_ok(pf_agent_add_state(a, "c", spec_fn, &later[0], &o));
+    o.depends_on = on_c;
+    assert_pf_ok(pf_agent_add_state(a, "d", spec_fn, &later[1], &o));
+    o.depends_on = on_a;
+    assert_pf_ok(pf_agent_add_state(a, "e", spec_fn, &later[2], &o));
+    pf_run_opts_init(&ro);
+    ro.timeout = 10.0;
+    assert_pf_ok(pf_agent_start(a, NULL, &ro, &run));
+    pf_test_wait_for_flag(&w.waiting, 1);
+    pf_test_wait_for_flag(&fails.calls, 1);
+    wait_timers(f->ex, 1);                 /* the run's deadline */
+    pf_test_wait_for_waiters(f->clock, 2); /* "b" and the timer */
+    pf_clock_manual_advance(f->clock, 10 * NS_PER_SEC);
+    assert_pf_err(pf_run_wait(run, NULL, &res), PF_ETIMEDOUT);
+    assert_int_equal(state_result(&res, "a").outcome, PF_STATE_FAILED);
+    assert_int_equal(state_result(&res, "b").outcome, PF_STATE_CANCELLED);
+    /* Never started, stopped by the deadline, as pf_run_cancel stops them. */
+    sr = state_result(&res, "c");
+    assert_int_equal(sr.outcome, PF_STATE_CANCELLED);
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    assert_int_equal(sr.attempts, 0);
+    assert_int_equal(sr.order, 0);
+    assert_int_equal(state_result(&res, "d").outcome, PF_STATE_CANCELLED);
+    /* Its dependency had failed for good: it could never have run. */
+    assert_int_equal(state_result(&res, "e").outcome, PF_STATE_SKIPPED);
+    assert_int_equal(res.failed, 1);
+    assert_int_equal(res.cancelled, 3);
+    assert_int_equal(res.skipped, 1);
+    assert_int_equal(res.not_run, 0);
+    assert_int_equal(atomic_load(&later[0].calls), 0);
+    assert_int_equal(atomic_load(&later[1].calls), 0);
+    assert_int_equal(atomic_load(&later[2].calls), 0);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    wait_timers(f->ex, 0);
     pf_agent_free(a);
 }
 
@@ -1029,6 +1101,7 @@ main(void)
         T(test_agent_cancel_ends_a_run_waiting_for_a_retry),
         T(test_agent_cancel_reaches_a_running_state_through_its_token),
         T(test_agent_run_deadline_cancels_what_is_left),
+        T(test_agent_run_deadline_cancels_dependents_never_started),
         T(test_agent_run_token_cancels_the_run),
         T(test_agent_run_wait_times_out_and_the_run_goes_on),
         T(test_agent_run_wait_with_a_deadline_returns_by_it_while_states_run),

@@ -424,9 +424,11 @@ typedef enum pf_state_outcome {
     PF_STATE_FELL_BACK = 3, /* rejected or failed; its fallback state was
                                started instead */
     PF_STATE_CANCELLED = 4, /* ready or waiting when the run was cancelled
-                               or its deadline passed */
-    PF_STATE_SKIPPED = 5    /* never started: a dependency did not
-                               complete */
+                               or its deadline passed, or never started
+                               because a dependency was cancelled (error:
+                               PF_ECANCELED or PF_ETIMEDOUT) */
+    PF_STATE_SKIPPED = 5    /* never started: a dependency failed, fell
+                               back or was skipped */
 } pf_state_outcome_t;
 
 /* "not_run", "completed", "failed", "fell_back", "cancelled", "skipped";
@@ -525,10 +527,11 @@ PF_API int pf_run_wait(pf_run_t *run, const pf_deadline_t *d,
 /* True once run has ended. Never blocks. Thread-safe. */
 PF_API bool pf_run_done(const pf_run_t *run);
 
-/* Cancel run: states not started yet, and those waiting for a retry, a
- * bulkhead or a rate limit, end as cancelled; running states see their
- * token cancelled and pf_ctx_is_cancelled true, and their successors are
- * cancelled. Ended or NULL runs: no-op. Never blocks (beyond short locks).
+/* Cancel run: states not started yet (ready, or waiting for dependencies
+ * that then do not complete), and those waiting for a retry, a bulkhead or
+ * a rate limit, end as cancelled; running states see their token
+ * cancelled and pf_ctx_is_cancelled true, and their successors are
+ * cancelled. The run's deadline does the same (error PF_ETIMEDOUT). Ended or NULL runs: no-op. Never blocks (beyond short locks).
  * Thread-safe. */
 PF_API void pf_run_cancel(pf_run_t *run);
 
