@@ -56,6 +56,7 @@
 #include "executor_impl.h"
 #include "mem.h"
 #include "timeutil.h"
+#include "wait.h"
 
 #define NO_TIME INT64_MIN
 
@@ -1667,7 +1668,8 @@ pf_ctx_deadline(const pf_ctx_t *ctx)
     return pf_deadline_at_ns(ctx->run->clock, ctx->deadline_ns);
 }
 
-/* The run's token, made on first use. */
+/* The run's token, made on first use. It counts as cancelled from the
+ * run's deadline on, before the deadline timer has cancelled the run. */
 static pf_token_t *
 run_token(pf__run_t *r)
 {
@@ -1679,7 +1681,7 @@ run_token(pf__run_t *r)
                               ? pf_deadline_none()
                               : pf_deadline_at_ns(r->clock, r->deadline_ns);
 
-        if (pf_token_new(r->parent_token, &d, &r->token) != 0) {
+        if (pf__token_new_expiring(r->parent_token, &d, &r->token) != 0) {
             r->token = NULL;
         }
     }
@@ -1716,15 +1718,22 @@ pf_ctx_token(pf_ctx_t *ctx)
         ctx->token = rt; /* no deadline of its own: the run's token */
         return rt;
     }
+    /* Cancelled from the deadline on, even before (or without) the timer
+     * below: asked for late, it is returned cancelled. */
     d = pf_deadline_at_ns(r->clock, ctx->deadline_ns);
-    if (pf_token_new(rt, &d, &tok) != 0) {
+    if (pf__token_new_expiring(rt, &d, &tok) != 0) {
         return NULL;
     }
     ctx->token = tok;
     s->own_token = true;
+    if (clock_now(r) >= ctx->deadline_ns) {
+        pf_token_cancel(tok); /* raise the flag now: no timer */
+        return tok;
+    }
     s->timer_kind = PF__TIMER_TOKEN;
-    /* If the timer cannot be armed the token's own deadline still ends
-     * waits given it in time; only its flag is not raised. */
+    /* The timer raises the flag and runs the token's callbacks at the
+     * deadline. If it cannot be armed the token still counts as cancelled
+     * from the deadline on; only callbacks registered on it do not run. */
     pf__exec_timer_arm(r->ex, &s->timer, ctx->deadline_ns);
     return tok;
 }

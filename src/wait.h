@@ -30,6 +30,15 @@ int pf__wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
                    const pf_clock_t *clock, int64_t deadline_ns,
                    pf_token_t *tok);
 
+/* pf_token_new for the runtime's own tokens (a state's, a run's): the
+ * token also counts as cancelled once its effective deadline passes, before
+ * the timer that raises its flag has fired (or if none was armed), and so
+ * do the tokens made below it. pf_token_is_cancelled then reads the clock;
+ * waits given it end with PF_ECANCELED there, and pf_token_on_cancel
+ * refuses new callbacks. Defined in token.c. */
+int pf__token_new_expiring(pf_token_t *parent, const pf_deadline_t *deadline,
+                           pf_token_t **out);
+
 /* The token's effective deadline as a time on clock (NULL = system),
  * converted through the time remaining when the token uses another clock.
  * PF_DEADLINE_NEVER_NS for no token or no deadline. */

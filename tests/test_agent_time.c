@@ -340,6 +340,144 @@ test_agent_timeout_cancels_the_attempts_token_at_the_deadline(void **state)
     pf_agent_free(a);
 }
 
+/* Holds the executor's timer thread: a callback on a state's token, run
+ * by the timer that cancels it, that waits until released. While it waits
+ * no timer fires, so what follows cannot lean on one. */
+typedef struct stall {
+    holder_t h;
+    atomic_int waiting;
+} stall_t;
+
+static void
+stall_callback(void *arg)
+{
+    hold(NULL, arg);
+}
+
+static int
+stall_fn(pf_ctx_t *ctx, void *arg)
+{
+    stall_t *st = arg;
+    pf_token_t *tok = pf_ctx_token(ctx);
+    pf_token_reg_t reg;
+
+    assert_non_null(tok);
+    assert_pf_ok(pf_token_on_cancel(tok, &reg, stall_callback, &st->h));
+    atomic_store(&st->waiting, 1);
+    pf_token_wait(tok, NULL); /* ends at the deadline */
+    /* Keep the callback registered until the timer has started it (the
+     * unregister then waits for it to return). */
+    pf_test_wait_for_flag(&st->h.inside, 1);
+    pf_token_unregister(&reg);
+    return 0;
+}
+
+/* What a state saw of its token after moving the clock past its deadline:
+ * asked for late (late = true) or asked for before. */
+typedef struct past_deadline {
+    pf_clock_t *clock;
+    bool late;
+    bool tok_cancelled;
+    bool child_cancelled;
+    bool ctx_cancelled;
+    int wait_rc;
+    int on_cancel_rc;
+} past_deadline_t;
+
+static int
+past_deadline_fn(pf_ctx_t *ctx, void *arg)
+{
+    past_deadline_t *l = arg;
+    pf_token_t *tok = l->late ? NULL : pf_ctx_token(ctx);
+    pf_token_t *child = NULL;
+    pf_token_reg_t reg;
+
+    if (tok != NULL) {
+        assert_pf_ok(pf_token_new(tok, NULL, &child));
+        assert_false(pf_token_is_cancelled(tok));
+    }
+    pf_clock_manual_advance(l->clock, 6 * NS_PER_SEC); /* past 5 s */
+    if (tok == NULL) {
+        tok = pf_ctx_token(ctx);
+        assert_non_null(tok);
+    }
+    l->tok_cancelled = pf_token_is_cancelled(tok);
+    l->child_cancelled = child == NULL || pf_token_is_cancelled(child);
+    l->ctx_cancelled = pf_ctx_is_cancelled(ctx);
+    l->wait_rc = pf_token_wait(tok, NULL);
+    l->on_cancel_rc = pf_token_on_cancel(tok, &reg, stall_callback, NULL);
+    if (l->on_cancel_rc == 0) {
+        pf_token_unregister(&reg);
+    }
+    pf_token_free(child);
+    return 0;
+}
+
+/* Run a one-state agent whose state, with a 5 s timeout (or, run_timeout,
+ * in a run with a 5 s deadline), moves the clock 6 s and looks at its
+ * token. */
+static void
+run_past_deadline(fixture_t *f, past_deadline_t *l, bool run_timeout)
+{
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_state_opts_t o;
+    pf_run_opts_t ro;
+
+    pf_state_opts_init(&o);
+    o.max_retries = 0;
+    o.timeout = run_timeout ? 0.0 : 5.0;
+    assert_pf_ok(pf_agent_add_state(a, "state", past_deadline_fn, l, &o));
+    pf_run_opts_init(&ro);
+    ro.timeout = run_timeout ? 5.0 : 0.0;
+    assert_pf_err(pf_agent_run_with(a, NULL, &ro, NULL), PF_ETIMEDOUT);
+    pf_agent_free(a);
+}
+
+static void
+test_agent_token_is_cancelled_from_the_deadline_on_timer_or_not(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *stalled = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    stall_t st = {0};
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    past_deadline_t cases[3];
+    size_t i;
+
+    pf_state_opts_init(&o);
+    o.timeout = 1.0;
+    o.max_retries = 0;
+    assert_pf_ok(pf_agent_add_state(stalled, "stall", stall_fn, &st, &o));
+    assert_pf_ok(pf_agent_start(stalled, NULL, NULL, &run));
+    pf_test_wait_for_flag(&st.waiting, 1);
+    wait_timers(f->ex, 1);
+    pf_test_wait_for_waiters(f->clock, 2); /* "stall" and the timer */
+    pf_clock_manual_advance(f->clock, 1 * NS_PER_SEC);
+    pf_test_wait_for_flag(&st.h.inside, 1); /* the timer thread is held */
+
+    memset(cases, 0, sizeof(cases));
+    for (i = 0; i < 3; i++) {
+        cases[i].clock = f->clock;
+        cases[i].late = i != 1;
+        run_past_deadline(f, &cases[i], i == 2);
+    }
+    atomic_store(&st.h.release, 1);
+    assert_pf_err(pf_run_wait(run, NULL, NULL), PF_ETIMEDOUT);
+    pf_run_free(run);
+    pf_agent_free(stalled);
+    wait_timers(f->ex, 0);
+    /* 0: the state's timeout, token asked for late; 1: asked for before
+     * the deadline, read after it, as a child made below it; 2: the run's
+     * deadline, asked for late. No timer fired for any of them. */
+    for (i = 0; i < 3; i++) {
+        assert_true(cases[i].tok_cancelled);
+        assert_true(cases[i].child_cancelled);
+        assert_true(cases[i].ctx_cancelled);
+        assert_int_equal(cases[i].wait_rc, PF_ECANCELED);
+        assert_int_equal(cases[i].on_cancel_rc, PF_ECANCELED);
+    }
+}
+
 static int
 fallback_with_token(pf_ctx_t *ctx, void *arg, int reason)
 {
@@ -1094,6 +1232,7 @@ main(void)
         T(test_agent_retry_fires_at_the_announced_time_when_the_listener_is_slow),
         T(test_agent_timeout_fails_an_attempt_that_returns_late),
         T(test_agent_timeout_cancels_the_attempts_token_at_the_deadline),
+        T(test_agent_token_is_cancelled_from_the_deadline_on_timer_or_not),
         T(test_agent_fallback_after_a_timeout_runs_without_the_states_deadline),
         T(test_agent_breaker_timeout_fails_a_slow_attempt_that_returned_success),
         T(test_agent_breaker_timeout_is_retried_as_any_timeout),
