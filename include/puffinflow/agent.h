@@ -120,8 +120,10 @@ typedef struct pf_state_opts {
      * none = any state. */
     const char *const *next;
     size_t next_len;
-    /* Ready states of higher priority are dispatched first; also the
-     * priority of its bulkhead queue entry. Default PF_PRIORITY_NORMAL. */
+    /* Ready states of higher priority are dispatched first (entry states
+     * too: a run starts them highest first, in the order added among
+     * equals); also the priority of its bulkhead queue entry. Default
+     * PF_PRIORITY_NORMAL. */
     pf_priority_t priority;
 
     /* Retries after the first attempt (so at most max_retries + 1
