@@ -1225,6 +1225,11 @@ summarize(pf__run_t *r)
     }
 }
 
+/* The run whose on_done this thread is calling, if any: a pf_run_wait on
+ * it from there returns at once (its waiters are released only after
+ * on_done returns, so waiting for that would never end). */
+static _Thread_local const pf__run_t *tl_finishing;
+
 /* The run has ended (active reached 0): nothing of it is running, queued
  * or parked. on_caller: this is the blocking caller's own thread, which
  * nobody else waits for. */
@@ -1246,7 +1251,11 @@ finish(pf__run_t *r, bool on_caller)
     /* Release: whoever sees done sees the summary. */
     atomic_store_explicit(&r->done, true, memory_order_release);
     if (r->on_done != NULL) {
+        const pf__run_t *outer = tl_finishing;
+
+        tl_finishing = r;
         r->on_done(r, r->on_done_arg);
+        tl_finishing = outer;
     }
     if (on_caller) {
         r->caller_finished = true; /* nobody else waits for this run */
@@ -1424,8 +1433,11 @@ pf_run_wait(pf_run_t *run, const pf_deadline_t *d, pf_run_result_t *out)
         return PF_EINVAL;
     }
     /* Through the executor's lock even when done is already set: the wait
-     * ends once the finishing thread has let go of the run. */
-    if (pf__exec_help(run->ex, &run->group, d) == PF_ETIMEDOUT) {
+     * ends once the finishing thread has let go of the run. Except on that
+     * thread, from the run's own on_done: the run has ended, and the
+     * finishing thread holds its reference until on_done returns. */
+    if (run != tl_finishing &&
+        pf__exec_help(run->ex, &run->group, d) == PF_ETIMEDOUT) {
         return PF_ETIMEDOUT;
     }
     if (out != NULL) {
