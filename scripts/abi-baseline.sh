@@ -15,6 +15,6 @@ major=$(sed -n 's/^#define PF_VERSION_MAJOR \([0-9]*\).*/\1/p' include/puffinflo
 minor=$(sed -n 's/^#define PF_VERSION_MINOR \([0-9]*\).*/\1/p' include/puffinflow/version.h)
 mkdir -p abi
 out="abi/libpuffinflow-$major.$minor.abi"
-abidw --headers-dir include/puffinflow --no-corpus-path --no-show-locs \
-      --no-comp-dir-path "$dir/libpuffinflow.so" >"$out"
+abidw --headers-dir include/puffinflow --drop-private-types --no-corpus-path \
+      --no-show-locs --no-comp-dir-path "$dir/libpuffinflow.so" >"$out"
 echo "wrote $out"

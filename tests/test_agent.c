@@ -661,6 +661,85 @@ test_agent_ready_states_run_highest_priority_first(void **state)
     pf_executor_free(ex);
 }
 
+static void
+test_agent_run_starts_entry_states_in_priority_order(void **state)
+{
+    pf_executor_t *ex = executor_on(NULL, 1);
+    pf_agent_t *a = agent_on(ex, PF_EXEC_PARALLEL);
+    blocker_t b = {0};
+    pf_state_opts_t o;
+    /* Added lowest first; two of equal priority keep the order added. */
+    const char *names[4] = {"low", "normal", "critical", "normal2"};
+    const int prios[4] = {PF_PRIORITY_LOW, PF_PRIORITY_NORMAL,
+                          PF_PRIORITY_CRITICAL, PF_PRIORITY_NORMAL};
+    const int expected[4] = {2, 1, 3, 0};
+    int i;
+
+    (void)state;
+    for (i = 0; i < 4; i++) {
+        pf_state_opts_init(&o);
+        o.priority = (pf_priority_t)prios[i];
+        assert_pf_ok(
+            pf_agent_add_state(a, names[i], log_prio, (void *)(intptr_t)i, &o));
+    }
+    /* The only worker is kept busy: this thread starts every entry. */
+    b.task.fn = block_task;
+    pf__exec_push(ex, &b.task);
+    pf_test_wait_for_flag(&b.started, 1);
+    atomic_store(&g_norder, 0);
+    assert_pf_ok(pf_agent_run(a, NULL, NULL));
+    assert_int_equal(atomic_load(&g_norder), 4);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(g_order[i], expected[i]);
+    }
+    atomic_store(&b.release, 1);
+    pf_agent_free(a);
+    pf_executor_free(ex);
+}
+
+typedef struct done_waiter {
+    atomic_int called;
+    int wait_rc;
+    int completed;
+} done_waiter_t;
+
+/* The run's own on_done waits for it and reads its result. */
+static void
+wait_in_on_done(pf_run_t *run, void *arg)
+{
+    done_waiter_t *w = arg;
+    pf_run_result_t res;
+
+    w->wait_rc = pf_run_wait(run, NULL, &res);
+    w->completed = (int)res.completed;
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    atomic_store(&w->called, 1);
+}
+
+static void
+test_agent_on_done_may_wait_for_its_run(void **state)
+{
+    pf_executor_t *ex = executor_on(NULL, 1);
+    pf_agent_t *a = agent_on(ex, PF_EXEC_SEQUENTIAL);
+    spec_t s = {0};
+    done_waiter_t w = {0};
+    pf_run_opts_t ro;
+    pf_run_t *run = NULL;
+
+    (void)state;
+    assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, &s, NULL));
+    pf_run_opts_init(&ro);
+    ro.on_done = wait_in_on_done;
+    ro.on_done_arg = &w;
+    assert_pf_ok(pf_agent_start(a, NULL, &ro, &run));
+    pf_test_wait_for_flag(&w.called, 1); /* returned at once */
+    assert_pf_ok(w.wait_rc);
+    assert_int_equal(w.completed, 1);
+    pf_agent_free(a);
+    pf_executor_free(ex);
+}
+
 /* ---- context and results ------------------------------------------------- */
 
 static int
@@ -1959,6 +2038,8 @@ main(void)
         cmocka_unit_test(test_agent_goto_outside_a_state_is_estate),
         cmocka_unit_test(test_agent_goto_to_many_states_runs_them_all_once),
         cmocka_unit_test(test_agent_ready_states_run_highest_priority_first),
+        cmocka_unit_test(test_agent_run_starts_entry_states_in_priority_order),
+        cmocka_unit_test(test_agent_on_done_may_wait_for_its_run),
         cmocka_unit_test(test_agent_states_share_the_runs_context),
         cmocka_unit_test(test_agent_run_result_accessors_check_their_arguments),
         cmocka_unit_test(

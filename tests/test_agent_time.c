@@ -344,6 +344,144 @@ test_agent_timeout_cancels_the_attempts_token_at_the_deadline(void **state)
     pf_agent_free(a);
 }
 
+/* Holds the executor's timer thread: a callback on a state's token, run
+ * by the timer that cancels it, that waits until released. While it waits
+ * no timer fires, so what follows cannot lean on one. */
+typedef struct stall {
+    holder_t h;
+    atomic_int waiting;
+} stall_t;
+
+static void
+stall_callback(void *arg)
+{
+    hold(NULL, arg);
+}
+
+static int
+stall_fn(pf_ctx_t *ctx, void *arg)
+{
+    stall_t *st = arg;
+    pf_token_t *tok = pf_ctx_token(ctx);
+    pf_token_reg_t reg;
+
+    assert_non_null(tok);
+    assert_pf_ok(pf_token_on_cancel(tok, &reg, stall_callback, &st->h));
+    atomic_store(&st->waiting, 1);
+    pf_token_wait(tok, NULL); /* ends at the deadline */
+    /* Keep the callback registered until the timer has started it (the
+     * unregister then waits for it to return). */
+    pf_test_wait_for_flag(&st->h.inside, 1);
+    pf_token_unregister(&reg);
+    return 0;
+}
+
+/* What a state saw of its token after moving the clock past its deadline:
+ * asked for late (late = true) or asked for before. */
+typedef struct past_deadline {
+    pf_clock_t *clock;
+    bool late;
+    bool tok_cancelled;
+    bool child_cancelled;
+    bool ctx_cancelled;
+    int wait_rc;
+    int on_cancel_rc;
+} past_deadline_t;
+
+static int
+past_deadline_fn(pf_ctx_t *ctx, void *arg)
+{
+    past_deadline_t *l = arg;
+    pf_token_t *tok = l->late ? NULL : pf_ctx_token(ctx);
+    pf_token_t *child = NULL;
+    pf_token_reg_t reg;
+
+    if (tok != NULL) {
+        assert_pf_ok(pf_token_new(tok, NULL, &child));
+        assert_false(pf_token_is_cancelled(tok));
+    }
+    pf_clock_manual_advance(l->clock, 6 * NS_PER_SEC); /* past 5 s */
+    if (tok == NULL) {
+        tok = pf_ctx_token(ctx);
+        assert_non_null(tok);
+    }
+    l->tok_cancelled = pf_token_is_cancelled(tok);
+    l->child_cancelled = child == NULL || pf_token_is_cancelled(child);
+    l->ctx_cancelled = pf_ctx_is_cancelled(ctx);
+    l->wait_rc = pf_token_wait(tok, NULL);
+    l->on_cancel_rc = pf_token_on_cancel(tok, &reg, stall_callback, NULL);
+    if (l->on_cancel_rc == 0) {
+        pf_token_unregister(&reg);
+    }
+    pf_token_free(child);
+    return 0;
+}
+
+/* Run a one-state agent whose state, with a 5 s timeout (or, run_timeout,
+ * in a run with a 5 s deadline), moves the clock 6 s and looks at its
+ * token. */
+static void
+run_past_deadline(fixture_t *f, past_deadline_t *l, bool run_timeout)
+{
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    pf_state_opts_t o;
+    pf_run_opts_t ro;
+
+    pf_state_opts_init(&o);
+    o.max_retries = 0;
+    o.timeout = run_timeout ? 0.0 : 5.0;
+    assert_pf_ok(pf_agent_add_state(a, "state", past_deadline_fn, l, &o));
+    pf_run_opts_init(&ro);
+    ro.timeout = run_timeout ? 5.0 : 0.0;
+    assert_pf_err(pf_agent_run_with(a, NULL, &ro, NULL), PF_ETIMEDOUT);
+    pf_agent_free(a);
+}
+
+static void
+test_agent_token_is_cancelled_from_the_deadline_on_timer_or_not(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *stalled = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    stall_t st = {0};
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    past_deadline_t cases[3];
+    size_t i;
+
+    pf_state_opts_init(&o);
+    o.timeout = 1.0;
+    o.max_retries = 0;
+    assert_pf_ok(pf_agent_add_state(stalled, "stall", stall_fn, &st, &o));
+    assert_pf_ok(pf_agent_start(stalled, NULL, NULL, &run));
+    pf_test_wait_for_flag(&st.waiting, 1);
+    wait_timers(f->ex, 1);
+    pf_test_wait_for_waiters(f->clock, 2); /* "stall" and the timer */
+    pf_clock_manual_advance(f->clock, 1 * NS_PER_SEC);
+    pf_test_wait_for_flag(&st.h.inside, 1); /* the timer thread is held */
+
+    memset(cases, 0, sizeof(cases));
+    for (i = 0; i < 3; i++) {
+        cases[i].clock = f->clock;
+        cases[i].late = i != 1;
+        run_past_deadline(f, &cases[i], i == 2);
+    }
+    atomic_store(&st.h.release, 1);
+    assert_pf_err(pf_run_wait(run, NULL, NULL), PF_ETIMEDOUT);
+    pf_run_free(run);
+    pf_agent_free(stalled);
+    wait_timers(f->ex, 0);
+    /* 0: the state's timeout, token asked for late; 1: asked for before
+     * the deadline, read after it, as a child made below it; 2: the run's
+     * deadline, asked for late. No timer fired for any of them. */
+    for (i = 0; i < 3; i++) {
+        assert_true(cases[i].tok_cancelled);
+        assert_true(cases[i].child_cancelled);
+        assert_true(cases[i].ctx_cancelled);
+        assert_int_equal(cases[i].wait_rc, PF_ECANCELED);
+        assert_int_equal(cases[i].on_cancel_rc, PF_ECANCELED);
+    }
+}
+
 static int
 fallback_with_token(pf_ctx_t *ctx, void *arg, int reason)
 {
@@ -545,8 +683,13 @@ test_agent_cancel_ends_a_run_waiting_for_a_retry(void **state)
     assert_int_equal(sr.error, PF_ECANCELED);
     assert_int_equal(sr.attempts, 1);
     assert_false(sr.dead_letter);
-    assert_int_equal(state_result(&res, "after").outcome, PF_STATE_SKIPPED);
-    assert_int_equal(res.cancelled, 1);
+    /* Never started, stopped by the cancellation: cancelled too. */
+    sr = state_result(&res, "after");
+    assert_int_equal(sr.outcome, PF_STATE_CANCELLED);
+    assert_int_equal(sr.error, PF_ECANCELED);
+    assert_int_equal(sr.attempts, 0);
+    assert_int_equal(res.cancelled, 2);
+    assert_int_equal(res.skipped, 0);
     assert_int_equal(atomic_load(&s.calls), 1);
     pf_run_cancel(run); /* ended: no-op */
     pf_run_result_free(&res);
@@ -605,6 +748,73 @@ test_agent_run_deadline_cancels_what_is_left(void **state)
     wait_timers(f->ex, 0);
     pf_run_result_free(&res);
     pf_run_free(run);
+    pf_agent_free(a);
+}
+
+/* A fails at once (a dependent of it could never run); b waits on its
+ * token until the run's deadline; c and d follow b, e follows a. */
+static void
+test_agent_run_deadline_cancels_dependents_never_started(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_PARALLEL);
+    const char *on_a[] = {"a"};
+    const char *on_b[] = {"b"};
+    const char *on_c[] = {"c"};
+    spec_t fails = {0};
+    spec_t later[3];
+    waiter_t w = {0};
+    pf_state_opts_t o;
+    pf_run_opts_t ro;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    memset(later, 0, sizeof(later));
+    fails.fail_first = 1;
+    fails.code = -7;
+    pf_state_opts_init(&o);
+    o.max_retries = 0;
+    assert_pf_ok(pf_agent_add_state(a, "a", spec_fn, &fails, &o));
+    assert_pf_ok(pf_agent_add_state(a, "b", wait_on_token, &w, NULL));
+    pf_state_opts_init(&o);
+    o.depends_on = on_b;
+    o.depends_on_len = 1;
+    assert_pf_ok(pf_agent_add_state(a, "c", spec_fn, &later[0], &o));
+    o.depends_on = on_c;
+    assert_pf_ok(pf_agent_add_state(a, "d", spec_fn, &later[1], &o));
+    o.depends_on = on_a;
+    assert_pf_ok(pf_agent_add_state(a, "e", spec_fn, &later[2], &o));
+    pf_run_opts_init(&ro);
+    ro.timeout = 10.0;
+    assert_pf_ok(pf_agent_start(a, NULL, &ro, &run));
+    pf_test_wait_for_flag(&w.waiting, 1);
+    pf_test_wait_for_flag(&fails.calls, 1);
+    wait_timers(f->ex, 1);                 /* the run's deadline */
+    pf_test_wait_for_waiters(f->clock, 2); /* "b" and the timer */
+    pf_clock_manual_advance(f->clock, 10 * NS_PER_SEC);
+    assert_pf_err(pf_run_wait(run, NULL, &res), PF_ETIMEDOUT);
+    assert_int_equal(state_result(&res, "a").outcome, PF_STATE_FAILED);
+    assert_int_equal(state_result(&res, "b").outcome, PF_STATE_CANCELLED);
+    /* Never started, stopped by the deadline, as pf_run_cancel stops them. */
+    sr = state_result(&res, "c");
+    assert_int_equal(sr.outcome, PF_STATE_CANCELLED);
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    assert_int_equal(sr.attempts, 0);
+    assert_int_equal(sr.order, 0);
+    assert_int_equal(state_result(&res, "d").outcome, PF_STATE_CANCELLED);
+    /* Its dependency had failed for good: it could never have run. */
+    assert_int_equal(state_result(&res, "e").outcome, PF_STATE_SKIPPED);
+    assert_int_equal(res.failed, 1);
+    assert_int_equal(res.cancelled, 3);
+    assert_int_equal(res.skipped, 1);
+    assert_int_equal(res.not_run, 0);
+    assert_int_equal(atomic_load(&later[0].calls), 0);
+    assert_int_equal(atomic_load(&later[1].calls), 0);
+    assert_int_equal(atomic_load(&later[2].calls), 0);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    wait_timers(f->ex, 0);
     pf_agent_free(a);
 }
 
@@ -681,6 +891,72 @@ test_agent_run_wait_times_out_and_the_run_goes_on(void **state)
     assert_int_equal(atomic_load(&s.calls), 2);
     pf_run_free(w.run);
     pf_agent_free(a);
+}
+
+/* The waiter sleeps on the clock (fixed), or it took a state and runs it
+ * (the old behaviour); spin until one of the two shows, 30 s safety net. */
+static bool
+waiter_took_a_state(const pf_clock_t *clock, const atomic_int *inside)
+{
+    int64_t give_up = real_ns() + 30 * NS_PER_SEC;
+
+    for (;;) {
+        if (atomic_load(inside) != 0) {
+            return true;
+        }
+        if (pf_clock_manual_waiters(clock) >= 1) {
+            return false;
+        }
+        if (real_ns() > give_up) {
+            fail_msg("gave up waiting for the waiter to wait or run");
+        }
+        sched_yield();
+    }
+}
+
+static void
+test_agent_run_wait_with_a_deadline_returns_by_it_while_states_run(
+    void **state)
+{
+    fixture_t *f = *state;
+    pf_executor_t *ex = executor_on(f->clock, 1);
+    pf_agent_t *a = agent_on(ex, PF_EXEC_PARALLEL);
+    holder_t first = {0};
+    holder_t second = {0};
+    waiting_caller_t w = {0};
+    pthread_t tid;
+    bool took;
+    int rc;
+    bool done;
+
+    assert_pf_ok(pf_agent_add_state(a, "first", hold, &first, NULL));
+    assert_pf_ok(pf_agent_add_state(a, "second", hold, &second, NULL));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &w.run));
+    /* The only worker runs "first" until released; "second" is queued. */
+    pf_test_wait_for_flag(&first.inside, 1);
+    w.d = pf_deadline_in(f->clock, 0.2);
+    assert_int_equal(pthread_create(&tid, NULL, wait_thread, &w), 0);
+    took = waiter_took_a_state(f->clock, &second.inside);
+    if (!took) {
+        pf_clock_manual_advance(f->clock, 300 * NS_PER_MS);
+        pthread_join(tid, NULL);
+    }
+    rc = atomic_load(&w.rc);
+    done = pf_run_done(w.run);
+    /* Let everything end before judging, so a failure leaves no thread. */
+    atomic_store(&first.release, 1);
+    atomic_store(&second.release, 1);
+    if (took) {
+        pthread_join(tid, NULL);
+    }
+    assert_false(took); /* the waiter never runs a state */
+    assert_int_equal(rc, PF_ETIMEDOUT);
+    assert_false(done); /* returned while "first" still ran */
+    assert_pf_ok(pf_run_wait(w.run, NULL, NULL));
+    assert_int_equal(atomic_load(&second.inside), 1); /* run by the worker */
+    pf_run_free(w.run);
+    pf_agent_free(a);
+    pf_executor_free(ex);
 }
 
 /* ---- rate limit ---------------------------------------------------------- */
@@ -964,6 +1240,7 @@ main(void)
         T(test_agent_retry_fires_at_the_announced_time_when_the_listener_is_slow),
         T(test_agent_timeout_fails_an_attempt_that_returns_late),
         T(test_agent_timeout_cancels_the_attempts_token_at_the_deadline),
+        T(test_agent_token_is_cancelled_from_the_deadline_on_timer_or_not),
         T(test_agent_fallback_after_a_timeout_runs_without_the_states_deadline),
         T(test_agent_breaker_timeout_fails_a_slow_attempt_that_returned_success),
         T(test_agent_breaker_timeout_is_retried_as_any_timeout),
@@ -971,8 +1248,10 @@ main(void)
         T(test_agent_cancel_ends_a_run_waiting_for_a_retry),
         T(test_agent_cancel_reaches_a_running_state_through_its_token),
         T(test_agent_run_deadline_cancels_what_is_left),
+        T(test_agent_run_deadline_cancels_dependents_never_started),
         T(test_agent_run_token_cancels_the_run),
         T(test_agent_run_wait_times_out_and_the_run_goes_on),
+        T(test_agent_run_wait_with_a_deadline_returns_by_it_while_states_run),
         T(test_agent_rate_limit_delay_is_a_timer),
         T(test_agent_rate_limit_wait_ends_at_the_announced_time_when_the_listener_is_slow),
         T(test_agent_bulkhead_wait_limit_fails_the_queued_state),

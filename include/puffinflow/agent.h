@@ -123,8 +123,10 @@ typedef struct pf_state_opts {
      * none = any state. */
     const char *const *next;
     size_t next_len;
-    /* Ready states of higher priority are dispatched first; also the
-     * priority of its bulkhead queue entry. Default PF_PRIORITY_NORMAL. */
+    /* Ready states of higher priority are dispatched first (entry states
+     * too: a run starts them highest first, in the order added among
+     * equals); also the priority of its bulkhead queue entry. Default
+     * PF_PRIORITY_NORMAL. */
     pf_priority_t priority;
 
     /* Retries after the first attempt (so at most max_retries + 1
@@ -434,9 +436,11 @@ typedef enum pf_state_outcome {
     PF_STATE_FELL_BACK = 3, /* rejected or failed; its fallback state was
                                started instead */
     PF_STATE_CANCELLED = 4, /* ready or waiting when the run was cancelled
-                               or its deadline passed */
-    PF_STATE_SKIPPED = 5    /* never started: a dependency did not
-                               complete */
+                               or its deadline passed, or never started
+                               because a dependency was cancelled (error:
+                               PF_ECANCELED or PF_ETIMEDOUT) */
+    PF_STATE_SKIPPED = 5    /* never started: a dependency failed, fell
+                               back or was skipped */
 } pf_state_outcome_t;
 
 /* "not_run", "completed", "failed", "fell_back", "cancelled", "skipped";
@@ -502,9 +506,13 @@ typedef struct pf_dead_letter {
  * running anything: PF_EINVAL (NULL a, or a definition error, see
  * pf_agent_validate), PF_ENOMEM, PF_ESYSTEM. out (may be NULL) receives
  * the result, to be released with pf_run_result_free (on an error before
- * running it is zeroed). Calls states, fallbacks and the listener on this
- * thread and on executor threads, with no lock held. Blocks until the run
- * ends. Thread-safe: many runs at once are fine. */
+ * running it is zeroed). Entry states start in priority order (highest
+ * first; in the order added among equals). Calls states, fallbacks and
+ * the listener on this thread and on executor threads, with no lock held.
+ * Blocks until the run ends: with a run timeout, that is at its deadline,
+ * or, when states are running then, once they return (their code is not
+ * interrupted: they see their token cancelled). Thread-safe: many runs at
+ * once are fine. */
 PF_API int pf_agent_run(pf_agent_t *a, pf_ctx_t *ctx, pf_run_result_t *out);
 
 /* pf_agent_run with options (NULL = defaults; on_done is ignored). */
@@ -517,21 +525,25 @@ PF_API int pf_agent_run_with(pf_agent_t *a, pf_ctx_t *ctx,
 PF_API int pf_agent_start(pf_agent_t *a, pf_ctx_t *ctx,
                           const pf_run_opts_t *opts, pf_run_t **out);
 
-/* Wait for run to end, running its ready states on this thread meanwhile,
- * until deadline d (NULL = none). Returns the run's status (as
- * pf_agent_run), or PF_ETIMEDOUT when d passed first (the run goes on),
- * PF_EINVAL for NULL run. out (may be NULL) receives the result, to be
- * released with pf_run_result_free. Blocks up to d. Thread-safe. */
+/* Wait for run to end, until deadline d (NULL or none = no deadline).
+ * Without a deadline this thread runs the run's ready states meanwhile.
+ * With one it never runs a state (a state may take any time): it only
+ * waits, and returns by d whatever the states and the workers are doing.
+ * Returns the run's status (as pf_agent_run), or PF_ETIMEDOUT when d
+ * passed first (the run goes on), PF_EINVAL for NULL run. out (may be
+ * NULL) receives the result, to be released with pf_run_result_free.
+ * Blocks up to d. Thread-safe. */
 PF_API int pf_run_wait(pf_run_t *run, const pf_deadline_t *d,
                        pf_run_result_t *out);
 
 /* True once run has ended. Never blocks. Thread-safe. */
 PF_API bool pf_run_done(const pf_run_t *run);
 
-/* Cancel run: states not started yet, and those waiting for a retry, a
- * bulkhead or a rate limit, end as cancelled; running states see their
- * token cancelled and pf_ctx_is_cancelled true, and their successors are
- * cancelled. Ended or NULL runs: no-op. Never blocks (beyond short locks).
+/* Cancel run: states not started yet (ready, or waiting for dependencies
+ * that then do not complete), and those waiting for a retry, a bulkhead or
+ * a rate limit, end as cancelled; running states see their token
+ * cancelled and pf_ctx_is_cancelled true, and their successors are
+ * cancelled. The run's deadline does the same (error PF_ETIMEDOUT). Ended or NULL runs: no-op. Never blocks (beyond short locks).
  * Thread-safe. */
 PF_API void pf_run_cancel(pf_run_t *run);
 

@@ -174,9 +174,14 @@ PF_API pf_deadline_t pf_ctx_deadline(const pf_ctx_t *ctx);
 /* The state's cancellation token: cancelled when the run is cancelled
  * (pf_run_cancel, the run's token, its deadline) or when the state's
  * timeout passes, and bounded by the state's deadline, so waits given it
- * end in time. Made on first call (the run keeps it; do not free it).
- * NULL outside a state, or when it could not be allocated. Thread-safe
- * from the state's own code. */
+ * end in time. It follows the deadline exactly: from the deadline on,
+ * pf_token_is_cancelled reports it (and any token made below it)
+ * cancelled and waits given it return PF_ECANCELED, even before the timer
+ * that runs its callbacks has fired; asked for after the deadline, it is
+ * returned cancelled. (So pf_token_is_cancelled on it also reads the
+ * clock.) Made on first call (the run keeps it; do not free it). NULL
+ * outside a state, or when it could not be allocated. Thread-safe from the
+ * state's own code. */
 PF_API pf_token_t *pf_ctx_token(pf_ctx_t *ctx);
 
 /* True once the run has been cancelled or the state's deadline has

@@ -7,9 +7,11 @@
  * state timeouts and run deadlines are timers, never a sleeping worker.
  * Many runs, of many agents, share one executor.
  *
- * A thread blocked in pf_agent_run or pf_run_wait is not idle: it runs its
- * own run's ready states itself, so a sequential chain never changes
- * thread, and workers are woken only for parallel work.
+ * A thread blocked in pf_agent_run, or in pf_run_wait with no deadline,
+ * is not idle: it runs its own run's ready states itself, so a sequential
+ * chain never changes thread, and workers are woken only for parallel
+ * work. A pf_run_wait with a deadline never runs a state (it must return
+ * by its deadline, and a state may take any time): it only waits.
  *
  * Timers run on the executor's clock. With a manual clock (tests), a timer
  * fires when the clock is advanced past it, and pf_clock_manual_waiters

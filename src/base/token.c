@@ -7,6 +7,12 @@
  * for it), then cancels the children one at a time, each pinned by a
  * reference while the lock is released.
  *
+ * A token made by pf__token_new_expiring (a state's or a run's token) also
+ * counts as cancelled from its deadline on, whether or not the timer that
+ * raises its flag has fired yet: cancel_at, the earliest such deadline of
+ * the token and its ancestors, is checked wherever the flag is, so the
+ * token, and every token below it, follows the deadline exactly.
+ *
  * Lifetime: a token is reference-counted; the creator holds one reference
  * and every child holds one on its parent, so pf_token_free may be called on
  * a parent while children still use it. A token unlinks itself from its
@@ -24,14 +30,16 @@
 #include "clock_impl.h"
 #include "mem.h"
 #include "timeutil.h"
+#include "token_impl.h"
 
-/* deadline, parent: immutable after pf_token_new. cancelled: atomic, set
- * only under lock. refs: atomic. Everything else under lock; sibling links
- * under the parent's lock. */
+/* deadline, cancel_at, parent: immutable after creation. cancelled:
+ * atomic, set only under lock. refs: atomic. Everything else under lock;
+ * sibling links under the parent's lock. */
 struct pf_token {
     _Atomic int refs;
     atomic_bool cancelled;
     pf_deadline_t deadline;
+    pf_deadline_t cancel_at; /* cancelled from then on; none for most */
     pf_token_t *parent;
     pthread_mutex_t lock;
     pthread_cond_t cv;          /* a running callback ended */
@@ -90,9 +98,20 @@ token_tryref(pf_token_t *t)
     return true;
 }
 
-int
-pf_token_new(pf_token_t *parent, const pf_deadline_t *deadline,
-             pf_token_t **out)
+/* Cancelled by its flag, or because an expiring deadline has passed. */
+static bool
+token_cancelled(const pf_token_t *t, memory_order order)
+{
+    if (atomic_load_explicit(&t->cancelled, order)) {
+        return true;
+    }
+    return t->cancel_at.priv_at_ns != PF_DEADLINE_NEVER_NS &&
+           pf_deadline_expired(&t->cancel_at);
+}
+
+static int
+token_new(pf_token_t *parent, const pf_deadline_t *deadline, bool expiring,
+          pf_token_t **out)
 {
     pf_token_t *t;
     int rc;
@@ -117,8 +136,11 @@ pf_token_new(pf_token_t *parent, const pf_deadline_t *deadline,
     atomic_init(&t->refs, 1);
     atomic_init(&t->cancelled, false);
     t->deadline = deadline == NULL ? pf_deadline_none() : *deadline;
+    t->cancel_at = expiring ? t->deadline : pf_deadline_none();
     if (parent != NULL) {
         t->deadline = pf_deadline_earlier(&t->deadline, &parent->deadline);
+        t->cancel_at =
+            pf_deadline_earlier(&t->cancel_at, &parent->cancel_at);
         atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
         t->parent = parent;
         pthread_mutex_lock(&parent->lock);
@@ -138,6 +160,20 @@ pf_token_new(pf_token_t *parent, const pf_deadline_t *deadline,
     return 0;
 }
 
+int
+pf_token_new(pf_token_t *parent, const pf_deadline_t *deadline,
+             pf_token_t **out)
+{
+    return token_new(parent, deadline, false, out);
+}
+
+int
+pf__token_new_expiring(pf_token_t *parent, const pf_deadline_t *deadline,
+                       pf_token_t **out)
+{
+    return token_new(parent, deadline, true, out);
+}
+
 void
 pf_token_free(pf_token_t *t)
 {
@@ -151,8 +187,7 @@ pf_token_is_cancelled(const pf_token_t *t)
 {
     /* Acquire: whoever sees the flag also sees what the canceller wrote
      * before cancelling. */
-    return t != NULL &&
-           atomic_load_explicit(&t->cancelled, memory_order_acquire);
+    return t != NULL && token_cancelled(t, memory_order_acquire);
 }
 
 pf_deadline_t
@@ -225,7 +260,7 @@ pf_token_on_cancel(pf_token_t *t, pf_token_reg_t *reg, pf_token_fn fn,
         return PF_EINVAL;
     }
     pthread_mutex_lock(&t->lock);
-    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed)) {
+    if (token_cancelled(t, memory_order_relaxed)) {
         pthread_mutex_unlock(&t->lock);
         reg->priv_token = NULL;
         reg->priv_linked = 0;

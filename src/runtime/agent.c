@@ -1076,10 +1076,14 @@ build_graph(pf_agent_t *a)
     return 0;
 }
 
+/* The states a run starts with, highest priority first (in the order
+ * added among equals: an insertion sort, stable), so a blocking run drives
+ * the most urgent one itself and queues the rest in that order. */
 static int
 pick_entries(pf_agent_t *a)
 {
     size_t i;
+    size_t k;
 
     a->entries = pf__calloc(a->nstates, sizeof(uint32_t));
     if (a->entries == NULL) {
@@ -1094,9 +1098,15 @@ pick_entries(pf_agent_t *a)
             set_error(a, "entry state '%s' has dependencies", s->name);
             return PF_EINVAL;
         }
-        if (entry) {
-            a->entries[a->nentries++] = (uint32_t)i;
+        if (!entry) {
+            continue;
         }
+        for (k = a->nentries;
+             k > 0 && a->states[a->entries[k - 1]].prio < s->prio; k--) {
+            a->entries[k] = a->entries[k - 1];
+        }
+        a->entries[k] = (uint32_t)i;
+        a->nentries++;
     }
     return 0;
 }

@@ -3,11 +3,13 @@
  *
  * Tasks are intrusive (they live in the objects that need running), so
  * queueing allocates nothing. A task may also belong to a group, the tasks
- * of one run: a thread that waits for the run (pf__exec_help) takes the
- * group's tasks and runs them itself instead of sleeping, and a push to a
- * group with such a helper asleep wakes the helper rather than a worker, so
- * a run driven by a blocking caller stays on the caller's thread unless
- * there is parallel work for a worker to pick up.
+ * of one run: a thread that waits for the run with no deadline
+ * (pf__exec_help) takes the group's tasks and runs them itself instead of
+ * sleeping, and a push to a group with such a helper asleep wakes the
+ * helper rather than a worker, so a run driven by a blocking caller stays
+ * on the caller's thread unless there is parallel work for a worker to
+ * pick up. A wait with a deadline never runs a task (it could not return
+ * by its deadline while one runs): it only watches for the group's end.
  *
  * Waking: a push wakes one sleeping worker unless enough wake-ups are
  * already in flight for the tasks queued (wakes_pending), so a burst of
@@ -181,8 +183,15 @@ wake_for(pf_executor_t *ex, pf__task_t *t)
 {
     pf__group_t *g = t->group;
 
-    if (g != NULL && g->waiting > 0) {
-        pthread_cond_signal(&g->cv);
+    if (g != NULL && g->helpers > 0) {
+        /* Watchers (waits with a deadline) sleep on the same cv and do not
+         * take tasks: a signal could reach one of them instead of a
+         * helper, so wake them all then. */
+        if (g->waiting > g->helpers) {
+            pthread_cond_broadcast(&g->cv);
+        } else {
+            pthread_cond_signal(&g->cv);
+        }
         return;
     }
     if (ex->sleeping > ex->wakes_pending && ex->queued > ex->wakes_pending) {
@@ -221,6 +230,7 @@ pf__group_init(pf__group_t *g)
     g->head = NULL;
     g->tail = NULL;
     g->waiting = 0;
+    g->helpers = 0;
     g->finished = false;
     return pf__cond_init(&g->cv);
 }
@@ -237,6 +247,7 @@ pf__group_reset(pf__group_t *g)
     g->head = NULL;
     g->tail = NULL;
     g->waiting = 0;
+    g->helpers = 0;
     g->finished = false;
 }
 
@@ -277,11 +288,14 @@ pf__exec_help(pf_executor_t *ex, pf__group_t *g, const pf_deadline_t *d)
 {
     const pf_clock_t *clock = d == NULL ? NULL : d->priv_clock;
     int64_t at = d == NULL ? PF_DEADLINE_NEVER_NS : d->priv_at_ns;
+    /* Only a wait that may last for ever runs tasks: a task may take any
+     * time, and a wait with a deadline must end by it. */
+    bool help = at == PF_DEADLINE_NEVER_NS;
     int rc = 0;
 
     pthread_mutex_lock(&ex->lock);
     while (!g->finished) {
-        pf__task_t *t = best_of_group(g);
+        pf__task_t *t = help ? best_of_group(g) : NULL;
 
         if (t != NULL) {
             unlink_task(ex, t);
@@ -293,9 +307,11 @@ pf__exec_help(pf_executor_t *ex, pf__group_t *g, const pf_deadline_t *d)
             continue;
         }
         g->waiting++;
+        g->helpers += help;
         rc = pf__wait_until(&g->cv, &ex->lock, clock, at, NULL);
+        g->helpers -= help;
         g->waiting--;
-        if (rc == PF_ETIMEDOUT && !g->finished && g->head == NULL) {
+        if (rc == PF_ETIMEDOUT && !g->finished) {
             break;
         }
         rc = 0;

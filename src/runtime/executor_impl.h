@@ -43,7 +43,8 @@ typedef struct pf__group {
     pf__task_t *head;
     pf__task_t *tail;
     pthread_cond_t cv; /* a task of the group arrived, or it finished */
-    unsigned waiting;  /* helpers asleep on cv */
+    unsigned waiting;  /* threads asleep on cv: helpers and watchers */
+    unsigned helpers;  /* of those, the ones that take the group's tasks */
     bool finished;
 } pf__group_t;
 
@@ -56,8 +57,8 @@ void pf__group_destroy(pf__group_t *g);
 /* Make g reusable (not finished). No task may be queued, none waiting. */
 void pf__group_reset(pf__group_t *g);
 
-/* Queue t; wake a helper of its group if one is waiting, else an idle
- * worker if any. Thread-safe; never blocks beyond the executor's lock. */
+/* Queue t; wake a helper of its group if one is waiting (a watcher with a
+ * deadline does not count), else an idle worker if any. Thread-safe; never blocks beyond the executor's lock. */
 void pf__exec_push(pf_executor_t *ex, pf__task_t *t);
 
 /* Queue n tasks with one lock acquisition. */
@@ -70,9 +71,12 @@ void pf__exec_push_many(pf_executor_t *ex, pf__task_t *const *tasks, size_t n);
 bool pf__exec_group_finish(pf_executor_t *ex, pf__group_t *g,
                            _Atomic int *refs);
 
-/* Run the tasks of g on the calling thread as they arrive, highest
- * priority first, until g is finished (returns 0) or deadline d passes
- * (PF_ETIMEDOUT; NULL = none). Tasks run with no lock held. */
+/* Wait until g is finished (returns 0) or deadline d passes (PF_ETIMEDOUT;
+ * NULL or none = no deadline). Without a deadline the calling thread runs
+ * the tasks of g as they arrive, highest priority first, with no lock
+ * held. With one it never runs a task (a task may take any time, and the
+ * wait must end by d): it only watches, and the group's tasks are left to
+ * the workers and to other helpers. */
 int pf__exec_help(pf_executor_t *ex, pf__group_t *g, const pf_deadline_t *d);
 
 /* Arm idle timer t to fire at at_ns on the executor's clock (at once if

@@ -56,6 +56,8 @@
 #include "executor_impl.h"
 #include "mem.h"
 #include "timeutil.h"
+#include "token_impl.h"
+#include "wait.h"
 
 #define NO_TIME INT64_MIN
 
@@ -1107,14 +1109,34 @@ slot_task_fn(pf__task_t *t)
 
 /* ---- ending a run -------------------------------------------------------- */
 
-static bool
-blocks_dependents(int outcome)
+/* How a state that never started ended, from its dependencies (already
+ * settled: states are visited in dependency order). Skipped when one
+ * failed, fell back or was skipped: it could not have run. Cancelled when
+ * the others completed and some were cancelled: the run's cancellation or
+ * deadline stopped it, as it stops a ready state. Not run otherwise. */
+static int
+never_started_outcome(const pf__run_t *r, const pf__state_t *d)
 {
-    return outcome == PF_STATE_FAILED || outcome == PF_STATE_FELL_BACK ||
-           outcome == PF_STATE_CANCELLED || outcome == PF_STATE_SKIPPED;
+    int outcome = PF_STATE_NOT_RUN;
+    uint32_t j;
+
+    for (j = 0; j < d->ndeps; j++) {
+        switch (r->slots[d->deps[j]].outcome) {
+        case PF_STATE_FAILED:
+        case PF_STATE_FELL_BACK:
+        case PF_STATE_SKIPPED:
+            return PF_STATE_SKIPPED;
+        case PF_STATE_CANCELLED:
+            outcome = PF_STATE_CANCELLED;
+            break;
+        default:
+            break;
+        }
+    }
+    return outcome;
 }
 
-/* Fill r->summary and r->status; mark skipped states. */
+/* Fill r->summary and r->status; settle the states that never started. */
 static void
 summarize(pf__run_t *r)
 {
@@ -1129,14 +1151,13 @@ summarize(pf__run_t *r)
         uint32_t i = a->topo[k];
         pf__slot_t *s = &r->slots[i];
         const pf__state_t *d = &a->states[i];
-        uint32_t j;
 
         if (s->outcome == PF_STATE_NOT_RUN) {
-            for (j = 0; j < d->ndeps; j++) {
-                if (blocks_dependents(r->slots[d->deps[j]].outcome)) {
-                    s->outcome = PF_STATE_SKIPPED;
-                    break;
-                }
+            s->outcome = (uint8_t)never_started_outcome(r, d);
+            if (s->outcome == PF_STATE_CANCELLED) {
+                /* Only a cancelled run has cancelled states. */
+                s->error = atomic_load_explicit(&r->cancel_reason,
+                                                memory_order_acquire);
             }
         }
         switch (s->outcome) {
@@ -1205,6 +1226,11 @@ summarize(pf__run_t *r)
     }
 }
 
+/* The run whose on_done this thread is calling, if any: a pf_run_wait on
+ * it from there returns at once (its waiters are released only after
+ * on_done returns, so waiting for that would never end). */
+static _Thread_local const pf__run_t *tl_finishing;
+
 /* The run has ended (active reached 0): nothing of it is running, queued
  * or parked. on_caller: this is the blocking caller's own thread, which
  * nobody else waits for. */
@@ -1226,7 +1252,11 @@ finish(pf__run_t *r, bool on_caller)
     /* Release: whoever sees done sees the summary. */
     atomic_store_explicit(&r->done, true, memory_order_release);
     if (r->on_done != NULL) {
+        const pf__run_t *outer = tl_finishing;
+
+        tl_finishing = r;
         r->on_done(r, r->on_done_arg);
+        tl_finishing = outer;
     }
     if (on_caller) {
         r->caller_finished = true; /* nobody else waits for this run */
@@ -1404,8 +1434,11 @@ pf_run_wait(pf_run_t *run, const pf_deadline_t *d, pf_run_result_t *out)
         return PF_EINVAL;
     }
     /* Through the executor's lock even when done is already set: the wait
-     * ends once the finishing thread has let go of the run. */
-    if (pf__exec_help(run->ex, &run->group, d) == PF_ETIMEDOUT) {
+     * ends once the finishing thread has let go of the run. Except on that
+     * thread, from the run's own on_done: the run has ended, and the
+     * finishing thread holds its reference until on_done returns. */
+    if (run != tl_finishing &&
+        pf__exec_help(run->ex, &run->group, d) == PF_ETIMEDOUT) {
         return PF_ETIMEDOUT;
     }
     if (out != NULL) {
@@ -1648,7 +1681,8 @@ pf_ctx_deadline(const pf_ctx_t *ctx)
     return pf_deadline_at_ns(ctx->run->clock, ctx->deadline_ns);
 }
 
-/* The run's token, made on first use. */
+/* The run's token, made on first use. It counts as cancelled from the
+ * run's deadline on, before the deadline timer has cancelled the run. */
 static pf_token_t *
 run_token(pf__run_t *r)
 {
@@ -1660,7 +1694,7 @@ run_token(pf__run_t *r)
                               ? pf_deadline_none()
                               : pf_deadline_at_ns(r->clock, r->deadline_ns);
 
-        if (pf_token_new(r->parent_token, &d, &r->token) != 0) {
+        if (pf__token_new_expiring(r->parent_token, &d, &r->token) != 0) {
             r->token = NULL;
         }
     }
@@ -1697,15 +1731,22 @@ pf_ctx_token(pf_ctx_t *ctx)
         ctx->token = rt; /* no deadline of its own: the run's token */
         return rt;
     }
+    /* Cancelled from the deadline on, even before (or without) the timer
+     * below: asked for late, it is returned cancelled. */
     d = pf_deadline_at_ns(r->clock, ctx->deadline_ns);
-    if (pf_token_new(rt, &d, &tok) != 0) {
+    if (pf__token_new_expiring(rt, &d, &tok) != 0) {
         return NULL;
     }
     ctx->token = tok;
     s->own_token = true;
+    if (clock_now(r) >= ctx->deadline_ns) {
+        pf_token_cancel(tok); /* raise the flag now: no timer */
+        return tok;
+    }
     s->timer_kind = PF__TIMER_TOKEN;
-    /* If the timer cannot be armed the token's own deadline still ends
-     * waits given it in time; only its flag is not raised. */
+    /* The timer raises the flag and runs the token's callbacks at the
+     * deadline. If it cannot be armed the token still counts as cancelled
+     * from the deadline on; only callbacks registered on it do not run. */
     pf__exec_timer_arm(r->ex, &s->timer, ctx->deadline_ns);
     return tok;
 }
