@@ -521,9 +521,9 @@ listen_run(void *arg)
                           ? now + 100 * PF_NS_PER_MS
                           : next;
 
-        if (poll(p, rest ? 1 : 2, poll_ms(due, now)) < 0 && errno != EINTR) {
-            break; /* cannot happen with valid descriptors */
-        }
+        /* A failed poll (EINTR, or ENOMEM: passing) leaves every revents 0:
+         * the loop sweeps and polls again. */
+        (void)poll(p, rest ? 1 : 2, poll_ms(due, now));
         if (p[0].revents != 0) {
             break;
         }

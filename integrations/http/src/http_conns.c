@@ -15,6 +15,13 @@
  * its request at once, which a worker reads within milliseconds, while
  * the slow connections ahead of it are the first to go.
  *
+ * libmicrohttpd has a per-IP limit of its own
+ * (MHD_OPTION_PER_IP_CONNECTION_LIMIT), but it can only refuse: choosing
+ * whom to displace needs the counts here, before the socket reaches it.
+ * It also forgets a connection only after reporting it closed, so a
+ * second count there would refuse a client the table had just made room
+ * for. The table keeps the only count.
+ *
  * Deadlines. libmicrohttpd's connection timeout is an idle timeout: a
  * client sending a byte now and then resets it forever. Here each request
  * has timeout_ns from its start (the accept, or the end of the previous
