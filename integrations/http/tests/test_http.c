@@ -251,6 +251,8 @@ test_http_config_init_sets_the_documented_defaults(void **state)
     assert_true(cfg.connection_timeout == 10.0);
     assert_int_equal(cfg.max_header_bytes, 16384);
     assert_int_equal(cfg.max_body_bytes, 0);
+    assert_int_equal(cfg.max_connections_per_client, 16);
+    assert_true(cfg.request_timeout == 10.0);
     pf_http_config_init(NULL);
 }
 
@@ -285,6 +287,10 @@ test_http_start_rejects_bad_config(void **state)
     BAD(connection_timeout, NAN);
     BAD(max_header_bytes, 100);
     BAD(max_header_bytes, 2 * 1048576);
+    BAD(max_connections_per_client, 0);
+    BAD(request_timeout, 0.0);
+    BAD(request_timeout, -0.5);
+    BAD(request_timeout, NAN);
 #undef BAD
     assert_ptr_equal(s, (pf_http_server_t *)&cfg); /* untouched */
     pf_http_server_stop(NULL);
@@ -352,6 +358,41 @@ test_http_probes_are_200_with_no_health_checkers(void **state)
     assert_non_null(strstr(resp.body, "\"status\":\"healthy\""));
     resp_free(&resp);
     assert_int_equal(get_status(port, "/readyz"), 200);
+    pf_http_server_stop(s);
+    pf_registry_free(r);
+}
+
+/* The shape http.h and docs/http.md promise: "checkers" is an array of
+ * the reports (each naming its checker), "status" sums them up. */
+static void
+test_http_probe_body_is_an_array_of_checker_reports(void **state)
+{
+    pf_registry_t *r = quiet_registry();
+    pf_http_server_t *s = start(r);
+    unsigned port = pf_http_server_port(s);
+    pf_health_checker_t *hc;
+    atomic_int sa = PF_HEALTHY;
+    atomic_int sb = PF_DEGRADED;
+    resp_t resp;
+    const char *tail = "],\"status\":\"healthy\"}\n";
+
+    (void)state;
+    assert_int_equal(request(port, "GET", "/readyz", &resp), 200);
+    assert_string_equal(resp.body,
+                        "{\"checkers\":[],\"status\":\"healthy\"}\n");
+    resp_free(&resp);
+    assert_pf_ok(pf_registry_get_health_checker(r, "a", NULL, &hc));
+    add_tagged(hc, "x", "readiness", &sa);
+    assert_pf_ok(pf_registry_get_health_checker(r, "b", NULL, &hc));
+    add_tagged(hc, "y", "readiness", &sb);
+    assert_int_equal(request(port, "GET", "/readyz", &resp), 200);
+    assert_true(json_valid(resp.body));
+    assert_true(strncmp(resp.body, "{\"checkers\":[{", 14) == 0);
+    assert_non_null(strstr(resp.body, "\"checker\":\"a\""));
+    assert_non_null(strstr(resp.body, "\"checker\":\"b\""));
+    assert_true(resp.len > strlen(tail));
+    assert_string_equal(resp.body + resp.len - strlen(tail), tail);
+    resp_free(&resp);
     pf_http_server_stop(s);
     pf_registry_free(r);
 }
@@ -882,6 +923,7 @@ main(void)
         cmocka_unit_test(test_http_port_in_use_is_esystem),
         cmocka_unit_test(test_http_serves_on_ipv6_loopback),
         cmocka_unit_test(test_http_probes_are_200_with_no_health_checkers),
+        cmocka_unit_test(test_http_probe_body_is_an_array_of_checker_reports),
         cmocka_unit_test(test_http_readiness_follows_health_changes),
         cmocka_unit_test(test_http_readiness_combines_every_checker),
         cmocka_unit_test(test_http_metrics_page_passes_the_format_checks),
