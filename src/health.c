@@ -42,6 +42,7 @@
 #include "evq.h"
 #include "health_impl.h"
 #include "mem.h"
+#include "strbuf.h"
 #include "timeutil.h"
 #include "wait.h"
 
@@ -179,7 +180,7 @@ pf_health_result_set(pf_health_result_t *res, pf_health_status_t status,
         return;
     }
     va_start(ap, fmt);
-    n = vsnprintf(res->message, sizeof(res->message), fmt, ap);
+    n = pf__vsnprintf_c(res->message, sizeof(res->message), fmt, ap);
     va_end(ap);
     if (n < 0) {
         res->message[0] = '\0';
@@ -477,8 +478,8 @@ settle_timeout(pf_health_checker_t *hc, flight_t *fl, int64_t now,
 {
     char msg[PF_HEALTH_MESSAGE_MAX];
 
-    snprintf(msg, sizeof(msg), "timed out after %g s%s", fl->chk->timeout_s,
-             still_running ? " (still running)" : "");
+    pf__snprintf_c(msg, sizeof(msg), "timed out after %g s%s",
+                   fl->chk->timeout_s, still_running ? " (still running)" : "");
     settle(hc, fl->chk, PF_UNHEALTHY, msg, true, now - fl->start_ns, now,
            out);
 }

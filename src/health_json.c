@@ -2,6 +2,7 @@
  * {"status": ..., "checks": {name: {...}, ...}} plus the checker's name,
  * the time, the duration and the failed checks. Written with strbuf.c's
  * JSON helpers, so every string is escaped. */
+#include <math.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -41,9 +42,15 @@ json_time(pf__sb_t *sb, int64_t ns)
     pf__sb_json_str(sb, buf);
 }
 
+/* Milliseconds with three decimals; pf__sb_appendf formats in the C
+ * locale, so the decimal point is '.' whatever the process locale. */
 static void
 json_ms(pf__sb_t *sb, double seconds)
 {
+    if (isnan(seconds) || isinf(seconds)) {
+        pf__sb_append(sb, "null");
+        return;
+    }
     pf__sb_appendf(sb, "%.3f", seconds * 1e3);
 }
 

@@ -1,12 +1,100 @@
-/* String buffer and the JSON / Prometheus escaping built on it. */
+/* String buffer and the JSON / Prometheus escaping built on it, and the
+ * locale-free number conversions every writer and parser uses.
+ *
+ * Locale. printf and strtod follow LC_NUMERIC of the calling thread's
+ * locale (the global one unless the thread chose its own). Each conversion
+ * here switches the calling thread to a "C" locale object with uselocale
+ * and back: the switch only swaps a thread-local pointer, so it costs a
+ * few nanoseconds beside the conversion itself, touches no shared state,
+ * and leaves every other thread alone (setlocale would not). The object is
+ * made once, under pthread_once, and never freed. */
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "puffinflow/error.h"
 
 #include "mem.h"
 #include "strbuf.h"
+
+/* ---- locale-free numbers ---------------------------------------------- */
+
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale = (locale_t)0;
+
+static void
+c_locale_make(void)
+{
+    /* glibc and musl hand out their built-in C locale here without
+     * allocating, so this does not fail in practice; if it ever did,
+     * c_locale stays 0 and conversions use the thread's locale. */
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+/* Switch the calling thread to the C locale; returns what to restore. */
+static locale_t
+enter_c(void)
+{
+    pthread_once(&c_locale_once, c_locale_make);
+    return c_locale == (locale_t)0 ? (locale_t)0 : uselocale(c_locale);
+}
+
+static void
+leave_c(locale_t old)
+{
+    if (old != (locale_t)0) {
+        uselocale(old);
+    }
+}
+
+int
+pf__vsnprintf_c(char *buf, size_t len, const char *fmt, va_list ap)
+{
+    locale_t old = enter_c();
+    int n = vsnprintf(buf, len, fmt, ap);
+
+    leave_c(old);
+    return n;
+}
+
+int
+pf__snprintf_c(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = pf__vsnprintf_c(buf, len, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+double
+pf__strtod_c(const char *s, char **end)
+{
+    locale_t old = enter_c();
+    double v = strtod(s, end);
+
+    leave_c(old);
+    return v;
+}
+
+void
+pf__fmt_double(char buf[PF__NUM_BUF], double v)
+{
+    locale_t old = enter_c();
+
+    snprintf(buf, PF__NUM_BUF, "%.15g", v);
+    if (strtod(buf, NULL) != v) {
+        snprintf(buf, PF__NUM_BUF, "%.17g", v);
+    }
+    leave_c(old);
+}
+
+/* ---- the buffer ------------------------------------------------------- */
 
 static bool
 reserve(pf__sb_t *sb, size_t extra)
@@ -52,9 +140,9 @@ pf__sb_vappendf(pf__sb_t *sb, const char *fmt, va_list ap)
     int n;
 
     va_copy(again, ap);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = pf__vsnprintf_c(NULL, 0, fmt, ap);
     if (n >= 0 && reserve(sb, (size_t)n)) {
-        vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, again);
+        pf__vsnprintf_c(sb->buf + sb->len, (size_t)n + 1, fmt, again);
         sb->len += (size_t)n;
     }
     va_end(again);
@@ -167,11 +255,14 @@ pf__sb_json_str(pf__sb_t *sb, const char *s)
 void
 pf__sb_json_num(pf__sb_t *sb, double v)
 {
+    char buf[PF__NUM_BUF];
+
     if (isnan(v) || isinf(v)) {
         pf__sb_append(sb, "null");
         return;
     }
-    pf__sb_appendf(sb, "%.17g", v);
+    pf__fmt_double(buf, v);
+    pf__sb_append(sb, buf);
 }
 
 void

@@ -2,7 +2,13 @@
  * module that renders text (health reports, metrics export, the HTTP
  * endpoint). Allocation failure is sticky: after one, every append is a
  * no-op and pf__sb_finish reports PF_ENOMEM, so writers need not check each
- * call. */
+ * call.
+ *
+ * Also the one place where numbers become text and text becomes numbers:
+ * everything here uses the "C" locale whatever the process's locale is
+ * (a program that called setlocale(LC_ALL, "") under de_DE must still get
+ * "2.5", never "2,5"). No other file calls printf-family functions on
+ * floating-point values or strtod. */
 #ifndef PF_SRC_STRBUF_H
 #define PF_SRC_STRBUF_H
 
@@ -20,11 +26,33 @@ typedef struct pf__sb {
 
 #define PF__SB_INIT {NULL, 0, 0, false}
 
+/* ---- locale-free numbers ---------------------------------------------- */
+
+/* snprintf / vsnprintf in the "C" locale (the calling thread's locale is
+ * switched for the call and put back). Same results as the libc ones. */
+int pf__snprintf_c(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int pf__vsnprintf_c(char *buf, size_t len, const char *fmt, va_list ap);
+
+/* strtod in the "C" locale: only '.' is a decimal point. */
+double pf__strtod_c(const char *s, char **end);
+
+/* Room for any pf__fmt_double result, NUL included. */
+#define PF__NUM_BUF 32
+
+/* Write finite v into buf as the shortest of %.15g and %.17g that reads
+ * back exactly ("0.1", not "0.10000000000000001"), in the "C" locale.
+ * NaN and infinities are the caller's business (the formats differ). */
+void pf__fmt_double(char buf[PF__NUM_BUF], double v);
+
+/* ---- the buffer ------------------------------------------------------- */
+
 void pf__sb_append(pf__sb_t *sb, const char *s);
 void pf__sb_append_n(pf__sb_t *sb, const char *s, size_t n);
 void pf__sb_appendf(pf__sb_t *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void pf__sb_vappendf(pf__sb_t *sb, const char *fmt, va_list ap);
+/* (Both format in the "C" locale.) */
 
 /* Hand the text over: 0 and *out = the string (free with pf__free / the
  * public pf_free), or PF_ENOMEM (the buffer is released). An empty buffer
@@ -46,7 +74,8 @@ void pf__sb_release(pf__sb_t *sb);
  * gives null. */
 void pf__sb_json_str(pf__sb_t *sb, const char *s);
 
-/* Append a number; NaN and infinities (not JSON) become null. */
+/* Append a number (pf__fmt_double); NaN and infinities (not JSON) become
+ * null. */
 void pf__sb_json_num(pf__sb_t *sb, double v);
 void pf__sb_json_int(pf__sb_t *sb, int64_t v);
 void pf__sb_json_bool(pf__sb_t *sb, bool v);
