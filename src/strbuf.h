@@ -67,12 +67,36 @@ int pf__sb_copy_out(pf__sb_t *sb, char *buf, size_t len, size_t *needed);
 /* Release the buffer without handing it over. */
 void pf__sb_release(pf__sb_t *sb);
 
+/* ---- UTF-8 ------------------------------------------------------------ *
+ *
+ * Every string written out goes through one of two clean-ups (strbuf.c
+ * explains both): text, where each byte that is not valid UTF-8 becomes
+ * U+FFFD, and names, where it becomes \xHH, injectively. Both give valid
+ * UTF-8. */
+
+/* Append s as text / as a name, cleaned, with no other escaping. */
+void pf__sb_utf8(pf__sb_t *sb, const char *s);
+void pf__sb_name(pf__sb_t *sb, const char *s);
+
+/* The same into a new string (free with pf__free); NULL on allocation
+ * failure. */
+char *pf__utf8_dup(const char *s);
+char *pf__name_dup(const char *s);
+
+/* Where to end s, cut to n bytes (s has at least n), so that no UTF-8
+ * sequence is left incomplete at the end: n, or less by up to 3. */
+size_t pf__utf8_cut(const char *s, size_t n);
+
 /* ---- JSON ------------------------------------------------------------- */
 
 /* Append s as a JSON string literal, quotes included, escaping quotes,
- * backslashes and control characters (invalid UTF-8 bytes are copied). NULL
- * gives null. */
+ * backslashes and control characters; cleaned as text (invalid UTF-8 bytes
+ * become U+FFFD), so the result is always valid JSON. NULL gives null. */
 void pf__sb_json_str(pf__sb_t *sb, const char *s);
+
+/* The same for a name: cleaned as a name (invalid bytes become \xHH, two
+ * names stay two names). */
+void pf__sb_json_name(pf__sb_t *sb, const char *s);
 
 /* Append a number (pf__fmt_double); NaN and infinities (not JSON) become
  * null. */
@@ -97,7 +121,9 @@ void pf__sb_json_member_bool(pf__sb_t *sb, bool *first, const char *key,
 /* ---- Prometheus ------------------------------------------------------- */
 
 /* Append s escaped as a Prometheus label value (backslash, double quote and
- * newline escaped), without the quotes. */
+ * newline escaped), without the quotes; cleaned as text. Names are cleaned
+ * as names before (the registry snapshot does it), so they pass as they
+ * are. */
 void pf__sb_prom_label(pf__sb_t *sb, const char *s);
 
 #endif /* PF_SRC_STRBUF_H */
