@@ -500,7 +500,7 @@ pf_registry_export_to(pf_registry_t *r, pf_metrics_format_t fmt, char *buf,
     pf__sb_t sb = PF__SB_INIT;
     int rc;
 
-    if (r == NULL || buf == NULL || size == 0 || !format_ok(fmt)) {
+    if (r == NULL || (buf == NULL && size > 0) || !format_ok(fmt)) {
         return PF_EINVAL;
     }
     rc = pf_registry_snapshot(r, &s);

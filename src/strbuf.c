@@ -189,10 +189,12 @@ pf__sb_copy_out(pf__sb_t *sb, char *buf, size_t len, size_t *needed)
 
     if (sb->failed) {
         rc = PF_ENOMEM;
+    } else if (needed != NULL) {
+        *needed = sb->len + 1;
+    }
+    if (rc != 0 || len == 0) {
+        /* Failed, or only measuring. */
     } else if (sb->len + 1 > len) {
-        if (needed != NULL) {
-            *needed = sb->len + 1;
-        }
         rc = PF_ERANGE;
     } else {
         if (sb->len > 0) {

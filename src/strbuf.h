@@ -60,8 +60,11 @@ void pf__sb_vappendf(pf__sb_t *sb, const char *fmt, va_list ap);
 int pf__sb_finish(pf__sb_t *sb, char **out);
 
 /* Copy the text into a caller's buffer of size len (NUL-terminated) and
- * release the buffer. 0, PF_ENOMEM, or PF_ERANGE when it does not fit (then
- * *needed, if not NULL, is the size that would fit, NUL included). */
+ * release the buffer, as snprintf would: *needed (if not NULL) gets the
+ * size the text needs, NUL included, whenever the text is complete. 0
+ * when it was copied, or when len is 0 (buf may then be NULL: the call
+ * only measures); PF_ERANGE when it does not fit in len > 0 bytes;
+ * PF_ENOMEM. */
 int pf__sb_copy_out(pf__sb_t *sb, char *buf, size_t len, size_t *needed);
 
 /* Release the buffer without handing it over. */

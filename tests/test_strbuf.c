@@ -88,6 +88,11 @@ test_strbuf_copy_out_reports_needed_size(void **state)
     assert_pf_err(pf__sb_copy_out(&sb, buf, sizeof(buf), &need), PF_ERANGE);
     assert_int_equal(need, 6);
     assert_null(sb.buf);
+    need = 0;
+    pf__sb_append(&sb, "hello");
+    assert_pf_ok(pf__sb_copy_out(&sb, NULL, 0, &need)); /* measures */
+    assert_int_equal(need, 6);
+    assert_null(sb.buf);
 }
 
 static void

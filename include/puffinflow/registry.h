@@ -384,10 +384,14 @@ PF_API int pf_registry_snapshot_export(const pf_registry_snapshot_t *s,
 PF_API int pf_registry_export(pf_registry_t *r, pf_metrics_format_t fmt,
                               char **out, size_t *len);
 
-/* The same into the caller's buffer buf of size bytes (NUL-terminated).
- * Returns 0, PF_EINVAL, PF_ENOMEM, or PF_ERANGE when it does not fit: then
- * *needed (if needed is not NULL) is the size that would have fit, NUL
- * included, and buf holds nothing useful. Thread-safe. */
+/* The same into the caller's buffer buf of size bytes (NUL-terminated),
+ * as snprintf would: *needed (if needed is not NULL) gets the size the
+ * text needs, NUL included, on success and on PF_ERANGE. With size 0 the
+ * call only measures (buf may be NULL): it returns 0 and sets *needed.
+ * Returns 0, PF_EINVAL (NULL r, NULL buf with size > 0, unknown fmt),
+ * PF_ENOMEM, or PF_ERANGE when the text does not fit (buf then holds
+ * nothing useful). Two calls can need different sizes: the metrics move
+ * in between. Thread-safe. */
 PF_API int pf_registry_export_to(pf_registry_t *r, pf_metrics_format_t fmt,
                                  char *buf, size_t size, size_t *needed);
 
