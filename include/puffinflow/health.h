@@ -331,8 +331,9 @@ typedef struct pf_health_metrics {
 PF_API void pf_health_metrics(pf_health_checker_t *hc,
                               pf_health_metrics_t *out);
 
-/* Set res's status and message (printf format, cut to fit). A helper for
- * checks. */
+/* Set res's status and message (printf format, cut to fit at a UTF-8
+ * character boundary). Numbers are formatted in the "C" locale ("2.5"
+ * whatever the process locale). A helper for checks. */
 PF_API void pf_health_result_set(pf_health_result_t *res,
                                  pf_health_status_t status, const char *fmt,
                                  ...)

@@ -325,10 +325,13 @@ typedef struct pf_registry_health {
 
 /* The metrics of every object of a registry at one moment, plus the
  * process's. Each object's metrics are read at a slightly different
- * instant (one after the other, no global lock). Names are copies, with
- * any invalid UTF-8 byte replaced by U+FFFD so both export formats stay
- * valid. Arrays are sorted by name; a NULL array has length 0. The whole
- * snapshot is freed by pf_registry_snapshot_free. */
+ * instant (one after the other, no global lock). Names are copies made
+ * valid UTF-8 without ever merging two: a byte that is not valid UTF-8
+ * becomes the text \xHH, and a backslash that would read as an escape is
+ * doubled (docs/metrics.md, "Names that are not UTF-8"). Check messages
+ * are copies with such bytes replaced by U+FFFD. Both export formats stay
+ * valid. Arrays are sorted by the names as given (bytes); a NULL array has
+ * length 0. The whole snapshot is freed by pf_registry_snapshot_free. */
 typedef struct pf_registry_snapshot {
     int64_t wall_time_ns; /* when it was taken (Unix epoch) */
     bool has_process;     /* the registry's process_metrics */
