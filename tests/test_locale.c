@@ -57,8 +57,9 @@ group_setup(void **state)
     /* localedef exits 1 when it only warned; the setlocale below is the
      * real test of whether the locale was made. */
     if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) > 1) {
-        fprintf(stderr, "localedef failed (exit %d): install the Debian "
-                        "package locales (scripts/deps.sh)\n",
+        fprintf(stderr,
+                "localedef failed (exit %d): install the Debian "
+                "package locales (scripts/deps.sh)\n",
                 WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
         remove_dir();
         return -1;

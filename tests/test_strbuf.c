@@ -134,14 +134,14 @@ test_strbuf_names_escape_invalid_bytes_as_hex(void **state)
         const char *in, *out;
     } cases[] = {
         {"db", "db"},
-        {"caf\xc3\xa9", "caf\xc3\xa9"},         /* valid: unchanged */
-        {"a\\b", "a\\b"},                       /* a lone backslash too */
+        {"caf\xc3\xa9", "caf\xc3\xa9"}, /* valid: unchanged */
+        {"a\\b", "a\\b"},               /* a lone backslash too */
         {"db\xff", "db\\xFF"},
         {"db\xfe", "db\\xFE"},
         {"trunc\xe2\x9c", "trunc\\xE2\\x9C"},
-        {"db\\xFF", "db\\\\xFF"},                 /* looks like an escape */
-        {"a\\\\b", "a\\\\\\b"},                    /* "\\" + "\\b" */
-        {"a\\\xff", "a\\\\\\xFF"},                  /* backslash, bad byte */
+        {"db\\xFF", "db\\\\xFF"},  /* looks like an escape */
+        {"a\\\\b", "a\\\\\\b"},    /* "\\" + "\\b" */
+        {"a\\\xff", "a\\\\\\xFF"}, /* backslash, bad byte */
         {"end\\", "end\\"},
     };
     size_t i;
@@ -152,8 +152,7 @@ test_strbuf_names_escape_invalid_bytes_as_hex(void **state)
 
         assert_non_null(out);
         if (strcmp(out, cases[i].out) != 0) {
-            fail_msg("case %zu: got \"%s\", want \"%s\"", i, out,
-                     cases[i].out);
+            fail_msg("case %zu: got \"%s\", want \"%s\"", i, out, cases[i].out);
         }
         pf__free(out);
     }
@@ -189,8 +188,9 @@ name_decode(const char *s, char *out)
 static void
 test_strbuf_name_escaping_reads_back_exactly(void **state)
 {
-    static const char alphabet[] = {'\\', 'x', 'F', 'f', '0', 'a', '\xff',
-                                    '\xc3', '\xa9', '\xe2', '\x9c', '\x80'};
+    static const char alphabet[] = {'\\',   'x',    'F',    'f',
+                                    '0',    'a',    '\xff', '\xc3',
+                                    '\xa9', '\xe2', '\x9c', '\x80'};
     unsigned seed = 12345;
     int round;
 
@@ -246,7 +246,7 @@ test_strbuf_utf8_cut_keeps_whole_sequences(void **state)
 {
     (void)state;
     assert_int_equal(pf__utf8_cut("abc", 3), 3);
-    assert_int_equal(pf__utf8_cut("ab\xc3\xa9", 3), 2);  /* half of é */
+    assert_int_equal(pf__utf8_cut("ab\xc3\xa9", 3), 2); /* half of é */
     assert_int_equal(pf__utf8_cut("ab\xc3\xa9", 4), 4);
     assert_int_equal(pf__utf8_cut("a\xe2\x9c\x93", 3), 1); /* 2 of 3 */
     assert_int_equal(pf__utf8_cut("\xf0\x9f\x98\x80", 3), 0);
