@@ -257,6 +257,35 @@ test_locale_rule_text_reads_a_decimal_point_only(void **state)
     pf_degradation_free(d);
 }
 
+/* Threads exporting at once all get '.', whichever of them makes the C
+ * locale object first (TSan checks the one-time setup). */
+static void
+export_many(void *arg, unsigned i)
+{
+    pf_registry_t *r = arg;
+    int k;
+
+    (void)i;
+    for (k = 0; k < 20; k++) {
+        char *text;
+
+        assert_pf_ok(pf_registry_export(r, PF_METRICS_JSON, &text, NULL));
+        if (strstr(text, "\"recovery_timeout\":2.5") == NULL) {
+            fail_msg("thread %u: %s", i, text);
+        }
+        pf_free(text);
+    }
+}
+
+static void
+test_locale_concurrent_exports_all_write_a_decimal_point(void **state)
+{
+    pf_registry_t *r = registry_with_fractions(*state);
+
+    pf_test_run_threads(8, export_many, r);
+    pf_registry_free(r);
+}
+
 /* The internal formatter and parser every writer uses. */
 static void
 test_locale_number_helpers_ignore_the_locale(void **state)
@@ -280,6 +309,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* First, so the C locale object is made while threads race. */
+        cmocka_unit_test_setup_teardown(
+            test_locale_concurrent_exports_all_write_a_decimal_point, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_locale_prometheus_export_writes_a_decimal_point, setup,
             teardown),
