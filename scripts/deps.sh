@@ -1,8 +1,12 @@
 # Sourced by the scripts in this folder: installs, with apt-get, whatever
 # Debian package the build and the tests need and the machine lacks.
 PF_PACKAGES="cmake make gcc clang pkg-config libcmocka-dev binutils abigail-tools
-             libmicrohttpd-dev libcurl4-openssl-dev curl prometheus"
+             libmicrohttpd-dev libcurl4-openssl-dev curl prometheus
+             locales"
 # prometheus brings promtool, which the HTTP tests use to check /metrics.
+# abigail-tools brings abidw/abidiff for the ABI check (tests/check_abi.sh).
+# locales brings localedef, with which tests/test_locale.c builds a
+# comma-decimal locale (de_DE) to check that numbers ignore the locale.
 
 pf_install_deps() {
     local missing=""

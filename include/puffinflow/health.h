@@ -282,10 +282,14 @@ PF_API double pf_health_report_duration(const pf_health_report_t *r);
  *                    "duration_ms":3.1,"time":"...","cached":false,
  *                    "timed_out":false,"consecutive_failures":0},...},
  *    "failed_checks":[]}
- * into buf of size len (NUL-terminated). Returns 0, PF_EINVAL (NULL r, or
- * NULL buf with len > 0), PF_ENOMEM, or PF_ERANGE when it does not fit;
- * then *needed (if not NULL) is the size that fits, NUL included. A NULL
- * buf with len 0 just measures. Thread-safe on a report no one frees. */
+ * into buf of size len (NUL-terminated), as snprintf would: *needed (if
+ * not NULL) gets the size the text needs, NUL included, on success and on
+ * PF_ERANGE. With len 0 the call only measures (buf may be NULL): it
+ * returns 0 and sets *needed. Returns 0, PF_EINVAL (NULL r, or NULL buf
+ * with len > 0), PF_ENOMEM, or PF_ERANGE when it does not fit in len > 0
+ * bytes. Names are written as docs/metrics.md says (bytes that are not
+ * UTF-8 as \xHH), messages with such bytes replaced by U+FFFD; numbers
+ * always with '.'. Thread-safe on a report no one frees. */
 PF_API int pf_health_report_json(const pf_health_report_t *r, char *buf,
                                  size_t len, size_t *needed);
 
@@ -327,8 +331,9 @@ typedef struct pf_health_metrics {
 PF_API void pf_health_metrics(pf_health_checker_t *hc,
                               pf_health_metrics_t *out);
 
-/* Set res's status and message (printf format, cut to fit). A helper for
- * checks. */
+/* Set res's status and message (printf format, cut to fit at a UTF-8
+ * character boundary). Numbers are formatted in the "C" locale ("2.5"
+ * whatever the process locale). A helper for checks. */
 PF_API void pf_health_result_set(pf_health_result_t *res,
                                  pf_health_status_t status, const char *fmt,
                                  ...)

@@ -325,10 +325,13 @@ typedef struct pf_registry_health {
 
 /* The metrics of every object of a registry at one moment, plus the
  * process's. Each object's metrics are read at a slightly different
- * instant (one after the other, no global lock). Names are copies, with
- * any invalid UTF-8 byte replaced by U+FFFD so both export formats stay
- * valid. Arrays are sorted by name; a NULL array has length 0. The whole
- * snapshot is freed by pf_registry_snapshot_free. */
+ * instant (one after the other, no global lock). Names are copies made
+ * valid UTF-8 without ever merging two: a byte that is not valid UTF-8
+ * becomes the text \xHH, and a backslash that would read as an escape is
+ * doubled (docs/metrics.md, "Names that are not UTF-8"). Check messages
+ * are copies with such bytes replaced by U+FFFD. Both export formats stay
+ * valid. Arrays are sorted by the names as given (bytes); a NULL array has
+ * length 0. The whole snapshot is freed by pf_registry_snapshot_free. */
 typedef struct pf_registry_snapshot {
     int64_t wall_time_ns; /* when it was taken (Unix epoch) */
     bool has_process;     /* the registry's process_metrics */
@@ -384,10 +387,14 @@ PF_API int pf_registry_snapshot_export(const pf_registry_snapshot_t *s,
 PF_API int pf_registry_export(pf_registry_t *r, pf_metrics_format_t fmt,
                               char **out, size_t *len);
 
-/* The same into the caller's buffer buf of size bytes (NUL-terminated).
- * Returns 0, PF_EINVAL, PF_ENOMEM, or PF_ERANGE when it does not fit: then
- * *needed (if needed is not NULL) is the size that would have fit, NUL
- * included, and buf holds nothing useful. Thread-safe. */
+/* The same into the caller's buffer buf of size bytes (NUL-terminated),
+ * as snprintf would: *needed (if needed is not NULL) gets the size the
+ * text needs, NUL included, on success and on PF_ERANGE. With size 0 the
+ * call only measures (buf may be NULL): it returns 0 and sets *needed.
+ * Returns 0, PF_EINVAL (NULL r, NULL buf with size > 0, unknown fmt),
+ * PF_ENOMEM, or PF_ERANGE when the text does not fit (buf then holds
+ * nothing useful). Two calls can need different sizes: the metrics move
+ * in between. Thread-safe. */
 PF_API int pf_registry_export_to(pf_registry_t *r, pf_metrics_format_t fmt,
                                  char *buf, size_t size, size_t *needed);
 

@@ -705,7 +705,12 @@ sock_visit(int dirfd, const char *name, bool own, void *arg)
         return 0;
     }
     if (own) {
-        classify_own(atoi(name), &t->direct);
+        int64_t fd;
+
+        /* parse_i64_token, not atoi: no locale, no overflow. */
+        if (parse_i64_token(name, &fd) && fd <= INT_MAX) {
+            classify_own((int)fd, &t->direct);
+        }
         return 0;
     }
     rc = sock_inode(dirfd, name, &ino);

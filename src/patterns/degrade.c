@@ -19,11 +19,9 @@
  *
  * Mode changes are queued under the lock and delivered to the listener
  * outside it, in order, by evq.c. */
-#include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +33,7 @@
 #include "evq.h"
 #include "mem.h"
 #include "procfs.h"
+#include "strbuf.h"
 #include "sysmon.h"
 #include "timeutil.h"
 #include "wait.h"
@@ -293,22 +292,25 @@ describe(const pf_degrade_rule_t *r)
     if (what == NULL) {
         return pf__strdup("external_down");
     }
+    /* In the C locale, so the reason reads "cpu > 90.5" everywhere, the
+     * same text the rule language accepts. */
     if (r->hysteresis > 0.0) {
-        n = snprintf(NULL, 0, "%s %s %g hysteresis %g", what, op_text(r->op),
-                     r->threshold, r->hysteresis);
+        n = pf__snprintf_c(NULL, 0, "%s %s %g hysteresis %g", what,
+                           op_text(r->op), r->threshold, r->hysteresis);
     } else {
-        n = snprintf(NULL, 0, "%s %s %g", what, op_text(r->op), r->threshold);
+        n = pf__snprintf_c(NULL, 0, "%s %s %g", what, op_text(r->op),
+                           r->threshold);
     }
     s = pf__malloc((size_t)n + 1);
     if (s == NULL) {
         return NULL;
     }
     if (r->hysteresis > 0.0) {
-        snprintf(s, (size_t)n + 1, "%s %s %g hysteresis %g", what,
-                 op_text(r->op), r->threshold, r->hysteresis);
+        pf__snprintf_c(s, (size_t)n + 1, "%s %s %g hysteresis %g", what,
+                       op_text(r->op), r->threshold, r->hysteresis);
     } else {
-        snprintf(s, (size_t)n + 1, "%s %s %g", what, op_text(r->op),
-                 r->threshold);
+        pf__snprintf_c(s, (size_t)n + 1, "%s %s %g", what, op_text(r->op),
+                       r->threshold);
     }
     return s;
 }
@@ -391,10 +393,14 @@ skip_ws(char *p)
     return p;
 }
 
+/* ASCII letters and digits by hand: isalnum follows the locale, and in a
+ * single-byte locale (de_DE.ISO-8859-1) it would take bytes such as 0xE9
+ * for letters, so the same rule text would parse differently. */
 static bool
 word_char(char c)
 {
-    return isalnum((unsigned char)c) || c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
 }
 
 /* Does p start with word w followed by a non-word character? */
@@ -406,12 +412,13 @@ starts_word(const char *p, const char *w)
     return strncmp(p, w, n) == 0 && !word_char(p[n]);
 }
 
-/* Parse a finite number at *p, moving *p past it. */
+/* Parse a finite number at *p, moving *p past it. Always with '.' as the
+ * decimal point: "90,5" is not a number here, in any locale. */
 static bool
 parse_number(char **p, double *out)
 {
     char *end;
-    double v = strtod(*p, &end);
+    double v = pf__strtod_c(*p, &end);
 
     if (end == *p || !isfinite(v)) {
         return false;

@@ -42,6 +42,7 @@
 #include "evq.h"
 #include "health_impl.h"
 #include "mem.h"
+#include "strbuf.h"
 #include "timeutil.h"
 #include "wait.h"
 
@@ -155,8 +156,6 @@ pf_health_status_name(pf_health_status_t s)
     return "unknown";
 }
 
-static size_t utf8_cut(const char *s, size_t n);
-
 static bool
 status_valid(pf_health_status_t s)
 {
@@ -179,38 +178,14 @@ pf_health_result_set(pf_health_result_t *res, pf_health_status_t status,
         return;
     }
     va_start(ap, fmt);
-    n = vsnprintf(res->message, sizeof(res->message), fmt, ap);
+    n = pf__vsnprintf_c(res->message, sizeof(res->message), fmt, ap);
     va_end(ap);
     if (n < 0) {
         res->message[0] = '\0';
     } else if ((size_t)n >= sizeof(res->message)) {
-        res->message[utf8_cut(res->message, sizeof(res->message) - 1)] = '\0';
+        res->message[pf__utf8_cut(res->message, sizeof(res->message) - 1)] =
+            '\0';
     }
-}
-
-/* Where to end s, cut to n bytes, so that no UTF-8 sequence is left
- * incomplete at the end (a message stays valid text for JSON). */
-static size_t
-utf8_cut(const char *s, size_t n)
-{
-    size_t i = n;
-    size_t cont = 0;
-    unsigned char lead;
-    size_t need;
-
-    while (i > 0 && cont < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
-        i--;
-        cont++;
-    }
-    if (i == 0) {
-        return n;
-    }
-    lead = (unsigned char)s[i - 1];
-    if (lead < 0xC0) {
-        return n; /* ASCII, or stray continuation bytes: leave them */
-    }
-    need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-    return cont + 1 < need ? i - 1 : n;
 }
 
 static void
@@ -219,7 +194,7 @@ copy_msg(char *dst, const char *src)
     size_t n = strlen(src);
 
     if (n >= PF_HEALTH_MESSAGE_MAX) {
-        n = utf8_cut(src, PF_HEALTH_MESSAGE_MAX - 1);
+        n = pf__utf8_cut(src, PF_HEALTH_MESSAGE_MAX - 1);
     }
     memmove(dst, src, n);
     dst[n] = '\0';
@@ -477,8 +452,8 @@ settle_timeout(pf_health_checker_t *hc, flight_t *fl, int64_t now,
 {
     char msg[PF_HEALTH_MESSAGE_MAX];
 
-    snprintf(msg, sizeof(msg), "timed out after %g s%s", fl->chk->timeout_s,
-             still_running ? " (still running)" : "");
+    pf__snprintf_c(msg, sizeof(msg), "timed out after %g s%s",
+                   fl->chk->timeout_s, still_running ? " (still running)" : "");
     settle(hc, fl->chk, PF_UNHEALTHY, msg, true, now - fl->start_ns, now,
            out);
 }
@@ -900,7 +875,12 @@ flight_main(void *p)
     res.message[0] = '\0';
     res.timeout = pf__ns_to_secs(chk->timeout_ns);
     rc = chk->fn(&res, chk->arg);
-    res.message[PF_HEALTH_MESSAGE_MAX - 1] = '\0';
+    /* A check may fill message by hand and leave no NUL: cut it where
+     * pf_health_result_set would, never inside a UTF-8 sequence. */
+    if (strnlen(res.message, PF_HEALTH_MESSAGE_MAX) == PF_HEALTH_MESSAGE_MAX) {
+        res.message[pf__utf8_cut(res.message, PF_HEALTH_MESSAGE_MAX - 1)] =
+            '\0';
+    }
 
     pthread_mutex_lock(&hc->lock);
     if (!hc->closed && !fl->settled) {

@@ -38,6 +38,7 @@
 #include "health_impl.h"
 #include "mem.h"
 #include "procfs.h"
+#include "strbuf.h"
 #include "sysmon.h"
 #include "timeutil.h"
 
@@ -90,7 +91,7 @@ human_bytes(int64_t b, char *buf, size_t len)
         v /= 1024.0;
         u++;
     }
-    snprintf(buf, len, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+    pf__snprintf_c(buf, len, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
 }
 
 static pf_health_status_t

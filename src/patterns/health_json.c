@@ -1,7 +1,11 @@
 /* A health report as JSON, in the shape health endpoints serve:
  * {"status": ..., "checks": {name: {...}, ...}} plus the checker's name,
  * the time, the duration and the failed checks. Written with strbuf.c's
- * JSON helpers, so every string is escaped. */
+ * JSON helpers, so the text is valid JSON whatever the strings hold:
+ * names are cleaned as names (a byte that is not UTF-8 becomes \xHH, so
+ * two checks never share a key), messages as text (U+FFFD), exactly as
+ * the registry's exports do; numbers use '.' in any locale. */
+#include <math.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -41,9 +45,15 @@ json_time(pf__sb_t *sb, int64_t ns)
     pf__sb_json_str(sb, buf);
 }
 
+/* Milliseconds with three decimals; pf__sb_appendf formats in the C
+ * locale, so the decimal point is '.' whatever the process locale. */
 static void
 json_ms(pf__sb_t *sb, double seconds)
 {
+    if (isnan(seconds) || isinf(seconds)) {
+        pf__sb_append(sb, "null");
+        return;
+    }
     pf__sb_appendf(sb, "%.3f", seconds * 1e3);
 }
 
@@ -79,7 +89,8 @@ json_report(pf__sb_t *sb, const pf_health_report_t *r)
     pf__sb_json_member_str(sb, &first, "status",
                            pf_health_status_name(r->status));
     pf__sb_json_member_bool(sb, &first, "healthy", r->status != PF_UNHEALTHY);
-    pf__sb_json_member_str(sb, &first, "checker", r->checker);
+    pf__sb_json_key(sb, &first, "checker");
+    pf__sb_json_name(sb, r->checker);
     pf__sb_json_key(sb, &first, "time");
     json_time(sb, r->time_ns);
     pf__sb_json_key(sb, &first, "duration_ms");
@@ -87,7 +98,12 @@ json_report(pf__sb_t *sb, const pf_health_report_t *r)
     pf__sb_json_key(sb, &first, "checks");
     pf__sb_append(sb, "{");
     for (i = 0; i < r->n; i++) {
-        pf__sb_json_key(sb, &first_check, r->items[i].pub.name);
+        if (!first_check) {
+            pf__sb_append_n(sb, ",", 1);
+        }
+        first_check = false;
+        pf__sb_json_name(sb, r->items[i].pub.name);
+        pf__sb_append_n(sb, ":", 1);
         json_entry(sb, &r->items[i].pub);
     }
     pf__sb_append(sb, "}");
@@ -97,7 +113,7 @@ json_report(pf__sb_t *sb, const pf_health_report_t *r)
         if (i > 0) {
             pf__sb_append(sb, ",");
         }
-        pf__sb_json_str(sb, r->failed[i]);
+        pf__sb_json_name(sb, r->failed[i]);
     }
     pf__sb_append(sb, "]}");
 }

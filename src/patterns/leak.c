@@ -38,6 +38,7 @@
 #include "leak_trend.h"
 #include "mem.h"
 #include "procfs.h"
+#include "strbuf.h"
 #include "timeutil.h"
 #include "wait.h"
 
@@ -406,7 +407,7 @@ set_msg(pending_t *p, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+    pf__vsnprintf_c(p->msg, sizeof(p->msg), fmt, ap);
     va_end(ap);
     p->alert.message = p->msg;
 }

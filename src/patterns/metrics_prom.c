@@ -8,8 +8,6 @@
  * (backslash, double quote, line feed) after the snapshot made them valid
  * UTF-8. No timestamps: the scraper stamps the samples. */
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #include "puffinflow/version.h"
 
@@ -75,12 +73,12 @@ labels(pf__sb_t *sb, const label_t *l, size_t n)
 }
 
 /* A float value as Prometheus reads it: NaN, +Inf, -Inf, integers without
- * an exponent, others in the shortest of %.15g / %.17g that reads back
- * exactly. */
+ * an exponent, others by pf__fmt_double (shortest exact form, '.' as the
+ * decimal point whatever the process locale). */
 static void
 value(pf__sb_t *sb, double v)
 {
-    char buf[40];
+    char buf[PF__NUM_BUF];
 
     if (isnan(v)) {
         pf__sb_append(sb, "NaN");
@@ -89,10 +87,7 @@ value(pf__sb_t *sb, double v)
     } else if (v == floor(v) && fabs(v) < 1e15) {
         put_int(sb, (int64_t)v);
     } else {
-        snprintf(buf, sizeof(buf), "%.15g", v);
-        if (strtod(buf, NULL) != v) {
-            snprintf(buf, sizeof(buf), "%.17g", v);
-        }
+        pf__fmt_double(buf, v);
         pf__sb_append(sb, buf);
     }
 }

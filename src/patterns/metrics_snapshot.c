@@ -2,8 +2,10 @@
  *
  * A snapshot pins the entries of one kind at a time, reads each object's
  * metrics through the module's own getter with no registry lock held,
- * then unpins. Names are copied and made valid UTF-8 here, once, so both
- * renderers (metrics_prom.c, metrics_json.c) can trust them. The process
+ * then unpins. Names are copied and cleaned here, once (pf__name_dup:
+ * valid UTF-8, and two names stay two names), messages too
+ * (pf__utf8_dup), so both renderers (metrics_prom.c, metrics_json.c) can
+ * trust them. The process
  * block is a fresh read of /proc/self (procfs.h). */
 #include <stddef.h>
 #include <string.h>
@@ -20,76 +22,6 @@
 #include "mem.h"
 #include "procfs.h"
 #include "registry_impl.h"
-
-/* ---- UTF-8 ------------------------------------------------------------ */
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when the bytes
- * there do not start one: overlong forms, surrogates and code points past
- * U+10FFFF are invalid (RFC 3629). */
-static size_t
-utf8_seq_len(const unsigned char *p)
-{
-    unsigned char c = p[0];
-
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    }
-    if (c >= 0xe0 && c <= 0xef) {
-        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80;
-        unsigned char hi = c == 0xed ? 0x9f : 0xbf;
-
-        if (p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80) {
-            return 0;
-        }
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        unsigned char lo = c == 0xf0 ? 0x90 : 0x80;
-        unsigned char hi = c == 0xf4 ? 0x8f : 0xbf;
-
-        if (p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80 ||
-            (p[3] & 0xc0) != 0x80) {
-            return 0;
-        }
-        return 4;
-    }
-    return 0;
-}
-
-char *
-pf__utf8_dup(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strlen(s);
-    char *out;
-    size_t o = 0;
-
-    /* At worst every byte becomes the 3-byte U+FFFD. The checks above
-     * stop at the NUL (it is never a continuation byte), so they never
-     * read past the string. */
-    out = pf__malloc(len * 3 + 1);
-    if (out == NULL) {
-        return NULL;
-    }
-    while (*p != '\0') {
-        size_t n = utf8_seq_len(p);
-
-        if (n == 0) {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            p++;
-        } else {
-            memcpy(out + o, p, n);
-            o += n;
-            p += n;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
 
 /* ---- collecting ------------------------------------------------------- */
 
@@ -218,7 +150,7 @@ group_visit(const char *key, pf_breaker_t *b, void *arg)
         v->rc = PF_ENOMEM;
         return 1;
     }
-    name = pf__utf8_dup(pf_breaker_name(b));
+    name = pf__name_dup(pf_breaker_name(b));
     if (name == NULL) {
         v->rc = PF_ENOMEM;
         return 1;
@@ -292,7 +224,7 @@ fill_health(void *object, void *item)
         const pf_health_entry_t *e = pf_health_report_entry(rep, i);
         pf_registry_health_check_t *c = &h->checks[i];
 
-        c->name = pf__utf8_dup(e->name);
+        c->name = pf__name_dup(e->name);
         c->message = pf__utf8_dup(e->message);
         h->checks_len++;
         if (c->name == NULL || c->message == NULL) {
@@ -357,7 +289,7 @@ fill_degradation(void *object, void *item)
         return PF_ENOMEM;
     }
     for (i = 0; i < n; i++) {
-        g->modes[i] = pf__utf8_dup(pf_degradation_mode_name_at(object, i));
+        g->modes[i] = pf__name_dup(pf_degradation_mode_name_at(object, i));
         if (g->modes[i] == NULL) {
             return PF_ENOMEM;
         }
@@ -411,7 +343,7 @@ collect(pf_registry_t *r, const snap_kind_t *k, size_t *len, int *rc)
     *rc = a == NULL ? PF_ENOMEM : 0;
     for (i = 0; i < n && *rc == 0; i++) {
         char *item = a + i * k->item_size;
-        char *name = pf__utf8_dup(pinned[i]->name);
+        char *name = pf__name_dup(pinned[i]->name);
 
         if (name == NULL) {
             *rc = PF_ENOMEM;
@@ -568,7 +500,7 @@ pf_registry_export_to(pf_registry_t *r, pf_metrics_format_t fmt, char *buf,
     pf__sb_t sb = PF__SB_INIT;
     int rc;
 
-    if (r == NULL || buf == NULL || size == 0 || !format_ok(fmt)) {
+    if (r == NULL || (buf == NULL && size > 0) || !format_ok(fmt)) {
         return PF_EINVAL;
     }
     rc = pf_registry_snapshot(r, &s);

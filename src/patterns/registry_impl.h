@@ -97,10 +97,6 @@ void pf__registry_unpin_all(pf_registry_t *r, pf__reg_entry_t **entries,
 
 /* ---- exports (metrics_*.c) --------------------------------------------- */
 
-/* A copy of s (pf__malloc) with every byte that is not part of a valid
- * UTF-8 sequence replaced by U+FFFD; NULL on allocation failure. */
-char *pf__utf8_dup(const char *s);
-
 /* Append s rendered as Prometheus text / as JSON. Allocation failures
  * are sticky in sb (see strbuf.h). */
 void pf__metrics_prometheus(const pf_registry_snapshot_t *s, pf__sb_t *sb);
