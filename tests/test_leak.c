@@ -6,6 +6,7 @@
  * test_leak_sample.c. */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -1103,6 +1104,84 @@ test_leak_start_stop_1000_times_leaks_nothing(void **state)
     assert_int_equal(fd_count(), fds0);
 }
 
+/* Two checks at once: the second clears the alert the first raised while
+ * the first is still telling it. The listener must hear them one at a
+ * time, raised before cleared. */
+typedef struct told {
+    pf_leak_detector_t *d;
+    atomic_int active; /* listener calls in progress */
+    atomic_int overlap;
+    atomic_int n;
+    bool cleared[4];
+} told_t;
+
+static void
+one_at_a_time(const pf_leak_alert_t *al, void *arg)
+{
+    told_t *t = arg;
+    int i;
+
+    if (atomic_fetch_add(&t->active, 1) != 0) {
+        atomic_store(&t->overlap, 1);
+    }
+    i = atomic_fetch_add(&t->n, 1);
+    if (i < 4) {
+        t->cleared[i] = al->cleared;
+    }
+    if (!al->cleared) {
+        pf_leak_metrics_t m;
+
+        /* Hold the raise until the other check has judged its sample. */
+        do {
+            sched_yield();
+            pf_leak_detector_metrics(t->d, &m);
+        } while (m.samples < 2);
+    }
+    atomic_fetch_sub(&t->active, 1);
+}
+
+static void *
+check_thread(void *arg)
+{
+    told_t *t = arg;
+    pf_leak_report_t rep;
+
+    assert_pf_ok(pf_leak_detector_check(t->d, &rep));
+    pf_leak_report_clear(&rep);
+    return NULL;
+}
+
+static void
+test_leak_concurrent_checks_alert_one_at_a_time_in_order(
+    void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_leak_sample_t v[2];
+    pf_leak_config_t cfg;
+    pf_leak_report_t rep;
+    script_t s = {0};
+    alerts_t al;
+    told_t t = {0};
+    pthread_t th;
+
+    v[0] = fds_sample(5000);
+    v[1] = fds_sample(10);
+    test_config(&cfg, clock, &s, v, 2, &al);
+    cfg.on_alert = one_at_a_time;
+    cfg.on_alert_arg = &t;
+    assert_pf_ok(pf_leak_detector_new(&cfg, &t.d));
+    assert_int_equal(pthread_create(&th, NULL, check_thread, &t), 0);
+    pf_test_wait_for_flag(&t.active, 1); /* telling the raise */
+    assert_pf_ok(pf_leak_detector_check(t.d, &rep)); /* clears it */
+    pf_leak_report_clear(&rep);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(atomic_load(&t.n), 2);
+    assert_int_equal(atomic_load(&t.overlap), 0);
+    assert_false(t.cleared[0]);
+    assert_true(t.cleared[1]);
+    pf_leak_detector_free(t.d);
+}
+
 /* ---- concurrency --------------------------------------------------------- */
 
 typedef struct churn {
@@ -1221,10 +1300,24 @@ test_leak_concurrent_instances_of_one_pair_lose_no_count(void **state)
 
 /* ---- allocation failures ------------------------------------------------- */
 
+typedef struct sweep {
+    pf_clock_t *clock;
+    bool listen; /* with a listener: alerts are queued with copies */
+} sweep_t;
+
+static void
+count_alert(const pf_leak_alert_t *al, void *arg)
+{
+    (void)al;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
 static void
 alloc_scenario(void *arg)
 {
-    pf_clock_t *clock = arg;
+    sweep_t *sw = arg;
+    pf_clock_t *clock = sw->clock;
+    atomic_int heard = 0;
     pf_leak_config_t cfg;
     pf_leak_detector_t *d;
     pf_leak_report_t rep;
@@ -1240,6 +1333,10 @@ alloc_scenario(void *arg)
     cfg.sample = script_sample;
     cfg.sample_arg = &(script_t){0};
     cfg.trend_window = 4;
+    if (sw->listen) {
+        cfg.on_alert = count_alert;
+        cfg.on_alert_arg = &heard;
+    }
     rc = pf_leak_detector_new(&cfg, &d);
     if (rc != 0) {
         assert_int_equal(rc, PF_ENOMEM);
@@ -1280,7 +1377,17 @@ alloc_scenario(void *arg)
 static void
 test_leak_allocation_failures_leak_nothing(void **state)
 {
-    assert_true(pf_test_alloc_sweep(alloc_scenario, *state) > 10);
+    sweep_t sw = {*state, false};
+
+    assert_true(pf_test_alloc_sweep(alloc_scenario, &sw) > 10);
+}
+
+static void
+test_leak_allocation_failures_with_a_listener_leak_nothing(void **state)
+{
+    sweep_t sw = {*state, true};
+
+    assert_true(pf_test_alloc_sweep(alloc_scenario, &sw) > 10);
 }
 
 #define CLOCK_TEST(f)                                                          \
@@ -1313,9 +1420,11 @@ main(void)
         CLOCK_TEST(test_leak_monitor_start_and_stop_states),
         CLOCK_TEST(test_leak_stop_from_own_listener_is_estate),
         CLOCK_TEST(test_leak_start_stop_1000_times_leaks_nothing),
+        CLOCK_TEST(test_leak_concurrent_checks_alert_one_at_a_time_in_order),
         CLOCK_TEST(test_leak_concurrent_tracking_loses_no_count),
         CLOCK_TEST(test_leak_concurrent_instances_of_one_pair_lose_no_count),
         CLOCK_TEST(test_leak_allocation_failures_leak_nothing),
+        CLOCK_TEST(test_leak_allocation_failures_with_a_listener_leak_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

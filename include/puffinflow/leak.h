@@ -180,10 +180,13 @@ typedef struct pf_leak_alert {
                                        over 10.0 min (limit 1.0/min)" */
 } pf_leak_alert_t;
 
-/* The alert listener. Called on the monitoring thread (or the thread in
- * pf_leak_detector_check) with no lock held; it may call any function of
- * the detector except pf_leak_detector_free, and stop_monitoring from it
- * returns PF_ESTATE. */
+/* The alert listener. Called on the monitoring thread or a thread in
+ * pf_leak_detector_check, with no lock held, one alert at a time in the
+ * order the alerts were raised (a thread already telling alerts tells
+ * later ones too). It may call any function of the detector except
+ * pf_leak_detector_free; stop_monitoring from it returns PF_ESTATE on the
+ * monitoring thread; alerts raised by a check it makes are told after it
+ * returns. */
 typedef void (*pf_leak_alert_fn)(const pf_leak_alert_t *alert, void *arg);
 
 /* "memory", "file_handles", "connections", "memory_trend", "fd_trend",

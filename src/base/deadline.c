@@ -6,6 +6,7 @@
 
 #include "clock_impl.h"
 #include "timeutil.h"
+#include "wait.h"
 
 pf_deadline_t
 pf_deadline_at_ns(const pf_clock_t *c, int64_t at_ns)
@@ -112,4 +113,16 @@ pf_deadline_earlier(const pf_deadline_t *a, const pf_deadline_t *b)
     }
     return pf_deadline_remaining_ns(a) <= pf_deadline_remaining_ns(b) ? *a
                                                                       : *b;
+}
+
+int64_t
+pf__deadline_on(const pf_deadline_t *d, const pf_clock_t *clock, int64_t now)
+{
+    if (pf_deadline_is_none(d)) {
+        return PF_DEADLINE_NEVER_NS;
+    }
+    if (pf__clock_norm(d->priv_clock) == pf__clock_norm(clock)) {
+        return d->priv_at_ns;
+    }
+    return pf__add_sat(now, pf_deadline_remaining_ns(d));
 }

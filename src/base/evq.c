@@ -13,12 +13,12 @@ pf__evq_init(pf__evq_t *q, size_t esz)
     q->esz = esz;
 }
 
-/* Make room for one more record, linearising the ring into a new buffer
- * twice as large. */
+/* Make room for ncap records, linearising the ring into a new buffer. The
+ * scratch record is allocated with the first buffer, so a drain never
+ * needs memory. */
 static bool
-grow(pf__evq_t *q)
+resize(pf__evq_t *q, size_t ncap)
 {
-    size_t ncap = q->cap == 0 ? 8 : q->cap * 2;
     unsigned char *nbuf;
     size_t i;
 
@@ -44,32 +44,69 @@ grow(pf__evq_t *q)
     return true;
 }
 
+static bool
+grow(pf__evq_t *q)
+{
+    return resize(q, q->cap == 0 ? 8 : q->cap * 2);
+}
+
+bool
+pf__evq_reserve(pf__evq_t *q, size_t n)
+{
+    return n <= q->cap || resize(q, n);
+}
+
+/* Copy ev into the free place after the last record. There is room. */
+static void
+append(pf__evq_t *q, const void *ev)
+{
+    size_t at = (q->head + q->len) % q->cap;
+
+    memcpy(q->buf + at * q->esz, ev, q->esz);
+    q->len++;
+}
+
 bool
 pf__evq_push(pf__evq_t *q, const void *ev)
 {
-    size_t at;
-
     if (q->len == q->cap && !grow(q)) {
         q->dropped++;
         return false;
     }
-    at = (q->head + q->len) % q->cap;
-    memcpy(q->buf + at * q->esz, ev, q->esz);
-    q->len++;
+    append(q, ev);
+    return true;
+}
+
+bool
+pf__evq_push_evict(pf__evq_t *q, const void *ev, pf__evq_release_fn release,
+                   void *ctx)
+{
+    if (q->len == q->cap && !grow(q)) {
+        q->dropped++;
+        if (q->len == 0) {
+            return false;
+        }
+        if (release != NULL) {
+            release(q->buf + q->head * q->esz, ctx);
+        }
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+    }
+    append(q, ev);
     return true;
 }
 
 void
 pf__evq_drain(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
-              const bool *stop, void (*deliver)(void *ev, void *ctx),
-              void (*release)(void *ev, void *ctx), void *ctx)
+              const bool *stop, pf__evq_deliver_fn deliver,
+              pf__evq_release_fn release, void *ctx)
 {
-    if (q->draining) {
+    if (q->draining || q->len == 0) {
         return;
     }
     q->draining = true;
     q->drainer = pthread_self();
-    while (q->len > 0 && !*stop) {
+    while (q->len > 0 && (stop == NULL || !*stop)) {
         /* Pop into scratch: pushes made while we deliver may reallocate
          * the ring, but scratch stays put (it is only ever used here, by
          * the one draining thread). */
@@ -85,15 +122,17 @@ pf__evq_drain(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
         }
     }
     q->draining = false;
-    pthread_cond_broadcast(idle);
+    if (idle != NULL) {
+        pthread_cond_broadcast(idle);
+    }
 }
 
 void
 pf__evq_drain_all(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
-                  const bool *stop, void (*deliver)(void *ev, void *ctx),
-                  void (*release)(void *ev, void *ctx), void *ctx)
+                  const bool *stop, pf__evq_deliver_fn deliver,
+                  pf__evq_release_fn release, void *ctx)
 {
-    while (q->draining && !*stop) {
+    while (q->draining && (stop == NULL || !*stop)) {
         if (pthread_equal(q->drainer, pthread_self())) {
             return;
         }
@@ -103,7 +142,15 @@ pf__evq_drain_all(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle,
 }
 
 void
-pf__evq_clear(pf__evq_t *q, void (*release)(void *ev, void *ctx), void *ctx)
+pf__evq_wait_idle(pf__evq_t *q, pthread_mutex_t *mu, pthread_cond_t *idle)
+{
+    while (q->draining) {
+        pthread_cond_wait(idle, mu);
+    }
+}
+
+void
+pf__evq_clear(pf__evq_t *q, pf__evq_release_fn release, void *ctx)
 {
     while (q->len > 0) {
         if (release != NULL) {

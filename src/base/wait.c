@@ -112,9 +112,7 @@ pf__wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
 int64_t
 pf__token_deadline_on(const pf_token_t *tok, const pf_clock_t *clock)
 {
-    const pf_clock_t *c = pf__clock_norm(clock);
     pf_deadline_t own;
-    int64_t left;
 
     if (tok == NULL) {
         return PF_DEADLINE_NEVER_NS;
@@ -123,11 +121,7 @@ pf__token_deadline_on(const pf_token_t *tok, const pf_clock_t *clock)
     if (pf_deadline_is_none(&own)) {
         return PF_DEADLINE_NEVER_NS;
     }
-    if (pf__clock_norm(own.priv_clock) == c) {
-        return own.priv_at_ns;
-    }
-    left = pf_deadline_remaining_ns(&own);
-    return pf__add_sat(pf_clock_now_ns(c), left);
+    return pf__deadline_on(&own, clock, pf_clock_now_ns(clock));
 }
 
 int

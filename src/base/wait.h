@@ -28,9 +28,15 @@ int pf__wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
                    const pf_clock_t *clock, int64_t deadline_ns,
                    pf_token_t *tok);
 
-/* The token's effective deadline as a time on clock (NULL = system),
- * converted through the time remaining when the token uses another clock.
- * PF_DEADLINE_NEVER_NS for no token or no deadline. */
+/* Deadline d as a time on clock (NULL = system), for a wait on that clock:
+ * d's own time when d is on the same clock, else now (a reading of clock
+ * the caller made for this decision) plus the time d has left.
+ * PF_DEADLINE_NEVER_NS for NULL or no deadline. In deadline.c. */
+int64_t pf__deadline_on(const pf_deadline_t *d, const pf_clock_t *clock,
+                        int64_t now);
+
+/* The token's effective deadline as a time on clock (NULL = system), as
+ * pf__deadline_on. PF_DEADLINE_NEVER_NS for no token or no deadline. */
 int64_t pf__token_deadline_on(const pf_token_t *tok, const pf_clock_t *clock);
 
 #endif /* PF_SRC_WAIT_H */

@@ -32,9 +32,10 @@
  * for everything, so its readings never disagree.
  *
  * Listeners are told of changes after the lock is dropped, in order, one at
- * a time: a change appends an event to a ring under the lock (it grows if
- * the listener falls behind), and the thread that finds no one delivering
- * drains the ring, dropping the lock around each call.
+ * a time, through the event queue of evq.c: a change appends an event under
+ * the lock (the queue grows if the listener falls behind; room for the
+ * first FIRST_EVENTS is taken by _new), and the thread that finds no one
+ * delivering drains it, dropping the lock around each call.
  *
  * Lock order: b->lock, then the window's lock (a clear under b->lock). */
 #include <math.h>
@@ -50,6 +51,7 @@
 
 #include "breaker_impl.h"
 #include "clock_impl.h"
+#include "evq.h"
 #include "mem.h"
 #include "rng.h"
 #include "timeutil.h"
@@ -201,12 +203,7 @@ struct pf_breaker {
     uint64_t transitions;
     uint64_t times_opened;
     trial_slot_t *slots;
-    event_t *events; /* a ring of ev_cap changes not yet told */
-    size_t ev_cap;
-    size_t ev_head;
-    size_t ev_len;
-    uint64_t events_dropped;
-    bool delivering;
+    pf__evq_t evq; /* changes not yet told (event_t records) */
 
     pf__window_t win; /* window modes only */
 };
@@ -455,12 +452,10 @@ alloc_breaker(const pf_breaker_config_t *cfg, pf_breaker_t **out)
     if (b->slots == NULL) {
         goto fail;
     }
-    if (b->listener != NULL) {
-        b->events = pf__calloc(FIRST_EVENTS, sizeof(*b->events));
-        if (b->events == NULL) {
-            goto fail;
-        }
-        b->ev_cap = FIRST_EVENTS;
+    pf__evq_init(&b->evq, sizeof(event_t));
+    if (b->listener != NULL && !pf__evq_reserve(&b->evq, FIRST_EVENTS)) {
+        pf__evq_clear(&b->evq, NULL, NULL);
+        goto fail;
     }
     *out = b;
     return 0;
@@ -475,7 +470,7 @@ fail:
 static void
 free_parts(pf_breaker_t *b)
 {
-    pf__free(b->events);
+    pf__evq_clear(&b->evq, NULL, NULL);
     pf__free(b->slots);
     pf__free(b->expected);
     pf__free(b->name);
@@ -566,69 +561,40 @@ pf__permit_mark_group(pf_permit_t *permit)
 
 /* ---- state changes (under lock) --------------------------------------- */
 
-/* Double the event ring, keeping its order. Under lock. */
-static bool
-grow_events(pf_breaker_t *b)
-{
-    size_t cap = b->ev_cap * 2;
-    event_t *e = pf__calloc(cap, sizeof(*e));
-
-    if (e == NULL) {
-        return false;
-    }
-    for (size_t i = 0; i < b->ev_len; i++) {
-        e[i] = b->events[(b->ev_head + i) % b->ev_cap];
-    }
-    pf__free(b->events);
-    b->events = e;
-    b->ev_cap = cap;
-    b->ev_head = 0;
-    return true;
-}
-
-/* Queue the event for the listener. The ring grows while a slow listener
+/* Queue the event for the listener. The queue grows while a slow listener
  * falls behind; only if that allocation fails is the oldest change
- * dropped (and counted). */
+ * dropped (and counted). Under lock. */
 static void
 queue_event(pf_breaker_t *b, pf_breaker_state_t from, pf_breaker_state_t to)
 {
-    event_t *e;
+    event_t e;
 
     if (b->listener == NULL || from == to) {
         return;
     }
-    if (b->ev_len == b->ev_cap && !grow_events(b)) {
-        b->ev_head = (b->ev_head + 1) % b->ev_cap;
-        b->ev_len--;
-        b->events_dropped++;
-    }
-    e = &b->events[(b->ev_head + b->ev_len) % b->ev_cap];
-    e->from = (uint8_t)from;
-    e->to = (uint8_t)to;
-    b->ev_len++;
+    e.from = (uint8_t)from;
+    e.to = (uint8_t)to;
+    (void)pf__evq_push_evict(&b->evq, &e, NULL, NULL);
+}
+
+static void
+deliver_event(void *ev, void *ctx)
+{
+    const event_t *e = ev;
+    pf_breaker_t *b = ctx;
+
+    b->listener(b, (pf_breaker_state_t)e->from, (pf_breaker_state_t)e->to,
+                b->listener_arg);
 }
 
 /* Release b->lock, first telling the listener of queued changes unless
- * another thread is doing so already (it will tell ours too, in order). */
+ * another thread is doing so already (it will tell ours too, in order).
+ * Nothing waits for a delivery to end (_free may not race any call), so
+ * there is no idle condition and no stop flag. */
 static void
 unlock_and_notify(pf_breaker_t *b)
 {
-    if (b->ev_len == 0 || b->delivering) {
-        pthread_mutex_unlock(&b->lock);
-        return;
-    }
-    b->delivering = true;
-    while (b->ev_len > 0) {
-        event_t e = b->events[b->ev_head];
-
-        b->ev_head = (b->ev_head + 1) % b->ev_cap;
-        b->ev_len--;
-        pthread_mutex_unlock(&b->lock);
-        b->listener(b, (pf_breaker_state_t)e.from, (pf_breaker_state_t)e.to,
-                    b->listener_arg);
-        pthread_mutex_lock(&b->lock);
-    }
-    b->delivering = false;
+    pf__evq_drain(&b->evq, &b->lock, NULL, NULL, deliver_event, NULL, b);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -1382,7 +1348,7 @@ pf_breaker_metrics(pf_breaker_t *b, pf_breaker_metrics_t *out)
         atomic_load_explicit(&b->last_failure_ns, memory_order_relaxed);
     m.last_transition_ns = b->last_transition_ns;
     m.reclaimed = b->reclaimed;
-    m.events_dropped = b->events_dropped;
+    m.events_dropped = b->evq.dropped;
     m.transitions = b->transitions;
     m.times_opened = b->times_opened;
     if (STATE_OF(w) == PF_BREAKER_CLOSED) {

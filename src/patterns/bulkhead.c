@@ -516,20 +516,6 @@ enqueue_locked(pf_bulkhead_t *bh, pf_bulkhead_ticket_t *t, int prio)
     return Q_QUEUED;
 }
 
-/* A deadline as a time on clock, read through the time remaining when it
- * is on another clock. NULL = never. */
-static int64_t
-deadline_on(const pf_deadline_t *d, const pf_clock_t *clock, int64_t now)
-{
-    if (pf_deadline_is_none(d)) {
-        return PF_DEADLINE_NEVER_NS;
-    }
-    if (pf__clock_norm(d->priv_clock) == clock) {
-        return d->priv_at_ns;
-    }
-    return pf__add_sat(now, pf_deadline_remaining_ns(d));
-}
-
 static bool
 prio_ok(pf_priority_t prio)
 {
@@ -646,7 +632,7 @@ pf_bulkhead_enter_until(pf_bulkhead_t *bh, pf_priority_t prio,
         return PF_ECANCELED;
     }
     now = pf_clock_now_ns(bh->clock);
-    caller_dl = deadline_on(deadline, bh->clock, now);
+    caller_dl = pf__deadline_on(deadline, bh->clock, now);
     tok_dl = pf__token_deadline_on(tok, bh->clock);
     if (tok_dl < caller_dl) {
         caller_dl = tok_dl;

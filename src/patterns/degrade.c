@@ -18,7 +18,8 @@
  * ours held.
  *
  * Mode changes are queued under the lock and delivered to the listener
- * outside it, in order, by evq.c. */
+ * outside it, in order, by evq.c. The background sampler is a ticker
+ * (ticker.c) whose tick is pf_degradation_update. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,6 +36,7 @@
 #include "procfs.h"
 #include "strbuf.h"
 #include "sysmon.h"
+#include "ticker.h"
 #include "timeutil.h"
 #include "wait.h"
 
@@ -79,7 +81,8 @@ typedef struct mode_ev {
 
 /* Immutable after _new: name, modes, nmodes, clock, the durations, the
  * roots, source, on_change and their args. mode and watched are atomics;
- * cpu is under sample_lock; the rest under lock. */
+ * cpu is under sample_lock; sampler has its own lock; the rest under
+ * lock. */
 struct pf_degradation {
     char *name;
     char **modes;
@@ -87,7 +90,6 @@ struct pf_degradation {
     const pf_clock_t *clock;
     int64_t dwell_recover_ns;
     int64_t dwell_degrade_ns;
-    int64_t interval_ns;
     char *proc_root;
     char *cgroup_root;
     pf_degrade_source_fn source;
@@ -103,7 +105,7 @@ struct pf_degradation {
     pf__cpu_sampler_t cpu;
 
     pthread_mutex_t lock;
-    pthread_cond_t cv;          /* the sampler's sleep; delivery ended */
+    pthread_cond_t cv;          /* delivery ended */
     rule_t *rules;
     size_t nrules;
     size_t rules_cap;
@@ -118,9 +120,8 @@ struct pf_degradation {
     uint64_t transitions;
     pf__evq_t evq;
     bool closing;
-    bool running;               /* the sampler thread exists */
-    bool stop;                  /* it has been told to stop */
-    pthread_t thread;
+
+    pf__ticker_t sampler;       /* the background sampler */
 };
 
 /* ---- defaults --------------------------------------------------------- */
@@ -826,75 +827,28 @@ pf_degradation_clear_override(pf_degradation_t *d)
 
 /* ---- the background sampler ------------------------------------------- */
 
-static void *
-sampler_main(void *p)
+static void
+sampler_tick(void *p)
 {
-    pf_degradation_t *d = p;
-
-    pthread_mutex_lock(&d->lock);
-    while (!d->stop) {
-        int64_t next;
-
-        pthread_mutex_unlock(&d->lock);
-        pf_degradation_update(d, NULL);
-        pthread_mutex_lock(&d->lock);
-        next = pf__add_sat(pf_clock_now_ns(d->clock), d->interval_ns);
-        while (!d->stop) {
-            if (pf__wait_until(&d->cv, &d->lock, d->clock, next, NULL) ==
-                PF_ETIMEDOUT) {
-                break;
-            }
-        }
-    }
-    pthread_mutex_unlock(&d->lock);
-    return NULL;
+    (void)pf_degradation_update(p, NULL);
 }
 
 int
 pf_degradation_start(pf_degradation_t *d)
 {
-    int rc = 0;
-
     if (d == NULL) {
         return PF_EINVAL;
     }
-    pthread_mutex_lock(&d->lock);
-    if (d->running) {
-        rc = PF_ESTATE;
-    } else {
-        d->stop = false;
-        if (pthread_create(&d->thread, NULL, sampler_main, d) != 0) {
-            rc = PF_ESYSTEM;
-        } else {
-            d->running = true;
-        }
-    }
-    pthread_mutex_unlock(&d->lock);
-    return rc;
+    return pf__ticker_start(&d->sampler);
 }
 
 int
 pf_degradation_stop(pf_degradation_t *d)
 {
-    pthread_t t;
-
     if (d == NULL) {
         return PF_EINVAL;
     }
-    pthread_mutex_lock(&d->lock);
-    if (!d->running || d->stop || pthread_equal(d->thread, pthread_self())) {
-        pthread_mutex_unlock(&d->lock);
-        return PF_ESTATE;
-    }
-    d->stop = true;
-    t = d->thread;
-    pthread_cond_broadcast(&d->cv);
-    pthread_mutex_unlock(&d->lock);
-    pthread_join(t, NULL);
-    pthread_mutex_lock(&d->lock);
-    d->running = false;
-    pthread_mutex_unlock(&d->lock);
-    return 0;
+    return pf__ticker_stop(&d->sampler);
 }
 
 /* ---- create, free ----------------------------------------------------- */
@@ -1044,10 +998,17 @@ pf_degradation_new(const pf_degradation_config_t *cfg, pf_degradation_t **out)
         destroy(d);
         return rc;
     }
+    rc = pf__ticker_init(&d->sampler, cfg->clock, interval, sampler_tick, d);
+    if (rc != 0) {
+        pthread_cond_destroy(&d->cv);
+        pthread_mutex_destroy(&d->sample_lock);
+        pthread_mutex_destroy(&d->lock);
+        destroy(d);
+        return rc;
+    }
     d->clock = cfg->clock;
     d->dwell_recover_ns = recover;
     d->dwell_degrade_ns = degrade;
-    d->interval_ns = interval;
     d->source = cfg->source;
     d->source_arg = cfg->source_arg;
     d->on_change = cfg->on_change;
@@ -1065,6 +1026,7 @@ pf_degradation_new(const pf_degradation_config_t *cfg, pf_degradation_t **out)
         rc = pf_degradation_add_rule(d, &cfg->rules[i]);
     }
     if (rc != 0) {
+        pf__ticker_destroy(&d->sampler);
         pthread_cond_destroy(&d->cv);
         pthread_mutex_destroy(&d->sample_lock);
         pthread_mutex_destroy(&d->lock);
@@ -1089,12 +1051,10 @@ pf_degradation_free(pf_degradation_t *d)
     if (d == NULL) {
         return;
     }
-    pf_degradation_stop(d);
+    pf__ticker_destroy(&d->sampler); /* stops it */
     pthread_mutex_lock(&d->lock);
     d->closing = true;
-    while (d->evq.draining) {
-        pthread_cond_wait(&d->cv, &d->lock);
-    }
+    pf__evq_wait_idle(&d->evq, &d->lock, &d->cv);
     pthread_mutex_unlock(&d->lock);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->sample_lock);
@@ -1168,7 +1128,7 @@ pf_degradation_metrics(pf_degradation_t *d, pf_degradation_metrics_t *out)
     out->mode = atomic_load_explicit(&d->mode, memory_order_relaxed);
     out->target = d->target;
     out->overridden = d->overridden;
-    out->sampling = d->running && !d->stop;
+    out->sampling = pf__ticker_running(&d->sampler);
     out->time_in_mode =
         (double)(pf_clock_now_ns(d->clock) - d->entered_ns) / 1e9;
     out->updates = d->updates;

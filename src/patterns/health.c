@@ -530,9 +530,7 @@ pf_health_checker_free(pf_health_checker_t *hc)
     /* A check thread may be delivering an event right now; it stops after
      * that one (closed), and the listener is never called after we
      * return. */
-    while (hc->evq.draining) {
-        pthread_cond_wait(&hc->cv, &hc->lock);
-    }
+    pf__evq_wait_idle(&hc->evq, &hc->lock, &hc->cv);
     pf__evq_clear(&hc->evq, release_event, hc);
     for (i = 0; i < hc->nchecks; i++) {
         hc->checks[i]->removed = true;

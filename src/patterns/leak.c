@@ -10,18 +10,23 @@
  *      report's list, history entries, per-agent counts) before changing
  *      anything, so an allocation failure leaves no half-applied state;
  *      then commit: push new leaks into the history ring and mark them
- *      reported;
- *   3. with no lock held, call on_alert for each alert, then hand the
- *      report to the caller (check) or drop it (the monitoring thread).
+ *      reported; queue the alerts (evq.c), each record owning copies of
+ *      what its alert points at;
+ *   3. deliver the queued alerts to on_alert, one at a time, in the order
+ *      they were queued, with no lock held, then hand the report to the
+ *      caller (check) or drop it (the monitoring thread). A check waits
+ *      for a delivery in progress on another thread (so its own alerts
+ *      have been told when it returns); the monitoring thread does not
+ *      (that thread delivers its alerts too), so stop_monitoring from a
+ *      listener on a checking thread cannot deadlock with it.
  *
- * The monitoring thread waits between ticks with pf__wait_until on the
- * detector's clock, so a manual clock drives it; stop sets the state to
- * STOPPING and signals mon_cv, which wakes the wait at once.
+ * The monitoring thread is a ticker (ticker.c): it ticks at once, then
+ * every interval on the detector's clock, and stops at once.
  *
- * Locks: mon_mu guards the monitoring state and thread; check_mu guards
- * the trend window, the levels, the history, the counters and the last
- * sample; each allocation shard has its own lock. Order: check_mu before a
- * shard lock; mon_mu is never held with another. */
+ * Locks: check_mu guards the trend window, the levels, the history, the
+ * counters, the last sample and the alert queue; each allocation shard has
+ * its own lock; the ticker has its own, never held with another. Order:
+ * check_mu before a shard lock. */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -34,13 +39,14 @@
 #include "puffinflow/leak.h"
 
 #include "clock_impl.h"
+#include "evq.h"
 #include "leak_track.h"
 #include "leak_trend.h"
 #include "mem.h"
 #include "procfs.h"
 #include "strbuf.h"
+#include "ticker.h"
 #include "timeutil.h"
-#include "wait.h"
 
 #define MB_BYTES 1048576.0
 #define MAX_TREND_WINDOW 4096u
@@ -50,11 +56,8 @@
 /* The five alerts with a level (all but ALLOCATION). */
 #define LEVELS 5
 
-enum { MON_IDLE = 0, MON_RUNNING = 1, MON_STOPPING = 2 };
-
-/* Immutable after _new: everything from name to t0_ns. track has its own
- * locks. mon_state is written under mon_mu and read lock-free by
- * is_monitoring. The rest is under check_mu. */
+/* Immutable after _new: everything from name to t0_ns. track and monitor
+ * have their own locks. The rest is under check_mu. */
 struct pf_leak_detector {
     char *name;
     const pf_clock_t *clock;
@@ -79,10 +82,7 @@ struct pf_leak_detector {
 
     pf__track_t track;
 
-    pthread_mutex_t mon_mu;
-    pthread_cond_t mon_cv;
-    _Atomic int mon_state;
-    pthread_t thread;
+    pf__ticker_t monitor;
 
     pthread_mutex_t check_mu;
     pf__trend_window_t win;
@@ -98,6 +98,8 @@ struct pf_leak_detector {
     uint64_t alerts;
     bool leaks_now; /* the last scan found leaks */
     pf_leak_sample_t last_sample;
+    pf__evq_t alerts_q;  /* alert_ev_t records not yet told */
+    pthread_cond_t idle; /* a delivery of alerts_q ended */
 };
 
 /* An alert prepared under check_mu and delivered after it. */
@@ -105,6 +107,15 @@ typedef struct pending {
     pf_leak_alert_t alert;
     char msg[MSG_LEN];
 } pending_t;
+
+/* A queued alert. It owns what its alert points at (the pointers are set
+ * when it is delivered), so any thread may deliver it after the tick that
+ * raised it has returned. */
+typedef struct alert_ev {
+    pending_t p;
+    pf_leak_sample_t sample; /* the deciding sample (not ALLOCATION) */
+    pf_leak_t leak;          /* ALLOCATION: agent and state in one block */
+} alert_ev_t;
 
 /* ---- names and sampling -------------------------------------------------- */
 
@@ -218,6 +229,9 @@ validate(const pf_leak_config_t *cfg, int64_t *interval_ns,
 
 /* ---- lifecycle ----------------------------------------------------------- */
 
+static void monitor_tick(void *arg);
+static void release_alert(void *ev, void *ctx);
+
 int
 pf_leak_detector_new(const pf_leak_config_t *cfg, pf_leak_detector_t **out)
 {
@@ -260,11 +274,12 @@ pf_leak_detector_new(const pf_leak_config_t *cfg, pf_leak_detector_t **out)
         stage = rc == 0 ? 1 : 0;
     }
     if (rc == 0) {
-        rc = pthread_mutex_init(&d->mon_mu, NULL) == 0 ? 0 : PF_ESYSTEM;
+        rc = pf__ticker_init(&d->monitor, cfg->clock, interval_ns,
+                             monitor_tick, d);
         stage = rc == 0 ? 2 : stage;
     }
     if (rc == 0) {
-        rc = pf__cond_init(&d->mon_cv);
+        rc = pthread_cond_init(&d->idle, NULL) == 0 ? 0 : PF_ESYSTEM;
         stage = rc == 0 ? 3 : stage;
     }
     if (rc == 0) {
@@ -272,10 +287,10 @@ pf_leak_detector_new(const pf_leak_config_t *cfg, pf_leak_detector_t **out)
     }
     if (rc != 0) {
         if (stage >= 3) {
-            pthread_cond_destroy(&d->mon_cv);
+            pthread_cond_destroy(&d->idle);
         }
         if (stage >= 2) {
-            pthread_mutex_destroy(&d->mon_mu);
+            pf__ticker_destroy(&d->monitor);
         }
         if (stage >= 1) {
             pf__track_destroy(&d->track);
@@ -309,7 +324,7 @@ pf_leak_detector_new(const pf_leak_config_t *cfg, pf_leak_detector_t **out)
     d->t0_ns = pf_clock_now_ns(cfg->clock);
     d->mem_slope = NAN;
     d->fd_slope = NAN;
-    atomic_init(&d->mon_state, MON_IDLE);
+    pf__evq_init(&d->alerts_q, sizeof(alert_ev_t));
     *out = d;
     return 0;
 }
@@ -322,7 +337,11 @@ pf_leak_detector_free(pf_leak_detector_t *d)
     if (d == NULL) {
         return;
     }
-    pf_leak_detector_stop_monitoring(d);
+    pf__ticker_destroy(&d->monitor); /* stops it */
+    /* No other call may be running and the monitor has ended, so no
+     * delivery is under way; every tick empties the queue, so this only
+     * frees its memory. */
+    pf__evq_clear(&d->alerts_q, release_alert, NULL);
     for (i = 0; i < d->hist_len; i++) {
         pf__free((char *)d->hist[(d->hist_head + i) % d->history_cap].agent);
     }
@@ -332,8 +351,7 @@ pf_leak_detector_free(pf_leak_detector_t *d)
     }
     pf__track_destroy(&d->track);
     pthread_mutex_destroy(&d->check_mu);
-    pthread_cond_destroy(&d->mon_cv);
-    pthread_mutex_destroy(&d->mon_mu);
+    pthread_cond_destroy(&d->idle);
     pf__free(d->name);
     pf__free(d);
 }
@@ -727,6 +745,109 @@ scan_commit(pf_leak_detector_t *d, scan_result_t *r)
     pf__track_mark_reported(&d->track, r->hits, r->nhits);
 }
 
+/* ---- alerts -------------------------------------------------------------- */
+
+static void
+deliver_alert(void *ev, void *ctx)
+{
+    alert_ev_t *e = ev;
+    pf_leak_detector_t *d = ctx;
+    bool alloc = e->p.alert.kind == PF_LEAK_ALERT_ALLOCATION;
+
+    /* The record was copied into the queue: point into this copy. */
+    e->p.alert.message = e->p.msg;
+    e->p.alert.sample = alloc ? NULL : &e->sample;
+    e->p.alert.leak = alloc ? &e->leak : NULL;
+    d->on_alert(&e->p.alert, d->on_alert_arg);
+}
+
+static void
+release_alert(void *ev, void *ctx)
+{
+    alert_ev_t *e = ev;
+
+    (void)ctx;
+    pf__free((char *)e->leak.agent);
+}
+
+/* Queue an ALLOCATION alert for new hit h (its report copy is l). Under
+ * check_mu, before the purge: h points into the table. A copy that cannot
+ * be made loses the alert, counted as the queue's own losses are. */
+static void
+queue_allocation_alert(pf_leak_detector_t *d, const pf__track_hit_t *h,
+                       const pf_leak_t *l, int64_t now)
+{
+    alert_ev_t e;
+
+    memset(&e, 0, sizeof(e));
+    if (leak_fill(&e.leak, h, now, l->threshold_seconds) != 0) {
+        d->alerts_q.dropped++;
+        return;
+    }
+    e.p.alert.kind = PF_LEAK_ALERT_ALLOCATION;
+    e.p.alert.value = l->held_seconds;
+    e.p.alert.limit = l->threshold_seconds;
+    e.p.alert.at_ns = now;
+    if (l->instance == 0) {
+        set_msg(&e.p, "%s/%s has held its resources %.1f s, over %.1f s",
+                l->agent, l->state, l->held_seconds, l->threshold_seconds);
+    } else {
+        set_msg(&e.p,
+                "%s/%s#%llu has held its resources %.1f s, over %.1f s",
+                l->agent, l->state, (unsigned long long)l->instance,
+                l->held_seconds, l->threshold_seconds);
+    }
+    if (!pf__evq_push(&d->alerts_q, &e)) {
+        release_alert(&e, NULL);
+    }
+}
+
+/* Queue this tick's alerts in the order the old code told them: the
+ * levels' (raised by sample s), then one per new leak of sr (NULL when
+ * the scan failed). Under check_mu. */
+static void
+queue_alerts(pf_leak_detector_t *d, const pending_t *pend, size_t npend,
+             const pf_leak_sample_t *s, const scan_result_t *sr, int64_t now)
+{
+    alert_ev_t e;
+    size_t i;
+
+    if (d->on_alert == NULL) {
+        return;
+    }
+    for (i = 0; i < npend; i++) {
+        memset(&e, 0, sizeof(e));
+        e.p = pend[i];
+        e.sample = *s;
+        (void)pf__evq_push(&d->alerts_q, &e);
+    }
+    for (i = 0; sr != NULL && i < sr->nhits; i++) {
+        if (sr->hits[i].is_new) {
+            queue_allocation_alert(d, &sr->hits[i], &sr->leaks[i], now);
+        }
+    }
+}
+
+/* Tell the queued alerts; called and returns with check_mu held. wait:
+ * first let a delivery in progress on another thread finish (check); the
+ * monitoring thread leaves its alerts to that thread instead. */
+static void
+deliver_alerts(pf_leak_detector_t *d, bool wait)
+{
+    if (d->on_alert == NULL) {
+        return;
+    }
+    if (wait) {
+        pf__evq_drain_all(&d->alerts_q, &d->check_mu, &d->idle, NULL,
+                          deliver_alert, release_alert, d);
+    } else {
+        pf__evq_drain(&d->alerts_q, &d->check_mu, &d->idle, NULL,
+                      deliver_alert, release_alert, d);
+    }
+}
+
+/* ---- the tick ------------------------------------------------------------ */
+
 /* One tick. With rep (check), the report is filled and returned;
  * without (the monitoring thread), results are only alerted. */
 static int
@@ -753,6 +874,7 @@ tick(pf_leak_detector_t *d, pf_leak_report_t *rep)
     if (rc == 0) {
         scan_commit(d, &sr);
     }
+    queue_alerts(d, pend, npend, &s, rc == 0 ? &sr : NULL, now);
     if (rep != NULL) {
         for (i = 0; i < LEVELS; i++) {
             rep->alerting[i] = d->levels[i].raised;
@@ -761,46 +883,14 @@ tick(pf_leak_detector_t *d, pf_leak_report_t *rep)
         rep->memory_slope = d->mem_slope;
         rep->fd_slope = d->fd_slope;
     }
-    /* Purge here, where no scan's pointers are in use by anyone else. */
-    pf__track_purge(&d->track);
-    pthread_mutex_unlock(&d->check_mu);
-
-    if (d->on_alert != NULL) {
-        for (i = 0; i < npend; i++) {
-            d->on_alert(&pend[i].alert, d->on_alert_arg);
-        }
-        for (i = 0; rc == 0 && i < sr.nhits; i++) {
-            pending_t p;
-
-            if (!sr.hits[i].is_new) {
-                continue;
-            }
-            memset(&p.alert, 0, sizeof(p.alert));
-            p.alert.kind = PF_LEAK_ALERT_ALLOCATION;
-            p.alert.value = sr.leaks[i].held_seconds;
-            p.alert.limit = sr.leaks[i].threshold_seconds;
-            p.alert.at_ns = now;
-            p.alert.leak = &sr.leaks[i];
-            if (sr.leaks[i].instance == 0) {
-                set_msg(&p, "%s/%s has held its resources %.1f s, over %.1f s",
-                        sr.leaks[i].agent, sr.leaks[i].state,
-                        sr.leaks[i].held_seconds,
-                        sr.leaks[i].threshold_seconds);
-            } else {
-                set_msg(&p,
-                        "%s/%s#%llu has held its resources %.1f s, over "
-                        "%.1f s",
-                        sr.leaks[i].agent, sr.leaks[i].state,
-                        (unsigned long long)sr.leaks[i].instance,
-                        sr.leaks[i].held_seconds,
-                        sr.leaks[i].threshold_seconds);
-            }
-            d->on_alert(&p.alert, d->on_alert_arg);
-        }
-    }
     /* The hits point into the table: not used past this point. */
     pf__free(sr.hits);
     sr.hits = NULL;
+    /* Purge here, where no scan's pointers are in use by anyone else. */
+    pf__track_purge(&d->track);
+    deliver_alerts(d, rep != NULL);
+    pthread_mutex_unlock(&d->check_mu);
+
     if (rep == NULL || rc != 0) {
         scan_result_free(&sr);
         return rc;
@@ -947,97 +1037,32 @@ pf_leak_detector_metrics(pf_leak_detector_t *d, pf_leak_metrics_t *out)
 
 /* ---- monitoring ---------------------------------------------------------- */
 
-static void *
-monitor_main(void *arg)
+static void
+monitor_tick(void *arg)
 {
-    pf_leak_detector_t *d = arg;
-    int64_t next = pf_clock_now_ns(d->clock);
-
-    pthread_mutex_lock(&d->mon_mu);
-    /* Relaxed loads: mon_state is only written under mon_mu, held here. */
-    while (atomic_load_explicit(&d->mon_state, memory_order_relaxed) ==
-           MON_RUNNING) {
-        int64_t now;
-
-        pthread_mutex_unlock(&d->mon_mu);
-        (void)tick(d, NULL);
-        pthread_mutex_lock(&d->mon_mu);
-        /* Fixed rate; after a tick that overran, restart from now rather
-         * than firing the missed ticks in a burst. */
-        now = pf_clock_now_ns(d->clock);
-        next = pf__add_sat(next, d->interval_ns);
-        if (next <= now) {
-            next = pf__add_sat(now, d->interval_ns);
-        }
-        while (atomic_load_explicit(&d->mon_state, memory_order_relaxed) ==
-                   MON_RUNNING &&
-               pf_clock_now_ns(d->clock) < next) {
-            pf__wait_until(&d->mon_cv, &d->mon_mu, d->clock,
-                           next == INT64_MAX ? PF_DEADLINE_NEVER_NS : next,
-                           NULL);
-        }
-    }
-    pthread_mutex_unlock(&d->mon_mu);
-    return NULL;
+    (void)tick(arg, NULL);
 }
 
 int
 pf_leak_detector_start_monitoring(pf_leak_detector_t *d)
 {
-    int rc = 0;
-
     if (d == NULL) {
         return PF_EINVAL;
     }
-    pthread_mutex_lock(&d->mon_mu);
-    if (atomic_load_explicit(&d->mon_state, memory_order_relaxed) != MON_IDLE) {
-        rc = PF_ESTATE;
-    } else {
-        atomic_store_explicit(&d->mon_state, MON_RUNNING, memory_order_relaxed);
-        if (pthread_create(&d->thread, NULL, monitor_main, d) != 0) {
-            atomic_store_explicit(&d->mon_state, MON_IDLE,
-                                  memory_order_relaxed);
-            rc = PF_ESYSTEM;
-        }
-    }
-    pthread_mutex_unlock(&d->mon_mu);
-    return rc;
+    return pf__ticker_start(&d->monitor);
 }
 
 int
 pf_leak_detector_stop_monitoring(pf_leak_detector_t *d)
 {
-    pthread_t th;
-
     if (d == NULL) {
         return PF_EINVAL;
     }
-    pthread_mutex_lock(&d->mon_mu);
-    if (atomic_load_explicit(&d->mon_state, memory_order_relaxed) !=
-            MON_RUNNING ||
-        pthread_equal(pthread_self(), d->thread)) {
-        pthread_mutex_unlock(&d->mon_mu);
-        return PF_ESTATE;
-    }
-    /* STOPPING, not IDLE, until joined: a start meanwhile must not make a
-     * second thread, nor a second stop join this one. */
-    atomic_store_explicit(&d->mon_state, MON_STOPPING, memory_order_relaxed);
-    th = d->thread;
-    pthread_cond_broadcast(&d->mon_cv);
-    pthread_mutex_unlock(&d->mon_mu);
-    pthread_join(th, NULL);
-    pthread_mutex_lock(&d->mon_mu);
-    atomic_store_explicit(&d->mon_state, MON_IDLE, memory_order_relaxed);
-    pthread_mutex_unlock(&d->mon_mu);
-    return 0;
+    return pf__ticker_stop(&d->monitor);
 }
 
 bool
 pf_leak_detector_is_monitoring(const pf_leak_detector_t *d)
 {
-    /* A snapshot for display; relaxed is enough, nothing is read through
-     * it. */
-    return d != NULL &&
-           atomic_load_explicit(&((pf_leak_detector_t *)d)->mon_state,
-                                memory_order_relaxed) == MON_RUNNING;
+    return d != NULL && pf__ticker_running(&d->monitor);
 }

@@ -436,20 +436,6 @@ pf_ratelimit_reserve(pf_ratelimit_t *rl, unsigned n, double max_wait,
 /* ---- blocking acquire -----------------------------------------------------
  */
 
-/* A deadline as a time on clock, read through the time remaining when it is
- * on another clock. NULL = never. */
-static int64_t
-deadline_on(const pf_deadline_t *d, const pf_clock_t *clock, int64_t now)
-{
-    if (pf_deadline_is_none(d)) {
-        return PF_DEADLINE_NEVER_NS;
-    }
-    if (pf__clock_norm(d->priv_clock) == clock) {
-        return d->priv_at_ns;
-    }
-    return pf__add_sat(now, pf_deadline_remaining_ns(d));
-}
-
 /* Sleep until the reserved permits are due at `due`. Returns 0, or
  * PF_ECANCELED / PF_ETIMEDOUT (the token's own deadline, which can only
  * come first through rounding between clocks) after giving them back. */
@@ -510,7 +496,7 @@ pf_ratelimit_acquire_until(pf_ratelimit_t *rl, unsigned n, double timeout,
         return PF_ECANCELED;
     }
     now = read_now(rl);
-    caller_dl = deadline_on(deadline, rl->clock, now);
+    caller_dl = pf__deadline_on(deadline, rl->clock, now);
     tok_dl = pf__token_deadline_on(tok, rl->clock);
     if (tok_dl < caller_dl) {
         caller_dl = tok_dl;
