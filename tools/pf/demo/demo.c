@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pf.h"
+#include "demo.h"
 
 /* Worker threads of the demo's executor: enough for every state a scene
  * keeps waiting on the clock at once, plus one. */

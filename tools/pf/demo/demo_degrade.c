@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pf.h"
+#include "demo.h"
 
 typedef struct degrade_scene {
     demo_t *demo;

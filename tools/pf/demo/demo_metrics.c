@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pf.h"
+#include "demo.h"
 
 /* The families shown, one per kind of object. */
 static const char *const shown[] = {

@@ -21,7 +21,7 @@
  * parked again. */
 #include <stdio.h>
 
-#include "pf.h"
+#include "demo.h"
 
 #define BASE_FDS 48
 #define FILES_PER_STEP 4
