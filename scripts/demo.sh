@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the library and the pf tool (build/demo), then run the demo:
 #   scripts/demo.sh [pf demo options: --scene NAME, --list]
-# Installs only what that needs when it is missing: a C compiler, cmake and
-# make (scripts/deps.sh, PF_DEMO_PACKAGES). Nothing for the tests.
+# Installs only what that needs when it is missing: a C compiler and its C
+# library headers, cmake and make (scripts/deps.sh, PF_DEMO_PACKAGES).
+# Nothing for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh

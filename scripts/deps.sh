@@ -7,14 +7,16 @@
 # with the Prometheus project's Python parser, not the prometheus package
 # (a web UI and a service enabled on install).
 
-# scripts/demo.sh and scripts/bench.sh: a compiler, cmake, make.
+# scripts/demo.sh and scripts/bench.sh: a C compiler (gcc, and libc6-dev:
+# the C library's headers and start files, which gcc only recommends),
+# cmake, make.
 # shellcheck disable=SC2034 # used by the scripts that source this
-PF_DEMO_PACKAGES="gcc make cmake"
+PF_DEMO_PACKAGES="gcc libc6-dev make cmake"
 
 # scripts/test.sh: everything the whole suite needs. One package a line,
 # with what needs it.
 PF_PACKAGES="
-    gcc make cmake
+    gcc libc6-dev make cmake
     clang
     pkg-config
     libcmocka-dev
