@@ -919,10 +919,6 @@ test_metrics_every_family_is_documented(void **state)
     pf_registry_free(r);
 }
 
-#define CLOCK_TEST(f)                                                          \
-    cmocka_unit_test_setup_teardown(f, pf_test_clock_setup,                    \
-                                    pf_test_clock_teardown)
-
 int
 main(void)
 {
