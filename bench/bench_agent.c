@@ -59,9 +59,13 @@ static pf_agent_t *
 chain(pf_executor_t *ex, unsigned n, int kind, bool timings)
 {
     pf_agent_config_t cfg;
+    pf_backoff_t at_once; /* retry at once */
     pf_agent_t *a;
     unsigned i;
 
+    pf_backoff_init(&at_once);
+    at_once.initial_delay = 0.0;
+    at_once.max_delay = 0.0;
     pf_agent_config_init(&cfg);
     cfg.name = "bench";
     cfg.executor = ex;
@@ -78,8 +82,7 @@ chain(pf_executor_t *ex, unsigned n, int kind, bool timings)
             o.own_breaker = true;
             o.own_bulkhead = true;
             o.max_retries = 3;
-            o.backoff.initial_delay = 0.0; /* retry at once */
-            o.backoff.max_delay = 0.0;
+            o.backoff = &at_once;
         }
         if (pf_agent_add_state(a, g_names[i], kind == FLAKY ? flaky_step : step,
                                i + 1 < n ? (void *)g_names[i + 1] : NULL,

@@ -6,6 +6,7 @@
 
 #include "puffinflow/deadline.h"
 #include "puffinflow/retry.h"
+#include "puffinflow/timeout.h"
 
 #include "harness.h"
 

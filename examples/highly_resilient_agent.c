@@ -187,6 +187,9 @@ highly_resilient_agent_new(pf_executor_t *ex, pf_leak_detector_t *leaks,
 {
     static const int expected_exception[] = {SERVICE_UNAVAILABLE};
     static const int bulkhead_full[] = {PF_EFULL};
+    pf_backoff_t backoff;
+    pf_breaker_config_t breaker_cfg;
+    pf_bulkhead_config_t bulkhead_cfg;
     pf_agent_config_t cfg;
     pf_retry_policy_t queue_for_retry;
     pf_state_opts_t o;
@@ -203,24 +206,30 @@ highly_resilient_agent_new(pf_executor_t *ex, pf_leak_detector_t *leaks,
     }
     pf_state_opts_init(&o);
     o.own_breaker = true;
-    o.breaker_config.name = "external_service";
-    o.breaker_config.failure_threshold = 5;
-    o.breaker_config.recovery_timeout = 30.0;
-    o.breaker_config.expected_errors = expected_exception;
-    o.breaker_config.expected_errors_len = 1;
-    o.breaker_config.listener = on_breaker_change;
+    pf_breaker_config_init(&breaker_cfg);
+    breaker_cfg.name = "external_service";
+    breaker_cfg.failure_threshold = 5;
+    breaker_cfg.recovery_timeout = 30.0;
+    breaker_cfg.expected_errors = expected_exception;
+    breaker_cfg.expected_errors_len = 1;
+    breaker_cfg.listener = on_breaker_change;
+    o.breaker_config = &breaker_cfg;
     o.own_bulkhead = true;
-    o.bulkhead_config.name = "processing";
-    o.bulkhead_config.max_concurrent_calls = 10;
-    o.bulkhead_config.max_wait_duration = 15.0;
-    o.bulkhead_config.listener = on_bulkhead_event;
+    pf_bulkhead_config_init(&bulkhead_cfg);
+    bulkhead_cfg.name = "processing";
+    bulkhead_cfg.max_concurrent_calls = 10;
+    bulkhead_cfg.max_wait_duration = 15.0;
+    bulkhead_cfg.listener = on_bulkhead_event;
+    o.bulkhead_config = &bulkhead_cfg;
     o.fallback = use_cached_data;
     /* except BulkheadFullError: queue for retry, 5 s later (then 10 s,
      * 20 s). Nothing else is retried. */
     pf_retry_policy_init(&queue_for_retry);
     queue_for_retry.max_retries = 3;
-    queue_for_retry.backoff.initial_delay = 5.0;
-    queue_for_retry.backoff.jitter = PF_JITTER_NONE;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 5.0;
+    backoff.jitter = PF_JITTER_NONE;
+    queue_for_retry.backoff = &backoff;
     queue_for_retry.retry_on = bulkhead_full;
     queue_for_retry.retry_on_len = 1;
     o.retry = &queue_for_retry;

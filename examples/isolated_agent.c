@@ -153,6 +153,7 @@ on_agent_event(const pf_agent_event_t *ev, void *arg)
 static int
 isolated_agent_new(pf_executor_t *ex, pf_agent_t **out)
 {
+    pf_bulkhead_config_t bulkhead_cfg;
     pf_agent_config_t cfg;
     pf_state_opts_t o;
     int rc;
@@ -167,10 +168,12 @@ isolated_agent_new(pf_executor_t *ex, pf_agent_t **out)
     }
     pf_state_opts_init(&o);
     o.own_bulkhead = true;
-    o.bulkhead_config.name = "cpu_intensive_operations";
-    o.bulkhead_config.max_concurrent_calls = 4;
-    o.bulkhead_config.max_wait_duration = 10.0;
-    o.bulkhead_config.listener = on_bulkhead_event;
+    pf_bulkhead_config_init(&bulkhead_cfg);
+    bulkhead_cfg.name = "cpu_intensive_operations";
+    bulkhead_cfg.max_concurrent_calls = 4;
+    bulkhead_cfg.max_wait_duration = 10.0;
+    bulkhead_cfg.listener = on_bulkhead_event;
+    o.bulkhead_config = &bulkhead_cfg;
     rc = pf_agent_add_state(*out, "cpu_intensive_task", cpu_intensive_task,
                             NULL, &o);
     if (rc != 0) {
@@ -178,10 +181,12 @@ isolated_agent_new(pf_executor_t *ex, pf_agent_t **out)
     }
     pf_state_opts_init(&o);
     o.own_bulkhead = true;
-    o.bulkhead_config.name = "io_operations";
-    o.bulkhead_config.max_concurrent_calls = 20;
-    o.bulkhead_config.max_wait_duration = 5.0;
-    o.bulkhead_config.listener = on_bulkhead_event;
+    pf_bulkhead_config_init(&bulkhead_cfg);
+    bulkhead_cfg.name = "io_operations";
+    bulkhead_cfg.max_concurrent_calls = 20;
+    bulkhead_cfg.max_wait_duration = 5.0;
+    bulkhead_cfg.listener = on_bulkhead_event;
+    o.bulkhead_config = &bulkhead_cfg;
     return pf_agent_add_state(*out, "io_intensive_task", io_intensive_task,
                               NULL, &o);
 }

@@ -138,6 +138,7 @@ static int
 resilient_agent_new(pf_executor_t *ex, external_api_t *api, pf_agent_t **out)
 {
     static const int expected_exception[] = {CONNECTION_ERROR};
+    pf_breaker_config_t breaker_cfg;
     pf_agent_config_t cfg;
     pf_state_opts_t o;
     int rc;
@@ -153,12 +154,14 @@ resilient_agent_new(pf_executor_t *ex, external_api_t *api, pf_agent_t **out)
     pf_state_opts_init(&o);
     o.max_retries = 0; /* the reference does not retry */
     o.own_breaker = true;
-    o.breaker_config.name = "external_api";
-    o.breaker_config.failure_threshold = 5;
-    o.breaker_config.recovery_timeout = 30.0;
-    o.breaker_config.expected_errors = expected_exception;
-    o.breaker_config.expected_errors_len = 1;
-    o.breaker_config.listener = on_breaker_change;
+    pf_breaker_config_init(&breaker_cfg);
+    breaker_cfg.name = "external_api";
+    breaker_cfg.failure_threshold = 5;
+    breaker_cfg.recovery_timeout = 30.0;
+    breaker_cfg.expected_errors = expected_exception;
+    breaker_cfg.expected_errors_len = 1;
+    breaker_cfg.listener = on_breaker_change;
+    o.breaker_config = &breaker_cfg;
     o.fallback = use_cached_response;
     return pf_agent_add_state(*out, "call_external_api", call_external_api, api,
                               &o);

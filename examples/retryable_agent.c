@@ -172,6 +172,8 @@ retryable_agent_new(pf_executor_t *ex, dependency_t *dep, retry_log_t *log,
                     pf_agent_t **out)
 {
     static const int transient[] = {TRANSIENT_ERROR};
+    pf_backoff_t backoff;
+    pf_breaker_config_t breaker_cfg;
     pf_agent_config_t cfg;
     pf_retry_policy_t retry;
     pf_state_opts_t o;
@@ -190,18 +192,22 @@ retryable_agent_new(pf_executor_t *ex, dependency_t *dep, retry_log_t *log,
      * only. */
     pf_retry_policy_init(&retry);
     retry.max_retries = 3;
-    retry.backoff.initial_delay = 1.0;
-    retry.backoff.multiplier = 2.0;
-    retry.backoff.jitter = PF_JITTER_NONE;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 1.0;
+    backoff.multiplier = 2.0;
+    backoff.jitter = PF_JITTER_NONE;
+    retry.backoff = &backoff;
     retry.retry_on = transient;
     retry.retry_on_len = 1;
 
     pf_state_opts_init(&o);
     o.retry = &retry;
     o.own_breaker = true;
-    o.breaker_config.name = "unreliable_operation";
-    o.breaker_config.failure_threshold = 3;
-    o.breaker_config.listener = on_breaker_change;
+    pf_breaker_config_init(&breaker_cfg);
+    breaker_cfg.name = "unreliable_operation";
+    breaker_cfg.failure_threshold = 3;
+    breaker_cfg.listener = on_breaker_change;
+    o.breaker_config = &breaker_cfg;
     o.fallback = use_fallback_result;
     return pf_agent_add_state(*out, "resilient_operation_with_retry",
                               resilient_operation_with_retry, dep, &o);

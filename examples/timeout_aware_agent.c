@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "puffinflow/agent.h"
+#include "puffinflow/timeout.h"
 
 typedef struct timeout_aware_agent {
     pf_timeout_manager_t *timeout_manager;

@@ -21,6 +21,7 @@ PF_PACKAGES="
     pkg-config
     libcmocka-dev
     binutils
+    abigail-tools
     libmicrohttpd-dev
     libcurl4-openssl-dev
     python3
@@ -30,6 +31,7 @@ PF_PACKAGES="
 # pkg-config: finds libmicrohttpd and libcurl; the install test uses it.
 # libcmocka-dev: the test framework.
 # binutils: nm (tests/check_exports.sh) and objdump (tests/install/run.sh).
+# abigail-tools: abidiff, the ABI check against abi/ (tests/check_abi.sh).
 # libmicrohttpd-dev: the HTTP endpoint (integrations/http).
 # libcurl4-openssl-dev: the HTTP endpoint's tests are its client.
 # python3, python3-prometheus-client: tests/prom_parse.py, run with

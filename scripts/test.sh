@@ -23,9 +23,10 @@ failed=0
 log_dir=build/logs
 mkdir -p "$log_dir"
 
-# Every optional part on: configuring fails if one cannot be built.
+# Every optional part on: configuring fails if one cannot be built. The
+# ABI check runs in the builds without sanitizers.
 all_parts=(-DPF_BUILD_TESTS=ON -DPF_BUILD_EXAMPLES=ON -DPF_BUILD_BENCH=ON
-           -DPF_BUILD_TOOLS=ON -DPF_WITH_HTTP=ON)
+           -DPF_BUILD_TOOLS=ON -DPF_WITH_HTTP=ON -DPF_ABI_CHECK=ON)
 
 # Seconds since the given date +%s.
 since() { echo $(($(date +%s) - $1)); }

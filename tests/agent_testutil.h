@@ -100,10 +100,14 @@ executor_on(const pf_clock_t *clock, unsigned workers)
 static inline void
 quick_retries(pf_state_opts_t *o, unsigned max_retries)
 {
+    static const pf_backoff_t at_once = {.initial_delay = 0.0,
+                                         .multiplier = 2.0,
+                                         .max_delay = 0.0,
+                                         .jitter = PF_JITTER_EQUAL};
+
     pf_state_opts_init(o);
     o->max_retries = max_retries;
-    o->backoff.initial_delay = 0.0;
-    o->backoff.max_delay = 0.0;
+    o->backoff = &at_once;
 }
 
 static inline pf_state_result_t

@@ -63,13 +63,12 @@ test_agent_config_and_opts_have_documented_defaults(void **state)
     assert_int_equal(o.priority, PF_PRIORITY_NORMAL);
     assert_true(o.timeout == 0.0);
     assert_true(o.dead_letter);
-    assert_true(o.backoff.initial_delay == 1.0);
-    assert_true(o.backoff.multiplier == 2.0);
-    assert_true(o.backoff.max_delay == 60.0);
-    assert_int_equal(o.backoff.jitter, PF_JITTER_EQUAL);
+    assert_null(o.backoff); /* pf_backoff_init's defaults */
     assert_false(o.own_breaker || o.own_bulkhead || o.own_ratelimit);
-    assert_true(o.resources.cpu_units == 1.0);
-    assert_true(o.resources.memory_mb == 100.0);
+    assert_null(o.breaker_config);
+    assert_null(o.bulkhead_config);
+    assert_null(o.ratelimit_config);
+    assert_null(o.resources); /* the original's defaults */
     assert_true(o.leak_detection);
     pf_run_opts_init(&r);
     assert_null(r.token);
@@ -108,6 +107,11 @@ test_agent_new_rejects_bad_arguments(void **state)
 static void
 test_agent_add_state_rejects_bad_definitions(void **state)
 {
+    pf_backoff_t backoff;
+    pf_bulkhead_config_t bulkhead_cfg;
+    pf_breaker_config_t breaker_cfg;
+    pf_leak_resources_t bad_resources = {.cpu_units = 1.0,
+                                         .memory_mb = 100.0};
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_PARALLEL);
     const char *self[] = {"t"};
     const char *on_s[] = {"s"};
@@ -144,19 +148,26 @@ test_agent_add_state_rejects_bad_definitions(void **state)
     o.depends_on = on_s;
     assert_pf_ok(pf_agent_add_state(a, "t", noop, NULL, &o));
     pf_state_opts_init(&o);
-    o.backoff.multiplier = 0.5;
+    pf_backoff_init(&backoff);
+    backoff.multiplier = 0.5;
+    o.backoff = &backoff;
     assert_pf_err(pf_agent_add_state(a, "u", noop, NULL, &o), PF_EINVAL);
     assert_non_null(strstr(pf_agent_last_error(a), "'u'"));
     pf_state_opts_init(&o);
     o.own_breaker = true;
-    o.breaker_config.failure_threshold = 0;
+    pf_breaker_config_init(&breaker_cfg);
+    breaker_cfg.failure_threshold = 0;
+    o.breaker_config = &breaker_cfg;
     assert_pf_err(pf_agent_add_state(a, "u", noop, NULL, &o), PF_EINVAL);
     pf_state_opts_init(&o);
     o.own_bulkhead = true;
-    o.bulkhead_config.max_concurrent_calls = 0;
+    pf_bulkhead_config_init(&bulkhead_cfg);
+    bulkhead_cfg.max_concurrent_calls = 0;
+    o.bulkhead_config = &bulkhead_cfg;
     assert_pf_err(pf_agent_add_state(a, "u", noop, NULL, &o), PF_EINVAL);
     pf_state_opts_init(&o);
-    o.resources.memory_mb = -1.0;
+    bad_resources.memory_mb = -1.0;
+    o.resources = &bad_resources;
     assert_pf_err(pf_agent_add_state(a, "u", noop, NULL, &o), PF_EINVAL);
     pf_state_opts_init(&o);
     o.fallback_state = "u";
@@ -831,6 +842,7 @@ test_agent_state_that_recovers_on_a_retry_completes(void **state)
 static void
 test_agent_retry_policy_retries_only_listed_results(void **state)
 {
+    pf_backoff_t backoff;
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
     const int transient[] = {-11};
     pf_retry_policy_t p;
@@ -840,8 +852,10 @@ test_agent_retry_policy_retries_only_listed_results(void **state)
     (void)state;
     pf_retry_policy_init(&p);
     p.max_retries = 5;
-    p.backoff.initial_delay = 0.0;
-    p.backoff.max_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    backoff.max_delay = 0.0;
+    p.backoff = &backoff;
     p.retry_on = transient;
     p.retry_on_len = 1;
     pf_state_opts_init(&o);
@@ -980,6 +994,7 @@ test_agent_fallback_state_is_started_when_the_breaker_rejects(void **state)
 static void
 test_agent_retries_stop_when_the_breaker_opens(void **state)
 {
+    pf_breaker_config_t breaker_cfg;
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
     spec_t s = {0};
     pf_state_opts_t o;
@@ -991,7 +1006,9 @@ test_agent_retries_stop_when_the_breaker_opens(void **state)
     s.code = -5;
     quick_retries(&o, 10);
     o.own_breaker = true;
-    o.breaker_config.failure_threshold = 3;
+    pf_breaker_config_init(&breaker_cfg);
+    breaker_cfg.failure_threshold = 3;
+    o.breaker_config = &breaker_cfg;
     assert_pf_ok(pf_agent_add_state(a, "unreliable", spec_fn, &s, &o));
     assert_pf_err(pf_agent_run(a, NULL, &res), PF_EOPEN);
     sr = state_result(&res, "unreliable");
@@ -1140,12 +1157,13 @@ test_agent_breaker_fallback_answers_when_its_breaker_rejects(void **state)
     guarded_t g;
 
     (void)state;
-    /* Its own breaker, from the config embedded in the options. */
+    /* Its own breaker, from the config the options point to. */
     memset(&g, 0, sizeof(g));
     a = agent_on(g_ex, PF_EXEC_PARALLEL);
     quick_retries(&o, 3);
     o.own_breaker = true;
-    guarded_breaker_config(&o.breaker_config);
+    guarded_breaker_config(&bc);
+    o.breaker_config = &bc;
     assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
     add_after(a);
     check_rejection_answered(a, &g);
@@ -1173,7 +1191,8 @@ test_agent_breaker_fallback_answers_when_its_breaker_rejects(void **state)
     o.registry = reg;
     o.breaker_name = "by-name";
     o.own_breaker = true;
-    guarded_breaker_config(&o.breaker_config);
+    guarded_breaker_config(&bc);
+    o.breaker_config = &bc;
     assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
     add_after(a);
     check_rejection_answered(a, &g);
@@ -1185,6 +1204,7 @@ static void
 test_agent_breaker_fallback_answers_a_counted_failure_not_an_ignored_one(
     void **state)
 {
+    pf_breaker_config_t bc;
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
     guarded_t g;
     spec_t next = {0};
@@ -1199,7 +1219,8 @@ test_agent_breaker_fallback_answers_a_counted_failure_not_an_ignored_one(
     g.go = "next";
     quick_retries(&o, 2);
     o.own_breaker = true;
-    guarded_breaker_config(&o.breaker_config);
+    guarded_breaker_config(&bc);
+    o.breaker_config = &bc;
     assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
     assert_pf_ok(pf_agent_add_state(a, "next", spec_fn, &next, NULL));
     /* A counted failure: the fallback answers at once, no retry. */
@@ -1242,6 +1263,7 @@ test_agent_breaker_fallback_answers_a_counted_failure_not_an_ignored_one(
 static void
 test_agent_breaker_fallback_that_fails_is_the_attempts_result(void **state)
 {
+    pf_breaker_config_t bc;
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
     guarded_t g;
     pf_state_opts_t o;
@@ -1255,7 +1277,8 @@ test_agent_breaker_fallback_that_fails_is_the_attempts_result(void **state)
     g.answer = -9; /* no cached data either */
     quick_retries(&o, 1);
     o.own_breaker = true;
-    guarded_breaker_config(&o.breaker_config);
+    guarded_breaker_config(&bc);
+    o.breaker_config = &bc;
     assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
     assert_pf_err(pf_agent_run(a, NULL, &res), -9);
     sr = state_result(&res, "s");
@@ -1273,6 +1296,7 @@ test_agent_breaker_fallback_that_fails_is_the_attempts_result(void **state)
 static void
 test_agent_states_own_fallback_wins_over_its_breakers(void **state)
 {
+    pf_breaker_config_t bc;
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
     guarded_t g;
     pf_state_opts_t o;
@@ -1284,7 +1308,8 @@ test_agent_states_own_fallback_wins_over_its_breakers(void **state)
     memset(&g, 0, sizeof(g));
     quick_retries(&o, 1);
     o.own_breaker = true;
-    guarded_breaker_config(&o.breaker_config);
+    guarded_breaker_config(&bc);
+    o.breaker_config = &bc;
     o.fallback = fallback_any;
     o.fallback_arg = &seen;
     assert_pf_ok(pf_agent_add_state(a, "s", guarded_fn, &g, &o));
@@ -1403,6 +1428,7 @@ test_agent_bulkhead_with_no_room_fails_with_efull(void **state)
 static void
 test_agent_states_share_a_breaker_by_name_through_a_registry(void **state)
 {
+    pf_bulkhead_config_t bulkhead_cfg;
     pf_registry_t *reg = NULL;
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
     pf_agent_t *b = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
@@ -1418,7 +1444,9 @@ test_agent_states_share_a_breaker_by_name_through_a_registry(void **state)
     o.breaker_name = "payments";
     o.bulkhead_name = "payments";
     o.own_bulkhead = true; /* made from this config when absent */
-    o.bulkhead_config.max_concurrent_calls = 7;
+    pf_bulkhead_config_init(&bulkhead_cfg);
+    bulkhead_cfg.max_concurrent_calls = 7;
+    o.bulkhead_config = &bulkhead_cfg;
     assert_pf_ok(pf_agent_add_state(a, "charge", spec_fn, &sa, &o));
     assert_pf_ok(pf_agent_add_state(b, "refund", spec_fn, &sb, &o));
     o.breaker_name = "";
@@ -1442,6 +1470,7 @@ test_agent_states_share_a_breaker_by_name_through_a_registry(void **state)
 static void
 test_agent_failed_add_state_removes_what_it_made_in_the_registry(void **state)
 {
+    pf_ratelimit_config_t ratelimit_cfg;
     pf_registry_t *reg = NULL;
     pf_agent_t *a = agent_on(g_ex, PF_EXEC_SEQUENTIAL);
     pf_breaker_t *kept = NULL;
@@ -1457,7 +1486,9 @@ test_agent_failed_add_state_removes_what_it_made_in_the_registry(void **state)
     o.bulkhead_name = "made-here-too";
     o.ratelimit_name = "bad";
     o.own_ratelimit = true;
-    o.ratelimit_config.rate = -1.0; /* the last one fails */
+    pf_ratelimit_config_init(&ratelimit_cfg);
+    ratelimit_cfg.rate = -1.0; /* the last one fails */
+    o.ratelimit_config = &ratelimit_cfg;
     assert_pf_err(pf_agent_add_state(a, "s", noop, NULL, &o), PF_EINVAL);
     assert_pf_err(pf_registry_find_breaker(reg, "made-here", &found),
                   PF_ENOTFOUND);
@@ -1470,7 +1501,9 @@ test_agent_failed_add_state_removes_what_it_made_in_the_registry(void **state)
     assert_int_equal(pf_registry_count(reg, PF_REGISTRY_ANY), 1);
     assert_int_equal(pf_agent_state_count(a), 0);
     /* Fixed, the same call makes them. */
-    o.ratelimit_config.rate = 10.0;
+    pf_ratelimit_config_init(&ratelimit_cfg);
+    ratelimit_cfg.rate = 10.0;
+    o.ratelimit_config = &ratelimit_cfg;
     assert_pf_ok(pf_agent_add_state(a, "s", noop, NULL, &o));
     assert_int_equal(pf_registry_count(reg, PF_REGISTRY_ANY), 3);
     pf_agent_free(a);
@@ -1530,13 +1563,13 @@ test_agent_profiles_fill_options_as_the_original(void **state)
     (void)state;
     pf_state_opts_init(&o);
     assert_pf_ok(pf_state_opts_profile(&o, PF_PROFILE_CPU_INTENSIVE));
-    assert_true(o.resources.cpu_units == 4.0);
-    assert_true(o.resources.memory_mb == 1024.0);
+    assert_true(o.resources->cpu_units == 4.0);
+    assert_true(o.resources->memory_mb == 1024.0);
     assert_int_equal(o.priority, PF_PRIORITY_HIGH);
     assert_true(o.timeout == 300.0);
     assert_int_equal(o.max_retries, 3);
     assert_true(o.own_breaker && o.own_bulkhead && !o.own_ratelimit);
-    assert_int_equal(o.bulkhead_config.max_concurrent_calls, 2);
+    assert_int_equal(o.bulkhead_config->max_concurrent_calls, 2);
     assert_pf_ok(pf_agent_add_state(a, "crunch", noop, NULL, &o));
     pf_bulkhead_metrics(pf_agent_state_bulkhead(a, "crunch"), &bm);
     assert_int_equal(bm.max_concurrent, 2);
@@ -1544,10 +1577,10 @@ test_agent_profiles_fill_options_as_the_original(void **state)
 
     pf_state_opts_init(&o);
     assert_pf_ok(pf_state_opts_profile_named(&o, "network_intensive"));
-    assert_int_equal(o.breaker_config.failure_threshold, 2);
-    assert_true(o.breaker_config.recovery_timeout == 20.0);
+    assert_int_equal(o.breaker_config->failure_threshold, 2);
+    assert_true(o.breaker_config->recovery_timeout == 20.0);
     assert_int_equal(o.max_retries, 5);
-    assert_true(o.resources.network_weight == 10.0);
+    assert_true(o.resources->network_weight == 10.0);
 
     pf_state_opts_init(&o);
     assert_pf_ok(pf_state_opts_profile(&o, PF_PROFILE_QUICK));
@@ -1560,7 +1593,7 @@ test_agent_profiles_fill_options_as_the_original(void **state)
     pf_state_opts_init(&o);
     assert_pf_ok(pf_state_opts_profile(&o, PF_PROFILE_CRITICAL));
     assert_int_equal(o.priority, PF_PRIORITY_CRITICAL);
-    assert_int_equal(o.bulkhead_config.max_concurrent_calls, 1);
+    assert_int_equal(o.bulkhead_config->max_concurrent_calls, 1);
     assert_false(o.own_breaker);
     pf_state_opts_init(&o);
     assert_pf_ok(pf_state_opts_profile(&o, PF_PROFILE_BATCH));
@@ -1569,7 +1602,7 @@ test_agent_profiles_fill_options_as_the_original(void **state)
     pf_state_opts_init(&o);
     assert_pf_ok(pf_state_opts_profile(&o, PF_PROFILE_MINIMAL));
     assert_int_equal(o.max_retries, 1);
-    assert_true(o.resources.cpu_units == 0.1);
+    assert_true(o.resources->cpu_units == 0.1);
 
     assert_pf_err(pf_state_opts_profile(&o, (pf_state_profile_t)99), PF_EINVAL);
     assert_pf_err(pf_state_opts_profile_named(&o, "gpu_accelerated"),

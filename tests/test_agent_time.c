@@ -90,14 +90,17 @@ wait_idle_workers(pf_executor_t *ex)
 }
 
 static void
-backoff_exactly(pf_state_opts_t *o, unsigned retries, double first)
+backoff_exactly(pf_state_opts_t *o, pf_backoff_t *b, unsigned retries,
+                double first)
 {
     pf_state_opts_init(o);
     o->max_retries = retries;
-    o->backoff.initial_delay = first;
-    o->backoff.multiplier = 2.0;
-    o->backoff.max_delay = 600.0;
-    o->backoff.jitter = PF_JITTER_NONE;
+    pf_backoff_init(b);
+    b->initial_delay = first;
+    b->multiplier = 2.0;
+    b->max_delay = 600.0;
+    b->jitter = PF_JITTER_NONE;
+    o->backoff = b;
 }
 
 /* Adds state "s" to a, running s: its first fail_first attempts fail with -1
@@ -106,11 +109,12 @@ static void
 add_retrying_state(pf_agent_t *a, spec_t *s, int fail_first, unsigned retries,
                    double first)
 {
+    pf_backoff_t backoff;
     pf_state_opts_t o;
 
     s->fail_first = fail_first;
     s->code = -1;
-    backoff_exactly(&o, retries, first);
+    backoff_exactly(&o, &backoff, retries, first);
     assert_pf_ok(pf_agent_add_state(a, "s", spec_fn, s, &o));
 }
 
@@ -417,13 +421,16 @@ late_fallback(void *arg, int reason)
 static pf_agent_t *
 late_agent(pf_executor_t *ex, late_t *l, unsigned retries, bool fallback)
 {
+    pf_breaker_config_t breaker_cfg;
     pf_agent_t *a = agent_on(ex, PF_EXEC_SEQUENTIAL);
     pf_state_opts_t o;
 
     quick_retries(&o, retries);
     o.own_breaker = true;
-    o.breaker_config.timeout = 30.0;
-    o.breaker_config.fallback = fallback ? late_fallback : NULL;
+    pf_breaker_config_init(&breaker_cfg);
+    breaker_cfg.timeout = 30.0;
+    breaker_cfg.fallback = fallback ? late_fallback : NULL;
+    o.breaker_config = &breaker_cfg;
     assert_pf_ok(pf_agent_add_state(a, "fetch", late_fn, l, &o));
     return a;
 }
@@ -831,6 +838,7 @@ test_agent_bulkhead_wait_limit_fails_the_queued_state(void **state)
 static void
 test_agent_full_bulkhead_is_retried_after_the_backoff(void **state)
 {
+    pf_backoff_t backoff;
     fixture_t *f = *state;
     pf_agent_t *x = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
     pf_agent_t *y = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
@@ -843,7 +851,7 @@ test_agent_full_bulkhead_is_retried_after_the_backoff(void **state)
     pf_run_result_t res;
     pf_state_result_t sr;
 
-    backoff_exactly(&o, 3, 1.0);
+    backoff_exactly(&o, &backoff, 3, 1.0);
     o.bulkhead = bh;
     assert_pf_ok(pf_agent_add_state(x, "holder", hold, &h, &o));
     assert_pf_ok(pf_agent_add_state(y, "later", spec_fn, &s, &o));

@@ -13,15 +13,18 @@
 #include "test.h"
 
 static void
-config(pf_breaker_group_config_t *cfg, pf_clock_t *clock, size_t max)
+config(pf_breaker_group_config_t *cfg, pf_breaker_config_t *bc,
+       pf_clock_t *clock, size_t max)
 {
     pf_breaker_group_config_init(cfg);
     cfg->name = "hosts";
     cfg->max_breakers = max;
-    cfg->breaker.clock = clock;
-    cfg->breaker.failure_threshold = 1;
-    cfg->breaker.recovery_timeout = 10.0;
-    cfg->breaker.success_threshold = 1;
+    pf_breaker_config_init(bc);
+    bc->clock = clock;
+    bc->failure_threshold = 1;
+    bc->recovery_timeout = 10.0;
+    bc->success_threshold = 1;
+    cfg->breaker = bc;
 }
 
 static pf_breaker_group_t *
@@ -37,9 +40,10 @@ make(const pf_breaker_group_config_t *cfg)
 static pf_breaker_group_t *
 make_group(pf_clock_t *clock, size_t max)
 {
+    pf_breaker_config_t breaker_cfg;
     pf_breaker_group_config_t cfg;
 
-    config(&cfg, clock, max);
+    config(&cfg, &breaker_cfg, clock, max);
     return make(&cfg);
 }
 
@@ -98,35 +102,35 @@ test_breaker_group_config_init_sets_defaults(void **state)
     pf_breaker_group_config_init(&cfg);
     assert_string_equal(cfg.name, "default");
     assert_int_equal(cfg.max_breakers, 1024);
-    assert_int_equal(cfg.breaker.failure_threshold, 5); /* breaker defaults */
-    assert_true(cfg.breaker.timeout == 30.0);
+    assert_null(cfg.breaker); /* breaker defaults */
     pf_breaker_group_config_init(NULL);
 }
 
 static void
 test_breaker_group_new_rejects_bad_input_with_einval(void **state)
 {
+    pf_breaker_config_t breaker_cfg;
     pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g = NULL;
 
     pf_test_alloc_install();
-    config(&cfg, *state, 4);
+    config(&cfg, &breaker_cfg, *state, 4);
     assert_pf_err(pf_breaker_group_new(NULL, &g), PF_EINVAL);
     assert_pf_err(pf_breaker_group_new(&cfg, NULL), PF_EINVAL);
     cfg.name = NULL;
     assert_pf_err(pf_breaker_group_new(&cfg, &g), PF_EINVAL);
     cfg.name = "";
     assert_pf_err(pf_breaker_group_new(&cfg, &g), PF_EINVAL);
-    config(&cfg, *state, 0);
+    config(&cfg, &breaker_cfg, *state, 0);
     assert_pf_err(pf_breaker_group_new(&cfg, &g), PF_EINVAL);
-    config(&cfg, *state, 4);
-    cfg.breaker.failure_threshold = 0;
+    config(&cfg, &breaker_cfg, *state, 4);
+    breaker_cfg.failure_threshold = 0;
     assert_pf_err(pf_breaker_group_new(&cfg, &g), PF_EINVAL);
-    config(&cfg, *state, 4);
-    cfg.breaker.recovery_timeout = NAN;
+    config(&cfg, &breaker_cfg, *state, 4);
+    breaker_cfg.recovery_timeout = NAN;
     assert_pf_err(pf_breaker_group_new(&cfg, &g), PF_EINVAL);
-    config(&cfg, *state, 4);
-    cfg.breaker.failure_rate_threshold = 0.0;
+    config(&cfg, &breaker_cfg, *state, 4);
+    breaker_cfg.failure_rate_threshold = 0.0;
     assert_pf_err(pf_breaker_group_new(&cfg, &g), PF_EINVAL);
     assert_null(g);
     assert_int_equal(pf_test_alloc_live(), 0);
@@ -349,12 +353,13 @@ use_cache(void *arg, int reason)
 static void
 test_breaker_group_call_runs_fn_with_the_shared_fallback(void **state)
 {
+    pf_breaker_config_t breaker_cfg;
     pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g;
     int calls = 0;
 
-    config(&cfg, *state, 4);
-    cfg.breaker.fallback = use_cache;
+    config(&cfg, &breaker_cfg, *state, 4);
+    breaker_cfg.fallback = use_cache;
     g = make(&cfg);
     assert_int_equal(pf_breaker_group_call(g, "a", ok_call, &calls), 0);
     assert_int_equal(pf_breaker_group_call(g, "a", failing_call, &calls),
@@ -480,6 +485,7 @@ count_visit(const char *key, pf_breaker_t *b, void *arg)
 static void
 sweep_scenario(void *arg)
 {
+    pf_breaker_config_t breaker_cfg;
     pf_breaker_group_config_t cfg;
     pf_breaker_group_t *g = NULL;
     pf_breaker_t *b;
@@ -488,7 +494,7 @@ sweep_scenario(void *arg)
     int n = 0;
     int rc;
 
-    config(&cfg, arg, 3);
+    config(&cfg, &breaker_cfg, arg, 3);
     rc = pf_breaker_group_new(&cfg, &g);
     if (rc == PF_ENOMEM) {
         return;
@@ -597,13 +603,14 @@ group_worker(void *arg, unsigned i)
 static void
 test_breaker_group_stays_bounded_and_consistent_under_threads(void **state)
 {
+    pf_breaker_config_t breaker_cfg;
     pf_breaker_group_config_t cfg;
     gshared_t s;
     pf_breaker_group_metrics_t m;
 
     memset(&s, 0, sizeof(s));
-    config(&cfg, *state, GROUP_MAX);
-    cfg.breaker.failure_threshold = 2;
+    config(&cfg, &breaker_cfg, *state, GROUP_MAX);
+    breaker_cfg.failure_threshold = 2;
     s.g = make(&cfg);
     s.clock = *state;
     pf_test_run_threads(GROUP_THREADS, group_worker, &s);

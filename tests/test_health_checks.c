@@ -5,10 +5,12 @@
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "puffinflow/breaker.h"
@@ -109,6 +111,7 @@ test_health_memory_opts_init_sets_documented_defaults(void **state)
     assert_null(c.argv);
     assert_true(c.timeout == 0.0);
     assert_int_equal(c.degraded_exit, -1);
+    assert_true(c.kill_grace == 0.5);
 }
 
 static void
@@ -452,6 +455,168 @@ test_health_command_is_killed_at_its_timeout(void **state)
     assert_string_equal(msg, "sleep timed out after 0.05 s (killed)");
 }
 
+/* A scratch directory whose file "pids" a command appends the process
+ * ids it starts to, so the test can look for them afterwards. */
+typedef struct pid_log {
+    char dir[64];
+    char file[96];
+} pid_log_t;
+
+static void
+pid_log_make(pid_log_t *l)
+{
+    snprintf(l->dir, sizeof(l->dir), "/tmp/pf_health_XXXXXX");
+    assert_non_null(mkdtemp(l->dir));
+    snprintf(l->file, sizeof(l->file), "%s/pids", l->dir);
+}
+
+/* Read up to max pids from l's file; how many there were. */
+static size_t
+pid_log_read(const pid_log_t *l, pid_t *pids, size_t max)
+{
+    FILE *f = fopen(l->file, "r");
+    size_t n = 0;
+    int pid;
+
+    assert_non_null(f);
+    while (n < max && fscanf(f, "%d", &pid) == 1) {
+        pids[n++] = (pid_t)pid;
+    }
+    fclose(f);
+    return n;
+}
+
+static void
+pid_log_remove(const pid_log_t *l)
+{
+    unlink(l->file);
+    rmdir(l->dir);
+}
+
+/* Whether pid is a process that can still run: it exists and is not a
+ * zombie (an orphan's zombie waits for its reaper, which may never come in
+ * a container whose init does not reap). */
+static bool
+process_runs(pid_t pid)
+{
+    char path[64];
+    char buf[512];
+    const char *paren;
+    size_t n;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return paren != NULL && paren[1] == ' ' && paren[2] != 'Z' &&
+           paren[2] != 'X';
+}
+
+/* How many of pids still run. A process that was sent SIGKILL needs a
+ * moment of CPU to exit, so this waits (up to 10 s of real time) for them
+ * to go; a process that was never killed stays. Those still running are
+ * then killed, so a failing test leaves nothing behind either. */
+static size_t
+count_running(const pid_t *pids, size_t n)
+{
+    size_t running = n;
+    size_t i;
+    int tries;
+
+    for (tries = 0; tries < 1000 && running > 0; tries++) {
+        struct timespec nap = {0, 10000000};
+
+        running = 0;
+        for (i = 0; i < n; i++) {
+            running += process_runs(pids[i]) ? 1 : 0;
+        }
+        if (running > 0) {
+            nanosleep(&nap, NULL);
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (process_runs(pids[i])) {
+            kill(pids[i], SIGKILL);
+        }
+    }
+    return running;
+}
+
+static pf_health_status_t
+command_status_grace(pf_clock_t *clock, const char *const *argv, double timeout,
+                     double grace, char *msg, size_t len)
+{
+    pf_health_checker_t *hc = new_checker(clock);
+    pf_health_command_opts_t c;
+    pf_health_status_t s;
+
+    pf_health_command_opts_init(&c);
+    c.argv = argv;
+    c.timeout = timeout;
+    c.kill_grace = grace;
+    assert_pf_ok(pf_health_add_command_check(hc, "cmd", &c, NULL));
+    s = run_one(hc, "cmd", msg, len);
+    pf_health_checker_free(hc);
+    return s;
+}
+
+static void
+test_health_command_timeout_ends_its_whole_process_group(void **state)
+{
+    char msg[PF_HEALTH_MESSAGE_MAX];
+    char script[512];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    pid_log_t log;
+    pid_t pids[4];
+    size_t n;
+
+    /* The shell and both sleeps ignore SIGTERM, so only SIGKILL sent to
+     * the whole group ends them. 0.5 s leaves the shell ample time to
+     * start both sleeps before the timeout. */
+    pid_log_make(&log);
+    snprintf(script, sizeof(script),
+             "trap '' TERM; sleep 100 & echo $! >> %s; "
+             "sleep 100 & echo $! >> %s; wait",
+             log.file, log.file);
+    assert_int_equal(
+        command_status_grace(*state, argv, 0.5, 0.05, msg, sizeof(msg)),
+        PF_UNHEALTHY);
+    assert_string_equal(msg, "sh timed out after 0.5 s (killed)");
+    n = pid_log_read(&log, pids, 4);
+    pid_log_remove(&log);
+    assert_int_equal(n, 2);
+    assert_int_equal(count_running(pids, n), 0);
+}
+
+static void
+test_health_command_leftovers_are_ended_when_it_exits(void **state)
+{
+    char msg[PF_HEALTH_MESSAGE_MAX];
+    char script[512];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    pid_log_t log;
+    pid_t pids[4];
+    size_t n;
+
+    pid_log_make(&log);
+    snprintf(script, sizeof(script),
+             "trap '' TERM; sleep 100 & echo $! >> %s; exit 0", log.file);
+    assert_int_equal(
+        command_status_grace(*state, argv, 10.0, 0.05, msg, sizeof(msg)),
+        PF_HEALTHY);
+    assert_string_equal(msg, "sh: exit status 0");
+    n = pid_log_read(&log, pids, 4);
+    pid_log_remove(&log);
+    assert_int_equal(n, 1);
+    assert_int_equal(count_running(pids, n), 0);
+}
+
 static void
 test_health_command_that_cannot_run_is_unhealthy(void **state)
 {
@@ -488,6 +653,13 @@ test_health_command_check_rejects_bad_options(void **state)
     c.timeout = -1;
     assert_pf_err(pf_health_add_command_check(hc, "c", &c, NULL), PF_EINVAL);
     c.timeout = 0;
+    c.kill_grace = -1;
+    assert_pf_err(pf_health_add_command_check(hc, "c", &c, NULL), PF_EINVAL);
+    c.kill_grace = NAN;
+    assert_pf_err(pf_health_add_command_check(hc, "c", &c, NULL), PF_EINVAL);
+    c.kill_grace = INFINITY;
+    assert_pf_err(pf_health_add_command_check(hc, "c", &c, NULL), PF_EINVAL);
+    c.kill_grace = 0;
     c.degraded_exit = 0;
     assert_pf_err(pf_health_add_command_check(hc, "c", &c, NULL), PF_EINVAL);
     c.degraded_exit = 256;
@@ -561,6 +733,8 @@ main(void)
         T(test_health_breaker_check_follows_the_breaker_state),
         T(test_health_command_exit_status_decides),
         T(test_health_command_is_killed_at_its_timeout),
+        T(test_health_command_timeout_ends_its_whole_process_group),
+        T(test_health_command_leftovers_are_ended_when_it_exits),
         T(test_health_command_that_cannot_run_is_unhealthy),
         T(test_health_command_check_rejects_bad_options),
         T(test_health_builtin_checks_survive_allocation_failure),

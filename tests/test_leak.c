@@ -755,6 +755,50 @@ test_leak_memory_and_connection_thresholds_alert(void **state)
 }
 
 static void
+test_leak_connections_saturate_for_huge_socket_counts(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_leak_sample_t v[4];
+    static const int64_t want[4] = {INT64_MAX, INT64_MAX, INT64_MAX,
+                                    INT64_MAX - 1};
+    pf_leak_config_t cfg;
+    pf_leak_detector_t *d;
+    pf_leak_report_t rep;
+    script_t s = {0};
+    alerts_t al;
+    int i;
+
+    /* A custom sampler may report anything; tcp + udp must not overflow
+     * (signed overflow is undefined: this runs under UBSan too). */
+    for (i = 0; i < 4; i++) {
+        v[i] = fds_sample(INT64_MAX);
+        v[i].rss_bytes = INT64_MAX;
+        v[i].memory_limit_bytes = INT64_MAX;
+        v[i].fd_limit = INT64_MAX;
+        v[i].threads = INT64_MAX;
+        v[i].sockets = INT64_MAX;
+    }
+    v[0].tcp = INT64_MAX; /* both at the top */
+    v[0].udp = INT64_MAX;
+    v[1].tcp = INT64_MAX - 1; /* one past the top */
+    v[1].udp = 2;
+    v[2].tcp = INT64_MAX - 1; /* exactly the top: no saturation needed */
+    v[2].udp = 1;
+    v[3].tcp = 0;
+    v[3].udp = INT64_MAX - 1;
+    test_config(&cfg, clock, &s, v, 4, &al);
+    assert_pf_ok(pf_leak_detector_new(&cfg, &d));
+    for (i = 0; i < 4; i++) {
+        assert_pf_ok(pf_leak_detector_check(d, &rep));
+        assert_true(rep.sample.connections == want[i]);
+        assert_true(rep.alerting[PF_LEAK_ALERT_CONNECTIONS]);
+        pf_leak_report_clear(&rep);
+    }
+    assert_int_equal(count_kind(&al, PF_LEAK_ALERT_CONNECTIONS, false), 1);
+    pf_leak_detector_free(d);
+}
+
+static void
 test_leak_unknown_sockets_are_not_judged(void **state)
 {
     pf_clock_t *clock = *state;
@@ -1256,6 +1300,7 @@ main(void)
         CLOCK_TEST(test_leak_history_keeps_the_last_n_and_clears),
         CLOCK_TEST(test_leak_fd_threshold_alerts_once_and_rearms_below_margin),
         CLOCK_TEST(test_leak_memory_and_connection_thresholds_alert),
+        CLOCK_TEST(test_leak_connections_saturate_for_huge_socket_counts),
         CLOCK_TEST(test_leak_unknown_sockets_are_not_judged),
         CLOCK_TEST(test_leak_failed_sample_is_reported_not_judged),
         CLOCK_TEST(test_leak_fd_growth_is_flagged_before_any_threshold),

@@ -179,6 +179,7 @@ test_metrics_breaker_group_breakers_carry_their_group(void **state)
     pf_clock_t *clock = *state;
     pf_registry_t *r = quiet_registry();
     pf_breaker_group_config_t gcfg;
+    pf_breaker_config_t gbreaker;
     pf_breaker_config_t bcfg;
     pf_breaker_group_t *g;
     pf_breaker_t *b;
@@ -187,8 +188,10 @@ test_metrics_breaker_group_breakers_carry_their_group(void **state)
     char *text;
 
     pf_breaker_group_config_init(&gcfg);
-    gcfg.breaker.failure_threshold = 1;
-    gcfg.breaker.clock = clock;
+    pf_breaker_config_init(&gbreaker);
+    gbreaker.failure_threshold = 1;
+    gbreaker.clock = clock;
+    gcfg.breaker = &gbreaker;
     gcfg.max_breakers = 4;
     assert_pf_ok(pf_registry_get_breaker_group(r, "hosts", &gcfg, &g));
     assert_pf_ok(pf_breaker_group_acquire(g, "a.example", &p));

@@ -4,8 +4,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "puffinflow/retry.h"
+#include "rng.h"
 #include "test.h"
 
 /* ---- backoff ----------------------------------------------------------- */
@@ -24,10 +26,7 @@ test_backoff_defaults_match_the_design(void **state)
     assert_int_equal(b.jitter, PF_JITTER_EQUAL);
     pf_retry_policy_init(&p);
     assert_int_equal(p.max_retries, 3);
-    assert_true(p.backoff.initial_delay == 1.0);
-    assert_true(p.backoff.multiplier == 2.0);
-    assert_true(p.backoff.max_delay == 60.0);
-    assert_int_equal(p.backoff.jitter, PF_JITTER_EQUAL);
+    assert_null(p.backoff); /* pf_backoff_init's defaults */
     assert_null(p.retry_on);
     assert_null(p.is_retryable);
     assert_null(p.on_retry);
@@ -213,6 +212,39 @@ test_backoff_decorrelated_jitter_spans_initial_to_thrice_previous(void **state)
 }
 
 static void
+test_backoff_decorrelated_jitter_narrows_its_range_at_the_cap(void **state)
+{
+    pf_backoff_t b;
+
+    (void)state;
+    pf_backoff_init(&b);
+    b.jitter = PF_JITTER_DECORRELATED;
+    b.initial_delay = 1.0;
+    b.max_delay = 10.0;
+    for (uint64_t seed = 1; seed <= 1000; seed++) {
+        uint64_t rng = seed;
+        uint64_t mirror = seed;
+        double r = pf__rng_double(&mirror);
+        /* 3 x 100 s is far past the 10 s cap: the range is narrowed to
+         * [1, 10) before the draw, so the delay is 1 + 9r, uniform, and
+         * never the cap itself. A draw from [1, 300) clamped to 10 would
+         * be 10 for 97 % of the seeds. */
+        double d = pf_backoff_next(&b, 5, 100.0, &rng);
+
+        assert_true(d == 1.0 + 9.0 * r);
+        assert_true(d < 10.0);
+        assert_true(rng == mirror); /* exactly one draw */
+        /* Below the cap the range is [1, 3 x previous). */
+        rng = seed;
+        assert_true(pf_backoff_next(&b, 0, 2.0, &rng) == 1.0 + 5.0 * r);
+    }
+    /* Without a random state: the top of the narrowed range. */
+    assert_true(pf_backoff_next(&b, 5, 100.0, NULL) == 10.0);
+    assert_true(pf_backoff_next(&b, 5, INFINITY, NULL) == 10.0);
+    assert_true(pf_backoff_next(&b, 0, 2.0, NULL) == 6.0);
+}
+
+static void
 test_backoff_without_rng_gives_the_largest_delay(void **state)
 {
     pf_backoff_t b;
@@ -264,8 +296,13 @@ script_init(script_t *s, const int *results, int n, const pf_clock_t *c)
 static void
 fixed_policy(pf_retry_policy_t *p, const pf_clock_t *c)
 {
+    static const pf_backoff_t fixed = {.initial_delay = 1.0,
+                                       .multiplier = 2.0,
+                                       .max_delay = 60.0,
+                                       .jitter = PF_JITTER_NONE};
+
     pf_retry_policy_init(p);
-    p->backoff.jitter = PF_JITTER_NONE;
+    p->backoff = &fixed;
     p->clock = c;
 }
 
@@ -369,6 +406,7 @@ test_retry_call_waits_the_backoff_between_attempts(void **state)
 static void
 test_retry_call_returns_last_result_when_retries_run_out(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int results[] = {-1, -2, -3, -4, -5};
     pf_retry_policy_t p;
@@ -376,7 +414,9 @@ test_retry_call_returns_last_result_when_retries_run_out(void **state)
     script_t s;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0; /* no waits: runs on this thread */
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0; /* no waits: runs on this thread */
+    p.backoff = &backoff;
     script_init(&s, results, 5, c);
     assert_pf_err(pf_retry_call_ex(&p, scripted, &s, &res), -4);
     assert_int_equal(atomic_load(&s.calls), 4); /* 1 + max_retries 3 */
@@ -417,6 +457,7 @@ test_retry_call_does_not_retry_an_open_breaker_by_default(void **state)
 static void
 test_retry_call_retries_only_listed_results_when_given_a_list(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int list[] = {-5, PF_EOPEN};
     static const int results[] = {-5, PF_EOPEN, -7, 0};
@@ -425,7 +466,9 @@ test_retry_call_retries_only_listed_results_when_given_a_list(void **state)
     script_t s;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     p.retry_on = list;
     p.retry_on_len = 2;
     script_init(&s, results, 4, c);
@@ -445,6 +488,7 @@ odd_only(int result, void *arg)
 static void
 test_retry_call_asks_the_predicate(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int results[] = {-1, -3, -4, 0};
     static const int list[] = {-3, -4};
@@ -453,7 +497,9 @@ test_retry_call_asks_the_predicate(void **state)
     int asked = 0;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     p.is_retryable = odd_only;
     p.is_retryable_arg = &asked;
     script_init(&s, results, 4, c);
@@ -562,6 +608,7 @@ test_retry_call_stops_waiting_when_cancelled(void **state)
 static void
 test_retry_call_rejects_bad_input_without_calling(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int ok[] = {0};
     pf_retry_policy_t good;
@@ -576,22 +623,26 @@ test_retry_call_rejects_bad_input_without_calling(void **state)
     assert_pf_err(pf_retry_call_ex(&good, NULL, &s, &res), PF_EINVAL);
     assert_int_equal(res.stop, PF_RETRY_STOP_INVALID);
     assert_pf_err(pf_retry_policy_validate(NULL), PF_EINVAL);
-#define BAD(field, value)                                                      \
+#define BAD_IN(obj, field, value)                                              \
     do {                                                                       \
         p = good;                                                              \
-        p.field = (value);                                                     \
+        pf_backoff_init(&backoff);                                             \
+        p.backoff = &backoff;                                                  \
+        obj.field = (value);                                                   \
         assert_pf_err(pf_retry_policy_validate(&p), PF_EINVAL);                \
         assert_pf_err(pf_retry_call(&p, scripted, &s), PF_EINVAL);             \
         assert_pf_err(pf_retry_start(&p, &st, 0), PF_EINVAL);                  \
     } while (0)
-    BAD(backoff.initial_delay, NAN);
-    BAD(backoff.initial_delay, -0.5);
-    BAD(backoff.multiplier, 0.9);
-    BAD(backoff.max_delay, 0.1);
+#define BAD(field, value) BAD_IN(p, field, value)
+    BAD_IN(backoff, initial_delay, NAN);
+    BAD_IN(backoff, initial_delay, -0.5);
+    BAD_IN(backoff, multiplier, 0.9);
+    BAD_IN(backoff, max_delay, 0.1);
     BAD(max_elapsed, -1.0);
     BAD(max_elapsed, NAN);
     BAD(retry_on_len, 2); /* with retry_on NULL */
 #undef BAD
+#undef BAD_IN
     assert_int_equal(atomic_load(&s.calls), 0);
     assert_pf_err(pf_retry_start(&good, NULL, 0), PF_EINVAL);
     assert_pf_err(pf_retry_start(NULL, &st, 0), PF_EINVAL);
@@ -641,6 +692,7 @@ test_retry_next_plans_exact_delays(void **state)
 static void
 test_retry_next_same_seed_same_delays(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     pf_retry_policy_t p;
     pf_retry_state_t a;
@@ -653,7 +705,9 @@ test_retry_next_same_seed_same_delays(void **state)
     p.seed = 77;
     p.max_retries = 50;
     for (int kind = PF_JITTER_NONE; kind <= PF_JITTER_DECORRELATED; kind++) {
-        p.backoff.jitter = (pf_jitter_t)kind;
+        pf_backoff_init(&backoff);
+        backoff.jitter = (pf_jitter_t)kind;
+        p.backoff = &backoff;
         assert_pf_ok(pf_retry_start(&p, &a, 0));
         assert_pf_ok(pf_retry_start(&p, &b, 0));
         for (int i = 0; i < 50; i++) {
@@ -668,6 +722,7 @@ test_retry_next_same_seed_same_delays(void **state)
 static void
 test_retry_next_decorrelated_follows_the_drawn_delay(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     pf_retry_policy_t p;
     pf_retry_state_t st;
@@ -678,7 +733,9 @@ test_retry_next_decorrelated_follows_the_drawn_delay(void **state)
     p.clock = c;
     p.seed = 5;
     p.max_retries = 1000;
-    p.backoff.jitter = PF_JITTER_DECORRELATED;
+    pf_backoff_init(&backoff);
+    backoff.jitter = PF_JITTER_DECORRELATED;
+    p.backoff = &backoff;
     assert_pf_ok(pf_retry_start(&p, &st, 0));
     for (int i = 0; i < 1000; i++) {
         int64_t hi = prev * 3 < 60 * NS_PER_SEC ? prev * 3 : 60 * NS_PER_SEC;
@@ -847,9 +904,155 @@ test_retry_next_stops_when_the_token_is_cancelled(void **state)
     pf_token_free(p.token);
 }
 
+/* A policy with a listener and a budget, both counting, and an operation
+ * on it that ended after two attempts: a failure, then result (with
+ * max_retries 1, a failure ends it too). */
+typedef struct ended {
+    pf_retry_policy_t p;
+    pf_retry_state_t st;
+    heard_t h;
+    pf_retry_result_t res; /* the outcome when it ended */
+    uint64_t retries;      /* retries the budget allowed by then */
+} ended_t;
+
+static void
+ended_make(ended_t *e, pf_clock_t *c, unsigned max_retries, int result)
+{
+    pf_retry_budget_config_t bc;
+    pf_retry_budget_metrics_t m;
+    int64_t d;
+
+    memset(e, 0, sizeof(*e));
+    fixed_policy(&e->p, c);
+    e->p.max_retries = max_retries;
+    e->p.on_retry = listen;
+    e->p.on_retry_arg = &e->h;
+    e->h.set_delay = NAN; /* keep the planned delay */
+    pf_retry_budget_config_init(&bc);
+    bc.clock = c;
+    assert_pf_ok(pf_retry_budget_new(&bc, &e->p.budget));
+    assert_pf_ok(pf_retry_start(&e->p, &e->st, 0));
+    assert_true(pf_retry_next(&e->p, &e->st, -1, 0, &d));
+    assert_false(pf_retry_next(&e->p, &e->st, result, d, &d));
+    pf_retry_state_result(&e->st, &e->res);
+    pf_retry_budget_metrics(e->p.budget, &m);
+    e->retries = m.retries;
+}
+
+/* A late call changed nothing: outcome, listener, budget. */
+static void
+ended_check_unchanged(ended_t *e)
+{
+    pf_retry_budget_metrics_t m;
+    pf_retry_result_t now;
+
+    pf_retry_state_result(&e->st, &now);
+    assert_int_equal(now.result, e->res.result);
+    assert_int_equal(now.attempts, e->res.attempts);
+    assert_int_equal(now.stop, e->res.stop);
+    assert_int_equal(now.budget_refused, e->res.budget_refused);
+    assert_true(now.delayed == e->res.delayed);
+    assert_int_equal(e->h.calls, 1);
+    pf_retry_budget_metrics(e->p.budget, &m);
+    assert_int_equal(m.retries, e->retries);
+    pf_retry_budget_free(e->p.budget);
+}
+
+static void
+test_retry_next_after_success_stays_final(void **state)
+{
+    ended_t e;
+    int64_t d = -7;
+    bool retry = true;
+
+    ended_make(&e, *state, 3, 0);
+    assert_int_equal(e.res.stop, PF_RETRY_STOP_SUCCESS);
+    assert_int_equal(e.res.attempts, 2);
+    /* A failure reported after the success does not restart it, though
+     * two retries are left. */
+    assert_false(pf_retry_next(&e.p, &e.st, -1, 5 * NS_PER_SEC, &d));
+    assert_int_equal(d, -7);
+    assert_pf_err(pf_retry_decide(&e.p, &e.st, -1, 5 * NS_PER_SEC, &retry, &d),
+                  PF_ESTATE);
+    assert_false(retry);
+    assert_int_equal(d, -7);
+    ended_check_unchanged(&e);
+}
+
+static void
+test_retry_next_after_exhaustion_stays_final(void **state)
+{
+    ended_t e;
+    int64_t d = -7;
+    bool retry = true;
+
+    ended_make(&e, *state, 1, -2);
+    assert_int_equal(e.res.stop, PF_RETRY_STOP_EXHAUSTED);
+    assert_int_equal(e.res.result, -2);
+    assert_false(pf_retry_next(&e.p, &e.st, -3, 5 * NS_PER_SEC, &d));
+    assert_false(pf_retry_next(&e.p, &e.st, 0, 5 * NS_PER_SEC, &d));
+    assert_pf_err(pf_retry_decide(&e.p, &e.st, 0, 5 * NS_PER_SEC, &retry, &d),
+                  PF_ESTATE);
+    assert_false(retry);
+    assert_int_equal(d, -7);
+    ended_check_unchanged(&e);
+}
+
+static void
+test_retry_next_after_a_refused_start_stays_final(void **state)
+{
+    pf_retry_policy_t p;
+    pf_retry_state_t st;
+    pf_retry_result_t res;
+    heard_t h = {0};
+    int64_t d = -7;
+    bool retry = true;
+
+    fixed_policy(&p, *state);
+    p.on_retry = listen;
+    p.on_retry_arg = &h;
+    assert_pf_ok(pf_token_new(NULL, NULL, &p.token));
+    pf_token_cancel(p.token);
+    assert_pf_err(pf_retry_start(&p, &st, 0), PF_ECANCELED);
+    assert_false(pf_retry_next(&p, &st, -1, 0, &d));
+    assert_pf_err(pf_retry_decide(&p, &st, -1, 0, &retry, &d), PF_ESTATE);
+    assert_false(retry);
+    assert_int_equal(d, -7);
+    assert_int_equal(h.calls, 0);
+    pf_retry_state_result(&st, &res);
+    assert_int_equal(res.attempts, 0);
+    assert_int_equal(res.stop, PF_RETRY_STOP_CANCELED);
+    assert_int_equal(res.result, PF_ECANCELED);
+    pf_token_free(p.token);
+}
+
+static void
+test_retry_decide_reports_each_decision_and_misuse(void **state)
+{
+    pf_retry_policy_t p;
+    pf_retry_state_t st;
+    int64_t d = -7;
+    bool retry = false;
+
+    fixed_policy(&p, *state);
+    assert_pf_ok(pf_retry_start(&p, &st, 0));
+    assert_pf_ok(pf_retry_decide(&p, &st, -1, 0, &retry, &d));
+    assert_true(retry);
+    assert_int_equal(d, NS_PER_SEC);
+    assert_pf_ok(pf_retry_decide(&p, &st, 0, d, &retry, &d));
+    assert_false(retry); /* success: over, and that is not an error */
+    retry = true;
+    assert_pf_err(pf_retry_decide(NULL, &st, -1, 0, &retry, &d), PF_EINVAL);
+    assert_false(retry);
+    assert_pf_err(pf_retry_decide(&p, NULL, -1, 0, &retry, &d), PF_EINVAL);
+    assert_pf_err(pf_retry_decide(&p, &st, -1, 0, &retry, NULL), PF_EINVAL);
+    assert_pf_err(pf_retry_decide(&p, &st, -1, 0, NULL, &d), PF_EINVAL);
+}
+
 static void
 test_retry_call_reports_a_budget_refusal(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     static const int fail[] = {-1};
     pf_retry_budget_config_t bc;
@@ -863,7 +1066,9 @@ test_retry_call_reports_a_budget_refusal(void **state)
     bc.min_retries_per_sec = 0.1; /* one retry in the 10 s window */
     bc.clock = c;
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     assert_pf_ok(pf_retry_budget_new(&bc, &p.budget));
     script_init(&s, fail, 1, c);
     assert_pf_err(pf_retry_call_ex(&p, scripted, &s, &res), -1);
@@ -924,6 +1129,7 @@ shared_fn(void *arg, unsigned i)
 static void
 test_retry_call_shared_budget_holds_under_threads(void **state)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = *state;
     pf_retry_budget_config_t bc;
     pf_retry_budget_metrics_t m;
@@ -933,7 +1139,9 @@ test_retry_call_shared_budget_holds_under_threads(void **state)
     bc.min_retries_per_sec = 0.0;
     bc.clock = c;
     fixed_policy(&sh.p, c);
-    sh.p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    sh.p.backoff = &backoff;
     sh.p.seed = 3;
     assert_pf_ok(pf_retry_budget_new(&bc, &sh.p.budget));
     atomic_init(&sh.refused, 0);
@@ -951,6 +1159,7 @@ test_retry_call_shared_budget_holds_under_threads(void **state)
 static void
 alloc_scenario(void *arg)
 {
+    pf_backoff_t backoff;
     pf_clock_t *c = arg;
     static const int results[] = {-1, 0};
     pf_retry_budget_config_t bc;
@@ -959,7 +1168,9 @@ alloc_scenario(void *arg)
     int rc;
 
     fixed_policy(&p, c);
-    p.backoff.initial_delay = 0.0;
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 0.0;
+    p.backoff = &backoff;
     pf_retry_budget_config_init(&bc);
     bc.clock = c;
     rc = pf_retry_budget_new(&bc, &p.budget);
@@ -994,6 +1205,8 @@ main(void)
             test_backoff_equal_jitter_is_uniform_in_the_upper_half),
         cmocka_unit_test(
             test_backoff_decorrelated_jitter_spans_initial_to_thrice_previous),
+        cmocka_unit_test(
+            test_backoff_decorrelated_jitter_narrows_its_range_at_the_cap),
         cmocka_unit_test(test_backoff_without_rng_gives_the_largest_delay),
         CLOCK_TEST(test_retry_call_first_success_returns_at_once),
         CLOCK_TEST(test_retry_call_waits_the_backoff_between_attempts),
@@ -1017,6 +1230,10 @@ main(void)
         CLOCK_TEST(
             test_retry_listener_sees_each_retry_and_may_override_the_delay),
         CLOCK_TEST(test_retry_next_stops_when_the_token_is_cancelled),
+        CLOCK_TEST(test_retry_next_after_success_stays_final),
+        CLOCK_TEST(test_retry_next_after_exhaustion_stays_final),
+        CLOCK_TEST(test_retry_next_after_a_refused_start_stays_final),
+        CLOCK_TEST(test_retry_decide_reports_each_decision_and_misuse),
         CLOCK_TEST(test_retry_call_reports_a_budget_refusal),
         cmocka_unit_test(test_retry_stop_names_are_distinct),
         CLOCK_TEST(test_retry_call_shared_budget_holds_under_threads),

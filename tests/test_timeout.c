@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "puffinflow/deadline.h"
+#include "puffinflow/timeout.h"
 #include "test.h"
 
 /* ---- timeout manager --------------------------------------------------- */

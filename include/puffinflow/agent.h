@@ -105,9 +105,12 @@ typedef enum pf_state_profile {
 /* ---- state options -------------------------------------------------------
  *
  * Caller memory filled by pf_state_opts_init, then edited. Copied by
- * pf_agent_add_state (strings and arrays too); the objects pointed to
- * (shared breaker, bulkhead, limiter, retry budget) are not owned and must
- * outlive the agent. Fields are appended, never reordered. */
+ * pf_agent_add_state (strings, arrays and the configs pointed to as well:
+ * they need only live through that call); the objects pointed to (shared
+ * breaker, bulkhead, limiter, retry budget) are not owned and must outlive
+ * the agent. Pattern configs are pointed to, never embedded, so a config
+ * that grows never moves a field of this struct. Fields are appended,
+ * never reordered. */
 typedef struct pf_state_opts {
     /* Names of the states that must complete before this one runs (they
      * may be added later). Default none. */
@@ -127,9 +130,10 @@ typedef struct pf_state_opts {
     /* Retries after the first attempt (so at most max_retries + 1
      * attempts). Default 3. */
     unsigned max_retries;
-    /* The delay before each retry. Default pf_backoff_init's: 1 s doubling
-     * to 60 s, equal jitter (the original's). */
-    pf_backoff_t backoff;
+    /* The delay before each retry, copied by pf_agent_add_state. Default
+     * NULL: pf_backoff_init's, 1 s doubling to 60 s, equal jitter (the
+     * original's). */
+    const pf_backoff_t *backoff;
     /* The whole policy, when more is needed (which results are retried, a
      * retry budget, a listener, max_elapsed, a seed): when set, its
      * max_retries and backoff are used instead of the two fields above,
@@ -147,9 +151,11 @@ typedef struct pf_state_opts {
     double timeout;
 
     /* A breaker shared with other states or code (not owned); or
-     * own_breaker: the state gets its own, made from breaker_config (a
-     * name left "default" becomes "<agent>/<state>", a NULL clock the
-     * executor's). breaker wins when both are set. Default none.
+     * own_breaker: the state gets its own, made by pf_agent_add_state from
+     * *breaker_config (NULL = pf_breaker_config_init's defaults; a name
+     * left "default" becomes "<agent>/<state>", a NULL clock the
+     * executor's; the config is not kept). breaker wins when both are
+     * set. Default none.
      *
      * The breaker is used as pf_breaker_call uses it, whichever way it is
      * attached (own, pointer, or name): its timeout applies to each
@@ -170,7 +176,7 @@ typedef struct pf_state_opts {
      * (after a rejection: the state fails with it). */
     pf_breaker_t *breaker;
     bool own_breaker;
-    pf_breaker_config_t breaker_config;
+    const pf_breaker_config_t *breaker_config;
 
     /* A bulkhead, shared or own, likewise. A full bulkhead queues the
      * state (no thread waits) up to its max_wait_duration; when there is
@@ -178,13 +184,13 @@ typedef struct pf_state_opts {
      * which is retried as any failure. Default none. */
     pf_bulkhead_t *bulkhead;
     bool own_bulkhead;
-    pf_bulkhead_config_t bulkhead_config;
+    const pf_bulkhead_config_t *bulkhead_config; /* NULL = defaults */
 
     /* A rate limiter, shared or own, likewise: each attempt takes one
      * permit, waiting for it on a timer. Default none. */
     pf_ratelimit_t *ratelimit;
     bool own_ratelimit;
-    pf_ratelimit_config_t ratelimit_config;
+    const pf_ratelimit_config_t *ratelimit_config; /* NULL = defaults */
 
     /* Runs in the state's place when its breaker rejects it (see
      * pf_state_fallback_fn). Set (or fallback_state set), it takes
@@ -205,9 +211,10 @@ typedef struct pf_state_opts {
      * detector (pf_leak_detector_track_allocation_ex before each attempt,
      * track_release_ex after, with the run's number as the instance: runs
      * 1, 2, ... of the agent, so concurrent runs of a state are tracked
-     * apart and a leak names its run). Default the original's: 1 cpu unit,
-     * 100 MB, io 1, network 1, gpu 0. */
-    pf_leak_resources_t resources;
+     * apart and a leak names its run). Copied by pf_agent_add_state.
+     * Default NULL: the original's, 1 cpu unit, 100 MB, io 1, network 1,
+     * gpu 0. */
+    const pf_leak_resources_t *resources;
     /* Report to the leak detector at all. Default true. */
     bool leak_detection;
 
@@ -234,9 +241,12 @@ PF_API void pf_state_opts_init(pf_state_opts_t *opts);
  * breaker and bulkhead where the profile has them (with the profile's
  * settings; a profile breaker has no call timeout of its own: the state's
  * timeout fails slow attempts, and the breaker records that), a rate
- * limit (quick: 100 per second) and leak_detection. Other fields are
- * left as they are, so apply the profile first and edit after. Returns 0,
- * or PF_EINVAL for NULL or an unknown profile. Never blocks. */
+ * limit (quick: 100 per second) and leak_detection. The config and
+ * resources pointers it sets point to constant, library-owned profile
+ * values: to change one, copy it, edit the copy and point opts at it.
+ * Other fields are left as they are, so apply the profile first and edit
+ * after. Returns 0, or PF_EINVAL for NULL or an unknown profile. Never
+ * blocks. Thread-safe. */
 PF_API int pf_state_opts_profile(pf_state_opts_t *opts,
                                  pf_state_profile_t profile);
 

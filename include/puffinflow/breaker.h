@@ -337,7 +337,9 @@ typedef struct pf_breaker_group pf_breaker_group_t; /* opaque */
 typedef struct pf_breaker_group_config {
     const char *name;            /* copied; not NULL or ""; "default". Each
                                     breaker is named "<name>/<key>". */
-    pf_breaker_config_t breaker; /* every breaker's config; name ignored */
+    const pf_breaker_config_t *breaker; /* every breaker's config, copied
+                                           by _new (name ignored); NULL =
+                                           pf_breaker_config_init's */
     size_t max_breakers;         /* >= 1; default 1024 */
 } pf_breaker_group_config_t;
 

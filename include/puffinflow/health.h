@@ -412,9 +412,18 @@ PF_API int pf_health_add_breaker_check(pf_health_checker_t *hc,
 
 /* Run a command and judge its exit status: 0 is healthy, degraded_exit
  * (when >= 1) is degraded, any other status, a signal, or running past
- * timeout (then it is killed with SIGKILL) is unhealthy. argv[0] is
- * searched in PATH; stdin, stdout and stderr are /dev/null. The command is
- * timed by the system clock. */
+ * timeout is unhealthy. argv[0] is searched in PATH; stdin, stdout and
+ * stderr are /dev/null. The command is timed by the system clock.
+ *
+ * The command runs in a process group of its own (so a terminal's Ctrl-C
+ * does not reach it). At its timeout the whole group gets SIGTERM, then,
+ * kill_grace seconds later (sooner once the group is empty), SIGKILL; the
+ * check returns after that and after reaping the command, so nothing it
+ * started, grandchildren that ignore SIGTERM included, runs on. A command
+ * that exits leaving processes in its group has them ended the same way.
+ * Killed grandchildren are reaped by whoever inherits them (init, or a
+ * subreaper); a process that moved to another group or session
+ * (setsid, setpgid) escapes. */
 typedef struct pf_health_command_opts {
     const char *const *argv;   /* NULL-terminated; copied; required */
     double timeout;            /* seconds before it is killed; >= 0;
@@ -422,13 +431,15 @@ typedef struct pf_health_command_opts {
     int degraded_exit;         /* exit status meaning degraded (1 for
                                   Nagios-style plugins); -1 = none;
                                   default -1 */
+    double kill_grace;         /* seconds from SIGTERM to SIGKILL; >= 0 and
+                                  finite; 0 = SIGKILL at once; default 0.5 */
 } pf_health_command_opts_t;
 
 PF_API void pf_health_command_opts_init(pf_health_command_opts_t *c);
 
 /* Add a command check. PF_EINVAL for a NULL c, a NULL argv or argv[0], an
- * empty argv[0], a negative or NaN timeout, or degraded_exit not -1 and not
- * in 1..255;
+ * empty argv[0], a negative or NaN timeout, a negative, NaN or infinite
+ * kill_grace, or degraded_exit not -1 and not in 1..255;
  * otherwise as pf_health_add_check_ex. */
 PF_API int pf_health_add_command_check(pf_health_checker_t *hc,
                                        const char *name,

@@ -77,9 +77,10 @@ typedef struct pf_leak_sample {
     int64_t udp;                /* UDP sockets, IPv4 and IPv6 */
     int64_t unix_sockets;
     int64_t other_sockets;      /* netlink, raw, packet, ... */
-    int64_t connections;        /* tcp + udp: what connection_threshold
-                                   counts (psutil's "connections"); not
-                                   judged when -1 */
+    int64_t connections;        /* tcp + udp, saturating at INT64_MAX:
+                                   what connection_threshold counts
+                                   (psutil's "connections"); -1 (not
+                                   judged) when either is negative */
     int64_t tcp_by_state[PF_LEAK_TCP_STATES];
 } pf_leak_sample_t;
 
@@ -93,7 +94,8 @@ PF_API int pf_leak_sample_process(int pid, pf_leak_sample_t *out);
 /* Your own sampler, used instead of /proc (tests use it to feed known
  * values). Fill the raw fields of *out (it arrives zeroed, pid set);
  * the detector then sets at_ns and derives memory_fraction and
- * connections from rss_bytes / memory_limit_bytes and tcp + udp. Return 0,
+ * connections from rss_bytes / memory_limit_bytes and tcp + udp (any
+ * int64_t is accepted: the sum saturates at INT64_MAX). Return 0,
  * or a non-zero code: the sample is then counted as failed and skipped.
  * Called on the monitoring thread or the thread calling check, with no lock
  * held, never twice at once for one detector. */

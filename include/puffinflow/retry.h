@@ -39,13 +39,23 @@ extern "C" {
 /* ---- backoff ---------------------------------------------------------- */
 
 /* How a delay d = min(max_delay, initial_delay * multiplier^attempt) is
- * spread. r is a uniform random number in [0, 1). */
+ * spread. r is a uniform random number in [0, 1).
+ *
+ * Decorrelated jitter ignores d: with prev the previous delay (raised to
+ * initial_delay when below it or NaN) and hi = min(3 * prev, max_delay),
+ * the delay is initial_delay + (hi - initial_delay) * r, uniform in
+ * [initial_delay, hi). At the cap the range is narrowed before the draw,
+ * not the draw clamped after it: once 3 * prev reaches max_delay every
+ * delay is uniform in [initial_delay, max_delay) (mean halfway), and none
+ * is max_delay itself, where AWS's min(cap, random(base, 3 * sleep)) would
+ * return the cap for most draws. Without a random state (r taken as 1)
+ * the delay is hi. */
 typedef enum pf_jitter {
     PF_JITTER_NONE = 0,        /* d exactly */
     PF_JITTER_FULL = 1,        /* d * r: uniform in [0, d) */
     PF_JITTER_EQUAL = 2,       /* d * (0.5 + r / 2): uniform in [d/2, d) */
-    PF_JITTER_DECORRELATED = 3 /* uniform in [initial_delay, 3 * previous
-                                  delay), capped at max_delay */
+    PF_JITTER_DECORRELATED = 3 /* uniform in [initial_delay,
+                                  min(3 * previous delay, max_delay)) */
 } pf_jitter_t;
 
 /* A backoff: caller memory, copied freely, fields edited after
@@ -208,7 +218,9 @@ typedef int (*pf_retry_listener_fn)(pf_retry_event_t *ev, void *arg);
 typedef struct pf_retry_policy {
     unsigned max_retries;      /* retries after the first attempt (so at
                                   most max_retries + 1 calls); default 3 */
-    pf_backoff_t backoff;      /* default: pf_backoff_init's */
+    const pf_backoff_t *backoff; /* not copied: must outlive the policy's
+                                    use; NULL (default) = pf_backoff_init's
+                                    defaults */
     const int *retry_on;       /* when retry_on_len > 0: only these results
                                   are retried; default NULL */
     size_t retry_on_len;
@@ -307,13 +319,28 @@ PF_API int pf_retry_start(const pf_retry_policy_t *p, pf_retry_state_t *st,
  * retried: *delay_ns is then the wait before the next attempt, that retry
  * has been charged to the budget, and the listener has run. Returns false
  * when it is over: result is final, and pf_retry_state_result says why.
- * Never sleeps; reads no clock but the deadline's own when it is on
- * another clock than p's. Calls the predicate and the listener on the
- * calling thread with no lock held. False for NULL arguments. Not
- * thread-safe for one st: one operation is decided by one thread at a
- * time. */
+ * A decision to stop is final: once pf_retry_next has returned false (or
+ * pf_retry_start refused, or pf_retry_call's wait ended it), every later
+ * call on st returns false and changes nothing: no attempt is counted, the
+ * stop reason and result stay, the predicate, the listener and the budget
+ * are not consulted, and *delay_ns is untouched. pf_retry_decide tells
+ * such a late call apart (PF_ESTATE). Never sleeps; reads no clock but the
+ * deadline's own when it is on another clock than p's. Calls the
+ * predicate and the listener on the calling thread with no lock held.
+ * False for NULL arguments. Not thread-safe for one st: one operation is
+ * decided by one thread at a time. */
 PF_API bool pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st,
                           int result, int64_t now_ns, int64_t *delay_ns);
+
+/* pf_retry_next with its misuse reported: returns 0 when it decided, with
+ * *retry true (retry after *delay_ns) or false (the operation is over, as
+ * pf_retry_next's false); PF_ESTATE when the operation had already ended
+ * before this call (nothing changes, as above); PF_EINVAL for a NULL
+ * argument. On an error *retry is false (when retry is not NULL).
+ * Otherwise as pf_retry_next. */
+PF_API int pf_retry_decide(const pf_retry_policy_t *p, pf_retry_state_t *st,
+                           int result, int64_t now_ns, bool *retry,
+                           int64_t *delay_ns);
 
 /* The outcome so far of the operation st tracks. NULL st or out: no-op. */
 PF_API void pf_retry_state_result(const pf_retry_state_t *st,

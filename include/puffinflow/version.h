@@ -7,7 +7,7 @@
 #include "puffinflow/export.h"
 
 #define PF_VERSION_MAJOR 0
-#define PF_VERSION_MINOR 1
+#define PF_VERSION_MINOR 2
 #define PF_VERSION_PATCH 0
 
 #define PF_VERSION_STR_(x) #x

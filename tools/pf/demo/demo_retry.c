@@ -61,6 +61,7 @@ static int
 make_agent(retry_scene_t *s, pf_agent_t **out)
 {
     pf_breaker_config_t bcfg;
+    pf_backoff_t backoff;
     pf_state_opts_t o;
     pf_breaker_t *b;
     int rc;
@@ -77,19 +78,20 @@ make_agent(retry_scene_t *s, pf_agent_t **out)
     if (rc != 0) {
         return rc;
     }
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 1.0;
+    backoff.multiplier = 2.0;
+    backoff.jitter = PF_JITTER_NONE;
     pf_state_opts_init(&o);
     o.breaker = b;
     o.fallback = stock_from_cache;
     o.max_retries = 3;
-    o.backoff.initial_delay = 1.0;
-    o.backoff.multiplier = 2.0;
-    o.backoff.jitter = PF_JITTER_NONE;
+    o.backoff = &backoff;
     rc = pf_agent_add_state(*out, "fetch_stock", fetch_stock, s, &o);
     if (rc == 0) {
         pf_state_opts_init(&o);
         o.max_retries = 1;
-        o.backoff.initial_delay = 1.0;
-        o.backoff.jitter = PF_JITTER_NONE;
+        o.backoff = &backoff;
         rc = pf_agent_add_state(*out, "record_audit", record_audit, s, &o);
     }
     if (rc != 0) {

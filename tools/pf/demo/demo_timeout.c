@@ -106,6 +106,7 @@ static int
 make_agent(timeout_scene_t *s, pf_agent_t **out)
 {
     pf_timeout_config_t tcfg;
+    pf_backoff_t backoff;
     pf_state_opts_t o;
     int rc;
 
@@ -122,11 +123,13 @@ make_agent(timeout_scene_t *s, pf_agent_t **out)
     if (rc != 0) {
         return rc;
     }
+    pf_backoff_init(&backoff);
+    backoff.initial_delay = 1.0;
+    backoff.jitter = PF_JITTER_NONE;
     pf_state_opts_init(&o);
     o.timeout = 5.0;
     o.max_retries = 1;
-    o.backoff.initial_delay = 1.0;
-    o.backoff.jitter = PF_JITTER_NONE;
+    o.backoff = &backoff;
     rc = pf_agent_add_state(*out, "fetch_report", fetch_report, s, &o);
     if (rc == 0) {
         const char *after_fetch[] = {"fetch_report"};

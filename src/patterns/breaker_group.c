@@ -74,7 +74,7 @@ pf_breaker_group_config_init(pf_breaker_group_config_t *cfg)
     }
     memset(cfg, 0, sizeof(*cfg));
     cfg->name = "default";
-    pf_breaker_config_init(&cfg->breaker);
+    cfg->breaker = NULL;
     cfg->max_breakers = 1024;
 }
 
@@ -82,6 +82,8 @@ int
 pf_breaker_group_new(const pf_breaker_group_config_t *cfg,
                      pf_breaker_group_t **out)
 {
+    pf_breaker_config_t defaults;
+    const pf_breaker_config_t *bc;
     pf_breaker_group_t *g;
     size_t n;
     int rc;
@@ -90,7 +92,12 @@ pf_breaker_group_new(const pf_breaker_group_config_t *cfg,
         cfg->name[0] == '\0' || cfg->max_breakers == 0) {
         return PF_EINVAL;
     }
-    rc = pf__breaker_config_check(&cfg->breaker);
+    bc = cfg->breaker;
+    if (bc == NULL) {
+        pf_breaker_config_init(&defaults);
+        bc = &defaults;
+    }
+    rc = pf__breaker_config_check(bc);
     if (rc != 0) {
         return rc;
     }
@@ -105,14 +112,14 @@ pf_breaker_group_new(const pf_breaker_group_config_t *cfg,
         goto fail;
     }
     g->nbuckets = FIRST_BUCKETS;
-    g->tmpl = cfg->breaker;
-    n = cfg->breaker.expected_errors_len;
+    g->tmpl = *bc;
+    n = bc->expected_errors_len;
     if (n > 0) {
         g->expected = pf__calloc(n, sizeof(*g->expected));
         if (g->expected == NULL) {
             goto fail;
         }
-        memcpy(g->expected, cfg->breaker.expected_errors,
+        memcpy(g->expected, bc->expected_errors,
                n * sizeof(*g->expected));
         g->tmpl.expected_errors = g->expected;
     }

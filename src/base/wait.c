@@ -13,27 +13,12 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "puffinflow/deadline.h"
 #include "puffinflow/error.h"
 
 #include "clock_impl.h"
+#include "timeutil.h"
 #include "wait.h"
-
-int
-pf__cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    int rc;
-
-    if (pthread_condattr_init(&attr) != 0) {
-        return PF_ESYSTEM;
-    }
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0) {
-        rc = pthread_cond_init(cv, &attr);
-    }
-    pthread_condattr_destroy(&attr);
-    return rc == 0 ? 0 : PF_ESYSTEM;
-}
 
 typedef struct wake {
     pthread_cond_t *cv;
@@ -121,5 +106,83 @@ pf__wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
     if (pf_clock_now_ns(c) >= deadline_ns) {
         return PF_ETIMEDOUT;
     }
+    return 0;
+}
+
+int64_t
+pf__token_deadline_on(const pf_token_t *tok, const pf_clock_t *clock)
+{
+    const pf_clock_t *c = pf__clock_norm(clock);
+    pf_deadline_t own;
+    int64_t left;
+
+    if (tok == NULL) {
+        return PF_DEADLINE_NEVER_NS;
+    }
+    own = pf_token_deadline(tok);
+    if (pf_deadline_is_none(&own)) {
+        return PF_DEADLINE_NEVER_NS;
+    }
+    if (pf__clock_norm(own.priv_clock) == c) {
+        return own.priv_at_ns;
+    }
+    left = pf_deadline_remaining_ns(&own);
+    return pf__add_sat(pf_clock_now_ns(c), left);
+}
+
+int
+pf_token_wait(pf_token_t *t, const pf_deadline_t *d)
+{
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    pf_deadline_t own;
+    pf_deadline_t until;
+    int rc;
+
+    if (t == NULL) {
+        return PF_EINVAL;
+    }
+    rc = pf__cond_init(&cv);
+    if (rc != 0) {
+        return rc;
+    }
+    /* Wait on the clock of the earlier deadline, so a token whose deadline
+     * is on a manual clock wakes when that clock is advanced. */
+    own = pf_token_deadline(t);
+    until = pf_deadline_earlier(d, &own);
+    pthread_mutex_lock(&mu);
+    do {
+        rc = pf__wait_until(&cv, &mu, until.priv_clock, until.priv_at_ns, t);
+    } while (rc == 0);
+    pthread_mutex_unlock(&mu);
+    pthread_cond_destroy(&cv);
+    pthread_mutex_destroy(&mu);
+    return rc;
+}
+
+int
+pf_clock_sleep(const pf_clock_t *c, double seconds)
+{
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    int64_t ns;
+    int64_t deadline;
+    int rc;
+
+    rc = pf__secs_to_ns(seconds, &ns);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = pf__cond_init(&cv);
+    if (rc != 0) {
+        return rc;
+    }
+    deadline = pf__add_sat(pf_clock_now_ns(c), ns);
+    pthread_mutex_lock(&mu);
+    while (pf__wait_until(&cv, &mu, c, deadline, NULL) != PF_ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&mu);
+    pthread_cond_destroy(&cv);
+    pthread_mutex_destroy(&mu);
     return 0;
 }

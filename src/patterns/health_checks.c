@@ -4,7 +4,18 @@
  * (strings included) into one block the checker owns, and adds a check
  * whose arg is that block. The checks run on the checker's threads like
  * any other; the TCP connect and the command are real I/O, timed by the
- * system clock. */
+ * system clock.
+ *
+ * A command runs as the leader of a process group of its own, so that
+ * everything it starts can be ended together: when it times out, the
+ * group gets SIGTERM, then SIGKILL after kill_grace; when it exits and
+ * left something behind in the group, the rest gets the same. Killing the
+ * child alone would orphan its children (a shell's sleep, say) on every
+ * probe. The group id stays reserved while any member, the unreaped
+ * leader included, exists. Once the leader is reaped, the group is only
+ * signalled right after a check that it still has members, so a stranger
+ * could be reached only if the id were freed and reused (pids wrap around
+ * pid_max first) in between. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -423,6 +434,7 @@ pf_health_add_tcp_check(pf_health_checker_t *hc, const char *name,
 typedef struct command_arg {
     char **argv;
     int64_t timeout_ns; /* 0 = the check's own */
+    int64_t grace_ns;   /* SIGTERM to SIGKILL; 0 = SIGKILL at once */
     int degraded_exit;
 } command_arg_t;
 
@@ -434,6 +446,7 @@ pf_health_command_opts_init(pf_health_command_opts_t *c)
     }
     memset(c, 0, sizeof(*c));
     c->degraded_exit = -1;
+    c->kill_grace = 0.5;
 }
 
 /* Wait up to deadline for pid to exit: 0 and *status, ETIMEDOUT, or an
@@ -484,6 +497,59 @@ wait_child(pid_t pid, int64_t deadline, int *status)
     }
 }
 
+/* Whether process group pgid still has a member (a zombie counts). EPERM
+ * means a member we may not signal exists. */
+static bool
+group_exists(pid_t pgid)
+{
+    return kill(-pgid, 0) == 0 || errno == EPERM;
+}
+
+/* Nap until group pgid is empty or deadline passes. */
+static void
+wait_group_gone(pid_t pgid, int64_t deadline)
+{
+    long nap_ns = 1000000;
+
+    while (group_exists(pgid) && mono_ns() < deadline) {
+        struct timespec nap = {0, nap_ns};
+
+        nanosleep(&nap, NULL);
+        if (nap_ns < 50000000) {
+            nap_ns *= 2;
+        }
+    }
+}
+
+/* End process group pgid, whose leader is pid: SIGTERM to the group, up to
+ * grace_ns for it to empty, then SIGKILL to whatever is left, and reap the
+ * leader unless reaped says that was done (its status goes to *status).
+ * A grandchild that ignores SIGTERM cannot outlive this; once SIGKILL is
+ * sent it never runs again, though it may linger as a zombie until its
+ * new parent reaps it. */
+static void
+end_group(pid_t pgid, pid_t pid, bool reaped, int64_t grace_ns, int *status)
+{
+    if (grace_ns > 0) {
+        int64_t deadline = pf__add_sat(mono_ns(), grace_ns);
+
+        kill(-pgid, SIGTERM);
+        if (!reaped) {
+            reaped = wait_child(pid, deadline, status) == 0;
+        }
+        if (reaped) {
+            wait_group_gone(pgid, deadline);
+        }
+    }
+    if (!reaped || group_exists(pgid)) {
+        kill(-pgid, SIGKILL);
+    }
+    if (!reaped) {
+        while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+        }
+    }
+}
+
 static int
 spawn(const command_arg_t *c, pid_t *pid)
 {
@@ -523,8 +589,12 @@ spawn(const command_arg_t *c, pid_t *pid)
         rc = posix_spawnattr_setsigdefault(&attr, &dfl);
     }
     if (rc == 0) {
-        rc = posix_spawnattr_setflags(
-            &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        rc = posix_spawnattr_setpgroup(&attr, 0); /* a group of its own */
+    }
+    if (rc == 0) {
+        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF |
+                                                 POSIX_SPAWN_SETPGROUP);
     }
     if (rc == 0) {
         rc = posix_spawnp(pid, c->argv[0], &fa, &attr, c->argv, environ);
@@ -554,9 +624,12 @@ command_check(pf_health_result_t *res, void *arg)
     }
     rc = wait_child(pid, pf__add_sat(mono_ns(), timeout), &status);
     if (rc == ETIMEDOUT) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
+        end_group(pid, pid, false, c->grace_ns, &status);
+    } else if (rc == 0 && group_exists(pid)) {
+        /* It exited but left processes behind in its group. */
+        end_group(pid, pid, true, c->grace_ns, &status);
+    }
+    if (rc == ETIMEDOUT) {
         pf_health_result_set(res, PF_UNHEALTHY,
                              "%s timed out after %g s (killed)", c->argv[0],
                              pf__ns_to_secs(timeout));
@@ -591,6 +664,7 @@ pf_health_add_command_check(pf_health_checker_t *hc, const char *name,
     size_t size;
     size_t i;
     int64_t timeout;
+    int64_t grace;
     char *s;
     int rc;
 
@@ -601,6 +675,12 @@ pf_health_add_command_check(pf_health_checker_t *hc, const char *name,
         return PF_EINVAL;
     }
     rc = pf__secs_to_ns(c->timeout, &timeout);
+    if (rc == 0 && isinf(c->kill_grace)) {
+        rc = PF_EINVAL; /* a group that ignores SIGTERM would never end */
+    }
+    if (rc == 0) {
+        rc = pf__secs_to_ns(c->kill_grace, &grace);
+    }
     if (rc != 0) {
         return rc;
     }
@@ -621,6 +701,7 @@ pf_health_add_command_check(pf_health_checker_t *hc, const char *name,
     }
     a->argv[n] = NULL;
     a->timeout_ns = timeout;
+    a->grace_ns = grace;
     a->degraded_exit = c->degraded_exit;
     return add_block(hc, name, command_check, a, opts);
 }

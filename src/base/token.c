@@ -2,10 +2,10 @@
  *
  * A token is a flag (atomic, so polling it is one load), a list of callback
  * registrations and a list of children, under the token's mutex. Cancel sets
- * the flag, wakes pf_token_wait, runs the callbacks one by one with the lock
- * released (recording which one runs, so unregister can wait for it), then
- * cancels the children one at a time, each pinned by a reference while the
- * lock is released.
+ * the flag, runs the callbacks (pf_token_wait waits through one) one by one
+ * with the lock released (recording which one runs, so unregister can wait
+ * for it), then cancels the children one at a time, each pinned by a
+ * reference while the lock is released.
  *
  * Lifetime: a token is reference-counted; the creator holds one reference
  * and every child holds one on its parent, so pf_token_free may be called on
@@ -24,7 +24,6 @@
 #include "clock_impl.h"
 #include "mem.h"
 #include "timeutil.h"
-#include "wait.h"
 
 /* deadline, parent: immutable after pf_token_new. cancelled: atomic, set
  * only under lock. refs: atomic. Everything else under lock; sibling links
@@ -35,7 +34,7 @@ struct pf_token {
     pf_deadline_t deadline;
     pf_token_t *parent;
     pthread_mutex_t lock;
-    pthread_cond_t cv;          /* cancelled, or a running callback ended */
+    pthread_cond_t cv;          /* a running callback ended */
     pf_token_reg_t *regs;       /* callbacks not yet run */
     pf_token_reg_t *running;    /* the callback running now, if any */
     pthread_t running_thread;
@@ -193,7 +192,6 @@ pf_token_cancel(pf_token_t *t)
         return;
     }
     atomic_store_explicit(&t->cancelled, true, memory_order_release);
-    pthread_cond_broadcast(&t->cv);
     while (t->regs != NULL) {
         pf_token_reg_t *r = t->regs;
 
@@ -217,32 +215,6 @@ pf_token_cancel(pf_token_t *t)
         pf_token_cancel(child);
         token_unref(child);
     }
-}
-
-int
-pf_token_wait(pf_token_t *t, const pf_deadline_t *d)
-{
-    pf_deadline_t until;
-    int64_t at;
-    int rc = 0;
-
-    if (t == NULL) {
-        return PF_EINVAL;
-    }
-    until = pf_deadline_earlier(d, &t->deadline);
-    at = until.priv_at_ns;
-    pthread_mutex_lock(&t->lock);
-    while (!atomic_load_explicit(&t->cancelled, memory_order_relaxed)) {
-        rc = pf__wait_until(&t->cv, &t->lock, until.priv_clock, at, NULL);
-        if (rc == PF_ETIMEDOUT) {
-            break;
-        }
-    }
-    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed)) {
-        rc = PF_ECANCELED;
-    }
-    pthread_mutex_unlock(&t->lock);
-    return rc;
 }
 
 int
@@ -300,20 +272,4 @@ pf_token_unregister(pf_token_reg_t *reg)
         }
     }
     pthread_mutex_unlock(&t->lock);
-}
-
-int64_t
-pf__token_deadline_on(const pf_token_t *tok, const pf_clock_t *clock)
-{
-    const pf_clock_t *c = pf__clock_norm(clock);
-    int64_t left;
-
-    if (tok == NULL || pf_deadline_is_none(&tok->deadline)) {
-        return PF_DEADLINE_NEVER_NS;
-    }
-    if (pf__clock_norm(tok->deadline.priv_clock) == c) {
-        return tok->deadline.priv_at_ns;
-    }
-    left = pf_deadline_remaining_ns(&tok->deadline);
-    return pf__add_sat(pf_clock_now_ns(c), left);
 }

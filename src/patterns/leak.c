@@ -150,7 +150,11 @@ take_sample(pf_leak_detector_t *d, pf_leak_sample_t *s)
         s->memory_limit_bytes > 0
             ? (double)s->rss_bytes / (double)s->memory_limit_bytes
             : 0.0;
-    s->connections = s->tcp < 0 || s->udp < 0 ? -1 : s->tcp + s->udp;
+    /* A custom sampler may report any count: saturate rather than overflow
+     * (signed overflow is undefined); INT64_MAX is over every threshold,
+     * which is the right judgement for an absurd count. */
+    s->connections =
+        s->tcp < 0 || s->udp < 0 ? -1 : pf__add_sat(s->tcp, s->udp);
     return 0;
 }
 

@@ -53,4 +53,8 @@ void pf__clock_unlink_waiter(pf_clock_t *c, pf__clock_waiter_t *w);
  * For measuring durations counted in seconds on hot paths. */
 int64_t pf__clock_now_coarse_ns(const pf_clock_t *c);
 
+/* Initialise a condition variable for pf__wait_until (it times out on
+ * CLOCK_MONOTONIC). Returns 0 or PF_ESYSTEM. */
+int pf__cond_init(pthread_cond_t *cv);
+
 #endif /* PF_SRC_CLOCK_IMPL_H */

@@ -24,7 +24,6 @@
 #include "clock_impl.h"
 #include "mem.h"
 #include "timeutil.h"
-#include "wait.h"
 
 static pf_clock_t g_system_clock = {
     .kind = PF__CLOCK_SYSTEM,
@@ -255,28 +254,18 @@ pf__clock_unlink_waiter(pf_clock_t *c, pf__clock_waiter_t *w)
 }
 
 int
-pf_clock_sleep(const pf_clock_t *c, double seconds)
+pf__cond_init(pthread_cond_t *cv)
 {
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cv;
-    int64_t ns;
-    int64_t deadline;
+    pthread_condattr_t attr;
     int rc;
 
-    rc = pf__secs_to_ns(seconds, &ns);
-    if (rc != 0) {
-        return rc;
+    if (pthread_condattr_init(&attr) != 0) {
+        return PF_ESYSTEM;
     }
-    rc = pf__cond_init(&cv);
-    if (rc != 0) {
-        return rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0) {
+        rc = pthread_cond_init(cv, &attr);
     }
-    deadline = pf__add_sat(pf_clock_now_ns(c), ns);
-    pthread_mutex_lock(&mu);
-    while (pf__wait_until(&cv, &mu, c, deadline, NULL) != PF_ETIMEDOUT) {
-    }
-    pthread_mutex_unlock(&mu);
-    pthread_cond_destroy(&cv);
-    pthread_mutex_destroy(&mu);
-    return 0;
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? 0 : PF_ESYSTEM;
 }

@@ -52,19 +52,9 @@ pf_state_opts_init(pf_state_opts_t *opts)
     memset(opts, 0, sizeof(*opts));
     opts->priority = PF_PRIORITY_NORMAL;
     opts->max_retries = 3;
-    pf_backoff_init(&opts->backoff);
     opts->retry = NULL;
     opts->dead_letter = true;
     opts->timeout = 0.0;
-    pf_breaker_config_init(&opts->breaker_config);
-    pf_bulkhead_config_init(&opts->bulkhead_config);
-    pf_ratelimit_config_init(&opts->ratelimit_config);
-    /* The original's ResourceRequirements defaults. */
-    opts->resources.cpu_units = 1.0;
-    opts->resources.memory_mb = 100.0;
-    opts->resources.io_weight = 1.0;
-    opts->resources.network_weight = 1.0;
-    opts->resources.gpu_units = 0.0;
     opts->leak_detection = true;
 }
 
@@ -106,6 +96,64 @@ static const profile_t g_profiles[PF_PROFILE_COUNT] = {
      true},
 };
 
+/* The original's ResourceRequirements defaults. */
+static const pf_leak_resources_t g_default_resources = {
+    .cpu_units = 1.0,
+    .memory_mb = 100.0,
+    .io_weight = 1.0,
+    .network_weight = 1.0,
+    .gpu_units = 0.0,
+};
+
+/* What a profile points opts at: library-owned, filled once, then only
+ * read. */
+typedef struct profile_cfg {
+    pf_leak_resources_t resources;
+    pf_breaker_config_t breaker;
+    pf_bulkhead_config_t bulkhead;
+    pf_ratelimit_config_t ratelimit;
+} profile_cfg_t;
+
+static profile_cfg_t g_profile_cfgs[PF_PROFILE_COUNT];
+static pthread_once_t g_profile_once = PTHREAD_ONCE_INIT;
+
+static void
+profile_cfgs_fill(void)
+{
+    unsigned i;
+
+    for (i = 0; i < PF_PROFILE_COUNT; i++) {
+        const profile_t *p = &g_profiles[i];
+        profile_cfg_t *c = &g_profile_cfgs[i];
+
+        c->resources.cpu_units = p->cpu;
+        c->resources.memory_mb = p->memory;
+        c->resources.io_weight = p->io;
+        c->resources.network_weight = p->network;
+        c->resources.gpu_units = 0.0;
+        pf_breaker_config_init(&c->breaker);
+        if (p->failure_threshold != 0) {
+            c->breaker.failure_threshold = p->failure_threshold;
+        }
+        if (p->recovery_timeout != 0) {
+            c->breaker.recovery_timeout = p->recovery_timeout;
+        }
+        /* The state's own timeout already fails a slow attempt, and that
+         * failure is recorded in the breaker: no second clock on the
+         * call. */
+        c->breaker.timeout = 0.0;
+        pf_bulkhead_config_init(&c->bulkhead);
+        if (p->bulkhead != 0) {
+            c->bulkhead.max_concurrent_calls = p->bulkhead;
+        }
+        pf_ratelimit_config_init(&c->ratelimit);
+        if (p->rate_limit != 0) {
+            c->ratelimit.rate = p->rate_limit;
+            c->ratelimit.burst = (unsigned)p->rate_limit;
+        }
+    }
+}
+
 const char *
 pf_state_profile_name(pf_state_profile_t profile)
 {
@@ -119,41 +167,24 @@ int
 pf_state_opts_profile(pf_state_opts_t *opts, pf_state_profile_t profile)
 {
     const profile_t *p;
+    const profile_cfg_t *c;
 
     if (opts == NULL || (unsigned)profile >= PF_PROFILE_COUNT) {
         return PF_EINVAL;
     }
+    pthread_once(&g_profile_once, profile_cfgs_fill);
     p = &g_profiles[profile];
-    opts->resources.cpu_units = p->cpu;
-    opts->resources.memory_mb = p->memory;
-    opts->resources.io_weight = p->io;
-    opts->resources.network_weight = p->network;
-    opts->resources.gpu_units = 0.0;
+    c = &g_profile_cfgs[profile];
+    opts->resources = &c->resources;
     opts->priority = p->priority;
     opts->timeout = p->timeout;
     opts->max_retries = p->max_retries;
     opts->own_breaker = p->breaker;
-    pf_breaker_config_init(&opts->breaker_config);
-    if (p->failure_threshold != 0) {
-        opts->breaker_config.failure_threshold = p->failure_threshold;
-    }
-    if (p->recovery_timeout != 0) {
-        opts->breaker_config.recovery_timeout = p->recovery_timeout;
-    }
-    /* The state's own timeout already fails a slow attempt, and that
-     * failure is recorded in the breaker: no second clock on the call. */
-    opts->breaker_config.timeout = 0.0;
+    opts->breaker_config = &c->breaker;
     opts->own_bulkhead = p->bulkhead != 0;
-    pf_bulkhead_config_init(&opts->bulkhead_config);
-    if (p->bulkhead != 0) {
-        opts->bulkhead_config.max_concurrent_calls = p->bulkhead;
-    }
+    opts->bulkhead_config = &c->bulkhead;
     opts->own_ratelimit = p->rate_limit != 0;
-    pf_ratelimit_config_init(&opts->ratelimit_config);
-    if (p->rate_limit != 0) {
-        opts->ratelimit_config.rate = p->rate_limit;
-        opts->ratelimit_config.burst = (unsigned)p->rate_limit;
-    }
+    opts->ratelimit_config = &c->ratelimit;
     opts->leak_detection = p->leak;
     return 0;
 }
@@ -330,6 +361,7 @@ state_destroy(pf__state_t *s)
     pf__free(s->deps);
     pf__free(s->next);
     pf__free(s->retry_on);
+    pf__free(s->backoff);
     pf__free(s->fallback_state_name);
     pf__free(s->name);
 }
@@ -486,6 +518,37 @@ own_name(const pf_agent_t *a, const char *state, const char *cfg_name,
     return buf;
 }
 
+/* The config an own object is made from: the state's, or the defaults. */
+static void
+own_breaker_config(const pf_state_opts_t *o, pf_breaker_config_t *c)
+{
+    if (o->breaker_config != NULL) {
+        *c = *o->breaker_config;
+    } else {
+        pf_breaker_config_init(c);
+    }
+}
+
+static void
+own_bulkhead_config(const pf_state_opts_t *o, pf_bulkhead_config_t *c)
+{
+    if (o->bulkhead_config != NULL) {
+        *c = *o->bulkhead_config;
+    } else {
+        pf_bulkhead_config_init(c);
+    }
+}
+
+static void
+own_ratelimit_config(const pf_state_opts_t *o, pf_ratelimit_config_t *c)
+{
+    if (o->ratelimit_config != NULL) {
+        *c = *o->ratelimit_config;
+    } else {
+        pf_ratelimit_config_init(c);
+    }
+}
+
 /* The config an object shared by name is made from when the registry
  * has none yet: the state's own (with the agent's clock when it has none)
  * when own_* is set, else NULL for the registry's defaults. */
@@ -496,7 +559,7 @@ shared_breaker_cfg(const pf_agent_t *a, const pf_state_opts_t *o,
     if (!o->own_breaker) {
         return NULL;
     }
-    *c = o->breaker_config;
+    own_breaker_config(o, c);
     c->clock = c->clock != NULL ? c->clock : a->clock;
     return c;
 }
@@ -508,7 +571,7 @@ shared_bulkhead_cfg(const pf_agent_t *a, const pf_state_opts_t *o,
     if (!o->own_bulkhead) {
         return NULL;
     }
-    *c = o->bulkhead_config;
+    own_bulkhead_config(o, c);
     c->clock = c->clock != NULL ? c->clock : a->clock;
     return c;
 }
@@ -520,7 +583,7 @@ shared_ratelimit_cfg(const pf_agent_t *a, const pf_state_opts_t *o,
     if (!o->own_ratelimit) {
         return NULL;
     }
-    *c = o->ratelimit_config;
+    own_ratelimit_config(o, c);
     c->clock = c->clock != NULL ? c->clock : a->clock;
     return c;
 }
@@ -534,8 +597,9 @@ make_own(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     int rc;
 
     if (o->breaker == NULL && o->breaker_name == NULL && o->own_breaker) {
-        pf_breaker_config_t c = o->breaker_config;
+        pf_breaker_config_t c;
 
+        own_breaker_config(o, &c);
         c.name = own_name(a, s->name, c.name, buf, sizeof(buf));
         if (c.clock == NULL) {
             c.clock = a->clock;
@@ -548,8 +612,9 @@ make_own(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
         s->breaker_owned = true;
     }
     if (o->bulkhead == NULL && o->bulkhead_name == NULL && o->own_bulkhead) {
-        pf_bulkhead_config_t c = o->bulkhead_config;
+        pf_bulkhead_config_t c;
 
+        own_bulkhead_config(o, &c);
         c.name = own_name(a, s->name, c.name, buf, sizeof(buf));
         if (c.clock == NULL) {
             c.clock = a->clock;
@@ -563,8 +628,9 @@ make_own(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     }
     if (o->ratelimit == NULL && o->ratelimit_name == NULL &&
         o->own_ratelimit) {
-        pf_ratelimit_config_t c = o->ratelimit_config;
+        pf_ratelimit_config_t c;
 
+        own_ratelimit_config(o, &c);
         c.name = own_name(a, s->name, c.name, buf, sizeof(buf));
         if (c.clock == NULL) {
             c.clock = a->clock;
@@ -711,16 +777,21 @@ make_patterns(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     return 0;
 }
 
-/* Copy the retry policy: the state's own fields, or the given policy. */
+/* Copy the retry policy: the state's own fields, or the given policy;
+ * and its backoff, on the heap so that it stays put when the state array
+ * grows. */
 static int
 copy_retry(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
 {
+    const pf_backoff_t *backoff;
+
     if (o->retry == NULL) {
         pf_retry_policy_init(&s->retry);
         s->retry.max_retries = o->max_retries;
-        s->retry.backoff = o->backoff;
+        backoff = o->backoff;
     } else {
         s->retry = *o->retry;
+        backoff = o->retry->backoff;
         s->retry.retry_on = NULL;
         if (o->retry->retry_on_len > 0 && o->retry->retry_on != NULL) {
             s->retry_on = pf__calloc(o->retry->retry_on_len, sizeof(int));
@@ -734,6 +805,16 @@ copy_retry(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
             s->retry.retry_on = o->retry->retry_on; /* NULL: invalid */
         }
     }
+    s->backoff = pf__malloc(sizeof(*s->backoff));
+    if (s->backoff == NULL) {
+        return PF_ENOMEM;
+    }
+    if (backoff != NULL) {
+        *s->backoff = *backoff;
+    } else {
+        pf_backoff_init(s->backoff);
+    }
+    s->retry.backoff = s->backoff;
     /* The run has its own deadline and cancellation, and the executor's
      * clock measures delays. */
     s->retry.deadline = pf_deadline_none();
@@ -747,8 +828,8 @@ copy_retry(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     /* A backoff with no jitter, or whose delays are all 0, draws nothing:
      * a fixed seed then spares pf_retry_start a fresh seed per failure
      * (which reads the clock and the process id). */
-    if (s->retry.seed == 0 && (s->retry.backoff.jitter == PF_JITTER_NONE ||
-                               s->retry.backoff.max_delay == 0.0)) {
+    if (s->retry.seed == 0 && (s->backoff->jitter == PF_JITTER_NONE ||
+                               s->backoff->max_delay == 0.0)) {
         s->retry.seed = 1;
     }
     return 0;
@@ -758,6 +839,7 @@ copy_retry(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
 static int
 check_opts(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
 {
+    const pf_leak_resources_t *resources;
     int64_t ns;
 
     if ((unsigned)o->priority >= PF_PRIORITY_COUNT) {
@@ -768,7 +850,8 @@ check_opts(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
         set_error(a, "state '%s': bad timeout", s->name);
         return PF_EINVAL;
     }
-    if (!resources_ok(&o->resources)) {
+    resources = o->resources != NULL ? o->resources : &g_default_resources;
+    if (!resources_ok(resources)) {
         set_error(a, "state '%s': bad resource amounts", s->name);
         return PF_EINVAL;
     }
@@ -786,7 +869,7 @@ check_opts(pf_agent_t *a, pf__state_t *s, const pf_state_opts_t *o)
     s->fallback_arg = o->fallback_arg;
     s->fallback_on_failure = o->fallback_on_failure;
     s->fallback_state = PF__NONE;
-    s->resources = o->resources;
+    s->resources = *resources;
     s->leak = o->leak_detection;
     return 0;
 }

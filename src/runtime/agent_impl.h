@@ -34,6 +34,7 @@ typedef struct pf__state {
     int64_t timeout_ns;      /* 0 = none */
     pf_retry_policy_t retry; /* our copy; retry_on points to retry_on */
     int *retry_on;
+    pf_backoff_t *backoff;   /* our copy, which retry.backoff points to */
     char **dep_names;
     uint32_t ndep_names;
     uint32_t ndeps;

@@ -30,16 +30,29 @@
 
 /* ---- backoff ----------------------------------------------------------- */
 
+/* The defaults, once: pf_backoff_init copies them, and a policy with no
+ * backoff of its own uses them. */
+static const pf_backoff_t g_default_backoff = {
+    .initial_delay = 1.0,
+    .multiplier = 2.0,
+    .max_delay = 60.0,
+    .jitter = PF_JITTER_EQUAL,
+};
+
 void
 pf_backoff_init(pf_backoff_t *b)
 {
     if (b == NULL) {
         return;
     }
-    b->initial_delay = 1.0;
-    b->multiplier = 2.0;
-    b->max_delay = 60.0;
-    b->jitter = PF_JITTER_EQUAL;
+    *b = g_default_backoff;
+}
+
+/* The backoff a policy uses: its own, or the defaults when it has none. */
+static const pf_backoff_t *
+policy_backoff(const pf_retry_policy_t *p)
+{
+    return p->backoff != NULL ? p->backoff : &g_default_backoff;
 }
 
 /* Comparisons written so that NaN fails each of them. */
@@ -154,7 +167,7 @@ pf_retry_policy_init(pf_retry_policy_t *p)
         return;
     }
     p->max_retries = 3;
-    pf_backoff_init(&p->backoff);
+    p->backoff = NULL;
     p->retry_on = NULL;
     p->retry_on_len = 0;
     p->is_retryable = NULL;
@@ -173,7 +186,7 @@ static bool
 policy_valid(const pf_retry_policy_t *p)
 {
     /* max_elapsed: >= 0 and not NaN (infinity means no limit too). */
-    return backoff_valid(&p->backoff) && p->max_elapsed >= 0.0 &&
+    return backoff_valid(policy_backoff(p)) && p->max_elapsed >= 0.0 &&
            (p->retry_on != NULL || p->retry_on_len == 0);
 }
 
@@ -272,7 +285,7 @@ state_reset(const pf_retry_policy_t *p, pf_retry_state_t *st, int64_t now)
     st->priv_budget_refused = false;
     st->priv_start_ns = now;
     st->priv_delayed_ns = 0;
-    st->priv_prev_delay = p->backoff.initial_delay;
+    st->priv_prev_delay = policy_backoff(p)->initial_delay;
     /* 0: seeded when the first delay is drawn. A fresh seed costs a clock
      * read and a system call, which an operation that succeeds at once
      * should not pay. */
@@ -336,7 +349,7 @@ plan_delay(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     if (st->priv_rng == 0) {
         st->priv_rng = pf__rng_seed();
     }
-    *delay = backoff_draw(&p->backoff, st->priv_attempts - 1,
+    *delay = backoff_draw(policy_backoff(p), st->priv_attempts - 1,
                           st->priv_prev_delay, &st->priv_rng);
     if (p->on_retry == NULL) {
         return true;
@@ -353,9 +366,10 @@ plan_delay(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     return true;
 }
 
-bool
-pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
-              int64_t now_ns, int64_t *delay_ns)
+/* The decision for an operation still under way (stop NONE). */
+static bool
+decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
+       int64_t now_ns, int64_t *delay_ns)
 {
     const pf_clock_t *c;
     double delay;
@@ -363,9 +377,6 @@ pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     int64_t at;
     int64_t max_elapsed_ns = 0;
 
-    if (p == NULL || st == NULL || delay_ns == NULL) {
-        return false;
-    }
     st->priv_attempts++;
     st->priv_last_result = result;
     if (result == 0) {
@@ -411,6 +422,37 @@ pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     st->priv_delayed_ns = pf__add_sat(st->priv_delayed_ns, ns);
     *delay_ns = ns;
     return true;
+}
+
+int
+pf_retry_decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
+                int64_t now_ns, bool *retry, int64_t *delay_ns)
+{
+    if (retry != NULL) {
+        *retry = false;
+    }
+    if (p == NULL || st == NULL || retry == NULL || delay_ns == NULL) {
+        return PF_EINVAL;
+    }
+    /* A stop reason is set exactly when the operation ended (pf_retry_start
+     * refused, or an earlier decision said stop, or the blocking loop's
+     * wait failed); that decision is final, so a late call must not count
+     * an attempt, run the listener, charge the budget or plan a delay. */
+    if (st->priv_stop != PF_RETRY_STOP_NONE) {
+        return PF_ESTATE;
+    }
+    *retry = decide(p, st, result, now_ns, delay_ns);
+    return 0;
+}
+
+bool
+pf_retry_next(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
+              int64_t now_ns, int64_t *delay_ns)
+{
+    bool retry = false;
+
+    return pf_retry_decide(p, st, result, now_ns, &retry, delay_ns) == 0 &&
+           retry;
 }
 
 void

@@ -11,9 +11,7 @@
 #include "puffinflow/clock.h"
 #include "puffinflow/deadline.h"
 
-/* Initialise a condition variable for pf__wait_until (it times out on
- * CLOCK_MONOTONIC). Returns 0 or PF_ESYSTEM. */
-int pf__cond_init(pthread_cond_t *cv);
+#include "clock_impl.h" /* pf__cond_init */
 
 /* Wait on cv, with mu held by the caller, until
  *   - cv is signalled (or a spurious wake-up): returns 0;

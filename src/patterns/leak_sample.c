@@ -9,6 +9,7 @@
 #include "puffinflow/leak.h"
 
 #include "procfs.h"
+#include "timeutil.h"
 
 /* ---- names --------------------------------------------------------------- */
 
@@ -97,7 +98,7 @@ pf_leak_sample_process(int pid, pf_leak_sample_t *out)
     for (i = 0; i < PF_LEAK_TCP_STATES; i++) {
         s.tcp_by_state[i] = sc.tcp_by_state[i];
     }
-    s.connections = s.tcp + s.udp;
+    s.connections = pf__add_sat(s.tcp, s.udp); /* both >= 0 here */
     *out = s;
     return 0;
 }
