@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-pf_install_deps
+# shellcheck disable=SC2086
+pf_install_deps $PF_DEMO_PACKAGES
 build=build/bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPF_BUILD_TESTS=OFF \
       -DPF_BUILD_EXAMPLES=OFF -DPF_BUILD_BENCH=ON >/dev/null

@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# Build the library and the pf tool, then run the demo.
+# Build the library and the pf tool (build/demo), then run the demo:
+#   scripts/demo.sh [pf demo options: --scene NAME, --list]
+# Installs only what that needs when it is missing: a C compiler and its C
+# library headers, cmake and make (scripts/deps.sh, PF_DEMO_PACKAGES).
+# Nothing for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-pf_install_deps
-cmake -S . -B build/demo -DCMAKE_BUILD_TYPE=Release -DPF_BUILD_TESTS=OFF \
-      -DPF_BUILD_EXAMPLES=OFF -DPF_BUILD_BENCH=OFF >/dev/null
-cmake --build build/demo -j"$(nproc)" --target pf >/dev/null
-exec build/demo/tools/pf/pf demo "$@"
+# shellcheck disable=SC2086
+pf_install_deps $PF_DEMO_PACKAGES
+
+build=build/demo
+log=build/demo.log
+mkdir -p build
+echo "building the pf tool in $build (log: $log) ..."
+start=$(date +%s)
+if ! { cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
+           -DPF_BUILD_TOOLS=ON -DPF_BUILD_TESTS=OFF -DPF_BUILD_EXAMPLES=OFF \
+           -DPF_BUILD_BENCH=OFF -DPF_WITH_HTTP=OFF &&
+       cmake --build "$build" -j"$(nproc)" --target pf; } >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "demo.sh: the build failed (full log: $log)"
+    exit 1
+fi
+echo "built in $(($(date +%s) - start)) s"
+exec "$build/tools/pf/pf" demo "$@"

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Build and run every test, four ways:
-#   1. gcc, warnings as errors (-Wall -Wextra -Werror -pedantic): full suite
-#   2. clang, warnings as errors: everything compiles
-#   3. gcc with AddressSanitizer + UndefinedBehaviorSanitizer: full suite,
+# Build and run every test. The phases, each named and timed as it runs:
+#   1. install the Debian packages the tests need and the machine lacks
+#      (scripts/deps.sh, PF_PACKAGES), with apt's own progress
+#   2. gcc, warnings as errors (-Wall -Wextra -Werror -pedantic): full suite
+#   3. clang, warnings as errors: everything compiles
+#   4. gcc with AddressSanitizer + UndefinedBehaviorSanitizer: full suite,
 #      halting on the first error
-#   4. gcc with ThreadSanitizer: full suite
-# Installs missing packages first. Exits non-zero on any failure; the last
-# line is "N passed, N failed", summed over all runs.
+#   5. gcc with ThreadSanitizer: full suite
+# Every build turns every part on explicitly (PF_BUILD_TESTS=ON,
+# PF_WITH_HTTP=ON, ...), so a missing dependency fails the configure
+# instead of skipping tests. Exits non-zero on any failure; the last line
+# is "N passed, N failed", summed over all runs. Logs: build/logs/.
 # Usage: scripts/test.sh [ctest -R regex]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . scripts/deps.sh
-pf_install_deps
 
 filter=${1:-}
 jobs=$(nproc)
@@ -20,29 +23,42 @@ failed=0
 log_dir=build/logs
 mkdir -p "$log_dir"
 
+# Every optional part on: configuring fails if one cannot be built. The
+# ABI check runs in the builds without sanitizers.
+all_parts=(-DPF_BUILD_TESTS=ON -DPF_BUILD_EXAMPLES=ON -DPF_BUILD_BENCH=ON
+           -DPF_BUILD_TOOLS=ON -DPF_WITH_HTTP=ON -DPF_ABI_CHECK=ON)
+
+# Seconds since the given date +%s.
+since() { echo $(($(date +%s) - $1)); }
+
 # run_suite NAME BUILD_DIR CC SANITIZE [RUN_TESTS=1]
 run_suite() {
     local name=$1 dir=$2 cc=$3 sanitize=$4 run=${5:-1}
-    echo "== $name"
-    if ! cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DPF_WERROR=ON -DPF_ABI_CHECK=ON \
+    local t
+    t=$(date +%s)
+    if ! cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DPF_WERROR=ON \
            -DPF_SANITIZE="$sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-           >"$log_dir/$name.configure.log" 2>&1; then
+           "${all_parts[@]}" >"$log_dir/$name.configure.log" 2>&1; then
         cat "$log_dir/$name.configure.log"
         echo "$name: configure FAILED"
         failed=$((failed + 1))
         return
     fi
+    echo "   configured ($(since "$t") s)"
+    t=$(date +%s)
     if ! cmake --build "$dir" -j"$jobs" >"$log_dir/$name.build.log" 2>&1; then
         grep -E "error|warning" "$log_dir/$name.build.log" | head -n 40
         echo "$name: build FAILED"
         failed=$((failed + 1))
         return
     fi
+    echo "   built ($(since "$t") s)"
     if [ "$run" != 1 ]; then
-        echo "$name: build passed"
+        echo "   $name: build passed"
         passed=$((passed + 1))
         return
     fi
+    t=$(date +%s)
     local args=(--test-dir "$dir" --output-on-failure -j"$jobs")
     [ -n "$filter" ] && args+=(-R "$filter")
     ctest "${args[@]}" >"$log_dir/$name.ctest.log" 2>&1
@@ -55,16 +71,16 @@ run_suite() {
         failed=$((failed + 1))
         return
     fi
-    local f t
+    local f n
     f=$(echo "$summary" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
-    t=$(echo "$summary" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/')
+    n=$(echo "$summary" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/')
     if [ "$f" -ne 0 ]; then
         sed -n '/The following tests FAILED/,$p' "$log_dir/$name.ctest.log"
         grep -B2 -A25 -E "FAILED|ERROR: |WARNING: ThreadSanitizer|runtime error" \
             "$log_dir/$name.ctest.log" | head -n 120
     fi
-    echo "$name: $summary"
-    passed=$((passed + t - f))
+    echo "   tests run ($(since "$t") s): $summary"
+    passed=$((passed + n - f))
     failed=$((failed + f))
 }
 
@@ -72,10 +88,47 @@ export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_stri
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
-run_suite gcc build/test-gcc gcc ""
-run_suite clang build/test-clang clang "" 0
-run_suite asan-ubsan build/test-asan gcc "address,undefined"
-run_suite tsan build/test-tsan gcc "thread"
+# ---- the phases ------------------------------------------------------------
+# One function each; the list below gives their order and titles.
 
+phase_packages() {
+    local missing
+    # shellcheck disable=SC2086
+    missing=$(pf_missing_packages $PF_PACKAGES)
+    if [ -z "$missing" ]; then
+        echo "   all installed"
+        return 0
+    fi
+    # shellcheck disable=SC2086
+    pf_install_deps $PF_PACKAGES || {
+        echo "installing the packages FAILED: cannot run the tests"
+        exit 1
+    }
+}
+phase_gcc() { run_suite gcc build/test-gcc gcc ""; }
+phase_clang() { run_suite clang build/test-clang clang "" 0; }
+phase_asan() { run_suite asan-ubsan build/test-asan gcc "address,undefined"; }
+phase_tsan() { run_suite tsan build/test-tsan gcc "thread"; }
+
+phases=(
+    "installing packages|phase_packages"
+    "gcc build + suite|phase_gcc"
+    "clang build|phase_clang"
+    "asan+ubsan build + suite|phase_asan"
+    "tsan build + suite|phase_tsan"
+)
+
+total_start=$(date +%s)
+for i in "${!phases[@]}"; do
+    title=${phases[$i]%%|*}
+    fn=${phases[$i]#*|}
+    step="[$((i + 1))/${#phases[@]}] $title"
+    echo "== $step ..."
+    start=$(date +%s)
+    "$fn"
+    echo "== $step ($(since "$start") s)"
+done
+
+echo "total $(since "$total_start") s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -17,7 +17,11 @@
  *  - no two samples of a family have the same label set, no sample
  *    repeats a label name;
  *  - values are NaN, +Inf, -Inf or a decimal float; no timestamps.
- * The parsed samples can then be queried with prom_get(). */
+ * The parsed samples can then be queried with prom_find().
+ *
+ * prom_parse_external() runs the same text through the Prometheus
+ * project's own parser (tests/prom_parse.py, python3-prometheus-client),
+ * so the format is also checked by a reader we did not write. */
 #ifndef PF_TESTS_PROM_CHECK_H
 #define PF_TESTS_PROM_CHECK_H
 
@@ -28,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define PROM_MAX_LABELS 8
 
@@ -576,6 +582,51 @@ prom_count(const prom_doc_t *d, const char *name)
         n += strcmp(d->samples[i].name, name) == 0;
     }
     return n;
+}
+
+/* ---- the Prometheus project's own parser ------------------------------ */
+
+/* prom_parse_external's answer when the parser is not there to ask. */
+#define PROM_PARSE_SKIPPED 77
+
+/* Run text through the command in the environment variable PF_PROM_PARSE
+ * (tests/prom_parse.py under /usr/bin/python3; CTest sets it for every
+ * test program). Returns 0 when the parser accepts the text;
+ * PROM_PARSE_SKIPPED when PF_PROM_PARSE is unset (the program runs outside
+ * CTest) or the parser's module is missing and not required; anything else
+ * when the text is rejected, or the module is missing and required
+ * (PF_PROM_PARSE_REQUIRED=1, set by a PF_BUILD_TESTS=ON configure such as
+ * scripts/test.sh's). The parser's reasons go to stderr. */
+static inline int
+prom_parse_external(const char *text)
+{
+    const char *parser = getenv("PF_PROM_PARSE");
+    char path[] = "/tmp/pf_prom_XXXXXX";
+    char cmd[4096];
+    size_t len = strlen(text);
+    int fd;
+    int status;
+
+    if (parser == NULL || parser[0] == '\0') {
+        return PROM_PARSE_SKIPPED;
+    }
+    fd = mkstemp(path);
+    if (fd < 0) {
+        return -1;
+    }
+    if (write(fd, text, len) != (ssize_t)len) {
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    close(fd);
+    snprintf(cmd, sizeof(cmd), "%s < '%s'", parser, path);
+    status = system(cmd);
+    unlink(path);
+    if (status == -1 || !WIFEXITED(status)) {
+        return -1;
+    }
+    return WEXITSTATUS(status);
 }
 
 #endif /* PF_TESTS_PROM_CHECK_H */

@@ -43,6 +43,18 @@
 int pf_test_clock_setup(void **state);
 int pf_test_clock_teardown(void **state);
 
+/* A cmocka test entry whose *state is a fresh manual clock. Test files
+ * with long lists may alias it: #define T(name) CLOCK_TEST(name). */
+#define CLOCK_TEST(f)                                                          \
+    cmocka_unit_test_setup_teardown(f, pf_test_clock_setup,                    \
+                                    pf_test_clock_teardown)
+
+/* A user's own failure codes, as a call would return them (positive, so
+ * never a PF_E* code): one the tests' breakers count as a failure, one
+ * they are configured to ignore. */
+#define CONN_ERR 111
+#define VALUE_ERR 22
+
 /* ---- counting allocator ---------------------------------------------- */
 
 /* Install the counting allocator (pf_set_allocator). Idempotent. */

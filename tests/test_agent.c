@@ -1141,9 +1141,6 @@ test_agent_fallback_on_failure_completes_after_retries_run_out(void **state)
 
 /* ---- the breaker's own fallback ------------------------------------------ */
 
-#define CONN_ERR 111 /* a failure the test breakers count */
-#define VALUE_ERR 22 /* one they ignore */
-
 /* A state and its breaker's fallback share the state's arg, as
  * pf_breaker_call's call and fallback share theirs. */
 typedef struct guarded {

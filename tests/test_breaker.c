@@ -10,9 +10,7 @@
 #include "test.h"
 #include "breaker_testutil.h"
 
-#define CONN_ERR 111  /* a user's own failure codes */
-#define HTTP_ERR 502
-#define VALUE_ERR 22
+#define HTTP_ERR 502 /* another of the user's own failure codes */
 
 static void
 config(pf_breaker_config_t *cfg, pf_clock_t *clock)
@@ -1619,9 +1617,7 @@ test_breaker_allocation_failure_leaks_nothing(void **state)
     assert_true(runs > 3); /* name, errors, slots, window: each failed */
 }
 
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
 
 int
 main(void)

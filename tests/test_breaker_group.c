@@ -623,9 +623,7 @@ test_breaker_group_stays_bounded_and_consistent_under_threads(void **state)
     pf_breaker_group_free(s.g);
 }
 
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
 
 int
 main(void)

@@ -17,7 +17,6 @@
 #include "test.h"
 
 #define NEVER INT64_MAX
-#define CONN_ERR 111
 #define OTHER_ERR 22
 #define MAX_PERMITS 6
 #define MAX_SLOTS 3

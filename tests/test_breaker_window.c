@@ -11,8 +11,6 @@
 #include "breaker_testutil.h"
 #include "window.h"
 
-#define CONN_ERR 111
-#define VALUE_ERR 22
 
 static void
 config(pf_breaker_config_t *cfg, pf_clock_t *clock, pf_breaker_window_t w,
@@ -630,9 +628,7 @@ test_breaker_time_window_sums_stay_consistent_as_seconds_pass(void **state)
     pf__window_destroy(&a.w);
 }
 
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
 
 int
 main(void)

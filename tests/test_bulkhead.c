@@ -1326,9 +1326,7 @@ test_bulkhead_survives_every_allocation_failure(void **state)
     assert_true(pf_test_alloc_sweep(alloc_scenario, *state) >= 2);
 }
 
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
 
 int
 main(void)

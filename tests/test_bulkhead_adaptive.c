@@ -322,9 +322,7 @@ test_bulkhead_record_is_a_no_op_when_not_adaptive(void **state)
 int
 main(void)
 {
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
     const struct CMUnitTest tests[] = {
         T(test_bulkhead_aimd_failures_halve_the_limit_down_to_the_floor),
         T(test_bulkhead_aimd_decreases_once_per_round_of_calls),

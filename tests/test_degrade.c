@@ -1144,9 +1144,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
         T(test_degrade_config_init_sets_documented_defaults),
         T(test_degrade_mode_index_resolves_names),
         T(test_degrade_rules_pick_the_reference_agent_modes),

@@ -1568,9 +1568,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
         T(test_health_config_init_sets_documented_defaults),
         T(test_health_checker_name_is_a_copy),
         T(test_health_check_all_reports_each_check_when_all_pass),

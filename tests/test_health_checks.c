@@ -718,9 +718,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(name)                                                                \
-    cmocka_unit_test_setup_teardown(name, pf_test_clock_setup,                 \
-                                    pf_test_clock_teardown)
+#define T(name) CLOCK_TEST(name)
         T(test_health_memory_opts_init_sets_documented_defaults),
         T(test_health_memory_without_cgroup_uses_the_machine_figure),
         T(test_health_memory_uses_the_nearest_cgroup_limit),

@@ -1390,10 +1390,6 @@ test_leak_allocation_failures_with_a_listener_leak_nothing(void **state)
     assert_true(pf_test_alloc_sweep(alloc_scenario, &sw) > 10);
 }
 
-#define CLOCK_TEST(f)                                                          \
-    cmocka_unit_test_setup_teardown(f, pf_test_clock_setup,                    \
-                                    pf_test_clock_teardown)
-
 int
 main(void)
 {

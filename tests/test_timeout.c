@@ -736,10 +736,6 @@ test_timeout_call_allocation_failures_leak_nothing(void **state)
     assert_int_equal(pf_test_alloc_sweep(call_alloc_scenario, *state), 3);
 }
 
-#define CLOCK_TEST(f)                                                          \
-    cmocka_unit_test_setup_teardown(f, pf_test_clock_setup,                    \
-                                    pf_test_clock_teardown)
-
 int
 main(void)
 {

@@ -19,7 +19,7 @@
  *   9, 10  cpu 3 and cpu 2 end */
 #include <stdio.h>
 
-#include "pf.h"
+#include "demo.h"
 
 enum { CPU_JOBS = 5, IO_JOBS = 3, JOBS = CPU_JOBS + IO_JOBS };
 

@@ -8,7 +8,7 @@
  * breaker opens at 12 s, fails its first trial at 18 s (back to open) and
  * closes after two good trials at 24 s and 26 s. The runs are synchronous
  * (pf_agent_run on this thread): no timer is involved. */
-#include "pf.h"
+#include "demo.h"
 
 #define REQUESTS 15
 #define DOWN_FROM 4.0

@@ -4,8 +4,9 @@
  * Leak detector "leak-aware" samples the process every 10 s (its
  * monitoring thread) and tracks the resources agent "leak_aware"'s states
  * hold (the runtime reports each attempt's start and end). The process is
- * simulated (the detector's sampler callback): 48 open fds plus the temp
- * files export_report keeps.
+ * simulated (the detector's sampler callback, a script standing in for
+ * /proc): 48 open fds plus the temp files export_report keeps; the
+ * narration says so, so no one takes 48 for this process's real count.
  *
  * Agent "leak_aware" runs resource_using_task, which opens what it needs
  * and closes it, then export_report, which has the bug: it never finishes,
@@ -21,7 +22,7 @@
  * parked again. */
 #include <stdio.h>
 
-#include "pf.h"
+#include "demo.h"
 
 #define BASE_FDS 48
 #define FILES_PER_STEP 4
@@ -41,7 +42,8 @@ sample(int pid, pf_leak_sample_t *out, void *arg)
     leak_scene_t *s = arg;
 
     (void)pid;
-    demo_say(s->demo, "leak detector leak-aware", "sample: %d open fds",
+    demo_say(s->demo, "leak detector leak-aware",
+             "scripted sample: %d open fds",
              BASE_FDS + atomic_load(&s->temp_files));
     out->rss_bytes = INT64_C(120) << 20;
     out->memory_limit_bytes = INT64_C(1) << 30;
@@ -276,7 +278,11 @@ demo_scene_leak(demo_t *d)
     demo_note(d, "states hold (leak threshold 30 s). resource_using_task "
                  "cleans up after itself; export_report");
     demo_note(d, "has a bug: it never ends, and keeps 4 more temp files "
-                 "every 10 s. The process has 48 fds.");
+                 "every 10 s. The process is simulated:");
+    demo_note(d,
+              "a scripted sampler stands in for /proc, reporting %d fds "
+              "plus the temp files export_report keeps.",
+              BASE_FDS);
     demo_blank(d);
     play(s, a);
     if (demo_verdict(d) == 0) {

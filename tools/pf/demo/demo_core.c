@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "pf.h"
+#include "demo.h"
 
 /* Real time a scene waits for what it expects before giving up. Generous:
  * under ThreadSanitizer on a busy machine a hand-off can take a while. */

@@ -17,7 +17,7 @@
  * moves the clock from one wait's end to the next. */
 #include <stdio.h>
 
-#include "pf.h"
+#include "demo.h"
 
 typedef struct timeout_scene {
     demo_t *demo;

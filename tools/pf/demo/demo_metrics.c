@@ -6,11 +6,18 @@
  * their metrics as Prometheus text; the scene prints a few families of it
  * (the help line and every sample) and checks that each object of the
  * registry is in the text. Run alone, the registry is empty: the text has
- * only puffinflow_info. */
+ * only puffinflow_info.
+ *
+ * Simulated time runs on through the later scenes, so a breaker left open
+ * by an earlier scene may have passed its open period: it then reads
+ * half-open here, though no scene showed it leave open (a breaker reports
+ * half-open once the period has passed; the transition, and its listener
+ * line, come with the next call, and none came). The scene says so for
+ * each such breaker, and checks the text shows it. */
 #include <stdio.h>
 #include <string.h>
 
-#include "pf.h"
+#include "demo.h"
 
 /* The families shown, one per kind of object. */
 static const char *const shown[] = {
@@ -77,6 +84,35 @@ check_object(pf_registry_kind_t kind, const char *name, void *object, void *arg)
     return 0;
 }
 
+/* Explain a breaker that reads half-open (see the top of the file). */
+static int
+explain_half_open(pf_registry_kind_t kind, const char *name, void *object,
+                  void *arg)
+{
+    export_check_t *c = arg;
+    pf_breaker_metrics_t m;
+    char sample[192];
+
+    (void)kind;
+    pf_breaker_metrics(object, &m);
+    if (m.state != PF_BREAKER_HALF_OPEN) {
+        return 0;
+    }
+    demo_note(c->demo,
+              "Breaker %s reads 2 (half-open) below: it opened in an earlier "
+              "scene, and its %g s",
+              name, (double)m.recovery_timeout_ns / 1e9);
+    demo_note(c->demo, "open period has passed since, as time ran on through "
+                       "the later scenes. Its next call would");
+    demo_note(c->demo, "be a trial; none came, so no listener line announced "
+                       "the change.");
+    snprintf(sample, sizeof(sample), "puffinflow_breaker_state{name=\"%s\"} 2",
+             name);
+    demo_expect(c->demo, strstr(c->text, sample) != NULL,
+                "breaker %s half-open in the metrics", name);
+    return 0;
+}
+
 static void
 count_lines(const char *text, unsigned *lines, unsigned *families)
 {
@@ -116,6 +152,7 @@ demo_scene_metrics(demo_t *d)
               "families: %u). An excerpt:",
               pf_registry_count(reg, PF_REGISTRY_ANY), lines, families);
     demo_blank(d);
+    pf_registry_foreach(reg, PF_REGISTRY_BREAKER, explain_half_open, &check);
     if (pf_registry_count(reg, PF_REGISTRY_ANY) == 0) {
         demo_note(d, "  (the registry is empty: run the whole demo to fill "
                      "it)");

@@ -15,7 +15,7 @@
  * (pf_agent_run on this thread). */
 #include <stdio.h>
 
-#include "pf.h"
+#include "demo.h"
 
 #define RUNS 5
 

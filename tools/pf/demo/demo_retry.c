@@ -17,7 +17,7 @@
  *
  * A retry delay is a timer on the executor, so the scene moves the clock
  * to each retry as the listener announces it (demo_run_driven). */
-#include "pf.h"
+#include "demo.h"
 
 typedef struct retry_scene {
     demo_t *demo;

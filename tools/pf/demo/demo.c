@@ -10,15 +10,15 @@
  *   pf demo --scene NAME ...  only those (repeatable)
  *   pf demo --list            the scenes
  *
- * `--quick` is accepted for older scripts; the demo is always quick. The
- * exit status is 0 only when every scene saw what it narrates (the
- * breaker did open, the leak was found, ...), so the test running it
- * means something. */
+ * `--quick` is accepted for older scripts; the demo is always quick. Every
+ * scene checks its outcome: that what it narrates did happen (the breaker
+ * did open, the leak was found, ...). The exit status is 0 only when every
+ * check passed, so the test running it means something. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "pf.h"
+#include "demo.h"
 
 /* Worker threads of the demo's executor: enough for every state a scene
  * keeps waiting on the clock at once, plus one. */
@@ -162,11 +162,14 @@ pf_tool_demo(int argc, char **argv)
     demo_free(d);
     if (failed != 0) {
         fprintf(stderr,
-                "pf demo: %zu of %zu scenes did not show what they narrate\n",
+                "pf demo: %zu of %zu scenes failed their checks: something "
+                "they narrated did not happen (see above)\n",
                 failed, ran);
         return 1;
     }
-    printf("\ndemo finished: %zu scene%s, each saw what it narrates\n", ran,
-           ran == 1 ? "" : "s");
+    printf("\ndemo finished: %zu scene%s; every scene checked its outcome "
+           "(the breaker opened, the leak was found, ...) and all checks "
+           "passed\n",
+           ran, ran == 1 ? "" : "s");
     return 0;
 }
