@@ -1,8 +1,11 @@
 # Sourced by the scripts in this folder: installs, with apt-get, whatever
 # Debian package the build and the tests need and the machine lacks.
 PF_PACKAGES="cmake make gcc clang pkg-config libcmocka-dev binutils
-             libmicrohttpd-dev libcurl4-openssl-dev curl prometheus"
+             libmicrohttpd-dev libcurl4-openssl-dev curl prometheus
+             libclang-rt-14-dev"
 # prometheus brings promtool, which the HTTP tests use to check /metrics.
+# libclang-rt-14-dev holds libFuzzer (clang only recommends it), for the
+# fuzz harnesses of scripts/fuzz.sh.
 
 pf_install_deps() {
     local missing=""

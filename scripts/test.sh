@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Build and run every test, four ways:
+# Build and run every test, four ways, then the fuzzers:
 #   1. gcc, warnings as errors (-Wall -Wextra -Werror -pedantic): full suite
 #   2. clang, warnings as errors: everything compiles
 #   3. gcc with AddressSanitizer + UndefinedBehaviorSanitizer: full suite,
 #      halting on the first error
 #   4. gcc with ThreadSanitizer: full suite
+#   5. the libFuzzer harnesses (clang, ASan + UBSan): each for a few seconds
+#      from its seed corpus, plus every committed regression input
+#      (scripts/fuzz.sh; one count per harness)
 # Installs missing packages first. Exits non-zero on any failure; the last
 # line is "N passed, N failed", summed over all runs.
 # Usage: scripts/test.sh [ctest -R regex]
@@ -76,6 +79,23 @@ run_suite gcc build/test-gcc gcc ""
 run_suite clang build/test-clang clang "" 0
 run_suite asan-ubsan build/test-asan gcc "address,undefined"
 run_suite tsan build/test-tsan gcc "thread"
+
+# Every fuzz harness for a short fixed budget (scripts/fuzz.sh prints one
+# line per harness and ends with "fuzz: N passed, N failed").
+fuzz_seconds=5
+echo "== fuzz (${fuzz_seconds} s per harness)"
+scripts/fuzz.sh "$fuzz_seconds" >"$log_dir/fuzz.log" 2>&1
+fuzz_summary=$(grep -E "^fuzz: [0-9]+ passed, [0-9]+ failed$" \
+               "$log_dir/fuzz.log" | tail -n 1)
+grep -v -E "^fuzz: [0-9]+ passed" "$log_dir/fuzz.log"
+if [ -z "$fuzz_summary" ]; then
+    echo "fuzz: no summary"
+    failed=$((failed + 1))
+else
+    passed=$((passed + $(echo "$fuzz_summary" | sed -E 's/fuzz: ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$fuzz_summary" | sed -E 's/.* ([0-9]+) failed$/\1/')))
+    echo "$fuzz_summary"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

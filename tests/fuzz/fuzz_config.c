@@ -392,14 +392,16 @@ fuzz_ratelimit(fz_t *f, pf_clock_t *clock)
         case 2:
             until = pf_ratelimit_time_until_ns(rl, n);
             FUZZ_CHECK(until >= 0, "time_until %lld", (long long)until);
-            if (until != INT64_MAX && n > 0) {
-                /* The promise: that long from now, n are there. */
+            if (until != INT64_MAX && n > 0 &&
+                until < INT64_MAX - 1 - pf_clock_now_ns(clock)) {
+                /* The promise: that long from now, n are there (if the
+                 * clock, which saturates, can get there). */
                 pf_clock_manual_advance(clock, until);
                 rc = pf_ratelimit_try_acquire(rl, n);
                 FUZZ_CHECK(rc == 0,
                            "%u permits not there %lld ns after "
-                           "time_until said so: %d",
-                           n, (long long)until, rc);
+                           "time_until said so: %d (rate %.17g, burst %u)",
+                           n, (long long)until, rc, cfg.rate, cfg.burst);
                 acquired += n;
             }
             break;
@@ -490,7 +492,7 @@ fuzz_retry(fz_t *f, pf_clock_t *clock)
 
         /* Time moves by what the attempt took, then by the delay; both
          * stay far from overflowing the clock. */
-        now = clamp_time(now, (int64_t)(fz_u64(f) >> (fz_u8(f) % 64 + 2)));
+        now = clamp_time(now, (int64_t)(fz_u64(f) >> (fz_u8(f) % 62 + 2)));
         delay = -1;
         if (!pf_retry_next(&p, &st, result, now, &delay)) {
             break;
