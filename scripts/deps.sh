@@ -27,6 +27,7 @@ PF_PACKAGES="
     python3
     python3-prometheus-client
     locales
+    libclang-rt-14-dev
 "
 # clang: the second compiler the suite is built with.
 # pkg-config: finds libmicrohttpd and libcurl; the install test uses it.
@@ -37,6 +38,8 @@ PF_PACKAGES="
 # libcurl4-openssl-dev: the HTTP endpoint's tests are its client.
 # python3, python3-prometheus-client: tests/prom_parse.py, run with
 #   /usr/bin/python3, checks the metrics tests' exposition text.
+# libclang-rt-14-dev: libFuzzer, which clang only recommends, for the fuzz
+#   harnesses (scripts/fuzz.sh, the last phase of scripts/test.sh).
 # locales: localedef, with which tests/test_locale.c builds a
 #   comma-decimal locale (de_DE) to check that numbers ignore the locale.
 

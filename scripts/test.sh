@@ -7,6 +7,9 @@
 #   4. gcc with AddressSanitizer + UndefinedBehaviorSanitizer: full suite,
 #      halting on the first error
 #   5. gcc with ThreadSanitizer: full suite
+#   6. the libFuzzer harnesses (clang, ASan + UBSan): each for a few seconds
+#      from its seed corpus, plus every committed regression input
+#      (scripts/fuzz.sh; one count per harness)
 # Every build turns every part on explicitly (PF_BUILD_TESTS=ON,
 # PF_WITH_HTTP=ON, ...), so a missing dependency fails the configure
 # instead of skipping tests. Exits non-zero on any failure; the last line
@@ -109,6 +112,23 @@ phase_gcc() { run_suite gcc build/test-gcc gcc ""; }
 phase_clang() { run_suite clang build/test-clang clang "" 0; }
 phase_asan() { run_suite asan-ubsan build/test-asan gcc "address,undefined"; }
 phase_tsan() { run_suite tsan build/test-tsan gcc "thread"; }
+# Every fuzz harness for a short fixed budget (scripts/fuzz.sh prints one
+# line per harness and ends with "fuzz: N passed, N failed").
+phase_fuzz() {
+    local fuzz_seconds=${PF_FUZZ_SECONDS:-5} summary
+    scripts/fuzz.sh "$fuzz_seconds" >"$log_dir/fuzz.log" 2>&1
+    summary=$(grep -E "^fuzz: [0-9]+ passed, [0-9]+ failed$" \
+              "$log_dir/fuzz.log" | tail -n 1)
+    grep -v -E "^fuzz: [0-9]+ passed" "$log_dir/fuzz.log" | tail -n 40
+    if [ -z "$summary" ]; then
+        echo "fuzz: no summary"
+        failed=$((failed + 1))
+        return
+    fi
+    passed=$((passed + $(echo "$summary" | sed -E 's/fuzz: ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$summary" | sed -E 's/.* ([0-9]+) failed$/\1/')))
+    echo "$summary"
+}
 
 phases=(
     "installing packages|phase_packages"
@@ -116,6 +136,7 @@ phases=(
     "clang build|phase_clang"
     "asan+ubsan build + suite|phase_asan"
     "tsan build + suite|phase_tsan"
+    "fuzzers, ${PF_FUZZ_SECONDS:-5} s each|phase_fuzz"
 )
 
 total_start=$(date +%s)
