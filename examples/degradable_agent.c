@@ -190,8 +190,8 @@ degradable_agent_init(degradable_agent_t *a, pf_executor_t *ex,
     cfg.min_dwell = 30.0; /* recover only after 30 s in a mode */
     cfg.source = sample_machine;
     cfg.source_arg = m;
-    cfg.on_change = on_mode_change;
-    cfg.on_change_arg = a;
+    cfg.listener = on_mode_change;
+    cfg.listener_arg = a;
     cfg.clock = clock;
     rc = pf_degradation_new(&cfg, &a->degradation);
     if (rc == 0) {

@@ -266,7 +266,7 @@ main(void)
     cfg.memory_threshold = 0.8;       /* alert if memory usage > 80% */
     cfg.file_handle_threshold = 1000; /* alert if file handles > 1000 */
     cfg.connection_threshold = 100;   /* alert if connections > 100 */
-    cfg.on_alert = on_alert;
+    cfg.listener = on_alert;
     cfg.clock = clock;
     pf_executor_config_init(&ecfg);
     ecfg.clock = clock;

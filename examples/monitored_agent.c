@@ -241,8 +241,8 @@ monitored_agent_init(monitored_agent_t *a, pf_executor_t *ex,
 
     pf_health_config_init(&cfg);
     cfg.name = "MonitoredAgent";
-    cfg.on_change = on_health_change;
-    cfg.on_change_arg = a;
+    cfg.listener = on_health_change;
+    cfg.listener_arg = a;
     cfg.clock = clock;
     rc = pf_health_checker_new(&cfg, &a->health_checker);
     if (rc != 0) {

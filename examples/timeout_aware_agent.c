@@ -165,7 +165,7 @@ timeout_aware_agent_new(pf_executor_t *ex, timeout_aware_agent_t *a,
 
     pf_timeout_config_init(&tcfg);
     tcfg.name = "TimeoutAwareAgent";
-    tcfg.on_event = on_timeout_event;
+    tcfg.listener = on_timeout_event;
     tcfg.clock = a->clock;
     rc = pf_timeout_manager_new(&tcfg, &a->timeout_manager);
     if (rc != 0) {

@@ -1118,7 +1118,7 @@ test_agent_full_bulkhead_is_retried_after_the_backoff(void **state)
     fixture_t *f = *state;
     pf_agent_t *x = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
     pf_agent_t *y = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
-    pf_bulkhead_t *bh = bulkhead_of_one(f->clock, 0.0, 0);
+    pf_bulkhead_t *bh = bulkhead_of_one(f->clock, 1.0, 0);
     holder_t h = {0};
     spec_t s = {0};
     pf_state_opts_t o;

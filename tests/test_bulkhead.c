@@ -355,7 +355,7 @@ static void
 test_bulkhead_call_rejects_without_calling_when_full(void **state)
 {
     events_t e;
-    pf_bulkhead_t *bh = make_listened(*state, 1, 0.0, 10, &e);
+    pf_bulkhead_t *bh = make_listened(*state, 1, 1.0, 0, &e);
 
     g_calls = 0;
     assert_pf_ok(pf_bulkhead_try_enter(bh));
@@ -369,23 +369,52 @@ test_bulkhead_call_rejects_without_calling_when_full(void **state)
 }
 
 static void
-test_bulkhead_enter_rejects_at_once_when_waiting_is_off(void **state)
+test_bulkhead_enter_rejects_at_once_when_nobody_may_wait(void **state)
 {
-    pf_bulkhead_t *no_wait = make(*state, 1, 0.0, 10);
     pf_bulkhead_t *no_queue = make(*state, 1, 10.0, 0);
 
-    assert_pf_ok(pf_bulkhead_enter(no_wait));
-    assert_pf_err(pf_bulkhead_enter(no_wait), PF_EFULL);
     assert_pf_ok(pf_bulkhead_enter(no_queue));
     assert_pf_err(pf_bulkhead_enter(no_queue), PF_EFULL);
-    assert_int_equal(metrics(no_wait).rejected_full, 1);
     assert_int_equal(metrics(no_queue).rejected_full, 1);
     assert_int_equal(pf_clock_manual_waiters(*state), 0);
     assert_pf_err(pf_bulkhead_enter(NULL), PF_EINVAL);
-    pf_bulkhead_leave(no_wait);
     pf_bulkhead_leave(no_queue);
-    pf_bulkhead_free(no_wait);
     pf_bulkhead_free(no_queue);
+}
+
+static void
+on_grant_count(pf_bulkhead_ticket_t *t, void *arg)
+{
+    int *n = arg;
+
+    (void)t;
+    (*n)++;
+}
+
+/* One rule for durations: 0 is "off", so a max_wait_duration of 0 is no
+ * limit at all (as INFINITY); max_queue_size 0 is what says "never wait". */
+static void
+test_bulkhead_zero_max_wait_means_no_limit(void **state)
+{
+    pf_bulkhead_t *bh = make(*state, 1, 0.0, 10);
+    pf_bulkhead_ticket_t t = {0};
+    pf_deadline_t d;
+    bool entered = true;
+    int granted = 0;
+
+    assert_pf_ok(pf_bulkhead_try_enter(bh));
+    assert_pf_ok(pf_bulkhead_enqueue(bh, &t, PF_PRIORITY_NORMAL,
+                                     on_grant_count, &granted, &entered));
+    assert_false(entered);
+    d = pf_bulkhead_ticket_deadline(&t);
+    assert_true(pf_deadline_is_none(&d));
+    pf_clock_manual_advance(*state, 1000000 * NS_PER_SEC);
+    assert_int_equal(metrics(bh).waiting, 1); /* still waiting */
+    assert_int_equal(metrics(bh).rejected_timeout, 0);
+    pf_bulkhead_leave(bh); /* the slot passes to the waiter */
+    assert_int_equal(granted, 1);
+    pf_bulkhead_leave(bh);
+    pf_bulkhead_free(bh);
 }
 
 /* ---- waiting ---------------------------------------------------------- */
@@ -842,7 +871,7 @@ test_bulkhead_enqueue_rejects_bad_input_and_a_full_queue(void **state)
 {
     events_t e;
     pf_bulkhead_t *bh = make_listened(*state, 1, 30.0, 1, &e);
-    pf_bulkhead_t *no_wait = make(*state, 1, 0.0, 10);
+    pf_bulkhead_t *no_wait = make(*state, 1, 10.0, 0);
     pf_bulkhead_ticket_t t = {0};
     pf_bulkhead_ticket_t t2 = {0};
     grant_rec_t g = {0};
@@ -1243,7 +1272,7 @@ test_bulkhead_enter_until_accepts_a_deadline_on_another_clock(void **state)
 static void
 test_bulkhead_metrics_report_every_field(void **state)
 {
-    pf_bulkhead_t *bh = make(*state, 3, 0.0, 7);
+    pf_bulkhead_t *bh = make(*state, 3, 1.0, 7);
     pf_bulkhead_metrics_t m;
 
     m = metrics(bh);
@@ -1339,7 +1368,8 @@ main(void)
         T(test_bulkhead_leave_without_enter_is_ignored_when_nobody_is_inside),
         T(test_bulkhead_call_returns_the_result_unchanged_and_leaves),
         T(test_bulkhead_call_rejects_without_calling_when_full),
-        T(test_bulkhead_enter_rejects_at_once_when_waiting_is_off),
+        T(test_bulkhead_enter_rejects_at_once_when_nobody_may_wait),
+        T(test_bulkhead_zero_max_wait_means_no_limit),
         T(test_bulkhead_enter_waits_and_gets_the_freed_slot),
         T(test_bulkhead_enter_times_out_when_the_clock_passes_max_wait),
         T(test_bulkhead_enter_rejects_at_once_when_the_queue_is_full),

@@ -95,7 +95,7 @@ test_degrade_config_init_sets_documented_defaults(void **state)
     assert_true(cfg.min_dwell_degrade == 0.0);
     assert_true(cfg.sample_interval == 5.0);
     assert_null(cfg.source);
-    assert_null(cfg.on_change);
+    assert_null(cfg.listener);
     pf_degrade_rule_init(&r);
     assert_int_equal(r.signal, PF_DEGRADE_SIGNAL_CPU);
     assert_int_equal(r.op, PF_DEGRADE_ABOVE);
@@ -346,8 +346,8 @@ listened_manager(pf_clock_t *clock, last_event_t *le)
     cfg.modes_len = 4;
     cfg.min_dwell = 0;
     cfg.clock = clock;
-    cfg.on_change = on_mode;
-    cfg.on_change_arg = le;
+    cfg.listener = on_mode;
+    cfg.listener_arg = le;
     assert_pf_ok(pf_degradation_new(&cfg, &d));
     le->d = d;
     return d;
@@ -1113,7 +1113,7 @@ sweep_scenario(void *arg)
     cfg.rules_len = 1;
     cfg.clock = clock;
     cfg.min_dwell = 0;
-    cfg.on_change = ignore_mode;
+    cfg.listener = ignore_mode;
     fixture("limited");
     cfg.proc_root = g_proc;
     cfg.cgroup_root = g_cgroup;

@@ -215,7 +215,7 @@ test_health_config_init_sets_documented_defaults(void **state)
     pf_health_config_init(&cfg);
     assert_string_equal(cfg.name, "health");
     assert_true(cfg.cache_ttl == 0.0);
-    assert_null(cfg.on_change);
+    assert_null(cfg.listener);
     assert_null(cfg.clock);
     pf_health_check_opts_init(&o);
     assert_true(o.timeout == 5.0);
@@ -506,7 +506,7 @@ test_health_free_while_a_check_hangs_cleans_up_when_it_returns(void **state)
     gate_init(&g);
     pf_health_config_init(&cfg);
     cfg.clock = clock;
-    cfg.on_change = count_event;
+    cfg.listener = count_event;
     assert_pf_ok(pf_health_checker_new(&cfg, &hc));
     g.status = PF_DEGRADED; /* would be a change, were it not dropped */
     assert_pf_ok(pf_health_add_check_ex(hc, "hangs", gate_check, &g, &o));
@@ -925,8 +925,8 @@ test_health_listener_hears_check_and_overall_changes_in_order(void **state)
     pf_health_config_init(&cfg);
     cfg.name = "svc";
     cfg.clock = *state;
-    cfg.on_change = record_event;
-    cfg.on_change_arg = &rec;
+    cfg.listener = record_event;
+    cfg.listener_arg = &rec;
     assert_pf_ok(pf_health_checker_new(&cfg, &hc));
     rec.hc = hc;
     assert_pf_ok(pf_health_add_check(hc, "db", fixed_check, &db));
@@ -1005,8 +1005,8 @@ test_health_listener_may_run_checks_itself(void **state)
 
     pf_health_config_init(&cfg);
     cfg.clock = *state;
-    cfg.on_change = rerun_from_listener;
-    cfg.on_change_arg = &re;
+    cfg.listener = rerun_from_listener;
+    cfg.listener_arg = &re;
     assert_pf_ok(pf_health_checker_new(&cfg, &hc));
     re.hc = hc;
     assert_pf_ok(pf_health_add_check(hc, "dep", fixed_check, &f));
@@ -1416,9 +1416,6 @@ test_health_add_check_rejects_bad_input(void **state)
     assert_pf_err(pf_health_add_check(hc, "a", noop_check, NULL), PF_EINVAL);
 
     pf_health_check_opts_init(&o);
-    o.timeout = 0.0;
-    assert_pf_err(pf_health_add_check_ex(hc, "b", noop_check, NULL, &o),
-                  PF_EINVAL);
     o.timeout = 1e-12; /* rounds to no time at all */
     assert_pf_err(pf_health_add_check_ex(hc, "b", noop_check, NULL, &o),
                   PF_EINVAL);
@@ -1446,6 +1443,8 @@ test_health_add_check_rejects_bad_input(void **state)
     pf_health_check_opts_init(&o);
     o.timeout = INFINITY; /* no timeout at all is allowed */
     assert_pf_ok(pf_health_add_check_ex(hc, "b", noop_check, NULL, &o));
+    o.timeout = 0.0; /* 0 is "off": no timeout too */
+    assert_pf_ok(pf_health_add_check_ex(hc, "c", noop_check, NULL, &o));
     pf_health_checker_free(hc);
 }
 
@@ -1515,7 +1514,7 @@ sweep_scenario(void *arg)
 
     pf_health_config_init(&cfg);
     cfg.clock = clock;
-    cfg.on_change = ignore_event;
+    cfg.listener = ignore_event;
     rc = pf_health_checker_new(&cfg, &hc);
     if (rc != 0) {
         assert_pf_err(rc, PF_ENOMEM);

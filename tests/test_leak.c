@@ -113,8 +113,8 @@ test_config(pf_leak_config_t *cfg, pf_clock_t *clock, script_t *s,
     cfg->clock = clock;
     cfg->sample = script_sample;
     cfg->sample_arg = s;
-    cfg->on_alert = record_alert;
-    cfg->on_alert_arg = r;
+    cfg->listener = record_alert;
+    cfg->listener_arg = r;
 }
 
 static pf_leak_sample_t
@@ -145,7 +145,7 @@ test_leak_config_init_sets_the_documented_defaults(void **state)
     assert_int_equal(cfg.file_handle_threshold, 1000);
     assert_int_equal(cfg.connection_threshold, 100);
     assert_float_equal(cfg.leak_threshold, 300.0, 0.0);
-    assert_null(cfg.on_alert);
+    assert_null(cfg.listener);
     assert_null(cfg.clock);
     assert_float_equal(cfg.hysteresis, 0.1, 0.0);
     assert_int_equal(cfg.trend_window, 10);
@@ -1040,8 +1040,8 @@ test_leak_stop_from_own_listener_is_estate(void **state)
     cfg.clock = clock;
     cfg.sample = script_sample;
     cfg.sample_arg = &s;
-    cfg.on_alert = stop_from_listener;
-    cfg.on_alert_arg = &ss;
+    cfg.listener = stop_from_listener;
+    cfg.listener_arg = &ss;
     assert_pf_ok(pf_leak_detector_new(&cfg, &ss.d));
     assert_pf_ok(pf_leak_detector_start_monitoring(ss.d));
     pf_test_wait_for_flag(&ss.done, 1);
@@ -1167,8 +1167,8 @@ test_leak_concurrent_checks_alert_one_at_a_time_in_order(
     v[0] = fds_sample(5000);
     v[1] = fds_sample(10);
     test_config(&cfg, clock, &s, v, 2, &al);
-    cfg.on_alert = one_at_a_time;
-    cfg.on_alert_arg = &t;
+    cfg.listener = one_at_a_time;
+    cfg.listener_arg = &t;
     assert_pf_ok(pf_leak_detector_new(&cfg, &t.d));
     assert_int_equal(pthread_create(&th, NULL, check_thread, &t), 0);
     pf_test_wait_for_flag(&t.active, 1); /* telling the raise */
@@ -1334,8 +1334,8 @@ alloc_scenario(void *arg)
     cfg.sample_arg = &(script_t){0};
     cfg.trend_window = 4;
     if (sw->listen) {
-        cfg.on_alert = count_alert;
-        cfg.on_alert_arg = &heard;
+        cfg.listener = count_alert;
+        cfg.listener_arg = &heard;
     }
     rc = pf_leak_detector_new(&cfg, &d);
     if (rc != 0) {

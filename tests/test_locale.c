@@ -241,8 +241,8 @@ test_locale_rule_text_reads_a_decimal_point_only(void **state)
     pf_degradation_config_init(&cfg);
     cfg.min_dwell = 0;
     cfg.clock = *state;
-    cfg.on_change = on_change;
-    cfg.on_change_arg = reason;
+    cfg.listener = on_change;
+    cfg.listener_arg = reason;
     assert_pf_ok(pf_degradation_new(&cfg, &d));
     assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90.5 -> reduced"));
     assert_pf_err(pf_degradation_add_rule_str(d, "cpu > 90,5 -> reduced"),

@@ -211,9 +211,9 @@ test_registry_default_config_applies_to_later_gets(void **state)
     cfg.cache_ttl = -1.0;
     assert_pf_err(pf_registry_set_health_checker_defaults(r, &cfg), PF_EINVAL);
     cfg.cache_ttl = 0.0;
-    cfg.on_change = count_listener;
+    cfg.listener = count_listener;
     assert_pf_ok(pf_registry_set_health_checker_defaults(r, &cfg));
-    cfg.on_change = NULL; /* the registry kept its own copy */
+    cfg.listener = NULL; /* the registry kept its own copy */
     atomic_store(&g_listener_calls, 0);
     assert_pf_ok(pf_registry_get_health_checker(r, "svc", NULL, &hc));
     assert_pf_ok(pf_health_add_check(hc, "dep", failing_check, NULL));

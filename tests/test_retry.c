@@ -29,7 +29,7 @@ test_backoff_defaults_match_the_design(void **state)
     assert_null(p.backoff); /* pf_backoff_init's defaults */
     assert_null(p.retry_on);
     assert_null(p.is_retryable);
-    assert_null(p.on_retry);
+    assert_null(p.listener);
     assert_int_equal(p.seed, 0);
     assert_true(p.max_elapsed == 0.0);
     assert_true(pf_deadline_is_none(&p.deadline));
@@ -843,8 +843,8 @@ test_retry_listener_sees_each_retry_and_may_override_the_delay(void **state)
     int64_t d;
 
     fixed_policy(&p, c);
-    p.on_retry = listen;
-    p.on_retry_arg = &h;
+    p.listener = listen;
+    p.listener_arg = &h;
     h.set_delay = 30.0; /* a server's Retry-After, above max_delay too */
     assert_pf_ok(pf_retry_start(&p, &st, 0));
     assert_true(pf_retry_next(&p, &st, -9, 0, &d));
@@ -925,8 +925,8 @@ ended_make(ended_t *e, pf_clock_t *c, unsigned max_retries, int result)
     memset(e, 0, sizeof(*e));
     fixed_policy(&e->p, c);
     e->p.max_retries = max_retries;
-    e->p.on_retry = listen;
-    e->p.on_retry_arg = &e->h;
+    e->p.listener = listen;
+    e->p.listener_arg = &e->h;
     e->h.set_delay = NAN; /* keep the planned delay */
     pf_retry_budget_config_init(&bc);
     bc.clock = c;
@@ -1009,8 +1009,8 @@ test_retry_next_after_a_refused_start_stays_final(void **state)
     bool retry = true;
 
     fixed_policy(&p, *state);
-    p.on_retry = listen;
-    p.on_retry_arg = &h;
+    p.listener = listen;
+    p.listener_arg = &h;
     assert_pf_ok(pf_token_new(NULL, NULL, &p.token));
     pf_token_cancel(p.token);
     assert_pf_err(pf_retry_start(&p, &st, 0), PF_ECANCELED);

@@ -55,7 +55,7 @@ test_retry_budget_defaults_match_the_design(void **state)
     assert_true(cfg.ratio == 0.2);
     assert_true(cfg.min_retries_per_sec == 10.0);
     assert_true(cfg.window == 10.0);
-    assert_null(cfg.on_refused);
+    assert_null(cfg.listener);
     assert_null(cfg.clock);
     assert_pf_ok(pf_retry_budget_new(&cfg, &b));
     assert_string_equal(pf_retry_budget_name(b), "default");
@@ -218,8 +218,8 @@ test_retry_budget_tells_the_listener_of_refusals(void **state)
     cfg.name = "payments";
     cfg.ratio = 0.5;
     cfg.min_retries_per_sec = 0.0;
-    cfg.on_refused = on_refused;
-    cfg.on_refused_arg = &r;
+    cfg.listener = on_refused;
+    cfg.listener_arg = &r;
     cfg.clock = *state;
     assert_pf_ok(pf_retry_budget_new(&cfg, &r.b));
     deposit(r.b, 4);

@@ -44,8 +44,8 @@ manager_on(pf_clock_t *c, events_t *ev, pf_token_t *tok)
     cfg.clock = c;
     cfg.token = tok;
     if (ev != NULL) {
-        cfg.on_event = on_event;
-        cfg.on_event_arg = ev;
+        cfg.listener = on_event;
+        cfg.listener_arg = ev;
     }
     assert_pf_ok(pf_timeout_manager_new(&cfg, &tm));
     return tm;
@@ -63,7 +63,7 @@ test_timeout_manager_defaults_and_bad_input(void **state)
     assert_string_equal(cfg.name, "default");
     assert_null(cfg.token);
     assert_null(cfg.clock);
-    assert_null(cfg.on_event);
+    assert_null(cfg.listener);
     assert_pf_err(pf_timeout_manager_new(NULL, &tm), PF_EINVAL);
     assert_pf_err(pf_timeout_manager_new(&cfg, NULL), PF_EINVAL);
     cfg.name = NULL;

@@ -90,7 +90,8 @@ typedef struct pf_bulkhead_config {
     const char *name;                 /* copied by _new; default "default" */
     unsigned max_concurrent_calls;    /* 1..PF_BULKHEAD_MAX_LIMIT; default 10 */
     double max_wait_duration;         /* seconds a caller may wait for a slot;
-                                         0 = no waiting, INFINITY = no limit;
+                                         0 or INFINITY = no limit (to never
+                                         wait, set max_queue_size 0);
                                          default 30 */
     unsigned max_queue_size;          /* callers allowed to wait at once;
                                          0 = nobody waits; default 100 */

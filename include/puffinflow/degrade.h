@@ -134,8 +134,8 @@ typedef struct pf_degradation_config {
     const char *cgroup_root;    /* copied; NULL = "/sys/fs/cgroup" */
     pf_degrade_source_fn source; /* NULL = sample /proc and cgroup files */
     void *source_arg;
-    pf_degrade_listener_fn on_change; /* NULL = none */
-    void *on_change_arg;
+    pf_degrade_listener_fn listener; /* NULL = none */
+    void *listener_arg;
     const pf_clock_t *clock;    /* NULL = system monotonic clock; times
                                    dwell, the sampler and CPU deltas */
 } pf_degradation_config_t;

@@ -105,15 +105,15 @@ typedef struct pf_health_config {
     double cache_ttl;        /* seconds a check's result is reused before
                                 it runs again; >= 0; 0 = always run;
                                 default 0 */
-    pf_health_listener_fn on_change; /* NULL = none; default NULL */
-    void *on_change_arg;
+    pf_health_listener_fn listener; /* NULL = none; default NULL */
+    void *listener_arg;
     const pf_clock_t *clock; /* NULL = system monotonic clock; times every
                                 timeout, the cache and watch */
 } pf_health_config_t;
 
 /* Options of one check. */
 typedef struct pf_health_check_opts {
-    double timeout;          /* seconds; > 0 (INFINITY = none);
+    double timeout;          /* seconds; 0 or INFINITY = none;
                                 default 5 */
     bool critical;           /* false: a failure makes the overall status
                                 degraded at most; default true */

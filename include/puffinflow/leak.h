@@ -8,7 +8,7 @@
  *      UDP, Unix) and TCP connections by state, and its threads, from /proc
  *      (and cgroup v2 for the memory limit). pf_leak_detector_start_monitoring
  *      runs a thread that samples every check_interval; a threshold crossed
- *      raises one alert to the on_alert listener, and the alert re-arms
+ *      raises one alert to the listener, and the alert re-arms
  *      only once the value has fallen back below the threshold by the
  *      hysteresis margin, so a value hovering at the line raises it once.
  *   2. Allocation tracking. The runtime (or you) calls track_allocation
@@ -205,8 +205,15 @@ typedef struct pf_leak_config {
     unsigned connection_threshold; /* TCP + UDP sockets, >= 1; default 100 */
     double leak_threshold;         /* seconds an allocation may be held,
                                       > 0 (may be infinite); default 300 */
-    pf_leak_alert_fn on_alert;     /* NULL = no listener */
-    void *on_alert_arg;
+    union {                        /* the listener; NULL = none */
+        pf_leak_alert_fn listener;
+        pf_leak_alert_fn on_alert; /* the same field, by the reference's
+                                      name */
+    };
+    union {
+        void *listener_arg;
+        void *on_alert_arg;
+    };
     const pf_clock_t *clock;       /* NULL = system monotonic clock */
     double hysteresis;             /* re-arm margin, [0, 1); default 0.1 */
     unsigned trend_window;         /* samples in the trend window: 0 = no
@@ -250,7 +257,7 @@ PF_API const char *pf_leak_detector_name(const pf_leak_detector_t *d);
 
 /* Start the monitoring thread: it samples at once, then every
  * check_interval on the detector's clock, and at each sample checks the
- * thresholds, the trends and the tracked allocations, calling on_alert for
+ * thresholds, the trends and the tracked allocations, calling the listener for
  * what it finds. Returns 0, PF_EINVAL (NULL d), PF_ESTATE if already
  * monitoring, or PF_ESYSTEM when no thread can be created. Thread-safe. */
 PF_API int pf_leak_detector_start_monitoring(pf_leak_detector_t *d);
@@ -332,11 +339,11 @@ typedef struct pf_leak_report {
 /* Check now, on the calling thread: take a sample and check thresholds and
  * trends as a monitoring tick does, list the tracked allocations held
  * longer than leak_threshold (adding new ones to the history), call
- * on_alert for what is new, and fill *out. Works whether or not the
+ * the listener for what is new, and fill *out. Works whether or not the
  * monitoring thread runs. Returns 0 (a failed sample is not an error of
  * check: see sample_error), PF_EINVAL (NULL pointer) or PF_ENOMEM (then
  * *out is empty and no alert is lost: it comes at the next check).
- * Blocks while a monitoring tick runs; calls on_alert with no lock held.
+ * Blocks while a monitoring tick runs; calls the listener with no lock held.
  * Thread-safe. */
 PF_API int pf_leak_detector_check(pf_leak_detector_t *d,
                                   pf_leak_report_t *out);

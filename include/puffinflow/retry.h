@@ -117,8 +117,9 @@ typedef struct pf_retry_budget_config {
                                     finite, >= 0; default 10 */
     double window;               /* seconds calls and retries are counted,
                                     0.01 to 86400 (1 day); default 10 */
-    pf_retry_budget_listener_fn on_refused; /* may be NULL (default) */
-    void *on_refused_arg;
+    pf_retry_budget_listener_fn listener; /* told of each refusal; may be
+                                             NULL (default) */
+    void *listener_arg;
     const pf_clock_t *clock;     /* NULL = system monotonic clock */
 } pf_retry_budget_config_t;
 
@@ -185,7 +186,7 @@ typedef enum pf_retry_stop {
                                     passed before the first attempt */
     PF_RETRY_STOP_CANCELED,      /* the token was cancelled */
     PF_RETRY_STOP_BUDGET,        /* the retry budget refused the retry */
-    PF_RETRY_STOP_LISTENER,      /* the on_retry listener vetoed it */
+    PF_RETRY_STOP_LISTENER,      /* the policy's listener vetoed it */
     PF_RETRY_STOP_INVALID,       /* bad policy or argument (PF_EINVAL) */
     PF_RETRY_STOP_SYSTEM         /* the wait could not be set up
                                     (PF_ESYSTEM) */
@@ -197,7 +198,7 @@ PF_API const char *pf_retry_stop_name(pf_retry_stop_t stop);
 /* Decides whether a non-zero result is retried. */
 typedef bool (*pf_retry_predicate_fn)(int result, void *arg);
 
-/* What the on_retry listener sees before a planned retry. */
+/* What the policy's listener sees before a planned retry. */
 typedef struct pf_retry_event {
     unsigned attempt; /* the attempt that just failed: 1 = the first call */
     int result;       /* what it returned */
@@ -237,8 +238,8 @@ typedef struct pf_retry_policy {
     pf_retry_budget_t *budget; /* when set: each operation is counted as a
                                   call and each retry must be allowed by
                                   it; default NULL */
-    pf_retry_listener_fn on_retry; /* default NULL */
-    void *on_retry_arg;
+    pf_retry_listener_fn listener; /* default NULL */
+    void *listener_arg;
     uint64_t seed;             /* jitter seed; 0 (default) = a fresh seed
                                   per operation. A fixed seed makes every
                                   operation wait alike: for tests. */

@@ -67,8 +67,8 @@ typedef struct pf_timeout_config {
                                       cancelling it cancels every scope;
                                       must outlive the manager; default
                                       NULL */
-    pf_timeout_listener_fn on_event; /* default NULL */
-    void *on_event_arg;
+    pf_timeout_listener_fn listener; /* default NULL */
+    void *listener_arg;
     const pf_clock_t *clock;       /* NULL = system monotonic clock */
 } pf_timeout_config_t;
 

@@ -145,6 +145,11 @@ validate(const pf_bulkhead_config_t *cfg, int64_t *max_wait_ns,
         pf__secs_to_ns(cfg->adaptive_latency, latency_ns) != 0) {
         return PF_EINVAL;
     }
+    /* One rule for durations: 0 is "off", here no limit on the wait (as
+     * INFINITY). "Never wait" is max_queue_size 0. */
+    if (cfg->max_wait_duration == 0.0) {
+        *max_wait_ns = INT64_MAX;
+    }
     /* Written so that NaN fails too. */
     if (!(cfg->adaptive_backoff > 0.0 && cfg->adaptive_backoff < 1.0)) {
         return PF_EINVAL;

@@ -94,8 +94,8 @@ struct pf_degradation {
     char *cgroup_root;
     pf_degrade_source_fn source;
     void *source_arg;
-    pf_degrade_listener_fn on_change;
-    void *on_change_arg;
+    pf_degrade_listener_fn listener;
+    void *listener_arg;
 
     _Atomic unsigned mode;
     _Atomic(watched_t *) watched;
@@ -167,14 +167,14 @@ deliver_event(void *p, void *ctx)
     ev.reason = e->reason;
     ev.health = e->health;
     ev.time_ns = e->time_ns;
-    d->on_change(&ev, d->on_change_arg);
+    d->listener(&ev, d->listener_arg);
 }
 
 /* Deliver queued changes; called and returns with d->lock held. */
 static void
 drain_events(pf_degradation_t *d)
 {
-    if (d->on_change != NULL) {
+    if (d->listener != NULL) {
         pf__evq_drain_all(&d->evq, &d->lock, &d->cv, &d->closing,
                           deliver_event, NULL, d);
     }
@@ -195,7 +195,7 @@ set_mode(pf_degradation_t *d, unsigned to, const char *reason, int64_t now)
     atomic_store_explicit(&d->mode, to, memory_order_relaxed);
     d->entered_ns = now;
     d->transitions++;
-    if (d->on_change != NULL) {
+    if (d->listener != NULL) {
         memset(&e, 0, sizeof(e));
         e.from = from;
         e.to = to;
@@ -1011,8 +1011,8 @@ pf_degradation_new(const pf_degradation_config_t *cfg, pf_degradation_t **out)
     d->dwell_degrade_ns = degrade;
     d->source = cfg->source;
     d->source_arg = cfg->source_arg;
-    d->on_change = cfg->on_change;
-    d->on_change_arg = cfg->on_change_arg;
+    d->listener = cfg->listener;
+    d->listener_arg = cfg->listener_arg;
     atomic_init(&d->mode, 0u);
     atomic_init(&d->watched, NULL);
     atomic_init(&d->sample_errors, 0);

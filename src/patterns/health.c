@@ -115,8 +115,8 @@ struct pf_health_checker {
     char *name;
     const pf_clock_t *clock;
     int64_t ttl_ns;
-    pf_health_listener_fn on_change;
-    void *on_change_arg;
+    pf_health_listener_fn listener;
+    void *listener_arg;
     pthread_mutex_t lock;
     pthread_cond_t cv;  /* a flight settled, a status changed, delivery
                            ended, a check went away */
@@ -299,7 +299,7 @@ deliver_event(void *p, void *ctx)
     ev.to = e->to;
     ev.message = e->msg;
     ev.time_ns = e->time_ns;
-    hc->on_change(&ev, hc->on_change_arg);
+    hc->listener(&ev, hc->listener_arg);
 }
 
 static void
@@ -319,7 +319,7 @@ push_event(pf_health_checker_t *hc, check_t *chk, pf_health_status_t from,
 {
     hev_t e;
 
-    if (hc->on_change == NULL) {
+    if (hc->listener == NULL) {
         return;
     }
     memset(&e, 0, sizeof(e));
@@ -341,7 +341,7 @@ push_event(pf_health_checker_t *hc, check_t *chk, pf_health_status_t from,
 static void
 drain_events(pf_health_checker_t *hc)
 {
-    if (hc->on_change == NULL) {
+    if (hc->listener == NULL) {
         return;
     }
     pf__evq_drain(&hc->evq, &hc->lock, &hc->cv, &hc->closed, deliver_event,
@@ -351,7 +351,7 @@ drain_events(pf_health_checker_t *hc)
 static void
 drain_events_all(pf_health_checker_t *hc)
 {
-    if (hc->on_change == NULL) {
+    if (hc->listener == NULL) {
         return;
     }
     pf__evq_drain_all(&hc->evq, &hc->lock, &hc->cv, &hc->closed,
@@ -506,8 +506,8 @@ pf_health_checker_new(const pf_health_config_t *cfg,
     }
     hc->clock = cfg->clock;
     hc->ttl_ns = ttl;
-    hc->on_change = cfg->on_change;
-    hc->on_change_arg = cfg->on_change_arg;
+    hc->listener = cfg->listener;
+    hc->listener_arg = cfg->listener_arg;
     hc->refs = 1;
     hc->overall = PF_HEALTHY;
     atomic_init(&hc->status_pub, (int)PF_HEALTHY);
@@ -552,10 +552,11 @@ validate_opts(const pf_health_check_opts_t *o, int64_t *timeout_ns)
     size_t i;
     int rc;
 
-    if (o->timeout == 0.0 || o->failures_before_unhealthy == 0) {
+    if (o->failures_before_unhealthy == 0) {
         return PF_EINVAL;
     }
-    rc = pf__secs_to_ns(o->timeout, timeout_ns);
+    /* One rule for durations: 0 is "off", no timeout (as INFINITY). */
+    rc = pf__secs_to_ns(o->timeout == 0.0 ? INFINITY : o->timeout, timeout_ns);
     if (rc != 0) {
         return rc;
     }

@@ -76,8 +76,8 @@ struct pf_leak_detector {
     int pid;
     pf_leak_sample_fn sample;
     void *sample_arg;
-    pf_leak_alert_fn on_alert;
-    void *on_alert_arg;
+    pf_leak_alert_fn listener;
+    void *listener_arg;
     int64_t t0_ns;
 
     pf__track_t track;
@@ -319,8 +319,8 @@ pf_leak_detector_new(const pf_leak_config_t *cfg, pf_leak_detector_t **out)
     d->pid = cfg->pid;
     d->sample = cfg->sample;
     d->sample_arg = cfg->sample_arg;
-    d->on_alert = cfg->on_alert;
-    d->on_alert_arg = cfg->on_alert_arg;
+    d->listener = cfg->listener;
+    d->listener_arg = cfg->listener_arg;
     d->t0_ns = pf_clock_now_ns(cfg->clock);
     d->mem_slope = NAN;
     d->fd_slope = NAN;
@@ -758,7 +758,7 @@ deliver_alert(void *ev, void *ctx)
     e->p.alert.message = e->p.msg;
     e->p.alert.sample = alloc ? NULL : &e->sample;
     e->p.alert.leak = alloc ? &e->leak : NULL;
-    d->on_alert(&e->p.alert, d->on_alert_arg);
+    d->listener(&e->p.alert, d->listener_arg);
 }
 
 static void
@@ -812,7 +812,7 @@ queue_alerts(pf_leak_detector_t *d, const pending_t *pend, size_t npend,
     alert_ev_t e;
     size_t i;
 
-    if (d->on_alert == NULL) {
+    if (d->listener == NULL) {
         return;
     }
     for (i = 0; i < npend; i++) {
@@ -834,7 +834,7 @@ queue_alerts(pf_leak_detector_t *d, const pending_t *pend, size_t npend,
 static void
 deliver_alerts(pf_leak_detector_t *d, bool wait)
 {
-    if (d->on_alert == NULL) {
+    if (d->listener == NULL) {
         return;
     }
     if (wait) {

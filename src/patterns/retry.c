@@ -176,8 +176,8 @@ pf_retry_policy_init(pf_retry_policy_t *p)
     p->deadline = pf_deadline_none();
     p->token = NULL;
     p->budget = NULL;
-    p->on_retry = NULL;
-    p->on_retry_arg = NULL;
+    p->listener = NULL;
+    p->listener_arg = NULL;
     p->seed = 0;
     p->clock = NULL;
 }
@@ -351,13 +351,13 @@ plan_delay(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     }
     *delay = backoff_draw(policy_backoff(p), st->priv_attempts - 1,
                           st->priv_prev_delay, &st->priv_rng);
-    if (p->on_retry == NULL) {
+    if (p->listener == NULL) {
         return true;
     }
     ev.attempt = st->priv_attempts;
     ev.result = result;
     ev.delay = *delay;
-    if (p->on_retry(&ev, p->on_retry_arg) != 0) {
+    if (p->listener(&ev, p->listener_arg) != 0) {
         return false;
     }
     if (ev.delay >= 0.0) { /* false for NaN and negative values */

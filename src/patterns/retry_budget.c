@@ -41,8 +41,8 @@ struct pf_retry_budget {
     double min_per_sec;
     double window_s;
     double reserve; /* min_per_sec * window_s retries */
-    pf_retry_budget_listener_fn on_refused;
-    void *on_refused_arg;
+    pf_retry_budget_listener_fn listener;
+    void *listener_arg;
     _Atomic uint64_t calls_ring[SLOTS];
     _Atomic uint64_t retries_ring[SLOTS];
     _Atomic uint64_t calls;
@@ -61,8 +61,8 @@ pf_retry_budget_config_init(pf_retry_budget_config_t *cfg)
     cfg->ratio = 0.2;
     cfg->min_retries_per_sec = 10.0;
     cfg->window = 10.0;
-    cfg->on_refused = NULL;
-    cfg->on_refused_arg = NULL;
+    cfg->listener = NULL;
+    cfg->listener_arg = NULL;
     cfg->clock = NULL;
 }
 
@@ -107,8 +107,8 @@ pf_retry_budget_new(const pf_retry_budget_config_t *cfg,
     b->min_per_sec = cfg->min_retries_per_sec;
     b->window_s = cfg->window;
     b->reserve = cfg->min_retries_per_sec * cfg->window;
-    b->on_refused = cfg->on_refused;
-    b->on_refused_arg = cfg->on_refused_arg;
+    b->listener = cfg->listener;
+    b->listener_arg = cfg->listener_arg;
     for (unsigned i = 0; i < SLOTS; i++) {
         atomic_init(&b->calls_ring[i], 0);
         atomic_init(&b->retries_ring[i], 0);
@@ -233,11 +233,11 @@ pf_retry_budget_try_withdraw(pf_retry_budget_t *b)
     }
     atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
     pthread_mutex_unlock(&b->lock);
-    if (b->on_refused != NULL) {
+    if (b->listener != NULL) {
         ev.budget_name = b->name;
         ev.window_calls = calls;
         ev.window_retries = retries;
-        b->on_refused(&ev, b->on_refused_arg);
+        b->listener(&ev, b->listener_arg);
     }
     return PF_EBUDGET;
 }

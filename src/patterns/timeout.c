@@ -27,8 +27,8 @@ struct pf_timeout_manager {
     char *name;
     pf_token_t *token;
     const pf_clock_t *clock;
-    pf_timeout_listener_fn on_event;
-    void *on_event_arg;
+    pf_timeout_listener_fn listener;
+    void *listener_arg;
     _Atomic uint64_t entered;
     _Atomic uint64_t left;
     _Atomic uint64_t timed_out;
@@ -47,8 +47,8 @@ pf_timeout_config_init(pf_timeout_config_t *cfg)
     }
     cfg->name = "default";
     cfg->token = NULL;
-    cfg->on_event = NULL;
-    cfg->on_event_arg = NULL;
+    cfg->listener = NULL;
+    cfg->listener_arg = NULL;
     cfg->clock = NULL;
 }
 
@@ -72,8 +72,8 @@ pf_timeout_manager_new(const pf_timeout_config_t *cfg,
     }
     tm->token = cfg->token;
     tm->clock = pf__clock_norm(cfg->clock);
-    tm->on_event = cfg->on_event;
-    tm->on_event_arg = cfg->on_event_arg;
+    tm->listener = cfg->listener;
+    tm->listener_arg = cfg->listener_arg;
     atomic_init(&tm->entered, 0);
     atomic_init(&tm->left, 0);
     atomic_init(&tm->timed_out, 0);
@@ -125,14 +125,14 @@ notify(const pf_timeout_manager_t *tm, pf_timeout_event_kind_t kind,
 {
     pf_timeout_event_t ev;
 
-    if (tm->on_event == NULL) {
+    if (tm->listener == NULL) {
         return;
     }
     ev.kind = kind;
     ev.manager_name = tm->name;
     ev.seconds = seconds;
     ev.overrun = overrun;
-    tm->on_event(&ev, tm->on_event_arg);
+    tm->listener(&ev, tm->listener_arg);
 }
 
 static int

@@ -157,8 +157,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pf_degradation_config_init(&cfg);
     cfg.clock = clock;
     cfg.source = no_source;
-    cfg.on_change = listener;
-    cfg.on_change_arg = &nmodes;
+    cfg.listener = listener;
+    cfg.listener_arg = &nmodes;
     cfg.min_dwell = 1.0;
     rc = pf_degradation_new(&cfg, &d);
     FUZZ_CHECK(rc == 0, "degradation_new %d", rc);

@@ -132,7 +132,7 @@ pf_tool_watch(int argc, char **argv)
     cfg.name = "pf-watch";
     cfg.pid = pid;
     cfg.check_interval = interval;
-    cfg.on_alert = print_alert;
+    cfg.listener = print_alert;
     rc = pf_leak_detector_new(&cfg, &d);
     if (rc != 0) {
         fprintf(stderr, "pf watch: %s: %s\n", pid_arg,

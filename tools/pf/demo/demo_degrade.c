@@ -147,8 +147,8 @@ make_manager(degrade_scene_t *s)
     cfg.min_dwell = 5.0;
     cfg.source = sample;
     cfg.source_arg = s;
-    cfg.on_change = mode_listener;
-    cfg.on_change_arg = s;
+    cfg.listener = mode_listener;
+    cfg.listener_arg = s;
     cfg.clock = demo_clock(s->demo);
     rc = pf_degradation_new(&cfg, &mgr);
     if (rc != 0) {

@@ -135,8 +135,8 @@ make_checker(health_scene_t *s)
 
     pf_health_config_init(&cfg);
     cfg.name = "monitored";
-    cfg.on_change = health_listener;
-    cfg.on_change_arg = s;
+    cfg.listener = health_listener;
+    cfg.listener_arg = s;
     cfg.clock = demo_clock(s->demo);
     rc = pf_health_checker_new(&cfg, &hc);
     if (rc != 0) {

@@ -115,8 +115,8 @@ make_detector(leak_scene_t *s)
     cfg.check_interval = 10.0;
     cfg.leak_threshold = 30.0;
     cfg.trend_window = 4;
-    cfg.on_alert = alert_listener;
-    cfg.on_alert_arg = s;
+    cfg.listener = alert_listener;
+    cfg.listener_arg = s;
     cfg.sample = sample;
     cfg.sample_arg = s;
     cfg.clock = demo_clock(s->demo);

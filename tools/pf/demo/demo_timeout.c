@@ -112,8 +112,8 @@ make_agent(timeout_scene_t *s, pf_agent_t **out)
 
     pf_timeout_config_init(&tcfg);
     tcfg.name = "bounded-ops";
-    tcfg.on_event = timeout_listener;
-    tcfg.on_event_arg = s;
+    tcfg.listener = timeout_listener;
+    tcfg.listener_arg = s;
     tcfg.clock = demo_clock(s->demo);
     rc = pf_timeout_manager_new(&tcfg, &s->tm);
     if (rc != 0) {
