@@ -507,7 +507,8 @@ pf_breaker_new(const pf_breaker_config_t *cfg, pf_breaker_t **out)
                              b->window == PF_BREAKER_WINDOW_COUNT
                                  ? PF__WINDOW_COUNT
                                  : PF__WINDOW_TIME,
-                             cfg->window_size, now, b->stripe_mask + 1);
+                             cfg->window_size, now, b->stripe_mask + 1,
+                             b->minimum_calls);
         if (rc != 0) {
             free_parts(b);
             return rc;
