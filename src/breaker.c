@@ -15,7 +15,11 @@
  * counters per CPU, so threads do not fight over one line), and then either
  * nothing more (a success with no failures counted), a CAS of the count
  * (consecutive mode), or an add to the sliding window (window.c). Reaching
- * the threshold takes the lock, checks the epoch again, and opens.
+ * the threshold takes the lock, checks the epoch again, and opens. The
+ * commonest record, a closed success in consecutive mode, has a path of
+ * its own that saves no registers; and the permit is read field by field
+ * (see pf_breaker_record_outcome). Most of what is left of a closed call
+ * is its two coarse clock reads, which measuring the timeout needs.
  *
  * A rejection while OPEN takes no lock either: it compares the clock with
  * open_until_ns. Once that time has passed the first caller takes the lock
