@@ -26,6 +26,15 @@ pf_bench_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t
+pf_bench_thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void
 cpu_model(char *buf, size_t len)
 {
@@ -74,20 +83,59 @@ cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+double
+pf_bench_median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static pf_bench_result_t
-summarise(const char *name, double *per_op, unsigned rounds)
+figures(double *per_op, unsigned rounds)
 {
     pf_bench_result_t r;
 
-    qsort(per_op, rounds, sizeof(*per_op), cmp_double);
+    r.median_ns = pf_bench_median(per_op, rounds);
     r.min_ns = per_op[0];
     r.max_ns = per_op[rounds - 1];
-    r.median_ns = rounds % 2 ? per_op[rounds / 2]
-                             : (per_op[rounds / 2 - 1] + per_op[rounds / 2]) / 2;
+    return r;
+}
+
+static pf_bench_result_t
+summarise(const char *name, double *per_op, unsigned rounds)
+{
+    pf_bench_result_t r = figures(per_op, rounds);
+
     printf("%-52s %10.2f / %10.2f / %10.2f ns/op\n", name, r.min_ns,
            r.median_ns, r.max_ns);
     fflush(stdout);
     return r;
+}
+
+pf_bench_result_t
+pf_bench_measure(pf_bench_fn fn, void *arg, uint64_t ops, unsigned rounds,
+                 pf_bench_result_t *cpu)
+{
+    double wall_op[64];
+    double cpu_op[64];
+    unsigned i;
+
+    if (rounds == 0 || rounds > 64) {
+        rounds = 7;
+    }
+    fn(arg, ops); /* warm-up */
+    for (i = 0; i < rounds; i++) {
+        int64_t t0 = pf_bench_now_ns();
+        int64_t c0 = pf_bench_thread_cpu_ns();
+
+        fn(arg, ops);
+        cpu_op[i] = (double)(pf_bench_thread_cpu_ns() - c0) / (double)ops;
+        wall_op[i] = (double)(pf_bench_now_ns() - t0) / (double)ops;
+    }
+    if (cpu != NULL) {
+        *cpu = figures(cpu_op, rounds);
+    }
+    return figures(wall_op, rounds);
 }
 
 pf_bench_result_t

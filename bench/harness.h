@@ -34,11 +34,24 @@ pf_bench_result_t pf_bench_run_threads(const char *name, pf_bench_thread_fn fn,
                                        void *arg, unsigned threads,
                                        uint64_t ops, unsigned rounds);
 
+/* Time fn as pf_bench_run does, printing nothing: the wall-clock figures
+ * are returned, and those of the calling thread's CPU time
+ * (CLOCK_THREAD_CPUTIME_ID: time spent running, not time spent waiting
+ * for the CPU) are stored in *cpu unless it is NULL. */
+pf_bench_result_t pf_bench_measure(pf_bench_fn fn, void *arg, uint64_t ops,
+                                   unsigned rounds, pf_bench_result_t *cpu);
+
+/* The median of n values (n >= 1); sorts v. */
+double pf_bench_median(double *v, unsigned n);
+
 /* Print a free-form figure line ("name  value unit") in the same layout. */
 void pf_bench_print(const char *name, double value, const char *unit);
 
 /* Monotonic nanoseconds, for programs that time something themselves. */
 int64_t pf_bench_now_ns(void);
+
+/* The calling thread's CPU time in nanoseconds. */
+int64_t pf_bench_thread_cpu_ns(void);
 
 /* Keep the compiler from optimising a value away. */
 #define PF_BENCH_KEEP(x) __asm__ __volatile__("" : : "r"(x) : "memory")

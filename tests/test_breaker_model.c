@@ -85,7 +85,6 @@ typedef struct model {
     uint64_t pos;
     tw_entry_t tw[MAX_STEPS + 1];
     int ntw;
-    int64_t checked_sec; /* the newest second a time window add saw */
     /* metrics */
     uint64_t successes, failures, ignored, rejected, timeouts, slow_calls;
     uint64_t shadow_rejected, reclaimed, transitions, opened;
@@ -271,19 +270,9 @@ m_window_add(model_t *m, bool fail, bool slow)
             minimum = m->size;
         }
     } else {
-        int64_t sec = m->now / NS_PER_SEC;
-        bool check = fail || slow;
-
-        m->tw[m->ntw++] = (tw_entry_t){sec, fail, slow};
-        /* A time window looks at its rates on a failure or slow call, and
-         * on the first call of each new second. */
-        if (sec > m->checked_sec) {
-            m->checked_sec = sec;
-            check = true;
-        }
-        if (!check) {
-            return false;
-        }
+        /* A time window behaves, like a count window, as if it looked at
+         * its rates at every call. */
+        m->tw[m->ntw++] = (tw_entry_t){m->now / NS_PER_SEC, fail, slow};
     }
     m_totals(m, &calls, &fails, &slows);
     if (calls < minimum) {
@@ -554,7 +543,6 @@ random_config(uint64_t *rng, pf_breaker_config_t *cfg, model_t *m,
     m->cur_recovery = m->recovery;
     m->last_failure = -1;
     m->last_transition = -1;
-    m->checked_sec = INT64_MIN;
 }
 
 /* ---- the comparison --------------------------------------------------- */

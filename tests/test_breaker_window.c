@@ -214,7 +214,7 @@ test_breaker_time_window_drops_seconds_that_left_it(void **state)
 }
 
 static void
-test_breaker_time_window_checks_rates_at_failures_and_each_new_second(
+test_breaker_time_window_checks_rates_as_if_at_every_call(
     void **state)
 {
     pf_clock_t *clock = *state;
@@ -222,10 +222,7 @@ test_breaker_time_window_checks_rates_at_failures_and_each_new_second(
 
     b = make_window(clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
     runs(b, 3, -1);
-    run(b, 0); /* 4 calls, 75 %: but a success in the same second */
-    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED);
-    pf_clock_manual_advance(clock, NS_PER_SEC);
-    run(b, 0); /* the first call of a new second looks: 60 % */
+    run(b, 0); /* 4 calls, 75 %: the success reaching minimum_calls looks */
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
     pf_breaker_reset(b);
     /* Old successes leaving the window can raise the rate: the first call
@@ -239,6 +236,75 @@ test_breaker_time_window_checks_rates_at_failures_and_each_new_second(
     run(b, 0); /* 3 failures of 5 */
     assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
     pf_breaker_free(b);
+}
+
+/* The exact threshold, reached by a success in mid-second: two failures
+ * and two successes with minimum_calls 4 and 50 %. The breaker opens at
+ * the fourth call, as resilience4j does; before, it stayed closed and the
+ * next second's success diluted the rate to 40 %, so it never opened. */
+static void
+test_breaker_time_window_opens_when_a_success_reaches_minimum_calls(
+    void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_breaker_t *b;
+
+    b = make_window(clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
+    run(b, -1);
+    run(b, -1);
+    run(b, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_CLOSED); /* 3 calls */
+    run(b, 0); /* 4 calls, 50 % */
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+
+    /* The same just after a clear in the same second: a reset forgets
+     * what the window had seen, including that it had enough calls. */
+    b = make_window(clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
+    runs(b, 6, 0); /* enough calls, 0 %: successes stop looking */
+    pf_breaker_reset(b);
+    run(b, -1);
+    run(b, -1);
+    run(b, 0);
+    run(b, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+}
+
+/* Drive a count window and a time window (both larger than the sequence,
+ * so nothing leaves either) through the same results within one second:
+ * they must agree after every call. Every order of f failures and s
+ * successes, for every f + s <= 7, with minimum_calls 4 and 50 %. */
+static void
+test_breaker_count_and_time_windows_agree_within_a_second(void **state)
+{
+    pf_clock_t *clock = *state;
+    long opened = 0;
+
+    for (unsigned len = 1; len <= 7; len++) {
+        for (unsigned bits = 0; bits < (1u << len); bits++) {
+            pf_breaker_t *cw =
+                make_window(clock, PF_BREAKER_WINDOW_COUNT, 10, 4, 50.0);
+            pf_breaker_t *tw =
+                make_window(clock, PF_BREAKER_WINDOW_TIME, 10, 4, 50.0);
+
+            for (unsigned i = 0; i < len; i++) {
+                int result = (bits >> i) & 1 ? -1 : 0;
+
+                if (pf_breaker_state(cw) == PF_BREAKER_CLOSED) {
+                    run(cw, result);
+                }
+                if (pf_breaker_state(tw) == PF_BREAKER_CLOSED) {
+                    run(tw, result);
+                }
+                assert_int_equal(pf_breaker_state(cw), pf_breaker_state(tw));
+            }
+            opened += pf_breaker_state(tw) == PF_BREAKER_OPEN;
+            pf_breaker_free(cw);
+            pf_breaker_free(tw);
+        }
+    }
+    assert_true(opened > 0);
 }
 
 static void
@@ -547,7 +613,7 @@ test_breaker_count_window_loses_no_outcome_under_threads(void **state)
     /* Room for every add and each writer's last, partly filled chunk: no
      * slot is written twice, so every outcome must still be there. */
     assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT,
-                                 ADDERS * ADDS + ADDERS * 64, 0, ADDERS));
+                                 ADDERS * ADDS + ADDERS * 64, 0, ADDERS, 1));
     pf_test_run_threads(ADDERS, adder, &a);
     pf__window_totals(&a.w, 0, &t);
     assert_int_equal(t.calls, ADDERS * ADDS);
@@ -565,7 +631,7 @@ test_breaker_count_window_totals_match_ring_after_laps(void **state)
 
     memset(&a, 0, sizeof(a));
     a.clock = *state;
-    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT, 64, 0, 2));
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_COUNT, 64, 0, 2, 1));
     pf_test_run_threads(ADDERS, adder, &a); /* lapping all the time */
     for (uint32_t i = 0; i < 64; i++) {
         assert_int_not_equal(pf__window_slot(&a.w, i), 0);
@@ -586,7 +652,7 @@ test_breaker_time_window_loses_no_outcome_under_threads(void **state)
 
     memset(&a, 0, sizeof(a));
     a.clock = *state;
-    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 10, 0, ADDERS));
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 10, 0, ADDERS, 1));
     pf_test_run_threads(ADDERS, adder, &a); /* all within second 0 */
     pf__window_totals(&a.w, 0, &t);
     assert_int_equal(t.calls, ADDERS * ADDS);
@@ -606,7 +672,7 @@ test_breaker_time_window_sums_stay_consistent_as_seconds_pass(void **state)
     memset(&a, 0, sizeof(a));
     a.clock = *state;
     a.move_time = true;
-    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 5, 0, ADDERS));
+    assert_pf_ok(pf__window_init(&a.w, PF__WINDOW_TIME, 5, 0, ADDERS, 1));
     pf_test_run_threads(ADDERS, adder, &a);
     /* Quiet now. One second on (a rotation recomputes the sums, taking in
      * any add that raced the last one), the totals are the buckets of the
@@ -642,7 +708,9 @@ main(void)
         T(test_breaker_count_window_holds_exactly_the_last_n_outcomes),
         T(test_breaker_time_window_opens_on_rate_of_last_seconds),
         T(test_breaker_time_window_drops_seconds_that_left_it),
-        T(test_breaker_time_window_checks_rates_at_failures_and_each_new_second),
+        T(test_breaker_time_window_checks_rates_as_if_at_every_call),
+        T(test_breaker_time_window_opens_when_a_success_reaches_minimum_calls),
+        T(test_breaker_count_and_time_windows_agree_within_a_second),
         T(test_breaker_time_window_forgets_everything_after_a_long_pause),
         T(test_breaker_time_window_counts_exactly_the_last_n_seconds),
         T(test_breaker_slow_call_rate_opens_the_breaker),

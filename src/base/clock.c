@@ -77,20 +77,11 @@ pf_clock_free(pf_clock_t *c)
     pf__free(c);
 }
 
-static int64_t
-read_monotonic(clockid_t id)
-{
-    struct timespec ts;
-
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * PF_NS_PER_SEC + ts.tv_nsec;
-}
-
 int64_t
 pf_clock_now_ns(const pf_clock_t *c)
 {
     if (c == NULL || c->kind == PF__CLOCK_SYSTEM) {
-        return read_monotonic(CLOCK_MONOTONIC);
+        return pf__clock_read_system(CLOCK_MONOTONIC);
     }
     /* Acquire pairs with the advance's release store: whatever the test
      * did before advancing is visible to code that sees the new time. */
@@ -101,7 +92,7 @@ int64_t
 pf__clock_now_coarse_ns(const pf_clock_t *c)
 {
     if (c == NULL || c->kind == PF__CLOCK_SYSTEM) {
-        return read_monotonic(CLOCK_MONOTONIC_COARSE);
+        return pf__clock_read_system(CLOCK_MONOTONIC_COARSE);
     }
     return atomic_load_explicit(&c->now_ns, memory_order_acquire);
 }
@@ -121,7 +112,7 @@ pf_clock_is_manual(const pf_clock_t *c)
 int64_t
 pf_wall_time_ns(void)
 {
-    return read_monotonic(CLOCK_REALTIME);
+    return pf__clock_read_system(CLOCK_REALTIME);
 }
 
 /* Signal, one by one, the waiters whose deadline is at or before now. Called

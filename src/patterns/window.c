@@ -99,10 +99,11 @@ plan_chunks(pf__window_t *w, uint32_t size)
 
 int
 pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
-                unsigned writers)
+                unsigned writers, uint32_t minimum)
 {
     w->kind = kind;
     w->size = size;
+    w->minimum = minimum;
     w->fastmod = UINT64_MAX / size + 1;
     w->writers = 1;
     while (w->writers < writers && w->writers < 1024) {
@@ -115,7 +116,7 @@ pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
     atomic_init(&w->slow, 0);
     atomic_init(&w->seq, 0);
     atomic_init(&w->head_sec, now_ns / PF_NS_PER_SEC);
-    atomic_init(&w->checked_sec, INT64_MIN);
+    atomic_init(&w->enough_seq, UINT64_MAX); /* odd: seq never equals it */
     atomic_init(&w->base_calls, 0);
     atomic_init(&w->base_failures, 0);
     atomic_init(&w->base_slow, 0);
@@ -416,8 +417,9 @@ time_rotate(pf__window_t *w, int64_t sec)
 /* The totals: base, the newest second's bucket (adds that came late for a
  * rotation) and every cell, read consistently (a reader that overlapped a
  * rotation reads again; one that finds a rotation running waits for it on
- * the lock, which is held for microseconds). */
-static void
+ * the lock, which is held for microseconds). Returns the (even) seq they
+ * are consistent with. */
+static uint64_t
 time_read(pf__window_t *w, pf__window_totals_t *out)
 {
     for (;;) {
@@ -443,7 +445,7 @@ time_read(pf__window_t *w, pf__window_totals_t *out)
             out->slow += load_acq(&c->slow);
         }
         if (atomic_load_explicit(&w->seq, memory_order_relaxed) == s1) {
-            return;
+            return s1;
         }
     }
 }
@@ -456,7 +458,6 @@ time_add(pf__window_t *w, unsigned writer, int64_t now_ns, bool failure,
 {
     int64_t sec = now_ns / PF_NS_PER_SEC;
     int64_t h = atomic_load_explicit(&w->head_sec, memory_order_acquire);
-    int64_t checked;
     bool check = failure || slow;
 
     if (sec > h) {
@@ -485,19 +486,26 @@ time_add(pf__window_t *w, unsigned writer, int64_t now_ns, bool failure,
             atomic_fetch_add_explicit(&b->slow, 1, memory_order_relaxed);
         }
     } /* else too old: dropped */
-    /* The first add of each new second looks at the rates: successes
-     * dilute them, but seconds leaving the window can raise them. */
-    checked = atomic_load_explicit(&w->checked_sec, memory_order_relaxed);
-    while (sec > checked) {
-        if (atomic_compare_exchange_weak_explicit(&w->checked_sec, &checked,
-                                                  sec, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            check = true;
-            break;
-        }
+    /* A success looks at the rates unless a read since the last rotation
+     * or clear (both move seq) found minimum calls or more: from then on
+     * until seq moves, calls only grow and a success only dilutes the
+     * rates, so it cannot make a trip due. Until then, the success that
+     * brings the window to minimum calls may (at a rate the earlier calls
+     * set); after a rotation, seconds leaving may raise the rates. */
+    if (!check && atomic_load_explicit(&w->enough_seq, memory_order_relaxed) !=
+                      atomic_load_explicit(&w->seq, memory_order_relaxed)) {
+        check = true;
     }
     if (check) {
-        time_read(w, out);
+        uint64_t s = time_read(w, out);
+
+        /* A stale seq stored late never matches the current one, so it
+         * only costs a read. Stored once per seq, not at every failure:
+         * the line is read by every add. */
+        if (out->calls >= w->minimum &&
+            atomic_load_explicit(&w->enough_seq, memory_order_relaxed) != s) {
+            atomic_store_explicit(&w->enough_seq, s, memory_order_relaxed);
+        }
     }
     return check;
 }

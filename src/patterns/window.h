@@ -51,6 +51,7 @@ typedef struct pf__window_cell {
 typedef struct pf__window {
     int kind;
     uint32_t size;         /* calls or seconds, >= 1 */
+    uint32_t minimum;      /* minimum_calls: below it no rate counts */
     uint64_t fastmod;      /* Lemire's constant for x % size */
     unsigned writers;      /* cells, a power of two */
     /* Count window clears so far: read by every add, written by a clear
@@ -75,7 +76,10 @@ typedef struct pf__window {
     /* Time window, read by every add, written about once a second. */
     _Alignas(64) _Atomic uint64_t seq;   /* odd while a rotation runs */
     _Atomic int64_t head_sec;            /* the newest second */
-    _Atomic int64_t checked_sec;         /* the newest second an add saw */
+    /* seq when a read last found minimum_calls or more (never odd but
+     * for the initial value): until seq moves, a success cannot make a
+     * trip due, so it reads nothing. */
+    _Atomic uint64_t enough_seq;
     _Atomic uint64_t base_calls;         /* the seconds before head_sec */
     _Atomic uint64_t base_failures;
     _Atomic uint64_t base_slow;
@@ -85,9 +89,11 @@ typedef struct pf__window {
 /* Set up w as a kind window of size calls or seconds (1 .. the maxima
  * above), empty, its newest second that of now_ns, for `writers` writers
  * (rounded up to a power of two; writer numbers are taken modulo it).
- * Returns 0, PF_ENOMEM or PF_ESYSTEM; on error nothing is left to free. */
+ * minimum is the breaker's minimum_calls (>= 1): the calls below which no
+ * rate counts, so adds below it must report their totals. Returns 0,
+ * PF_ENOMEM or PF_ESYSTEM; on error nothing is left to free. */
 int pf__window_init(pf__window_t *w, int kind, uint32_t size, int64_t now_ns,
-                    unsigned writers);
+                    unsigned writers, uint32_t minimum);
 
 /* Free what init allocated. */
 void pf__window_destroy(pf__window_t *w);
@@ -96,10 +102,14 @@ void pf__window_destroy(pf__window_t *w);
  * the rates may have reached a threshold, and then the totals just after
  * the add in *out: for a failure or a slow call, for any add while a count
  * window is still filling (the only way a success can raise a count
- * window's numbers), and for the first add seen in each new second of a
- * time window. Otherwise *out is not filled (reading a time window's
- * totals reads every writer's cell). Lock-free unless a time window must
- * move to a new second. Thread-safe. */
+ * window's numbers), and, in a time window, for any add until a read
+ * finds `minimum` calls or more, and again after every move to a new
+ * second and every clear (seconds leaving can raise the rates and lower
+ * the calls). A single writer thus sees a trip at the very add that makes
+ * it due, in both kinds, as if the rates were checked at every add.
+ * Otherwise *out is not filled (reading a time window's totals reads
+ * every writer's cell). Lock-free unless a time window must move to a new
+ * second. Thread-safe. */
 bool pf__window_add(pf__window_t *w, unsigned writer, int64_t now_ns,
                     bool failure, bool slow, pf__window_totals_t *out);
 
