@@ -762,7 +762,7 @@ static const pf__metric_desc_t leak_sample_metrics[] = {
     {ROW("memory_limit_bytes", NULL, PF__GAUGE, PF__I64_OPT,
          LS(memory_limit_bytes), "bytes", NULL)},
     {ROW("memory_fraction", "sample_memory_fraction", PF__GAUGE, PF__DOUBLE,
-         LS(memory_fraction), "ratio",
+         LS(memory_fraction), NULL,
          "Resident memory over the memory limit at the last sample."),
      .when = ls_has_limit},
     {ROW("threads", NULL, PF__GAUGE, PF__I64_OPT, LS(threads), NULL, NULL)},
