@@ -653,6 +653,82 @@ test_metrics_numbers_are_written_as_prometheus_reads_them(void **state)
     pf_free(text);
 }
 
+/* Every integer family is written exactly, whatever its kind (breaker,
+ * leak and degradation counters once went through a double). */
+static void
+test_metrics_counters_of_every_kind_are_written_exactly(void **state)
+{
+    pf_registry_breaker_t br;
+    pf_registry_leak_detector_t lk;
+    pf_registry_degradation_t dg;
+    pf_registry_snapshot_t s;
+    char *text;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    memset(&br, 0, sizeof(br));
+    memset(&lk, 0, sizeof(lk));
+    memset(&dg, 0, sizeof(dg));
+    br.name = "b";
+    br.metrics.slow_calls = UINT64_C(9007199254740993); /* 2^53 + 1 */
+    br.metrics.last_failure_ns = -1;
+    br.metrics.last_transition_ns = -1;
+    lk.name = "l";
+    lk.metrics.allocations = UINT64_C(9007199254740993);
+    dg.name = "d";
+    dg.metrics.updates = UINT64_C(9007199254740993);
+    s.breakers = &br;
+    s.breakers_len = 1;
+    s.leak_detectors = &lk;
+    s.leak_detectors_len = 1;
+    s.degradations = &dg;
+    s.degradations_len = 1;
+    assert_pf_ok(
+        pf_registry_snapshot_export(&s, PF_METRICS_PROMETHEUS, &text, NULL));
+    assert_non_null(strstr(text, "puffinflow_breaker_slow_calls_total"
+                                 "{name=\"b\"} 9007199254740993\n"));
+    assert_non_null(strstr(text, "puffinflow_leak_allocations_total"
+                                 "{name=\"l\"} 9007199254740993\n"));
+    assert_non_null(strstr(text, "puffinflow_degradation_updates_total"
+                                 "{name=\"d\"} 9007199254740993\n"));
+    pf_free(text);
+}
+
+/* A figure a leak sampler could not read (negative) is left out of the
+ * Prometheus text, as it is null in the JSON. */
+static void
+test_metrics_unknown_leak_sample_figures_are_left_out(void **state)
+{
+    pf_registry_leak_detector_t lk;
+    pf_registry_snapshot_t s;
+    char *text;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    memset(&lk, 0, sizeof(lk));
+    lk.name = "l";
+    lk.metrics.samples = 1;
+    lk.metrics.oldest_allocation_age = NAN;
+    lk.metrics.last_sample.rss_bytes = 4096;
+    lk.metrics.last_sample.threads = -1;
+    lk.metrics.last_sample.open_fds = -1;
+    lk.metrics.last_sample.fd_limit = -1;
+    lk.metrics.last_sample.sockets = -1;
+    lk.metrics.last_sample.connections = -1;
+    s.leak_detectors = &lk;
+    s.leak_detectors_len = 1;
+    assert_pf_ok(
+        pf_registry_snapshot_export(&s, PF_METRICS_PROMETHEUS, &text, NULL));
+    assert_non_null(strstr(text, "puffinflow_leak_sample_resident_memory_bytes"
+                                 "{name=\"l\"} 4096\n"));
+    assert_null(strstr(text, "puffinflow_leak_sample_threads"));
+    assert_null(strstr(text, "puffinflow_leak_sample_open_fds"));
+    pf_free(text);
+    assert_pf_ok(pf_registry_snapshot_export(&s, PF_METRICS_JSON, &text, NULL));
+    assert_non_null(strstr(text, "\"threads\":null,\"open_fds\":null"));
+    pf_free(text);
+}
+
 static void
 test_metrics_json_is_valid_and_lists_every_kind(void **state)
 {
@@ -1351,6 +1427,9 @@ main(void)
             test_metrics_names_differing_in_invalid_bytes_stay_distinct),
         cmocka_unit_test(
             test_metrics_numbers_are_written_as_prometheus_reads_them),
+        cmocka_unit_test(
+            test_metrics_counters_of_every_kind_are_written_exactly),
+        cmocka_unit_test(test_metrics_unknown_leak_sample_figures_are_left_out),
         cmocka_unit_test(test_metrics_json_is_valid_and_lists_every_kind),
         cmocka_unit_test(test_metrics_process_open_fds_counts_new_descriptors),
         cmocka_unit_test(test_metrics_export_to_reports_the_size_needed),
