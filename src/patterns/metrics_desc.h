@@ -10,10 +10,13 @@
  * A table describes one struct (a kind's pf_<kind>_metrics_t, or a struct
  * inside it). Each row is one value of it: its JSON member, its Prometheus
  * family, or both, in JSON member order. Prometheus writes families in
- * row order too; rows in a row with the same family (and only JSON-only
- * rows between them) are one family, written object by object. Where the
- * two formats order or compute a value differently, the value has a
- * JSON-only and a Prometheus-only row. */
+ * row order too: consecutive rows naming the same family (JSON-only rows
+ * may sit between them) are one family, each row adding its own samples
+ * (calls_total{outcome="success"}, {outcome="failure"}, ...), written
+ * object by object. Where the two formats order or compute a value
+ * differently, the value has a JSON-only and a Prometheus-only row (a
+ * breaker's failures, a bulkhead's peak_in_use, a leak sample's threads).
+ * Only one level of PF__OBJECT nesting is supported. */
 #ifndef PF_SRC_METRICS_DESC_H
 #define PF_SRC_METRICS_DESC_H
 

@@ -236,6 +236,12 @@ family_samples(const pf_registry_snapshot_t *s, pf__sb_t *sb,
     }
 }
 
+static const char *
+type_name(pf__metric_type_t type)
+{
+    return type == PF__COUNTER ? "counter" : "gauge";
+}
+
 /* Where the family starting at row i ends: rows with the same family
  * name, and JSON-only rows between them, are one family. */
 static size_t
@@ -273,8 +279,7 @@ prom_table(const pf_registry_snapshot_t *s, pf__sb_t *sb,
             i++;
             continue;
         }
-        fr.f = (lazy_family_t){k->prom_prefix, r->prom,
-                               r->type == PF__COUNTER ? "counter" : "gauge",
+        fr.f = (lazy_family_t){k->prom_prefix, r->prom, type_name(r->type),
                                r->help, false};
         fr.rows = t->rows;
         fr.first = i;
@@ -297,8 +302,9 @@ prom_process(const pf_registry_snapshot_t *s, pf__sb_t *sb)
         return;
     }
     for (i = 0; i < t->len; i++) {
-        family_rows_t fr = {{"puffinflow_process_", t->rows[i].prom, "gauge",
-                             t->rows[i].help, false},
+        const pf__metric_desc_t *r = &t->rows[i];
+        family_rows_t fr = {{"puffinflow_process_", r->prom, type_name(r->type),
+                             r->help, false},
                             t->rows,
                             i,
                             i + 1,
