@@ -1,23 +1,18 @@
 /* Metrics snapshots of a registry, and the export entry points.
  *
- * A snapshot pins the entries of one kind at a time, reads each object's
- * metrics through the module's own getter with no registry lock held,
- * then unpins. Names are copied and cleaned here, once (pf__name_dup:
- * valid UTF-8, and two names stay two names), messages too
- * (pf__utf8_dup), so both renderers (metrics_prom.c, metrics_json.c) can
- * trust them. The process
- * block is a fresh read of /proc/self (procfs.h). */
+ * A snapshot walks the kinds' descriptors (registry_kinds.c): it pins the
+ * entries of one kind at a time, reads each object's metrics through the
+ * descriptor's read hook (the module's own getter) with no registry lock
+ * held, copies what else an item holds through its fill hook, then
+ * unpins. Names are copied and cleaned here, once (pf__name_dup: valid
+ * UTF-8, and two names stay two names), messages too (pf__utf8_dup), so
+ * both renderers (metrics_prom.c, metrics_json.c) can trust them. The
+ * process block is a fresh read of /proc/self (procfs.h). */
 #include <stddef.h>
 #include <string.h>
 
-#include "puffinflow/breaker.h"
-#include "puffinflow/bulkhead.h"
 #include "puffinflow/clock.h"
-#include "puffinflow/degrade.h"
 #include "puffinflow/error.h"
-#include "puffinflow/health.h"
-#include "puffinflow/leak.h"
-#include "puffinflow/ratelimit.h"
 
 #include "mem.h"
 #include "procfs.h"
@@ -49,322 +44,53 @@ read_process(pf_process_metrics_t *pm)
     }
 }
 
-/* ---- kinds ------------------------------------------------------------ */
-
-/* How the objects of one kind are copied. Items start with const char
- * *name; their metrics struct sits at metrics_offset and read fills it
- * from the object. Kinds whose items hold more (a group's breakers, a
- * checker's checks, a manager's modes) have fill, which copies that and
- * may fail with PF_ENOMEM leaving what it made in the item, and clear,
- * which frees what fill made; the other kinds have NULL for both. */
-typedef struct snap_kind {
-    pf_registry_kind_t kind;
-    size_t item_size;
-    size_t metrics_offset;
-    void (*read)(void *object, void *metrics);
-    int (*fill)(void *object, void *item);
-    void (*clear)(void *item);
-} snap_kind_t;
-
-static void
-read_breaker(void *object, void *metrics)
-{
-    pf_breaker_metrics(object, metrics);
-}
-
-static const snap_kind_t k_breaker = {PF_REGISTRY_BREAKER,
-                                      sizeof(pf_registry_breaker_t),
-                                      offsetof(pf_registry_breaker_t, metrics),
-                                      read_breaker,
-                                      NULL,
-                                      NULL};
-
-static void
-read_bulkhead(void *object, void *metrics)
-{
-    pf_bulkhead_metrics(object, metrics);
-}
-
-static const snap_kind_t k_bulkhead = {
-    PF_REGISTRY_BULKHEAD,
-    sizeof(pf_registry_bulkhead_t),
-    offsetof(pf_registry_bulkhead_t, metrics),
-    read_bulkhead,
-    NULL,
-    NULL};
-
-static void
-read_ratelimit(void *object, void *metrics)
-{
-    pf_ratelimit_metrics(object, metrics);
-}
-
-static const snap_kind_t k_ratelimit = {
-    PF_REGISTRY_RATELIMIT,
-    sizeof(pf_registry_ratelimit_t),
-    offsetof(pf_registry_ratelimit_t, metrics),
-    read_ratelimit,
-    NULL,
-    NULL};
-
-static void
-read_leak(void *object, void *metrics)
-{
-    pf_leak_detector_metrics(object, metrics);
-}
-
-static const snap_kind_t k_leak = {
-    PF_REGISTRY_LEAK,
-    sizeof(pf_registry_leak_detector_t),
-    offsetof(pf_registry_leak_detector_t, metrics),
-    read_leak,
-    NULL,
-    NULL};
-
-/* ---- breaker groups --------------------------------------------------- */
-
-static void
-read_group(void *object, void *metrics)
-{
-    pf_breaker_group_metrics(object, metrics);
-}
-
-typedef struct group_visit {
-    pf_registry_breaker_group_t *g;
-    size_t cap;
-    int rc;
-} group_visit_t;
-
-/* Append one of the group's breakers (the group keeps it alive during the
- * visit). Stops the walk on allocation failure. */
-static int
-group_visit(const char *key, pf_breaker_t *b, void *arg)
-{
-    group_visit_t *v = arg;
-    pf_registry_breaker_t *item;
-    char *name;
-
-    (void)key;
-    if (pf__grow((void **)&v->g->breakers, &v->cap, v->g->breakers_len + 1,
-                 sizeof(*v->g->breakers)) != 0) {
-        v->rc = PF_ENOMEM;
-        return 1;
-    }
-    name = pf__name_dup(pf_breaker_name(b));
-    if (name == NULL) {
-        v->rc = PF_ENOMEM;
-        return 1;
-    }
-    item = &v->g->breakers[v->g->breakers_len++];
-    item->name = name;
-    pf_breaker_metrics(b, &item->metrics);
-    return 0;
-}
-
-static int
-fill_group(void *object, void *item)
-{
-    group_visit_t v = {item, 0, 0};
-    int rc = pf_breaker_group_foreach(object, group_visit, &v);
-
-    return v.rc != 0 ? v.rc : rc;
-}
-
-static void
-clear_group(void *item)
-{
-    pf_registry_breaker_group_t *g = item;
-    size_t i;
-
-    for (i = 0; i < g->breakers_len; i++) {
-        pf__free((char *)g->breakers[i].name);
-    }
-    pf__free(g->breakers);
-}
-
-static const snap_kind_t k_group = {
-    PF_REGISTRY_BREAKER_GROUP,
-    sizeof(pf_registry_breaker_group_t),
-    offsetof(pf_registry_breaker_group_t, metrics),
-    read_group,
-    fill_group,
-    clear_group};
-
-/* ---- health checkers -------------------------------------------------- */
-
-static void
-read_health(void *object, void *metrics)
-{
-    pf_health_metrics(object, metrics);
-}
-
-/* Copy the checks of a health snapshot report (nothing runs). */
-static int
-fill_health(void *object, void *item)
-{
-    pf_registry_health_t *h = item;
-    pf_health_report_t *rep;
-    size_t n;
-    size_t i;
-    int rc;
-
-    rc = pf_health_snapshot(object, &rep);
-    if (rc != 0) {
-        return rc;
-    }
-    n = pf_health_report_count(rep);
-    if (n > 0) {
-        h->checks = pf__calloc(n, sizeof(*h->checks));
-        if (h->checks == NULL) {
-            pf_health_report_free(rep);
-            return PF_ENOMEM;
-        }
-    }
-    for (i = 0; i < n; i++) {
-        const pf_health_entry_t *e = pf_health_report_entry(rep, i);
-        pf_registry_health_check_t *c = &h->checks[i];
-
-        c->name = pf__name_dup(e->name);
-        c->message = pf__utf8_dup(e->message);
-        h->checks_len++;
-        if (c->name == NULL || c->message == NULL) {
-            pf_health_report_free(rep);
-            return PF_ENOMEM;
-        }
-        c->status = e->status;
-        c->critical = e->critical;
-        c->timed_out = e->timed_out;
-        c->duration = e->duration;
-        c->time_ns = e->time_ns;
-        c->consecutive_failures = e->consecutive_failures;
-        c->runs = e->runs;
-        c->failures = e->failures;
-        c->timeouts = e->timeouts;
-    }
-    pf_health_report_free(rep);
-    return 0;
-}
-
-static void
-clear_health(void *item)
-{
-    pf_registry_health_t *h = item;
-    size_t i;
-
-    for (i = 0; i < h->checks_len; i++) {
-        pf__free((char *)h->checks[i].name);
-        pf__free((char *)h->checks[i].message);
-    }
-    pf__free(h->checks);
-}
-
-static const snap_kind_t k_health = {PF_REGISTRY_HEALTH,
-                                     sizeof(pf_registry_health_t),
-                                     offsetof(pf_registry_health_t, metrics),
-                                     read_health,
-                                     fill_health,
-                                     clear_health};
-
-/* ---- degradation managers --------------------------------------------- */
-
-static void
-read_degradation(void *object, void *metrics)
-{
-    pf_degradation_metrics(object, metrics);
-}
-
-/* Copy a manager's mode names (immutable after it was made). */
-static int
-fill_degradation(void *object, void *item)
-{
-    pf_registry_degradation_t *g = item;
-    size_t n = pf_degradation_mode_count(object);
-    size_t i;
-
-    if (n == 0) {
-        return 0;
-    }
-    g->modes = pf__calloc(n, sizeof(*g->modes));
-    if (g->modes == NULL) {
-        return PF_ENOMEM;
-    }
-    for (i = 0; i < n; i++) {
-        g->modes[i] = pf__name_dup(pf_degradation_mode_name_at(object, i));
-        if (g->modes[i] == NULL) {
-            return PF_ENOMEM;
-        }
-        g->modes_len++;
-    }
-    return 0;
-}
-
-static void
-clear_degradation(void *item)
-{
-    pf_registry_degradation_t *g = item;
-    size_t i;
-
-    for (i = 0; i < g->modes_len; i++) {
-        pf__free((char *)g->modes[i]);
-    }
-    pf__free(g->modes);
-}
-
-static const snap_kind_t k_degradation = {
-    PF_REGISTRY_DEGRADE,
-    sizeof(pf_registry_degradation_t),
-    offsetof(pf_registry_degradation_t, metrics),
-    read_degradation,
-    fill_degradation,
-    clear_degradation};
-
 /* ---- collecting and freeing a kind ------------------------------------ */
 
-/* Copy every object of kind k into a new array and return it (NULL when
- * there is none), its length in *len. Nothing is done when *rc is already
- * an error. On error *rc is set, and the array holds the items made so far
- * (an item counts in *len once it has its name) for release to free. */
-static void *
-collect(pf_registry_t *r, const snap_kind_t *k, size_t *len, int *rc)
+/* Copy every object of kind k into a new array, stored with its length
+ * in k's member of s. On error the array holds the items made so far (an
+ * item counts in the length once it has its name) for release to free. */
+static int
+collect(pf_registry_t *r, const pf__kind_desc_t *k, pf_registry_snapshot_t *s)
 {
+    size_t *len = (size_t *)(void *)((char *)s + k->snap_len);
     pf__reg_entry_t **pinned;
     char *a;
     size_t n;
     size_t i;
+    int rc;
 
-    if (*rc != 0) {
-        return NULL;
-    }
-    *rc = pf__registry_pin_all(r, k->kind, &pinned, &n);
-    if (*rc != 0 || n == 0) {
-        return NULL;
+    rc = pf__registry_pin_all(r, k->kind, &pinned, &n);
+    if (rc != 0 || n == 0) {
+        return rc;
     }
     a = pf__calloc(n, k->item_size);
-    *rc = a == NULL ? PF_ENOMEM : 0;
-    for (i = 0; i < n && *rc == 0; i++) {
+    rc = a == NULL ? PF_ENOMEM : 0;
+    memcpy((char *)s + k->snap_items, &a, sizeof(a));
+    for (i = 0; i < n && rc == 0; i++) {
         char *item = a + i * k->item_size;
         char *name = pf__name_dup(pinned[i]->name);
 
         if (name == NULL) {
-            *rc = PF_ENOMEM;
+            rc = PF_ENOMEM;
             break;
         }
         memcpy(item, &name, sizeof(name));
         (*len)++;
         k->read(pinned[i]->object, item + k->metrics_offset);
         if (k->fill != NULL) {
-            *rc = k->fill(pinned[i]->object, item);
+            rc = k->fill(pinned[i]->object, item);
         }
     }
     pf__registry_unpin_all(r, pinned, n);
-    return a;
+    return rc;
 }
 
-/* Free len items of kind k and the array holding them. */
+/* Free the items of kind k in s and the array holding them. */
 static void
-release(const snap_kind_t *k, void *items, size_t len)
+release(const pf__kind_desc_t *k, pf_registry_snapshot_t *s)
 {
-    char *a = items;
+    size_t len;
+    char *a = (char *)pf__kind_items(k, s, &len);
     size_t i;
 
     for (i = 0; i < len; i++) {
@@ -377,7 +103,7 @@ release(const snap_kind_t *k, void *items, size_t len)
         memcpy(&name, item, sizeof(name));
         pf__free(name);
     }
-    pf__free(items);
+    pf__free(a);
 }
 
 /* ---- the snapshot ----------------------------------------------------- */
@@ -386,6 +112,7 @@ int
 pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
 {
     pf_registry_snapshot_t *s;
+    size_t i;
     int rc = 0;
 
     if (r == NULL || out == NULL) {
@@ -400,13 +127,11 @@ pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
     if (s->has_process) {
         read_process(&s->process);
     }
-    s->breakers = collect(r, &k_breaker, &s->breakers_len, &rc);
-    s->breaker_groups = collect(r, &k_group, &s->breaker_groups_len, &rc);
-    s->bulkheads = collect(r, &k_bulkhead, &s->bulkheads_len, &rc);
-    s->ratelimits = collect(r, &k_ratelimit, &s->ratelimits_len, &rc);
-    s->health = collect(r, &k_health, &s->health_len, &rc);
-    s->leak_detectors = collect(r, &k_leak, &s->leak_detectors_len, &rc);
-    s->degradations = collect(r, &k_degradation, &s->degradations_len, &rc);
+    for (i = 0; i < pf__kinds_len && rc == 0; i++) {
+        if (pf__kinds[i]->kind != PF_REGISTRY_ANY) {
+            rc = collect(r, pf__kinds[i], s);
+        }
+    }
     if (rc != 0) {
         pf_registry_snapshot_free(s);
         return rc;
@@ -418,16 +143,16 @@ pf_registry_snapshot(pf_registry_t *r, pf_registry_snapshot_t **out)
 void
 pf_registry_snapshot_free(pf_registry_snapshot_t *s)
 {
+    size_t i;
+
     if (s == NULL) {
         return;
     }
-    release(&k_breaker, s->breakers, s->breakers_len);
-    release(&k_group, s->breaker_groups, s->breaker_groups_len);
-    release(&k_bulkhead, s->bulkheads, s->bulkheads_len);
-    release(&k_ratelimit, s->ratelimits, s->ratelimits_len);
-    release(&k_health, s->health, s->health_len);
-    release(&k_leak, s->leak_detectors, s->leak_detectors_len);
-    release(&k_degradation, s->degradations, s->degradations_len);
+    for (i = 0; i < pf__kinds_len; i++) {
+        if (pf__kinds[i]->kind != PF_REGISTRY_ANY) {
+            release(pf__kinds[i], s);
+        }
+    }
     pf__free(s);
 }
 

@@ -97,7 +97,7 @@ pf_registry_kind_name(pf_registry_kind_t kind)
     if ((int)kind < 0 || (int)kind >= PF_REGISTRY_KINDS) {
         return "unknown";
     }
-    return pf__reg_kinds[kind].label;
+    return pf__reg_kinds[kind]->label;
 }
 
 static bool
@@ -147,8 +147,8 @@ search(const pf_registry_t *r, int kind, const char *name, bool after,
 static void
 entry_destroy(pf__reg_entry_t *e)
 {
-    if (e->owned && pf__reg_kinds[e->kind].destroy != NULL) {
-        pf__reg_kinds[e->kind].destroy(e->object);
+    if (e->owned) {
+        pf__reg_kinds[e->kind]->destroy(e->object);
     }
     pf__free(e->name);
     pf__free(e);
@@ -311,7 +311,7 @@ int
 pf__registry_get(pf_registry_t *r, pf_registry_kind_t kind, const char *name,
                  const void *cfg, void **out)
 {
-    const pf__reg_kind_ops_t *ops;
+    const pf__kind_desc_t *desc;
     pf__reg_entry_t *e = NULL;
     void *object = NULL;
     size_t idx;
@@ -321,10 +321,7 @@ pf__registry_get(pf_registry_t *r, pf_registry_kind_t kind, const char *name,
     if (r == NULL || !kind_ok(kind) || !name_ok(name) || out == NULL) {
         return PF_EINVAL;
     }
-    ops = &pf__reg_kinds[kind];
-    if (ops->create == NULL) {
-        return PF_EINVAL;
-    }
+    desc = pf__reg_kinds[kind];
     pthread_mutex_lock(&r->lock);
     idx = search(r, kind, name, false, &found);
     if (found) {
@@ -337,7 +334,7 @@ pf__registry_get(pf_registry_t *r, pf_registry_kind_t kind, const char *name,
     e = entry_new(kind, name);
     rc = e == NULL ? PF_ENOMEM : reserve_one(r, kind);
     if (rc == 0) {
-        rc = ops->create(cfg != NULL ? cfg : r->defaults[kind], name, &object);
+        rc = desc->create(cfg != NULL ? cfg : r->defaults[kind], name, &object);
     }
     if (rc == 0) {
         e->object = object;
@@ -357,7 +354,7 @@ int
 pf__registry_set_defaults(pf_registry_t *r, pf_registry_kind_t kind,
                           const void *cfg)
 {
-    const pf__reg_kind_ops_t *ops;
+    const pf__kind_desc_t *desc;
     void *copy = NULL;
     void *old;
     void *probe = NULL;
@@ -366,23 +363,20 @@ pf__registry_set_defaults(pf_registry_t *r, pf_registry_kind_t kind,
     if (r == NULL || !kind_ok(kind)) {
         return PF_EINVAL;
     }
-    ops = &pf__reg_kinds[kind];
-    if (ops->create == NULL) {
-        return PF_EINVAL;
-    }
+    desc = pf__reg_kinds[kind];
     if (cfg != NULL) {
         /* Validate now rather than at the first get: a throwaway object
          * made by the module's own _new checks every field. */
-        rc = ops->create(cfg, "defaults", &probe);
+        rc = desc->create(cfg, "defaults", &probe);
         if (rc != 0) {
             return rc;
         }
-        ops->destroy(probe);
-        copy = pf__malloc(ops->config_size);
+        desc->destroy(probe);
+        copy = pf__malloc(desc->config_size);
         if (copy == NULL) {
             return PF_ENOMEM;
         }
-        memcpy(copy, cfg, ops->config_size);
+        memcpy(copy, cfg, desc->config_size);
     }
     pthread_mutex_lock(&r->lock);
     old = r->defaults[kind];

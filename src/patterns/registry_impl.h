@@ -1,6 +1,7 @@
 /* The registry's internals, shared by registry.c (the container),
- * registry_kinds.c (the typed face of each kind), metrics_snapshot.c,
- * metrics_prom.c and metrics_json.c (the exports). */
+ * registry_kinds.c (each kind's descriptor and typed face, see
+ * metrics_desc.h), metrics_snapshot.c, metrics_prom.c and metrics_json.c
+ * (the exports). */
 #ifndef PF_SRC_REGISTRY_IMPL_H
 #define PF_SRC_REGISTRY_IMPL_H
 
@@ -10,23 +11,8 @@
 
 #include "puffinflow/registry.h"
 
+#include "metrics_desc.h"
 #include "strbuf.h"
-
-/* What the container needs to know of a kind. Kinds whose module is not
- * built have NULL hooks and simply stay empty. */
-typedef struct pf__reg_kind_ops {
-    const char *label;             /* "breaker": pf_registry_kind_name */
-    void (*destroy)(void *object); /* the module's _free */
-    /* Create an object called name from cfg (NULL = the module's defaults,
-     * else a pointer to the module's config struct, whose name field is
-     * replaced by name). Runs under the registry's lock: library code
-     * only, never a user callback. */
-    int (*create)(const void *cfg, const char *name, void **out);
-    size_t config_size; /* sizeof the module's config */
-} pf__reg_kind_ops_t;
-
-/* The table, indexed by pf_registry_kind_t (registry_kinds.c). */
-extern const pf__reg_kind_ops_t pf__reg_kinds[PF_REGISTRY_KINDS];
 
 /* One object in a registry. Heap-allocated, so a pinned entry keeps its
  * address while the arrays around it change. All fields but the immutable
@@ -51,7 +37,7 @@ typedef struct pf__reg_visit {
 
 /* Lock order: the registry's lock is taken alone; it is never held while
  * a module's function that could call back into a registry runs, except
- * the create hooks above and the metrics getters, which do not. */
+ * the kinds' create hooks and the metrics getters, which do not. */
 struct pf_registry {
     bool is_default;      /* immutable */
     bool process_metrics; /* immutable after _new */
