@@ -372,7 +372,7 @@ summarize(pf__run_t *r)
             sum->not_run++;
             break;
         }
-        sum->dead_letters += s->dead_letter;
+        sum->dead_letters += s->dl_order != 0;
         c.retries += s->counts.retries;
         c.rejections += s->counts.rejections;
         c.timeouts += s->counts.timeouts;
@@ -716,7 +716,7 @@ pf_run_result_state(const pf_run_result_t *res, size_t i,
     out->attempts = s->attempts;
     out->timed_out = s->timed_out;
     out->fell_back = s->fell_back;
-    out->dead_letter = s->dead_letter;
+    out->dead_letter = s->dl_order != 0;
     out->order = s->order;
     if (r->timings && s->attempts > 0) {
         out->start_ns = s->start_ns;
@@ -758,7 +758,7 @@ pf_run_result_dead_letter(const pf_run_result_t *res, size_t i,
     for (k = 0; k < r->nslots; k++) {
         const pf__slot_t *s = &r->slots[k];
 
-        if (s->dead_letter && s->dl_order == i + 1) {
+        if (s->dl_order == i + 1) {
             out->state = r->agent->states[k].name;
             out->agent = r->agent->name;
             out->error = s->error;

@@ -33,6 +33,7 @@
  * other, so a slot parked while the run is cancelled is always taken
  * back. Running states see the flag through pf_ctx_is_cancelled and their
  * token. */
+#include <assert.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -49,12 +50,9 @@
 #include "schedule_impl.h"
 #include "slot_impl.h"
 #include "timeutil.h"
-#include "token_impl.h"
 #include "wait.h"
 
 #define NO_TIME INT64_MIN
-
-enum { PARK_NONE = 0, PARK_QUEUED, PARK_TIMER, PARK_TICKET, PARK_EARLY };
 
 /* What run_state and the gates tell their caller. */
 enum { GO, PARKED, FAILED, ENDED };
@@ -71,6 +69,70 @@ static int64_t
 min64(int64_t a, int64_t b)
 {
     return a < b ? a : b;
+}
+
+/* ---- the slot's life ---------------------------------------------------- */
+
+#define TO(phase) (1u << PF__SLOT_##phase)
+
+/* The moves of the table in slot_impl.h: bit `to` of may_move[from]. */
+static const uint16_t may_move[PF__SLOT_PHASES] = {
+    [PF__SLOT_IDLE] = TO(READY),
+    [PF__SLOT_READY] = TO(READY) | TO(RATE_WAIT) | TO(BULKHEAD_WAIT) |
+                       TO(ADMITTED) | TO(RETRY_WAIT) | TO(DONE) | TO(CANCELLED),
+    [PF__SLOT_RATE_WAIT] = TO(BULKHEAD_WAIT) | TO(ADMITTED) | TO(READY) |
+                           TO(RETRY_WAIT) | TO(DONE) | TO(CANCELLED),
+    [PF__SLOT_BULKHEAD_WAIT] =
+        TO(ADMITTED) | TO(READY) | TO(RETRY_WAIT) | TO(DONE) | TO(CANCELLED),
+    [PF__SLOT_ADMITTED] = TO(RUNNING) | TO(DONE),
+    [PF__SLOT_RUNNING] =
+        TO(PENDING) | TO(READY) | TO(RETRY_WAIT) | TO(DONE) | TO(CANCELLED),
+    [PF__SLOT_PENDING] = TO(READY) | TO(RETRY_WAIT) | TO(DONE) | TO(CANCELLED),
+    [PF__SLOT_RETRY_WAIT] = TO(READY) | TO(DONE) | TO(CANCELLED),
+    [PF__SLOT_DONE] = 0,
+    [PF__SLOT_CANCELLED] = 0,
+};
+
+#undef TO
+
+static inline bool
+slot_may_move(unsigned from, unsigned to)
+{
+    return from < PF__SLOT_PHASES && ((may_move[from] >> to) & 1u) != 0;
+}
+
+static inline pf__slot_phase_t
+slot_phase(const pf__slot_t *s)
+{
+    return (pf__slot_phase_t)atomic_load_explicit(&s->phase,
+                                                  memory_order_relaxed);
+}
+
+/* Move slot s from phase `from` to `to`, a move the table allows: the one
+ * function that changes a phase. Every move but the claim (IDLE -> READY)
+ * is made by the slot's holder, and a relaxed store suffices: other
+ * threads read the phase only of a parked slot (published by the park
+ * word's seq_cst hand-over) or from its timer (armed after the move, under
+ * the executor's lock). The claim is raced for by the gotos of several
+ * states, so it is a compare-and-swap, acq_rel to order it with the run's
+ * other claims; it returns false when another thread claimed s first. */
+static bool
+slot_move(pf__slot_t *s, pf__slot_phase_t from, pf__slot_phase_t to)
+{
+    uint8_t idle = PF__SLOT_IDLE;
+
+    assert(slot_may_move(from, to));
+    if (from == PF__SLOT_IDLE) {
+        /* A relaxed look first: most gotos to a claimed state end here. */
+        return atomic_load_explicit(&s->phase, memory_order_relaxed) ==
+                   PF__SLOT_IDLE &&
+               atomic_compare_exchange_strong_explicit(
+                   &s->phase, &idle, (uint8_t)to, memory_order_acq_rel,
+                   memory_order_relaxed);
+    }
+    assert(slot_phase(s) == from);
+    atomic_store_explicit(&s->phase, (uint8_t)to, memory_order_relaxed);
+    return true;
 }
 
 /* ---- slots --------------------------------------------------------------- */
@@ -103,21 +165,16 @@ pf__sched_reset(pf__run_t *r)
         s->ctx.token = NULL;
         s->ctx.ngotos = 0;
         s->ctx.goto_error = 0;
-        atomic_store_explicit(&s->activated, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->phase, PF__SLOT_IDLE, memory_order_relaxed);
         atomic_store_explicit(&s->deps_left, a->states[i].ndeps,
                               memory_order_relaxed);
-        atomic_store_explicit(&s->park, PARK_NONE, memory_order_relaxed);
+        atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
         memset(&s->permit, 0, sizeof(s->permit));
-        s->timer_kind = PF__TIMER_RESUME;
         s->link = PF__NONE;
-        s->phase = PF__PH_RATE;
         s->outcome = PF_STATE_NOT_RUN;
         s->timed_out = false;
         s->fell_back = false;
-        s->dead_letter = false;
         s->in_bulkhead = false;
-        s->bh_granted = false;
-        s->bh_timed_out = false;
         s->rate_reserved = false;
         s->retry_started = false;
         s->own_token = false;
@@ -131,8 +188,7 @@ pf__sched_reset(pf__run_t *r)
         memset(&s->counts, 0, sizeof(s->counts));
     }
     for (i = 0; i < a->nentries; i++) {
-        atomic_store_explicit(&r->slots[a->entries[i]].activated, 1,
-                              memory_order_relaxed);
+        slot_move(&r->slots[a->entries[i]], PF__SLOT_IDLE, PF__SLOT_READY);
     }
 }
 
@@ -145,10 +201,10 @@ pf__sched_watch_token(pf__run_t *r, pf__slot_t *s, pf_token_t *tok,
         pf_token_cancel(tok); /* raise the flag now: no timer */
         return;
     }
-    s->timer_kind = PF__TIMER_TOKEN;
-    /* The timer raises the flag and runs the token's callbacks at the
-     * deadline. If it cannot be armed the token still counts as cancelled
-     * from the deadline on; only callbacks registered on it do not run. */
+    /* The slot's timer in RUNNING: see slot_timer_fn. It raises the flag and
+     * runs the token's callbacks at the deadline. If it cannot be armed the
+     * token still counts as cancelled from the deadline on; only callbacks
+     * registered on it do not run. */
     pf__exec_timer_arm(r->ex, &s->timer, at_ns);
 }
 
@@ -162,16 +218,16 @@ resume(pf__run_t *r, pf__slot_t *s)
     int p = atomic_load_explicit(&s->park, memory_order_seq_cst);
 
     for (;;) {
-        if (p == PARK_QUEUED) {
-            if (atomic_compare_exchange_weak_explicit(&s->park, &p, PARK_EARLY,
-                                                      memory_order_seq_cst,
-                                                      memory_order_seq_cst)) {
+        if (p == PF__PARK_QUEUED) {
+            if (atomic_compare_exchange_weak_explicit(
+                    &s->park, &p, PF__PARK_EARLY, memory_order_seq_cst,
+                    memory_order_seq_cst)) {
                 return; /* the driving thread goes on by itself */
             }
-        } else if (p == PARK_TIMER || p == PARK_TICKET) {
-            if (atomic_compare_exchange_weak_explicit(&s->park, &p, PARK_NONE,
-                                                      memory_order_seq_cst,
-                                                      memory_order_seq_cst)) {
+        } else if (p == PF__PARK_PARKED) {
+            if (atomic_compare_exchange_weak_explicit(
+                    &s->park, &p, PF__PARK_OWNED, memory_order_seq_cst,
+                    memory_order_seq_cst)) {
                 pf__exec_push(r->ex, &s->task);
                 return;
             }
@@ -184,19 +240,27 @@ resume(pf__run_t *r, pf__slot_t *s)
 void
 pf__sched_cancel_parked(pf__run_t *r, pf__slot_t *s)
 {
-    int p = atomic_load_explicit(&s->park, memory_order_seq_cst);
-
-    if (p == PARK_TIMER) {
+    if (atomic_load_explicit(&s->park, memory_order_seq_cst) !=
+        PF__PARK_PARKED) {
+        return;
+    }
+    /* What it waits for is its phase, stable while it is parked. */
+    switch (slot_phase(s)) {
+    case PF__SLOT_RATE_WAIT:
+    case PF__SLOT_RETRY_WAIT:
         if (pf__exec_timer_cancel(r->ex, &s->timer)) {
             resume(r, s);
         }
-    } else if (p == PARK_TICKET) {
-        pf_bulkhead_t *bh = r->agent->states[s->ctx.state].bulkhead;
-
-        if (pf_bulkhead_cancel(bh, &s->ticket, PF_ECANCELED)) {
+        break;
+    case PF__SLOT_BULKHEAD_WAIT:
+        if (pf_bulkhead_cancel(r->agent->states[s->ctx.state].bulkhead,
+                               &s->ticket, PF_ECANCELED)) {
             pf__exec_timer_cancel(r->ex, &s->timer);
             resume(r, s);
         }
+        break;
+    default:
+        break;
     }
 }
 
@@ -210,25 +274,25 @@ parked(pf__run_t *r, pf__slot_t *s)
     return PARKED;
 }
 
-/* Park s until at_ns (executor clock). Returns PARKED, GO (it was resumed
- * while being parked: go on) or FAILED (no memory for the timer). */
+/* Park s, already moved to RATE_WAIT or RETRY_WAIT, until at_ns
+ * (executor clock). Returns PARKED, GO (it was resumed while being
+ * parked: go on) or FAILED (no memory for the timer). */
 static int
 park_timer(pf__run_t *r, pf__slot_t *s, int64_t at_ns)
 {
-    int p = PARK_QUEUED;
+    int p = PF__PARK_QUEUED;
 
-    atomic_store_explicit(&s->park, PARK_QUEUED, memory_order_seq_cst);
-    s->timer_kind = PF__TIMER_RESUME;
+    atomic_store_explicit(&s->park, PF__PARK_QUEUED, memory_order_seq_cst);
     if (pf__exec_timer_arm(r->ex, &s->timer, at_ns) != 0) {
-        atomic_store_explicit(&s->park, PARK_NONE, memory_order_relaxed);
+        atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
         return FAILED;
     }
-    if (atomic_compare_exchange_strong_explicit(&s->park, &p, PARK_TIMER,
+    if (atomic_compare_exchange_strong_explicit(&s->park, &p, PF__PARK_PARKED,
                                                 memory_order_seq_cst,
                                                 memory_order_seq_cst)) {
         return parked(r, s);
     }
-    atomic_store_explicit(&s->park, PARK_NONE, memory_order_relaxed);
+    atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
     return GO;
 }
 
@@ -239,84 +303,103 @@ grant_fn(pf_bulkhead_ticket_t *t, void *arg)
     pf__run_t *r = s->ctx.run;
 
     (void)t;
-    s->bh_granted = true;
+    /* The place is the slot's now; its driver, resumed, sees it here and
+     * moves on to ADMITTED. */
+    s->in_bulkhead = true;
     /* The wait-limit timer, if armed: when it is firing now, its cancel of
      * the ticket fails (we were granted) and it does nothing. */
     pf__exec_timer_cancel(r->ex, &s->timer);
     resume(r, s);
 }
 
-/* Queue s in its bulkhead. GO: inside (at once, or granted while being
- * parked; or its wait ran out: see bh_timed_out); PARKED; FAILED with
- * *err when there is no room. */
+/* Queue s, in phase from (READY or RATE_WAIT), in its bulkhead. GO:
+ * inside at once (ADMITTED), or resumed while being parked (BULKHEAD_WAIT:
+ * granted, or its wait ran out); PARKED (BULKHEAD_WAIT); FAILED with *err
+ * when there is no room or no memory for the wait limit's timer. */
 static int
-park_ticket(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int *err)
+park_ticket(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
+            pf__slot_phase_t from, int *err)
 {
     pf_deadline_t limit;
     int64_t at;
     bool entered = false;
-    int p = PARK_QUEUED;
+    int p = PF__PARK_QUEUED;
     int rc;
 
-    atomic_store_explicit(&s->park, PARK_QUEUED, memory_order_seq_cst);
+    atomic_store_explicit(&s->park, PF__PARK_QUEUED, memory_order_seq_cst);
     rc = pf_bulkhead_enqueue(d->bulkhead, &s->ticket, (pf_priority_t)d->prio,
                              grant_fn, s, &entered);
     if (rc != 0 || entered) {
-        atomic_store_explicit(&s->park, PARK_NONE, memory_order_relaxed);
+        atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
         *err = PF_EFULL;
-        s->bh_granted = entered;
-        return rc != 0 ? FAILED : GO;
-    }
-    limit = pf_bulkhead_ticket_deadline(&s->ticket);
-    at = pf__deadline_on(&limit, r->clock, pf__run_now(r));
-    if (at != PF_DEADLINE_NEVER_NS) {
-        s->timer_kind = PF__TIMER_TICKET;
-        if (pf__exec_timer_arm(r->ex, &s->timer, at) != 0 &&
-            pf_bulkhead_cancel(d->bulkhead, &s->ticket, PF_ENOMEM)) {
-            atomic_store_explicit(&s->park, PARK_NONE, memory_order_relaxed);
-            *err = PF_ENOMEM;
+        if (rc != 0) {
             return FAILED;
         }
+        s->in_bulkhead = true;
+        slot_move(s, from, PF__SLOT_ADMITTED);
+        return GO;
     }
-    if (atomic_compare_exchange_strong_explicit(&s->park, &p, PARK_TICKET,
+    /* Before the timer is armed: the timer serves the phase. */
+    slot_move(s, from, PF__SLOT_BULKHEAD_WAIT);
+    limit = pf_bulkhead_ticket_deadline(&s->ticket);
+    at = pf__deadline_on(&limit, r->clock, pf__run_now(r));
+    if (at != PF_DEADLINE_NEVER_NS &&
+        pf__exec_timer_arm(r->ex, &s->timer, at) != 0 &&
+        pf_bulkhead_cancel(d->bulkhead, &s->ticket, PF_ENOMEM)) {
+        atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
+        *err = PF_ENOMEM;
+        return FAILED;
+    }
+    if (atomic_compare_exchange_strong_explicit(&s->park, &p, PF__PARK_PARKED,
                                                 memory_order_seq_cst,
                                                 memory_order_seq_cst)) {
         return parked(r, s);
     }
     /* Granted (or timed out) while being set up: withdraw the timer. */
-    atomic_store_explicit(&s->park, PARK_NONE, memory_order_relaxed);
+    atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
     pf__exec_timer_cancel(r->ex, &s->timer);
     return GO;
 }
 
+/* The slot's one timer; what it does is given by the phase it serves,
+ * which does not change while the timer is armed (each phase's way out
+ * withdraws it first). */
 static void
 slot_timer_fn(pf__timer_t *t)
 {
     pf__slot_t *s = slot_of_timer(t);
     pf__run_t *r = s->ctx.run;
 
-    switch (s->timer_kind) {
-    case PF__TIMER_RESUME:
-        resume(r, s);
+    switch (slot_phase(s)) {
+    case PF__SLOT_RATE_WAIT:
+    case PF__SLOT_RETRY_WAIT:
+        resume(r, s); /* the delay is over */
         break;
-    case PF__TIMER_TICKET:
+    case PF__SLOT_BULKHEAD_WAIT:
+        /* The wait limit ran out, unless a grant came first. */
         if (pf_bulkhead_cancel(r->agent->states[s->ctx.state].bulkhead,
                                &s->ticket, PF_EFULL)) {
-            s->bh_timed_out = true;
             resume(r, s);
         }
         break;
+    case PF__SLOT_RUNNING:
+    case PF__SLOT_PENDING:
+        pf_token_cancel(s->ctx.token); /* the attempt's own deadline */
+        break;
     default:
-        pf_token_cancel(s->ctx.token);
         break;
     }
 }
 
 /* ---- ending a state ------------------------------------------------------ */
 
+/* End the state: DONE, or CANCELLED for outcome PF_STATE_CANCELLED. */
 static void
 end_state(pf__run_t *r, pf__slot_t *s, int outcome, int error)
 {
+    slot_move(s, slot_phase(s),
+              outcome == PF_STATE_CANCELLED ? PF__SLOT_CANCELLED
+                                            : PF__SLOT_DONE);
     s->outcome = (uint8_t)outcome;
     s->error = error;
     s->order =
@@ -327,16 +410,14 @@ end_state(pf__run_t *r, pf__slot_t *s, int outcome, int error)
 static void
 release_gates(pf__slot_t *s, const pf__state_t *d)
 {
-    if (s->in_bulkhead || s->bh_granted) {
+    if (s->in_bulkhead) {
         pf_bulkhead_leave(d->bulkhead);
         s->in_bulkhead = false;
-        s->bh_granted = false;
     }
     if (s->rate_reserved) {
         pf_ratelimit_refund(d->ratelimit, 1);
         s->rate_reserved = false;
     }
-    s->phase = PF__PH_RATE;
 }
 
 static void
@@ -344,7 +425,6 @@ end_failed(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int error)
 {
     end_state(r, s, PF_STATE_FAILED, error);
     if (d->dead_letter) {
-        s->dead_letter = true;
         s->failed_at_ns = pf_wall_time_ns();
         s->dl_order =
             atomic_fetch_add_explicit(&r->dl_seq, 1, memory_order_relaxed) + 1;
@@ -559,7 +639,9 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
 }
 
 /* After a failed attempt (or a gate's refusal, counted as one): retry now
- * (GO), later (PARKED), or end the state (ENDED). */
+ * (GO, READY), later (PARKED in RETRY_WAIT, or GO when resumed while
+ * parking), or end the state (ENDED). GO without a move when the run was
+ * cancelled: the loop ends the state as cancelled. */
 static int
 after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
               int64_t *now)
@@ -599,10 +681,11 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
         }
         pf__run_emit(r, PF_AGENT_EVENT_RETRY, s->ctx.state, rc, s->attempts,
                      pf__ns_to_secs(delay));
-        s->phase = PF__PH_RATE;
         if (delay == 0) {
+            slot_move(s, slot_phase(s), PF__SLOT_READY);
             return GO;
         }
+        slot_move(s, slot_phase(s), PF__SLOT_RETRY_WAIT);
         switch (park_timer(r, s, due)) {
         case PARKED:
             return PARKED;
@@ -620,13 +703,15 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
 
 /* ---- the gates ----------------------------------------------------------- */
 
+/* The rate gate, in READY: GO (a permit taken, or one reserved earlier),
+ * PARKED in RATE_WAIT until the permit reserved now is due (GO when
+ * resumed while parking), or FAILED. */
 static int
 gate_rate(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
 {
     int64_t wait = 0;
     int64_t due;
 
-    s->phase = PF__PH_BULKHEAD;
     if (d->ratelimit == NULL || s->rate_reserved) {
         return GO;
     }
@@ -646,47 +731,55 @@ gate_rate(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
     *now = NO_TIME;
     pf__run_emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_ERATELIMIT,
                  s->attempts, pf__ns_to_secs(wait));
+    slot_move(s, PF__SLOT_READY, PF__SLOT_RATE_WAIT);
     return park_timer(r, s, due);
 }
 
+/* The bulkhead gate, in phase from (READY or RATE_WAIT): GO in ADMITTED
+ * (a place taken, or no bulkhead) or in BULKHEAD_WAIT (resumed while
+ * parking: see bulkhead_woken), PARKED in BULKHEAD_WAIT, or FAILED with
+ * *err. */
 static int
-gate_bulkhead(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int *err)
+gate_bulkhead(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
+              pf__slot_phase_t from, int *err)
 {
     int rc;
 
-    if (d->bulkhead == NULL || s->in_bulkhead) {
-        s->phase = PF__PH_BREAKER;
+    if (d->bulkhead == NULL) {
+        slot_move(s, from, PF__SLOT_ADMITTED);
         return GO;
     }
-    if (!s->bh_granted && !s->bh_timed_out) {
-        rc = park_ticket(r, s, d, err);
-        if (rc == PARKED) {
-            return PARKED;
-        }
-        if (rc == FAILED) {
-            s->counts.rejections++;
-            pf__run_emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, *err,
-                         s->attempts, 0.0);
-            return FAILED;
-        }
-    }
-    if (s->bh_timed_out) {
-        s->bh_timed_out = false;
+    rc = park_ticket(r, s, d, from, err);
+    if (rc == FAILED) {
         s->counts.rejections++;
-        *err = PF_EFULL;
-        pf__run_emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_EFULL,
+        pf__run_emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, *err,
                      s->attempts, 0.0);
-        return FAILED;
     }
-    s->bh_granted = false;
-    s->in_bulkhead = true;
-    s->phase = PF__PH_BREAKER;
-    return GO;
+    return rc;
+}
+
+/* Back in BULKHEAD_WAIT, not cancelled: a grant left the place in
+ * in_bulkhead (GO, ADMITTED); otherwise the wait limit ran out (FAILED,
+ * *err = PF_EFULL). */
+static int
+bulkhead_woken(pf__run_t *r, pf__slot_t *s, int *err)
+{
+    if (s->in_bulkhead) {
+        slot_move(s, PF__SLOT_BULKHEAD_WAIT, PF__SLOT_ADMITTED);
+        return GO;
+    }
+    s->counts.rejections++;
+    *err = PF_EFULL;
+    pf__run_emit(r, PF_AGENT_EVENT_REJECTED, s->ctx.state, PF_EFULL,
+                 s->attempts, 0.0);
+    return FAILED;
 }
 
 /* ---- driving a state ----------------------------------------------------- */
 
-/* Run state i from where it stopped: PARKED, or ENDED (outcome set). */
+/* Run state i from the phase it is in (READY when claimed, or the waiting
+ * phase it was resumed from) until it parks (PARKED) or ends (ENDED: DONE
+ * or CANCELLED, outcome set). */
 static int
 run_state(pf__run_t *r, uint32_t i, int64_t *now)
 {
@@ -696,55 +789,59 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
     for (;;) {
         int reason =
             atomic_load_explicit(&r->cancel_reason, memory_order_acquire);
+        pf__slot_phase_t phase = slot_phase(s);
         int err = 0;
-        int act;
+        int act = GO;
 
         if (reason != 0) {
             release_gates(s, d);
             end_state(r, s, PF_STATE_CANCELLED, reason);
             return ENDED;
         }
-        if (s->phase == PF__PH_RATE) {
-            act = gate_rate(r, s, d, now);
-            if (act == PARKED) {
-                return PARKED;
-            }
-            if (act == FAILED) {
-                s->phase = PF__PH_RATE;
-                s->fell_back = false; /* this error is no fallback's */
-                act = after_failure(r, s, d, PF_ERATELIMIT, now);
-                if (act != GO) {
-                    return act;
-                }
-                continue;
-            }
+        if (phase == PF__SLOT_RETRY_WAIT) { /* its delay is over */
+            slot_move(s, PF__SLOT_RETRY_WAIT, PF__SLOT_READY);
+            phase = PF__SLOT_READY;
         }
-        if (s->phase == PF__PH_BULKHEAD) {
-            act = gate_bulkhead(r, s, d, &err);
-            if (act == PARKED) {
-                return PARKED;
+        if (phase == PF__SLOT_READY) {
+            act = gate_rate(r, s, d, now);
+            if (act == FAILED) {
+                err = PF_ERATELIMIT;
             }
+            phase = slot_phase(s); /* RATE_WAIT once it waited */
+        }
+        if (act == GO &&
+            (phase == PF__SLOT_READY || phase == PF__SLOT_RATE_WAIT)) {
+            act = gate_bulkhead(r, s, d, phase, &err);
             if (act == FAILED) {
                 release_gates(s, d);
-                s->fell_back = false;
-                act = after_failure(r, s, d, err, now);
-                if (act != GO) {
-                    return act;
-                }
-                continue;
             }
-            s->rate_reserved = false; /* the permit is being used */
+            phase = slot_phase(s);
         }
-        if (s->phase == PF__PH_BREAKER) {
-            if (d->breaker != NULL &&
-                pf_breaker_acquire(d->breaker, &s->permit) != 0) {
-                rejected(r, s, d);
-                return ENDED;
+        if (act == GO && phase == PF__SLOT_BULKHEAD_WAIT) {
+            act = bulkhead_woken(r, s, &err);
+            if (act == FAILED) {
+                release_gates(s, d);
             }
-            s->phase = PF__PH_CALL;
         }
+        if (act == PARKED) {
+            return PARKED;
+        }
+        if (act == FAILED) {
+            s->fell_back = false; /* this error is no fallback's */
+            act = after_failure(r, s, d, err, now);
+            if (act != GO) {
+                return act;
+            }
+            continue;
+        }
+        s->rate_reserved = false; /* ADMITTED: the permit is being used */
+        if (d->breaker != NULL &&
+            pf_breaker_acquire(d->breaker, &s->permit) != 0) {
+            rejected(r, s, d);
+            return ENDED;
+        }
+        slot_move(s, PF__SLOT_ADMITTED, PF__SLOT_RUNNING);
         err = call_attempt(r, s, d, now);
-        s->phase = PF__PH_RATE;
         if (err == 0) {
             /* Answered by the breaker's fallback: error keeps why. */
             end_state(r, s, PF_STATE_COMPLETED, s->fell_back ? s->error : 0);
@@ -762,19 +859,10 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
 static bool
 claim_goto(pf__run_t *r, uint32_t t)
 {
-    pf__slot_t *s = &r->slots[t];
-
     if (r->agent->states[t].ndeps != 0) {
         return false; /* it runs when its dependencies complete */
     }
-    /* A relaxed look first: most gotos to an activated state end here. The
-     * exchange decides; acq_rel orders the claim with the run's other
-     * claims (each slot is claimed once). */
-    if (atomic_load_explicit(&s->activated, memory_order_relaxed) != 0) {
-        return false;
-    }
-    return atomic_exchange_explicit(&s->activated, 1, memory_order_acq_rel) ==
-           0;
+    return slot_move(&r->slots[t], PF__SLOT_IDLE, PF__SLOT_READY);
 }
 
 /* State i has ended: claim its successors. Returns the one this thread
@@ -822,8 +910,7 @@ dispatch(pf__run_t *r, uint32_t i, bool *ended)
              * completion. */
             if (atomic_fetch_sub_explicit(&r->slots[t].deps_left, 1,
                                           memory_order_acq_rel) == 1) {
-                atomic_store_explicit(&r->slots[t].activated, 1,
-                                      memory_order_relaxed);
+                slot_move(&r->slots[t], PF__SLOT_IDLE, PF__SLOT_READY);
                 APPEND(t);
             }
         }
