@@ -40,6 +40,10 @@
 #include "schedule_impl.h"
 #include "timeutil.h"
 
+/* A closed entry of a's run cache: a's own address, never a run object's
+ * (both come from the allocator, suitably aligned for any type). */
+#define CACHE_CLOSED(a) ((pf__run_t *)(void *)(a))
+
 static void deadline_timer_fn(pf__timer_t *t);
 static void activation_task_fn(pf__task_t *t);
 
@@ -136,29 +140,20 @@ run_release(pf__run_t *r)
         pf_ctx_clear(&view);
         r->own_store_used = false;
     }
-    if (!atomic_load_explicit(&a->closing, memory_order_seq_cst)) {
+    /* r holds a reference to a until the compare-and-swap below hands r
+     * to the cache; from then on the drain may destroy r and free a, so
+     * nothing of either is touched after it. A drain that came first has
+     * left every entry CLOSED: the swap fails and r is destroyed here. */
+    if (!atomic_load_explicit(&a->closing, memory_order_relaxed)) {
         for (i = 0; i < PF__RUN_CACHE; i++) {
             pf__run_t *expected = NULL;
 
+            /* Release: whoever takes r from the cache sees it reset. */
             if (atomic_load_explicit(&a->cache[i], memory_order_relaxed) ==
                     NULL &&
                 atomic_compare_exchange_strong_explicit(&a->cache[i], &expected,
-                                                        r, memory_order_seq_cst,
+                                                        r, memory_order_release,
                                                         memory_order_relaxed)) {
-                /* pf_agent_free sets closing, then drains the cache; we
-                 * cached, then look at closing (both seq_cst): one of us
-                 * sees the other, so the object is never stranded. */
-                if (atomic_load_explicit(&a->closing, memory_order_seq_cst)) {
-                    /* Take back this entry (ours, or nothing if the drain
-                     * got it). Nothing of a is read after a destroy: it
-                     * may drop the agent's last reference. */
-                    pf__run_t *back = atomic_exchange_explicit(
-                        &a->cache[i], NULL, memory_order_acquire);
-
-                    if (back != NULL) {
-                        run_destroy(back);
-                    }
-                }
                 return;
             }
         }
@@ -177,17 +172,18 @@ run_unref(pf__run_t *r)
     }
 }
 
-/* Destroy the run objects in a's cache. */
+/* Destroy the run objects in a's cache and close every entry, so a run
+ * object released later is destroyed instead of cached (run_release). */
 static void
 drain_cache(pf_agent_t *a)
 {
     size_t i;
 
     for (i = 0; i < PF__RUN_CACHE; i++) {
-        pf__run_t *r =
-            atomic_exchange_explicit(&a->cache[i], NULL, memory_order_acquire);
+        pf__run_t *r = atomic_exchange_explicit(&a->cache[i], CACHE_CLOSED(a),
+                                                memory_order_acquire);
 
-        if (r != NULL) {
+        if (r != NULL && r != CACHE_CLOSED(a)) {
             run_destroy(r);
         }
     }
@@ -199,9 +195,9 @@ pf_agent_free(pf_agent_t *a)
     if (a == NULL) {
         return;
     }
-    /* seq_cst, paired with run_release: a run object put in the cache
-     * after the drain below sees the flag and takes itself out again. */
-    atomic_store_explicit(&a->closing, true, memory_order_seq_cst);
+    /* Only a hint for run_release (do not even try the cache): the closed
+     * entries are what keeps a run object from being stranded there. */
+    atomic_store_explicit(&a->closing, true, memory_order_relaxed);
     drain_cache(a);
     pf__agent_unref(a);
 }

@@ -1,8 +1,9 @@
 /* The scheduler: how a run's slots are driven.
  *
  * A slot is an activation of its state: it is claimed at most once per
- * run (an atomic exchange for a goto, the last decrement of its
- * dependency count for depends_on), then driven by one thread at a time.
+ * run (the move IDLE -> READY: a compare-and-swap for a goto, the last
+ * decrement of its dependency count for depends_on), then driven by one
+ * thread at a time through the phases of slot_impl.h.
  *
  * Driving. pf__sched_drive runs a state through its gates (rate limit,
  * bulkhead, breaker), calls it, retries it, ends it, and claims its
@@ -17,18 +18,21 @@
  *
  * Waiting. A retry delay or a rate-limit delay parks the slot on a timer;
  * a full bulkhead parks it on a ticket in the bulkhead's queue (with a
- * timer for the wait limit). Nothing sleeps. The slot's `park` word says
- * who owns it: the driving thread sets QUEUED, arms the timer or queues
- * the ticket, then moves QUEUED -> PARKED_*; whoever resumes it (a timer
- * firing, a bulkhead grant, a cancellation that took the timer or ticket
- * back) moves PARKED_* -> NONE and queues its task, or, finding QUEUED,
- * leaves EARLY for the driving thread to go on by itself. Exactly one
- * resumer exists per park: a timer either fires or is cancelled, a ticket
- * either is granted or is cancelled.
+ * timer for the wait limit). Nothing sleeps. The slot's phase says what
+ * it waits for (slot_impl.h has the table of phases); its `park` word
+ * says who holds it: the driving thread sets QUEUED, arms the timer or
+ * queues the ticket, then moves QUEUED -> PARKED (publish_park); whoever
+ * resumes it (a timer firing, a bulkhead grant, a cancellation that took
+ * the timer or ticket back) moves PARKED -> OWNED and queues its task,
+ * or, finding QUEUED, leaves EARLY for the driving thread to go on by
+ * itself. Exactly one resumer exists per park: a timer either fires or is
+ * cancelled, a ticket either is granted or is cancelled. The resumer
+ * leaves what it knows in the slot (a grant: in_bulkhead); the phase is
+ * moved only by the thread driving the slot.
  *
  * Cancellation (run.c) sets cancel_reason (seq_cst) and then looks at
  * every slot's park word (seq_cst, pf__sched_cancel_parked); a thread
- * parking a slot reads cancel_reason (seq_cst) after its CAS to PARKED_*.
+ * parking a slot reads cancel_reason (seq_cst) after its CAS to PARKED.
  * In the single total order of these operations one of the two sees the
  * other, so a slot parked while the run is cancelled is always taken
  * back. Running states see the flag through pf_ctx_is_cancelled and their
@@ -54,8 +58,16 @@
 
 #define NO_TIME INT64_MIN
 
-/* What run_state and the gates tell their caller. */
-enum { GO, PARKED, FAILED, ENDED };
+/* What run_state and the gates tell their caller. PARKED_LAST: parked,
+ * and meanwhile every activation of the run ended (this one too, resumed
+ * and ended on another thread): the caller must finish the run. */
+enum { GO, PARKED, PARKED_LAST, FAILED, ENDED };
+
+static bool
+is_parked(int act)
+{
+    return act == PARKED || act == PARKED_LAST;
+}
 
 static void slot_timer_fn(pf__timer_t *t);
 
@@ -264,36 +276,51 @@ pf__sched_cancel_parked(pf__run_t *r, pf__slot_t *s)
     }
 }
 
-/* After a successful park: the run may have been cancelled meanwhile. */
+/* Publish the park of s, set up under QUEUED: QUEUED -> PARKED. Returns
+ * GO when it was resumed while being set up (the caller goes on), else
+ * PARKED or PARKED_LAST. Once published, the slot may be resumed, driven
+ * and ended on another thread at any moment, and the run with it; so this
+ * thread holds an extra count of the run's activations while it still
+ * looks at the run (its cancel_reason, then maybe the slot), and drops it
+ * last. Nothing of the slot or the run is touched after that. */
 static int
-parked(pf__run_t *r, pf__slot_t *s)
-{
-    if (atomic_load_explicit(&r->cancel_reason, memory_order_seq_cst) != 0) {
-        pf__sched_cancel_parked(r, s);
-    }
-    return PARKED;
-}
-
-/* Park s, already moved to RATE_WAIT or RETRY_WAIT, until at_ns
- * (executor clock). Returns PARKED, GO (it was resumed while being
- * parked: go on) or FAILED (no memory for the timer). */
-static int
-park_timer(pf__run_t *r, pf__slot_t *s, int64_t at_ns)
+publish_park(pf__run_t *r, pf__slot_t *s)
 {
     int p = PF__PARK_QUEUED;
 
+    /* Relaxed: the seq_cst swap below publishes it with the park, so the
+     * activation's end, wherever it happens, comes after it. */
+    atomic_fetch_add_explicit(&r->active, 1, memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&s->park, &p, PF__PARK_PARKED,
+                                                 memory_order_seq_cst,
+                                                 memory_order_seq_cst)) {
+        /* EARLY. Never the last count: this activation is still going. */
+        atomic_fetch_sub_explicit(&r->active, 1, memory_order_relaxed);
+        atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
+        return GO;
+    }
+    /* The run may have been cancelled meanwhile (see the top of the file). */
+    if (atomic_load_explicit(&r->cancel_reason, memory_order_seq_cst) != 0) {
+        pf__sched_cancel_parked(r, s);
+    }
+    /* acq_rel, as every end of an activation (dispatch). */
+    return atomic_fetch_sub_explicit(&r->active, 1, memory_order_acq_rel) == 1
+               ? PARKED_LAST
+               : PARKED;
+}
+
+/* Park s, already moved to RATE_WAIT or RETRY_WAIT, until at_ns
+ * (executor clock). Returns PARKED or PARKED_LAST, GO (it was resumed
+ * while being parked: go on) or FAILED (no memory for the timer). */
+static int
+park_timer(pf__run_t *r, pf__slot_t *s, int64_t at_ns)
+{
     atomic_store_explicit(&s->park, PF__PARK_QUEUED, memory_order_seq_cst);
     if (pf__exec_timer_arm(r->ex, &s->timer, at_ns) != 0) {
         atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
         return FAILED;
     }
-    if (atomic_compare_exchange_strong_explicit(&s->park, &p, PF__PARK_PARKED,
-                                                memory_order_seq_cst,
-                                                memory_order_seq_cst)) {
-        return parked(r, s);
-    }
-    atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
-    return GO;
+    return publish_park(r, s);
 }
 
 static void
@@ -314,7 +341,8 @@ grant_fn(pf_bulkhead_ticket_t *t, void *arg)
 
 /* Queue s, in phase from (READY or RATE_WAIT), in its bulkhead. GO:
  * inside at once (ADMITTED), or resumed while being parked (BULKHEAD_WAIT:
- * granted, or its wait ran out); PARKED (BULKHEAD_WAIT); FAILED with *err
+ * granted, or its wait ran out); PARKED or PARKED_LAST (BULKHEAD_WAIT);
+ * FAILED with *err
  * when there is no room or no memory for the wait limit's timer. */
 static int
 park_ticket(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
@@ -323,7 +351,6 @@ park_ticket(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
     pf_deadline_t limit;
     int64_t at;
     bool entered = false;
-    int p = PF__PARK_QUEUED;
     int rc;
 
     atomic_store_explicit(&s->park, PF__PARK_QUEUED, memory_order_seq_cst);
@@ -350,15 +377,12 @@ park_ticket(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
         *err = PF_ENOMEM;
         return FAILED;
     }
-    if (atomic_compare_exchange_strong_explicit(&s->park, &p, PF__PARK_PARKED,
-                                                memory_order_seq_cst,
-                                                memory_order_seq_cst)) {
-        return parked(r, s);
+    rc = publish_park(r, s);
+    if (rc == GO) {
+        /* Granted (or timed out) while being set up: withdraw the timer. */
+        pf__exec_timer_cancel(r->ex, &s->timer);
     }
-    /* Granted (or timed out) while being set up: withdraw the timer. */
-    atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
-    pf__exec_timer_cancel(r->ex, &s->timer);
-    return GO;
+    return rc;
 }
 
 /* The slot's one timer; what it does is given by the phase it serves,
@@ -648,6 +672,7 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
 {
     int64_t delay = 0;
     bool retry = false;
+    int act;
 
     s->error = rc;
     if (atomic_load_explicit(&r->cancel_reason, memory_order_acquire) != 0) {
@@ -686,16 +711,14 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
             return GO;
         }
         slot_move(s, slot_phase(s), PF__SLOT_RETRY_WAIT);
-        switch (park_timer(r, s, due)) {
-        case PARKED:
-            return PARKED;
-        case GO:
-            *now = NO_TIME;
-            return GO;
-        default:
-            rc = PF_ENOMEM;
-            break;
+        act = park_timer(r, s, due);
+        if (act != FAILED) {
+            if (act == GO) {
+                *now = NO_TIME;
+            }
+            return act;
         }
+        rc = PF_ENOMEM;
     }
     fall_back_or_fail(r, s, d, rc, d->fallback_on_failure);
     return ENDED;
@@ -804,6 +827,9 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
         }
         if (phase == PF__SLOT_READY) {
             act = gate_rate(r, s, d, now);
+            if (is_parked(act)) {
+                return act; /* nothing of s may be touched now */
+            }
             if (act == FAILED) {
                 err = PF_ERATELIMIT;
             }
@@ -812,6 +838,9 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
         if (act == GO &&
             (phase == PF__SLOT_READY || phase == PF__SLOT_RATE_WAIT)) {
             act = gate_bulkhead(r, s, d, phase, &err);
+            if (is_parked(act)) {
+                return act;
+            }
             if (act == FAILED) {
                 release_gates(s, d);
             }
@@ -822,9 +851,6 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
             if (act == FAILED) {
                 release_gates(s, d);
             }
-        }
-        if (act == PARKED) {
-            return PARKED;
         }
         if (act == FAILED) {
             s->fell_back = false; /* this error is no fallback's */
@@ -955,8 +981,10 @@ pf__sched_drive(pf__run_t *r, uint32_t i)
     bool ended = false;
 
     while (i != PF__NONE) {
-        if (run_state(r, i, &now) == PARKED) {
-            return false;
+        int act = run_state(r, i, &now);
+
+        if (is_parked(act)) {
+            return act == PARKED_LAST;
         }
         i = dispatch(r, i, &ended);
     }
