@@ -85,6 +85,8 @@ min64(int64_t a, int64_t b)
 
 /* ---- the slot's life ---------------------------------------------------- */
 
+/* The table is what slot_move asserts; with NDEBUG it is not built. */
+#ifndef NDEBUG
 #define TO(phase) (1u << PF__SLOT_##phase)
 
 /* The moves of the table in slot_impl.h: bit `to` of may_move[from]. */
@@ -112,6 +114,7 @@ slot_may_move(unsigned from, unsigned to)
 {
     return from < PF__SLOT_PHASES && ((may_move[from] >> to) & 1u) != 0;
 }
+#endif
 
 static inline pf__slot_phase_t
 slot_phase(const pf__slot_t *s)
