@@ -767,8 +767,7 @@ pf_run_result_dead_letter(const pf_run_result_t *res, size_t i,
     return PF_ERANGE;
 }
 
-/* ---- metrics --------------------------------------------------------------
- */
+/* ---- metrics ------------------------------------------------------------- */
 
 void
 pf_agent_metrics(pf_agent_t *a, pf_agent_metrics_t *out)

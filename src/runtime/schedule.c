@@ -223,7 +223,7 @@ pf__sched_watch_token(pf__run_t *r, pf__slot_t *s, pf_token_t *tok,
     pf__exec_timer_arm(r->ex, &s->timer, at_ns);
 }
 
-/* ---- parking -------------------------------------------- */
+/* ---- parking ------------------------------------------------------------ */
 
 /* Hand a parked slot back to a thread: its task is queued. Called by the
  * one resumer of the current park. */
