@@ -1,19 +1,20 @@
-/* The agent's and the run's layout, shared by agent.c (definitions,
- * validation, results) and scheduler.c (running). */
+/* The agent's layout: a definition of states, read-only once validated.
+ * The lowest of the runtime's private headers about agents: attach_impl.h
+ * (a state's pattern attachments) and run_impl.h (runs) build on it, and
+ * it knows nothing of either (a run object is only a forward-declared
+ * pointer in the agent's cache of finished run objects). */
 #ifndef PF_SRC_AGENT_IMPL_H
 #define PF_SRC_AGENT_IMPL_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "puffinflow/agent.h"
-
-#include "context_impl.h"
-#include "executor_impl.h"
-#include "timerheap.h"
 
 #define PF__NONE UINT32_MAX
 #define PF__RUN_CACHE 8
@@ -34,7 +35,7 @@ typedef struct pf__state {
     int64_t timeout_ns;      /* 0 = none */
     pf_retry_policy_t retry; /* our copy; retry_on points to retry_on */
     int *retry_on;
-    pf_backoff_t *backoff;   /* our copy, which retry.backoff points to */
+    pf_backoff_t *backoff; /* our copy, which retry.backoff points to */
     char **dep_names;
     uint32_t ndep_names;
     uint32_t ndeps;
@@ -62,19 +63,12 @@ typedef struct pf__state {
     pf_leak_resources_t resources;
 } pf__state_t;
 
-/* Counts added to the agent's metrics when a run ends. */
-typedef struct pf__counts {
-    uint64_t retries;
-    uint64_t rejections;
-    uint64_t timeouts;
-    uint64_t fallbacks;
-} pf__counts_t;
-
 struct pf_run;
 
 /* name, cfg, executor, clock and the compiled arrays: immutable once
  * frozen (set under lock by validate). states: written only by add_state
- * before freezing. Counters and the run cache: atomics. */
+ * before freezing. Counters and the run cache: atomics. The cache and the
+ * run counters belong to run.c, which only keeps them here. */
 struct pf_agent {
     char *name;
     pf_agent_config_t cfg;   /* cfg.name points to name */
@@ -88,9 +82,8 @@ struct pf_agent {
     size_t hcap;
     uint32_t *dependents; /* CSR storage for every state */
     uint32_t *topo;       /* states in dependency order */
-    uint32_t *entries;
+    uint32_t *entries;    /* highest priority first */
     size_t nentries;
-    size_t run_bytes; /* size of one run object */
     atomic_bool frozen;
     atomic_bool closing;  /* pf_agent_free was called */
     _Atomic int refs;     /* the user's, and one per run object */
@@ -109,104 +102,6 @@ struct pf_agent {
     _Atomic uint64_t dead_letters;
 };
 
-/* Where a state's activation resumes. */
-enum { PF__PH_RATE = 0, PF__PH_BULKHEAD, PF__PH_BREAKER, PF__PH_CALL };
-
-/* Parking of a state waiting on a timer or a bulkhead ticket. */
-enum {
-    PF__PARK_NONE = 0, /* owned by the thread driving it */
-    PF__PARK_QUEUED,   /* wait being set up by the driving thread */
-    PF__PARK_PARKED,   /* waiting; its resumer pushes its task */
-    PF__PARK_EARLY     /* resumed while being set up: the driver goes on */
-};
-
-/* What the slot's timer does when it fires. */
-enum {
-    PF__TIMER_RESUME = 0, /* a retry or rate-limit delay ended */
-    PF__TIMER_TICKET,     /* a bulkhead wait limit ran out */
-    PF__TIMER_TOKEN       /* the attempt's deadline: cancel its token */
-};
-
-/* One state of one run. The activation is owned by one thread at a time
- * (the one driving it, or whoever resumes it from a park); activated,
- * deps_left and park are atomics shared with other states' threads and
- * with cancellation. */
-typedef struct pf__slot {
-    pf__task_t task;
-    pf__timer_t timer;
-    pf_bulkhead_ticket_t ticket;
-    pf_ctx_t ctx;
-    pf_permit_t permit;
-    pf_retry_state_t retry;
-    atomic_uint activated;
-    atomic_uint deps_left;
-    atomic_int park;
-    int timer_kind;
-    uint32_t link; /* successor list, while being dispatched */
-    uint8_t phase;
-    uint8_t outcome; /* pf_state_outcome_t */
-    bool timed_out;
-    bool fell_back;
-    bool dead_letter;
-    bool in_bulkhead;
-    bool bh_granted;
-    bool bh_timed_out;
-    bool rate_reserved;
-    bool retry_started;
-    bool own_token; /* ctx.token is the attempt's own */
-    int error;
-    unsigned attempts;
-    uint64_t order;
-    uint64_t dl_order; /* 1.. among dead letters; 0 = none */
-    int64_t start_ns;
-    int64_t end_ns;
-    int64_t failed_at_ns;
-    pf__counts_t counts;
-} pf__slot_t;
-
-/* A run. Immutable after start: agent, ex, clock, store, deadline, flags.
- * Atomics: active, cancel_reason, done, refs, sequence counters. token
- * and the parent registration: under lock. The summary is written by the
- * thread that ends the run, before it publishes done. */
-struct pf_run {
-    pf_agent_t *agent;
-    uint64_t id; /* 1, 2, ...: the agent's runs in the order started; the
-                    instance its states' leak tracking is keyed by */
-    pf_executor_t *ex;
-    const pf_clock_t *clock;
-    pf__ctx_store_t *store;
-    pf_ctx_t *user_ctx; /* the context the run was given; NULL = none */
-    _Atomic uint32_t active;  /* activations not yet ended */
-    atomic_int cancel_reason; /* 0, PF_ECANCELED or PF_ETIMEDOUT */
-    atomic_bool done;
-    _Atomic int refs;
-    _Atomic uint64_t order_seq;
-    _Atomic uint64_t dl_seq;
-    pf__group_t group;
-    pthread_mutex_t lock;
-    pf_token_t *token;        /* made on first pf_ctx_token */
-    pf_token_t *parent_token; /* the run options' token */
-    pf_token_reg_t parent_reg;
-    bool parent_registered;
-    pf__timer_t deadline_timer;
-    int64_t deadline_ns; /* PF_DEADLINE_NEVER_NS = none */
-    bool timings;
-    bool async;
-    bool own_store_used;
-    bool caller_finished; /* the blocking caller ended it */
-    pf_run_done_fn on_done;
-    void *on_done_arg;
-    int status;
-    int64_t start_ns;
-    int64_t end_ns;
-    pf_run_result_t summary;   /* filled when the run ends */
-    pf__ctx_store_t own_store; /* the context when none was given */
-    size_t nslots;
-    pf__slot_t slots[];
-};
-
-typedef struct pf_run pf__run_t;
-
 /* ---- agent.c ------------------------------------------------------------ */
 
 /* The index of the state called name, or PF__NONE. */
@@ -218,17 +113,20 @@ uint32_t pf__agent_find(const pf_agent_t *a, const char *name);
  * still read it. */
 void pf__agent_unref(pf_agent_t *a);
 
-/* Destroy the run objects in a's cache. */
-void pf__agent_drain_cache(pf_agent_t *a);
+/* Set the message pf_agent_last_error returns. Called by the thread
+ * defining or validating a (not thread-safe, like those calls). Inline so
+ * that the files defining states need nothing but this header. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static inline void
+pf__agent_error(pf_agent_t *a, const char *fmt, ...)
+{
+    va_list ap;
 
-/* ---- scheduler.c --------------------------------------------------------- */
-
-/* Drop one reference to r; the last one returns it to the agent's cache
- * (or frees it). */
-void pf__run_unref(pf__run_t *r);
-
-/* Free a run object for good (the agent is being destroyed, or the cache
- * is full). */
-void pf__run_destroy(pf__run_t *r);
+    va_start(ap, fmt);
+    vsnprintf(a->errbuf, sizeof(a->errbuf), fmt, ap);
+    va_end(ap);
+}
 
 #endif /* PF_SRC_AGENT_IMPL_H */

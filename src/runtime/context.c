@@ -6,18 +6,31 @@
  * bytes value that fits the old buffer reuses it, so a run that sets the
  * same variables on every pass allocates nothing after the first. Pointer
  * destructors run after the lock is dropped: a destructor may use the
- * context. */
+ * context.
+ *
+ * The per-state view (pf_ctx_goto, pf_ctx_attempt, pf_ctx_deadline,
+ * pf_ctx_token, ...) is a pf_ctx_t inside a run's slot: its questions are
+ * answered from the slot, the run and the agent's definition, read by the
+ * thread running the state. A goto is recorded in the view (a few inline,
+ * the rest on the heap, kept across runs) and acted on by the scheduler
+ * once the attempt has succeeded. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "puffinflow/agent.h"
 #include "puffinflow/context.h"
 #include "puffinflow/error.h"
 
+#include "agent_impl.h"
 #include "context_impl.h"
 #include "mem.h"
+#include "run_impl.h"
+#include "schedule_impl.h"
+#include "token_impl.h"
 
 /* A context made by pf_ctx_new: the context and its own store. */
 typedef struct root {
@@ -749,4 +762,177 @@ pf_ctx_keys(const pf_ctx_t *ctx, pf_ctx_keys_filter_t filter, char ***out,
     *out = keys;
     *n = count;
     return 0;
+}
+
+/* ---- the per-state view of the context ----------------------------------- */
+
+int
+pf_ctx_goto(pf_ctx_t *ctx, const char *state)
+{
+    const pf__state_t *d;
+    uint32_t t;
+    uint32_t j;
+
+    if (ctx == NULL || state == NULL) {
+        return PF_EINVAL;
+    }
+    if (ctx->run == NULL) {
+        return PF_ESTATE;
+    }
+    t = pf__agent_find(ctx->run->agent, state);
+    if (t == PF__NONE) {
+        if (ctx->goto_error == 0) {
+            ctx->goto_error = PF_ENOTFOUND;
+        }
+        return PF_ENOTFOUND;
+    }
+    d = &ctx->run->agent->states[ctx->state];
+    if (d->nnext != 0) {
+        for (j = 0; j < d->nnext && d->next[j] != t; j++) {
+        }
+        if (j == d->nnext) {
+            if (ctx->goto_error == 0) {
+                ctx->goto_error = PF_EINVAL;
+            }
+            return PF_EINVAL;
+        }
+    }
+    for (j = 0; j < ctx->ngotos; j++) {
+        uint32_t g = j < PF__CTX_INLINE_GOTOS
+                         ? ctx->inline_gotos[j]
+                         : ctx->more[j - PF__CTX_INLINE_GOTOS];
+
+        if (g == t) {
+            return 0;
+        }
+    }
+    if (ctx->ngotos < PF__CTX_INLINE_GOTOS) {
+        ctx->inline_gotos[ctx->ngotos++] = t;
+        return 0;
+    }
+    j = ctx->ngotos - PF__CTX_INLINE_GOTOS;
+    if (j >= ctx->more_cap) {
+        size_t cap = ctx->more_cap;
+
+        if (pf__grow((void **)&ctx->more, &cap, (size_t)j + 1,
+                     sizeof(uint32_t)) != 0) {
+            return PF_ENOMEM;
+        }
+        ctx->more_cap = (uint32_t)cap;
+    }
+    ctx->more[j] = t;
+    ctx->ngotos++;
+    return 0;
+}
+
+const char *
+pf_ctx_state_name(const pf_ctx_t *ctx)
+{
+    if (ctx == NULL || ctx->run == NULL) {
+        return NULL;
+    }
+    return ctx->run->agent->states[ctx->state].name;
+}
+
+const char *
+pf_ctx_agent_name(const pf_ctx_t *ctx)
+{
+    if (ctx == NULL || ctx->run == NULL) {
+        return NULL;
+    }
+    return ctx->run->agent->name;
+}
+
+unsigned
+pf_ctx_attempt(const pf_ctx_t *ctx)
+{
+    return ctx == NULL || ctx->run == NULL ? 0 : ctx->attempt;
+}
+
+pf_deadline_t
+pf_ctx_deadline(const pf_ctx_t *ctx)
+{
+    if (ctx == NULL || ctx->run == NULL ||
+        ctx->deadline_ns == PF_DEADLINE_NEVER_NS) {
+        return pf_deadline_none();
+    }
+    return pf_deadline_at_ns(ctx->run->clock, ctx->deadline_ns);
+}
+
+/* The run's token, made on first use. It counts as cancelled from the
+ * run's deadline on, before the deadline timer has cancelled the run.
+ * run.c's run_cancel reads r->token under the same lock, and frees it
+ * when the run object is released. */
+static pf_token_t *
+run_token(pf__run_t *r)
+{
+    pf_token_t *tok;
+
+    pthread_mutex_lock(&r->lock);
+    if (r->token == NULL) {
+        pf_deadline_t d = r->deadline_ns == PF_DEADLINE_NEVER_NS
+                              ? pf_deadline_none()
+                              : pf_deadline_at_ns(r->clock, r->deadline_ns);
+
+        if (pf__token_new_expiring(r->parent_token, &d, &r->token) != 0) {
+            r->token = NULL;
+        }
+    }
+    tok = r->token;
+    pthread_mutex_unlock(&r->lock);
+    /* Made after a cancellation that found no token: cancel it here (see
+     * run_cancel, which reads the token under the same lock). */
+    if (tok != NULL &&
+        atomic_load_explicit(&r->cancel_reason, memory_order_seq_cst) != 0) {
+        pf_token_cancel(tok);
+    }
+    return tok;
+}
+
+pf_token_t *
+pf_ctx_token(pf_ctx_t *ctx)
+{
+    pf__run_t *r;
+    pf_token_t *rt;
+    pf_token_t *tok;
+    pf_deadline_t d;
+
+    if (ctx == NULL || ctx->run == NULL) {
+        return NULL;
+    }
+    if (ctx->token != NULL) {
+        return ctx->token;
+    }
+    r = ctx->run;
+    rt = run_token(r);
+    if (rt == NULL || ctx->deadline_ns == r->deadline_ns) {
+        ctx->token = rt; /* no deadline of its own: the run's token */
+        return rt;
+    }
+    /* Cancelled from the deadline on, even before (or without) the timer
+     * below: asked for late, it is returned cancelled. */
+    d = pf_deadline_at_ns(r->clock, ctx->deadline_ns);
+    if (pf__token_new_expiring(rt, &d, &tok) != 0) {
+        return NULL;
+    }
+    ctx->token = tok;
+    pf__sched_watch_token(r, &r->slots[ctx->state], tok, ctx->deadline_ns);
+    return tok;
+}
+
+bool
+pf_ctx_is_cancelled(const pf_ctx_t *ctx)
+{
+    if (ctx == NULL || ctx->run == NULL) {
+        return false;
+    }
+    if (atomic_load_explicit(&ctx->run->cancel_reason, memory_order_acquire) !=
+        0) {
+        return true;
+    }
+    if (ctx->token != NULL && pf_token_is_cancelled(ctx->token)) {
+        return true;
+    }
+    return ctx->deadline_ns != PF_DEADLINE_NEVER_NS &&
+           pf__run_now(ctx->run) >= ctx->deadline_ns;
 }
