@@ -22,8 +22,8 @@
  * still holds the pointer then.
  *
  * The eventfd's wake-ups are coalesced by wake_pending: a writer writes
- * only when it flips the flag, and the loop clears the flag before it
- * reads the counter, so a wake-up is never lost and rarely doubled.
+ * only when it flips the flag, and the loop reads the counter before it
+ * clears the flag, so a wake-up is never lost and rarely doubled.
  *
  * Locks: tlock (timers) and rlock (retire list) are never held together,
  * and neither is held while a callback runs. Cancelling a timer whose
@@ -78,10 +78,15 @@ drain_wake(pf__reactor_t *r)
     uint64_t v;
     ssize_t n;
 
-    atomic_exchange_explicit(&r->wake_pending, false, memory_order_acq_rel);
+    /* Read, then clear: a waker that comes after the clear writes again;
+     * one that comes between sees the flag set and does not, but the turn
+     * looks at timers, retired fds and the stop flag after this. Clearing
+     * first would let the read swallow a later waker's write and leave the
+     * flag set with nothing to read: every wake-up after it lost. */
     do {
         n = read(r->efd, &v, sizeof(v));
     } while (n < 0 && errno == EINTR);
+    atomic_exchange_explicit(&r->wake_pending, false, memory_order_acq_rel);
 }
 
 bool
