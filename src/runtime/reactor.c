@@ -290,6 +290,11 @@ pf__reactor_fd_add(pf__reactor_t *r, pf__fdreg_t *reg, int fd,
     reg->fd = fd;
     reg->dup = false;
     reg->rnext = NULL;
+    /* The kernel orders this ADD before the event the loop reads, but
+     * neither C11 nor a race detector sees that edge: this release and the
+     * loop's acquire state it. Everything reg's owner wrote before is then
+     * visible to reg->fn. */
+    atomic_store_explicit(&reg->published, true, memory_order_release);
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
         return 0;
     }
@@ -304,14 +309,25 @@ pf__reactor_fd_add(pf__reactor_t *r, pf__fdreg_t *reg, int fd,
         return errno == EMFILE || errno == ENFILE ? PF_ESYSTEM
                                                   : errno_to_pf(errno);
     }
+    /* Set before the ADD: once added, the event and a retire may come at
+     * once. */
+    reg->fd = d;
+    reg->dup = true;
+    atomic_store_explicit(&reg->published, true, memory_order_release);
+    /* Under rlock, as the retire's close of d: an event may retire reg
+     * before this ADD returns, and the lock orders the two uses of d for
+     * readers (and race detectors) that cannot see the kernel's order. */
+    pthread_mutex_lock(&r->rlock);
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, d, &ev) != 0) {
         int rc = errno_to_pf(errno);
 
+        pthread_mutex_unlock(&r->rlock);
+        reg->fd = fd;
+        reg->dup = false;
         close(d);
         return rc;
     }
-    reg->fd = d;
-    reg->dup = true;
+    pthread_mutex_unlock(&r->rlock);
     return 0;
 }
 
@@ -321,10 +337,10 @@ pf__reactor_fd_retire(pf__reactor_t *r, pf__fdreg_t *reg)
     /* Out of the set now, before the owner can close fd; an error only
      * means the fd was closed already (and so left the set). */
     epoll_ctl(r->epfd, EPOLL_CTL_DEL, reg->fd, NULL);
+    pthread_mutex_lock(&r->rlock);
     if (reg->dup) {
         close(reg->fd);
     }
-    pthread_mutex_lock(&r->rlock);
     reg->rnext = r->retire;
     r->retire = reg;
     pthread_mutex_unlock(&r->rlock);
@@ -420,6 +436,7 @@ pf__reactor_turn(pf__reactor_t *r, bool block)
             drain_wake(r);
             continue;
         }
+        (void)atomic_load_explicit(&reg->published, memory_order_acquire);
         reg->fn(reg, evs[i].events);
         done++;
     }

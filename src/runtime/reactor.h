@@ -33,6 +33,7 @@ typedef struct pf__fdreg {
     pf__fdreg_release_fn release;
     int fd;      /* the fd in the set: the caller's, or a duplicate */
     bool dup;    /* fd is a duplicate the reactor closes */
+    _Atomic bool published; /* release before the ADD, acquire at events */
     struct pf__fdreg *rnext; /* on the retire list, under rlock */
 } pf__fdreg_t;
 
