@@ -28,6 +28,7 @@ PF_PACKAGES="
     python3-prometheus-client
     locales
     libclang-rt-14-dev
+    libuv1-dev
 "
 # clang: the second compiler the suite is built with.
 # pkg-config: finds libmicrohttpd and libcurl; the install test uses it.
@@ -40,6 +41,8 @@ PF_PACKAGES="
 #   /usr/bin/python3, checks the metrics tests' exposition text.
 # libclang-rt-14-dev: libFuzzer, which clang only recommends, for the fuzz
 #   harnesses (scripts/fuzz.sh, the last phase of scripts/test.sh).
+# libuv1-dev: tests/test_executor_embed.c drives an embedded executor from a
+#   real libuv loop.
 # locales: localedef, with which tests/test_locale.c builds a
 #   comma-decimal locale (de_DE) to check that numbers ignore the locale.
 

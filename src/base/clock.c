@@ -10,7 +10,9 @@
  * lock and a waiter's mutex are never held together by the advance: it pins
  * the entry with a busy count, drops the clock lock, signals, and retakes
  * the clock lock to move on. An entry with a busy count is never unlinked,
- * so the walk's next pointer stays valid. */
+ * so the walk's next pointer stays valid. A waiter that sleeps elsewhere
+ * than on a condition variable (the executor's reactor, in epoll_wait)
+ * gives a wake function instead, which the advance calls the same way. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -131,9 +133,13 @@ wake_due_waiters(pf_clock_t *c, int64_t now)
         }
         w->busy++;
         pthread_mutex_unlock(&c->lock);
-        pthread_mutex_lock(w->mu);
-        pthread_cond_broadcast(w->cv);
-        pthread_mutex_unlock(w->mu);
+        if (w->wake != NULL) {
+            w->wake(w);
+        } else {
+            pthread_mutex_lock(w->mu);
+            pthread_cond_broadcast(w->cv);
+            pthread_mutex_unlock(w->mu);
+        }
         pthread_mutex_lock(&c->lock);
         next = w->next; /* w is still linked: its busy count pins it */
         w->busy--;

@@ -20,6 +20,10 @@ typedef struct pf__clock_waiter {
     pthread_mutex_t *mu;   /* ... and the mutex it waits with */
     int64_t deadline_ns;   /* wake it once now reaches this */
     unsigned busy;         /* advances signalling it now; under clock lock */
+    /* NULL for a thread asleep on cv. Otherwise the advance calls wake(w),
+     * with no lock held, instead of signalling cv under mu: for a waiter
+     * that sleeps elsewhere (the executor's reactor in epoll_wait). */
+    void (*wake)(struct pf__clock_waiter *w);
 } pf__clock_waiter_t;
 
 /* kind is immutable. now_ns is atomic so reads never lock; it is written

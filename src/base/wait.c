@@ -83,6 +83,7 @@ pf__wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
         entry.cv = cv;
         entry.mu = mu;
         entry.deadline_ns = deadline_ns;
+        entry.wake = NULL;
         linked = pf__clock_link_waiter(c, &entry);
         if (linked) {
             pthread_cond_wait(cv, mu);

@@ -1,5 +1,5 @@
 /* The executor: worker threads taking tasks from four FIFO queues, one per
- * priority, and a timer thread keeping a heap of timers.
+ * priority, and a reactor (timers and fds) on a thread of its own.
  *
  * Tasks are intrusive (they live in the objects that need running), so
  * queueing allocates nothing. A task may also belong to a group, the tasks
@@ -17,15 +17,15 @@
  * on a small machine a spinning worker takes the core from the thread that
  * is producing the work.
  *
- * Timers: the timer thread sleeps on the executor's clock until the
- * earliest timer is due, pops it and runs its callback with no lock held.
- * While the heap is empty it sleeps with no deadline on a plain condition
- * wait, so on a manual clock it is counted as a waiter exactly while a
- * timer is armed. Cancelling a timer whose callback is running waits for
- * the callback to return (unless called from it), so the owner may reuse
- * or free the timer's memory afterwards.
+ * Timers and fds belong to the reactor (reactor.c): one loop, on its own
+ * thread, that fires timers and watches the epoll set; waits (waits.c) are
+ * built on it. An embedded executor starts no thread at all: the host's
+ * loop calls pf_executor_drive, which turns the reactor once without
+ * blocking and then runs the tasks queued at that point; a push from
+ * elsewhere than the drive wakes the host through the reactor's eventfd.
  *
- * Locks: `lock` (queues) and `tlock` (timers) are never held together. */
+ * Locks: `lock` (queues) is never held together with the reactor's or the
+ * wait set's locks. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,26 +35,33 @@
 
 #include "puffinflow/error.h"
 #include "puffinflow/executor.h"
+#include "puffinflow/types.h"
 
 #include "clock_impl.h"
 #include "executor_impl.h"
 #include "mem.h"
+#include "reactor.h"
 #include "timerheap.h"
 #include "wait.h"
+#include "waits.h"
 
 #define MAX_WORKERS 1024
 
-/* name, nworkers, clock, threads, timer_thread: immutable after _new.
- * Queue fields, counters and stopping: under lock. Timer fields: under
- * tlock. */
+/* name, nworkers, clock, embedded, threads: immutable after _new. Queue
+ * fields, counters and stopping: under lock. reactor and waits guard
+ * themselves; driving is atomic. */
 struct pf_executor {
     char *name;
     unsigned nworkers;
     const pf_clock_t *clock;
+    bool embedded;
     pthread_t *threads;
-    pthread_t timer_thread;
     unsigned started; /* workers started (for unwinding) */
-    bool timer_started;
+    bool reactor_ready;
+    bool waits_ready;
+    pf__reactor_t reactor;
+    pf__waitset_t waits;
+    _Atomic bool driving; /* a pf_executor_drive is under way */
 
     pthread_mutex_t lock;
     pthread_cond_t work_cv; /* work arrived, or stopping */
@@ -67,19 +74,12 @@ struct pf_executor {
     unsigned sleeping;      /* workers asleep on work_cv */
     unsigned wakes_pending; /* signalled, not yet awake */
     bool stopping;
-
-    pthread_mutex_t tlock;
-    pthread_cond_t tcv;   /* earliest timer changed, or tstop */
-    pthread_cond_t tidle; /* a timer callback returned */
-    pf__timerheap_t heap;
-    pf__timer_t *running_timer;
-    uint64_t timers_fired;
-    bool tstop;
 };
 
-/* The executor whose worker (or timer thread) this thread is, if any. */
+/* The executor whose worker this thread is, if any, and the one this
+ * thread is driving now (embedded), if any. */
 static _Thread_local const pf_executor_t *tl_worker_of;
-static _Thread_local const pf_executor_t *tl_timer_of;
+static _Thread_local const pf_executor_t *tl_drive_of;
 
 void
 pf_executor_config_init(pf_executor_config_t *cfg)
@@ -91,6 +91,7 @@ pf_executor_config_init(pf_executor_config_t *cfg)
     cfg->name = "executor";
     cfg->workers = 0;
     cfg->clock = NULL;
+    cfg->embedded = false;
 }
 
 /* ---- queues (under lock) ---------------------------------------------- */
@@ -200,6 +201,17 @@ wake_for(pf_executor_t *ex, pf__task_t *t)
     }
 }
 
+/* An embedded executor has no worker to wake: wake the host's loop
+ * instead, unless the push comes from the drive, which reports the queued
+ * work through pf_executor_timeout_ms. */
+static void
+wake_host(pf_executor_t *ex)
+{
+    if (ex->embedded && tl_drive_of != ex) {
+        pf__reactor_wake(&ex->reactor);
+    }
+}
+
 void
 pf__exec_push(pf_executor_t *ex, pf__task_t *t)
 {
@@ -207,6 +219,7 @@ pf__exec_push(pf_executor_t *ex, pf__task_t *t)
     link_task(ex, t);
     wake_for(ex, t);
     pthread_mutex_unlock(&ex->lock);
+    wake_host(ex);
 }
 
 void
@@ -220,6 +233,9 @@ pf__exec_push_many(pf_executor_t *ex, pf__task_t *const *tasks, size_t n)
         wake_for(ex, tasks[i]);
     }
     pthread_mutex_unlock(&ex->lock);
+    if (n > 0) {
+        wake_host(ex);
+    }
 }
 
 /* ---- groups ------------------------------------------------------------ */
@@ -359,77 +375,30 @@ pf__exec_on_worker(const pf_executor_t *ex)
     return ex != NULL && tl_worker_of == ex;
 }
 
-/* ---- timers ------------------------------------------------------------ */
-
-static void *
-timer_main(void *arg)
-{
-    pf_executor_t *ex = arg;
-
-    tl_timer_of = ex;
-    pthread_mutex_lock(&ex->tlock);
-    while (!ex->tstop) {
-        pf__timer_t *t = pf__timerheap_peek(&ex->heap);
-
-        if (t == NULL) {
-            /* No deadline and the system clock: not a manual-clock waiter
-             * while nothing is armed (see the file comment). */
-            pf__wait_until(&ex->tcv, &ex->tlock, NULL, PF_DEADLINE_NEVER_NS,
-                           NULL);
-            continue;
-        }
-        if (pf_clock_now_ns(ex->clock) >= t->at_ns) {
-            pf__timerheap_pop(&ex->heap);
-            ex->running_timer = t;
-            ex->timers_fired++;
-            pthread_mutex_unlock(&ex->tlock);
-            t->fn(t);
-            pthread_mutex_lock(&ex->tlock);
-            ex->running_timer = NULL;
-            pthread_cond_broadcast(&ex->tidle);
-            continue;
-        }
-        pf__wait_until(&ex->tcv, &ex->tlock, ex->clock, t->at_ns, NULL);
-    }
-    pthread_mutex_unlock(&ex->tlock);
-    return NULL;
-}
+/* ---- timers and the reactor -------------------------------------------- */
 
 int
 pf__exec_timer_arm(pf_executor_t *ex, pf__timer_t *t, int64_t at_ns)
 {
-    int rc;
-
-    pthread_mutex_lock(&ex->tlock);
-    rc = pf__timerheap_push(&ex->heap, t, at_ns);
-    if (rc == 0 && pf__timerheap_peek(&ex->heap) == t) {
-        pthread_cond_signal(&ex->tcv); /* a new earliest deadline */
-    }
-    pthread_mutex_unlock(&ex->tlock);
-    return rc;
+    return pf__reactor_timer_arm(&ex->reactor, t, at_ns);
 }
 
 bool
 pf__exec_timer_cancel(pf_executor_t *ex, pf__timer_t *t)
 {
-    bool was_first;
-    bool removed;
+    return pf__reactor_timer_cancel(&ex->reactor, t);
+}
 
-    pthread_mutex_lock(&ex->tlock);
-    was_first = pf__timerheap_peek(&ex->heap) == t;
-    removed = pf__timerheap_remove(&ex->heap, t);
-    if (was_first) {
-        /* The timer thread waits for this one: let it wait for the next
-         * (or stop waiting on the clock at all). */
-        pthread_cond_signal(&ex->tcv);
-    }
-    if (!removed && tl_timer_of != ex) {
-        while (ex->running_timer == t) {
-            pthread_cond_wait(&ex->tidle, &ex->tlock);
-        }
-    }
-    pthread_mutex_unlock(&ex->tlock);
-    return removed;
+pf__reactor_t *
+pf__exec_reactor(pf_executor_t *ex)
+{
+    return &ex->reactor;
+}
+
+pf__waitset_t *
+pf__exec_waitset(pf_executor_t *ex)
+{
+    return &ex->waits;
 }
 
 /* ---- create, free ------------------------------------------------------ */
@@ -445,12 +414,43 @@ online_cores(void)
     return n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
 }
 
-/* Stop and join whatever threads were started, then free ex. */
+/* Run queued tasks on the calling thread until the queue is empty (an
+ * embedded executor being freed has no worker to do it). */
+static void
+run_all_queued(pf_executor_t *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    for (;;) {
+        pf__task_t *t = pop_task(ex);
+
+        if (t == NULL) {
+            break;
+        }
+        pthread_mutex_unlock(&ex->lock);
+        t->fn(t);
+        pthread_mutex_lock(&ex->lock);
+    }
+    pthread_mutex_unlock(&ex->lock);
+}
+
+/* End the pending waits, stop and join whatever threads were started
+ * (workers first: they drain the queue, wait completions included, while
+ * the reactor still runs), then free ex. */
 static void
 destroy(pf_executor_t *ex)
 {
     unsigned i;
 
+    if (ex->waits_ready) {
+        pf__waitset_close(&ex->waits);
+    }
+    if (ex->embedded) {
+        const pf_executor_t *outer = tl_drive_of;
+
+        tl_drive_of = ex; /* completions queued now need no host wake-up */
+        run_all_queued(ex);
+        tl_drive_of = outer;
+    }
     pthread_mutex_lock(&ex->lock);
     ex->stopping = true;
     pthread_cond_broadcast(&ex->work_cv);
@@ -458,17 +458,12 @@ destroy(pf_executor_t *ex)
     for (i = 0; i < ex->started; i++) {
         pthread_join(ex->threads[i], NULL);
     }
-    pthread_mutex_lock(&ex->tlock);
-    ex->tstop = true;
-    pthread_cond_broadcast(&ex->tcv);
-    pthread_mutex_unlock(&ex->tlock);
-    if (ex->timer_started) {
-        pthread_join(ex->timer_thread, NULL);
+    if (ex->reactor_ready) {
+        pf__reactor_destroy(&ex->reactor);
     }
-    pf__timerheap_destroy(&ex->heap);
-    pthread_cond_destroy(&ex->tidle);
-    pthread_cond_destroy(&ex->tcv);
-    pthread_mutex_destroy(&ex->tlock);
+    if (ex->waits_ready) {
+        pf__waitset_destroy(&ex->waits);
+    }
     pthread_cond_destroy(&ex->work_cv);
     pthread_mutex_destroy(&ex->lock);
     pf__free(ex->threads);
@@ -476,8 +471,8 @@ destroy(pf_executor_t *ex)
     pf__free(ex);
 }
 
-/* Initialise the locks and condition variables of a zeroed ex. Undoes its
- * own work on failure. */
+/* Initialise the queue lock and condition variable of a zeroed ex. Undoes
+ * its own work on failure. */
 static int
 init_sync(pf_executor_t *ex)
 {
@@ -485,27 +480,10 @@ init_sync(pf_executor_t *ex)
         return PF_ESYSTEM;
     }
     if (pf__cond_init(&ex->work_cv) != 0) {
-        goto fail_lock;
-    }
-    if (pthread_mutex_init(&ex->tlock, NULL) != 0) {
-        goto fail_work;
-    }
-    if (pf__cond_init(&ex->tcv) != 0) {
-        goto fail_tlock;
-    }
-    if (pf__cond_init(&ex->tidle) != 0) {
-        goto fail_tcv;
+        pthread_mutex_destroy(&ex->lock);
+        return PF_ESYSTEM;
     }
     return 0;
-fail_tcv:
-    pthread_cond_destroy(&ex->tcv);
-fail_tlock:
-    pthread_mutex_destroy(&ex->tlock);
-fail_work:
-    pthread_cond_destroy(&ex->work_cv);
-fail_lock:
-    pthread_mutex_destroy(&ex->lock);
-    return PF_ESYSTEM;
 }
 
 int
@@ -517,16 +495,16 @@ pf_executor_new(const pf_executor_config_t *cfg, pf_executor_t **out)
     int rc;
 
     if (cfg == NULL || out == NULL || cfg->name == NULL ||
-        cfg->workers > MAX_WORKERS) {
+        cfg->workers > MAX_WORKERS || (cfg->embedded && cfg->workers != 0)) {
         return PF_EINVAL;
     }
-    n = cfg->workers == 0 ? online_cores() : cfg->workers;
+    n = cfg->embedded ? 0 : cfg->workers == 0 ? online_cores() : cfg->workers;
     ex = pf__calloc(1, sizeof(*ex));
     if (ex == NULL) {
         return PF_ENOMEM;
     }
     ex->name = pf__strdup(cfg->name);
-    ex->threads = pf__calloc(n, sizeof(*ex->threads));
+    ex->threads = pf__calloc(n == 0 ? 1 : n, sizeof(*ex->threads));
     if (ex->name == NULL || ex->threads == NULL) {
         pf__free(ex->threads);
         pf__free(ex->name);
@@ -541,8 +519,21 @@ pf_executor_new(const pf_executor_config_t *cfg, pf_executor_t **out)
         return rc;
     }
     ex->nworkers = n;
+    ex->embedded = cfg->embedded;
     ex->clock = pf__clock_norm(cfg->clock);
-    pf__timerheap_init(&ex->heap);
+    atomic_init(&ex->driving, false);
+    rc = pf__waitset_init(&ex->waits);
+    if (rc != 0) {
+        destroy(ex);
+        return rc;
+    }
+    ex->waits_ready = true;
+    rc = pf__reactor_init(&ex->reactor, ex->clock, ex->embedded);
+    if (rc != 0) {
+        destroy(ex);
+        return rc;
+    }
+    ex->reactor_ready = true;
     for (i = 0; i < n; i++) {
         if (pthread_create(&ex->threads[i], NULL, worker_main, ex) != 0) {
             destroy(ex);
@@ -550,11 +541,13 @@ pf_executor_new(const pf_executor_config_t *cfg, pf_executor_t **out)
         }
         ex->started++;
     }
-    if (pthread_create(&ex->timer_thread, NULL, timer_main, ex) != 0) {
-        destroy(ex);
-        return PF_ESYSTEM;
+    if (!ex->embedded) {
+        rc = pf__reactor_start(&ex->reactor);
+        if (rc != 0) {
+            destroy(ex);
+            return rc;
+        }
     }
-    ex->timer_started = true;
     *out = ex;
     return 0;
 }
@@ -626,19 +619,10 @@ pf_executor_clock(const pf_executor_t *ex)
 int64_t
 pf_executor_next_timer_ns(pf_executor_t *ex)
 {
-    int64_t at = PF_DEADLINE_NEVER_NS;
-    const pf__timer_t *t;
-
     if (ex == NULL) {
         return PF_DEADLINE_NEVER_NS;
     }
-    pthread_mutex_lock(&ex->tlock);
-    t = pf__timerheap_peek(&ex->heap);
-    if (t != NULL) {
-        at = t->at_ns;
-    }
-    pthread_mutex_unlock(&ex->tlock);
-    return at;
+    return pf__reactor_next_timer_ns(&ex->reactor);
 }
 
 void
@@ -656,8 +640,131 @@ pf_executor_metrics(pf_executor_t *ex, pf_executor_metrics_t *out)
     out->queued = ex->queued;
     out->peak_queued = ex->peak_queued;
     pthread_mutex_unlock(&ex->lock);
-    pthread_mutex_lock(&ex->tlock);
-    out->timers_armed = pf__timerheap_len(&ex->heap);
-    out->timers_fired = ex->timers_fired;
-    pthread_mutex_unlock(&ex->tlock);
+    pf__reactor_timer_counts(&ex->reactor, &out->timers_armed,
+                             &out->timers_fired);
+    out->waits_pending = pf__waitset_pending(&ex->waits);
+}
+
+/* ---- plain tasks -------------------------------------------------------- */
+
+typedef struct submitted {
+    pf__task_t task; /* first: the task is the record */
+    pf_task_fn fn;
+    void *arg;
+} submitted_t;
+
+static void
+run_submitted(pf__task_t *t)
+{
+    submitted_t *s = (submitted_t *)(void *)t;
+    pf_task_fn fn = s->fn;
+    void *arg = s->arg;
+
+    pf__free(s); /* before fn: fn may free what arg points to, or ex */
+    fn(arg);
+}
+
+int
+pf_executor_submit(pf_executor_t *ex, pf_task_fn fn, void *arg)
+{
+    submitted_t *s;
+    bool stopping;
+
+    if (ex == NULL || fn == NULL) {
+        return PF_EINVAL;
+    }
+    pthread_mutex_lock(&ex->lock);
+    stopping = ex->stopping;
+    pthread_mutex_unlock(&ex->lock);
+    if (stopping) {
+        return PF_ESTATE;
+    }
+    s = pf__calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return PF_ENOMEM;
+    }
+    s->task.fn = run_submitted;
+    s->task.prio = PF_PRIORITY_NORMAL;
+    s->task.group = NULL;
+    s->fn = fn;
+    s->arg = arg;
+    pf__exec_push(ex, &s->task);
+    return 0;
+}
+
+/* ---- embedding ---------------------------------------------------------- */
+
+int
+pf_executor_fd(pf_executor_t *ex)
+{
+    if (ex == NULL) {
+        return PF_EINVAL;
+    }
+    return ex->embedded ? ex->reactor.epfd : PF_ESTATE;
+}
+
+/* Run at most the n tasks queued when called: work that a task queues
+ * waits for the next drive, so one drive always ends. */
+static unsigned
+run_queued(pf_executor_t *ex)
+{
+    unsigned ran = 0;
+    uint64_t n;
+
+    pthread_mutex_lock(&ex->lock);
+    for (n = ex->queued; n > 0; n--) {
+        pf__task_t *t = pop_task(ex);
+
+        if (t == NULL) {
+            break;
+        }
+        pthread_mutex_unlock(&ex->lock);
+        t->fn(t);
+        ran++;
+        pthread_mutex_lock(&ex->lock);
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return ran;
+}
+
+int
+pf_executor_drive(pf_executor_t *ex)
+{
+    unsigned done;
+
+    if (ex == NULL) {
+        return PF_EINVAL;
+    }
+    if (!ex->embedded ||
+        atomic_exchange_explicit(&ex->driving, true, memory_order_acquire)) {
+        return PF_ESTATE;
+    }
+    tl_drive_of = ex;
+    done = pf__reactor_turn(&ex->reactor, false);
+    done += run_queued(ex);
+    pf__reactor_watch_clock(&ex->reactor);
+    tl_drive_of = NULL;
+    /* Release: the next driver sees everything this one did. */
+    atomic_store_explicit(&ex->driving, false, memory_order_release);
+    return done > INT32_MAX ? INT32_MAX : (int)done;
+}
+
+int
+pf_executor_timeout_ms(pf_executor_t *ex)
+{
+    uint64_t queued;
+
+    if (ex == NULL) {
+        return PF_EINVAL;
+    }
+    if (!ex->embedded) {
+        return PF_ESTATE;
+    }
+    pthread_mutex_lock(&ex->lock);
+    queued = ex->queued;
+    pthread_mutex_unlock(&ex->lock);
+    if (queued > 0) {
+        return 0;
+    }
+    return pf__reactor_timeout_ms(&ex->reactor);
 }

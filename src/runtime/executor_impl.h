@@ -80,16 +80,25 @@ bool pf__exec_group_finish(pf_executor_t *ex, pf__group_t *g,
 int pf__exec_help(pf_executor_t *ex, pf__group_t *g, const pf_deadline_t *d);
 
 /* Arm idle timer t to fire at at_ns on the executor's clock (at once if
- * that has passed). Returns 0, or PF_ENOMEM (t stays idle). Thread-safe. */
+ * that has passed). Its callback runs on the reactor's loop (the reactor
+ * thread, or pf_executor_drive when embedded) with no lock held. Returns
+ * 0, or PF_ENOMEM (t stays idle). Thread-safe. */
 int pf__exec_timer_arm(pf_executor_t *ex, pf__timer_t *t, int64_t at_ns);
 
 /* Disarm t. Returns true when it was armed and now will not fire; false
- * when it was not armed, or has fired: then, unless called from the timer
- * callback itself, its callback has returned by the time this returns.
- * Thread-safe. */
+ * when it was not armed, or has fired: then, unless called on the
+ * reactor's loop (from a timer callback), its callback has returned by
+ * the time this returns. Thread-safe. */
 bool pf__exec_timer_cancel(pf_executor_t *ex, pf__timer_t *t);
 
 /* True when the calling thread is one of ex's workers. */
 bool pf__exec_on_worker(const pf_executor_t *ex);
+
+struct pf__reactor;
+struct pf__waitset;
+
+/* ex's reactor (reactor.h) and its set of pending waits (waits.h). */
+struct pf__reactor *pf__exec_reactor(pf_executor_t *ex);
+struct pf__waitset *pf__exec_waitset(pf_executor_t *ex);
 
 #endif /* PF_SRC_EXECUTOR_IMPL_H */
