@@ -6,27 +6,18 @@
  * any other; the TCP connect and the command are real I/O, timed by the
  * system clock.
  *
- * A command runs as the leader of a process group of its own, so that
- * everything it starts can be ended together: when it times out, the
+ * A command runs through base/spawn.c, the same code the runtime's
+ * subprocesses use: as the leader of a process group of its own, so that
+ * everything it starts can be ended together. When it times out, the
  * group gets SIGTERM, then SIGKILL after kill_grace; when it exits and
- * left something behind in the group, the rest gets the same. Killing the
- * child alone would orphan its children (a shell's sleep, say) on every
- * probe. The group id stays reserved while any member, the unreaped
- * leader included, exists. Once the leader is reaped, the group is only
- * signalled right after a check that it still has members, so a stranger
- * could be reached only if the id were freed and reused (pids wrap around
- * pid_max first) in between. */
+ * left something behind in the group, the rest gets the same. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,11 +29,10 @@
 #include "health_impl.h"
 #include "mem.h"
 #include "procfs.h"
+#include "spawn_impl.h"
 #include "strbuf.h"
 #include "sysmon.h"
 #include "timeutil.h"
-
-extern char **environ;
 
 /* ---- option blocks ---------------------------------------------------- */
 
@@ -450,161 +440,6 @@ pf_health_command_opts_init(pf_health_command_opts_t *c)
     c->kill_grace = 0.5;
 }
 
-/* Wait up to deadline for pid to exit: 0 and *status, ETIMEDOUT, or an
- * errno. Waits on a pidfd where the kernel has them (5.3+), else polls
- * waitpid with growing naps. */
-static int
-wait_child(pid_t pid, int64_t deadline, int *status)
-{
-    long nap_ns = 1000000;
-
-#ifdef SYS_pidfd_open
-    {
-        int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-
-        if (pidfd >= 0) {
-            struct pollfd pfd = {pidfd, POLLIN, 0};
-            int n;
-
-            do {
-                n = poll(&pfd, 1, poll_ms(deadline));
-            } while (n < 0 && errno == EINTR);
-            close(pidfd);
-            if (n == 0) {
-                return ETIMEDOUT;
-            }
-        }
-    }
-#endif
-    for (;;) {
-        struct timespec nap;
-        pid_t w = waitpid(pid, status, WNOHANG);
-
-        if (w == pid) {
-            return 0;
-        }
-        if (w < 0 && errno != EINTR) {
-            return errno;
-        }
-        if (w == 0 && mono_ns() >= deadline) {
-            return ETIMEDOUT;
-        }
-        nap.tv_sec = 0;
-        nap.tv_nsec = nap_ns;
-        nanosleep(&nap, NULL);
-        if (nap_ns < 50000000) {
-            nap_ns *= 2;
-        }
-    }
-}
-
-/* Whether process group pgid still has a member (a zombie counts). EPERM
- * means a member we may not signal exists. */
-static bool
-group_exists(pid_t pgid)
-{
-    return kill(-pgid, 0) == 0 || errno == EPERM;
-}
-
-/* Nap until group pgid is empty or deadline passes. */
-static void
-wait_group_gone(pid_t pgid, int64_t deadline)
-{
-    long nap_ns = 1000000;
-
-    while (group_exists(pgid) && mono_ns() < deadline) {
-        struct timespec nap = {0, nap_ns};
-
-        nanosleep(&nap, NULL);
-        if (nap_ns < 50000000) {
-            nap_ns *= 2;
-        }
-    }
-}
-
-/* End process group pgid, whose leader is pid: SIGTERM to the group, up to
- * grace_ns for it to empty, then SIGKILL to whatever is left, and reap the
- * leader unless reaped says that was done (its status goes to *status).
- * A grandchild that ignores SIGTERM cannot outlive this; once SIGKILL is
- * sent it never runs again, though it may linger as a zombie until its
- * new parent reaps it. */
-static void
-end_group(pid_t pgid, pid_t pid, bool reaped, int64_t grace_ns, int *status)
-{
-    if (grace_ns > 0) {
-        int64_t deadline = pf__add_sat(mono_ns(), grace_ns);
-
-        kill(-pgid, SIGTERM);
-        if (!reaped) {
-            reaped = wait_child(pid, deadline, status) == 0;
-        }
-        if (reaped) {
-            wait_group_gone(pgid, deadline);
-        }
-    }
-    if (!reaped || group_exists(pgid)) {
-        kill(-pgid, SIGKILL);
-    }
-    if (!reaped) {
-        while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
-        }
-    }
-}
-
-static int
-spawn(const command_arg_t *c, pid_t *pid)
-{
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none;
-    sigset_t dfl;
-    int rc;
-
-    rc = posix_spawn_file_actions_init(&fa);
-    if (rc != 0) {
-        return rc;
-    }
-    rc = posix_spawnattr_init(&attr);
-    if (rc != 0) {
-        posix_spawn_file_actions_destroy(&fa);
-        return rc;
-    }
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGPIPE);
-    if (rc == 0) {
-        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-                                              0);
-    }
-    if (rc == 0) {
-        rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
-                                              0);
-    }
-    if (rc == 0) {
-        rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    }
-    if (rc == 0) {
-        rc = posix_spawnattr_setsigmask(&attr, &none);
-    }
-    if (rc == 0) {
-        rc = posix_spawnattr_setsigdefault(&attr, &dfl);
-    }
-    if (rc == 0) {
-        rc = posix_spawnattr_setpgroup(&attr, 0); /* a group of its own */
-    }
-    if (rc == 0) {
-        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-                                                 POSIX_SPAWN_SETSIGDEF |
-                                                 POSIX_SPAWN_SETPGROUP);
-    }
-    if (rc == 0) {
-        rc = posix_spawnp(pid, c->argv[0], &fa, &attr, c->argv, environ);
-    }
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc;
-}
-
 static int
 command_check(pf_health_result_t *res, void *arg)
 {
@@ -617,18 +452,18 @@ command_check(pf_health_result_t *res, void *arg)
     if (timeout == 0 && pf__secs_to_ns(res->timeout, &timeout) != 0) {
         timeout = INT64_MAX;
     }
-    rc = spawn(c, &pid);
+    rc = pf__spawn(c->argv, true, &pid);
     if (rc != 0) {
         pf_health_result_set(res, PF_UNHEALTHY, "could not run %s: %s",
                              c->argv[0], strerror(rc));
         return 0;
     }
-    rc = wait_child(pid, pf__add_sat(mono_ns(), timeout), &status);
+    rc = pf__spawn_wait(pid, pf__add_sat(mono_ns(), timeout), &status);
     if (rc == ETIMEDOUT) {
-        end_group(pid, pid, false, c->grace_ns, &status);
-    } else if (rc == 0 && group_exists(pid)) {
+        pf__spawn_end_group(pid, pid, false, c->grace_ns, &status);
+    } else if (rc == 0 && pf__spawn_group_alive(pid)) {
         /* It exited but left processes behind in its group. */
-        end_group(pid, pid, true, c->grace_ns, &status);
+        pf__spawn_end_group(pid, pid, true, c->grace_ns, &status);
     }
     if (rc == ETIMEDOUT) {
         pf_health_result_set(res, PF_UNHEALTHY,
