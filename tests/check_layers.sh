@@ -28,7 +28,7 @@ public_layer() {
     breaker.h | bulkhead.h | ratelimit.h | retry.h | timeout.h | health.h | \
         degrade.h | leak.h | registry.h)
         echo 1 ;;
-    executor.h | context.h | agent.h)
+    executor.h | context.h | agent.h | subprocess.h)
         echo 2 ;;
     puffinflow.h)
         echo 2 ;;

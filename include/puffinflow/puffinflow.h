@@ -27,5 +27,6 @@
 #include "puffinflow/agent.h"
 #include "puffinflow/context.h"
 #include "puffinflow/executor.h"
+#include "puffinflow/subprocess.h"
 
 #endif /* PUFFINFLOW_H */
