@@ -71,7 +71,7 @@ chain(pf_executor_t *ex, unsigned n, int kind, bool timings)
     cfg.executor = ex;
     cfg.mode = PF_EXEC_SEQUENTIAL;
     cfg.timings = timings;
-    if (pf_agent_new_with(&cfg, &a) != 0) {
+    if (pf_agent_new_ex(&cfg, &a) != 0) {
         exit(1);
     }
     for (i = 0; i < n; i++) {
@@ -108,7 +108,7 @@ fan_out(pf_executor_t *ex)
     cfg.name = "fan";
     cfg.executor = ex;
     cfg.mode = PF_EXEC_SEQUENTIAL;
-    if (pf_agent_new_with(&cfg, &a) != 0) {
+    if (pf_agent_new_ex(&cfg, &a) != 0) {
         exit(1);
     }
     pf_state_opts_init(&o);

@@ -60,20 +60,20 @@ bench_checker_status(void *arg, uint64_t ops)
 static void
 bench_mode(void *arg, uint64_t ops)
 {
-    const pf_degradation_t *d = arg;
+    const pf_degrade_t *d = arg;
 
     for (uint64_t i = 0; i < ops; i++) {
-        PF_BENCH_KEEP(pf_degradation_mode(d));
+        PF_BENCH_KEEP(pf_degrade_mode(d));
     }
 }
 
 static void
 bench_mode_name(void *arg, uint64_t ops)
 {
-    const pf_degradation_t *d = arg;
+    const pf_degrade_t *d = arg;
 
     for (uint64_t i = 0; i < ops; i++) {
-        PF_BENCH_KEEP(pf_degradation_mode_name(d));
+        PF_BENCH_KEEP(pf_degrade_mode_name(d));
     }
 }
 
@@ -84,7 +84,7 @@ bench_evaluate(void *arg, uint64_t ops)
 
     for (uint64_t i = 0; i < ops; i++) {
         h.cpu_usage = (i & 1) ? 95.0 : 10.0;
-        pf_degradation_evaluate(arg, &h);
+        pf_degrade_evaluate(arg, &h);
     }
 }
 
@@ -118,19 +118,19 @@ main(void)
     pf_health_checker_t *sleepy = checker_of(sleepy_check, 0.0);
     pf_health_checker_t *instant = checker_of(instant_check, 0.0);
     pf_health_checker_t *cached = checker_of(instant_check, INFINITY);
-    pf_degradation_config_t dcfg;
-    pf_degradation_t *d;
+    pf_degrade_config_t dcfg;
+    pf_degrade_t *d;
     pf_bench_result_t res;
 
-    pf_degradation_config_init(&dcfg);
+    pf_degrade_config_init(&dcfg);
     dcfg.modes = modes;
     dcfg.modes_len = 4;
     dcfg.min_dwell = 0;
     if (sleepy == NULL || instant == NULL || cached == NULL ||
-        pf_degradation_new(&dcfg, &d) != 0 ||
-        pf_degradation_add_rule_str(d, "cpu > 90 -> simple") != 0 ||
-        pf_degradation_add_rule_str(d, "memory > 85 -> batch") != 0 ||
-        pf_degradation_add_rule_str(d, "external_down -> offline") != 0) {
+        pf_degrade_new(&dcfg, &d) != 0 ||
+        pf_degrade_add_rule_str(d, "cpu > 90 -> simple") != 0 ||
+        pf_degrade_add_rule_str(d, "memory > 85 -> batch") != 0 ||
+        pf_degrade_add_rule_str(d, "external_down -> offline") != 0) {
         fprintf(stderr, "setup failed\n");
         return 1;
     }
@@ -151,7 +151,7 @@ main(void)
                  9);
     pf_bench_run("degrade: evaluate 3 rules (mode flips each time)",
                  bench_evaluate, d, 200000, 7);
-    pf_degradation_free(d);
+    pf_degrade_free(d);
     pf_health_checker_free(cached);
     pf_health_checker_free(instant);
     pf_health_checker_free(sleepy);

@@ -84,7 +84,7 @@ bench_check(void *arg, uint64_t ops)
 
     for (uint64_t i = 0; i < ops; i++) {
         pf_leak_detector_check(d, &rep);
-        pf_leak_report_clear(&rep);
+        pf_leak_report_free(&rep);
     }
 }
 

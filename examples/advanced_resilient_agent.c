@@ -234,7 +234,7 @@ main(void)
     acfg.executor = ex;
     pf_state_opts_init(&o);
     o.max_retries = 0; /* the reference does not retry */
-    if (pf_agent_new_with(&acfg, &agent) != 0 ||
+    if (pf_agent_new_ex(&acfg, &agent) != 0 ||
         pf_agent_add_state(agent, "protected_operation", protected_operation,
                            &w, &o) != 0) {
         fprintf(stderr, "setup failed\n");

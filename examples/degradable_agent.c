@@ -74,7 +74,7 @@ sample_machine(pf_system_health_t *out, void *arg)
 
 typedef struct degradable_agent {
     pf_agent_t *agent;
-    pf_degradation_t *degradation;
+    pf_degrade_t *degradation;
     pf_breaker_t *external_api;
     unsigned simple, batch, offline; /* mode indexes, resolved once */
     int changes;
@@ -124,11 +124,11 @@ adaptive_processing(pf_ctx_t *ctx, void *arg)
     if (rc != 0) {
         return rc;
     }
-    rc = pf_degradation_update(a->degradation, &system_health);
+    rc = pf_degrade_update(a->degradation, &system_health);
     if (rc != 0) {
         return rc;
     }
-    mode = pf_degradation_mode(a->degradation); /* lock-free */
+    mode = pf_degrade_mode(a->degradation); /* lock-free */
     if (mode == a->simple) {
         result = simple_processing(input_data);
     } else if (mode == a->batch) {
@@ -158,7 +158,7 @@ degradable_agent_init(degradable_agent_t *a, pf_executor_t *ex,
                       pf_clock_t *clock, machine_t *m)
 {
     static const char *const modes[] = {"full", "offline", "batch", "simple"};
-    pf_degradation_config_t cfg;
+    pf_degrade_config_t cfg;
     pf_agent_config_t acfg;
     pf_breaker_config_t bc;
     int rc;
@@ -167,7 +167,7 @@ degradable_agent_init(degradable_agent_t *a, pf_executor_t *ex,
     pf_agent_config_init(&acfg);
     acfg.name = "DegradableAgent";
     acfg.executor = ex;
-    rc = pf_agent_new_with(&acfg, &a->agent);
+    rc = pf_agent_new_ex(&acfg, &a->agent);
     if (rc != 0) {
         return rc;
     }
@@ -183,7 +183,7 @@ degradable_agent_init(degradable_agent_t *a, pf_executor_t *ex,
     if (rc != 0) {
         return rc;
     }
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.name = "degradable_agent";
     cfg.modes = modes;
     cfg.modes_len = 4;
@@ -193,26 +193,26 @@ degradable_agent_init(degradable_agent_t *a, pf_executor_t *ex,
     cfg.listener = on_mode_change;
     cfg.listener_arg = a;
     cfg.clock = clock;
-    rc = pf_degradation_new(&cfg, &a->degradation);
+    rc = pf_degrade_new(&cfg, &a->degradation);
     if (rc == 0) {
-        rc = pf_degradation_add_rule_str(a->degradation,
+        rc = pf_degrade_add_rule_str(a->degradation,
                                          "cpu > 90 hysteresis 10 -> simple");
     }
     if (rc == 0) {
         rc =
-            pf_degradation_add_rule_str(a->degradation, "memory > 85 -> batch");
+            pf_degrade_add_rule_str(a->degradation, "memory > 85 -> batch");
     }
     if (rc == 0) {
-        rc = pf_degradation_add_rule_str(a->degradation,
+        rc = pf_degrade_add_rule_str(a->degradation,
                                          "external services down -> offline");
     }
     if (rc == 0) {
-        rc = pf_degradation_add_breaker(a->degradation, a->external_api);
+        rc = pf_degrade_add_breaker(a->degradation, a->external_api);
     }
     if (rc == 0) {
-        pf_degradation_mode_index(a->degradation, "simple", &a->simple);
-        pf_degradation_mode_index(a->degradation, "batch", &a->batch);
-        pf_degradation_mode_index(a->degradation, "offline", &a->offline);
+        pf_degrade_mode_index(a->degradation, "simple", &a->simple);
+        pf_degrade_mode_index(a->degradation, "batch", &a->batch);
+        pf_degrade_mode_index(a->degradation, "offline", &a->offline);
     }
     return rc;
 }
@@ -288,11 +288,11 @@ main(void)
     pf_clock_manual_advance(clock, 30 * PF_NS_PER_SEC);
     step(&a, "11. the API is back, 30 s later", "full");
 
-    check(pf_degradation_override(a.degradation, "offline") == 0, "override");
+    check(pf_degrade_override(a.degradation, "offline") == 0, "override");
     step(&a, "12. an operator pins offline", "offline (cached)");
     pf_clock_manual_advance(clock, 60 * PF_NS_PER_SEC);
     step(&a, "13. still pinned a minute later", "offline (cached)");
-    check(pf_degradation_clear_override(a.degradation) == 0, "clear");
+    check(pf_degrade_clear_override(a.degradation) == 0, "clear");
     step(&a, "14. override cleared", "full");
 
     /* full->simple, simple->full, full->batch, batch->simple,
@@ -303,7 +303,7 @@ main(void)
 
     pf_agent_free(a.agent);
     pf_executor_free(ex);
-    pf_degradation_free(a.degradation);
+    pf_degrade_free(a.degradation);
     pf_breaker_free(a.external_api);
     pf_clock_free(clock);
     if (!g_ok) {

@@ -200,7 +200,7 @@ highly_resilient_agent_new(pf_executor_t *ex, pf_leak_detector_t *leaks,
     cfg.executor = ex;
     cfg.leak_detector = leaks;
     cfg.listener = on_agent_event;
-    rc = pf_agent_new_with(&cfg, out);
+    rc = pf_agent_new_ex(&cfg, out);
     if (rc != 0) {
         return rc;
     }
@@ -465,7 +465,7 @@ main(void)
     check(lm.allocations == 20 && lm.total_allocations == 0 &&
               rep.leaks_len == 0,
           "every attempt's resources were tracked and given back");
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
 
     pf_agent_free(agent);
     pf_executor_free(ex);

@@ -162,7 +162,7 @@ isolated_agent_new(pf_executor_t *ex, pf_agent_t **out)
     cfg.name = "IsolatedAgent";
     cfg.executor = ex;
     cfg.listener = on_agent_event;
-    rc = pf_agent_new_with(&cfg, out);
+    rc = pf_agent_new_ex(&cfg, out);
     if (rc != 0) {
         return rc;
     }

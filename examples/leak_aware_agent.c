@@ -280,7 +280,7 @@ main(void)
     }
     acfg.executor = ex;
     acfg.leak_detector = leak_detector; /* the states' resources */
-    if (pf_agent_new_with(&acfg, &agent) != 0 ||
+    if (pf_agent_new_ex(&acfg, &agent) != 0 ||
         pf_agent_add_state(agent, "resource_using_task", resource_using_task,
                            &w, NULL) != 0) {
         fprintf(stderr, "setup failed\n");
@@ -353,7 +353,7 @@ main(void)
     check(rep.leaks_len == 1 && strcmp(rep.leaks[0].agent, AGENT) == 0 &&
               strcmp(rep.leaks[0].state, "resource_using_task") == 0,
           "it names the agent and the state");
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
 
     printf("4. the database call returns\n");
     pthread_mutex_lock(&w.mu);

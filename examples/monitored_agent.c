@@ -272,7 +272,7 @@ monitored_agent_init(monitored_agent_t *a, pf_executor_t *ex,
     acfg.name = "MonitoredAgent";
     acfg.executor = ex;
     acfg.listener = on_agent_event;
-    rc = pf_agent_new_with(&acfg, &a->agent);
+    rc = pf_agent_new_ex(&acfg, &a->agent);
     if (rc != 0) {
         return rc;
     }

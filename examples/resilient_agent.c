@@ -147,7 +147,7 @@ resilient_agent_new(pf_executor_t *ex, external_api_t *api, pf_agent_t **out)
     cfg.name = "ResilientAgent";
     cfg.executor = ex;
     cfg.listener = on_agent_event;
-    rc = pf_agent_new_with(&cfg, out);
+    rc = pf_agent_new_ex(&cfg, out);
     if (rc != 0) {
         return rc;
     }

@@ -184,7 +184,7 @@ retryable_agent_new(pf_executor_t *ex, dependency_t *dep, retry_log_t *log,
     cfg.executor = ex;
     cfg.listener = on_agent_event;
     cfg.listener_arg = log;
-    rc = pf_agent_new_with(&cfg, out);
+    rc = pf_agent_new_ex(&cfg, out);
     if (rc != 0) {
         return rc;
     }

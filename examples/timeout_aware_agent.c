@@ -175,7 +175,7 @@ timeout_aware_agent_new(pf_executor_t *ex, timeout_aware_agent_t *a,
     cfg.name = "TimeoutAwareAgent";
     cfg.executor = ex;
     cfg.listener = on_agent_event;
-    rc = pf_agent_new_with(&cfg, out);
+    rc = pf_agent_new_ex(&cfg, out);
     if (rc == 0) {
         rc = pf_agent_add_state(*out, "time_bounded_operation",
                                 time_bounded_operation, a, NULL);

@@ -79,7 +79,7 @@ agent_on(pf_executor_t *ex, pf_exec_mode_t mode)
     cfg.name = "test";
     cfg.executor = ex;
     cfg.mode = mode;
-    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
     return a;
 }
 

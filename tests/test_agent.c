@@ -90,13 +90,13 @@ test_agent_new_rejects_bad_arguments(void **state)
     assert_pf_err(pf_agent_new("x", NULL), PF_EINVAL);
     pf_agent_config_init(&cfg);
     cfg.mode = (pf_exec_mode_t)9;
-    assert_pf_err(pf_agent_new_with(&cfg, &a), PF_EINVAL);
+    assert_pf_err(pf_agent_new_ex(&cfg, &a), PF_EINVAL);
     pf_agent_config_init(&cfg);
     cfg.run_timeout = -1.0;
-    assert_pf_err(pf_agent_new_with(&cfg, &a), PF_EINVAL);
+    assert_pf_err(pf_agent_new_ex(&cfg, &a), PF_EINVAL);
     cfg.run_timeout = NAN;
-    assert_pf_err(pf_agent_new_with(&cfg, &a), PF_EINVAL);
-    assert_pf_err(pf_agent_new_with(NULL, &a), PF_EINVAL);
+    assert_pf_err(pf_agent_new_ex(&cfg, &a), PF_EINVAL);
+    assert_pf_err(pf_agent_new_ex(NULL, &a), PF_EINVAL);
     assert_null(a);
     assert_pf_ok(pf_agent_new("named", &a));
     assert_string_equal(pf_agent_name(a), "named");
@@ -1743,7 +1743,7 @@ test_agent_reports_state_resources_to_the_leak_detector(void **state)
     cfg.name = "leaky";
     cfg.executor = g_ex;
     cfg.leak_detector = d;
-    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
     pf_state_opts_init(&o);
     assert_pf_ok(pf_agent_add_state(a, "uses", probe_leaks, &probe, &o));
     o.leak_detection = false;
@@ -1802,7 +1802,7 @@ test_agent_leak_tracking_keeps_each_runs_allocation(void **state)
     cfg.name = "leaky";
     cfg.executor = g_ex;
     cfg.leak_detector = d;
-    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
     pf_state_opts_init(&o);
     assert_pf_ok(pf_agent_add_state(a, "query", hold_first_fn, &h, &o));
     /* Run 1 hangs in the state; run 2 of the same state ends meanwhile. */
@@ -1819,7 +1819,7 @@ test_agent_leak_tracking_keeps_each_runs_allocation(void **state)
     assert_string_equal(rep.leaks[0].agent, "leaky");
     assert_string_equal(rep.leaks[0].state, "query");
     assert_int_equal(rep.leaks[0].instance, 1); /* the first run */
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     atomic_store(&h.release, 1);
     assert_pf_ok(pf_run_wait(hung, NULL, NULL));
     pf_run_free(hung);
@@ -1868,7 +1868,7 @@ test_agent_listener_hears_retries_dead_letters_and_the_end(void **state)
     cfg.executor = g_ex;
     cfg.listener = listen;
     cfg.listener_arg = &h;
-    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
     s.fail_first = 100;
     s.code = -2;
     quick_retries(&o, 2);
@@ -1959,7 +1959,7 @@ test_agent_events_name_their_run_and_context_when_runs_overlap(void **state)
     cfg.executor = g_ex;
     cfg.listener = listen_tagged;
     cfg.listener_arg = &t;
-    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
     quick_retries(&o, 1);
     assert_pf_ok(pf_agent_add_state(a, "s", fail_once_together, &t, &o));
     for (i = 0; i < 2; i++) {

@@ -288,7 +288,7 @@ sweep(void *arg)
     pf_agent_config_init(&cfg);
     cfg.executor = ex;
     cfg.mode = PF_EXEC_SEQUENTIAL;
-    rc = pf_agent_new_with(&cfg, &a);
+    rc = pf_agent_new_ex(&cfg, &a);
     if (rc != 0) {
         assert_int_equal(rc, PF_ENOMEM);
         return;

@@ -199,7 +199,7 @@ untimed_agent_on(pf_executor_t *ex, mover_t *m)
     cfg.timings = false;
     cfg.listener = move_clock;
     cfg.listener_arg = m;
-    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
     return a;
 }
 
@@ -433,7 +433,7 @@ run_past_deadline(fixture_t *f, past_deadline_t *l, bool run_timeout)
     assert_pf_ok(pf_agent_add_state(a, "state", past_deadline_fn, l, &o));
     pf_run_opts_init(&ro);
     ro.timeout = run_timeout ? 5.0 : 0.0;
-    assert_pf_err(pf_agent_run_with(a, NULL, &ro, NULL), PF_ETIMEDOUT);
+    assert_pf_err(pf_agent_run_ex(a, NULL, &ro, NULL), PF_ETIMEDOUT);
     pf_agent_free(a);
 }
 
@@ -841,7 +841,7 @@ test_agent_run_token_cancels_the_run(void **state)
     pf_run_free(run);
     /* A token cancelled already: nothing runs. */
     atomic_store(&s.calls, 0);
-    assert_pf_err(pf_agent_run_with(a, NULL, &ro, &res), PF_ECANCELED);
+    assert_pf_err(pf_agent_run_ex(a, NULL, &ro, &res), PF_ECANCELED);
     assert_int_equal(atomic_load(&s.calls), 0);
     assert_int_equal(state_result(&res, "s").outcome, PF_STATE_CANCELLED);
     pf_run_result_free(&res);
@@ -1218,7 +1218,7 @@ test_agent_timings_follow_the_executors_clock(void **state)
     pf_agent_config_init(&cfg);
     cfg.executor = f->ex;
     cfg.timings = false;
-    assert_pf_ok(pf_agent_new_with(&cfg, &b));
+    assert_pf_ok(pf_agent_new_ex(&cfg, &b));
     assert_pf_ok(pf_agent_add_state(b, "work", slow_fn, &slow, NULL));
     assert_pf_ok(pf_agent_run(b, NULL, &res));
     sr = state_result(&res, "work");

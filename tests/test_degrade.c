@@ -30,30 +30,30 @@
 static const char *const agent_modes[] = {"full", "offline", "batch",
                                           "simple"};
 
-static pf_degradation_t *
+static pf_degrade_t *
 new_manager(pf_clock_t *clock, double dwell, double dwell_degrade)
 {
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d = NULL;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d = NULL;
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.modes = agent_modes;
     cfg.modes_len = 4;
     cfg.min_dwell = dwell;
     cfg.min_dwell_degrade = dwell_degrade;
     cfg.clock = clock;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
     return d;
 }
 
-static pf_degradation_t *
+static pf_degrade_t *
 agent_manager(pf_clock_t *clock, double dwell)
 {
-    pf_degradation_t *d = new_manager(clock, dwell, 0.0);
+    pf_degrade_t *d = new_manager(clock, dwell, 0.0);
 
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90 -> simple"));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "memory > 85 -> batch"));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "external_down -> offline"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 90 -> simple"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "memory > 85 -> batch"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "external_down -> offline"));
     return d;
 }
 
@@ -70,12 +70,12 @@ signals(double cpu, double mem, bool ext)
 }
 
 static const char *
-eval(pf_degradation_t *d, double cpu, double mem, bool ext)
+eval(pf_degrade_t *d, double cpu, double mem, bool ext)
 {
     pf_system_health_t h = signals(cpu, mem, ext);
 
-    assert_pf_ok(pf_degradation_evaluate(d, &h));
-    return pf_degradation_mode_name(d);
+    assert_pf_ok(pf_degrade_evaluate(d, &h));
+    return pf_degrade_mode_name(d);
 }
 
 /* ---- defaults and modes ----------------------------------------------- */
@@ -83,11 +83,11 @@ eval(pf_degradation_t *d, double cpu, double mem, bool ext)
 static void
 test_degrade_config_init_sets_documented_defaults(void **state)
 {
-    pf_degradation_config_t cfg;
+    pf_degrade_config_t cfg;
     pf_degrade_rule_t r;
-    pf_degradation_t *d;
+    pf_degrade_t *d;
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     assert_string_equal(cfg.name, "degradation");
     assert_null(cfg.modes);
     assert_int_equal(cfg.modes_len, 0);
@@ -102,35 +102,35 @@ test_degrade_config_init_sets_documented_defaults(void **state)
     assert_true(r.hysteresis == 0.0);
 
     cfg.clock = *state;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
-    assert_int_equal(pf_degradation_mode_count(d), 4);
-    assert_string_equal(pf_degradation_mode_name_at(d, 0), "full");
-    assert_string_equal(pf_degradation_mode_name_at(d, 1), "reduced");
-    assert_string_equal(pf_degradation_mode_name_at(d, 2), "minimal");
-    assert_string_equal(pf_degradation_mode_name_at(d, 3), "offline");
-    assert_null(pf_degradation_mode_name_at(d, 4));
-    assert_int_equal(pf_degradation_mode(d), 0);
-    assert_string_equal(pf_degradation_mode_name(d), "full");
-    assert_string_equal(pf_degradation_name(d), "degradation");
-    pf_degradation_free(d);
-    pf_degradation_free(NULL);
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
+    assert_int_equal(pf_degrade_mode_count(d), 4);
+    assert_string_equal(pf_degrade_mode_name_at(d, 0), "full");
+    assert_string_equal(pf_degrade_mode_name_at(d, 1), "reduced");
+    assert_string_equal(pf_degrade_mode_name_at(d, 2), "minimal");
+    assert_string_equal(pf_degrade_mode_name_at(d, 3), "offline");
+    assert_null(pf_degrade_mode_name_at(d, 4));
+    assert_int_equal(pf_degrade_mode(d), 0);
+    assert_string_equal(pf_degrade_mode_name(d), "full");
+    assert_string_equal(pf_degrade_name(d), "degradation");
+    pf_degrade_free(d);
+    pf_degrade_free(NULL);
 }
 
 static void
 test_degrade_mode_index_resolves_names(void **state)
 {
-    pf_degradation_t *d = new_manager(*state, 0, 0);
+    pf_degrade_t *d = new_manager(*state, 0, 0);
     unsigned idx = 99;
 
-    assert_pf_ok(pf_degradation_mode_index(d, "batch", &idx));
+    assert_pf_ok(pf_degrade_mode_index(d, "batch", &idx));
     assert_int_equal(idx, 2);
-    assert_pf_err(pf_degradation_mode_index(d, "nope", &idx), PF_ENOTFOUND);
-    assert_pf_err(pf_degradation_mode_index(d, NULL, &idx), PF_EINVAL);
-    assert_pf_err(pf_degradation_mode_index(d, "batch", NULL), PF_EINVAL);
-    assert_int_equal(pf_degradation_mode(NULL), 0);
-    assert_null(pf_degradation_mode_name(NULL));
-    assert_int_equal(pf_degradation_mode_count(NULL), 0);
-    pf_degradation_free(d);
+    assert_pf_err(pf_degrade_mode_index(d, "nope", &idx), PF_ENOTFOUND);
+    assert_pf_err(pf_degrade_mode_index(d, NULL, &idx), PF_EINVAL);
+    assert_pf_err(pf_degrade_mode_index(d, "batch", NULL), PF_EINVAL);
+    assert_int_equal(pf_degrade_mode(NULL), 0);
+    assert_null(pf_degrade_mode_name(NULL));
+    assert_int_equal(pf_degrade_mode_count(NULL), 0);
+    pf_degrade_free(d);
 }
 
 /* ---- rules ------------------------------------------------------------ */
@@ -153,7 +153,7 @@ test_degrade_rules_pick_the_reference_agent_modes(void **state)
         {NAN, NAN, true, "full"},    /* unknown figures never fire */
         {100, 100, true, "simple"},
     };
-    pf_degradation_t *d = agent_manager(*state, 0.0);
+    pf_degrade_t *d = agent_manager(*state, 0.0);
     size_t i;
 
     for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -165,31 +165,31 @@ test_degrade_rules_pick_the_reference_agent_modes(void **state)
                      rows[i].mode);
         }
     }
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_operators_compare_as_written(void **state)
 {
-    pf_degradation_t *d = new_manager(*state, 0, 0);
+    pf_degrade_t *d = new_manager(*state, 0, 0);
 
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu >= 90 -> offline"));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "memory < 5 -> batch"));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "memory <= 1 -> simple"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu >= 90 -> offline"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "memory < 5 -> batch"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "memory <= 1 -> simple"));
     assert_string_equal(eval(d, 90, 50, true), "offline");
     assert_string_equal(eval(d, 89.9, 50, true), "full");
     assert_string_equal(eval(d, 0, 4, true), "batch");
     assert_string_equal(eval(d, 0, 5, true), "full");
     assert_string_equal(eval(d, 0, 1, true), "simple");
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_hysteresis_keeps_a_rule_firing_until_well_back(void **state)
 {
-    pf_degradation_t *d = new_manager(*state, 0, 0);
+    pf_degrade_t *d = new_manager(*state, 0, 0);
 
-    assert_pf_ok(pf_degradation_add_rule_str(
+    assert_pf_ok(pf_degrade_add_rule_str(
         d, "cpu > 90 hysteresis 10 -> simple"));
     assert_string_equal(eval(d, 85, 0, true), "full");   /* not yet */
     assert_string_equal(eval(d, 91, 0, true), "simple"); /* fires */
@@ -198,22 +198,22 @@ test_degrade_hysteresis_keeps_a_rule_firing_until_well_back(void **state)
     assert_string_equal(eval(d, 80, 0, true), "full");   /* back past */
     assert_string_equal(eval(d, 85, 0, true), "full");   /* must re-cross */
     assert_string_equal(eval(d, 90.5, 0, true), "simple");
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_recovery_waits_for_the_dwell_time(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_degradation_t *d = agent_manager(clock, 30.0);
-    pf_degradation_metrics_t m;
+    pf_degrade_t *d = agent_manager(clock, 30.0);
+    pf_degrade_metrics_t m;
 
     assert_string_equal(eval(d, 95, 0, true), "simple"); /* at once */
     pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
     assert_string_equal(eval(d, 10, 0, true), "simple"); /* too soon */
     pf_clock_manual_advance(clock, 20 * NS_PER_SEC - 1);
     assert_string_equal(eval(d, 10, 0, true), "simple");
-    pf_degradation_metrics(d, &m);
+    pf_degrade_metrics(d, &m);
     assert_int_equal(m.mode, 3);
     assert_int_equal(m.target, 0);
     pf_clock_manual_advance(clock, 1);
@@ -224,79 +224,79 @@ test_degrade_recovery_waits_for_the_dwell_time(void **state)
     assert_string_equal(eval(d, 10, 10, true), "batch");
     pf_clock_manual_advance(clock, NS_PER_SEC);
     assert_string_equal(eval(d, 10, 10, true), "full");
-    pf_degradation_metrics(d, &m);
+    pf_degrade_metrics(d, &m);
     assert_int_equal(m.transitions, 4);
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_degrading_waits_for_its_own_dwell_time(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_degradation_t *d = new_manager(clock, 0.0, 5.0);
+    pf_degrade_t *d = new_manager(clock, 0.0, 5.0);
 
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90 -> simple"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 90 -> simple"));
     pf_clock_manual_advance(clock, 2 * NS_PER_SEC);
     assert_string_equal(eval(d, 95, 0, true), "full"); /* 2 s in full */
     pf_clock_manual_advance(clock, 3 * NS_PER_SEC);
     assert_string_equal(eval(d, 95, 0, true), "simple");
     assert_string_equal(eval(d, 10, 0, true), "full"); /* no recover dwell */
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_override_pins_a_mode_until_cleared(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_degradation_t *d = agent_manager(clock, 30.0);
-    pf_degradation_metrics_t m;
+    pf_degrade_t *d = agent_manager(clock, 30.0);
+    pf_degrade_metrics_t m;
 
-    assert_pf_ok(pf_degradation_override(d, "offline"));
-    assert_string_equal(pf_degradation_mode_name(d), "offline");
+    assert_pf_ok(pf_degrade_override(d, "offline"));
+    assert_string_equal(pf_degrade_mode_name(d), "offline");
     assert_string_equal(eval(d, 95, 90, true), "offline");
-    pf_degradation_metrics(d, &m);
+    pf_degrade_metrics(d, &m);
     assert_true(m.overridden);
     assert_int_equal(m.target, 3); /* the rules still decide a target */
     /* Cleared: the target applies at once, dwell or not. */
-    assert_pf_ok(pf_degradation_clear_override(d));
-    assert_string_equal(pf_degradation_mode_name(d), "simple");
-    assert_pf_err(pf_degradation_clear_override(d), PF_ESTATE);
-    assert_pf_err(pf_degradation_override(d, "nope"), PF_EINVAL);
-    assert_pf_err(pf_degradation_override(d, NULL), PF_EINVAL);
-    assert_pf_err(pf_degradation_override(NULL, "full"), PF_EINVAL);
-    assert_pf_err(pf_degradation_clear_override(NULL), PF_EINVAL);
-    assert_string_equal(pf_degradation_mode_name(d), "simple");
-    pf_degradation_free(d);
+    assert_pf_ok(pf_degrade_clear_override(d));
+    assert_string_equal(pf_degrade_mode_name(d), "simple");
+    assert_pf_err(pf_degrade_clear_override(d), PF_ESTATE);
+    assert_pf_err(pf_degrade_override(d, "nope"), PF_EINVAL);
+    assert_pf_err(pf_degrade_override(d, NULL), PF_EINVAL);
+    assert_pf_err(pf_degrade_override(NULL, "full"), PF_EINVAL);
+    assert_pf_err(pf_degrade_clear_override(NULL), PF_EINVAL);
+    assert_string_equal(pf_degrade_mode_name(d), "simple");
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_gauge_rules_fire_on_the_value_set(void **state)
 {
-    pf_degradation_t *d = new_manager(*state, 0, 0);
+    pf_degrade_t *d = new_manager(*state, 0, 0);
     pf_degrade_rule_t r;
 
-    assert_pf_ok(pf_degradation_add_rule_str(d, "queue_depth > 1000 -> batch"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "queue_depth > 1000 -> batch"));
     pf_degrade_rule_init(&r);
     r.signal = PF_DEGRADE_SIGNAL_GAUGE;
     r.gauge = "error.rate";
     r.op = PF_DEGRADE_AT_LEAST;
     r.threshold = -0.5; /* gauges may be any finite value */
     r.mode = "offline";
-    assert_pf_ok(pf_degradation_add_rule(d, &r));
+    assert_pf_ok(pf_degrade_add_rule(d, &r));
     assert_string_equal(eval(d, 0, 0, true), "full"); /* never set */
-    assert_pf_ok(pf_degradation_set_gauge(d, "queue_depth", 1500));
-    assert_string_equal(pf_degradation_mode_name(d), "full"); /* next eval */
+    assert_pf_ok(pf_degrade_set_gauge(d, "queue_depth", 1500));
+    assert_string_equal(pf_degrade_mode_name(d), "full"); /* next eval */
     assert_string_equal(eval(d, 0, 0, true), "batch");
-    assert_pf_ok(pf_degradation_set_gauge(d, "queue_depth", 10));
-    assert_pf_ok(pf_degradation_set_gauge(d, "error.rate", -0.5));
+    assert_pf_ok(pf_degrade_set_gauge(d, "queue_depth", 10));
+    assert_pf_ok(pf_degrade_set_gauge(d, "error.rate", -0.5));
     assert_string_equal(eval(d, 0, 0, true), "offline");
-    assert_pf_ok(pf_degradation_set_gauge(d, "unused", 1)); /* created */
-    assert_pf_err(pf_degradation_set_gauge(d, NULL, 1), PF_EINVAL);
-    assert_pf_err(pf_degradation_set_gauge(d, "", 1), PF_EINVAL);
-    assert_pf_err(pf_degradation_set_gauge(d, "queue_depth", NAN),
+    assert_pf_ok(pf_degrade_set_gauge(d, "unused", 1)); /* created */
+    assert_pf_err(pf_degrade_set_gauge(d, NULL, 1), PF_EINVAL);
+    assert_pf_err(pf_degrade_set_gauge(d, "", 1), PF_EINVAL);
+    assert_pf_err(pf_degrade_set_gauge(d, "queue_depth", NAN),
                   PF_EINVAL);
-    assert_pf_err(pf_degradation_set_gauge(NULL, "q", 1), PF_EINVAL);
-    pf_degradation_free(d);
+    assert_pf_err(pf_degrade_set_gauge(NULL, "q", 1), PF_EINVAL);
+    pf_degrade_free(d);
 }
 
 /* ---- the rule language ------------------------------------------------ */
@@ -311,14 +311,14 @@ typedef struct last_event {
     pf_system_health_t health;
     int64_t time_ns;
     size_t rules_seen;
-    pf_degradation_t *d;
+    pf_degrade_t *d;
 } last_event_t;
 
 static void
 on_mode(const pf_degrade_event_t *ev, void *arg)
 {
     last_event_t *le = arg;
-    pf_degradation_metrics_t m;
+    pf_degrade_metrics_t m;
 
     le->n++;
     snprintf(le->reason, sizeof(le->reason), "%s", ev->reason);
@@ -329,18 +329,18 @@ on_mode(const pf_degrade_event_t *ev, void *arg)
     le->health = ev->health;
     le->time_ns = ev->time_ns;
     /* Takes the manager's lock: would deadlock if called under it. */
-    pf_degradation_metrics(le->d, &m);
+    pf_degrade_metrics(le->d, &m);
     le->rules_seen = m.rules;
 }
 
-static pf_degradation_t *
+static pf_degrade_t *
 listened_manager(pf_clock_t *clock, last_event_t *le)
 {
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d;
 
     memset(le, 0, sizeof(*le));
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.name = "agent";
     cfg.modes = agent_modes;
     cfg.modes_len = 4;
@@ -348,7 +348,7 @@ listened_manager(pf_clock_t *clock, last_event_t *le)
     cfg.clock = clock;
     cfg.listener = on_mode;
     cfg.listener_arg = le;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
     le->d = d;
     return d;
 }
@@ -374,15 +374,15 @@ test_degrade_rule_text_parses_every_form(void **state)
 
     for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
         last_event_t le;
-        pf_degradation_t *d = listened_manager(*state, &le);
+        pf_degrade_t *d = listened_manager(*state, &le);
 
-        assert_pf_ok(pf_degradation_add_rule_str(d, forms[i].text));
+        assert_pf_ok(pf_degrade_add_rule_str(d, forms[i].text));
         eval(d, forms[i].cpu, forms[i].mem, forms[i].ext);
         if (le.n != 1 || strcmp(le.reason, forms[i].reason) != 0) {
             fail_msg("\"%s\": %d events, reason \"%s\"", forms[i].text, le.n,
                      le.reason);
         }
-        pf_degradation_free(d);
+        pf_degrade_free(d);
     }
 }
 
@@ -409,59 +409,59 @@ test_degrade_rule_text_rejects_what_does_not_parse(void **state)
         "cpu > inf -> simple",
         "queue > 1e999 -> batch",
     };
-    pf_degradation_t *d = new_manager(*state, 0, 0);
-    pf_degradation_metrics_t m;
+    pf_degrade_t *d = new_manager(*state, 0, 0);
+    pf_degrade_metrics_t m;
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        int rc = pf_degradation_add_rule_str(d, bad[i]);
+        int rc = pf_degrade_add_rule_str(d, bad[i]);
 
         if (rc != PF_EINVAL) {
             fail_msg("\"%s\" gave %d, expected PF_EINVAL", bad[i], rc);
         }
     }
-    assert_pf_err(pf_degradation_add_rule_str(d, NULL), PF_EINVAL);
-    assert_pf_err(pf_degradation_add_rule_str(NULL, "cpu > 1 -> full"),
+    assert_pf_err(pf_degrade_add_rule_str(d, NULL), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule_str(NULL, "cpu > 1 -> full"),
                   PF_EINVAL);
-    pf_degradation_metrics(d, &m);
+    pf_degrade_metrics(d, &m);
     assert_int_equal(m.rules, 0);
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_add_rule_rejects_bad_rules(void **state)
 {
-    pf_degradation_t *d = new_manager(*state, 0, 0);
+    pf_degrade_t *d = new_manager(*state, 0, 0);
     pf_degrade_rule_t r;
 
-    assert_pf_err(pf_degradation_add_rule(d, NULL), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, NULL), PF_EINVAL);
     pf_degrade_rule_init(&r);
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL); /* no mode */
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL); /* no mode */
     r.mode = "offline";
     r.threshold = 100.5;
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL);
     r.threshold = NAN;
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL);
     r.threshold = 50;
     r.hysteresis = NAN;
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL);
     r.hysteresis = 0;
     r.signal = (pf_degrade_signal_t)9;
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL);
     r.signal = PF_DEGRADE_SIGNAL_MEMORY;
     r.op = (pf_degrade_op_t)9;
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL);
     r.op = PF_DEGRADE_BELOW;
     r.signal = PF_DEGRADE_SIGNAL_GAUGE;
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL); /* no gauge */
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL); /* no gauge */
     r.gauge = "";
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL);
     r.gauge = "g";
     r.threshold = INFINITY;
-    assert_pf_err(pf_degradation_add_rule(d, &r), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_rule(d, &r), PF_EINVAL);
     r.threshold = 1e6; /* gauges are not percentages */
-    assert_pf_ok(pf_degradation_add_rule(d, &r));
-    pf_degradation_free(d);
+    assert_pf_ok(pf_degrade_add_rule(d, &r));
+    pf_degrade_free(d);
 }
 
 /* ---- config ----------------------------------------------------------- */
@@ -472,17 +472,17 @@ test_degrade_new_rejects_bad_config(void **state)
     static const char *const dup[] = {"full", "full"};
     static const char *const empty[] = {"full", ""};
     static const char *const null_mode[] = {"full", NULL};
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d = (pf_degradation_t *)&cfg;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d = (pf_degrade_t *)&cfg;
     pf_degrade_rule_t r;
 
     (void)state;
-    assert_pf_err(pf_degradation_new(NULL, NULL), PF_EINVAL);
+    assert_pf_err(pf_degrade_new(NULL, NULL), PF_EINVAL);
 #define BAD(field, value)                                                      \
     do {                                                                       \
-        pf_degradation_config_init(&cfg);                                      \
+        pf_degrade_config_init(&cfg);                                      \
         cfg.field = value;                                                     \
-        assert_pf_err(pf_degradation_new(&cfg, &d), PF_EINVAL);                \
+        assert_pf_err(pf_degrade_new(&cfg, &d), PF_EINVAL);                \
     } while (0)
     BAD(name, NULL);
     BAD(name, "");
@@ -495,31 +495,31 @@ test_degrade_new_rejects_bad_config(void **state)
     BAD(sample_interval, -1);
     BAD(rules_len, 1);  /* with rules NULL */
 #undef BAD
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.modes = dup;
     cfg.modes_len = 2;
-    assert_pf_err(pf_degradation_new(&cfg, &d), PF_EINVAL);
+    assert_pf_err(pf_degrade_new(&cfg, &d), PF_EINVAL);
     cfg.modes = empty;
-    assert_pf_err(pf_degradation_new(&cfg, &d), PF_EINVAL);
+    assert_pf_err(pf_degrade_new(&cfg, &d), PF_EINVAL);
     cfg.modes = null_mode;
-    assert_pf_err(pf_degradation_new(&cfg, &d), PF_EINVAL);
+    assert_pf_err(pf_degrade_new(&cfg, &d), PF_EINVAL);
 
     /* A rule naming a mode that does not exist. */
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     pf_degrade_rule_init(&r);
     r.threshold = 90;
     r.mode = "simple"; /* the default modes have no "simple" */
     cfg.rules = &r;
     cfg.rules_len = 1;
-    assert_pf_err(pf_degradation_new(&cfg, &d), PF_EINVAL);
+    assert_pf_err(pf_degrade_new(&cfg, &d), PF_EINVAL);
     r.mode = "minimal";
     r.threshold = 101;
-    assert_pf_err(pf_degradation_new(&cfg, &d), PF_EINVAL);
-    assert_ptr_equal(d, (pf_degradation_t *)&cfg); /* untouched */
+    assert_pf_err(pf_degrade_new(&cfg, &d), PF_EINVAL);
+    assert_ptr_equal(d, (pf_degrade_t *)&cfg); /* untouched */
     r.threshold = 90;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
     assert_string_equal(eval(d, 95, 0, true), "minimal");
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 /* ---- listener --------------------------------------------------------- */
@@ -529,10 +529,10 @@ test_degrade_listener_hears_each_change_with_its_reason(void **state)
 {
     pf_clock_t *clock = *state;
     last_event_t le;
-    pf_degradation_t *d = listened_manager(clock, &le);
+    pf_degrade_t *d = listened_manager(clock, &le);
 
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90 -> simple"));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "memory > 85 -> batch"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 90 -> simple"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "memory > 85 -> batch"));
     pf_clock_manual_advance(clock, 7 * NS_PER_SEC);
     eval(d, 95, 90, true);
     assert_int_equal(le.n, 1);
@@ -552,13 +552,13 @@ test_degrade_listener_hears_each_change_with_its_reason(void **state)
     assert_string_equal(le.reason, "memory > 85");
     eval(d, 10, 10, true);
     assert_string_equal(le.reason, "no rule fires");
-    assert_pf_ok(pf_degradation_override(d, "offline"));
+    assert_pf_ok(pf_degrade_override(d, "offline"));
     assert_string_equal(le.reason, "override");
-    assert_pf_ok(pf_degradation_clear_override(d));
+    assert_pf_ok(pf_degrade_clear_override(d));
     assert_string_equal(le.reason, "override cleared");
     assert_string_equal(le.to, "full");
     assert_int_equal(le.n, 5);
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 /* ---- sources, breakers, health checkers ------------------------------- */
@@ -585,23 +585,23 @@ fake_sample(pf_system_health_t *out, void *arg)
     return s->rc;
 }
 
-static pf_degradation_t *
+static pf_degrade_t *
 sourced_manager(pf_clock_t *clock, fake_source_t *src)
 {
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d;
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.modes = agent_modes;
     cfg.modes_len = 4;
     cfg.min_dwell = 0;
     cfg.clock = clock;
     cfg.source = fake_sample;
     cfg.source_arg = src;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90 -> simple"));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "memory > 85 -> batch"));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "external_down -> offline"));
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 90 -> simple"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "memory > 85 -> batch"));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "external_down -> offline"));
     return d;
 }
 
@@ -609,33 +609,33 @@ static void
 test_degrade_update_samples_the_source_and_decides(void **state)
 {
     fake_source_t src = {95, 10, true, 0, 0};
-    pf_degradation_t *d = sourced_manager(*state, &src);
+    pf_degrade_t *d = sourced_manager(*state, &src);
     pf_system_health_t h;
-    pf_degradation_metrics_t m;
+    pf_degrade_metrics_t m;
 
-    assert_pf_ok(pf_degradation_check_system_health(d, &h));
+    assert_pf_ok(pf_degrade_check_system_health(d, &h));
     assert_true(h.cpu_usage == 95.0);
-    assert_string_equal(pf_degradation_mode_name(d), "full"); /* no change */
-    assert_pf_ok(pf_degradation_update(d, &h));
-    assert_string_equal(pf_degradation_mode_name(d), "simple");
+    assert_string_equal(pf_degrade_mode_name(d), "full"); /* no change */
+    assert_pf_ok(pf_degrade_update(d, &h));
+    assert_string_equal(pf_degrade_mode_name(d), "simple");
     assert_true(h.external_services_available);
     src.cpu = 10;
     src.ext = false;
-    assert_pf_ok(pf_degradation_update(d, NULL));
-    assert_string_equal(pf_degradation_mode_name(d), "offline");
+    assert_pf_ok(pf_degrade_update(d, NULL));
+    assert_string_equal(pf_degrade_mode_name(d), "offline");
     /* A failing source changes nothing and hands its code back. */
     src.ext = true;
     src.rc = 42;
-    assert_int_equal(pf_degradation_update(d, NULL), 42);
-    assert_string_equal(pf_degradation_mode_name(d), "offline");
-    pf_degradation_metrics(d, &m);
+    assert_int_equal(pf_degrade_update(d, NULL), 42);
+    assert_string_equal(pf_degrade_mode_name(d), "offline");
+    pf_degrade_metrics(d, &m);
     assert_int_equal(m.updates, 2);
     assert_false(m.last.external_services_available);
     assert_int_equal(atomic_load(&src.calls), 4);
-    assert_pf_err(pf_degradation_check_system_health(d, NULL), PF_EINVAL);
-    assert_pf_err(pf_degradation_update(NULL, NULL), PF_EINVAL);
-    assert_pf_err(pf_degradation_evaluate(d, NULL), PF_EINVAL);
-    pf_degradation_free(d);
+    assert_pf_err(pf_degrade_check_system_health(d, NULL), PF_EINVAL);
+    assert_pf_err(pf_degrade_update(NULL, NULL), PF_EINVAL);
+    assert_pf_err(pf_degrade_evaluate(d, NULL), PF_EINVAL);
+    pf_degrade_free(d);
 }
 
 static void
@@ -643,7 +643,7 @@ test_degrade_open_breaker_means_external_services_down(void **state)
 {
     pf_clock_t *clock = *state;
     fake_source_t src = {10, 10, true, 0, 0};
-    pf_degradation_t *d = sourced_manager(clock, &src);
+    pf_degrade_t *d = sourced_manager(clock, &src);
     pf_breaker_config_t bc;
     pf_breaker_t *b;
     pf_system_health_t h;
@@ -651,20 +651,20 @@ test_degrade_open_breaker_means_external_services_down(void **state)
     pf_breaker_config_init(&bc);
     bc.clock = clock;
     assert_pf_ok(pf_breaker_new(&bc, &b));
-    assert_pf_ok(pf_degradation_add_breaker(d, b));
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_add_breaker(d, b));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(h.external_services_available);
-    assert_string_equal(pf_degradation_mode_name(d), "full");
+    assert_string_equal(pf_degrade_mode_name(d), "full");
     pf_breaker_force_open(b);
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_false(h.external_services_available);
-    assert_string_equal(pf_degradation_mode_name(d), "offline");
+    assert_string_equal(pf_degrade_mode_name(d), "offline");
     pf_breaker_force_close(b);
-    assert_pf_ok(pf_degradation_update(d, &h));
-    assert_string_equal(pf_degradation_mode_name(d), "full");
-    assert_pf_err(pf_degradation_add_breaker(d, NULL), PF_EINVAL);
-    assert_pf_err(pf_degradation_add_breaker(NULL, b), PF_EINVAL);
-    pf_degradation_free(d);
+    assert_pf_ok(pf_degrade_update(d, &h));
+    assert_string_equal(pf_degrade_mode_name(d), "full");
+    assert_pf_err(pf_degrade_add_breaker(d, NULL), PF_EINVAL);
+    assert_pf_err(pf_degrade_add_breaker(NULL, b), PF_EINVAL);
+    pf_degrade_free(d);
     pf_breaker_free(b);
 }
 
@@ -680,7 +680,7 @@ test_degrade_unhealthy_checker_means_external_services_down(void **state)
 {
     pf_clock_t *clock = *state;
     fake_source_t src = {10, 10, true, 0, 0};
-    pf_degradation_t *d = sourced_manager(clock, &src);
+    pf_degrade_t *d = sourced_manager(clock, &src);
     pf_health_config_t hcfg;
     pf_health_checker_t *hc;
     pf_health_status_t api = PF_DEGRADED;
@@ -691,19 +691,19 @@ test_degrade_unhealthy_checker_means_external_services_down(void **state)
     hcfg.clock = clock;
     assert_pf_ok(pf_health_checker_new(&hcfg, &hc));
     assert_pf_ok(pf_health_add_check(hc, "api", status_check, &api));
-    assert_pf_ok(pf_degradation_add_health_checker(d, hc));
+    assert_pf_ok(pf_degrade_add_health_checker(d, hc));
     assert_pf_ok(pf_health_check_all(hc, &r));
     pf_health_report_free(r);
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(h.external_services_available); /* degraded still serves */
     api = PF_UNHEALTHY;
     assert_pf_ok(pf_health_check_all(hc, &r));
     pf_health_report_free(r);
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_false(h.external_services_available);
-    assert_string_equal(pf_degradation_mode_name(d), "offline");
-    assert_pf_err(pf_degradation_add_health_checker(d, NULL), PF_EINVAL);
-    pf_degradation_free(d);
+    assert_string_equal(pf_degrade_mode_name(d), "offline");
+    assert_pf_err(pf_degrade_add_health_checker(d, NULL), PF_EINVAL);
+    pf_degrade_free(d);
     pf_health_checker_free(hc);
 }
 
@@ -860,19 +860,19 @@ scratch_remove(scratch_t *s)
     }
 }
 
-static pf_degradation_t *
+static pf_degrade_t *
 file_manager(pf_clock_t *clock, const scratch_t *s)
 {
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d;
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.clock = clock;
     cfg.min_dwell = 0;
     cfg.proc_root = s->proc;
     cfg.cgroup_root = s->cgroup;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 40 -> reduced"));
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 40 -> reduced"));
     return d;
 }
 
@@ -881,12 +881,12 @@ test_degrade_cpu_is_measured_against_the_cgroup_quota(void **state)
 {
     pf_clock_t *clock = *state;
     pf_system_health_t h;
-    pf_degradation_t *d;
+    pf_degrade_t *d;
     scratch_t s;
 
     scratch_make(&s, true);
     d = file_manager(clock, &s); /* baseline: 1 s of CPU used at t = 0 */
-    assert_pf_ok(pf_degradation_check_system_health(d, &h));
+    assert_pf_ok(pf_degrade_check_system_health(d, &h));
     assert_true(isnan(h.cpu_usage)); /* no time has passed yet */
     assert_true(fabs(h.memory_usage - 40.0) < 1e-9); /* no memory.max */
 
@@ -894,22 +894,22 @@ test_degrade_cpu_is_measured_against_the_cgroup_quota(void **state)
      * its quota allows: 50 %. The machine's /proc/stat is not looked at. */
     pf_clock_manual_advance(clock, NS_PER_SEC);
     put_file(s.root, "cgroup/app/cpu.stat", "usage_usec 2000000\n");
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(fabs(h.cpu_usage - 50.0) < 1e-9);
-    assert_string_equal(pf_degradation_mode_name(d), "reduced");
+    assert_string_equal(pf_degrade_mode_name(d), "reduced");
 
     /* Two idle seconds: 0 %. */
     pf_clock_manual_advance(clock, 2 * NS_PER_SEC);
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(h.cpu_usage == 0.0);
-    assert_string_equal(pf_degradation_mode_name(d), "full");
+    assert_string_equal(pf_degrade_mode_name(d), "full");
 
     /* More than the quota in the period (bursts) reads as 100 %. */
     pf_clock_manual_advance(clock, NS_PER_SEC);
     put_file(s.root, "cgroup/app/cpu.stat", "usage_usec 9000000\n");
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(h.cpu_usage == 100.0);
-    pf_degradation_free(d);
+    pf_degrade_free(d);
     scratch_remove(&s);
 }
 
@@ -918,7 +918,7 @@ test_degrade_cpu_without_quota_comes_from_proc_stat(void **state)
 {
     pf_clock_t *clock = *state;
     pf_system_health_t h;
-    pf_degradation_t *d;
+    pf_degrade_t *d;
     scratch_t s;
 
     scratch_make(&s, false);
@@ -926,63 +926,63 @@ test_degrade_cpu_without_quota_comes_from_proc_stat(void **state)
     pf_clock_manual_advance(clock, NS_PER_SEC);
     /* 300 user + 200 system + 500 idle ticks since the baseline. */
     put_file(s.root, "proc/stat", "cpu  1300 0 1200 8500 0 0 0 0 0 0\n");
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(fabs(h.cpu_usage - 50.0) < 1e-9);
-    assert_string_equal(pf_degradation_mode_name(d), "reduced");
+    assert_string_equal(pf_degrade_mode_name(d), "reduced");
 
     /* A quota appears: the next reading is a new baseline (unknown). */
     put_file(s.root, "cgroup/app/cpu.max", "100000 100000\n");
     pf_clock_manual_advance(clock, NS_PER_SEC);
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(isnan(h.cpu_usage));
     pf_clock_manual_advance(clock, NS_PER_SEC);
     put_file(s.root, "cgroup/app/cpu.stat", "usage_usec 1250000\n");
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(fabs(h.cpu_usage - 25.0) < 1e-9);
-    pf_degradation_free(d);
+    pf_degrade_free(d);
     scratch_remove(&s);
 }
 
 static void
 test_degrade_unreadable_files_give_unknown_figures(void **state)
 {
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d;
     pf_system_health_t h;
-    pf_degradation_metrics_t m;
+    pf_degrade_metrics_t m;
 
     fixture("bad");
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.clock = *state;
     cfg.proc_root = g_proc;
     cfg.cgroup_root = g_cgroup;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
-    assert_pf_ok(pf_degradation_update(d, &h));
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_update(d, &h));
     assert_true(isnan(h.cpu_usage));
     assert_true(isnan(h.memory_usage));
     assert_true(h.external_services_available);
-    assert_string_equal(pf_degradation_mode_name(d), "full");
-    pf_degradation_metrics(d, &m);
+    assert_string_equal(pf_degrade_mode_name(d), "full");
+    pf_degrade_metrics(d, &m);
     assert_int_equal(m.sample_errors, 2);
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 static void
 test_degrade_samples_this_machine(void **state)
 {
-    pf_degradation_t *d;
+    pf_degrade_t *d;
     pf_system_health_t h;
-    pf_degradation_config_t cfg;
+    pf_degrade_config_t cfg;
 
     (void)state;
-    pf_degradation_config_init(&cfg);
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
-    assert_pf_ok(pf_degradation_check_system_health(d, &h));
+    pf_degrade_config_init(&cfg);
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_check_system_health(d, &h));
     /* The real /proc: memory is known; CPU is known or not yet. */
     assert_true(h.memory_usage >= 0.0 && h.memory_usage <= 100.0);
     assert_true(isnan(h.cpu_usage) ||
                 (h.cpu_usage >= 0.0 && h.cpu_usage <= 100.0));
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 /* ---- the background sampler ------------------------------------------- */
@@ -991,46 +991,46 @@ static void
 test_degrade_background_sampler_updates_every_interval(void **state)
 {
     pf_clock_t *clock = *state;
-    pf_degradation_config_t cfg;
+    pf_degrade_config_t cfg;
     fake_source_t src = {95, 10, true, 0, 0};
-    pf_degradation_t *d;
-    pf_degradation_metrics_t m;
+    pf_degrade_t *d;
+    pf_degrade_metrics_t m;
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.modes = agent_modes;
     cfg.modes_len = 4;
     cfg.sample_interval = 2.0;
     cfg.clock = clock;
     cfg.source = fake_sample;
     cfg.source_arg = &src;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90 -> simple"));
-    assert_pf_ok(pf_degradation_start(d));
-    assert_pf_err(pf_degradation_start(d), PF_ESTATE);
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 90 -> simple"));
+    assert_pf_ok(pf_degrade_start(d));
+    assert_pf_err(pf_degrade_start(d), PF_ESTATE);
     pf_test_wait_for_flag(&src.calls, 1); /* the first update at once */
     pf_test_wait_for_waiters(clock, 1);
-    assert_string_equal(pf_degradation_mode_name(d), "simple");
-    pf_degradation_metrics(d, &m);
+    assert_string_equal(pf_degrade_mode_name(d), "simple");
+    pf_degrade_metrics(d, &m);
     assert_true(m.sampling);
     assert_int_equal(atomic_load(&src.calls), 1);
     pf_clock_manual_advance(clock, 2 * NS_PER_SEC - 1);
     assert_int_equal(pf_clock_manual_waiters(clock), 1); /* not yet */
     pf_clock_manual_advance(clock, 1);
     pf_test_wait_for_flag(&src.calls, 2);
-    assert_pf_ok(pf_degradation_stop(d));
-    assert_pf_err(pf_degradation_stop(d), PF_ESTATE);
+    assert_pf_ok(pf_degrade_stop(d));
+    assert_pf_err(pf_degrade_stop(d), PF_ESTATE);
     assert_int_equal(atomic_load(&src.calls), 2);
-    pf_degradation_metrics(d, &m);
+    pf_degrade_metrics(d, &m);
     assert_false(m.sampling);
-    assert_pf_ok(pf_degradation_start(d)); /* restartable */
+    assert_pf_ok(pf_degrade_start(d)); /* restartable */
     pf_test_wait_for_flag(&src.calls, 3);
-    pf_degradation_free(d); /* stops it */
+    pf_degrade_free(d); /* stops it */
 }
 
 /* ---- concurrency ------------------------------------------------------ */
 
 typedef struct mode_stress {
-    pf_degradation_t *d;
+    pf_degrade_t *d;
     atomic_int done;
     atomic_int bad_reads;
     atomic_long reads;
@@ -1047,17 +1047,17 @@ stress_thread(void *arg, unsigned i)
             pf_system_health_t h = signals(k % 2 ? 95 : 10, k % 3 ? 90 : 10,
                                            k % 5 != 0);
 
-            pf_degradation_evaluate(ms->d, &h);
+            pf_degrade_evaluate(ms->d, &h);
             if (k % 100 == 0) {
-                pf_degradation_set_gauge(ms->d, "g", k);
+                pf_degrade_set_gauge(ms->d, "g", k);
             }
         }
         atomic_store(&ms->done, 1);
         return;
     }
     while (!atomic_load(&ms->done)) {
-        unsigned m = pf_degradation_mode(ms->d);
-        const char *name = pf_degradation_mode_name(ms->d);
+        unsigned m = pf_degrade_mode(ms->d);
+        const char *name = pf_degrade_mode_name(ms->d);
 
         if (m >= 4 || name == NULL) {
             atomic_fetch_add(&ms->bad_reads, 1);
@@ -1070,7 +1070,7 @@ static void
 test_degrade_mode_reads_stay_valid_while_it_changes(void **state)
 {
     mode_stress_t ms;
-    pf_degradation_metrics_t m;
+    pf_degrade_metrics_t m;
 
     ms.d = agent_manager(*state, 0.0);
     atomic_init(&ms.done, 0);
@@ -1078,10 +1078,10 @@ test_degrade_mode_reads_stay_valid_while_it_changes(void **state)
     atomic_init(&ms.reads, 0);
     pf_test_run_threads(4, stress_thread, &ms);
     assert_int_equal(atomic_load(&ms.bad_reads), 0);
-    pf_degradation_metrics(ms.d, &m);
+    pf_degrade_metrics(ms.d, &m);
     assert_int_equal(m.updates, 2000);
     assert_true(m.transitions > 0);
-    pf_degradation_free(ms.d);
+    pf_degrade_free(ms.d);
 }
 
 /* ---- allocation failure ----------------------------------------------- */
@@ -1097,13 +1097,13 @@ static void
 sweep_scenario(void *arg)
 {
     pf_clock_t *clock = arg;
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d;
     pf_degrade_rule_t r;
     pf_system_health_t h = signals(95, 90, false);
     int rc;
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     pf_degrade_rule_init(&r);
     r.signal = PF_DEGRADE_SIGNAL_GAUGE;
     r.gauge = "queue";
@@ -1117,21 +1117,21 @@ sweep_scenario(void *arg)
     fixture("limited");
     cfg.proc_root = g_proc;
     cfg.cgroup_root = g_cgroup;
-    rc = pf_degradation_new(&cfg, &d);
+    rc = pf_degrade_new(&cfg, &d);
     if (rc != 0) {
         assert_pf_err(rc, PF_ENOMEM);
         return;
     }
-    rc = pf_degradation_add_rule_str(d, "cpu > 90 -> offline");
+    rc = pf_degrade_add_rule_str(d, "cpu > 90 -> offline");
     assert_true(rc == 0 || rc == PF_ENOMEM);
-    rc = pf_degradation_set_gauge(d, "other", 3);
+    rc = pf_degrade_set_gauge(d, "other", 3);
     assert_true(rc == 0 || rc == PF_ENOMEM);
-    rc = pf_degradation_add_breaker(d, (struct pf_breaker *)NULL);
+    rc = pf_degrade_add_breaker(d, (struct pf_breaker *)NULL);
     assert_pf_err(rc, PF_EINVAL);
-    assert_pf_ok(pf_degradation_evaluate(d, &h)); /* events may be lost */
-    assert_pf_ok(pf_degradation_update(d, NULL));
-    assert_pf_ok(pf_degradation_override(d, "minimal"));
-    pf_degradation_free(d);
+    assert_pf_ok(pf_degrade_evaluate(d, &h)); /* events may be lost */
+    assert_pf_ok(pf_degrade_update(d, NULL));
+    assert_pf_ok(pf_degrade_override(d, "minimal"));
+    pf_degrade_free(d);
 }
 
 static void

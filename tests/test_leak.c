@@ -292,7 +292,7 @@ test_leak_allocation_held_past_threshold_is_a_leak(void **state)
     assert_int_equal(rep.leaks_len, 0);
     assert_null(rep.leaks);
     assert_false(rep.alerting[PF_LEAK_ALERT_ALLOCATION]);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_clock_manual_advance(clock, 1);
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 1);
@@ -305,7 +305,7 @@ test_leak_allocation_held_past_threshold_is_a_leak(void **state)
     assert_float_equal(rep.leaks[0].held_seconds, 300.000000001, 1e-9);
     assert_float_equal(rep.leaks[0].threshold_seconds, 300.0, 0.0);
     assert_true(rep.alerting[PF_LEAK_ALERT_ALLOCATION]);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     assert_null(rep.leaks);
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_ALLOCATION, false), 1);
     assert_string_equal(al.agent[0], "loader");
@@ -316,13 +316,13 @@ test_leak_allocation_held_past_threshold_is_a_leak(void **state)
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 1);
     assert_float_equal(rep.leaks[0].held_seconds, 360.000000001, 1e-9);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_ALLOCATION, false), 1);
 
     assert_pf_ok(pf_leak_detector_track_release(d, "loader", "fetch"));
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 0);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_free(d);
 }
 
@@ -347,7 +347,7 @@ test_leak_reallocation_restarts_the_clock(void **state)
     pf_clock_manual_advance(clock, 8 * NS_PER_SEC);
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 0);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_metrics(d, &m);
     assert_int_equal(m.total_allocations, 1); /* one pair, held once */
     assert_int_equal(m.allocations, 2);
@@ -435,7 +435,7 @@ test_leak_instances_of_one_pair_are_held_and_released_apart(void **state)
     assert_int_equal(rep.leaks_len, 1);
     assert_int_equal(rep.leaks[0].instance, 1);
     assert_float_equal(rep.leaks[0].resources.memory_mb, 100.0, 0.0);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_clock_manual_advance(clock, 1);
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 2);
@@ -445,7 +445,7 @@ test_leak_instances_of_one_pair_are_held_and_released_apart(void **state)
     assert_string_equal(rep.leaks[1].state, "s");
     assert_int_equal(rep.by_agent_len, 1);
     assert_int_equal(rep.by_agent[0].leaks, 2);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     /* Each alerted once, naming its instance. */
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_ALLOCATION, false), 2);
     assert_non_null(strstr(al.msg[0], "a/s#1 "));
@@ -460,7 +460,7 @@ test_leak_instances_of_one_pair_are_held_and_released_apart(void **state)
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 1);
     assert_int_equal(rep.leaks[0].instance, 3);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     assert_pf_ok(pf_leak_detector_track_release_ex(d, "a", "s", 3));
     assert_pf_ok(pf_leak_detector_track_release_ex(d, "a", "s", 1));
     pf_leak_detector_metrics(d, &m);
@@ -543,7 +543,7 @@ test_leak_many_holders_of_a_pair_reuse_their_places(void **state)
     for (i = 0; i < MANY_HOLDERS; i++) {
         assert_int_equal(rep.leaks[i].instance, i + 1);
     }
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_free(d);
     pf_test_alloc_uninstall();
 }
@@ -574,7 +574,7 @@ test_leak_report_counts_leaks_per_agent_oldest_first(void **state)
     /* zeta/z1 is 101 s old, alpha/a1 100 s (not yet), the rest 99 s. */
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 1);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_clock_manual_advance(clock, 2 * NS_PER_SEC);
     assert_pf_ok(pf_leak_detector_track_release(d, "fresh", "f1"));
     assert_pf_ok(pf_leak_detector_check(d, &rep));
@@ -586,7 +586,7 @@ test_leak_report_counts_leaks_per_agent_oldest_first(void **state)
     assert_int_equal(rep.by_agent[0].leaks, 3);
     assert_string_equal(rep.by_agent[1].agent, "zeta");
     assert_int_equal(rep.by_agent[1].leaks, 1);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
 
     pf_leak_detector_metrics(d, &m);
     assert_int_equal(m.total_allocations, 4);
@@ -626,7 +626,7 @@ test_leak_history_keeps_the_last_n_and_clears(void **state)
         pf_clock_manual_advance(clock, 11 * NS_PER_SEC);
         assert_pf_ok(pf_leak_detector_check(d, &rep));
         assert_int_equal(rep.leaks_len, (size_t)i + 1);
-        pf_leak_report_clear(&rep);
+        pf_leak_report_free(&rep);
     }
     assert_pf_ok(pf_leak_detector_history(d, &hist, &len));
     assert_int_equal(len, 3);
@@ -646,7 +646,7 @@ test_leak_history_keeps_the_last_n_and_clears(void **state)
     /* Still-held leaks are not new again after a clear. */
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.leaks_len, 5);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_metrics(d, &m);
     assert_int_equal(m.history_len, 0);
     assert_int_equal(m.total_detected, 5);
@@ -685,7 +685,7 @@ test_leak_fd_threshold_alerts_once_and_rearms_below_margin(void **state)
         assert_pf_ok(pf_leak_detector_check(d, &rep));
         assert_int_equal(rep.sample.open_fds, fds[i]);
         assert_int_equal(rep.sample_error, 0);
-        pf_leak_report_clear(&rep);
+        pf_leak_report_free(&rep);
         if (i == 2) {
             assert_int_equal(al.n, 1);
             assert_int_equal(al.a[0].kind, PF_LEAK_ALERT_FILE_HANDLES);
@@ -745,7 +745,7 @@ test_leak_memory_and_connection_thresholds_alert(void **state)
             assert_true(rep.alerting[PF_LEAK_ALERT_MEMORY]);
             assert_true(rep.alerting[PF_LEAK_ALERT_CONNECTIONS]);
         }
-        pf_leak_report_clear(&rep);
+        pf_leak_report_free(&rep);
     }
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_MEMORY, false), 1);
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_MEMORY, true), 1);
@@ -793,7 +793,7 @@ test_leak_connections_saturate_for_huge_socket_counts(void **state)
         assert_pf_ok(pf_leak_detector_check(d, &rep));
         assert_true(rep.sample.connections == want[i]);
         assert_true(rep.alerting[PF_LEAK_ALERT_CONNECTIONS]);
-        pf_leak_report_clear(&rep);
+        pf_leak_report_free(&rep);
     }
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_CONNECTIONS, false), 1);
     pf_leak_detector_free(d);
@@ -820,7 +820,7 @@ test_leak_unknown_sockets_are_not_judged(void **state)
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.sample.connections, -1);
     assert_false(rep.alerting[PF_LEAK_ALERT_CONNECTIONS]);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     assert_int_equal(al.n, 0);
     pf_leak_detector_free(d);
 }
@@ -842,14 +842,14 @@ test_leak_failed_sample_is_reported_not_judged(void **state)
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.sample_error, -1);
     assert_int_equal(rep.sample.open_fds, 0);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_metrics(d, &m);
     assert_int_equal(m.samples, 0);
     assert_int_equal(m.sample_errors, 1);
     assert_int_equal(al.n, 0);
     assert_pf_err(pf_leak_detector_check(d, NULL), PF_EINVAL);
     assert_pf_err(pf_leak_detector_check(NULL, &rep), PF_EINVAL);
-    pf_leak_report_clear(NULL);
+    pf_leak_report_free(NULL);
     pf_leak_detector_metrics(NULL, &m);
     pf_leak_detector_metrics(d, NULL);
     pf_leak_detector_free(d);
@@ -886,7 +886,7 @@ test_leak_fd_growth_is_flagged_before_any_threshold(void **state)
             assert_true(rep.alerting[PF_LEAK_ALERT_FD_TREND]);
             assert_float_equal(rep.memory_slope, 0.0, 1e-9);
         }
-        pf_leak_report_clear(&rep);
+        pf_leak_report_free(&rep);
         pf_clock_manual_advance(clock, 60 * NS_PER_SEC);
     }
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_FD_TREND, false), 1);
@@ -921,7 +921,7 @@ test_leak_memory_growth_is_flagged(void **state)
     assert_pf_ok(pf_leak_detector_new(&cfg, &d));
     for (i = 0; i < 10; i++) {
         assert_pf_ok(pf_leak_detector_check(d, &rep));
-        pf_leak_report_clear(&rep);
+        pf_leak_report_free(&rep);
         pf_clock_manual_advance(clock, 30 * NS_PER_SEC);
     }
     assert_int_equal(count_kind(&al, PF_LEAK_ALERT_MEMORY_TREND, false), 1);
@@ -1147,7 +1147,7 @@ check_thread(void *arg)
     pf_leak_report_t rep;
 
     assert_pf_ok(pf_leak_detector_check(t->d, &rep));
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     return NULL;
 }
 
@@ -1173,7 +1173,7 @@ test_leak_concurrent_checks_alert_one_at_a_time_in_order(
     assert_int_equal(pthread_create(&th, NULL, check_thread, &t), 0);
     pf_test_wait_for_flag(&t.active, 1); /* telling the raise */
     assert_pf_ok(pf_leak_detector_check(t.d, &rep)); /* clears it */
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_int_equal(atomic_load(&t.n), 2);
     assert_int_equal(atomic_load(&t.overlap), 0);
@@ -1228,7 +1228,7 @@ test_leak_concurrent_tracking_loses_no_count(void **state)
     pf_clock_manual_advance(clock, 10 * NS_PER_SEC);
     assert_pf_ok(pf_leak_detector_check(c.d, &rep));
     assert_int_equal(rep.leaks_len, 0);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_metrics(c.d, &m);
     assert_int_equal(m.allocations, 4 * 2000);
     assert_int_equal(m.releases, 4 * 2000);
@@ -1294,7 +1294,7 @@ test_leak_concurrent_instances_of_one_pair_lose_no_count(void **state)
     for (i = 0; i < 4; i++) { /* same age: by instance */
         assert_int_equal(rep.leaks[i].instance, (uint64_t)(i + 1) << 32);
     }
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_free(c.d);
 }
 
@@ -1358,7 +1358,7 @@ alloc_scenario(void *arg)
     for (i = 0; i < 2; i++) {
         rc = pf_leak_detector_check(d, &rep);
         if (rc == 0) {
-            pf_leak_report_clear(&rep);
+            pf_leak_report_free(&rep);
         } else {
             assert_int_equal(rc, PF_ENOMEM);
             assert_null(rep.leaks);

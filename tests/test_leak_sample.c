@@ -202,13 +202,13 @@ test_leak_detector_watches_another_process_until_it_exits(void **state)
     assert_int_equal(rep.sample.pid, (int)child);
     assert_true(rep.sample.open_fds >= 1); /* at least the pipe */
     assert_true(rep.sample.threads >= 1);  /* sanitizers may add one */
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
 
     close(gate[1]);
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_pf_ok(pf_leak_detector_check(d, &rep));
     assert_int_equal(rep.sample_error, PF_ENOTFOUND);
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
     pf_leak_detector_free(d);
 }
 

@@ -233,28 +233,28 @@ on_change(const pf_degrade_event_t *ev, void *arg)
 static void
 test_locale_rule_text_reads_a_decimal_point_only(void **state)
 {
-    pf_degradation_config_t cfg;
+    pf_degrade_config_t cfg;
     pf_system_health_t h;
-    pf_degradation_t *d;
+    pf_degrade_t *d;
     char reason[64] = "";
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.min_dwell = 0;
     cfg.clock = *state;
     cfg.listener = on_change;
     cfg.listener_arg = reason;
-    assert_pf_ok(pf_degradation_new(&cfg, &d));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90.5 -> reduced"));
-    assert_pf_err(pf_degradation_add_rule_str(d, "cpu > 90,5 -> reduced"),
+    assert_pf_ok(pf_degrade_new(&cfg, &d));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 90.5 -> reduced"));
+    assert_pf_err(pf_degrade_add_rule_str(d, "cpu > 90,5 -> reduced"),
                   PF_EINVAL);
     memset(&h, 0, sizeof(h));
     h.cpu_usage = 90.75;
     h.memory_usage = 0;
     h.external_services_available = true;
-    assert_pf_ok(pf_degradation_evaluate(d, &h));
-    assert_string_equal(pf_degradation_mode_name(d), "reduced");
+    assert_pf_ok(pf_degrade_evaluate(d, &h));
+    assert_string_equal(pf_degrade_mode_name(d), "reduced");
     assert_string_equal(reason, "cpu > 90.5");
-    pf_degradation_free(d);
+    pf_degrade_free(d);
 }
 
 /* Threads exporting at once all get '.', whichever of them makes the C

@@ -301,7 +301,7 @@ test_metrics_leak_detector_values_follow_its_samples_and_allocations(
     assert_pf_ok(
         pf_leak_detector_track_allocation(d, "agent", "new_state", NULL));
     assert_pf_ok(pf_leak_detector_check(d, &rep));
-    pf_leak_report_clear(&rep);
+    pf_leak_report_free(&rep);
 
     text = export(r, PF_METRICS_PROMETHEUS);
     check_prom(text, &doc);
@@ -341,18 +341,18 @@ test_metrics_degradation_mode_is_exported_by_index_and_name(void **state)
     static const char *const modes[] = {"full", "reduced", "offline"};
     pf_clock_t *clock = *state;
     pf_registry_t *r = quiet_registry();
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d;
     pf_system_health_t h;
     prom_doc_t doc;
     char *text;
 
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.modes = modes;
     cfg.modes_len = 3;
     cfg.clock = clock;
-    assert_pf_ok(pf_registry_get_degradation(r, "svc", &cfg, &d));
-    assert_pf_ok(pf_degradation_add_rule_str(d, "cpu > 90 -> reduced"));
+    assert_pf_ok(pf_registry_get_degrade(r, "svc", &cfg, &d));
+    assert_pf_ok(pf_degrade_add_rule_str(d, "cpu > 90 -> reduced"));
     text = export(r, PF_METRICS_PROMETHEUS);
     check_prom(text, &doc);
     assert_true(value_of(&doc, "puffinflow_degradation_mode",
@@ -367,7 +367,7 @@ test_metrics_degradation_mode_is_exported_by_index_and_name(void **state)
     h.cpu_usage = 95.0;
     h.memory_usage = 40.0;
     h.external_services_available = true;
-    assert_pf_ok(pf_degradation_evaluate(d, &h));
+    assert_pf_ok(pf_degrade_evaluate(d, &h));
     text = export(r, PF_METRICS_PROMETHEUS);
     check_prom(text, &doc);
     assert_true(value_of(&doc, "puffinflow_degradation_mode",
@@ -387,7 +387,7 @@ test_metrics_degradation_mode_is_exported_by_index_and_name(void **state)
                          LABELS("name", "svc")) == 1);
     prom_doc_free(&doc);
     pf_free(text);
-    assert_pf_ok(pf_degradation_override(d, "offline"));
+    assert_pf_ok(pf_degrade_override(d, "offline"));
     text = export(r, PF_METRICS_JSON);
     assert_true(json_valid(text));
     assert_non_null(strstr(text, "\"degradations\":[{\"name\":\"svc\","
@@ -660,7 +660,7 @@ test_metrics_counters_of_every_kind_are_written_exactly(void **state)
 {
     pf_registry_breaker_t br;
     pf_registry_leak_detector_t lk;
-    pf_registry_degradation_t dg;
+    pf_registry_degrade_t dg;
     pf_registry_snapshot_t s;
     char *text;
 
@@ -954,7 +954,7 @@ test_metrics_allocation_failures_leak_nothing(void **state)
     pf_leak_config_t lcfg;
     pf_leak_detector_t *leak;
     pf_leak_report_t lrep;
-    pf_degradation_t *deg;
+    pf_degrade_t *deg;
 
     (void)state;
     assert_pf_ok(pf_registry_new(NULL, &r));
@@ -966,8 +966,8 @@ test_metrics_allocation_failures_leak_nothing(void **state)
     lcfg.sample = fixed_sample;
     assert_pf_ok(pf_registry_get_leak_detector(r, "leak", &lcfg, &leak));
     assert_pf_ok(pf_leak_detector_check(leak, &lrep));
-    pf_leak_report_clear(&lrep);
-    assert_pf_ok(pf_registry_get_degradation(r, "deg", NULL, &deg));
+    pf_leak_report_free(&lrep);
+    assert_pf_ok(pf_registry_get_degrade(r, "deg", NULL, &deg));
     assert_pf_ok(pf_breaker_group_call(grp, "k1", ok_call, NULL));
     assert_pf_ok(pf_breaker_group_call(grp, "k2", ok_call, NULL));
     assert_pf_ok(pf_registry_get_ratelimit(r, "r\xff", NULL, &rl));
@@ -1259,7 +1259,7 @@ full_registry(pf_clock_t *clock)
     pf_leak_config_t lcfg;
     pf_leak_detector_t *ld;
     pf_leak_report_t lrep;
-    pf_degradation_t *dg;
+    pf_degrade_t *dg;
     pf_system_health_t h;
     pf_permit_t p = PF_PERMIT_INIT;
     size_t i;
@@ -1284,14 +1284,14 @@ full_registry(pf_clock_t *clock)
     for (i = 0; i < 4; i++) {
         pf_clock_manual_advance(clock, 60 * NS_PER_SEC);
         assert_pf_ok(pf_leak_detector_check(ld, &lrep));
-        pf_leak_report_clear(&lrep);
+        pf_leak_report_free(&lrep);
     }
-    assert_pf_ok(pf_registry_get_degradation(r, "dg", NULL, &dg));
+    assert_pf_ok(pf_registry_get_degrade(r, "dg", NULL, &dg));
     memset(&h, 0, sizeof(h));
     h.cpu_usage = 10;
     h.memory_usage = 10;
     h.external_services_available = true;
-    assert_pf_ok(pf_degradation_evaluate(dg, &h));
+    assert_pf_ok(pf_degrade_evaluate(dg, &h));
     /* Last, so no time passes while it is open: every time-based family. */
     pf_breaker_config_init(&bcfg);
     bcfg.failure_threshold = 1;

@@ -395,8 +395,8 @@ test_registry_every_kind_has_a_typed_face(void **state)
     pf_ratelimit_config_t rlc;
     pf_leak_detector_t *ld, *ld2;
     pf_leak_config_t ldc;
-    pf_degradation_t *dg, *dg2;
-    pf_degradation_config_t dgc;
+    pf_degrade_t *dg, *dg2;
+    pf_degrade_config_t dgc;
     int k;
 
     (void)state;
@@ -446,13 +446,13 @@ test_registry_every_kind_has_a_typed_face(void **state)
     ldc.check_interval = 0.0;
     assert_pf_err(pf_registry_set_leak_detector_defaults(r, &ldc), PF_EINVAL);
 
-    assert_pf_ok(pf_registry_get_degradation(r, "x", NULL, &dg));
-    assert_string_equal(pf_degradation_name(dg), "x");
-    assert_pf_ok(pf_registry_find_degradation(r, "x", &dg2));
+    assert_pf_ok(pf_registry_get_degrade(r, "x", NULL, &dg));
+    assert_string_equal(pf_degrade_name(dg), "x");
+    assert_pf_ok(pf_registry_find_degrade(r, "x", &dg2));
     assert_ptr_equal(dg, dg2);
-    pf_degradation_config_init(&dgc);
+    pf_degrade_config_init(&dgc);
     dgc.sample_interval = 0.0;
-    assert_pf_err(pf_registry_set_degradation_defaults(r, &dgc), PF_EINVAL);
+    assert_pf_err(pf_registry_set_degrade_defaults(r, &dgc), PF_EINVAL);
 
     for (k = 0; k < PF_REGISTRY_KINDS; k++) {
         if (k != PF_REGISTRY_HEALTH) {

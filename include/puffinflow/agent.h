@@ -332,7 +332,7 @@ PF_API int pf_agent_new(const char *name, pf_agent_t **out);
 /* Create an agent from cfg (not kept; the executor, leak detector and
  * listener must outlive the agent). Errors as pf_agent_new, PF_EINVAL for
  * a bad field. Thread-safe. */
-PF_API int pf_agent_new_with(const pf_agent_config_t *cfg, pf_agent_t **out);
+PF_API int pf_agent_new_ex(const pf_agent_config_t *cfg, pf_agent_t **out);
 
 /* Destroy a, with the breakers, bulkheads and limiters it made for its
  * states; NULL is a no-op. No run of a may be in progress (wait for or
@@ -516,7 +516,7 @@ typedef struct pf_dead_letter {
 PF_API int pf_agent_run(pf_agent_t *a, pf_ctx_t *ctx, pf_run_result_t *out);
 
 /* pf_agent_run with options (NULL = defaults; on_done is ignored). */
-PF_API int pf_agent_run_with(pf_agent_t *a, pf_ctx_t *ctx,
+PF_API int pf_agent_run_ex(pf_agent_t *a, pf_ctx_t *ctx,
                              const pf_run_opts_t *opts, pf_run_result_t *out);
 
 /* Start a run on the executor and return at once with a handle in *out.
@@ -567,18 +567,6 @@ PF_API int pf_run_result_find(const pf_run_result_t *r, const char *name,
  * r->dead_letters), or PF_ERANGE / PF_EINVAL. */
 PF_API int pf_run_result_dead_letter(const pf_run_result_t *r, size_t i,
                                      pf_dead_letter_t *out);
-
-/* ---- inside a state ------------------------------------------------------ */
-
-/* Name a state to run after this one completes (call it several times for
- * several: they run in parallel). Takes effect only if this attempt
- * succeeds (or its breaker's fallback answers for it with 0); a retry
- * starts with no gotos. Returns 0; PF_ENOTFOUND for an
- * unknown state and PF_EINVAL for one outside the state's `next` list
- * (both also fail the attempt, with that error, and are not retried);
- * PF_ESTATE when ctx is not a running state's; PF_ENOMEM. Never blocks.
- * Call it only from the state's own thread. */
-PF_API int pf_ctx_goto(pf_ctx_t *ctx, const char *state);
 
 #ifdef __cplusplus
 }

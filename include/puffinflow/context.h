@@ -189,6 +189,18 @@ PF_API pf_token_t *pf_ctx_token(pf_ctx_t *ctx);
  * False outside a state. */
 PF_API bool pf_ctx_is_cancelled(const pf_ctx_t *ctx);
 
+/* ---- routing: what runs next ------------------------------------------- */
+
+/* Name a state to run after this one completes (call it several times for
+ * several: they run in parallel). Takes effect only if this attempt
+ * succeeds (or its breaker's fallback answers for it with 0); a retry
+ * starts with no gotos. Returns 0; PF_ENOTFOUND for an
+ * unknown state and PF_EINVAL for one outside the state's `next` list
+ * (both also fail the attempt, with that error, and are not retried);
+ * PF_ESTATE when ctx is not a running state's; PF_ENOMEM. Never blocks.
+ * Call it only from the state's own thread. */
+PF_API int pf_ctx_goto(pf_ctx_t *ctx, const char *state);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,9 +21,9 @@
  *
  * Reading the current mode is one atomic load, for hot paths. A listener
  * hears every mode change. Sampling happens when the program asks
- * (pf_degradation_update) or on a background thread
- * (pf_degradation_start); tests inject signals through a source callback
- * or pf_degradation_evaluate, and read /proc and cgroup files from fixture
+ * (pf_degrade_update) or on a background thread
+ * (pf_degrade_start); tests inject signals through a source callback
+ * or pf_degrade_evaluate, and read /proc and cgroup files from fixture
  * roots. */
 #ifndef PUFFINFLOW_DEGRADE_H
 #define PUFFINFLOW_DEGRADE_H
@@ -41,7 +41,7 @@ extern "C" {
 
 /* ---- types ------------------------------------------------------------ */
 
-typedef struct pf_degradation pf_degradation_t; /* opaque */
+typedef struct pf_degrade pf_degrade_t; /* opaque */
 
 /* The signals rules look at: the reference's system_health. */
 typedef struct pf_system_health {
@@ -115,7 +115,7 @@ typedef void (*pf_degrade_listener_fn)(const pf_degrade_event_t *ev,
 
 /* ---- config ----------------------------------------------------------- */
 
-typedef struct pf_degradation_config {
+typedef struct pf_degrade_config {
     const char *name;           /* copied; default "degradation" */
     const char *const *modes;   /* names, normal first, most degraded last;
                                    copied; unique, non-empty; NULL = "full",
@@ -138,10 +138,10 @@ typedef struct pf_degradation_config {
     void *listener_arg;
     const pf_clock_t *clock;    /* NULL = system monotonic clock; times
                                    dwell, the sampler and CPU deltas */
-} pf_degradation_config_t;
+} pf_degrade_config_t;
 
 /* Fill cfg with the defaults listed above. Never fails. */
-PF_API void pf_degradation_config_init(pf_degradation_config_t *cfg);
+PF_API void pf_degrade_config_init(pf_degrade_config_t *cfg);
 
 /* Fill r with the defaults listed above. Never fails. */
 PF_API void pf_degrade_rule_init(pf_degrade_rule_t *r);
@@ -154,12 +154,12 @@ PF_API void pf_degrade_rule_init(pf_degrade_rule_t *r);
  * names an unknown mode or has a threshold out of range) or NULL out;
  * PF_ENOMEM / PF_ESYSTEM. On error nothing is created and *out is
  * untouched. cfg is not kept. Thread-safe. */
-PF_API int pf_degradation_new(const pf_degradation_config_t *cfg,
-                              pf_degradation_t **out);
+PF_API int pf_degrade_new(const pf_degrade_config_t *cfg,
+                              pf_degrade_t **out);
 
 /* Destroy d, stopping its sampler first; NULL is a no-op. No other call
  * on d may be running or follow; not from its listener or source. */
-PF_API void pf_degradation_free(pf_degradation_t *d);
+PF_API void pf_degrade_free(pf_degrade_t *d);
 
 /* ---- rules and inputs ------------------------------------------------- */
 
@@ -167,7 +167,7 @@ PF_API void pf_degradation_free(pf_degradation_t *d);
  * bad signal or op, threshold out of range, negative or NaN hysteresis, a
  * gauge rule without a gauge name), or PF_ENOMEM. It counts from the next
  * evaluation. Thread-safe. */
-PF_API int pf_degradation_add_rule(pf_degradation_t *d,
+PF_API int pf_degrade_add_rule(pf_degrade_t *d,
                                    const pf_degrade_rule_t *r);
 
 /* Add a rule written as text:
@@ -175,28 +175,28 @@ PF_API int pf_degradation_add_rule(pf_degradation_t *d,
  *     memory >= 85 hysteresis 5 -> batch
  *     external_down -> offline        ("external services down" also)
  *     queue_depth > 1000 -> reduced   (any other name is a gauge)
- * Operators: > >= < <=. Returns as pf_degradation_add_rule, PF_EINVAL
+ * Operators: > >= < <=. Returns as pf_degrade_add_rule, PF_EINVAL
  * also for text that does not parse. Thread-safe. */
-PF_API int pf_degradation_add_rule_str(pf_degradation_t *d, const char *rule);
+PF_API int pf_degrade_add_rule_str(pf_degrade_t *d, const char *rule);
 
 /* Set gauge `name` (created on first use) to value, for rules on it. It
  * counts from the next evaluation. Returns 0, PF_EINVAL (NULL or empty
  * name, NaN value) or PF_ENOMEM. Thread-safe. */
-PF_API int pf_degradation_set_gauge(pf_degradation_t *d, const char *name,
+PF_API int pf_degrade_set_gauge(pf_degrade_t *d, const char *name,
                                     double value);
 
 /* Count external services unavailable while breaker b is open. b is
  * borrowed: it must outlive d. Returns 0, PF_EINVAL or PF_ENOMEM.
  * Thread-safe. */
 struct pf_breaker;
-PF_API int pf_degradation_add_breaker(pf_degradation_t *d,
+PF_API int pf_degrade_add_breaker(pf_degrade_t *d,
                                       struct pf_breaker *b);
 
 /* Count external services unavailable while checker hc's overall status
  * (pf_health_checker_status) is unhealthy. hc is borrowed: it must outlive
  * d. Returns 0, PF_EINVAL or PF_ENOMEM. Thread-safe. */
 struct pf_health_checker;
-PF_API int pf_degradation_add_health_checker(pf_degradation_t *d,
+PF_API int pf_degrade_add_health_checker(pf_degrade_t *d,
                                              struct pf_health_checker *hc);
 
 /* ---- sampling and deciding -------------------------------------------- */
@@ -206,67 +206,67 @@ PF_API int pf_degradation_add_health_checker(pf_degradation_t *d,
  * and counted in the metrics' sample_errors. Returns 0, PF_EINVAL, or the
  * source's non-zero result. Calls the source with no lock held.
  * Thread-safe. */
-PF_API int pf_degradation_check_system_health(pf_degradation_t *d,
+PF_API int pf_degrade_check_system_health(pf_degrade_t *d,
                                               pf_system_health_t *out);
 
 /* Sample, then evaluate the rules and change the mode if they say so (and
  * the dwell time allows). out (may be NULL) gets the sample. Returns as
- * pf_degradation_check_system_health. The listener may run on the calling
+ * pf_degrade_check_system_health. The listener may run on the calling
  * thread. Thread-safe. */
-PF_API int pf_degradation_update(pf_degradation_t *d,
+PF_API int pf_degrade_update(pf_degrade_t *d,
                                  pf_system_health_t *out);
 
 /* Evaluate the rules on the signals in *h (time_ns is ignored: now is read
  * from the manager's clock), as an update would after sampling them.
  * Returns 0 or PF_EINVAL. Thread-safe. */
-PF_API int pf_degradation_evaluate(pf_degradation_t *d,
+PF_API int pf_degrade_evaluate(pf_degrade_t *d,
                                    const pf_system_health_t *h);
 
 /* Start a background thread that updates every sample_interval (the first
  * update at once). Returns 0, PF_ESTATE if it runs already, PF_EINVAL or
  * PF_ESYSTEM. Thread-safe. */
-PF_API int pf_degradation_start(pf_degradation_t *d);
+PF_API int pf_degrade_start(pf_degrade_t *d);
 
 /* Stop the background thread and wait for it to finish its update.
  * Returns 0, or PF_ESTATE if it was not running, or when called from the
  * sampler's own thread (its listener or source). Thread-safe. */
-PF_API int pf_degradation_stop(pf_degradation_t *d);
+PF_API int pf_degrade_stop(pf_degrade_t *d);
 
 /* ---- the mode --------------------------------------------------------- */
 
 /* The current mode's index (0 = normal). One relaxed atomic load: lock-
  * free, never blocks; for hot paths. 0 for NULL. Thread-safe. */
-PF_API unsigned pf_degradation_mode(const pf_degradation_t *d);
+PF_API unsigned pf_degrade_mode(const pf_degrade_t *d);
 
 /* The current mode's name. Lock-free. NULL for NULL. Thread-safe. */
-PF_API const char *pf_degradation_mode_name(const pf_degradation_t *d);
+PF_API const char *pf_degrade_mode_name(const pf_degrade_t *d);
 
 /* The number of modes, the name of mode i (NULL past the end), and the
  * index of the mode called name (0, PF_ENOTFOUND or PF_EINVAL): resolve a
  * name once, then compare indexes on the hot path. Names are immutable.
  * Thread-safe. */
-PF_API size_t pf_degradation_mode_count(const pf_degradation_t *d);
-PF_API const char *pf_degradation_mode_name_at(const pf_degradation_t *d,
+PF_API size_t pf_degrade_mode_count(const pf_degrade_t *d);
+PF_API const char *pf_degrade_mode_name_at(const pf_degrade_t *d,
                                                size_t i);
-PF_API int pf_degradation_mode_index(const pf_degradation_t *d,
+PF_API int pf_degrade_mode_index(const pf_degrade_t *d,
                                      const char *name, unsigned *out);
 
-/* Pin the mode called name until pf_degradation_clear_override, whatever
+/* Pin the mode called name until pf_degrade_clear_override, whatever
  * the rules say (and regardless of dwell). Returns 0, PF_EINVAL (NULL
  * argument or unknown mode). The listener may run on the calling thread.
  * Thread-safe. */
-PF_API int pf_degradation_override(pf_degradation_t *d, const char *mode);
+PF_API int pf_degrade_override(pf_degrade_t *d, const char *mode);
 
 /* Clear the override: the mode the rules ask for now applies at once.
  * Returns 0, PF_ESTATE when there is no override, or PF_EINVAL. */
-PF_API int pf_degradation_clear_override(pf_degradation_t *d);
+PF_API int pf_degrade_clear_override(pf_degrade_t *d);
 
 /* ---- introspection ---------------------------------------------------- */
 
 /* The manager's name (its own copy). NULL for NULL. */
-PF_API const char *pf_degradation_name(const pf_degradation_t *d);
+PF_API const char *pf_degrade_name(const pf_degrade_t *d);
 
-typedef struct pf_degradation_metrics {
+typedef struct pf_degrade_metrics {
     unsigned mode;              /* current */
     unsigned target;            /* what the rules asked for last */
     bool overridden;
@@ -279,11 +279,11 @@ typedef struct pf_degradation_metrics {
                                    failure */
     size_t rules;
     pf_system_health_t last;    /* the last signals evaluated */
-} pf_degradation_metrics_t;
+} pf_degrade_metrics_t;
 
 /* Fill *out. Thread-safe. */
-PF_API void pf_degradation_metrics(pf_degradation_t *d,
-                                   pf_degradation_metrics_t *out);
+PF_API void pf_degrade_metrics(pf_degrade_t *d,
+                                   pf_degrade_metrics_t *out);
 
 #ifdef __cplusplus
 }

@@ -319,7 +319,7 @@ PF_API int pf_leak_detector_track_release_ex(pf_leak_detector_t *d,
 /* ---- checking ------------------------------------------------------------ */
 
 /* What pf_leak_detector_check found. Caller memory; check fills it and
- * pf_leak_report_clear releases what it holds. */
+ * pf_leak_report_free releases what it holds. */
 typedef struct pf_leak_report {
     pf_leak_sample_t sample;   /* this check's sample (zero if it failed) */
     int sample_error;          /* 0, or why the sample failed (e.g.
@@ -349,7 +349,7 @@ PF_API int pf_leak_detector_check(pf_leak_detector_t *d,
                                   pf_leak_report_t *out);
 
 /* Release what a report holds and zero it; NULL is a no-op. */
-PF_API void pf_leak_report_clear(pf_leak_report_t *r);
+PF_API void pf_leak_report_free(pf_leak_report_t *r);
 
 /* A copy of the history of detected leaks, oldest first (at most
  * leak_history of them): *out (NULL when empty) and *len. Free it with

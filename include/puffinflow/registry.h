@@ -238,16 +238,16 @@ PF_API int pf_registry_find_leak_detector(pf_registry_t *r, const char *name,
 PF_API int pf_registry_set_leak_detector_defaults(pf_registry_t *r,
                                                   const pf_leak_config_t *cfg);
 
-PF_API int pf_registry_add_degradation(pf_registry_t *r, pf_degradation_t *d,
+PF_API int pf_registry_add_degrade(pf_registry_t *r, pf_degrade_t *d,
                                        pf_registry_ownership_t own);
-PF_API int pf_registry_get_degradation(pf_registry_t *r, const char *name,
-                                       const pf_degradation_config_t *cfg,
-                                       pf_degradation_t **out);
-PF_API int pf_registry_find_degradation(pf_registry_t *r, const char *name,
-                                        pf_degradation_t **out);
+PF_API int pf_registry_get_degrade(pf_registry_t *r, const char *name,
+                                       const pf_degrade_config_t *cfg,
+                                       pf_degrade_t **out);
+PF_API int pf_registry_find_degrade(pf_registry_t *r, const char *name,
+                                        pf_degrade_t **out);
 PF_API int
-pf_registry_set_degradation_defaults(pf_registry_t *r,
-                                     const pf_degradation_config_t *cfg);
+pf_registry_set_degrade_defaults(pf_registry_t *r,
+                                     const pf_degrade_config_t *cfg);
 
 /* ---- metrics snapshot and export ------------------------------------- */
 
@@ -292,12 +292,12 @@ typedef struct pf_registry_leak_detector {
 } pf_registry_leak_detector_t;
 
 /* A degradation manager, with the names of its modes (normal first). */
-typedef struct pf_registry_degradation {
+typedef struct pf_registry_degrade {
     const char *name;
-    pf_degradation_metrics_t metrics;
+    pf_degrade_metrics_t metrics;
     const char **modes;
     size_t modes_len;
-} pf_registry_degradation_t;
+} pf_registry_degrade_t;
 
 /* One check of a health checker, as its latest result left it (from
  * pf_health_snapshot: nothing is run to take a snapshot). */
@@ -348,7 +348,7 @@ typedef struct pf_registry_snapshot {
     size_t health_len;
     pf_registry_leak_detector_t *leak_detectors;
     size_t leak_detectors_len;
-    pf_registry_degradation_t *degradations;
+    pf_registry_degrade_t *degradations;
     size_t degradations_len;
 } pf_registry_snapshot_t;
 

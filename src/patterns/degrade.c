@@ -19,7 +19,7 @@
  *
  * Mode changes are queued under the lock and delivered to the listener
  * outside it, in order, by evq.c. The background sampler is a ticker
- * (ticker.c) whose tick is pf_degradation_update. */
+ * (ticker.c) whose tick is pf_degrade_update. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -83,7 +83,7 @@ typedef struct mode_ev {
  * roots, source, on_change and their args. mode and watched are atomics;
  * cpu is under sample_lock; sampler has its own lock; the rest under
  * lock. */
-struct pf_degradation {
+struct pf_degrade {
     char *name;
     char **modes;
     size_t nmodes;
@@ -127,7 +127,7 @@ struct pf_degradation {
 /* ---- defaults --------------------------------------------------------- */
 
 void
-pf_degradation_config_init(pf_degradation_config_t *cfg)
+pf_degrade_config_init(pf_degrade_config_t *cfg)
 {
     if (cfg == NULL) {
         return;
@@ -156,7 +156,7 @@ static void
 deliver_event(void *p, void *ctx)
 {
     mode_ev_t *e = p;
-    pf_degradation_t *d = ctx;
+    pf_degrade_t *d = ctx;
     pf_degrade_event_t ev;
 
     ev.manager = d->name;
@@ -172,7 +172,7 @@ deliver_event(void *p, void *ctx)
 
 /* Deliver queued changes; called and returns with d->lock held. */
 static void
-drain_events(pf_degradation_t *d)
+drain_events(pf_degrade_t *d)
 {
     if (d->listener != NULL) {
         pf__evq_drain_all(&d->evq, &d->lock, &d->cv, &d->closing,
@@ -182,7 +182,7 @@ drain_events(pf_degradation_t *d)
 
 /* Move to mode `to` now. Under lock. */
 static void
-set_mode(pf_degradation_t *d, unsigned to, const char *reason, int64_t now)
+set_mode(pf_degrade_t *d, unsigned to, const char *reason, int64_t now)
 {
     unsigned from = atomic_load_explicit(&d->mode, memory_order_relaxed);
     mode_ev_t e;
@@ -233,7 +233,7 @@ is_percent_signal(pf_degrade_signal_t s)
 
 /* Check r against d's modes; its mode's index in *mode. */
 static int
-validate_rule(const pf_degradation_t *d, const pf_degrade_rule_t *r,
+validate_rule(const pf_degrade_t *d, const pf_degrade_rule_t *r,
               unsigned *mode)
 {
     if ((unsigned)r->signal > PF_DEGRADE_SIGNAL_GAUGE ||
@@ -318,7 +318,7 @@ describe(const pf_degrade_rule_t *r)
 
 /* The gauge called name, created (NaN) if absent. Under lock. */
 static int
-gauge_index(pf_degradation_t *d, const char *name, size_t *out)
+gauge_index(pf_degrade_t *d, const char *name, size_t *out)
 {
     char *copy;
     size_t i;
@@ -344,7 +344,7 @@ gauge_index(pf_degradation_t *d, const char *name, size_t *out)
 }
 
 int
-pf_degradation_add_rule(pf_degradation_t *d, const pf_degrade_rule_t *r)
+pf_degrade_add_rule(pf_degrade_t *d, const pf_degrade_rule_t *r)
 {
     rule_t nr;
     int rc;
@@ -518,7 +518,7 @@ parse_rule(char *text, pf_degrade_rule_t *r)
 }
 
 int
-pf_degradation_add_rule_str(pf_degradation_t *d, const char *rule)
+pf_degrade_add_rule_str(pf_degrade_t *d, const char *rule)
 {
     pf_degrade_rule_t r;
     char *copy;
@@ -533,14 +533,14 @@ pf_degradation_add_rule_str(pf_degradation_t *d, const char *rule)
     }
     rc = parse_rule(copy, &r);
     if (rc == 0) {
-        rc = pf_degradation_add_rule(d, &r);
+        rc = pf_degrade_add_rule(d, &r);
     }
     pf__free(copy);
     return rc;
 }
 
 int
-pf_degradation_set_gauge(pf_degradation_t *d, const char *name, double value)
+pf_degrade_set_gauge(pf_degrade_t *d, const char *name, double value)
 {
     size_t i;
     int rc;
@@ -560,7 +560,7 @@ pf_degradation_set_gauge(pf_degradation_t *d, const char *name, double value)
 /* ---- watched breakers and checkers ------------------------------------ */
 
 static int
-add_watched(pf_degradation_t *d, pf_breaker_t *b, pf_health_checker_t *hc)
+add_watched(pf_degrade_t *d, pf_breaker_t *b, pf_health_checker_t *hc)
 {
     watched_t *w = pf__calloc(1, sizeof(*w));
 
@@ -579,7 +579,7 @@ add_watched(pf_degradation_t *d, pf_breaker_t *b, pf_health_checker_t *hc)
 }
 
 int
-pf_degradation_add_breaker(pf_degradation_t *d, struct pf_breaker *b)
+pf_degrade_add_breaker(pf_degrade_t *d, struct pf_breaker *b)
 {
     if (d == NULL || b == NULL) {
         return PF_EINVAL;
@@ -588,7 +588,7 @@ pf_degradation_add_breaker(pf_degradation_t *d, struct pf_breaker *b)
 }
 
 int
-pf_degradation_add_health_checker(pf_degradation_t *d,
+pf_degrade_add_health_checker(pf_degrade_t *d,
                                   struct pf_health_checker *hc)
 {
     if (d == NULL || hc == NULL) {
@@ -600,7 +600,7 @@ pf_degradation_add_health_checker(pf_degradation_t *d,
 /* No registered breaker open and no registered checker unhealthy. No lock
  * held: the getters may take their own objects' locks. */
 static bool
-externals_available(pf_degradation_t *d)
+externals_available(pf_degrade_t *d)
 {
     const watched_t *w =
         atomic_load_explicit(&d->watched, memory_order_acquire);
@@ -621,7 +621,7 @@ externals_available(pf_degradation_t *d)
 /* ---- sampling --------------------------------------------------------- */
 
 static int
-sample(pf_degradation_t *d, pf_system_health_t *h)
+sample(pf_degrade_t *d, pf_system_health_t *h)
 {
     int64_t now = pf_clock_now_ns(d->clock);
     unsigned errors = 0;
@@ -664,7 +664,7 @@ sample(pf_degradation_t *d, pf_system_health_t *h)
 }
 
 int
-pf_degradation_check_system_health(pf_degradation_t *d,
+pf_degrade_check_system_health(pf_degrade_t *d,
                                    pf_system_health_t *out)
 {
     if (d == NULL || out == NULL) {
@@ -676,7 +676,7 @@ pf_degradation_check_system_health(pf_degradation_t *d,
 /* ---- deciding --------------------------------------------------------- */
 
 static double
-signal_value(const pf_degradation_t *d, const rule_t *r,
+signal_value(const pf_degrade_t *d, const rule_t *r,
              const pf_system_health_t *h)
 {
     switch (r->signal) {
@@ -720,7 +720,7 @@ fires(const rule_t *r, double v)
 
 /* Evaluate the rules on h at now. Under lock. */
 static void
-decide(pf_degradation_t *d, const pf_system_health_t *h, int64_t now)
+decide(pf_degrade_t *d, const pf_system_health_t *h, int64_t now)
 {
     const char *reason = "no rule fires";
     unsigned target = 0;
@@ -755,7 +755,7 @@ decide(pf_degradation_t *d, const pf_system_health_t *h, int64_t now)
 }
 
 int
-pf_degradation_evaluate(pf_degradation_t *d, const pf_system_health_t *h)
+pf_degrade_evaluate(pf_degrade_t *d, const pf_system_health_t *h)
 {
     if (d == NULL || h == NULL) {
         return PF_EINVAL;
@@ -768,7 +768,7 @@ pf_degradation_evaluate(pf_degradation_t *d, const pf_system_health_t *h)
 }
 
 int
-pf_degradation_update(pf_degradation_t *d, pf_system_health_t *out)
+pf_degrade_update(pf_degrade_t *d, pf_system_health_t *out)
 {
     pf_system_health_t h;
     int rc;
@@ -783,13 +783,13 @@ pf_degradation_update(pf_degradation_t *d, pf_system_health_t *out)
     if (out != NULL) {
         *out = h;
     }
-    return pf_degradation_evaluate(d, &h);
+    return pf_degrade_evaluate(d, &h);
 }
 
 /* ---- override --------------------------------------------------------- */
 
 int
-pf_degradation_override(pf_degradation_t *d, const char *mode)
+pf_degrade_override(pf_degrade_t *d, const char *mode)
 {
     unsigned idx;
 
@@ -805,7 +805,7 @@ pf_degradation_override(pf_degradation_t *d, const char *mode)
 }
 
 int
-pf_degradation_clear_override(pf_degradation_t *d)
+pf_degrade_clear_override(pf_degrade_t *d)
 {
     int rc = 0;
 
@@ -830,11 +830,11 @@ pf_degradation_clear_override(pf_degradation_t *d)
 static void
 sampler_tick(void *p)
 {
-    (void)pf_degradation_update(p, NULL);
+    (void)pf_degrade_update(p, NULL);
 }
 
 int
-pf_degradation_start(pf_degradation_t *d)
+pf_degrade_start(pf_degrade_t *d)
 {
     if (d == NULL) {
         return PF_EINVAL;
@@ -843,7 +843,7 @@ pf_degradation_start(pf_degradation_t *d)
 }
 
 int
-pf_degradation_stop(pf_degradation_t *d)
+pf_degrade_stop(pf_degrade_t *d)
 {
     if (d == NULL) {
         return PF_EINVAL;
@@ -854,7 +854,7 @@ pf_degradation_stop(pf_degradation_t *d)
 /* ---- create, free ----------------------------------------------------- */
 
 static int
-validate_config(const pf_degradation_config_t *cfg, int64_t *recover,
+validate_config(const pf_degrade_config_t *cfg, int64_t *recover,
                 int64_t *degrade, int64_t *interval)
 {
     size_t i;
@@ -889,7 +889,7 @@ validate_config(const pf_degradation_config_t *cfg, int64_t *recover,
 }
 
 static void
-destroy(pf_degradation_t *d)
+destroy(pf_degrade_t *d)
 {
     watched_t *w = atomic_load_explicit(&d->watched, memory_order_relaxed);
     size_t i;
@@ -923,7 +923,7 @@ destroy(pf_degradation_t *d)
 
 /* Allocate d's copies of the config's strings. */
 static int
-copy_strings(pf_degradation_t *d, const pf_degradation_config_t *cfg)
+copy_strings(pf_degrade_t *d, const pf_degrade_config_t *cfg)
 {
     const char *const *modes = cfg->modes != NULL ? cfg->modes : default_modes;
     size_t n = cfg->modes != NULL
@@ -952,10 +952,10 @@ copy_strings(pf_degradation_t *d, const pf_degradation_config_t *cfg)
 }
 
 int
-pf_degradation_new(const pf_degradation_config_t *cfg, pf_degradation_t **out)
+pf_degrade_new(const pf_degrade_config_t *cfg, pf_degrade_t **out)
 {
-    pf_degradation_config_t def;
-    pf_degradation_t *d;
+    pf_degrade_config_t def;
+    pf_degrade_t *d;
     int64_t recover;
     int64_t degrade;
     int64_t interval;
@@ -966,7 +966,7 @@ pf_degradation_new(const pf_degradation_config_t *cfg, pf_degradation_t **out)
         return PF_EINVAL;
     }
     if (cfg == NULL) {
-        pf_degradation_config_init(&def);
+        pf_degrade_config_init(&def);
         cfg = &def;
     }
     rc = validate_config(cfg, &recover, &degrade, &interval);
@@ -1023,7 +1023,7 @@ pf_degradation_new(const pf_degradation_config_t *cfg, pf_degradation_t **out)
     d->last.memory_usage = NAN;
     d->last.external_services_available = true;
     for (i = 0; i < cfg->rules_len && rc == 0; i++) {
-        rc = pf_degradation_add_rule(d, &cfg->rules[i]);
+        rc = pf_degrade_add_rule(d, &cfg->rules[i]);
     }
     if (rc != 0) {
         pf__ticker_destroy(&d->sampler);
@@ -1046,7 +1046,7 @@ pf_degradation_new(const pf_degradation_config_t *cfg, pf_degradation_t **out)
 }
 
 void
-pf_degradation_free(pf_degradation_t *d)
+pf_degrade_free(pf_degrade_t *d)
 {
     if (d == NULL) {
         return;
@@ -1065,32 +1065,32 @@ pf_degradation_free(pf_degradation_t *d)
 /* ---- the mode and introspection --------------------------------------- */
 
 unsigned
-pf_degradation_mode(const pf_degradation_t *d)
+pf_degrade_mode(const pf_degrade_t *d)
 {
     if (d == NULL) {
         return 0;
     }
-    return atomic_load_explicit(&((pf_degradation_t *)d)->mode,
+    return atomic_load_explicit(&((pf_degrade_t *)d)->mode,
                                 memory_order_relaxed);
 }
 
 const char *
-pf_degradation_mode_name(const pf_degradation_t *d)
+pf_degrade_mode_name(const pf_degrade_t *d)
 {
     if (d == NULL) {
         return NULL;
     }
-    return d->modes[pf_degradation_mode(d)];
+    return d->modes[pf_degrade_mode(d)];
 }
 
 size_t
-pf_degradation_mode_count(const pf_degradation_t *d)
+pf_degrade_mode_count(const pf_degrade_t *d)
 {
     return d == NULL ? 0 : d->nmodes;
 }
 
 const char *
-pf_degradation_mode_name_at(const pf_degradation_t *d, size_t i)
+pf_degrade_mode_name_at(const pf_degrade_t *d, size_t i)
 {
     if (d == NULL || i >= d->nmodes) {
         return NULL;
@@ -1099,7 +1099,7 @@ pf_degradation_mode_name_at(const pf_degradation_t *d, size_t i)
 }
 
 int
-pf_degradation_mode_index(const pf_degradation_t *d, const char *name,
+pf_degrade_mode_index(const pf_degrade_t *d, const char *name,
                           unsigned *out)
 {
     if (d == NULL || name == NULL || out == NULL) {
@@ -1109,13 +1109,13 @@ pf_degradation_mode_index(const pf_degradation_t *d, const char *name,
 }
 
 const char *
-pf_degradation_name(const pf_degradation_t *d)
+pf_degrade_name(const pf_degrade_t *d)
 {
     return d == NULL ? NULL : d->name;
 }
 
 void
-pf_degradation_metrics(pf_degradation_t *d, pf_degradation_metrics_t *out)
+pf_degrade_metrics(pf_degrade_t *d, pf_degrade_metrics_t *out)
 {
     if (out == NULL) {
         return;

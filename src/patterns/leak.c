@@ -926,7 +926,7 @@ pf_leak_detector_check(pf_leak_detector_t *d, pf_leak_report_t *out)
 }
 
 void
-pf_leak_report_clear(pf_leak_report_t *r)
+pf_leak_report_free(pf_leak_report_t *r)
 {
     if (r == NULL) {
         return;

@@ -874,17 +874,17 @@ static const pf__kind_desc_t leak_kind = {
 
 /* ---- degradation managers --------------------------------------------- */
 
-KIND_FUNCTIONS(degradation, PF_REGISTRY_DEGRADE, pf_degradation_t,
-               pf_degradation_config_t, pf_degradation_config_init,
-               pf_degradation_new, pf_degradation_free, pf_degradation_name,
-               pf_degradation_metrics)
+KIND_FUNCTIONS(degrade, PF_REGISTRY_DEGRADE, pf_degrade_t,
+               pf_degrade_config_t, pf_degrade_config_init,
+               pf_degrade_new, pf_degrade_free, pf_degrade_name,
+               pf_degrade_metrics)
 
 /* Copy a manager's mode names (immutable after it was made). */
 static int
 degradation_fill(void *object, void *item)
 {
-    pf_registry_degradation_t *g = item;
-    size_t n = pf_degradation_mode_count(object);
+    pf_registry_degrade_t *g = item;
+    size_t n = pf_degrade_mode_count(object);
     size_t i;
 
     if (n == 0) {
@@ -895,7 +895,7 @@ degradation_fill(void *object, void *item)
         return PF_ENOMEM;
     }
     for (i = 0; i < n; i++) {
-        g->modes[i] = pf__name_dup(pf_degradation_mode_name_at(object, i));
+        g->modes[i] = pf__name_dup(pf_degrade_mode_name_at(object, i));
         if (g->modes[i] == NULL) {
             return PF_ENOMEM;
         }
@@ -907,7 +907,7 @@ degradation_fill(void *object, void *item)
 static void
 degradation_clear(void *item)
 {
-    pf_registry_degradation_t *g = item;
+    pf_registry_degrade_t *g = item;
     size_t i;
 
     for (i = 0; i < g->modes_len; i++) {
@@ -917,19 +917,19 @@ degradation_clear(void *item)
 }
 
 /* The item around a manager's metrics: the mode names live beside them. */
-static const pf_registry_degradation_t *
+static const pf_registry_degrade_t *
 dg_item(const void *m)
 {
     const char *item =
-        (const char *)m - offsetof(pf_registry_degradation_t, metrics);
+        (const char *)m - offsetof(pf_registry_degrade_t, metrics);
 
-    return (const pf_registry_degradation_t *)(const void *)item;
+    return (const pf_registry_degrade_t *)(const void *)item;
 }
 
 static const char *
 dg_mode_name(const void *m, int64_t v)
 {
-    const pf_registry_degradation_t *g = dg_item(m);
+    const pf_registry_degrade_t *g = dg_item(m);
 
     return v >= 0 && (size_t)v < g->modes_len ? g->modes[v] : NULL;
 }
@@ -949,7 +949,7 @@ dg_mode_label(const void *m, size_t i)
 static pf__metric_value_t
 dg_in_mode(const void *m, size_t i)
 {
-    return integer(((const pf_degradation_metrics_t *)m)->mode == i ? 1 : 0);
+    return integer(((const pf_degrade_metrics_t *)m)->mode == i ? 1 : 0);
 }
 
 static const pf__metric_split_t dg_one_hot = {"mode", dg_modes, dg_mode_label,
@@ -958,7 +958,7 @@ static const pf__metric_split_t dg_one_hot = {"mode", dg_modes, dg_mode_label,
 static void
 dg_mode_list(pf__sb_t *sb, const void *m)
 {
-    const pf_registry_degradation_t *g = dg_item(m);
+    const pf_registry_degrade_t *g = dg_item(m);
     size_t i;
 
     pf__sb_append(sb, "[");
@@ -987,12 +987,12 @@ static const pf__metric_desc_t signal_metrics[] = {
 
 static const pf__metric_table_t signal_table = PF__TABLE(signal_metrics);
 
-#define DG(f) offsetof(pf_degradation_metrics_t, f)
+#define DG(f) offsetof(pf_degrade_metrics_t, f)
 
 static bool
 dg_evaluated(const void *m)
 {
-    return ((const pf_degradation_metrics_t *)m)->updates > 0;
+    return ((const pf_degrade_metrics_t *)m)->updates > 0;
 }
 
 static const pf__metric_desc_t degradation_metrics[] = {
@@ -1026,9 +1026,9 @@ static const pf__metric_desc_t degradation_metrics[] = {
 };
 
 static const pf__kind_desc_t degradation_kind = {
-    KIND_HOOKS(degradation, PF_REGISTRY_DEGRADE, "degrade",
-               pf_degradation_config_t),
-    KIND_SNAPSHOT(pf_registry_degradation_t, degradations),
+    KIND_HOOKS(degrade, PF_REGISTRY_DEGRADE, "degrade",
+               pf_degrade_config_t),
+    KIND_SNAPSHOT(pf_registry_degrade_t, degradations),
     .fill = degradation_fill,
     .clear = degradation_clear,
     .json = "degradations",

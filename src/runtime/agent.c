@@ -117,7 +117,7 @@ htab_reserve(pf_agent_t *a, size_t n)
 /* ---- agent lifetime ------------------------------------------------------ */
 
 int
-pf_agent_new_with(const pf_agent_config_t *cfg, pf_agent_t **out)
+pf_agent_new_ex(const pf_agent_config_t *cfg, pf_agent_t **out)
 {
     pf_agent_t *a;
     int64_t ns;
@@ -159,7 +159,7 @@ pf_agent_new(const char *name, pf_agent_t **out)
 
     pf_agent_config_init(&cfg);
     cfg.name = name;
-    return pf_agent_new_with(&cfg, out);
+    return pf_agent_new_ex(&cfg, out);
 }
 
 static void

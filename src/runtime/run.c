@@ -524,7 +524,7 @@ fill_result(pf__run_t *r, pf_run_result_t *out)
 }
 
 int
-pf_agent_run_with(pf_agent_t *a, pf_ctx_t *ctx, const pf_run_opts_t *opts,
+pf_agent_run_ex(pf_agent_t *a, pf_ctx_t *ctx, const pf_run_opts_t *opts,
                   pf_run_result_t *out)
 {
     pf__run_t *r;
@@ -568,7 +568,7 @@ pf_agent_run_with(pf_agent_t *a, pf_ctx_t *ctx, const pf_run_opts_t *opts,
 int
 pf_agent_run(pf_agent_t *a, pf_ctx_t *ctx, pf_run_result_t *out)
 {
-    return pf_agent_run_with(a, ctx, NULL, out);
+    return pf_agent_run_ex(a, ctx, NULL, out);
 }
 
 int

@@ -637,7 +637,7 @@ fuzz_leak(fz_t *f, pf_clock_t *clock)
                        rep.leaks_len);
             FUZZ_CHECK(isnan(rep.memory_slope) || isfinite(rep.memory_slope),
                        "slope %g", rep.memory_slope);
-            pf_leak_report_clear(&rep);
+            pf_leak_report_free(&rep);
             break;
         }
         pf_leak_detector_metrics(d, &m);

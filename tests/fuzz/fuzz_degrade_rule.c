@@ -1,4 +1,4 @@
-/* Fuzz the degradation rule language (pf_degradation_add_rule_str in
+/* Fuzz the degradation rule language (pf_degrade_add_rule_str in
  * src/degrade.c) and the decisions made from the rules it accepts.
  *
  * The input is rule text, then optionally a NUL byte and bytes that drive
@@ -48,9 +48,9 @@ listener(const pf_degrade_event_t *ev, void *arg)
 }
 
 static void
-add_rule(pf_degradation_t *d, const char *text, size_t *accepted)
+add_rule(pf_degrade_t *d, const char *text, size_t *accepted)
 {
-    int rc = pf_degradation_add_rule_str(d, text);
+    int rc = pf_degrade_add_rule_str(d, text);
 
     FUZZ_CHECK(rc == 0 || rc == PF_EINVAL || rc == PF_ENOMEM,
                "add_rule_str(\"%s\") returned %d", text, rc);
@@ -61,7 +61,7 @@ add_rule(pf_degradation_t *d, const char *text, size_t *accepted)
 
 /* Add each line of text[0, len) as a rule, then the whole text. */
 static size_t
-add_rules(pf_degradation_t *d, const char *text, size_t len)
+add_rules(pf_degrade_t *d, const char *text, size_t len)
 {
     char *copy = malloc(len + 1);
     size_t accepted = 0;
@@ -84,9 +84,9 @@ add_rules(pf_degradation_t *d, const char *text, size_t len)
 }
 
 static void
-drive(pf_degradation_t *d, pf_clock_t *clock, fz_t *f, size_t nmodes)
+drive(pf_degrade_t *d, pf_clock_t *clock, fz_t *f, size_t nmodes)
 {
-    pf_degradation_metrics_t m;
+    pf_degrade_metrics_t m;
     uint64_t evaluations = 0;
     int steps = 0;
     int rc;
@@ -101,17 +101,17 @@ drive(pf_degradation_t *d, pf_clock_t *clock, fz_t *f, size_t nmodes)
             pf_clock_manual_advance(clock, (int64_t)(fz_u64(f) >> 1));
             break;
         case 1:
-            rc = pf_degradation_set_gauge(
+            rc = pf_degrade_set_gauge(
                 d, gauge_names[fz_u8(f) % 5], fz_double(f));
             FUZZ_CHECK(rc == 0 || rc == PF_EINVAL, "set_gauge %d", rc);
             break;
         case 2:
-            rc = pf_degradation_override(d, pf_degradation_mode_name_at(
+            rc = pf_degrade_override(d, pf_degrade_mode_name_at(
                                                 d, fz_u8(f) % nmodes));
             FUZZ_CHECK(rc == 0, "override %d", rc);
             break;
         case 3:
-            rc = pf_degradation_clear_override(d);
+            rc = pf_degrade_clear_override(d);
             FUZZ_CHECK(rc == 0 || rc == PF_ESTATE, "clear_override %d", rc);
             break;
         default:
@@ -119,18 +119,18 @@ drive(pf_degradation_t *d, pf_clock_t *clock, fz_t *f, size_t nmodes)
             h.cpu_usage = fz_double(f);
             h.memory_usage = fz_double(f);
             h.external_services_available = fz_bool(f);
-            rc = pf_degradation_evaluate(d, &h);
+            rc = pf_degrade_evaluate(d, &h);
             FUZZ_CHECK(rc == 0, "evaluate %d", rc);
             evaluations++;
             break;
         }
-        mode = pf_degradation_mode(d);
+        mode = pf_degrade_mode(d);
         FUZZ_CHECK(mode < nmodes, "mode %u of %zu", mode, nmodes);
-        FUZZ_CHECK(strcmp(pf_degradation_mode_name(d),
-                          pf_degradation_mode_name_at(d, mode)) == 0,
+        FUZZ_CHECK(strcmp(pf_degrade_mode_name(d),
+                          pf_degrade_mode_name_at(d, mode)) == 0,
                    "mode name");
     }
-    pf_degradation_metrics(d, &m);
+    pf_degrade_metrics(d, &m);
     FUZZ_CHECK(m.updates == evaluations, "updates %llu, evaluations %llu",
                (unsigned long long)m.updates,
                (unsigned long long)evaluations);
@@ -143,8 +143,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *nul = memchr(data, '\0', size);
     size_t text_len = nul == NULL ? size : (size_t)(nul - data);
-    pf_degradation_config_t cfg;
-    pf_degradation_t *d = NULL;
+    pf_degrade_config_t cfg;
+    pf_degrade_t *d = NULL;
     pf_clock_t *clock = NULL;
     size_t nmodes = 4;
     fz_t f;
@@ -154,22 +154,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return -1;
     }
     FUZZ_CHECK(pf_clock_manual_new(&clock) == 0, "clock");
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.clock = clock;
     cfg.source = no_source;
     cfg.listener = listener;
     cfg.listener_arg = &nmodes;
     cfg.min_dwell = 1.0;
-    rc = pf_degradation_new(&cfg, &d);
+    rc = pf_degrade_new(&cfg, &d);
     FUZZ_CHECK(rc == 0, "degradation_new %d", rc);
-    FUZZ_CHECK(pf_degradation_mode_count(d) == nmodes, "modes");
+    FUZZ_CHECK(pf_degrade_mode_count(d) == nmodes, "modes");
 
     add_rules(d, (const char *)data, text_len);
     f.p = nul == NULL ? data + size : nul + 1;
     f.n = nul == NULL ? 0 : size - text_len - 1;
     drive(d, clock, &f, nmodes);
 
-    pf_degradation_free(d);
+    pf_degrade_free(d);
     pf_clock_free(clock);
     return 0;
 }

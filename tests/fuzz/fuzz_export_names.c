@@ -123,8 +123,8 @@ add_object(pf_registry_t *r, pf_clock_t *clock, fz_t *f, check_arg_t *arg)
     pf_bulkhead_t *bh;
     pf_ratelimit_t *rl;
     pf_leak_detector_t *ld;
-    pf_degradation_t *d;
-    pf_degradation_config_t dcfg;
+    pf_degrade_t *d;
+    pf_degrade_config_t dcfg;
     pf_permit_t p = PF_PERMIT_INIT;
     const char *modes[2];
     int rc;
@@ -160,12 +160,12 @@ add_object(pf_registry_t *r, pf_clock_t *clock, fz_t *f, check_arg_t *arg)
         fz_str(f, extra, sizeof(extra));
         modes[0] = "full";
         modes[1] = extra;
-        pf_degradation_config_init(&dcfg);
+        pf_degrade_config_init(&dcfg);
         dcfg.modes = modes;
         dcfg.modes_len = 2;
         dcfg.source = no_source;
         dcfg.clock = clock;
-        rc = pf_registry_get_degradation(r, name, &dcfg, &d);
+        rc = pf_registry_get_degrade(r, name, &dcfg, &d);
         check_ok(rc, "degradation", name);
         break;
     case 5:

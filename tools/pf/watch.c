@@ -155,18 +155,18 @@ pf_tool_watch(int argc, char **argv)
         }
         if (r.sample_error == PF_ENOTFOUND) {
             printf("process %s exited\n", pid_arg);
-            pf_leak_report_clear(&r);
+            pf_leak_report_free(&r);
             break;
         }
         if (r.sample_error != 0) {
             fprintf(stderr, "pf watch: cannot sample: %s\n",
                     pf_strerror(r.sample_error));
             rc = r.sample_error;
-            pf_leak_report_clear(&r);
+            pf_leak_report_free(&r);
             break;
         }
         print_sample(&r, (double)(pf_clock_now_ns(NULL) - t0) / 1e9);
-        pf_leak_report_clear(&r);
+        pf_leak_report_free(&r);
     }
     pf_leak_detector_free(d);
     return rc == 0 ? 0 : 1;

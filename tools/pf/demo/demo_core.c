@@ -640,7 +640,7 @@ demo_agent(demo_t *d, const char *name, pf_exec_mode_t mode,
     cfg.leak_detector = ld;
     cfg.listener = agent_listener;
     cfg.listener_arg = d;
-    return pf_agent_new_with(&cfg, out);
+    return pf_agent_new_ex(&cfg, out);
 }
 
 /* ---- runs ---------------------------------------------------------------- */

@@ -26,7 +26,7 @@
 
 typedef struct degrade_scene {
     demo_t *demo;
-    pf_degradation_t *mgr;
+    pf_degrade_t *mgr;
     pf_breaker_t *recs;
     bool told_open; /* the breaker's opening was explained */
     demo_dep_t recs_api;
@@ -93,12 +93,12 @@ adaptive_processing(pf_ctx_t *ctx, void *arg)
     degrade_scene_t *s = arg;
     pf_system_health_t h;
     const char *mode;
-    int rc = pf_degradation_update(s->mgr, &h);
+    int rc = pf_degrade_update(s->mgr, &h);
 
     if (rc != 0) {
         return rc;
     }
-    mode = pf_degradation_mode_name(s->mgr);
+    mode = pf_degrade_mode_name(s->mgr);
     /* Say what the manager saw: it knows an external service is down only
      * by its breaker being open, not by the service's own state. */
     demo_say(s->demo, "adaptive_processing",
@@ -128,9 +128,9 @@ make_manager(degrade_scene_t *s)
     static const char *const rules[] = {"memory > 85 -> batch",
                                         "cpu > 90 hysteresis 10 -> simple",
                                         "external_down -> offline"};
-    pf_degradation_config_t cfg;
+    pf_degrade_config_t cfg;
     pf_breaker_config_t bcfg;
-    pf_degradation_t *mgr;
+    pf_degrade_t *mgr;
     int rc;
 
     pf_breaker_config_init(&bcfg);
@@ -140,7 +140,7 @@ make_manager(degrade_scene_t *s)
     if (rc != 0) {
         return rc;
     }
-    pf_degradation_config_init(&cfg);
+    pf_degrade_config_init(&cfg);
     cfg.name = "adaptive";
     cfg.modes = modes;
     cfg.modes_len = 4;
@@ -150,22 +150,22 @@ make_manager(degrade_scene_t *s)
     cfg.listener = mode_listener;
     cfg.listener_arg = s;
     cfg.clock = demo_clock(s->demo);
-    rc = pf_degradation_new(&cfg, &mgr);
+    rc = pf_degrade_new(&cfg, &mgr);
     if (rc != 0) {
         return rc;
     }
     for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]) && rc == 0; i++) {
-        rc = pf_degradation_add_rule_str(mgr, rules[i]);
+        rc = pf_degrade_add_rule_str(mgr, rules[i]);
     }
     if (rc == 0) {
-        rc = pf_degradation_add_breaker(mgr, s->recs);
+        rc = pf_degrade_add_breaker(mgr, s->recs);
     }
     if (rc == 0) {
-        rc = pf_registry_add_degradation(demo_registry(s->demo), mgr,
+        rc = pf_registry_add_degrade(demo_registry(s->demo), mgr,
                                          PF_REGISTRY_OWN);
     }
     if (rc != 0) {
-        pf_degradation_free(mgr);
+        pf_degrade_free(mgr);
         return rc;
     }
     s->mgr = mgr;
@@ -195,15 +195,15 @@ static void
 check_and_summarise(degrade_scene_t *s)
 {
     demo_t *d = s->demo;
-    pf_degradation_metrics_t m;
+    pf_degrade_metrics_t m;
 
-    pf_degradation_metrics(s->mgr, &m);
+    pf_degrade_metrics(s->mgr, &m);
     demo_blank(d);
     demo_note(d,
               "degradation adaptive: updates %llu, mode changes %llu "
               "(full%s); now %s",
               (unsigned long long)m.updates, (unsigned long long)m.transitions,
-              s->modes_seen, pf_degradation_mode_name(s->mgr));
+              s->modes_seen, pf_degrade_mode_name(s->mgr));
     demo_expect(
         d, strcmp(s->modes_seen, " -> simple -> batch -> full -> offline") == 0,
         "the modes full -> simple -> batch -> full -> offline (got full%s)",
