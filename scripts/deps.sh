@@ -36,7 +36,8 @@ PF_PACKAGES="
 # binutils: nm (tests/check_exports.sh) and objdump (tests/install/run.sh).
 # abigail-tools: abidiff, the ABI check against abi/ (tests/check_abi.sh).
 # libmicrohttpd-dev: the HTTP endpoint (integrations/http).
-# libcurl4-openssl-dev: the HTTP endpoint's tests are its client.
+# libcurl4-openssl-dev: the HTTP client (integrations/curl); the HTTP
+#   endpoint's tests are its client too.
 # python3, python3-prometheus-client: tests/prom_parse.py, run with
 #   /usr/bin/python3, checks the metrics tests' exposition text.
 # libclang-rt-14-dev: libFuzzer, which clang only recommends, for the fuzz

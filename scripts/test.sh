@@ -11,9 +11,10 @@
 #      from its seed corpus, plus every committed regression input
 #      (scripts/fuzz.sh; one count per harness)
 # Every build turns every part on explicitly (PF_BUILD_TESTS=ON,
-# PF_WITH_HTTP=ON, ...), so a missing dependency fails the configure
-# instead of skipping tests. Exits non-zero on any failure; the last line
-# is "N passed, N failed", summed over all runs. Logs: build/logs/.
+# PF_WITH_HTTP=ON, PF_WITH_CURL=ON, ...), so a missing dependency fails
+# the configure instead of skipping tests. Exits non-zero on any failure;
+# the last line is "N passed, N failed", summed over all runs. Logs:
+# build/logs/.
 # Usage: scripts/test.sh [ctest -R regex]
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -29,7 +30,7 @@ mkdir -p "$log_dir"
 # Every optional part on: configuring fails if one cannot be built. The
 # ABI check runs in the builds without sanitizers.
 all_parts=(-DPF_BUILD_TESTS=ON -DPF_BUILD_EXAMPLES=ON -DPF_BUILD_BENCH=ON
-           -DPF_BUILD_TOOLS=ON -DPF_WITH_HTTP=ON -DPF_ABI_CHECK=ON)
+           -DPF_BUILD_TOOLS=ON -DPF_WITH_HTTP=ON -DPF_WITH_CURL=ON -DPF_ABI_CHECK=ON)
 
 # Seconds since the given date +%s.
 since() { echo $(($(date +%s) - $1)); }
