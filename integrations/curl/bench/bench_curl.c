@@ -1,0 +1,339 @@
+/* N concurrent GETs through the libcurl client on the reactor, to a local
+ * server answering after 100 ms (issue #14; beside the anchors of
+ * "Concurrent HTTP calls"). The server is libmicrohttpd in a child
+ * process (one epoll thread; each request is suspended and resumed 100 ms
+ * later by a timer thread), so the client's CPU is measured alone. For N
+ * = 100, 1,000 and 10,000: wall time of the batch (easy handles made,
+ * started, all completed), client CPU per call (user + system of this
+ * process), and calls that did not end in 200; every call has a 2 s
+ * deadline. Each round uses a fresh client (cold connections). Prints
+ * only. Usage: bench_curl [N...] */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "puffinflow/curl.h"
+#include "puffinflow/executor.h"
+
+/* ---- the server (child process) ---------------------------------------- */
+
+typedef struct pending {
+    struct MHD_Connection *conn;
+    int64_t due_ns;
+    struct pending *next;
+} pending_t;
+
+static pthread_mutex_t g_plock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_pcond = PTHREAD_COND_INITIALIZER;
+static pending_t *g_head;
+static pending_t *g_tail;
+
+static int64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Resume each suspended request when its 100 ms are up (FIFO: they were
+ * suspended in order, so due times only grow). */
+static void *
+resumer(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_plock);
+    for (;;) {
+        while (g_head == NULL) {
+            pthread_cond_wait(&g_pcond, &g_plock);
+        }
+        while (g_head != NULL && g_head->due_ns <= now_ns()) {
+            pending_t *p = g_head;
+
+            g_head = p->next;
+            if (g_head == NULL) {
+                g_tail = NULL;
+            }
+            MHD_resume_connection(p->conn);
+        }
+        if (g_head != NULL) {
+            int64_t wait = g_head->due_ns - now_ns();
+
+            if (wait > 0) {
+                struct timespec nap = {0, (long)(wait < 1000000 ? wait
+                                                                : 1000000)};
+
+                pthread_mutex_unlock(&g_plock);
+                nanosleep(&nap, NULL);
+                pthread_mutex_lock(&g_plock);
+            }
+        }
+    }
+    return NULL;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+           const char *method, const char *version, const char *data,
+           size_t *size, void **ctx)
+{
+    pending_t *p = *ctx;
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+
+    (void)cls;
+    (void)url;
+    (void)method;
+    (void)version;
+    (void)data;
+    (void)size;
+    if (p == NULL) {
+        p = calloc(1, sizeof(*p));
+        *ctx = p;
+        return MHD_YES;
+    }
+    if (p->due_ns == 0) {
+        p->conn = conn;
+        p->due_ns = now_ns() + 100000000LL;
+        MHD_suspend_connection(conn);
+        pthread_mutex_lock(&g_plock);
+        if (g_tail != NULL) {
+            g_tail->next = p;
+        } else {
+            g_head = p;
+        }
+        g_tail = p;
+        pthread_cond_signal(&g_pcond);
+        pthread_mutex_unlock(&g_plock);
+        return MHD_YES;
+    }
+    r = MHD_create_response_from_buffer(2, (void *)"ok",
+                                        MHD_RESPMEM_PERSISTENT);
+    ret = MHD_queue_response(conn, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
+             enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    free(*ctx);
+    *ctx = NULL;
+}
+
+/* Run the server; write its port to out, stop when in reaches EOF. */
+static void
+server_main(int out, int in)
+{
+    struct MHD_Daemon *d;
+    pthread_t t;
+    unsigned port;
+    char c;
+
+    pthread_create(&t, NULL, resumer, NULL);
+    d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+                             MHD_ALLOW_SUSPEND_RESUME,
+                         0, NULL, NULL, on_request, NULL,
+                         MHD_OPTION_CONNECTION_LIMIT, 30000u,
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                         MHD_OPTION_END);
+    if (d == NULL) {
+        _exit(1);
+    }
+    port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    if (write(out, &port, sizeof(port)) != sizeof(port)) {
+        _exit(1);
+    }
+    while (read(in, &c, 1) > 0) {
+    }
+    MHD_stop_daemon(d);
+    _exit(0);
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+typedef struct batch {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int left;
+    int errors;
+} batch_t;
+
+static void
+on_done(const pf_curl_result_t *r, void *arg)
+{
+    batch_t *b = arg;
+
+    pthread_mutex_lock(&b->lock);
+    if (r->result != 0 || r->http_status != 200) {
+        b->errors++;
+    }
+    b->left--;
+    if (b->left == 0) {
+        pthread_cond_signal(&b->cond);
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+static size_t
+discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+static int64_t
+cpu_ns(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+               1000000000LL +
+           ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
+typedef struct figures {
+    double wall_s;
+    double cpu_us_per_call;
+    int errors;
+} figures_t;
+
+static figures_t
+run_batch(pf_executor_t *ex, const char *url, int n)
+{
+    batch_t b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, n, 0};
+    CURL **easy = calloc((size_t)n, sizeof(*easy));
+    pf_curl_config_t cfg;
+    pf_curl_client_t *c;
+    figures_t f;
+    int64_t t0;
+    int64_t c0;
+    int i;
+
+    pf_curl_config_init(&cfg);
+    cfg.executor = ex;
+    if (easy == NULL || pf_curl_client_new(&cfg, &c) != 0) {
+        abort();
+    }
+    t0 = now_ns();
+    c0 = cpu_ns();
+    for (i = 0; i < n; i++) {
+        pf_deadline_t d = pf_deadline_in(NULL, 2.0);
+
+        easy[i] = curl_easy_init();
+        curl_easy_setopt(easy[i], CURLOPT_URL, url);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, discard);
+        if (pf_curl_start(c, easy[i], &d, on_done, &b, NULL) != 0) {
+            abort();
+        }
+    }
+    pthread_mutex_lock(&b.lock);
+    while (b.left > 0) {
+        pthread_cond_wait(&b.cond, &b.lock);
+    }
+    pthread_mutex_unlock(&b.lock);
+    f.wall_s = (double)(now_ns() - t0) / 1e9;
+    f.cpu_us_per_call = (double)(cpu_ns() - c0) / 1e3 / n;
+    f.errors = b.errors;
+    pf_curl_client_free(c);
+    for (i = 0; i < n; i++) {
+        curl_easy_cleanup(easy[i]);
+    }
+    free(easy);
+    return f;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a;
+    double y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const int def_n[] = {100, 1000, 10000};
+    int to_server[2];
+    int from_server[2];
+    pf_executor_config_t ecfg;
+    pf_executor_t *ex;
+    char url[64];
+    unsigned port;
+    pid_t pid;
+    int k;
+    int count = argc > 1 ? argc - 1 : 3;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (pipe(to_server) != 0 || pipe(from_server) != 0) {
+        return 1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(to_server[1]);
+        close(from_server[0]);
+        server_main(from_server[1], to_server[0]);
+    }
+    close(to_server[0]);
+    close(from_server[1]);
+    if (read(from_server[0], &port, sizeof(port)) != sizeof(port)) {
+        return 1;
+    }
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    pf_executor_config_init(&ecfg);
+    ecfg.workers = 2;
+    if (pf_executor_new(&ecfg, &ex) != 0) {
+        return 1;
+    }
+    printf("# N concurrent GETs, server answers after 100 ms "
+           "(libmicrohttpd, 1 epoll thread, separate process); client: "
+           "executor with 2 workers, libcurl %s; 2 s deadline per call; "
+           "3 rounds, fresh client each\n",
+           curl_version_info(CURLVERSION_NOW)->version);
+    printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
+           "CPU us/call (median)", "errors (total of 3)");
+    for (k = 0; k < count; k++) {
+        int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
+        double wall[3];
+        double cpu[3];
+        int errors = 0;
+        int r;
+
+        for (r = 0; r < 3; r++) {
+            figures_t f = run_batch(ex, url, n);
+
+            wall[r] = f.wall_s;
+            cpu[r] = f.cpu_us_per_call;
+            errors += f.errors;
+        }
+        qsort(wall, 3, sizeof(double), cmp_double);
+        qsort(cpu, 3, sizeof(double), cmp_double);
+        printf("%-8d %.3f / %.3f / %.3f        %-28.1f %d\n", n, wall[0],
+               wall[1], wall[2], cpu[1], errors);
+        fflush(stdout);
+    }
+    pf_executor_free(ex);
+    close(to_server[1]);
+    waitpid(pid, NULL, 0);
+    curl_global_cleanup();
+    return 0;
+}
