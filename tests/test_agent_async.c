@@ -635,6 +635,289 @@ test_async_blocking_run_waits_for_pending_states(void **state)
     pf_agent_free(a);
 }
 
+/* ---- the patterns see no difference -------------------------------------- */
+
+/* What a state does, synchronously or through pending work that a worker
+ * of the executor completes (a zero-second wait's callback). */
+typedef struct twin {
+    spec_t spec;
+    bool async;
+    pf_executor_t *ex;
+} twin_t;
+
+typedef struct later {
+    pf_completion_t *c;
+    int rc;
+} later_t;
+
+static void
+complete_later(int result, void *arg)
+{
+    later_t *l = arg;
+
+    assert_int_equal(result, 0);
+    assert_pf_ok(pf_completion_complete(l->c, l->rc));
+    pf_completion_free(l->c);
+    free(l);
+}
+
+static int
+twin_fn(pf_ctx_t *ctx, void *arg)
+{
+    twin_t *t = arg;
+    int rc = spec_fn(ctx, &t->spec);
+    later_t *l;
+
+    if (!t->async) {
+        return rc;
+    }
+    l = malloc(sizeof(*l));
+    assert_non_null(l);
+    l->rc = rc;
+    assert_pf_ok(pf_ctx_pending(ctx, NULL, NULL, &l->c));
+    assert_pf_ok(pf_executor_wait_timer(t->ex, 0.0, complete_later, l, NULL));
+    return PF_PENDING;
+}
+
+typedef struct events {
+    char kinds[64];
+    atomic_int n;
+} events_t;
+
+static void
+note_event(const pf_agent_event_t *ev, void *arg)
+{
+    events_t *e = arg;
+    int i = atomic_fetch_add(&e->n, 1);
+
+    if (i < 63) {
+        e->kinds[i] = (char)('0' + (int)ev->kind);
+    }
+}
+
+typedef struct outcome {
+    int status;
+    pf_state_result_t sr;
+    size_t dead_letters;
+    events_t ev;
+    int calls;
+} outcome_t;
+
+/* Run an agent of one state "s" (options o, then runs more runs) and
+ * note what the last run gives. */
+static void
+run_twin(pf_executor_t *ex, bool async, const spec_t *spec,
+         const pf_state_opts_t *o, int runs, outcome_t *out)
+{
+    pf_agent_config_t cfg;
+    pf_agent_t *a = NULL;
+    twin_t t;
+    pf_run_result_t res;
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    memset(&t, 0, sizeof(t));
+    t.spec.fail_first = spec->fail_first;
+    t.spec.code = spec->code;
+    t.async = async;
+    t.ex = ex;
+    pf_agent_config_init(&cfg);
+    cfg.name = "twin";
+    cfg.executor = ex;
+    cfg.timings = false;
+    cfg.listener = note_event;
+    cfg.listener_arg = &out->ev;
+    assert_pf_ok(pf_agent_new_with(&cfg, &a));
+    assert_pf_ok(pf_agent_add_state(a, "s", twin_fn, &t, o));
+    for (i = 0; i < runs; i++) {
+        out->status = pf_agent_run(a, NULL, &res);
+        out->sr = state_result(&res, "s");
+        out->dead_letters = res.dead_letters;
+        pf_run_result_free(&res);
+    }
+    out->calls = atomic_load(&t.spec.calls);
+    pf_agent_free(a);
+}
+
+static void
+assert_same(pf_executor_t *ex, const spec_t *spec, const pf_state_opts_t *o,
+            int runs)
+{
+    outcome_t sync;
+    outcome_t async;
+
+    run_twin(ex, false, spec, o, runs, &sync);
+    run_twin(ex, true, spec, o, runs, &async);
+    assert_int_equal(async.status, sync.status);
+    assert_int_equal(async.sr.outcome, sync.sr.outcome);
+    assert_int_equal(async.sr.error, sync.sr.error);
+    assert_int_equal(async.sr.attempts, sync.sr.attempts);
+    assert_int_equal(async.sr.fell_back, sync.sr.fell_back);
+    assert_int_equal(async.sr.dead_letter, sync.sr.dead_letter);
+    assert_int_equal(async.dead_letters, sync.dead_letters);
+    assert_int_equal(async.calls, sync.calls);
+    assert_int_equal(atomic_load(&async.ev.n), atomic_load(&sync.ev.n));
+    assert_string_equal(async.ev.kinds, sync.ev.kinds);
+}
+
+static int
+answer_fallback(pf_ctx_t *ctx, void *arg, int reason)
+{
+    (void)ctx;
+    (void)arg;
+    return reason == -3 ? 0 : -1;
+}
+
+static void
+test_async_retries_fallbacks_dead_letters_as_sync(void **state)
+{
+    fixture_t *f = *state;
+    spec_t spec = {0};
+    pf_state_opts_t o;
+
+    spec.code = -3;
+    spec.fail_first = 2; /* two failures, then success: retried */
+    quick_retries(&o, 3);
+    assert_same(f->ex, &spec, &o, 1);
+
+    spec.fail_first = 100; /* fails for good: a dead letter */
+    quick_retries(&o, 2);
+    assert_same(f->ex, &spec, &o, 1);
+
+    quick_retries(&o, 1); /* ... or a fallback answers */
+    o.fallback = answer_fallback;
+    o.fallback_on_failure = true;
+    assert_same(f->ex, &spec, &o, 1);
+}
+
+static void
+test_async_breaker_and_bulkhead_as_sync(void **state)
+{
+    fixture_t *f = *state;
+    spec_t spec = {0};
+    pf_breaker_config_t bc;
+    pf_bulkhead_config_t hc;
+    pf_state_opts_t o;
+    outcome_t out;
+
+    spec.code = -3;
+    spec.fail_first = 100;
+    quick_retries(&o, 0);
+    pf_breaker_config_init(&bc);
+    bc.failure_threshold = 1;
+    o.own_breaker = true;
+    o.breaker_config = &bc;
+    assert_same(f->ex, &spec, &o, 1); /* the failure is counted */
+    assert_same(f->ex, &spec, &o, 2); /* then the breaker is open */
+    run_twin(f->ex, true, &spec, &o, 2, &out);
+    assert_int_equal(out.status, PF_EOPEN);
+    assert_int_equal(out.calls, 1);
+
+    pf_bulkhead_config_init(&hc);
+    hc.max_concurrent_calls = 1;
+    quick_retries(&o, 0);
+    o.own_bulkhead = true;
+    o.bulkhead_config = &hc;
+    spec.fail_first = 0;
+    assert_same(f->ex, &spec, &o, 3);
+}
+
+/* ---- races --------------------------------------------------------------- */
+
+enum { RACES = 2000 };
+
+typedef struct racer {
+    manual_t *m;
+    atomic_int accepted;
+} racer_t;
+
+static void *
+complete_all(void *arg)
+{
+    racer_t *r = arg;
+    size_t i;
+
+    for (i = 0; i < RACES; i++) {
+        if (pf_completion_complete(handle(r->m, i), 0) == 0) {
+            atomic_fetch_add(&r->accepted, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Each run's pending state is completed by one thread while the main
+ * thread cancels the run (or, with a timeout, while its timer fires):
+ * exactly one of the completion and the abort wins, every time. */
+static void
+race(bool by_timeout)
+{
+    pf_executor_t *ex = executor_on(NULL, 2);
+    pf_state_opts_t o;
+    manual_t m;
+    racer_t r;
+    pf_agent_t *a;
+    pthread_t t;
+    pf_run_t **runs = calloc(RACES, sizeof(*runs));
+    int completed = 0;
+    int ended_by_abort = 0;
+    size_t i;
+
+    assert_non_null(runs);
+    manual_init(&m, RACES);
+    r.m = &m;
+    atomic_init(&r.accepted, 0);
+    pf_state_opts_init(&o);
+    o.max_retries = 0;
+    if (by_timeout) {
+        o.timeout = 20e-6;
+    }
+    a = one_state_agent(ex, pend_manual, &m, &o);
+    assert_int_equal(pthread_create(&t, NULL, complete_all, &r), 0);
+    for (i = 0; i < RACES; i++) {
+        assert_pf_ok(pf_agent_start(a, NULL, NULL, &runs[i]));
+        if (!by_timeout) {
+            (void)handle(&m, i);
+            pf_run_cancel(runs[i]);
+        }
+    }
+    pthread_join(t, NULL);
+    for (i = 0; i < RACES; i++) {
+        pf_run_result_t res;
+        pf_state_result_t sr;
+
+        (void)pf_run_wait(runs[i], NULL, &res);
+        sr = state_result(&res, "s");
+        completed += sr.outcome == PF_STATE_COMPLETED;
+        ended_by_abort += sr.error == PF_ECANCELED || sr.error == PF_ETIMEDOUT;
+        pf_run_result_free(&res);
+        pf_run_free(runs[i]);
+        pf_completion_free(handle(&m, i));
+    }
+    /* Exactly once: every attempt was either completed or aborted. */
+    assert_int_equal(atomic_load(&r.accepted) + atomic_load(&m.aborts),
+                     RACES);
+    assert_true(completed <= atomic_load(&r.accepted));
+    assert_int_equal(completed + ended_by_abort, RACES);
+    pf_agent_free(a);
+    pf_executor_free(ex);
+    manual_free(&m);
+    free(runs);
+}
+
+static void
+test_async_completions_race_cancellations(void **state)
+{
+    (void)state;
+    race(false);
+}
+
+static void
+test_async_completions_race_timeouts(void **state)
+{
+    (void)state;
+    race(true);
+}
+
 /* ---- many at once ---------------------------------------------------------- */
 
 typedef struct completer {
@@ -757,6 +1040,12 @@ main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_async_blocking_run_waits_for_pending_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_async_retries_fallbacks_dead_letters_as_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_breaker_and_bulkhead_as_sync,
+                                        setup, teardown),
+        cmocka_unit_test(test_async_completions_race_cancellations),
+        cmocka_unit_test(test_async_completions_race_timeouts),
         cmocka_unit_test_setup_teardown(
             test_async_100000_pending_states_complete_exactly_once, setup,
             teardown),
