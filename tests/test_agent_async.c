@@ -53,7 +53,7 @@ typedef struct manual {
     atomic_size_t n;
     atomic_int aborts;
     atomic_int started;
-    int pending_rc; /* what pf_ctx_pending returned last */
+    atomic_int pending_rc; /* what pf_ctx_pending returned last */
 } manual_t;
 
 static void
@@ -70,10 +70,11 @@ pend_manual(pf_ctx_t *ctx, void *arg)
     manual_t *m = arg;
     pf_completion_t *c = NULL;
     size_t i;
+    int rc = pf_ctx_pending(ctx, count_abort, m, &c);
 
-    m->pending_rc = pf_ctx_pending(ctx, count_abort, m, &c);
-    if (m->pending_rc != 0) {
-        return m->pending_rc;
+    atomic_store(&m->pending_rc, rc);
+    if (rc != 0) {
+        return rc;
     }
     i = atomic_fetch_add(&m->n, 1);
     assert_true(i < m->cap);
