@@ -245,10 +245,8 @@ main(void)
 
     sa = agent_of(ex, sync_state, NULL, 0.0);
     aa = agent_of(ex, async_state, NULL, 0.0);
-    rs = pf_bench_run("run: one synchronous state", bench_runs, sa, 200000,
-                      9);
-    ra = pf_bench_run("run: one asynchronous state", bench_runs, aa, 200000,
-                      9);
+    rs = pf_bench_run("run: one synchronous state", bench_runs, sa, 200000, 9);
+    ra = pf_bench_run("run: one asynchronous state", bench_runs, aa, 200000, 9);
     pf_bench_print("overhead of an asynchronous state",
                    ra.median_ns - rs.median_ns, "ns");
     pf_agent_free(sa);

@@ -341,7 +341,8 @@ test_async_returning_a_result_aborts_the_work(void **state)
     manual_free(&m);
 }
 
-/* ---- time: aborts on the manual clock ------------------------------------- */
+/* ---- time: aborts on the manual clock -------------------------------------
+ */
 
 static void
 test_async_timeout_aborts_the_work_and_ends_the_attempt(void **state)
@@ -533,7 +534,8 @@ test_async_wait_fd_completes_when_readable(void **state)
     pf_agent_free(a);
 }
 
-/* ---- holding no thread ---------------------------------------------------- */
+/* ---- holding no thread ----------------------------------------------------
+ */
 
 static void
 test_async_bulkhead_of_200_is_reached_with_2_workers(void **state)
@@ -895,8 +897,7 @@ race(bool by_timeout)
         pf_completion_free(handle(&m, i));
     }
     /* Exactly once: every attempt was either completed or aborted. */
-    assert_int_equal(atomic_load(&r.accepted) + atomic_load(&m.aborts),
-                     RACES);
+    assert_int_equal(atomic_load(&r.accepted) + atomic_load(&m.aborts), RACES);
     assert_true(completed <= atomic_load(&r.accepted));
     assert_int_equal(completed + ended_by_abort, RACES);
     pf_agent_free(a);
@@ -919,7 +920,8 @@ test_async_completions_race_timeouts(void **state)
     race(true);
 }
 
-/* ---- many at once ---------------------------------------------------------- */
+/* ---- many at once ----------------------------------------------------------
+ */
 
 typedef struct completer {
     manual_t *m;
@@ -975,8 +977,7 @@ test_async_100000_pending_states_complete_exactly_once(void **state)
         c[i].step = T;
         c[i].total = N;
         atomic_init(&c[i].accepted, 0);
-        assert_int_equal(pthread_create(&th[i], NULL, complete_some, &c[i]),
-                         0);
+        assert_int_equal(pthread_create(&th[i], NULL, complete_some, &c[i]), 0);
     }
     for (i = 0; i < N; i++) {
         assert_pf_ok(pf_agent_start(a, NULL, NULL, &runs[i]));

@@ -169,10 +169,9 @@ pf_completion_complete(pf_completion_t *c, int result)
     if (c == NULL || result == PF_PENDING) {
         return PF_EINVAL;
     }
-    if (!atomic_compare_exchange_strong_explicit(&c->phase, &expected,
-                                                 C_COMPLETED,
-                                                 memory_order_acq_rel,
-                                                 memory_order_acquire)) {
+    if (!atomic_compare_exchange_strong_explicit(
+            &c->phase, &expected, C_COMPLETED, memory_order_acq_rel,
+            memory_order_acquire)) {
         return reason_of(expected);
     }
     c->result = result;

@@ -30,6 +30,16 @@
  * leaves what it knows in the slot (a grant: in_bulkhead); the phase is
  * moved only by the thread driving the slot.
  *
+ * Pending work. A state that returns PF_PENDING after pf_ctx_pending
+ * parks its slot in PENDING the same way; pf_ctx_pending already set the
+ * park word to QUEUED, because the work may complete (or its deadline
+ * abort it) before the state's function returns. The one resumer is
+ * whoever claims the completion record (pending.c): the provider's
+ * completion, or an abort by the slot's timer (the attempt's own
+ * deadline) or by a cancellation. The resumed thread ends the attempt as
+ * a synchronous one ends after its call (end_attempt): bulkhead, breaker,
+ * leak tracking, timeout, then success or after_failure.
+ *
  * Cancellation (run.c) sets cancel_reason (seq_cst) and then looks at
  * every slot's park word (seq_cst, pf__sched_cancel_parked); a thread
  * parking a slot reads cancel_reason (seq_cst) after its CAS to PARKED.
@@ -283,9 +293,9 @@ pf__sched_cancel_parked(pf__run_t *r, pf__slot_t *s)
         }
         break;
     case PF__SLOT_PENDING:
-        abort_pending(r, s,
-                      atomic_load_explicit(&r->cancel_reason,
-                                           memory_order_seq_cst));
+        abort_pending(
+            r, s,
+            atomic_load_explicit(&r->cancel_reason, memory_order_seq_cst));
         break;
     default:
         break;
@@ -507,7 +517,7 @@ slot_timer_fn(pf__timer_t *t)
         break;
     case PF__SLOT_RUNNING:
     case PF__SLOT_PENDING:
-        pf_token_cancel(s->ctx.token); /* the attempt's own deadline */
+        pf_token_cancel(s->ctx.token);     /* the attempt's own deadline */
         abort_pending(r, s, PF_ETIMEDOUT); /* its work, if it has some */
         break;
     default:
