@@ -17,32 +17,6 @@
 #include "agent_testutil.h"
 #include "test.h"
 
-typedef struct fixture {
-    pf_clock_t *clock;
-    pf_executor_t *ex;
-} fixture_t;
-
-static int
-setup(void **state)
-{
-    static fixture_t f;
-
-    assert_pf_ok(pf_clock_manual_new(&f.clock));
-    f.ex = executor_on(f.clock, 2);
-    *state = &f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture_t *f = *state;
-
-    pf_executor_free(f->ex);
-    pf_clock_free(f->clock);
-    return 0;
-}
-
 /* ---- a provider the tests drive by hand ---------------------------------- */
 
 /* Each pending attempt leaves its handle in `handles` (up to cap); the
@@ -1016,41 +990,49 @@ main(void)
         cmocka_unit_test(test_async_pending_code_has_a_name),
         cmocka_unit_test_setup_teardown(
             test_async_completion_from_another_thread_completes_the_state,
-            setup, teardown),
+            fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_completion_before_the_state_returns, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_async_bad_input, setup, teardown),
+            test_async_completion_before_the_state_returns, fixture_setup,
+            fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_async_bad_input, fixture_setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_completing_with_pending_is_refused, setup, teardown),
+            test_async_completing_with_pending_is_refused, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_returning_a_result_aborts_the_work, setup, teardown),
+            test_async_returning_a_result_aborts_the_work, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_timeout_aborts_the_work_and_ends_the_attempt, setup,
-            teardown),
+            test_async_timeout_aborts_the_work_and_ends_the_attempt,
+            fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_run_deadline_and_cancel_abort_pending_work, setup,
-            teardown),
+            test_async_run_deadline_and_cancel_abort_pending_work,
+            fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_sleep_completes_when_its_timer_fires, setup, teardown),
+            test_async_sleep_completes_when_its_timer_fires, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(
             test_async_sleep_past_its_timeout_is_aborted_through_the_wait,
-            setup, teardown),
+            fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_wait_fd_completes_when_readable, setup, teardown),
+            test_async_wait_fd_completes_when_readable, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_bulkhead_of_200_is_reached_with_2_workers, setup,
-            teardown),
+            test_async_bulkhead_of_200_is_reached_with_2_workers, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_blocking_run_waits_for_pending_states, setup, teardown),
+            test_async_blocking_run_waits_for_pending_states, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            test_async_retries_fallbacks_dead_letters_as_sync, setup, teardown),
+            test_async_retries_fallbacks_dead_letters_as_sync, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(test_async_breaker_and_bulkhead_as_sync,
-                                        setup, teardown),
+                                        fixture_setup, fixture_teardown),
         cmocka_unit_test(test_async_completions_race_cancellations),
         cmocka_unit_test(test_async_completions_race_timeouts),
         cmocka_unit_test_setup_teardown(
-            test_async_100000_pending_states_complete_exactly_once, setup,
-            teardown),
+            test_async_100000_pending_states_complete_exactly_once,
+            fixture_setup, fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
