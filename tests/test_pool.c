@@ -674,7 +674,6 @@ test_pool_at_the_cap_calls_and_checks_time_out_unstarted(void **state)
 
     gate_init(&g_hang_gate);
     wait_pool(p, busy_is, 0);
-    pf__pool_stats(p, &before);
     /* Until every pool thread is held: a call whose helper was still
      * queued at its 1 ms deadline (a slow thread start) leaves none. */
     for (;;) {
@@ -685,6 +684,7 @@ test_pool_at_the_cap_calls_and_checks_time_out_unstarted(void **state)
         assert_pf_err(pf_timeout_call(0.001, hang, NULL), PF_ETIMEDOUT);
     }
     assert_int_equal(s.threads, PF__POOL_DEFAULT_MAX_THREADS);
+    pf__pool_stats(p, &before);
 
     lc.clock = clock;
     assert_int_equal(pthread_create(&tid, NULL, late_caller, &lc), 0);
