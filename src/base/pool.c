@@ -391,8 +391,8 @@ pf__pool_submit(pf__pool_t *p, pf__pool_task_t *t, pf__pool_fn fn, void *arg)
     return rc;
 }
 
-bool
-pf__pool_cancel(pf__pool_t *p, pf__pool_task_t *t)
+static bool
+cancel(pf__pool_t *p, pf__pool_task_t *t, bool only_at_cap)
 {
     bool taken;
 
@@ -400,13 +400,25 @@ pf__pool_cancel(pf__pool_t *p, pf__pool_task_t *t)
         return false;
     }
     pthread_mutex_lock(&p->mu);
-    taken = t->queued;
+    taken = t->queued && (!only_at_cap || p->threads >= p->max_threads);
     if (taken) {
         unlink_task(p, t);
         p->cancelled++;
     }
     pthread_mutex_unlock(&p->mu);
     return taken;
+}
+
+bool
+pf__pool_cancel(pf__pool_t *p, pf__pool_task_t *t)
+{
+    return cancel(p, t, false);
+}
+
+bool
+pf__pool_cancel_starved(pf__pool_t *p, pf__pool_task_t *t)
+{
+    return cancel(p, t, true);
 }
 
 void

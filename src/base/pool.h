@@ -4,9 +4,9 @@
  * goes to an idle thread when there is one; when every thread is busy the
  * pool starts one more, up to max_threads; at that cap the task waits in a
  * FIFO queue until a thread is free, and its owner may take it back with
- * pf__pool_cancel (its own deadline passed) so it never runs. A thread that
- * has had nothing to do for idle_ns on the pool's clock ends, so a pool
- * that is not used holds no threads.
+ * pf__pool_cancel_starved (its own deadline passed) so it never runs. A
+ * thread that has had nothing to do for idle_ns on the pool's clock ends,
+ * so a pool that is not used holds no threads.
  *
  * A task that never returns keeps its thread for good; the pool grows past
  * it, so later tasks are not starved until max_threads such tasks hang at
@@ -96,6 +96,14 @@ int pf__pool_submit(pf__pool_t *p, pf__pool_task_t *t, pf__pool_fn fn,
  * (t is the caller's again); false when fn has started (or was never
  * submitted). Thread-safe. */
 bool pf__pool_cancel(pf__pool_t *p, pf__pool_task_t *t);
+
+/* pf__pool_cancel, but only while p is at max_threads: t then waits for a
+ * busy thread to become free, and may wait for good if they hang. Below
+ * the cap a thread is already on its way to every queued task (started or
+ * woken for it), so t is left to run: an owner whose deadline passes while
+ * a thread is merely starting still sees its work run, as it would on a
+ * thread of its own. Thread-safe. */
+bool pf__pool_cancel_starved(pf__pool_t *p, pf__pool_task_t *t);
 
 /* Fill *out with a snapshot of p. Thread-safe. */
 void pf__pool_stats(pf__pool_t *p, pf__pool_stats_t *out);

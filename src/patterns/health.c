@@ -4,8 +4,8 @@
  * caller's, so a hung check never holds anyone up: the callers that asked
  * for the run wait on the checker's condition variable until every flight
  * they need has settled, or its deadline has passed, whichever comes
- * first. A flight still queued in the pool when its deadline passes (every
- * pool thread busy, at the pool's cap) is taken back: it settles as a
+ * first. A flight still queued in the pool when its deadline passes with
+ * the pool at its cap (every thread busy) is taken back: it settles as a
  * timeout and the check does not run.
  *
  * Settling. A flight settles exactly once, under the lock: when its thread
@@ -1067,7 +1067,7 @@ wait_flights(pf_health_checker_t *hc, slot_t *slots, size_t n)
                 pthread_cond_broadcast(&hc->cv);
                 /* Still queued in the pool: it never runs. Not the last
                  * reference: the caller holds the user's. */
-                if (pf__pool_cancel(pf__pool_default(), &fl->task)) {
+                if (pf__pool_cancel_starved(pf__pool_default(), &fl->task)) {
                     flight_over(hc, fl);
                     flight_release(fl);
                     hc->refs--;

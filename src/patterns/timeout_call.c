@@ -18,9 +18,10 @@
  *
  * Never started. When every pool thread is busy and the pool is at its
  * cap, the helper waits in the pool's queue. If the caller gives up while
- * it is still there, it takes the task back (pf__pool_cancel): fn never
- * runs, the caller holds both references, and the hook runs on the calling
- * thread with the caller's result, as for a call that could not start. */
+ * it is still there, it takes the task back (pf__pool_cancel_starved; below
+ * the cap a thread is on its way and fn runs as usual): fn never runs, the
+ * caller holds both references, and the hook runs on the calling thread
+ * with the caller's result, as for a call that could not start. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -249,7 +250,7 @@ pf_timeout_call_ex(double seconds, pf_deadline_fn fn, void *arg,
         return finish(o, rc);
     }
     rc = await_call(c, o, &finished);
-    if (!finished && pf__pool_cancel(c->pool, &c->task)) {
+    if (!finished && pf__pool_cancel_starved(c->pool, &c->task)) {
         /* fn never started and never will: both references are ours. */
         call_destroy(c);
         return finish(o, rc);
