@@ -1,8 +1,8 @@
 /* Costs of the health checker and the degradation manager:
  *   - the wall time of pf_health_check_all over 10 checks that each take
  *     100 ms (they run at once, so the target is about 100 ms, not 1 s);
- *   - the overhead of a check_all over 10 instant checks (a thread each),
- *     and of one served from the cache;
+ *   - the overhead of a check_all over 10 instant checks (each run on a
+ *     pool thread), and of one served from the cache;
  *   - reading the current degradation mode (target <= 5 ns), its name,
  *     the checker's overall status, and one evaluation of three rules. */
 #include <math.h>

@@ -229,7 +229,7 @@ main(void)
                  10000000, 9);
     pf_bench_run("timeout scope: enter + check + leave", bench_scope, tm,
                  1000000, 9);
-    pf_bench_run("timeout_call: in time (thread per call)",
+    pf_bench_run("timeout_call: in time (pool thread)",
                  bench_timeout_call, NULL, 2000, 5);
 
     pf_timeout_manager_free(tm);

@@ -96,6 +96,34 @@ executor_on(const pf_clock_t *clock, unsigned workers)
     return ex;
 }
 
+/* A manual clock and a 2-worker executor on it, per test: the group
+ * setup and teardown of the agent tests whose time is the point. */
+typedef struct fixture {
+    pf_clock_t *clock;
+    pf_executor_t *ex;
+} fixture_t;
+
+static inline int
+fixture_setup(void **state)
+{
+    static fixture_t f;
+
+    assert_pf_ok(pf_clock_manual_new(&f.clock));
+    f.ex = executor_on(f.clock, 2);
+    *state = &f;
+    return 0;
+}
+
+static inline int
+fixture_teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    pf_executor_free(f->ex);
+    pf_clock_free(f->clock);
+    return 0;
+}
+
 /* Options with immediate retries (no backoff delay). */
 static inline void
 quick_retries(pf_state_opts_t *o, unsigned max_retries)

@@ -13,33 +13,6 @@
 #include "agent_testutil.h"
 #include "test.h"
 
-/* A manual clock and an executor on it, per test. */
-typedef struct fixture {
-    pf_clock_t *clock;
-    pf_executor_t *ex;
-} fixture_t;
-
-static int
-setup(void **state)
-{
-    static fixture_t f;
-
-    assert_pf_ok(pf_clock_manual_new(&f.clock));
-    f.ex = executor_on(f.clock, 2);
-    *state = &f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture_t *f = *state;
-
-    pf_executor_free(f->ex);
-    pf_clock_free(f->clock);
-    return 0;
-}
-
 static int64_t
 real_ns(void)
 {
@@ -915,8 +888,7 @@ waiter_took_a_state(const pf_clock_t *clock, const atomic_int *inside)
 }
 
 static void
-test_agent_run_wait_with_a_deadline_returns_by_it_while_states_run(
-    void **state)
+test_agent_run_wait_with_a_deadline_returns_by_it_while_states_run(void **state)
 {
     fixture_t *f = *state;
     pf_executor_t *ex = executor_on(f->clock, 1);
@@ -1230,7 +1202,8 @@ test_agent_timings_follow_the_executors_clock(void **state)
     pf_agent_free(b);
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name)                                                                \
+    cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int
 main(void)

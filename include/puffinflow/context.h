@@ -201,6 +201,101 @@ PF_API bool pf_ctx_is_cancelled(const pf_ctx_t *ctx);
  * Call it only from the state's own thread. */
 PF_API int pf_ctx_goto(pf_ctx_t *ctx, const char *state);
 
+/* ---- asynchronous states: work that completes later --------------------
+ *
+ * A state may start work and return PF_PENDING instead of a result; the
+ * work then completes the attempt later, exactly once, from any thread.
+ * While it is pending the attempt holds no thread. Everything about the
+ * attempt (breaker permit and call timeout, bulkhead place, leak
+ * tracking, retries, fallbacks, dead letters, events, metrics) lasts until
+ * the completion, as if the state's function had returned then.
+ *
+ *     static int fetch(pf_ctx_t *ctx, void *arg)
+ *     {
+ *         pf_completion_t *c;
+ *         int rc = pf_ctx_pending(ctx, abort_transfer, xfer, &c);
+ *
+ *         if (rc != 0) {
+ *             return rc;
+ *         }
+ *         start_transfer(xfer, c);  // its end: pf_completion_complete(c,
+ *         return PF_PENDING;        //   result), then pf_completion_free(c)
+ *     }
+ *
+ * The record behind a completion handle has two references: the
+ * runtime's, dropped when the attempt has ended, and the provider's (the
+ * caller of pf_ctx_pending), dropped by pf_completion_free. So a
+ * completion that arrives after the attempt ended, or after the run was
+ * freed, finds valid memory and is refused with an error code. */
+
+typedef struct pf_completion pf_completion_t; /* opaque */
+
+/* Abort the work of a pending attempt: called by the runtime at most once,
+ * and only when no completion was accepted, when the attempt's timeout,
+ * the run's deadline or a cancellation ends it, on whatever thread noticed
+ * that (a worker, the reactor's loop, the thread calling pf_run_cancel),
+ * with no lock of the runtime held. It must not block waiting for the
+ * work, and must not free the completion; the attempt has already ended
+ * when the work next calls pf_completion_complete (which is refused). */
+typedef void (*pf_abort_fn)(void *arg);
+
+/* Make the current attempt of ctx's state pending: *out receives the
+ * completion handle, and the state's function must then return PF_PENDING.
+ * abort (NULL = the work cannot be aborted; the attempt still ends at its
+ * deadline) is called with abort_arg as pf_abort_fn says; abort_arg must
+ * stay valid until the caller's pf_completion_free. Call it before
+ * starting the work, so that a completion can never come first. Once per
+ * attempt. Returns 0; PF_EINVAL for a NULL ctx or out, or a ctx that is
+ * not a running state's; PF_ESTATE when the attempt is pending already, or
+ * from a fallback; PF_ENOMEM (*out untouched: do not start the work).
+ *
+ * A state that returns PF_PENDING without a completion fails its attempt
+ * with PF_ESTATE. One that made a completion and returns anything else
+ * ends its attempt with that result; its work is aborted (unless it has
+ * completed) and later completions are refused. */
+PF_API int pf_ctx_pending(pf_ctx_t *ctx, pf_abort_fn abort, void *abort_arg,
+                          pf_completion_t **out);
+
+/* Complete the attempt of c with result (0 = success, anything else =
+ * failure, as a state's return value; not PF_PENDING). From any thread,
+ * including inside the state's function before it returns. Returns 0 when
+ * the result was taken; otherwise nothing changes and it returns
+ * PF_EINVAL for a NULL c or result PF_PENDING, PF_ESTATE when c was
+ * completed already, or PF_ETIMEDOUT / PF_ECANCELED when the attempt had
+ * already been ended that way (its abort was called). Never blocks beyond
+ * queueing the state on the executor. Must not follow
+ * pf_completion_free(c). */
+PF_API int pf_completion_complete(pf_completion_t *c, int result);
+
+/* Drop the provider's reference to c; the record is freed when the
+ * runtime has dropped its own. It does not complete c: a provider that
+ * gives up calls pf_completion_complete first. If the runtime is calling
+ * c's abort at that moment, waits for the abort to return (so abort_arg
+ * may be freed once this returns). NULL is a no-op; once per handle. */
+PF_API void pf_completion_free(pf_completion_t *c);
+
+/* Wait `seconds` (the executor's clock; 0 = complete at once, still
+ * through the executor) without a thread: makes the attempt pending on a
+ * timer of the executor's reactor and returns PF_PENDING, which the state
+ * returns; the attempt then completes with 0. Its timeout, the run's
+ * deadline or a cancellation aborts the timer (pf_wait_abort) and ends
+ * the attempt at once. Use: `return pf_ctx_sleep(ctx, 0.1);`. Returns
+ * PF_PENDING, or (nothing started) PF_EINVAL for a NULL ctx, negative or
+ * NaN seconds, or a ctx that is not a running state's, PF_ESTATE, or
+ * PF_ENOMEM. */
+PF_API int pf_ctx_sleep(pf_ctx_t *ctx, double seconds);
+
+/* Wait until fd is ready for events (PF_WAIT_READABLE and/or
+ * PF_WAIT_WRITABLE, executor.h) without a thread, as pf_ctx_sleep: the
+ * attempt completes with 0 when fd is ready (an error or hang-up counts as
+ * ready), and its timeout, the run's deadline or a cancellation aborts the
+ * wait and ends the attempt at once. fd must stay open until the attempt
+ * has ended. The state records its gotos before returning; the next state
+ * does the I/O. Returns PF_PENDING, or (nothing started) PF_EINVAL (also
+ * for a negative fd, no or unknown events, an fd epoll cannot watch),
+ * PF_ESTATE, PF_ENOMEM or PF_ESYSTEM. */
+PF_API int pf_ctx_wait_fd(pf_ctx_t *ctx, int fd, unsigned events);
+
 #ifdef __cplusplus
 }
 #endif

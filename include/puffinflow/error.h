@@ -32,11 +32,13 @@ typedef enum pf_error {
     PF_ESYSTEM = -1013,     /* a system call failed (errno has details) */
     PF_EFORMAT = -1014,     /* malformed input (a /proc file, a request) */
     PF_EBUDGET = -1015,     /* a retry budget refused the retry */
-    PF_ERANGE = -1016       /* a buffer is too small or a value too large */
+    PF_ERANGE = -1016,      /* a buffer is too small or a value too large */
+    PF_PENDING = -1017      /* not an error: a state's work completes later
+                               (pf_ctx_pending) */
 } pf_error_t;
 
 /* The lowest (most negative) code in use, for range checks. */
-#define PF_ERROR_LAST PF_ERANGE
+#define PF_ERROR_LAST PF_PENDING
 
 /* A short English name for code: "success", "circuit breaker is open", ...
  * Any int is accepted; one that is not a puffinflow code gets

@@ -3,7 +3,9 @@
  * A health checker holds named checks. Each check is a function that says
  * how one dependency is doing: healthy, degraded (working, impaired) or
  * unhealthy, with a short message. pf_health_check_all runs the checks at
- * once, each on its own thread, and aggregates their results into a report:
+ * once, each on a thread of its own (from the library's worker pool, shared
+ * with timed calls: threads are reused from run to run, up to 256 at once;
+ * see docs/threading.md), and aggregates their results into a report:
  *
  *   - the overall status is the worst status of the critical checks; a
  *     non-critical check that fails makes it degraded at most;
@@ -11,7 +13,9 @@
  *     out after N s") and the report does not wait for it; the check's
  *     thread finishes on its own later, and until it does that check is not
  *     started again (it keeps reporting the timeout), so a hung dependency
- *     never piles up threads;
+ *     never piles up threads. A run that cannot get a pool thread before
+ *     its timeout (all 256 busy with hung work) is reported as timed out
+ *     and the check does not run;
  *   - callers that ask at the same time share one run of each check (single
  *     flight), and with cache_ttl a result is reused for that long, so
  *     probes never hammer a dependency;
@@ -182,7 +186,7 @@ PF_API size_t pf_health_check_count(pf_health_checker_t *hc);
  * again: this call waits for that run. Returns 0, PF_EINVAL (NULL
  * argument) or PF_ENOMEM; on error *out is untouched. A check that cannot
  * be started (no thread) is reported unhealthy, not as an error.
- * Calls each check on a thread of its own, with no lock held; the listener
+ * Calls each check on a pool thread, with no lock held; the listener
  * may run on the calling thread. Thread-safe. Blocks up to the longest
  * timeout of the checks it waits for. */
 PF_API int pf_health_check_all(pf_health_checker_t *hc,
@@ -321,7 +325,9 @@ typedef struct pf_health_metrics {
     uint64_t timeouts;         /* results that were timeouts */
     uint64_t events;           /* listener events delivered */
     uint64_t events_dropped;   /* events lost to allocation failure */
-    size_t running;            /* checks running now, hung ones included */
+    size_t running;            /* runs not over yet (running on a pool
+                                  thread, or waiting for one), hung ones
+                                  included */
     size_t hung;               /* of which past their timeout */
 } pf_health_metrics_t;
 

@@ -184,10 +184,19 @@ PF_API void pf_timeout_opts_init(pf_timeout_opts_t *o);
  * cancelled), PF_ENOMEM or PF_ESYSTEM (no thread); fn is then never
  * called. INFINITY seconds with no parent run fn on the calling thread.
  *
+ * Helper threads come from a process-wide pool shared with the health
+ * checkers, made on first use: a thread is reused from call to call, and
+ * one left idle for 10 s ends. A fn that outlives its caller keeps its
+ * thread; the pool grows past it, up to 256 threads. With all 256 busy the
+ * call waits for one to become free, within its own deadline: if none is
+ * free in time it returns PF_ETIMEDOUT (or PF_ECANCELED) and fn is never
+ * called (on_complete then runs on the calling thread with that result).
+ *
  * Ownership: on_complete(result, on_complete_arg) runs exactly once for
  * every call with opts, whatever happens: when fn finished in time, on the
  * calling thread before this returns; after PF_ETIMEDOUT or PF_ECANCELED,
- * on the helper thread when fn really returns; when fn never started, on
+ * on the helper thread when fn really returns; when fn never started
+ * (an error above, or still waiting for a pool thread at the deadline), on
  * the calling thread with the error. After it ran, the library touches
  * neither arg nor on_complete_arg: it is the place to free them. Without
  * on_complete, arg must stay valid until fn returns, which after

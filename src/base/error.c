@@ -42,6 +42,8 @@ pf_strerror(int code)
         return "retry budget exhausted";
     case PF_ERANGE:
         return "buffer too small or value out of range";
+    case PF_PENDING:
+        return "pending: completes later";
     }
     return "not a puffinflow error code";
 }
@@ -84,6 +86,8 @@ pf_error_name(int code)
         return "PF_EBUDGET";
     case PF_ERANGE:
         return "PF_ERANGE";
+    case PF_PENDING:
+        return "PF_PENDING";
     }
     return NULL;
 }

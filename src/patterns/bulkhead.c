@@ -869,6 +869,22 @@ limit_set_locked(pf_bulkhead_t *bh, unsigned n, grant_list_t *g)
     grant_free_slots(bh, g);
 }
 
+/* Move the limit from old to n (nothing when they are equal), collecting
+ * the grants it makes in g and the LIMIT_CHANGED event to fire in ev once
+ * the lock is released. Called with the lock held. */
+static void
+limit_move_locked(pf_bulkhead_t *bh, unsigned old, unsigned n,
+                  grant_list_t *g, pf_bulkhead_event_t *ev)
+{
+    if (old == n) {
+        return;
+    }
+    limit_set_locked(bh, n, g);
+    event_fill(bh, ev, PF_BULKHEAD_LIMIT_CHANGED);
+    ev->max_concurrent = n;
+    ev->old_max_concurrent = old;
+}
+
 /* Set the limit to n and report the change; the lock is not held. */
 static void
 limit_change(pf_bulkhead_t *bh, unsigned n)
@@ -879,12 +895,7 @@ limit_change(pf_bulkhead_t *bh, unsigned n)
 
     pthread_mutex_lock(&bh->lock);
     old = st_limit(atomic_load_explicit(&bh->state, memory_order_relaxed));
-    if (old != n) {
-        limit_set_locked(bh, n, &g);
-        event_fill(bh, &ev, PF_BULKHEAD_LIMIT_CHANGED);
-        ev.max_concurrent = n;
-        ev.old_max_concurrent = old;
-    }
+    limit_move_locked(bh, old, n, &g, &ev);
     pthread_mutex_unlock(&bh->lock);
     grants_run(&g);
     if (old != n) {
@@ -920,12 +931,7 @@ record_at(pf_bulkhead_t *bh, int result, int64_t latency_ns, int64_t now)
     s = atomic_load_explicit(&bh->state, memory_order_relaxed);
     old = st_limit(s);
     n = pf__aimd_update(&bh->aimd, old, st_in_use(s), result, latency_ns, now);
-    if (n != old) {
-        limit_set_locked(bh, n, &g);
-        event_fill(bh, &ev, PF_BULKHEAD_LIMIT_CHANGED);
-        ev.max_concurrent = n;
-        ev.old_max_concurrent = old;
-    }
+    limit_move_locked(bh, old, n, &g, &ev);
     pthread_mutex_unlock(&bh->lock);
     grants_run(&g);
     if (n != old) {

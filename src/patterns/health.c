@@ -1,8 +1,12 @@
 /* The health checker. Checks live in an array under the checker's one
- * mutex. A run of a check (a "flight") happens on a detached thread of its
- * own, so a hung check never holds anyone up: the callers that asked for
- * the run wait on the checker's condition variable until every flight they
- * need has settled, or its deadline has passed, whichever comes first.
+ * mutex. A run of a check (a "flight") happens on a thread of the shared
+ * worker pool (pool.h; threads are reused from run to run), never on the
+ * caller's, so a hung check never holds anyone up: the callers that asked
+ * for the run wait on the checker's condition variable until every flight
+ * they need has settled, or its deadline has passed, whichever comes
+ * first. A flight still queued in the pool when its deadline passes with
+ * the pool at its cap (every thread busy) is taken back: it settles as a
+ * timeout and the check does not run.
  *
  * Settling. A flight settles exactly once, under the lock: when its thread
  * returns before the deadline (with the check's result), or when the first
@@ -12,11 +16,11 @@
  * A thread that returns after its flight settled as a timeout only cleans
  * up; its result is dropped. While that thread is still running, the check
  * is not started again: each run asked for meanwhile settles at once as
- * another timeout ("still running"), so a hung dependency costs one thread,
- * however often it is probed.
+ * another timeout ("still running"), so a hung dependency holds one pool
+ * thread, however often it is probed.
  *
  * Ownership. The checker is reference-counted: one reference for the user
- * (dropped by pf_health_checker_free) and one per running check thread.
+ * (dropped by pf_health_checker_free) and one per flight not yet over.
  * Checks are reference-counted too (the array, each flight, each caller
  * holding one, each queued event). So a check thread that outlives
  * pf_health_checker_free still finds its check and the checker's mutex,
@@ -42,6 +46,7 @@
 #include "evq.h"
 #include "health_impl.h"
 #include "mem.h"
+#include "pool.h"
 #include "strbuf.h"
 #include "timeutil.h"
 #include "wait.h"
@@ -90,6 +95,7 @@ typedef struct check {
 /* One run of a check. hc, chk, start_ns and deadline_ns are immutable;
  * the rest is under the checker's lock. */
 typedef struct flight {
+    pf__pool_task_t task;        /* the pool's until the run starts */
     pf_health_checker_t *hc;
     check_t *chk;                /* holds a reference */
     int64_t start_ns;
@@ -860,7 +866,19 @@ typedef struct slot {
     outcome_t out;     /* DONE */
 } slot_t;
 
-static void *
+/* The run of fl is over (its check returned, or it was taken back from
+ * the pool's queue unstarted): the check may run again. The flight's
+ * references are dropped by the caller. Under lock. */
+static void
+flight_over(pf_health_checker_t *hc, flight_t *fl)
+{
+    hc->running--;
+    if (fl->chk->running == fl) {
+        fl->chk->running = NULL;
+    }
+}
+
+static void
 flight_main(void *p)
 {
     flight_t *fl = p;
@@ -910,10 +928,7 @@ flight_main(void *p)
     /* This run is over before the listener hears of it, so a listener
      * that runs the check again (on this thread) starts a new run rather
      * than finding this one "still running". */
-    hc->running--;
-    if (chk->running == fl) {
-        chk->running = NULL;
-    }
+    flight_over(hc, fl);
     if (!hc->closed) {
         drain_events(hc);
     }
@@ -925,25 +940,17 @@ flight_main(void *p)
     if (last) {
         destroy(hc);
     }
-    return NULL;
 }
 
 static int
-start_thread(flight_t *fl)
+start_flight(flight_t *fl)
 {
-    pthread_attr_t attr;
-    pthread_t tid;
-    int rc;
+    pf__pool_t *pool = pf__pool_default();
 
-    if (pthread_attr_init(&attr) != 0) {
+    if (pool == NULL) {
         return PF_ESYSTEM;
     }
-    rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (rc == 0) {
-        rc = pthread_create(&tid, &attr, flight_main, fl);
-    }
-    pthread_attr_destroy(&attr);
-    return rc == 0 ? 0 : PF_ESYSTEM;
+    return pf__pool_submit(pool, &fl->task, flight_main, fl);
 }
 
 /* Decide each slot's mode and allocate what it needs, changing nothing
@@ -1020,8 +1027,9 @@ commit_slots(pf_health_checker_t *hc, slot_t *slots, size_t n, int64_t now)
     }
 }
 
-/* The thread of a new flight could not start: settle it as a failure and
- * undo what the thread would have undone. Under lock. */
+/* A new flight could not be handed to the pool (no thread could be
+ * started): settle it as a failure and undo what its run would have
+ * undone. Under lock. */
 static void
 thread_failed(pf_health_checker_t *hc, flight_t *fl)
 {
@@ -1031,8 +1039,7 @@ thread_failed(pf_health_checker_t *hc, flight_t *fl)
            false, 0, now, &fl->out);
     fl->settled = true;
     pthread_cond_broadcast(&hc->cv);
-    hc->running--;
-    fl->chk->running = NULL;
+    flight_over(hc, fl);
     flight_release(fl);
     hc->refs--; /* never the last: the caller holds the user's */
 }
@@ -1058,6 +1065,13 @@ wait_flights(pf_health_checker_t *hc, slot_t *slots, size_t n)
                 settle_timeout(hc, fl, now, false, &fl->out);
                 fl->settled = true;
                 pthread_cond_broadcast(&hc->cv);
+                /* Still queued in the pool: it never runs. Not the last
+                 * reference: the caller holds the user's. */
+                if (pf__pool_cancel_starved(pf__pool_default(), &fl->task)) {
+                    flight_over(hc, fl);
+                    flight_release(fl);
+                    hc->refs--;
+                }
                 continue;
             }
             pending = true;
@@ -1170,7 +1184,7 @@ make_report(pf_health_checker_t *hc, enum select_kind kind, const char *key,
     pthread_mutex_unlock(&hc->lock);
 
     for (i = 0; i < n; i++) {
-        if (slots[i].mode == SLOT_NEW && start_thread(slots[i].fl) != 0) {
+        if (slots[i].mode == SLOT_NEW && start_flight(slots[i].fl) != 0) {
             pthread_mutex_lock(&hc->lock);
             thread_failed(hc, slots[i].fl);
             pthread_mutex_unlock(&hc->lock);

@@ -1,7 +1,9 @@
 /* Timed calls: run work under a timeout.
  *
- * The caller and a detached helper thread share a record
- * (reference-counted: one each). fn runs on the helper; the caller waits
+ * The caller and a helper share a record (reference-counted: one each).
+ * The helper is a task on the shared worker pool (pool.h): a thread there
+ * is reused from call to call, so a timed call costs a wake-up, not a
+ * thread. fn runs on the helper; the caller waits
  * for it on the record's condition variable through pf__wait_until, so the
  * wait honours a manual clock and the parent token. Whoever settles the
  * record's state first under its mutex decides the outcome: the helper
@@ -12,7 +14,14 @@
  * ABANDONED the caller cancels fn's token (still holding its reference,
  * since the token lives in the record) and leaves, and the helper runs the
  * hook when fn returns, after dropping its reference, so the hook may free
- * anything. */
+ * anything.
+ *
+ * Never started. When every pool thread is busy and the pool is at its
+ * cap, the helper waits in the pool's queue. If the caller gives up while
+ * it is still there, it takes the task back (pf__pool_cancel_starved; below
+ * the cap a thread is on its way and fn runs as usual): fn never runs, the
+ * caller holds both references, and the hook runs on the calling thread
+ * with the caller's result, as for a call that could not start. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +32,7 @@
 
 #include "clock_impl.h"
 #include "mem.h"
+#include "pool.h"
 #include "timeutil.h"
 #include "wait.h"
 
@@ -31,6 +41,8 @@ enum { CALL_RUNNING, CALL_FINISHED, CALL_ABANDONED };
 /* fn, arg, deadline, token, hook: immutable once the helper starts.
  * state and result under mu. refs: atomic. */
 typedef struct timed_call {
+    pf__pool_task_t task; /* the pool's until the helper starts */
+    pf__pool_t *pool;
     _Atomic int refs;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -45,6 +57,15 @@ typedef struct timed_call {
 } timed_call_t;
 
 static void
+call_destroy(timed_call_t *c)
+{
+    pf_token_free(c->token);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    pf__free(c);
+}
+
+static void
 call_unref(timed_call_t *c)
 {
     /* acq_rel: the last owner sees every write of the other before it
@@ -52,13 +73,10 @@ call_unref(timed_call_t *c)
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    pf_token_free(c->token);
-    pthread_cond_destroy(&c->cv);
-    pthread_mutex_destroy(&c->mu);
-    pf__free(c);
+    call_destroy(c);
 }
 
-static void *
+static void
 helper_main(void *p)
 {
     timed_call_t *c = p;
@@ -79,14 +97,13 @@ helper_main(void *p)
         /* FINISHED hands our reference to the caller, who frees the record
          * as soon as it sees the state: not touching c after the unlock
          * means nothing of the call outlives pf_timeout_call_ex. */
-        return NULL;
+        return;
     }
     call_unref(c);
     /* The record may be gone now: the hook gets copies only. */
     if (done != NULL) {
         done(rc, done_arg);
     }
-    return NULL;
 }
 
 void
@@ -165,22 +182,6 @@ call_new(pf_deadline_fn fn, void *arg, const pf_timeout_opts_t *o,
     return 0;
 }
 
-static int
-start_helper(timed_call_t *c)
-{
-    pthread_attr_t attr;
-    pthread_t tid;
-    int rc;
-
-    if (pthread_attr_init(&attr) != 0) {
-        return PF_ESYSTEM;
-    }
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&tid, &attr, helper_main, c);
-    pthread_attr_destroy(&attr);
-    return rc == 0 ? 0 : PF_ESYSTEM;
-}
-
 /* Wait for c; returns with the outcome settled. */
 static int
 await_call(timed_call_t *c, const pf_timeout_opts_t *o, bool *finished)
@@ -241,15 +242,19 @@ pf_timeout_call_ex(double seconds, pf_deadline_fn fn, void *arg,
     if (rc != 0) {
         return finish(o, rc);
     }
-    rc = start_helper(c);
+    c->pool = pf__pool_default();
+    rc = c->pool == NULL ? PF_ESYSTEM
+                         : pf__pool_submit(c->pool, &c->task, helper_main, c);
     if (rc != 0) {
-        pf_token_free(c->token);
-        pthread_cond_destroy(&c->cv);
-        pthread_mutex_destroy(&c->mu);
-        pf__free(c);
+        call_destroy(c);
         return finish(o, rc);
     }
     rc = await_call(c, o, &finished);
+    if (!finished && pf__pool_cancel_starved(c->pool, &c->task)) {
+        /* fn never started and never will: both references are ours. */
+        call_destroy(c);
+        return finish(o, rc);
+    }
     if (!finished) {
         /* Before dropping our reference: the token lives in the record. */
         pf_token_cancel(c->token);

@@ -68,6 +68,7 @@ struct pf_ctx {
     uint32_t inline_gotos[PF__CTX_INLINE_GOTOS];
     uint32_t *more; /* gotos past the inline ones */
     int goto_error; /* first failed pf_ctx_goto */
+    bool may_pend;  /* inside an attempt's call: pf_ctx_pending allowed */
 };
 
 #endif /* PF_SRC_CONTEXT_IMPL_H */

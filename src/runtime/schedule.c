@@ -30,6 +30,16 @@
  * leaves what it knows in the slot (a grant: in_bulkhead); the phase is
  * moved only by the thread driving the slot.
  *
+ * Pending work. A state that returns PF_PENDING after pf_ctx_pending
+ * parks its slot in PENDING the same way; pf_ctx_pending already set the
+ * park word to QUEUED, because the work may complete (or its deadline
+ * abort it) before the state's function returns. The one resumer is
+ * whoever claims the completion record (pending.c): the provider's
+ * completion, or an abort by the slot's timer (the attempt's own
+ * deadline) or by a cancellation. The resumed thread ends the attempt as
+ * a synchronous one ends after its call (end_attempt): bulkhead, breaker,
+ * leak tracking, timeout, then success or after_failure.
+ *
  * Cancellation (run.c) sets cancel_reason (seq_cst) and then looks at
  * every slot's park word (seq_cst, pf__sched_cancel_parked); a thread
  * parking a slot reads cancel_reason (seq_cst) after its CAS to PARKED.
@@ -38,6 +48,7 @@
  * back. Running states see the flag through pf_ctx_is_cancelled and their
  * token. */
 #include <assert.h>
+#include <sched.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -49,6 +60,7 @@
 #include "puffinflow/error.h"
 
 #include "agent_impl.h"
+#include "completion_impl.h"
 #include "executor_impl.h"
 #include "run_impl.h"
 #include "schedule_impl.h"
@@ -70,6 +82,9 @@ is_parked(int act)
 }
 
 static void slot_timer_fn(pf__timer_t *t);
+static void abort_pending(pf__run_t *r, pf__slot_t *s, int reason);
+static int after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d,
+                         int rc, int64_t *now);
 
 static pf__slot_t *
 slot_of_timer(pf__timer_t *t)
@@ -193,11 +208,14 @@ pf__sched_reset(pf__run_t *r)
         s->rate_reserved = false;
         s->retry_started = false;
         s->own_token = false;
+        atomic_store_explicit(&s->completion, NULL, memory_order_relaxed);
+        atomic_store_explicit(&s->aborters, 0, memory_order_relaxed);
         s->error = 0;
         s->attempts = 0;
         s->order = 0;
         s->dl_order = 0;
         s->start_ns = 0;
+        s->attempt_start_ns = 0;
         s->end_ns = 0;
         s->failed_at_ns = 0;
         memset(&s->counts, 0, sizeof(s->counts));
@@ -274,9 +292,97 @@ pf__sched_cancel_parked(pf__run_t *r, pf__slot_t *s)
             resume(r, s);
         }
         break;
+    case PF__SLOT_PENDING:
+        abort_pending(
+            r, s,
+            atomic_load_explicit(&r->cancel_reason, memory_order_seq_cst));
+        break;
     default:
         break;
     }
+}
+
+/* ---- pending work -------------------------------------------------------- */
+
+/* Abort the pending work of s, if it has some and nobody claimed it yet,
+ * and resume s. From the slot's timer (reason PF_ETIMEDOUT) or a
+ * cancellation (the run's reason), on any thread, no lock held. The
+ * aborters count keeps the record alive while it is looked at: the
+ * attempt's end waits for it to fall to 0 (take_completion). */
+static void
+abort_pending(pf__run_t *r, pf__slot_t *s, int reason)
+{
+    pf_completion_t *c;
+
+    atomic_fetch_add_explicit(&s->aborters, 1, memory_order_seq_cst);
+    c = atomic_load_explicit(&s->completion, memory_order_seq_cst);
+    if (c != NULL && pf__completion_abort(c, reason)) {
+        resume(r, s);
+    }
+    /* Release: the taker, seeing 0, sees this thread done with s. */
+    atomic_fetch_sub_explicit(&s->aborters, 1, memory_order_release);
+}
+
+void
+pf__sched_pend(pf__run_t *r, pf__slot_t *s, pf_completion_t *c)
+{
+    (void)r;
+    /* QUEUED first: a completion or abort that sees the record finds the
+     * slot being set up and leaves EARLY (resume). */
+    atomic_store_explicit(&s->park, PF__PARK_QUEUED, memory_order_seq_cst);
+    atomic_store_explicit(&s->completion, c, memory_order_seq_cst);
+}
+
+void
+pf__sched_completed(pf__run_t *r, uint32_t state)
+{
+    resume(r, &r->slots[state]);
+}
+
+/* Take the record of the ended pending work of s back: no aborter looks
+ * at it any more (seq_cst with abort_pending: an aborter either sees NULL
+ * or is counted and waited for). Returns how the work ended. */
+static int
+take_completion(pf__slot_t *s)
+{
+    pf_completion_t *c =
+        atomic_exchange_explicit(&s->completion, NULL, memory_order_seq_cst);
+    int rc;
+
+    while (atomic_load_explicit(&s->aborters, memory_order_seq_cst) != 0) {
+        sched_yield(); /* an aborter that lost its claim: a few loads */
+    }
+    rc = pf__completion_result(c);
+    pf__completion_unref(c);
+    return rc;
+}
+
+/* The state's function made its work pending and is giving up on it
+ * (pf__sched_unpend, or it returned a result of its own): abort the work
+ * unless a completion or abort claimed it first, and wait for that
+ * claimer's hand-over (it resumes s, finding it QUEUED, and is then done
+ * with it). Returns how the work ended. */
+static int
+withdraw_pending(pf__slot_t *s)
+{
+    pf_completion_t *c =
+        atomic_load_explicit(&s->completion, memory_order_relaxed);
+
+    if (!pf__completion_abort(c, PF_ECANCELED)) {
+        while (atomic_load_explicit(&s->park, memory_order_seq_cst) ==
+               PF__PARK_QUEUED) {
+            sched_yield();
+        }
+    }
+    atomic_store_explicit(&s->park, PF__PARK_OWNED, memory_order_relaxed);
+    return take_completion(s);
+}
+
+void
+pf__sched_unpend(pf__run_t *r, pf__slot_t *s)
+{
+    (void)r;
+    (void)withdraw_pending(s);
 }
 
 /* Publish the park of s, set up under QUEUED: QUEUED -> PARKED. Returns
@@ -411,7 +517,8 @@ slot_timer_fn(pf__timer_t *t)
         break;
     case PF__SLOT_RUNNING:
     case PF__SLOT_PENDING:
-        pf_token_cancel(s->ctx.token); /* the attempt's own deadline */
+        pf_token_cancel(s->ctx.token);     /* the attempt's own deadline */
+        abort_pending(r, s, PF_ETIMEDOUT); /* its work, if it has some */
         break;
     default:
         break;
@@ -590,57 +697,64 @@ record_breaker(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc)
 
 /* ---- one attempt --------------------------------------------------------- */
 
-/* Call the state once: it is inside its bulkhead and holds its breaker
- * permit, if it has them. Returns the attempt's result. */
+/* The attempt's function returned PF_PENDING, or made its work pending
+ * and returned rc: park s in PENDING until the work completes or is
+ * aborted (*act PARKED or PARKED_LAST), or, when that has happened
+ * already, go on with *act GO. Returns the attempt's result when *act is
+ * GO. */
 static int
-call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
+pend_attempt(pf__run_t *r, pf__slot_t *s, int rc, int *act)
+{
+    pf_ctx_t *ctx = &s->ctx;
+    pf_completion_t *c =
+        atomic_load_explicit(&s->completion, memory_order_relaxed);
+
+    *act = GO;
+    if (c == NULL) {
+        return PF_ESTATE; /* PF_PENDING with no pending work */
+    }
+    if (rc != PF_PENDING) {
+        (void)withdraw_pending(s); /* its own result stands */
+        return rc;
+    }
+    /* Its deadline passed before a timer could be armed for it. */
+    if (ctx->deadline_ns != PF_DEADLINE_NEVER_NS &&
+        pf__run_now(r) >= ctx->deadline_ns &&
+        pf__completion_abort(c, PF_ETIMEDOUT)) {
+        resume(r, s); /* QUEUED: leaves EARLY, we go on below */
+    }
+    slot_move(s, PF__SLOT_RUNNING, PF__SLOT_PENDING);
+    *act = publish_park(r, s);
+    if (*act != GO) {
+        return 0; /* nothing of s may be touched now */
+    }
+    return take_completion(s);
+}
+
+/* The attempt has ended with rc, after its function returned or its work
+ * completed: what a synchronous call does after the call, done once the
+ * work is over (so a pending attempt holds its bulkhead place, breaker
+ * permit and leak record to its completion). Returns its result. */
+static int
+end_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
+            int64_t *now)
 {
     pf_agent_t *a = r->agent;
     pf_ctx_t *ctx = &s->ctx;
     bool timed = r->timings || d->timeout_ns != 0 ||
                  r->deadline_ns != PF_DEADLINE_NEVER_NS;
-    bool leak = d->leak && a->cfg.leak_detector != NULL;
-    int64_t start = 0;
     int64_t end = 0;
-    int rc;
 
-    if (timed) {
-        start = *now != NO_TIME ? *now : pf__run_now(r);
-    }
-    if (s->attempts == 0) {
-        s->start_ns = start;
-    }
-    s->attempts++;
-    s->fell_back = false; /* set again if a fallback answers this one */
-    ctx->attempt = s->attempts;
-    ctx->ngotos = 0;
-    ctx->goto_error = 0;
-    ctx->deadline_ns = r->deadline_ns;
-    if (d->timeout_ns != 0) {
-        ctx->deadline_ns =
-            min64(ctx->deadline_ns, pf__add_sat(start, d->timeout_ns));
-    }
-    if (d->retry_eager && !s->retry_started) {
-        pf_retry_start(&d->retry, &s->retry, start);
-        s->retry_started = true;
-    }
-    if (leak) {
-        /* Keyed by the run too: runs of this state held at once are
-         * tracked apart, so a hung one stays visible. */
-        pf_leak_detector_track_allocation_ex(a->cfg.leak_detector, a->name,
-                                             d->name, r->id, &d->resources);
-    }
-    rc = d->fn(ctx, d->arg);
     if (rc == 0 && ctx->goto_error != 0) {
         rc = ctx->goto_error;
     }
     drop_token(r, s);
-    if (leak) {
+    if (d->leak && a->cfg.leak_detector != NULL) {
         pf_leak_detector_track_release_ex(a->cfg.leak_detector, a->name,
                                           d->name, r->id);
     }
     if (timed) {
-        end = pf__run_now(r);
+        end = *now != NO_TIME ? *now : pf__run_now(r);
         *now = end;
     } else {
         *now = NO_TIME;
@@ -655,7 +769,7 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
                      0.0);
     }
     if (s->in_bulkhead) {
-        pf_bulkhead_record(d->bulkhead, rc, end - start);
+        pf_bulkhead_record(d->bulkhead, rc, end - s->attempt_start_ns);
         pf_bulkhead_leave(d->bulkhead);
         s->in_bulkhead = false;
     }
@@ -663,6 +777,79 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now)
         rc = record_breaker(r, s, d, rc);
     }
     return rc;
+}
+
+/* Call the state once: it is inside its bulkhead and holds its breaker
+ * permit, if it has them. Returns the attempt's result with *act GO, or
+ * *act PARKED / PARKED_LAST when its work is pending (pend_attempt). */
+static int
+call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now,
+             int *act)
+{
+    pf_agent_t *a = r->agent;
+    pf_ctx_t *ctx = &s->ctx;
+    bool timed = r->timings || d->timeout_ns != 0 ||
+                 r->deadline_ns != PF_DEADLINE_NEVER_NS;
+    int64_t start = 0;
+    int rc;
+
+    *act = GO;
+    if (timed) {
+        start = *now != NO_TIME ? *now : pf__run_now(r);
+    }
+    if (s->attempts == 0) {
+        s->start_ns = start;
+    }
+    s->attempt_start_ns = start;
+    s->attempts++;
+    s->fell_back = false; /* set again if a fallback answers this one */
+    ctx->attempt = s->attempts;
+    ctx->ngotos = 0;
+    ctx->goto_error = 0;
+    ctx->deadline_ns = r->deadline_ns;
+    if (d->timeout_ns != 0) {
+        ctx->deadline_ns =
+            min64(ctx->deadline_ns, pf__add_sat(start, d->timeout_ns));
+    }
+    if (d->retry_eager && !s->retry_started) {
+        pf_retry_start(&d->retry, &s->retry, start);
+        s->retry_started = true;
+    }
+    if (d->leak && a->cfg.leak_detector != NULL) {
+        /* Keyed by the run too: runs of this state held at once are
+         * tracked apart, so a hung one stays visible. */
+        pf_leak_detector_track_allocation_ex(a->cfg.leak_detector, a->name,
+                                             d->name, r->id, &d->resources);
+    }
+    ctx->may_pend = true;
+    rc = d->fn(ctx, d->arg);
+    ctx->may_pend = false;
+    /* Relaxed: written by this thread (pf_ctx_pending). */
+    if (rc == PF_PENDING ||
+        atomic_load_explicit(&s->completion, memory_order_relaxed) != NULL) {
+        rc = pend_attempt(r, s, rc, act);
+        if (*act != GO) {
+            return 0;
+        }
+        *now = NO_TIME; /* it waited, or its work did */
+    } else if (timed) {
+        *now = NO_TIME; /* the end is read after the call */
+    }
+    return end_attempt(r, s, d, rc, now);
+}
+
+/* The attempt ended with err: the state completes (ENDED), or its failure
+ * is handled (after_failure). */
+static int
+after_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int err,
+              int64_t *now)
+{
+    if (err == 0) {
+        /* Answered by the breaker's fallback: error keeps why. */
+        end_state(r, s, PF_STATE_COMPLETED, s->fell_back ? s->error : 0);
+        return ENDED;
+    }
+    return after_failure(r, s, d, err, now);
 }
 
 /* After a failed attempt (or a gate's refusal, counted as one): retry now
@@ -819,6 +1006,18 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
         int err = 0;
         int act = GO;
 
+        /* Its work completed or was aborted. (Still PENDING with the
+         * record taken: the attempt has ended and the run is cancelled.) */
+        if (phase == PF__SLOT_PENDING &&
+            atomic_load_explicit(&s->completion, memory_order_relaxed) !=
+                NULL) {
+            err = end_attempt(r, s, d, take_completion(s), now);
+            act = after_attempt(r, s, d, err, now);
+            if (act != GO) {
+                return act;
+            }
+            continue;
+        }
         if (reason != 0) {
             release_gates(s, d);
             end_state(r, s, PF_STATE_CANCELLED, reason);
@@ -870,13 +1069,11 @@ run_state(pf__run_t *r, uint32_t i, int64_t *now)
             return ENDED;
         }
         slot_move(s, PF__SLOT_ADMITTED, PF__SLOT_RUNNING);
-        err = call_attempt(r, s, d, now);
-        if (err == 0) {
-            /* Answered by the breaker's fallback: error keeps why. */
-            end_state(r, s, PF_STATE_COMPLETED, s->fell_back ? s->error : 0);
-            return ENDED;
+        err = call_attempt(r, s, d, now, &act);
+        if (is_parked(act)) {
+            return act; /* pending: nothing of s may be touched now */
         }
-        act = after_failure(r, s, d, err, now);
+        act = after_attempt(r, s, d, err, now);
         if (act != GO) {
             return act;
         }

@@ -41,4 +41,20 @@ void pf__sched_cancel_parked(pf__run_t *r, pf__slot_t *s);
 void pf__sched_watch_token(pf__run_t *r, pf__slot_t *s, pf_token_t *tok,
                            int64_t at_ns);
 
+/* The attempt running in slot s makes its work pending on record c
+ * (pf_ctx_pending, on the thread running the state): from now on a
+ * completion or an abort of c may resume s, even before the state's
+ * function returns. */
+void pf__sched_pend(pf__run_t *r, pf__slot_t *s, struct pf_completion *c);
+
+/* The work of c completed (the claim is won): hand slot `state` of r back
+ * to a thread. Called once per pending attempt by pf_completion_complete. */
+void pf__sched_completed(pf__run_t *r, uint32_t state);
+
+/* Withdraw the pending work made by pf__sched_pend during the current
+ * call of the state's function, which has not started (a provider failed
+ * to start it): abort it unless an abort came first, wait for the hand-
+ * over, and drop the runtime's reference. On the state's thread. */
+void pf__sched_unpend(pf__run_t *r, pf__slot_t *s);
+
 #endif /* PF_SRC_SCHEDULE_IMPL_H */

@@ -38,8 +38,8 @@ typedef struct pf__counts {
  *   ADMITTED -> RUNNING            its breaker let it through: called
  *   ADMITTED -> DONE               its breaker rejected it (a fallback may
  *                                  answer; no retry)
- *   RUNNING -> PENDING             its work completes later (not yet used:
- *                                  asynchronous states build on it)
+ *   RUNNING -> PENDING             it returned PF_PENDING: its work
+ *                                  completes later (pf_ctx_pending)
  *   READY, RATE_WAIT, BULKHEAD_WAIT, RUNNING, PENDING
  *         ---> READY               the attempt (or a gate) failed: retry now
  *         ---> RETRY_WAIT          ... retry after a backoff delay
@@ -75,8 +75,11 @@ typedef enum pf__slot_phase {
 
 /* Who holds a slot in a waiting phase: the hand-over between the thread
  * that parks it and the one thing that resumes it (a timer, a bulkhead
- * grant, a cancellation that withdrew the timer or ticket; later, a
- * completion). Outside the waiting phases it is always OWNED. */
+ * grant, a cancellation that withdrew the timer or ticket, a completion
+ * or an abort of pending work). Outside the waiting phases it is always
+ * OWNED, except that pf_ctx_pending sets QUEUED while the state's
+ * function still runs: its work may complete before the function
+ * returns. */
 typedef enum pf__park {
     PF__PARK_OWNED = 0, /* held by the thread driving it */
     PF__PARK_QUEUED,    /* wait being set up by the driving thread */
@@ -102,7 +105,13 @@ typedef enum pf__park {
  *   retry_started: the retry state is initialised (lazily: most states
  *     never fail); it lives across attempts.
  *   own_token: ctx.token is the attempt's own, freed with its timer when
- *     the attempt ends, rather than the run's. */
+ *     the attempt ends, rather than the run's.
+ *
+ * completion and aborters serve a pending attempt (pf_ctx_pending): the
+ * record, from pf_ctx_pending until the attempt's end takes it back; and
+ * how many threads (the slot's timer, a cancellation) are looking at it
+ * to abort it, which the taker waits out before dropping its reference
+ * (both seq_cst: see take_completion in schedule.c). */
 typedef struct pf__slot {
     pf__task_t task;
     pf__timer_t timer;
@@ -121,11 +130,14 @@ typedef struct pf__slot {
     bool rate_reserved;
     bool retry_started;
     bool own_token;
+    _Atomic(struct pf_completion *) completion;
+    atomic_uint aborters;
     int error;
     unsigned attempts;
     uint64_t order;
     uint64_t dl_order; /* 1.. among dead letters; 0 = not one */
     int64_t start_ns;
+    int64_t attempt_start_ns; /* the current attempt's, when timed */
     int64_t end_ns;
     int64_t failed_at_ns;
     pf__counts_t counts;
