@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "puffinflow/agent.h"
 #include "puffinflow/deadline.h"
 #include "puffinflow/executor.h"
 #include "puffinflow/subprocess.h"
@@ -510,6 +511,108 @@ test_subprocess_200_children_on_2_workers_each_reaped_once(void **state)
     assert_no_children();
 }
 
+/* ---- as an asynchronous state ------------------------------------------ */
+
+static int
+run_argv(pf_ctx_t *ctx, void *arg)
+{
+    return pf_ctx_spawn(ctx, (const char *const *)arg, NULL);
+}
+
+static pf_agent_t *
+spawn_agent(pf_executor_t *ex, const char *const *argv, double timeout)
+{
+    pf_agent_config_t cfg;
+    pf_state_opts_t o;
+    pf_agent_t *a = NULL;
+
+    pf_agent_config_init(&cfg);
+    cfg.executor = ex;
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
+    pf_state_opts_init(&o);
+    o.max_retries = 0;
+    o.timeout = timeout;
+    assert_pf_ok(pf_agent_add_state(a, "cmd", run_argv, (void *)argv, &o));
+    return a;
+}
+
+static int
+state_error(pf_agent_t *a, int *status)
+{
+    pf_run_result_t res;
+    pf_state_result_t sr;
+
+    *status = pf_agent_run(a, NULL, &res);
+    assert_pf_ok(pf_run_result_find(&res, "cmd", &sr));
+    pf_run_result_free(&res);
+    return sr.error;
+}
+
+static void
+test_subprocess_state_completes_with_exit_status(void **state)
+{
+    const char *ok[] = {"true", NULL};
+    const char *three[] = {"sh", "-c", "exit 3", NULL};
+    const char *killed[] = {"sh", "-c", "kill -9 $$", NULL};
+    const char *missing[] = {"/nonexistent/pf-no-such-command", NULL};
+    pf_executor_t *ex = make(*state, 2);
+    pf_agent_t *a;
+    int status;
+
+    a = spawn_agent(ex, ok, 0);
+    assert_int_equal(state_error(a, &status), 0);
+    assert_pf_ok(status);
+    pf_agent_free(a);
+    a = spawn_agent(ex, three, 0);
+    assert_int_equal(state_error(a, &status), 3);
+    assert_int_not_equal(status, 0);
+    pf_agent_free(a);
+    a = spawn_agent(ex, killed, 0);
+    assert_int_equal(state_error(a, &status), 128 + SIGKILL);
+    pf_agent_free(a);
+    a = spawn_agent(ex, missing, 0);
+    assert_int_equal(state_error(a, &status), PF_ENOTFOUND);
+    pf_agent_free(a);
+    pf_executor_free(ex);
+    assert_no_children();
+}
+
+static void
+test_subprocess_state_timeout_kills_the_command(void **state)
+{
+    pf_clock_t *clock = *state;
+    pid_log_t log;
+    char script[160];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    pf_executor_t *ex = make(clock, 2);
+    pf_agent_t *a;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pid_t pid;
+
+    pid_log_make(&log);
+    snprintf(script, sizeof(script), "echo $$ >> %s; exec sleep 1000",
+             log.file);
+    a = spawn_agent(ex, argv, 1.0);
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pid_log_wait(&log, &pid, 1);
+    pf_clock_manual_advance(clock, NS_PER_SEC - 1);
+    assert_false(pf_run_done(run));
+    pf_clock_manual_advance(clock, 1); /* the state's timeout */
+    assert_int_equal(pf_run_wait(run, NULL, &res), PF_ETIMEDOUT);
+    assert_pf_ok(pf_run_result_find(&res, "cmd", &sr));
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    assert_true(sr.timed_out);
+    assert_true(gone(pid)); /* SIGTERM ended it */
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+    pf_executor_free(ex); /* the command's record ends before this returns */
+    pid_log_remove(&log);
+    assert_no_children();
+}
+
 int
 main(void)
 {
@@ -525,6 +628,8 @@ main(void)
         CLOCK_TEST(test_subprocess_rejects_bad_input),
         CLOCK_TEST(test_subprocess_allocation_failures_leave_nothing),
         CLOCK_TEST(test_subprocess_200_children_on_2_workers_each_reaped_once),
+        CLOCK_TEST(test_subprocess_state_completes_with_exit_status),
+        CLOCK_TEST(test_subprocess_state_timeout_kills_the_command),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 
+#include "puffinflow/context.h"
 #include "puffinflow/deadline.h"
 #include "puffinflow/executor.h"
 #include "puffinflow/export.h"
@@ -98,6 +99,26 @@ PF_API bool pf_subprocess_ended(pf_subprocess_t *p);
  * still completes through done. NULL is a no-op; at most once; p must not
  * be used after. Thread-safe; may be called from done. */
 PF_API void pf_subprocess_free(pf_subprocess_t *p);
+
+/* ---- as an asynchronous state ------------------------------------------ */
+
+/* Run argv as the current attempt of ctx's state, without a thread: makes
+ * the attempt pending (pf_ctx_pending) on pf_executor_spawn on the run's
+ * executor and returns PF_PENDING, which the state returns. The attempt
+ * completes with 0 when the command exits with status 0, its exit status
+ * (1..255) when it exits with another, or 128 + the signal when a signal
+ * ended it (the shell's convention): so retries, breakers and dead letters
+ * see a failing command as a failure. The attempt's timeout, the run's
+ * deadline or a cancellation ends the command's group as
+ * pf_subprocess_abort does (SIGTERM, SIGKILL after opts->kill_grace) and
+ * the attempt at once. Use: `return pf_ctx_spawn(ctx, argv, NULL);`.
+ *
+ * Returns PF_PENDING, or (nothing started, nothing left running) the
+ * errors of pf_executor_spawn (PF_ENOTFOUND for a command that does not
+ * exist), PF_EINVAL for a ctx that is not a running state's, or PF_ESTATE
+ * (pf_ctx_pending's). Call it from the state's own thread. */
+PF_API int pf_ctx_spawn(pf_ctx_t *ctx, const char *const *argv,
+                        const pf_subprocess_opts_t *opts);
 
 #ifdef __cplusplus
 }

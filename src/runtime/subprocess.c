@@ -37,7 +37,10 @@
 #include "puffinflow/error.h"
 #include "puffinflow/subprocess.h"
 
+#include "context_impl.h"
 #include "mem.h"
+#include "run_impl.h"
+#include "schedule_impl.h"
 #include "spawn_impl.h"
 #include "timeutil.h"
 
@@ -398,4 +401,99 @@ pf_subprocess_free(pf_subprocess_t *p)
     if (p != NULL) {
         sub_unref(p);
     }
+}
+
+/* ---- as an asynchronous state ------------------------------------------ */
+
+/* The state provider's record: the completion, the command, and the
+ * abort's handshake with the starter (as pending.c's waiters): the
+ * runtime's abort may come before the starter has the command's handle,
+ * so it raises abort_req, and the starter, having published the handle,
+ * looks at abort_req (both seq_cst: one of the two sees the other). Two
+ * references: the starter's and the command's done. */
+typedef struct spawn_state {
+    pf_completion_t *c;
+    _Atomic(pf_subprocess_t *) p;
+    atomic_bool abort_req;
+    atomic_int refs;
+} spawn_state_t;
+
+static void
+spawn_state_unref(spawn_state_t *st)
+{
+    if (atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    /* The completion first: it waits for an abort under way, which may
+     * still use the command's handle. */
+    pf_completion_free(st->c);
+    pf_subprocess_free(atomic_load_explicit(&st->p, memory_order_relaxed));
+    pf__free(st);
+}
+
+static void
+spawn_state_abort(void *arg)
+{
+    spawn_state_t *st = arg;
+
+    atomic_store_explicit(&st->abort_req, true, memory_order_seq_cst);
+    pf_subprocess_abort(atomic_load_explicit(&st->p, memory_order_seq_cst));
+}
+
+static void
+spawn_state_done(const pf_subprocess_result_t *r, void *arg)
+{
+    spawn_state_t *st = arg;
+    int result = r->result;
+
+    if (result == 0 && r->exit_code > 0) {
+        result = r->exit_code;
+    } else if (result == 0 && r->term_signal != 0) {
+        result = 128 + r->term_signal;
+    }
+    /* Refused when the attempt was ended first: nothing to do then. */
+    (void)pf_completion_complete(st->c, result);
+    spawn_state_unref(st);
+}
+
+int
+pf_ctx_spawn(pf_ctx_t *ctx, const char *const *argv,
+             const pf_subprocess_opts_t *opts)
+{
+    pf__run_t *r;
+    spawn_state_t *st;
+    pf_subprocess_t *p = NULL;
+    int rc;
+
+    if (ctx == NULL || ctx->run == NULL) {
+        return PF_EINVAL;
+    }
+    r = ctx->run;
+    st = pf__malloc(sizeof(*st));
+    if (st == NULL) {
+        return PF_ENOMEM;
+    }
+    atomic_init(&st->p, NULL);
+    atomic_init(&st->abort_req, false);
+    atomic_init(&st->refs, 2);
+    rc = pf_ctx_pending(ctx, spawn_state_abort, st, &st->c);
+    if (rc != 0) {
+        pf__free(st);
+        return rc;
+    }
+    rc = pf_executor_spawn(r->ex, argv, opts, NULL, spawn_state_done, st,
+                           &p);
+    if (rc != 0) {
+        /* Nothing started: take the pending back, report the error. */
+        pf__sched_unpend(r, &r->slots[ctx->state]);
+        pf_completion_free(st->c);
+        pf__free(st);
+        return rc;
+    }
+    atomic_store_explicit(&st->p, p, memory_order_seq_cst);
+    if (atomic_load_explicit(&st->abort_req, memory_order_seq_cst)) {
+        pf_subprocess_abort(p); /* the abort came before the handle */
+    }
+    spawn_state_unref(st);
+    return PF_PENDING;
 }
