@@ -15,6 +15,7 @@
 
 #include <microhttpd.h>
 
+#include "puffinflow/agent.h"
 #include "puffinflow/curl.h"
 #include "puffinflow/deadline.h"
 #include "puffinflow/executor.h"
@@ -580,6 +581,115 @@ test_curl_1000_concurrent_transfers_each_complete_once(void **state)
     }
 }
 
+/* ---- as an asynchronous state ------------------------------------------ */
+
+typedef struct http_state {
+    pf_curl_client_t *c;
+    CURL *easy;
+    pf_agent_t *agent; /* kept when the run is handed back */
+} http_state_t;
+
+static int
+http_get(pf_ctx_t *ctx, void *arg)
+{
+    http_state_t *h = arg;
+
+    return pf_ctx_curl(ctx, h->c, h->easy);
+}
+
+/* Run a one-state agent doing h's transfer; the state's error. */
+static int
+run_http_state(pf_executor_t *ex, http_state_t *h, double timeout,
+               pf_run_t **run_out)
+{
+    pf_agent_config_t cfg;
+    pf_state_opts_t o;
+    pf_agent_t *a = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_run_t *run = NULL;
+
+    pf_agent_config_init(&cfg);
+    cfg.executor = ex;
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
+    pf_state_opts_init(&o);
+    o.max_retries = 0;
+    o.timeout = timeout;
+    assert_pf_ok(pf_agent_add_state(a, "get", http_get, h, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    if (run_out != NULL) {
+        *run_out = run; /* the caller moves time and frees both */
+        h->agent = a;
+        return 0;
+    }
+    (void)pf_run_wait(run, NULL, &res);
+    assert_pf_ok(pf_run_result_find(&res, "get", &sr));
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+    return sr.error;
+}
+
+static void
+test_curl_state_completes_with_classified_outcome(void **state)
+{
+    pf_executor_t *ex = make_ex(*state, 2);
+    http_state_t h;
+    call_t k;
+
+    h.c = make_client(ex);
+    call_init(&k, g_srv.fast_port, "/ok");
+    h.easy = k.easy;
+    assert_int_equal(run_http_state(ex, &h, 0, NULL), 0);
+    assert_string_equal(k.body, "ok");
+    curl_easy_setopt(k.easy, CURLOPT_URL, "http://127.0.0.1:1/");
+    assert_int_equal(run_http_state(ex, &h, 0, NULL), PF_ESYSTEM);
+    curl_easy_cleanup(k.easy);
+    call_init(&k, g_srv.fast_port, "/500");
+    h.easy = k.easy;
+    assert_int_equal(run_http_state(ex, &h, 0, NULL), 500);
+    curl_easy_cleanup(k.easy);
+    call_init(&k, g_srv.fast_port, "/404");
+    h.easy = k.easy;
+    assert_int_equal(run_http_state(ex, &h, 0, NULL), 0); /* not a failure */
+    curl_easy_cleanup(k.easy);
+    pf_curl_client_free(h.c);
+    pf_executor_free(ex);
+}
+
+static void
+test_curl_state_timeout_removes_the_transfer(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_executor_t *ex = make_ex(clock, 2);
+    int closed0 = atomic_load(&g_srv.slow_closed);
+    int started0 = atomic_load(&g_srv.slow_started);
+    http_state_t h;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_run_t *run;
+    call_t k;
+
+    h.c = make_client(ex);
+    call_init(&k, g_srv.slow_port, "/slow");
+    h.easy = k.easy;
+    run_http_state(ex, &h, 1.0, &run);
+    pf_test_wait_for_flag(&g_srv.slow_started, started0 + 1);
+    pf_clock_manual_advance(clock, NS_PER_SEC - 1);
+    assert_false(pf_run_done(run));
+    pf_clock_manual_advance(clock, 1); /* the state's timeout */
+    assert_int_equal(pf_run_wait(run, NULL, &res), PF_ETIMEDOUT);
+    assert_pf_ok(pf_run_result_find(&res, "get", &sr));
+    assert_int_equal(sr.error, PF_ETIMEDOUT);
+    pf_test_wait_for_flag(&g_srv.slow_closed, closed0 + 1);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(h.agent);
+    pf_curl_client_free(h.c);
+    pf_executor_free(ex);
+    curl_easy_cleanup(k.easy);
+}
+
 /* ---- classification and Retry-After, without a server ----------------- */
 
 static void
@@ -654,6 +764,8 @@ main(void)
         CLOCK_TEST(test_curl_rejects_null_and_busy_handles),
         cmocka_unit_test(test_curl_client_rejects_bad_config),
         CLOCK_TEST(test_curl_1000_concurrent_transfers_each_complete_once),
+        CLOCK_TEST(test_curl_state_completes_with_classified_outcome),
+        CLOCK_TEST(test_curl_state_timeout_removes_the_transfer),
         cmocka_unit_test(test_curl_is_failure_table),
         cmocka_unit_test(test_curl_retry_after_parses_seconds_and_dates),
     };

@@ -25,6 +25,7 @@
 
 #include <curl/curl.h>
 
+#include "puffinflow/context.h"
 #include "puffinflow/deadline.h"
 #include "puffinflow/executor.h"
 #include "puffinflow/export.h"
@@ -131,6 +132,28 @@ PF_API void pf_curl_xfer_free(pf_curl_xfer_t *x);
 
 /* Transfers started on c and not yet completed. Thread-safe. */
 PF_API unsigned pf_curl_client_pending(pf_curl_client_t *c);
+
+/* Run the transfer set up in easy as the current attempt of ctx's state,
+ * without a thread: makes the attempt pending (pf_ctx_pending) on
+ * pf_curl_start and returns PF_PENDING, which the state returns. The
+ * attempt completes with 0 when the outcome is not a failure
+ * (pf_curl_is_failure: 2xx, 3xx, and 4xx other than 408 / 429, so read
+ * the status with CURLINFO_RESPONSE_CODE in the next state), with the
+ * HTTP status (408, 429, 5xx) when the server failed it, and with the
+ * result (PF_ETIMEDOUT, PF_ENOTFOUND, PF_ESYSTEM) on a transport failure:
+ * breakers and retry policies of the state count exactly the failures.
+ * The attempt's timeout, the run's deadline or a cancellation removes the
+ * transfer at once (pf_curl_abort; its connection is closed) and ends the
+ * attempt. A retry calls the state again with the same easy handle,
+ * which is out of the client by then. Use: `return pf_ctx_curl(ctx,
+ * client, easy);`.
+ *
+ * Returns PF_PENDING; or, nothing started, PF_EINVAL for a NULL client or
+ * easy or a ctx that is not a running state's, or pf_ctx_pending's
+ * PF_ESTATE / PF_ENOMEM. When pf_curl_start itself fails (a handle in
+ * another transfer: PF_ESTATE), the attempt fails with its error. Call it
+ * from the state's own thread. */
+PF_API int pf_ctx_curl(pf_ctx_t *ctx, pf_curl_client_t *client, CURL *easy);
 
 /* Whether an outcome counts as a failure for a breaker and a retry
  * policy: any result other than 0 and PF_ECANCELED (a transport error or
