@@ -29,6 +29,9 @@ PF_PACKAGES="
     locales
     libclang-rt-14-dev
     libuv1-dev
+    python3-dev
+    python3-pytest
+    python3-pytest-asyncio
 "
 # clang: the second compiler the suite is built with.
 # pkg-config: finds libmicrohttpd and libcurl; the install test uses it.
@@ -44,6 +47,9 @@ PF_PACKAGES="
 #   harnesses (scripts/fuzz.sh, the last phase of scripts/test.sh).
 # libuv1-dev: tests/test_executor_embed.c drives an embedded executor from a
 #   real libuv loop.
+# python3-dev, python3-pytest, python3-pytest-asyncio: the Python extension
+#   (integrations/python) is built against /usr/bin/python3's headers and
+#   its tests run with that interpreter's pytest.
 # locales: localedef, with which tests/test_locale.c builds a
 #   comma-decimal locale (de_DE) to check that numbers ignore the locale.
 

@@ -544,7 +544,9 @@ static atomic_int g_real_done;
 
 typedef struct slow {
     int result;
-    char *payload; /* heap memory the hook frees */
+    char *payload;      /* heap memory the hook frees */
+    atomic_int release; /* set by the test once it has checked the hook
+                           has not run: fn finishes only then */
 } slow_t;
 
 static void
@@ -556,8 +558,9 @@ sleep_ms(long ms)
     }
 }
 
-/* Waits for its token (cancelled at the timeout), then keeps working long
- * after: every access to arg comes after the caller got PF_ETIMEDOUT. */
+/* Waits for its token (cancelled at the timeout), then keeps working until
+ * the test releases it: every access to arg comes after the caller got
+ * PF_ETIMEDOUT, and the test decides when, however loaded the machine. */
 static int
 slow_fn(const pf_deadline_t *d, pf_token_t *tok, void *arg)
 {
@@ -565,7 +568,8 @@ slow_fn(const pf_deadline_t *d, pf_token_t *tok, void *arg)
 
     (void)d;
     pf_token_wait(tok, NULL);
-    sleep_ms(60);
+    pf_test_wait_for_flag(&s->release, 1);
+    sleep_ms(5);
     s->payload[0] = 'x';
     return s->result;
 }
@@ -590,16 +594,19 @@ test_timeout_call_real_clock_fn_returns_long_after_its_timeout(void **state)
     (void)state;
     assert_non_null(s);
     s->result = 11;
+    atomic_init(&s->release, 0);
     s->payload = malloc(16);
     assert_non_null(s->payload);
     atomic_store(&g_real_done, 0);
     pf_timeout_opts_init(&o);
     o.on_complete = free_slow;
     o.on_complete_arg = s;
-    /* The caller is back after about 20 ms; fn runs 60 ms more, then the
-     * hook frees its memory: ASan sees any use after free or leak. */
+    /* The caller is back after about 20 ms; fn goes on until released,
+     * then the hook frees its memory: ASan sees any use after free or
+     * leak. */
     assert_pf_err(pf_timeout_call_ex(0.02, slow_fn, s, &o), PF_ETIMEDOUT);
     assert_int_equal(atomic_load(&g_real_done), 0);
+    atomic_store(&s->release, 1);
     pf_test_wait_for_flag(&g_real_done, 1);
 }
 
