@@ -7,6 +7,7 @@
  * exactly once, and the Retry-After parser. */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ typedef struct server {
     unsigned slow_port;
     atomic_int slow_started; /* requests to /slow seen */
     atomic_int slow_closed;  /* requests to /slow ended (client gone) */
+    atomic_int busy_calls;   /* requests to /busy-once seen */
 } server_t;
 
 static server_t g_srv;
@@ -74,6 +76,11 @@ on_fast(void *cls, struct MHD_Connection *conn, const char *url,
     }
     if (strcmp(url, "/429") == 0) {
         return reply(conn, 429, "later", "7");
+    }
+    if (strcmp(url, "/busy-once") == 0) { /* 429, Retry-After: 3; then ok */
+        return atomic_fetch_add(&g_srv.busy_calls, 1) == 0
+                   ? reply(conn, 429, "later", "3")
+                   : reply(conn, 200, "ok", NULL);
     }
     if (strcmp(url, "/503date") == 0) {
         return reply(conn, 503, "later", "Wed, 21 Oct 2015 07:28:00 GMT");
@@ -690,6 +697,74 @@ test_curl_state_timeout_removes_the_transfer(void **state)
     curl_easy_cleanup(k.easy);
 }
 
+/* Notes the first retry's announced delay. Its due time is fixed before
+ * the listener runs, on the manual clock nobody moves meanwhile. */
+typedef struct retry_seen {
+    double delay;
+    atomic_int heard;
+} retry_seen_t;
+
+static void
+on_retry(const pf_agent_event_t *ev, void *arg)
+{
+    retry_seen_t *t = arg;
+
+    if (ev->kind == PF_AGENT_EVENT_RETRY && atomic_load(&t->heard) == 0) {
+        t->delay = ev->delay;
+        atomic_store(&t->heard, 1);
+    }
+}
+
+static void
+test_curl_state_429_retry_after_3_retries_exactly_3_s_later(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_executor_t *ex = make_ex(clock, 2);
+    pf_agent_config_t cfg;
+    pf_state_opts_t o;
+    pf_agent_t *a = NULL;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    http_state_t h;
+    call_t k;
+    retry_seen_t seen = {0};
+
+    atomic_store(&g_srv.busy_calls, 0);
+    h.c = make_client(ex);
+    call_init(&k, g_srv.fast_port, "/busy-once");
+    h.easy = k.easy;
+    pf_agent_config_init(&cfg);
+    cfg.executor = ex;
+    cfg.listener = on_retry;
+    cfg.listener_arg = &seen;
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
+    pf_state_opts_init(&o);
+    o.max_retries = 3; /* the default backoff: 0.5 to 1 s, not 3 s */
+    o.timeout = 2.0;   /* per attempt: the wait is not an attempt */
+    assert_pf_ok(pf_agent_add_state(a, "get", http_get, &h, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&seen.heard, 1);
+    assert_true(seen.delay == 3.0); /* not the backoff's */
+    pf_clock_manual_advance(clock, 3 * NS_PER_SEC - 1);
+    assert_int_equal(atomic_load(&g_srv.busy_calls), 1);
+    assert_false(pf_run_done(run));
+    pf_clock_manual_advance(clock, 1);
+    assert_pf_ok(pf_run_wait(run, NULL, &res));
+    assert_int_equal(atomic_load(&g_srv.busy_calls), 2);
+    assert_pf_ok(pf_run_result_find(&res, "get", &sr));
+    assert_int_equal(sr.error, 0);
+    assert_int_equal(sr.attempts, 2);
+    assert_true(res.duration == 3.0);
+    assert_string_equal(k.body, "laterok"); /* both answers, in turn */
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+    pf_curl_client_free(h.c);
+    pf_executor_free(ex);
+    curl_easy_cleanup(k.easy);
+}
+
 /* ---- classification and Retry-After, without a server ----------------- */
 
 static void
@@ -766,6 +841,7 @@ main(void)
         CLOCK_TEST(test_curl_1000_concurrent_transfers_each_complete_once),
         CLOCK_TEST(test_curl_state_completes_with_classified_outcome),
         CLOCK_TEST(test_curl_state_timeout_removes_the_transfer),
+        CLOCK_TEST(test_curl_state_429_retry_after_3_retries_exactly_3_s_later),
         cmocka_unit_test(test_curl_is_failure_table),
         cmocka_unit_test(test_curl_retry_after_parses_seconds_and_dates),
     };
