@@ -16,7 +16,9 @@
  *    transfers vs agent runs with no pattern vs agent runs with breaker +
  *    bulkhead + retries + timeout; client CPU per call, median of 5.
  *
- * Usage: bench_curl_agents [N...] (the sizes of part 1). */
+ * Usage: bench_curl_agents [N...] (the sizes of part 1). With
+ * BENCH_DEBUG set, the first failed runs of each batch are described on
+ * stderr. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
