@@ -3,7 +3,10 @@
 #   scripts/demo.sh [pf demo options: --scene NAME, --list]
 # Installs only what that needs when it is missing: a C compiler and its C
 # library headers, cmake and make (scripts/deps.sh, PF_DEMO_PACKAGES).
-# Nothing for the tests.
+# Nothing for the tests. Not libcurl or libmicrohttpd either: only the
+# "http" scene uses them (built when both dev packages are present, else it
+# is skipped with a message saying which to install), and they would pull
+# in TLS and HTTP/2 libraries for one optional scene.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh

@@ -207,6 +207,82 @@ test_agent_retry_fires_at_the_announced_time_when_the_listener_is_slow(
     pf_agent_free(a);
 }
 
+/* A state whose attempts fail, asking for the delays in after[] before
+ * their retries (a server's Retry-After); the last attempt succeeds. */
+typedef struct asker {
+    double after[3];
+    int bad_input; /* what pf_ctx_retry_after said to bad seconds */
+    atomic_int calls;
+} asker_t;
+
+static int
+ask_fn(pf_ctx_t *ctx, void *arg)
+{
+    asker_t *k = arg;
+    int n = atomic_fetch_add(&k->calls, 1);
+
+    if (pf_ctx_retry_after(ctx, -1.0) == PF_EINVAL &&
+        pf_ctx_retry_after(ctx, NAN) == PF_EINVAL &&
+        pf_ctx_retry_after(NULL, 1.0) == PF_EINVAL) {
+        k->bad_input = PF_EINVAL;
+    }
+    if (n >= 2) {
+        return 0;
+    }
+    if (k->after[n] >= 0.0) {
+        assert_pf_ok(pf_ctx_retry_after(ctx, 99.0)); /* replaced below */
+        assert_pf_ok(pf_ctx_retry_after(ctx, k->after[n]));
+    }
+    return -1;
+}
+
+static void
+test_agent_retry_after_replaces_the_backoff_capped_at_max_delay(void **state)
+{
+    fixture_t *f = *state;
+    pf_agent_t *a = agent_on(f->ex, PF_EXEC_SEQUENTIAL);
+    asker_t k = {.after = {3.0, 1000.0, -1.0}};
+    pf_backoff_t b;
+    pf_state_opts_t o;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    pf_ctx_t *plain = NULL;
+
+    backoff_exactly(&o, &b, 3, 1.0);
+    b.max_delay = 10.0;
+    assert_pf_ok(pf_agent_add_state(a, "s", ask_fn, &k, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&k.calls, 1);
+    wait_timers(f->ex, 1);
+    pf_test_wait_for_waiters(f->clock, 1);
+    /* Retry-After 3 s, not the backoff's 1 s. */
+    pf_clock_manual_advance(f->clock, 3 * NS_PER_SEC - 1);
+    wait_timers(f->ex, 1);
+    assert_int_equal(atomic_load(&k.calls), 1);
+    pf_clock_manual_advance(f->clock, 1);
+    pf_test_wait_for_flag(&k.calls, 2);
+    wait_timers(f->ex, 1);
+    /* 1,000 s asked for: capped at the backoff's max_delay, 10 s. */
+    pf_clock_manual_advance(f->clock, 10 * NS_PER_SEC - 1);
+    wait_timers(f->ex, 1);
+    assert_int_equal(atomic_load(&k.calls), 2);
+    pf_clock_manual_advance(f->clock, 1);
+    assert_pf_ok(pf_run_wait(run, NULL, &res));
+    assert_int_equal(atomic_load(&k.calls), 3);
+    assert_int_equal(k.bad_input, PF_EINVAL);
+    sr = state_result(&res, "s");
+    assert_int_equal(sr.attempts, 3);
+    assert_true(res.duration == 13.0);
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+    /* Outside a state: refused. */
+    assert_pf_ok(pf_ctx_new(&plain));
+    assert_int_equal(pf_ctx_retry_after(plain, 1.0), PF_EINVAL);
+    pf_ctx_free(plain);
+}
+
 /* ---- timeouts ------------------------------------------------------------ */
 
 typedef struct slow {
@@ -1211,6 +1287,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         T(test_agent_retry_waits_its_backoff_on_a_timer),
         T(test_agent_retry_fires_at_the_announced_time_when_the_listener_is_slow),
+        T(test_agent_retry_after_replaces_the_backoff_capped_at_max_delay),
         T(test_agent_timeout_fails_an_attempt_that_returns_late),
         T(test_agent_timeout_cancels_the_attempts_token_at_the_deadline),
         T(test_agent_token_is_cancelled_from_the_deadline_on_timer_or_not),

@@ -267,6 +267,15 @@ PF_API int pf_ctx_pending(pf_ctx_t *ctx, pf_abort_fn abort, void *abort_arg,
  * pf_completion_free(c). */
 PF_API int pf_completion_complete(pf_completion_t *c, int result);
 
+/* pf_completion_complete, also telling the runtime how long to wait
+ * before the attempt's retry (a server's Retry-After), as
+ * pf_ctx_retry_after does for an attempt that returns its result:
+ * retry_after seconds (>= 0; negative = none, as pf_completion_complete).
+ * Taken only with the result (when the call returns 0). Also PF_EINVAL
+ * for a NaN retry_after. */
+PF_API int pf_completion_complete_after(pf_completion_t *c, int result,
+                                        double retry_after);
+
 /* Drop the provider's reference to c; the record is freed when the
  * runtime has dropped its own. It does not complete c: a provider that
  * gives up calls pf_completion_complete first. If the runtime is calling
@@ -295,6 +304,22 @@ PF_API int pf_ctx_sleep(pf_ctx_t *ctx, double seconds);
  * for a negative fd, no or unknown events, an fd epoll cannot watch),
  * PF_ESTATE, PF_ENOMEM or PF_ESYSTEM. */
 PF_API int pf_ctx_wait_fd(pf_ctx_t *ctx, int fd, unsigned events);
+
+/* ---- Retry-After: the delay before the next retry ---------------------
+ *
+ * Tell the runtime how long to wait before retrying the current attempt
+ * (a server's Retry-After): `seconds` replaces the delay the state's retry
+ * policy's backoff would draw, for the retry after this attempt only,
+ * capped at the backoff's max_delay; the policy's deadline, max_elapsed,
+ * retry budget and listener still apply (a delay that would start the
+ * next attempt at or after the deadline or max_elapsed ends the retries,
+ * pf_retry_decide_after). It changes nothing when the attempt succeeds or
+ * is not retried; a later call in the same attempt replaces it. Call it
+ * from the state's function while it runs (an attempt that goes pending
+ * gives it with pf_completion_complete_after instead, which wins). Returns
+ * 0, or PF_EINVAL for a NULL ctx, a ctx that is not a running state's (or
+ * from a fallback), or negative or NaN seconds. Never blocks. */
+PF_API int pf_ctx_retry_after(pf_ctx_t *ctx, double seconds);
 
 #ifdef __cplusplus
 }

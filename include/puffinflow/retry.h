@@ -343,6 +343,19 @@ PF_API int pf_retry_decide(const pf_retry_policy_t *p, pf_retry_state_t *st,
                            int result, int64_t now_ns, bool *retry,
                            int64_t *delay_ns);
 
+/* pf_retry_decide with the delay the failed operation asked for (a
+ * server's Retry-After): when retry_after >= 0 it is the delay before the
+ * next attempt instead of the backoff's draw, capped at the backoff's
+ * max_delay; the listener, max_elapsed, the deadline and the budget then
+ * see it as any other delay (so one that would start the next attempt at
+ * or after the deadline or max_elapsed stops the retries). Negative or NaN
+ * retry_after = none: exactly pf_retry_decide. A hinted delay does not
+ * draw jitter; it becomes the previous delay of decorrelated jitter. */
+PF_API int pf_retry_decide_after(const pf_retry_policy_t *p,
+                                 pf_retry_state_t *st, int result,
+                                 int64_t now_ns, double retry_after,
+                                 bool *retry, int64_t *delay_ns);
+
 /* The outcome so far of the operation st tracks. NULL st or out: no-op. */
 PF_API void pf_retry_state_result(const pf_retry_state_t *st,
                                   pf_retry_result_t *out);

@@ -339,18 +339,25 @@ pf_retry_start(const pf_retry_policy_t *p, pf_retry_state_t *st,
     return 0;
 }
 
-/* The planned delay, after the listener had its say; false if it vetoed. */
+/* The planned delay, after the listener had its say; false if it vetoed.
+ * A hint (>= 0; NaN and negative = none) replaces the backoff's draw,
+ * capped at the backoff's max_delay. */
 static bool
 plan_delay(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
-           double *delay)
+           double hint, double *delay)
 {
+    const pf_backoff_t *b = policy_backoff(p);
     pf_retry_event_t ev;
 
-    if (st->priv_rng == 0) {
-        st->priv_rng = pf__rng_seed();
+    if (hint >= 0.0) { /* false for NaN */
+        *delay = hint < b->max_delay ? hint : b->max_delay;
+    } else {
+        if (st->priv_rng == 0) {
+            st->priv_rng = pf__rng_seed();
+        }
+        *delay = backoff_draw(b, st->priv_attempts - 1, st->priv_prev_delay,
+                              &st->priv_rng);
     }
-    *delay = backoff_draw(policy_backoff(p), st->priv_attempts - 1,
-                          st->priv_prev_delay, &st->priv_rng);
     if (p->listener == NULL) {
         return true;
     }
@@ -369,7 +376,7 @@ plan_delay(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
 /* The decision for an operation still under way (stop NONE). */
 static bool
 decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
-       int64_t now_ns, int64_t *delay_ns)
+       int64_t now_ns, double hint, int64_t *delay_ns)
 {
     const pf_clock_t *c;
     double delay;
@@ -395,7 +402,7 @@ decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
         st->priv_stop = PF_RETRY_STOP_CANCELED;
         return false;
     }
-    if (!plan_delay(p, st, result, &delay)) {
+    if (!plan_delay(p, st, result, hint, &delay)) {
         st->priv_stop = PF_RETRY_STOP_LISTENER;
         return false;
     }
@@ -428,6 +435,15 @@ int
 pf_retry_decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
                 int64_t now_ns, bool *retry, int64_t *delay_ns)
 {
+    return pf_retry_decide_after(p, st, result, now_ns, -1.0, retry,
+                                 delay_ns);
+}
+
+int
+pf_retry_decide_after(const pf_retry_policy_t *p, pf_retry_state_t *st,
+                      int result, int64_t now_ns, double retry_after,
+                      bool *retry, int64_t *delay_ns)
+{
     if (retry != NULL) {
         *retry = false;
     }
@@ -441,7 +457,7 @@ pf_retry_decide(const pf_retry_policy_t *p, pf_retry_state_t *st, int result,
     if (st->priv_stop != PF_RETRY_STOP_NONE) {
         return PF_ESTATE;
     }
-    *retry = decide(p, st, result, now_ns, delay_ns);
+    *retry = decide(p, st, result, now_ns, retry_after, delay_ns);
     return 0;
 }
 

@@ -22,4 +22,9 @@ int pf__completion_result(const pf_completion_t *c);
 /* Drop the runtime's reference to c. */
 void pf__completion_unref(pf_completion_t *c);
 
+/* The delay before a retry the completion asked for (seconds), or < 0 for
+ * none (or when it was not completed). Read after pf__completion_result,
+ * by the thread that took the record back. */
+double pf__completion_retry_after(const pf_completion_t *c);
+
 #endif /* PF_SRC_COMPLETION_IMPL_H */

@@ -69,6 +69,9 @@ struct pf_ctx {
     uint32_t *more; /* gotos past the inline ones */
     int goto_error; /* first failed pf_ctx_goto */
     bool may_pend;  /* inside an attempt's call: pf_ctx_pending allowed */
+    double retry_after; /* the delay this attempt asked for before its
+                           retry (pf_ctx_retry_after, or its completion);
+                           < 0 = none */
 };
 
 #endif /* PF_SRC_CONTEXT_IMPL_H */

@@ -24,6 +24,7 @@
  * handle: it raises abort_req, and the starter, having published the
  * handle, looks at abort_req (both seq_cst: one of the two sees the
  * other) and aborts the wait itself. */
+#include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -49,13 +50,15 @@ enum {
     C_ABORTED_CANCELED
 };
 
-/* abort, abort_arg, run and state are immutable. result is written by the
+/* abort, abort_arg, run and state are immutable. result and retry_after
+ * are written by the
  * claimer of COMPLETED before it resumes the slot (the park word's hand-
  * over publishes it to the thread that reads it). */
 struct pf_completion {
     _Atomic int phase;
     _Atomic int refs;
     int result;
+    double retry_after; /* written with result; < 0 = none */
     pf_abort_fn abort;
     void *abort_arg;
     pf__run_t *run;
@@ -116,6 +119,14 @@ pf__completion_result(const pf_completion_t *c)
     return phase == C_COMPLETED ? c->result : reason_of(phase);
 }
 
+double
+pf__completion_retry_after(const pf_completion_t *c)
+{
+    int phase = atomic_load_explicit(&c->phase, memory_order_acquire);
+
+    return phase == C_COMPLETED ? c->retry_after : -1.0;
+}
+
 void
 pf__completion_unref(pf_completion_t *c)
 {
@@ -152,6 +163,7 @@ pf_ctx_pending(pf_ctx_t *ctx, pf_abort_fn abort, void *abort_arg,
     atomic_init(&c->phase, C_PENDING);
     atomic_init(&c->refs, 2);
     c->result = 0;
+    c->retry_after = -1.0;
     c->abort = abort;
     c->abort_arg = abort_arg;
     c->run = r;
@@ -164,9 +176,16 @@ pf_ctx_pending(pf_ctx_t *ctx, pf_abort_fn abort, void *abort_arg,
 int
 pf_completion_complete(pf_completion_t *c, int result)
 {
+    return pf_completion_complete_after(c, result, -1.0);
+}
+
+int
+pf_completion_complete_after(pf_completion_t *c, int result,
+                             double retry_after)
+{
     int expected = C_PENDING;
 
-    if (c == NULL || result == PF_PENDING) {
+    if (c == NULL || result == PF_PENDING || isnan(retry_after)) {
         return PF_EINVAL;
     }
     if (!atomic_compare_exchange_strong_explicit(
@@ -175,6 +194,7 @@ pf_completion_complete(pf_completion_t *c, int result)
         return reason_of(expected);
     }
     c->result = result;
+    c->retry_after = retry_after;
     pf__sched_completed(c->run, c->state);
     return 0;
 }
@@ -282,6 +302,17 @@ start_wait(pf_ctx_t *ctx, const wait_req_t *q)
     }
     waiter_unref(p);
     return PF_PENDING;
+}
+
+int
+pf_ctx_retry_after(pf_ctx_t *ctx, double seconds)
+{
+    if (ctx == NULL || ctx->run == NULL || !ctx->may_pend ||
+        !(seconds >= 0.0)) {
+        return PF_EINVAL;
+    }
+    ctx->retry_after = seconds;
+    return 0;
 }
 
 int

@@ -195,6 +195,7 @@ pf__sched_reset(pf__run_t *r)
         s->ctx.token = NULL;
         s->ctx.ngotos = 0;
         s->ctx.goto_error = 0;
+        s->ctx.retry_after = -1.0;
         atomic_store_explicit(&s->phase, PF__SLOT_IDLE, memory_order_relaxed);
         atomic_store_explicit(&s->deps_left, a->states[i].ndeps,
                               memory_order_relaxed);
@@ -353,6 +354,9 @@ take_completion(pf__slot_t *s)
         sched_yield(); /* an aborter that lost its claim: a few loads */
     }
     rc = pf__completion_result(c);
+    if (pf__completion_retry_after(c) >= 0.0) {
+        s->ctx.retry_after = pf__completion_retry_after(c);
+    }
     pf__completion_unref(c);
     return rc;
 }
@@ -806,6 +810,7 @@ call_attempt(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int64_t *now,
     ctx->attempt = s->attempts;
     ctx->ngotos = 0;
     ctx->goto_error = 0;
+    ctx->retry_after = -1.0;
     ctx->deadline_ns = r->deadline_ns;
     if (d->timeout_ns != 0) {
         ctx->deadline_ns =
@@ -862,8 +867,12 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
 {
     int64_t delay = 0;
     bool retry = false;
+    /* The attempt's Retry-After counts for this decision only: a gate's
+     * refusal after the retry must not reuse it. */
+    double retry_after = s->ctx.retry_after;
     int act;
 
+    s->ctx.retry_after = -1.0;
     s->error = rc;
     if (atomic_load_explicit(&r->cancel_reason, memory_order_acquire) != 0) {
         return GO; /* the loop ends it as cancelled */
@@ -878,8 +887,9 @@ after_failure(pf__run_t *r, pf__slot_t *s, const pf__state_t *d, int rc,
             pf_retry_start(&d->retry, &s->retry, t == NO_TIME ? 0 : t);
             s->retry_started = true;
         }
-        retry = pf_retry_next(&d->retry, &s->retry, rc, t == NO_TIME ? 0 : t,
-                              &delay);
+        (void)pf_retry_decide_after(&d->retry, &s->retry, rc,
+                                    t == NO_TIME ? 0 : t, retry_after, &retry,
+                                    &delay);
     }
     if (retry) {
         int64_t due = 0;

@@ -52,8 +52,14 @@ state_done(const pf_curl_result_t *r, void *arg)
     } else if (r->result != 0) {
         result = r->result; /* PF_ECANCELED: the client was freed */
     }
-    /* Refused when the attempt was ended first: nothing to do then. */
-    (void)pf_completion_complete(st->c, result);
+    /* Refused when the attempt was ended first: nothing to do then. The
+     * Retry-After of a 429 or 503 (the statuses it is defined for) is the
+     * delay before the retry. */
+    (void)pf_completion_complete_after(
+        st->c, result,
+        r->result == 0 && (r->http_status == 429 || r->http_status == 503)
+            ? r->retry_after
+            : -1.0);
     state_unref(st);
 }
 

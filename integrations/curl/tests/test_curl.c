@@ -4,9 +4,12 @@
  * ended by a manual-clock deadline and by an abort while the server sees
  * the connection close, an unreachable port, bad input, the client's free
  * with transfers running, 1,000 concurrent transfers each completed
- * exactly once, and the Retry-After parser. */
+ * exactly once, the Retry-After parser; as agent states: a 429's
+ * Retry-After as the retry delay (manual clock), and 10,000 states through
+ * breakers and bulkheads, each run ended exactly once. */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +34,9 @@ typedef struct server {
     unsigned slow_port;
     atomic_int slow_started; /* requests to /slow seen */
     atomic_int slow_closed;  /* requests to /slow ended (client gone) */
+    atomic_int busy_calls;   /* requests to /busy-once seen */
+    atomic_int many_ok;      /* requests to /many-ok */
+    atomic_int many_500;     /* requests to /many-500 */
 } server_t;
 
 static server_t g_srv;
@@ -74,6 +80,19 @@ on_fast(void *cls, struct MHD_Connection *conn, const char *url,
     }
     if (strcmp(url, "/429") == 0) {
         return reply(conn, 429, "later", "7");
+    }
+    if (strcmp(url, "/many-ok") == 0) {
+        atomic_fetch_add(&g_srv.many_ok, 1);
+        return reply(conn, 200, "ok", NULL);
+    }
+    if (strcmp(url, "/many-500") == 0) {
+        atomic_fetch_add(&g_srv.many_500, 1);
+        return reply(conn, 500, "boom", NULL);
+    }
+    if (strcmp(url, "/busy-once") == 0) { /* 429, Retry-After: 3; then ok */
+        return atomic_fetch_add(&g_srv.busy_calls, 1) == 0
+                   ? reply(conn, 429, "later", "3")
+                   : reply(conn, 200, "ok", NULL);
     }
     if (strcmp(url, "/503date") == 0) {
         return reply(conn, 503, "later", "Wed, 21 Oct 2015 07:28:00 GMT");
@@ -690,6 +709,239 @@ test_curl_state_timeout_removes_the_transfer(void **state)
     curl_easy_cleanup(k.easy);
 }
 
+/* Notes the first retry's announced delay. Its due time is fixed before
+ * the listener runs, on the manual clock nobody moves meanwhile. */
+typedef struct retry_seen {
+    double delay;
+    atomic_int heard;
+} retry_seen_t;
+
+static void
+on_retry(const pf_agent_event_t *ev, void *arg)
+{
+    retry_seen_t *t = arg;
+
+    if (ev->kind == PF_AGENT_EVENT_RETRY && atomic_load(&t->heard) == 0) {
+        t->delay = ev->delay;
+        atomic_store(&t->heard, 1);
+    }
+}
+
+static void
+test_curl_state_429_retry_after_3_retries_exactly_3_s_later(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_executor_t *ex = make_ex(clock, 2);
+    pf_agent_config_t cfg;
+    pf_state_opts_t o;
+    pf_agent_t *a = NULL;
+    pf_run_t *run = NULL;
+    pf_run_result_t res;
+    pf_state_result_t sr;
+    http_state_t h;
+    call_t k;
+    retry_seen_t seen = {0};
+
+    atomic_store(&g_srv.busy_calls, 0);
+    h.c = make_client(ex);
+    call_init(&k, g_srv.fast_port, "/busy-once");
+    h.easy = k.easy;
+    pf_agent_config_init(&cfg);
+    cfg.executor = ex;
+    cfg.listener = on_retry;
+    cfg.listener_arg = &seen;
+    assert_pf_ok(pf_agent_new_ex(&cfg, &a));
+    pf_state_opts_init(&o);
+    o.max_retries = 3; /* the default backoff: 0.5 to 1 s, not 3 s */
+    o.timeout = 2.0;   /* per attempt: the wait is not an attempt */
+    assert_pf_ok(pf_agent_add_state(a, "get", http_get, &h, &o));
+    assert_pf_ok(pf_agent_start(a, NULL, NULL, &run));
+    pf_test_wait_for_flag(&seen.heard, 1);
+    assert_true(seen.delay == 3.0); /* not the backoff's */
+    pf_clock_manual_advance(clock, 3 * NS_PER_SEC - 1);
+    assert_int_equal(atomic_load(&g_srv.busy_calls), 1);
+    assert_false(pf_run_done(run));
+    pf_clock_manual_advance(clock, 1);
+    assert_pf_ok(pf_run_wait(run, NULL, &res));
+    assert_int_equal(atomic_load(&g_srv.busy_calls), 2);
+    assert_pf_ok(pf_run_result_find(&res, "get", &sr));
+    assert_int_equal(sr.error, 0);
+    assert_int_equal(sr.attempts, 2);
+    assert_true(res.duration == 3.0);
+    assert_string_equal(k.body, "laterok"); /* both answers, in turn */
+    pf_run_result_free(&res);
+    pf_run_free(run);
+    pf_agent_free(a);
+    pf_curl_client_free(h.c);
+    pf_executor_free(ex);
+    curl_easy_cleanup(k.easy);
+}
+
+/* ---- 10,000 HTTP states through breakers and bulkheads ----------------- */
+
+#define STATES 10000
+#define GROUPS 4 /* agents, each a breaker and a bulkhead of its own */
+
+typedef struct many_run {
+    CURL *easy;
+    pf_ctx_t *ctx;
+    pf_run_t *run;
+    atomic_int calls; /* of the state's function */
+    atomic_int done;  /* of the run's on_done */
+} many_run_t;
+
+static pf_curl_client_t *g_many_client;
+
+static size_t
+discard_body(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+static int
+many_get(pf_ctx_t *ctx, void *arg)
+{
+    many_run_t *m = NULL;
+
+    (void)arg;
+    if (pf_ctx_get_ptr(ctx, "run", (void **)&m) != 0) {
+        return PF_EINVAL;
+    }
+    atomic_fetch_add(&m->calls, 1);
+    return pf_ctx_curl(ctx, g_many_client, m->easy);
+}
+
+static void
+many_done(pf_run_t *run, void *arg)
+{
+    many_run_t *m = arg;
+
+    (void)run;
+    atomic_fetch_add(&m->done, 1);
+}
+
+/* Groups 0-2 call /many-ok: every state completes on its first attempt.
+ * Group 3 calls /many-500: its breaker (a failure-rate window) opens and
+ * rejects the rest with PF_EOPEN. The clock is manual and never moves, so
+ * the breaker stays open and the bulkhead waits never run out: the
+ * outcome is exact. */
+static void
+test_curl_10000_states_through_breakers_and_bulkheads_complete_once(
+    void **state)
+{
+    static const pf_backoff_t at_once = {0.0, 2.0, 0.0, PF_JITTER_NONE};
+    static many_run_t m[STATES];
+    pf_executor_t *ex = make_ex(*state, 2);
+    pf_curl_config_t ccfg;
+    pf_agent_t *a[GROUPS];
+    pf_breaker_config_t bc;
+    pf_bulkhead_config_t hc;
+    pf_agent_config_t acfg;
+    pf_state_opts_t o;
+    pf_run_opts_t ro;
+    char url[64];
+    int ok0 = atomic_load(&g_srv.many_ok);
+    int bad0 = atomic_load(&g_srv.many_500);
+    unsigned attempts[2] = {0, 0}; /* groups 0-2, group 3 */
+    int completed = 0;
+    int failed = 0;
+    int rejected = 0;
+    int g;
+    int i;
+
+    pf_curl_config_init(&ccfg);
+    ccfg.executor = ex;
+    ccfg.max_connections = 512;
+    assert_pf_ok(pf_curl_client_new(&ccfg, &g_many_client));
+    pf_breaker_config_init(&bc);
+    bc.window = PF_BREAKER_WINDOW_COUNT;
+    bc.window_size = 100;
+    bc.minimum_calls = 20;
+    bc.failure_rate_threshold = 50.0;
+    pf_bulkhead_config_init(&hc);
+    hc.max_concurrent_calls = 100;
+    hc.max_queue_size = STATES;
+    hc.max_wait_duration = 0.0; /* no limit */
+    pf_state_opts_init(&o);
+    o.max_retries = 2;
+    o.backoff = &at_once;
+    o.own_breaker = true;
+    o.breaker_config = &bc;
+    o.own_bulkhead = true;
+    o.bulkhead_config = &hc;
+    for (g = 0; g < GROUPS; g++) {
+        pf_agent_config_init(&acfg);
+        acfg.executor = ex;
+        assert_pf_ok(pf_agent_new_ex(&acfg, &a[g]));
+        assert_pf_ok(pf_agent_add_state(a[g], "get", many_get, NULL, &o));
+    }
+    for (i = 0; i < STATES; i++) {
+        g = i % GROUPS;
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/%s", g_srv.fast_port,
+                 g == GROUPS - 1 ? "many-500" : "many-ok");
+        m[i].easy = curl_easy_init();
+        assert_non_null(m[i].easy);
+        curl_easy_setopt(m[i].easy, CURLOPT_URL, url);
+        curl_easy_setopt(m[i].easy, CURLOPT_WRITEFUNCTION, discard_body);
+        atomic_init(&m[i].calls, 0);
+        atomic_init(&m[i].done, 0);
+        assert_pf_ok(pf_ctx_new(&m[i].ctx));
+        assert_pf_ok(pf_ctx_set_ptr(m[i].ctx, "run", &m[i], NULL));
+        pf_run_opts_init(&ro);
+        ro.on_done = many_done;
+        ro.on_done_arg = &m[i];
+        assert_pf_ok(pf_agent_start(a[g], m[i].ctx, &ro, &m[i].run));
+    }
+    for (i = 0; i < STATES; i++) {
+        pf_run_result_t res;
+        pf_state_result_t sr;
+
+        (void)pf_run_wait(m[i].run, NULL, &res);
+        assert_pf_ok(pf_run_result_find(&res, "get", &sr));
+        assert_int_equal(sr.attempts, atomic_load(&m[i].calls));
+        if (i % GROUPS != GROUPS - 1) {
+            assert_int_equal(sr.outcome, PF_STATE_COMPLETED);
+            assert_int_equal(sr.error, 0);
+            assert_int_equal(sr.attempts, 1);
+            attempts[0] += sr.attempts;
+            completed++;
+        } else {
+            assert_int_equal(sr.outcome, PF_STATE_FAILED);
+            assert_true(sr.error == 500 || sr.error == PF_EOPEN);
+            attempts[1] += sr.attempts;
+            if (sr.error == PF_EOPEN) {
+                rejected++;
+            } else {
+                failed++;
+            }
+        }
+        pf_run_result_free(&res);
+        pf_run_free(m[i].run);
+    }
+    /* Every run ended exactly once, and every attempt reached the server
+     * exactly once. */
+    for (i = 0; i < STATES; i++) {
+        assert_int_equal(atomic_load(&m[i].done), 1);
+    }
+    assert_int_equal(completed, STATES / GROUPS * (GROUPS - 1));
+    assert_int_equal(failed + rejected, STATES / GROUPS);
+    assert_true(rejected > 0); /* the breaker shed the failing API */
+    assert_int_equal(atomic_load(&g_srv.many_ok) - ok0, (int)attempts[0]);
+    assert_int_equal(atomic_load(&g_srv.many_500) - bad0, (int)attempts[1]);
+    assert_int_equal(pf_curl_client_pending(g_many_client), 0);
+    for (g = 0; g < GROUPS; g++) {
+        pf_agent_free(a[g]);
+    }
+    pf_curl_client_free(g_many_client);
+    pf_executor_free(ex);
+    for (i = 0; i < STATES; i++) {
+        pf_ctx_free(m[i].ctx);
+        curl_easy_cleanup(m[i].easy);
+    }
+}
+
 /* ---- classification and Retry-After, without a server ----------------- */
 
 static void
@@ -766,6 +1018,9 @@ main(void)
         CLOCK_TEST(test_curl_1000_concurrent_transfers_each_complete_once),
         CLOCK_TEST(test_curl_state_completes_with_classified_outcome),
         CLOCK_TEST(test_curl_state_timeout_removes_the_transfer),
+        CLOCK_TEST(test_curl_state_429_retry_after_3_retries_exactly_3_s_later),
+        CLOCK_TEST(
+            test_curl_10000_states_through_breakers_and_bulkheads_complete_once),
         cmocka_unit_test(test_curl_is_failure_table),
         cmocka_unit_test(test_curl_retry_after_parses_seconds_and_dates),
     };

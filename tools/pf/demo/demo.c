@@ -46,6 +46,8 @@ static const scene_t scenes[] = {
     {"leak", "leak detection: allocation tracking and an fd growth trend",
      demo_scene_leak},
     {"metrics", "metrics: the registry's Prometheus text", demo_scene_metrics},
+    {"http", "1,000 agents calling a local HTTP server at once on 2 threads",
+     demo_scene_http},
 };
 
 #define NSCENES (sizeof(scenes) / sizeof(scenes[0]))

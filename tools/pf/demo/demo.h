@@ -41,6 +41,7 @@ int demo_scene_health(demo_t *d);
 int demo_scene_degrade(demo_t *d);
 int demo_scene_leak(demo_t *d);
 int demo_scene_metrics(demo_t *d);
+int demo_scene_http(demo_t *d);
 
 /* Codes the simulated dependencies fail with: a user's own non-zero
  * results (positive, so never mistaken for a PF_E* code). */

@@ -145,7 +145,10 @@ PF_API unsigned pf_curl_client_pending(pf_curl_client_t *c);
  * The attempt's timeout, the run's deadline or a cancellation removes the
  * transfer at once (pf_curl_abort; its connection is closed) and ends the
  * attempt. A retry calls the state again with the same easy handle,
- * which is out of the client by then. Use: `return pf_ctx_curl(ctx,
+ * which is out of the client by then. A 429 or 503 response's
+ * Retry-After is the delay before that retry (pf_completion_complete_after:
+ * it replaces the backoff's delay, capped at its max_delay; the retry
+ * policy's deadline still applies). Use: `return pf_ctx_curl(ctx,
  * client, easy);`.
  *
  * Returns PF_PENDING; or, nothing started, PF_EINVAL for a NULL client or
