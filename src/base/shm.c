@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "puffinflow/error.h"
+#include "puffinflow/shared.h"
 
 #include "shm.h"
 
@@ -348,4 +349,27 @@ pf__shm_remove(const char *dir, const char *name)
         return errno == ENOENT ? PF_ENOTFOUND : PF_ESYSTEM;
     }
     return 0;
+}
+
+/* ---- the public face (shared.h) --------------------------------------- */
+
+void
+pf_shared_config_init(pf_shared_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->name = NULL;
+    cfg->dir = NULL;
+    cfg->mode = 0;
+}
+
+int
+pf_shared_remove(const pf_shared_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return PF_EINVAL;
+    }
+    return pf__shm_remove(cfg->dir, cfg->name);
 }
