@@ -54,6 +54,9 @@ run_retrying_agent(void)
     rc = pf_agent_add_state(a, "s", spec_fn, &s, &o);
     if (rc == 0) {
         rc = pf_agent_run(a, NULL, &res);
+        if (rc == 0) {
+            pf_run_result_free(&res);
+        }
     }
     pf_agent_free(a);
     if (rc != 0) {
