@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "puffinflow/breaker.h"
+#include "puffinflow/bulkhead.h"
 #include "puffinflow/shared.h"
 
 #include "harness.h"
@@ -43,6 +44,34 @@ rejected(void *arg, uint64_t ops)
 
         PF_BENCH_KEEP(pf_breaker_acquire(b, &p));
     }
+}
+
+static void
+bulkhead_face(void *arg, uint64_t ops)
+{
+    pf_bulkhead_t *bh = arg;
+
+    for (uint64_t i = 0; i < ops; i++) {
+        if (pf_bulkhead_try_enter(bh) == 0) {
+            pf_bulkhead_leave(bh);
+        }
+    }
+}
+
+static pf_bulkhead_t *
+make_bulkhead(const pf_shared_config_t *sc, const char *name)
+{
+    pf_bulkhead_config_t cfg;
+    pf_bulkhead_t *bh = NULL;
+
+    pf_bulkhead_config_init(&cfg);
+    cfg.name = name;
+    cfg.shared = sc;
+    if (pf_bulkhead_new(&cfg, &bh) != 0) {
+        fprintf(stderr, "bench_shared: cannot make bulkhead %s\n", name);
+        exit(1);
+    }
+    return bh;
 }
 
 static pf_breaker_t *
@@ -96,6 +125,19 @@ main(void)
                  2000000, 9);
     pf_bench_run("breaker open, shared: rejected", rejected, sopen, 2000000,
                  9);
+    {
+        pf_bulkhead_t *lbh = make_bulkhead(NULL, "local-bh");
+        pf_bulkhead_t *sbh;
+
+        sc.name = "bench-bh";
+        sbh = make_bulkhead(&sc, "shared-bh");
+        pf_bench_run("bulkhead (limit 10), in-process: try_enter + leave",
+                     bulkhead_face, lbh, 2000000, 9);
+        pf_bench_run("bulkhead (limit 10), shared: try_enter + leave",
+                     bulkhead_face, sbh, 2000000, 9);
+        pf_bulkhead_free(lbh);
+        pf_bulkhead_free(sbh);
+    }
     /* A second process on the same segment, calling without pause. */
     pid = fork();
     if (pid == 0) {

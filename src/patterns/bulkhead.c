@@ -247,12 +247,19 @@ reclaim_dead(pf_bulkhead_t *bh)
     }
 }
 
+/* The lease word this thread took last: takes start their search there,
+ * so that threads do not all fight over the first words, and gives start
+ * there, where one of ours most likely is. Initial-exec: the general TLS
+ * model costs a call per access. */
+#if defined(__GNUC__)
+__attribute__((tls_model("initial-exec")))
+#endif
+static _Thread_local unsigned t_hint;
+
 static bool
 take_free_lease(pf_bulkhead_t *bh)
 {
-    /* Start at the word this thread took last, so that threads do not
-     * all fight over the first words. */
-    static _Thread_local unsigned hint;
+    unsigned hint = t_hint;
     unsigned n = bh->nslots;
     unsigned start = hint % n;
 
@@ -265,7 +272,7 @@ take_free_lease(pf_bulkhead_t *bh)
             atomic_compare_exchange_strong_explicit(
                 &bh->slots[i], &h, bh->self, memory_order_acquire,
                 memory_order_relaxed)) {
-            hint = i;
+            t_hint = i;
             return true;
         }
     }
@@ -298,7 +305,11 @@ take_lease(pf_bulkhead_t *bh)
 static void
 give_lease(pf_bulkhead_t *bh)
 {
-    for (unsigned i = 0; i < bh->nslots; i++) {
+    unsigned n = bh->nslots;
+    unsigned start = t_hint % n;
+
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = start + k < n ? start + k : start + k - n;
         uint64_t h = bh->self;
 
         if (atomic_load_explicit(&bh->slots[i], memory_order_relaxed) ==
