@@ -299,6 +299,16 @@ test_shared_breaker_refuses_bad_configs_and_files(void **state)
     bad.mode = 0755;
     assert_pf_err(pf_breaker_new(&cfg, &c), PF_EINVAL);
     assert_null(c);
+    {
+        pf_breaker_group_config_t gc;
+        pf_breaker_group_t *g = NULL;
+
+        pf_breaker_group_config_init(&gc);
+        config(&cfg);
+        gc.breaker = &cfg;
+        assert_pf_err(pf_breaker_group_new(&gc, &g), PF_EINVAL);
+        assert_null(g);
+    }
     pf_breaker_free(b);
     snprintf(path, sizeof(path), "%s/puffinflow-payments.shm", g_dir);
     fd = open(path, O_WRONLY);

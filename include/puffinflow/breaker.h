@@ -180,7 +180,8 @@ typedef struct pf_breaker_config {
      * dies is given back (not counted as a failure). _new also returns
      * PF_EFORMAT for a corrupt, truncated, foreign or newer segment file,
      * and PF_ESYSTEM for one owned by another user (errno EACCES) or when
-     * the file cannot be made. */
+     * the file cannot be made. A keyed group (breaker_group.h) refuses a
+     * template with shared (PF_EINVAL). */
     const struct pf_shared_config *shared;
 } pf_breaker_config_t;
 
