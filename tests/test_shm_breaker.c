@@ -7,6 +7,7 @@
  * on manual clocks: each process advances its own copy of the parent's
  * clock, so all agree on the times stored in the segment. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +391,72 @@ test_shared_breaker_stress_never_exceeds_its_trials(void **state)
     g_sc.name = "payments";
 }
 
+#define THREADS 4
+
+static void *
+hammer(void *arg)
+{
+    pf_breaker_t *b = arg;
+    unsigned seed = (unsigned)(uintptr_t)&seed;
+    long bad = 0;
+
+    for (int n = 0; n < CALLS / 4; n++) {
+        pf_permit_t p = PF_PERMIT_INIT;
+        pf_breaker_metrics_t m;
+
+        if (pf_breaker_acquire(b, &p) != 0) {
+            continue;
+        }
+        if ((n & 63) == 0) {
+            pf_breaker_metrics(b, &m);
+            bad |= m.half_open_in_flight > 2;
+        }
+        pf_breaker_record(b, &p, rand_r(&seed) % 3 == 0 ? -1 : 0);
+    }
+    return (void *)bad;
+}
+
+/* Threads of one process on one shared breaker (each through a breaker
+ * object of its own on the same segment, and two on the same object):
+ * the same invariants, and what the thread sanitizer checks. */
+static void
+test_shared_breaker_threads_share_it_too(void **state)
+{
+    pf_breaker_config_t cfg;
+    pf_breaker_t *b[THREADS];
+    pthread_t th[THREADS];
+    pf_breaker_metrics_t m;
+    int i;
+
+    (void)state;
+    pf_breaker_config_init(&cfg);
+    cfg.name = "threads";
+    cfg.failure_threshold = 2;
+    cfg.recovery_timeout = 0.0001;
+    cfg.success_threshold = 2;
+    cfg.half_open_max_calls = 2;
+    cfg.timeout = 0.0;
+    cfg.shared = &g_sc;
+    for (i = 0; i < THREADS - 1; i++) {
+        assert_pf_ok(pf_breaker_new(&cfg, &b[i]));
+    }
+    b[THREADS - 1] = b[0];
+    for (i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, hammer, b[i]), 0);
+    }
+    for (i = 0; i < THREADS; i++) {
+        void *bad = NULL;
+
+        pthread_join(th[i], &bad);
+        assert_null(bad);
+    }
+    pf_breaker_metrics(b[0], &m);
+    assert_int_equal(m.half_open_in_flight, 0);
+    for (i = 0; i < THREADS - 1; i++) {
+        pf_breaker_free(b[i]);
+    }
+}
+
 int
 main(void)
 {
@@ -412,6 +479,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_shared_breaker_stress_never_exceeds_its_trials, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_shared_breaker_threads_share_it_too, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

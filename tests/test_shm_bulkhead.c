@@ -302,6 +302,39 @@ test_shared_bulkhead_stress_never_exceeds_the_limit(void **state)
     munmap(g_board, sizeof(*g_board));
 }
 
+/* Threads of one process, two bulkhead objects on the same segment: the
+ * same invariant, and what the thread sanitizer checks. */
+static void
+test_shared_bulkhead_threads_never_exceed_the_limit(void **state)
+{
+    static board_t board;
+    pf_bulkhead_t *bh[2];
+    pthread_t th[4];
+
+    (void)state;
+    memset(&board, 0, sizeof(board));
+    g_board = &board;
+    bh[0] = open_bulkhead(LIMIT);
+    bh[1] = open_bulkhead(LIMIT);
+    for (int t = 0; t < 4; t++) {
+        assert_int_equal(pthread_create(&th[t], NULL, hammer, bh[t % 2]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+    }
+    assert_true(atomic_load(&board.peak) <= LIMIT);
+    assert_true(atomic_load(&board.admitted) > 0);
+    assert_int_equal(atomic_load(&board.inside), 0);
+    for (int i = 0; i < LIMIT; i++) {
+        assert_pf_ok(pf_bulkhead_try_enter(bh[i % 2])); /* nothing leaked */
+    }
+    for (int i = 0; i < LIMIT; i++) {
+        pf_bulkhead_leave(bh[i % 2]);
+    }
+    pf_bulkhead_free(bh[0]);
+    pf_bulkhead_free(bh[1]);
+}
+
 int
 main(void)
 {
@@ -316,6 +349,9 @@ main(void)
             test_shared_bulkhead_refuses_bad_configs, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_shared_bulkhead_stress_never_exceeds_the_limit, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_shared_bulkhead_threads_never_exceed_the_limit, setup,
             teardown),
     };
 
