@@ -23,7 +23,7 @@ cd "$root"
 # The layer of each public header (include/puffinflow/NAME).
 public_layer() {
     case "$1" in
-    version.h | export.h | types.h | error.h | alloc.h | clock.h | deadline.h)
+    version.h | export.h | types.h | error.h | alloc.h | clock.h | deadline.h | shared.h)
         echo 0 ;;
     breaker.h | bulkhead.h | ratelimit.h | retry.h | timeout.h | health.h | \
         degrade.h | leak.h | registry.h)

@@ -166,6 +166,23 @@ typedef struct pf_breaker_config {
      * shortened. Default 0. */
     double recovery_jitter;
     uint64_t jitter_seed;          /* 0 (default) = a random seed */
+    /* Keep the state in a shared-memory segment that every process opening
+     * the same name shares (shared.h, docs/shared.md): one process trips
+     * the breaker, all reject. Not kept (used by _new only). NULL
+     * (default) = in this process. A shared breaker counts consecutive
+     * failures only (window CONSECUTIVE; another window is PF_EINVAL),
+     * takes at most 1024 trials at once, and every process sharing it
+     * must use the same clock (the system clock: times are stored in the
+     * segment) and the same thresholds, periods and trial counts
+     * (otherwise _new fails with PF_EEXIST). The state (the word, the open
+     * period, trials, transitions) is shared; counts in metrics, events
+     * and listeners are this process's. A trial held by a process that
+     * dies is given back (not counted as a failure). _new also returns
+     * PF_EFORMAT for a corrupt, truncated, foreign or newer segment file,
+     * and PF_ESYSTEM for one owned by another user (errno EACCES) or when
+     * the file cannot be made. A keyed group (breaker_group.h) refuses a
+     * template with shared (PF_EINVAL). */
+    const struct pf_shared_config *shared;
 } pf_breaker_config_t;
 
 /* A snapshot of a breaker, filled by pf_breaker_metrics. Counts are since

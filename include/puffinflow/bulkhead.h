@@ -115,6 +115,22 @@ typedef struct pf_bulkhead_config {
     double adaptive_latency;   /* seconds; a call slower than this counts as
                                   overload; 0 = latency ignored; default 0 */
     double adaptive_backoff;   /* factor in (0, 1); default 0.9 */
+    /* Share the limit with every process that opens the same name
+     * (shared.h, docs/shared.md): max_concurrent_calls then holds across
+     * all of them, each slot a lease on its process, given back when the
+     * process dies. Not kept (used by _new only). NULL (default) = this
+     * process only. A shared bulkhead never queues: when every slot of
+     * the host is taken, enter, enter_until, call and enqueue refuse at
+     * once with PF_EFULL (max_wait_duration and max_queue_size are not
+     * used). max_concurrent_calls is at most 4096 and every process must
+     * use the same (otherwise _new fails with PF_EEXIST);
+     * pf_bulkhead_set_max_concurrent and adaptive change only this
+     * process's own cap below it. Metrics and events are this process's.
+     * _new also returns PF_EFORMAT for a corrupt, truncated, foreign or
+     * newer segment file, and PF_ESYSTEM for one owned by another user
+     * (errno EACCES), when the file cannot be made or /proc cannot be
+     * read. */
+    const struct pf_shared_config *shared;
 } pf_bulkhead_config_t;
 
 /* Fill cfg with the defaults listed above. Never fails; NULL is a no-op. */

@@ -80,14 +80,19 @@ PF_API int pf_executor_new(const pf_executor_config_t *cfg,
  * completion that this runs fails with PF_ESTATE), and it must not be
  * called from one of ex's own threads or from inside pf_executor_drive.
  * Wait handles stay valid after it: pf_wait_abort on them is a no-op,
- * pf_wait_free still frees them. Blocks until the queued work is done. */
+ * pf_wait_free still frees them. Blocks until the queued work is done.
+ * In a fork() child, an executor made before the fork is not the child's:
+ * its threads are not there, and free is the one call allowed on it (it
+ * releases the child's copy at once, joining nothing; its queued work and
+ * waits are dropped). See docs/shared.md, "fork()". */
 PF_API void pf_executor_free(pf_executor_t *ex);
 
 /* The default executor (system clock, one worker per core), created on
  * first use and kept until the process exits. Returns 0 and stores it in
  * *out, PF_EINVAL if out is NULL, or PF_ENOMEM / PF_ESYSTEM when it cannot
  * be created (a later call tries again). Thread-safe: concurrent first
- * calls get the same executor. */
+ * calls get the same executor. A fork() child forgets its parent's default
+ * executor: its first call makes one of its own. */
 PF_API int pf_executor_default(pf_executor_t **out);
 
 /* The executor's name, owned by ex. Thread-safe. */

@@ -21,6 +21,7 @@
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/registry.h"
 #include "puffinflow/retry.h"
+#include "puffinflow/shared.h"
 #include "puffinflow/timeout.h"
 
 /* layer 2: runtime */

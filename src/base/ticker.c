@@ -16,6 +16,88 @@
 
 enum { T_IDLE = 0, T_RUNNING = 1, T_STOPPING = 2 };
 
+/* Every initialised ticker, for the fork handlers. Lock order: g_list_mu,
+ * then a ticker's mu; a ticker thread never takes g_list_mu. */
+static pthread_mutex_t g_list_mu = PTHREAD_MUTEX_INITIALIZER;
+static pf__ticker_t *g_list;
+static pthread_once_t g_fork_once = PTHREAD_ONCE_INIT;
+
+/* Hold every ticker's mutex across fork: a thread of the parent between
+ * two ticks holds it only briefly; one waiting for its next tick has
+ * released it in its wait. */
+static void
+fork_prepare(void)
+{
+    pf__ticker_t *t;
+
+    pthread_mutex_lock(&g_list_mu);
+    for (t = g_list; t != NULL; t = t->next) {
+        pthread_mutex_lock(&t->mu);
+    }
+}
+
+static void
+fork_parent(void)
+{
+    pf__ticker_t *t;
+
+    for (t = g_list; t != NULL; t = t->next) {
+        pthread_mutex_unlock(&t->mu);
+    }
+    pthread_mutex_unlock(&g_list_mu);
+}
+
+/* The child has no ticker thread: every ticker is stopped, and its
+ * condition variable (whose waiters were the parent's threads) is made
+ * afresh. */
+static void
+fork_child(void)
+{
+    pf__ticker_t *t;
+
+    for (t = g_list; t != NULL; t = t->next) {
+        atomic_store_explicit(&t->state, T_IDLE, memory_order_relaxed);
+        (void)pf__cond_init(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+    }
+    pthread_mutex_unlock(&g_list_mu);
+}
+
+static void
+fork_register(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void
+list_add(pf__ticker_t *t)
+{
+    pthread_once(&g_fork_once, fork_register);
+    pthread_mutex_lock(&g_list_mu);
+    t->prev = NULL;
+    t->next = g_list;
+    if (g_list != NULL) {
+        g_list->prev = t;
+    }
+    g_list = t;
+    pthread_mutex_unlock(&g_list_mu);
+}
+
+static void
+list_remove(pf__ticker_t *t)
+{
+    pthread_mutex_lock(&g_list_mu);
+    if (t->prev != NULL) {
+        t->prev->next = t->next;
+    } else {
+        g_list = t->next;
+    }
+    if (t->next != NULL) {
+        t->next->prev = t->prev;
+    }
+    pthread_mutex_unlock(&g_list_mu);
+}
+
 /* Relaxed: state is written only under mu, and these reads are either
  * under mu or a snapshot for display. */
 static int
@@ -53,6 +135,7 @@ pf__ticker_init(pf__ticker_t *t, const pf_clock_t *clock, int64_t interval_ns,
     t->fn = fn;
     t->arg = arg;
     atomic_init(&t->state, T_IDLE);
+    list_add(t);
     return 0;
 }
 
@@ -151,6 +234,7 @@ void
 pf__ticker_destroy(pf__ticker_t *t)
 {
     (void)pf__ticker_stop(t);
+    list_remove(t);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
 }

@@ -5,7 +5,15 @@
  *
  * Its wait goes through pf__wait_until (wait.h), so on a manual clock the
  * thread parks on the clock (pf_clock_manual_waiters counts it) and ticks
- * when the clock is advanced to the due time; a stop wakes it at once. */
+ * when the clock is advanced to the due time; a stop wakes it at once.
+ *
+ * fork(): every initialised ticker is on one list, and atfork handlers
+ * hold each ticker's mutex across the fork. The child has no ticker
+ * threads, so its copy of every ticker is stopped (IDLE) with a fresh
+ * condition variable: pf__ticker_running says false, pf__ticker_stop
+ * returns PF_ESTATE (nothing to join), pf__ticker_start starts a thread of
+ * the child's own, pf__ticker_destroy releases it. Ticks never run in the
+ * child until it starts the ticker again. */
 #ifndef PF_SRC_TICKER_H
 #define PF_SRC_TICKER_H
 
@@ -32,6 +40,7 @@ typedef struct pf__ticker {
     pthread_cond_t cv; /* wakes the thread's wait when it is stopped */
     _Atomic int state; /* IDLE -> RUNNING -> STOPPING -> IDLE */
     pthread_t thread;
+    struct pf__ticker *prev, *next; /* on the fork list, under its lock */
 } pf__ticker_t;
 
 /* Prepare t, stopped, to call fn(arg) every interval_ns (> 0; INT64_MAX =

@@ -42,6 +42,7 @@
  * delivering drains it, dropping the lock around each call.
  *
  * Lock order: b->lock, then the window's lock (a clear under b->lock). */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,12 +54,15 @@
 
 #include "puffinflow/breaker.h"
 #include "puffinflow/error.h"
+#include "puffinflow/shared.h"
 
 #include "breaker_impl.h"
 #include "clock_impl.h"
 #include "evq.h"
+#include "lease.h"
 #include "mem.h"
 #include "rng.h"
+#include "shm.h"
 #include "timeutil.h"
 #include "window.h"
 
@@ -79,6 +83,7 @@ enum { PERMIT_TRIAL = 1, PERMIT_SHADOW = 2, PERMIT_GROUP = 4 };
 #define FIRST_EVENTS 8
 #define MAX_HALF_OPEN_CALLS 1000000u
 #define MAX_STRIPES 32u
+#define MAX_SHARED_TRIALS 1024u
 #define NEVER INT64_MAX /* a duration that never elapses */
 
 /* Keep the slow paths out of the fast ones (a slow path inlined into
@@ -144,7 +149,54 @@ typedef struct trial_slot {
     uint64_t ticket; /* 0 = free */
     uint64_t epoch;  /* the half-open epoch it was taken in */
     int64_t start_ns;
+    uint64_t holder; /* shared: the lease word of the process (lease.h) */
 } trial_slot_t;
+
+/* The state every call reads: in the breaker, or in a shared segment. The
+ * count in word changes lock-free (CAS); the rest only under lock. */
+typedef struct core {
+    _Atomic uint64_t word;
+    _Atomic int64_t open_until_ns;   /* OPEN: trials from then on */
+    _Atomic unsigned trials;         /* trial slots taken */
+    _Atomic int64_t next_reclaim_ns; /* no trial is overdue until after it */
+} core_t;
+
+/* The state only changes of state touch, under lock (and, shared, the
+ * segment's mutex too): in the breaker, or in the shared segment. */
+typedef struct locked {
+    int64_t cur_recovery_ns; /* the open period before jitter */
+    int64_t last_transition_ns;
+    unsigned half_successes;
+    unsigned slot_hint;
+    uint64_t ticket_seq;
+    uint64_t reclaimed;
+    uint64_t transitions;
+    uint64_t times_opened;
+} locked_t;
+
+/* A shared breaker's segment body (shm.h, kind BREAKER): the core on a
+ * line of its own, the robust process-shared mutex that serialises state
+ * changes between processes, the locked state, then half_open_max trial
+ * slots. */
+typedef struct shared_body {
+    _Alignas(64) core_t core;
+    _Alignas(64) pthread_mutex_t mu;
+    locked_t ls;
+    _Alignas(64) trial_slot_t slots[];
+} shared_body_t;
+
+/* The fixed parameters of a shared breaker, stored in the segment's header:
+ * processes that disagree on them cannot share it (PF_EEXIST). */
+typedef struct shared_params {
+    uint32_t failure_threshold;
+    uint32_t success_threshold;
+    uint32_t half_open_max;
+    uint32_t layout; /* of shared_body_t: 1 */
+    int64_t recovery_ns;
+    int64_t max_recovery_ns;
+    int64_t max_wait_ns;
+    double multiplier;
+} shared_params_t;
 
 typedef struct event {
     uint8_t from;
@@ -158,10 +210,8 @@ typedef struct event {
  * written by failing calls. Everything after lock is under lock. The
  * stripes follow the struct in the same allocation. */
 struct pf_breaker {
-    _Alignas(64) _Atomic uint64_t word;
-    _Atomic int64_t open_until_ns;   /* OPEN: trials from then on */
-    _Atomic unsigned trials;         /* trial slots taken */
-    _Atomic int64_t next_reclaim_ns; /* no trial is overdue until after it */
+    _Alignas(64) core_t *core; /* &own, or the shared segment's */
+    core_t own;
 
     char *name;
     const pf_clock_t *clock;
@@ -199,16 +249,13 @@ struct pf_breaker {
     _Alignas(64) _Atomic int64_t last_failure_ns;
 
     pthread_mutex_t lock;
-    int64_t cur_recovery_ns; /* the open period before jitter */
-    int64_t last_transition_ns;
-    unsigned half_successes;
-    unsigned slot_hint;
-    uint64_t ticket_seq;
+    locked_t *ls; /* &own_ls, or the shared segment's */
+    locked_t own_ls;
     uint64_t rng;
-    uint64_t reclaimed;
-    uint64_t transitions;
-    uint64_t times_opened;
-    trial_slot_t *slots;
+    trial_slot_t *slots; /* allocated, or the shared segment's */
+    pf__shm_t shm;       /* shared: the segment (map NULL otherwise) */
+    pthread_mutex_t *shm_mu; /* shared: the segment's mutex, else NULL */
+    _Atomic int64_t next_liveness_ns; /* shared: next check of holders */
     pf__evq_t evq; /* changes not yet told (event_t records) */
 
     pf__window_t win; /* window modes only */
@@ -337,6 +384,22 @@ pf__breaker_config_check(const pf_breaker_config_t *cfg)
         bad_rate(cfg->slow_call_rate_threshold)) {
         return PF_EINVAL;
     }
+    if (cfg->shared != NULL) {
+        unsigned trials = cfg->half_open_max_calls != 0
+                              ? cfg->half_open_max_calls
+                              : cfg->success_threshold;
+        char path[8];
+
+        /* Shared: consecutive counting only, a bounded segment, a name
+         * the store accepts (a short buffer only tests the name). */
+        if (cfg->window != PF_BREAKER_WINDOW_CONSECUTIVE ||
+            trials > MAX_SHARED_TRIALS ||
+            pf__shm_path(cfg->shared->dir, cfg->shared->name, path,
+                         sizeof(path)) == PF_EINVAL ||
+            (cfg->shared->mode & ~0666u) != 0) {
+            return PF_EINVAL;
+        }
+    }
     switch (cfg->window) {
     case PF_BREAKER_WINDOW_CONSECUTIVE:
         return 0;
@@ -392,7 +455,7 @@ set_durations(pf_breaker_t *b, const pf_breaker_config_t *cfg)
         shortest = b->slow_ns;
     }
     b->coarse = shortest >= PF_NS_PER_SEC;
-    b->cur_recovery_ns = b->recovery_ns;
+    b->ls->cur_recovery_ns = b->recovery_ns;
 }
 
 static void
@@ -444,6 +507,8 @@ alloc_breaker(const pf_breaker_config_t *cfg, pf_breaker_t **out)
     }
     b = (pf_breaker_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
     b->raw = raw;
+    b->core = &b->own;
+    b->ls = &b->own_ls;
     b->stripes = (stripe_t *)(void *)((char *)b + sizeof(pf_breaker_t));
     b->stripe_mask = n - 1;
     set_options(b, cfg);
@@ -461,9 +526,11 @@ alloc_breaker(const pf_breaker_config_t *cfg, pf_breaker_t **out)
                cfg->expected_errors_len * sizeof(*b->expected));
         b->expected_len = cfg->expected_errors_len;
     }
-    b->slots = pf__calloc(b->half_open_max, sizeof(*b->slots));
-    if (b->slots == NULL) {
-        goto fail;
+    if (cfg->shared == NULL) {
+        b->slots = pf__calloc(b->half_open_max, sizeof(*b->slots));
+        if (b->slots == NULL) {
+            goto fail;
+        }
     }
     pf__evq_init(&b->evq, sizeof(event_t));
     if (b->listener != NULL && !pf__evq_reserve(&b->evq, FIRST_EVENTS)) {
@@ -484,10 +551,121 @@ static void
 free_parts(pf_breaker_t *b)
 {
     pf__evq_clear(&b->evq, NULL, NULL);
-    pf__free(b->slots);
+    if (b->shm.map != NULL) {
+        pf__shm_close(&b->shm);
+    } else {
+        pf__free(b->slots);
+    }
     pf__free(b->expected);
     pf__free(b->name);
     pf__free(b->raw);
+}
+
+/* ---- shared state ------------------------------------------------------ */
+
+static void
+shared_params(const pf_breaker_t *b, shared_params_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->failure_threshold = b->failure_threshold;
+    p->success_threshold = b->success_threshold;
+    p->half_open_max = b->half_open_max;
+    p->layout = 1;
+    p->recovery_ns = b->recovery_ns;
+    p->max_recovery_ns = b->max_recovery_ns;
+    p->max_wait_ns = b->max_wait_ns;
+    p->multiplier = b->multiplier;
+}
+
+/* Fill a new segment's body: CLOSED at generation 1, the mutex robust and
+ * process-shared. Runs in the creating process before any other can see
+ * the segment. */
+static void
+shared_init(void *body, void *arg)
+{
+    shared_body_t *sb = body;
+    const pf_breaker_t *b = arg;
+    pthread_mutexattr_t attr;
+
+    atomic_init(&sb->core.word, UINT64_C(1) << GEN_SHIFT);
+    atomic_init(&sb->core.open_until_ns, NEVER);
+    atomic_init(&sb->core.trials, 0);
+    atomic_init(&sb->core.next_reclaim_ns, NEVER);
+    sb->ls.cur_recovery_ns = b->recovery_ns;
+    sb->ls.last_transition_ns = -1;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&sb->mu, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
+/* Open (or create) the segment of a shared breaker and point b's state at
+ * it. Errors as pf__shm_open. */
+static int
+open_shared(pf_breaker_t *b, const pf_shared_config_t *sc)
+{
+    shared_params_t params;
+    pf__shm_spec_t spec;
+    shared_body_t *sb;
+    int rc;
+
+    shared_params(b, &params);
+    memset(&spec, 0, sizeof(spec));
+    spec.dir = sc->dir;
+    spec.name = sc->name;
+    spec.mode = sc->mode;
+    spec.kind = PF__SHM_KIND_BREAKER;
+    spec.body_size = (uint32_t)(sizeof(shared_body_t) +
+                                b->half_open_max * sizeof(trial_slot_t));
+    spec.params = &params;
+    spec.params_len = sizeof(params);
+    spec.init = shared_init;
+    spec.arg = b;
+    rc = pf__shm_open(&spec, &b->shm);
+    if (rc != 0) {
+        return rc;
+    }
+    sb = b->shm.body;
+    b->core = &sb->core;
+    b->ls = &sb->ls;
+    b->slots = sb->slots;
+    b->shm_mu = &sb->mu;
+    return 0;
+}
+
+/* Free the trial slots whose holder process is gone (a shared breaker's
+ * trials are leases: lease.h). A freed trial is not counted as a failure:
+ * its process died, which says nothing about the dependency. Checked at
+ * most once per millisecond, when every slot is taken. Under lock. */
+static void
+reclaim_dead(pf_breaker_t *b, int64_t now)
+{
+    atomic_store_explicit(&b->next_liveness_ns,
+                          pf__add_sat(now, PF_NS_PER_MS),
+                          memory_order_relaxed);
+    for (unsigned i = 0; i < b->half_open_max; i++) {
+        trial_slot_t *s = &b->slots[i];
+
+        if (s->ticket == 0 || s->holder == PF__LEASE_FREE ||
+            pf__lease_alive(s->holder)) {
+            continue;
+        }
+        s->ticket = 0;
+        s->holder = PF__LEASE_FREE;
+        atomic_fetch_sub_explicit(&b->core->trials, 1, memory_order_relaxed);
+        b->ls->reclaimed++;
+    }
+}
+
+/* A shared breaker with every trial slot taken may hold slots of dead
+ * processes, which only a check under the lock finds. */
+static bool
+liveness_due(const pf_breaker_t *b, int64_t now)
+{
+    return b->shm_mu != NULL &&
+           now >= atomic_load_explicit(&b->next_liveness_ns,
+                                       memory_order_relaxed);
 }
 
 int
@@ -529,14 +707,26 @@ pf_breaker_new(const pf_breaker_config_t *cfg, pf_breaker_t **out)
         free_parts(b);
         return PF_ESYSTEM;
     }
+    atomic_init(&b->last_failure_ns, -1);
+    atomic_init(&b->next_liveness_ns, 0);
+    if (cfg->shared != NULL) {
+        rc = open_shared(b, cfg->shared);
+        if (rc != 0) {
+            pthread_mutex_destroy(&b->lock);
+            free_parts(b);
+            return rc;
+        }
+        *out = b;
+        return 0;
+    }
     /* Generation 1, CLOSED, count 0: the epoch is never 0, which marks an
      * empty permit. */
-    atomic_init(&b->word, UINT64_C(1) << GEN_SHIFT);
-    atomic_init(&b->open_until_ns, NEVER);
-    atomic_init(&b->trials, 0);
-    atomic_init(&b->next_reclaim_ns, NEVER);
+    atomic_init(&b->core->word, UINT64_C(1) << GEN_SHIFT);
+    atomic_init(&b->core->open_until_ns, NEVER);
+    atomic_init(&b->core->trials, 0);
+    atomic_init(&b->core->next_reclaim_ns, NEVER);
     atomic_init(&b->last_failure_ns, -1);
-    b->last_transition_ns = -1;
+    b->ls->last_transition_ns = -1;
     *out = b;
     return 0;
 }
@@ -571,6 +761,33 @@ void
 pf__permit_mark_group(pf_permit_t *permit)
 {
     permit->priv_flags |= PERMIT_GROUP;
+}
+
+/* ---- the lock ---------------------------------------------------------- */
+
+/* b->lock, and for a shared breaker the segment's mutex after it (lock
+ * order: b->lock, then the segment's). The segment's mutex is robust: when
+ * its holder died holding it, the next locker gets it with EOWNERDEAD and
+ * marks it consistent. The state it guards is left as the dead process
+ * left it; every change publishes the word last, so the worst left behind
+ * is a count (a trial slot, a success in half-open) off by one, which the
+ * next change of state resets. */
+static void
+lock(pf_breaker_t *b)
+{
+    pthread_mutex_lock(&b->lock);
+    if (b->shm_mu != NULL && pthread_mutex_lock(b->shm_mu) == EOWNERDEAD) {
+        pthread_mutex_consistent(b->shm_mu);
+    }
+}
+
+static void
+unlock(pf_breaker_t *b)
+{
+    if (b->shm_mu != NULL) {
+        pthread_mutex_unlock(b->shm_mu);
+    }
+    pthread_mutex_unlock(&b->lock);
 }
 
 /* ---- state changes (under lock) --------------------------------------- */
@@ -608,6 +825,9 @@ deliver_event(void *ev, void *ctx)
 static void
 unlock_and_notify(pf_breaker_t *b)
 {
+    if (b->shm_mu != NULL) {
+        pthread_mutex_unlock(b->shm_mu);
+    }
     pf__evq_drain(&b->evq, &b->lock, NULL, NULL, deliver_event, NULL, b);
     pthread_mutex_unlock(&b->lock);
 }
@@ -627,10 +847,10 @@ publish(pf_breaker_t *b, uint64_t w, pf_breaker_state_t to, bool forced,
     }
     nw = (gen << GEN_SHIFT) | (forced ? FORCED_BIT : 0) |
          ((uint64_t)to << STATE_SHIFT);
-    atomic_store_explicit(&b->word, nw, memory_order_release);
+    atomic_store_explicit(&b->core->word, nw, memory_order_release);
     if (STATE_OF(w) != to) {
-        b->transitions++;
-        b->last_transition_ns = now;
+        b->ls->transitions++;
+        b->ls->last_transition_ns = now;
         queue_event(b, STATE_OF(w), to);
     }
 }
@@ -644,7 +864,7 @@ open_period(pf_breaker_t *b, bool grow)
     int64_t cur = b->recovery_ns;
 
     if (grow) {
-        double next = (double)b->cur_recovery_ns * b->multiplier;
+        double next = (double)b->ls->cur_recovery_ns * b->multiplier;
 
         cur = next >= (double)b->max_recovery_ns ? b->max_recovery_ns
                                                  : (int64_t)next;
@@ -652,7 +872,7 @@ open_period(pf_breaker_t *b, bool grow)
             cur = b->recovery_ns;
         }
     }
-    b->cur_recovery_ns = cur;
+    b->ls->cur_recovery_ns = cur;
     if (b->jitter > 0.0 && cur != NEVER) {
         double extra = (double)cur * b->jitter * pf__rng_double(&b->rng);
 
@@ -666,9 +886,9 @@ to_open(pf_breaker_t *b, uint64_t w, int64_t now, bool grow, bool forced)
 {
     int64_t until = forced ? NEVER : pf__add_sat(now, open_period(b, grow));
 
-    atomic_store_explicit(&b->open_until_ns, until, memory_order_relaxed);
+    atomic_store_explicit(&b->core->open_until_ns, until, memory_order_relaxed);
     if (STATE_OF(w) != PF_BREAKER_OPEN) {
-        b->times_opened++;
+        b->ls->times_opened++;
     }
     publish(b, w, PF_BREAKER_OPEN, forced, now);
 }
@@ -676,19 +896,19 @@ to_open(pf_breaker_t *b, uint64_t w, int64_t now, bool grow, bool forced)
 static void
 to_half_open(pf_breaker_t *b, uint64_t w, int64_t now)
 {
-    b->half_successes = 0;
+    b->ls->half_successes = 0;
     publish(b, w, PF_BREAKER_HALF_OPEN, false, now);
 }
 
 static void
 to_closed(pf_breaker_t *b, uint64_t w, int64_t now)
 {
-    b->half_successes = 0;
-    b->cur_recovery_ns = b->recovery_ns;
+    b->ls->half_successes = 0;
+    b->ls->cur_recovery_ns = b->recovery_ns;
     if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
         pf__window_clear(&b->win, now);
     }
-    atomic_store_explicit(&b->open_until_ns, NEVER, memory_order_relaxed);
+    atomic_store_explicit(&b->core->open_until_ns, NEVER, memory_order_relaxed);
     publish(b, w, PF_BREAKER_CLOSED, false, now);
 }
 
@@ -706,8 +926,8 @@ reclaim_overdue(pf_breaker_t *b, int64_t now)
 {
     int64_t next = NEVER;
 
-    if (atomic_load_explicit(&b->trials, memory_order_relaxed) == 0 ||
-        now <= atomic_load_explicit(&b->next_reclaim_ns,
+    if (atomic_load_explicit(&b->core->trials, memory_order_relaxed) == 0 ||
+        now <= atomic_load_explicit(&b->core->next_reclaim_ns,
                                     memory_order_relaxed)) {
         return;
     }
@@ -725,16 +945,16 @@ reclaim_overdue(pf_breaker_t *b, int64_t now)
             continue;
         }
         s->ticket = 0;
-        atomic_fetch_sub_explicit(&b->trials, 1, memory_order_relaxed);
-        b->reclaimed++;
+        atomic_fetch_sub_explicit(&b->core->trials, 1, memory_order_relaxed);
+        b->ls->reclaimed++;
         bump(&my_stripe(b)->failures);
         note_failure(b, now);
-        w = atomic_load_explicit(&b->word, memory_order_relaxed);
+        w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
         if (STATE_OF(w) == PF_BREAKER_HALF_OPEN && EPOCH(w) == s->epoch) {
             to_open(b, w, now, true, false);
         }
     }
-    atomic_store_explicit(&b->next_reclaim_ns, next, memory_order_relaxed);
+    atomic_store_explicit(&b->core->next_reclaim_ns, next, memory_order_relaxed);
 }
 
 /* Open from CLOSED if the state is still the epoch whose count or window
@@ -748,8 +968,8 @@ open_from_closed(pf_breaker_t *b, uint64_t epoch, int64_t now)
     if (now < 0) {
         now = now_ns(b);
     }
-    pthread_mutex_lock(&b->lock);
-    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    lock(b);
+    w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
     if (EPOCH(w) == epoch) {
         to_open(b, w, now, false, false);
     }
@@ -797,21 +1017,22 @@ refuse(pf_breaker_t *b, pf_permit_t *p, uint64_t w, int64_t now)
 static void
 claim_trial(pf_breaker_t *b, pf_permit_t *p, uint64_t w, int64_t now)
 {
-    unsigned i = b->slot_hint;
+    unsigned i = b->ls->slot_hint;
     trial_slot_t *s;
 
     while (b->slots[i].ticket != 0) {
         i = i + 1 == b->half_open_max ? 0 : i + 1;
     }
-    b->slot_hint = i + 1 == b->half_open_max ? 0 : i + 1;
+    b->ls->slot_hint = i + 1 == b->half_open_max ? 0 : i + 1;
     s = &b->slots[i];
-    s->ticket = ++b->ticket_seq;
+    s->ticket = ++b->ls->ticket_seq;
     s->epoch = EPOCH(w);
     s->start_ns = now;
-    atomic_fetch_add_explicit(&b->trials, 1, memory_order_relaxed);
+    s->holder = b->shm_mu != NULL ? pf__lease_self() : PF__LEASE_FREE;
+    atomic_fetch_add_explicit(&b->core->trials, 1, memory_order_relaxed);
     if (pf__add_sat(now, b->max_wait_ns) <
-        atomic_load_explicit(&b->next_reclaim_ns, memory_order_relaxed)) {
-        atomic_store_explicit(&b->next_reclaim_ns,
+        atomic_load_explicit(&b->core->next_reclaim_ns, memory_order_relaxed)) {
+        atomic_store_explicit(&b->core->next_reclaim_ns,
                               pf__add_sat(now, b->max_wait_ns),
                               memory_order_relaxed);
     }
@@ -830,26 +1051,27 @@ acquire_slow(pf_breaker_t *b, pf_permit_t *p, uint64_t w)
     int rc;
 
     if (STATE_OF(w) == PF_BREAKER_OPEN &&
-        now < atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
+        now < atomic_load_explicit(&b->core->open_until_ns, memory_order_relaxed)) {
         return refuse(b, p, w, now);
     }
     if (STATE_OF(w) == PF_BREAKER_HALF_OPEN &&
-        atomic_load_explicit(&b->trials, memory_order_relaxed) >=
+        atomic_load_explicit(&b->core->trials, memory_order_relaxed) >=
             b->half_open_max &&
-        now <= atomic_load_explicit(&b->next_reclaim_ns,
-                                    memory_order_relaxed)) {
+        now <= atomic_load_explicit(&b->core->next_reclaim_ns,
+                                    memory_order_relaxed) &&
+        !liveness_due(b, now)) {
         return refuse(b, p, w, now);
     }
-    pthread_mutex_lock(&b->lock);
+    lock(b);
     for (;;) {
-        w = atomic_load_explicit(&b->word, memory_order_relaxed);
+        w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
         if (STATE_OF(w) == PF_BREAKER_CLOSED) {
             fill(p, b, EPOCH(w), b->stamp ? now : 0, 0);
             rc = 0;
             break;
         }
         if (STATE_OF(w) == PF_BREAKER_OPEN) {
-            if (now < atomic_load_explicit(&b->open_until_ns,
+            if (now < atomic_load_explicit(&b->core->open_until_ns,
                                            memory_order_relaxed)) {
                 rc = refuse(b, p, w, now);
                 break;
@@ -857,11 +1079,16 @@ acquire_slow(pf_breaker_t *b, pf_permit_t *p, uint64_t w)
             to_half_open(b, w, now);
             continue;
         }
+        if (atomic_load_explicit(&b->core->trials, memory_order_relaxed) >=
+                b->half_open_max &&
+            liveness_due(b, now)) {
+            reclaim_dead(b, now);
+        }
         reclaim_overdue(b, now);
-        if (atomic_load_explicit(&b->word, memory_order_relaxed) != w) {
+        if (atomic_load_explicit(&b->core->word, memory_order_relaxed) != w) {
             continue; /* a reclaimed trial reopened it */
         }
-        if (atomic_load_explicit(&b->trials, memory_order_relaxed) <
+        if (atomic_load_explicit(&b->core->trials, memory_order_relaxed) <
             b->half_open_max) {
             claim_trial(b, p, w, now);
             rc = 0;
@@ -888,7 +1115,7 @@ pf_breaker_acquire(pf_breaker_t *b, pf_permit_t *permit)
     }
     /* Acquire pairs with publish()'s release: a state other than CLOSED
      * comes with its open_until_ns. The closed path needs nothing more. */
-    w = atomic_load_explicit(&b->word, memory_order_acquire);
+    w = atomic_load_explicit(&b->core->word, memory_order_acquire);
     if (STATE_OF(w) == PF_BREAKER_CLOSED) {
         fill(permit, b, EPOCH(w), b->stamp ? now_ns(b) : 0, 0);
         return 0;
@@ -956,13 +1183,13 @@ is_failure_outcome(pf_breaker_outcome_t out)
 static void
 apply_consecutive(pf_breaker_t *b, uint64_t epoch, bool failed, int64_t now)
 {
-    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    uint64_t w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
 
     if (!failed) {
         /* The common case, count already 0, writes nothing. */
         while (EPOCH(w) == epoch && (w & COUNT_MASK) != 0) {
             if (atomic_compare_exchange_weak_explicit(
-                    &b->word, &w, w & ~COUNT_MASK, memory_order_relaxed,
+                    &b->core->word, &w, w & ~COUNT_MASK, memory_order_relaxed,
                     memory_order_relaxed)) {
                 break;
             }
@@ -982,7 +1209,7 @@ apply_consecutive(pf_breaker_t *b, uint64_t epoch, bool failed, int64_t now)
         /* Relaxed: a CAS continues the release sequence of the publish
          * that set the epoch, so acquirers still see its fields. */
         if (atomic_compare_exchange_weak_explicit(
-                &b->word, &w, (w & ~COUNT_MASK) | n, memory_order_relaxed,
+                &b->core->word, &w, (w & ~COUNT_MASK) | n, memory_order_relaxed,
                 memory_order_relaxed)) {
             if (n >= b->failure_threshold) {
                 open_from_closed(b, epoch, now);
@@ -1011,7 +1238,7 @@ static void
 apply_window(pf_breaker_t *b, uint64_t epoch, bool failed, bool slow,
              int64_t now)
 {
-    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    uint64_t w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
     pf__window_totals_t t;
 
     if (EPOCH(w) != epoch) {
@@ -1049,21 +1276,21 @@ record_trial(pf_breaker_t *b, uint32_t slot, uint64_t ticket, uint64_t epoch,
     trial_slot_t *s = &b->slots[slot];
     uint64_t w;
 
-    pthread_mutex_lock(&b->lock);
+    lock(b);
     if (s->ticket != ticket) {
-        pthread_mutex_unlock(&b->lock);
+        unlock(b);
         return PF_BREAKER_OUTCOME_TIMEOUT;
     }
     s->ticket = 0;
-    atomic_fetch_sub_explicit(&b->trials, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&b->core->trials, 1, memory_order_relaxed);
     count_outcome(b, out, slow);
     if (is_failure_outcome(out)) {
         note_failure(b, now);
     }
-    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
     if (STATE_OF(w) == PF_BREAKER_HALF_OPEN && EPOCH(w) == epoch) {
         if (out == PF_BREAKER_OUTCOME_SUCCESS) {
-            if (++b->half_successes >= b->success_threshold) {
+            if (++b->ls->half_successes >= b->success_threshold) {
                 to_closed(b, w, now);
             }
         } else if (is_failure_outcome(out)) {
@@ -1205,12 +1432,12 @@ pf_breaker_release(pf_breaker_t *b, pf_permit_t *permit)
     if ((flags & PERMIT_TRIAL) != 0 && slot < b->half_open_max) {
         trial_slot_t *s = &b->slots[slot];
 
-        pthread_mutex_lock(&b->lock);
+        lock(b);
         if (s->ticket == ticket) {
             s->ticket = 0;
-            atomic_fetch_sub_explicit(&b->trials, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&b->core->trials, 1, memory_order_relaxed);
         }
-        pthread_mutex_unlock(&b->lock);
+        unlock(b);
     }
     if ((flags & PERMIT_GROUP) != 0) {
         b->unref(b->unref_ctx);
@@ -1255,7 +1482,7 @@ static pf_breaker_state_t
 effective_state(const pf_breaker_t *b, uint64_t w, int64_t now)
 {
     if (STATE_OF(w) == PF_BREAKER_OPEN &&
-        now >= atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
+        now >= atomic_load_explicit(&b->core->open_until_ns, memory_order_relaxed)) {
         return PF_BREAKER_HALF_OPEN;
     }
     return STATE_OF(w);
@@ -1269,7 +1496,7 @@ pf_breaker_state(pf_breaker_t *b)
     if (b == NULL) {
         return PF_BREAKER_CLOSED;
     }
-    w = atomic_load_explicit(&b->word, memory_order_acquire);
+    w = atomic_load_explicit(&b->core->word, memory_order_acquire);
     if (STATE_OF(w) != PF_BREAKER_OPEN) {
         return STATE_OF(w);
     }
@@ -1310,8 +1537,8 @@ pf_breaker_force_open(pf_breaker_t *b)
     if (b == NULL) {
         return;
     }
-    pthread_mutex_lock(&b->lock);
-    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    lock(b);
+    w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
     if ((w & FORCED_BIT) == 0) {
         to_open(b, w, now_ns(b), false, true);
     }
@@ -1326,8 +1553,8 @@ pf_breaker_force_close(pf_breaker_t *b)
     if (b == NULL) {
         return;
     }
-    pthread_mutex_lock(&b->lock);
-    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    lock(b);
+    w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
     if (STATE_OF(w) != PF_BREAKER_CLOSED) {
         to_closed(b, w, now_ns(b));
     }
@@ -1340,8 +1567,8 @@ pf_breaker_reset(pf_breaker_t *b)
     if (b == NULL) {
         return;
     }
-    pthread_mutex_lock(&b->lock);
-    to_closed(b, atomic_load_explicit(&b->word, memory_order_relaxed),
+    lock(b);
+    to_closed(b, atomic_load_explicit(&b->core->word, memory_order_relaxed),
               now_ns(b));
     unlock_and_notify(b);
 }
@@ -1356,17 +1583,17 @@ pf_breaker_tick(pf_breaker_t *b)
         return;
     }
     now = now_ns(b);
-    w = atomic_load_explicit(&b->word, memory_order_acquire);
+    w = atomic_load_explicit(&b->core->word, memory_order_acquire);
     if (effective_state(b, w, now) == STATE_OF(w) &&
-        (atomic_load_explicit(&b->trials, memory_order_relaxed) == 0 ||
-         now <= atomic_load_explicit(&b->next_reclaim_ns,
+        (atomic_load_explicit(&b->core->trials, memory_order_relaxed) == 0 ||
+         now <= atomic_load_explicit(&b->core->next_reclaim_ns,
                                      memory_order_relaxed))) {
         return; /* nothing due: no lock */
     }
-    pthread_mutex_lock(&b->lock);
-    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    lock(b);
+    w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
     if (STATE_OF(w) == PF_BREAKER_OPEN &&
-        now >= atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
+        now >= atomic_load_explicit(&b->core->open_until_ns, memory_order_relaxed)) {
         to_half_open(b, w, now);
     }
     reclaim_overdue(b, now);
@@ -1412,29 +1639,29 @@ pf_breaker_metrics(pf_breaker_t *b, pf_breaker_metrics_t *out)
     }
     memset(&m, 0, sizeof(m));
     m.now_ns = now_ns(b);
-    pthread_mutex_lock(&b->lock);
-    w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    lock(b);
+    w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
     sum_stripes(b, &m);
     m.state = effective_state(b, w, m.now_ns);
     m.forced_open = (w & FORCED_BIT) != 0;
     m.shadow = b->shadow;
     m.last_failure_ns =
         atomic_load_explicit(&b->last_failure_ns, memory_order_relaxed);
-    m.last_transition_ns = b->last_transition_ns;
-    m.reclaimed = b->reclaimed;
+    m.last_transition_ns = b->ls->last_transition_ns;
+    m.reclaimed = b->ls->reclaimed;
     m.events_dropped = b->evq.dropped;
-    m.transitions = b->transitions;
-    m.times_opened = b->times_opened;
+    m.transitions = b->ls->transitions;
+    m.times_opened = b->ls->times_opened;
     if (STATE_OF(w) == PF_BREAKER_CLOSED) {
         m.consecutive_failures = (unsigned)(w & COUNT_MASK);
     }
     m.half_open_in_flight =
-        atomic_load_explicit(&b->trials, memory_order_relaxed);
-    m.half_open_successes = b->half_successes;
-    m.recovery_timeout_ns = b->cur_recovery_ns;
+        atomic_load_explicit(&b->core->trials, memory_order_relaxed);
+    m.half_open_successes = b->ls->half_successes;
+    m.recovery_timeout_ns = b->ls->cur_recovery_ns;
     m.retry_at_ns =
         STATE_OF(w) == PF_BREAKER_OPEN
-            ? atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)
+            ? atomic_load_explicit(&b->core->open_until_ns, memory_order_relaxed)
             : -1;
     if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
         pf__window_totals_t t;
@@ -1448,6 +1675,6 @@ pf_breaker_metrics(pf_breaker_t *b, pf_breaker_metrics_t *out)
     } else {
         m.failure_rate = percent(m.failures, m.successes + m.failures);
     }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     *out = m;
 }

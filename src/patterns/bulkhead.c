@@ -27,6 +27,17 @@
  * per-thread list: a callback that leaves (and so grants the next ticket)
  * only appends to that list, so chains of grants never nest on the stack.
  *
+ * Shared (config field shared): the limit across processes is a table of
+ * max_concurrent_calls lease words in a shared-memory segment (shm.h,
+ * lease.h), each free (0) or naming the process that holds it. An
+ * admission takes a local slot as above and then a lease (one CAS on a
+ * free word); a leave gives back one of the process's leases (they are
+ * interchangeable) and then the local slot. A shared bulkhead never
+ * queues, so no waiter is ever granted a local slot without a lease. When
+ * no word is free, the holders are checked (at most once a millisecond a
+ * process, on the bulkhead's clock) and the words of processes that are
+ * gone are freed.
+ *
  * Lock order: the bulkhead's lock is the only lock held by this file; the
  * clock's and a token's are taken inside pf__wait_until, which releases
  * ours first when it needs to. */
@@ -34,13 +45,17 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/error.h"
+#include "puffinflow/shared.h"
 
 #include "adaptive.h"
 #include "clock_impl.h"
+#include "lease.h"
 #include "mem.h"
+#include "shm.h"
 #include "timeutil.h"
 #include "wait.h"
 
@@ -76,6 +91,8 @@ st_with_limit(uint64_t s, unsigned limit)
            ((uint64_t)limit << LIMIT_SHIFT);
 }
 
+#define MAX_SHARED_SLOTS 4096u
+
 /* ---- the object --------------------------------------------------------- */
 
 enum { T_IDLE = 0, T_QUEUED = 0x5155, T_GRANTED = 0x4752 };
@@ -104,6 +121,14 @@ struct pf_bulkhead {
     pf_bulkhead_listener_fn listener;
     void *listener_arg;
 
+    /* Shared only: the segment, its table of leases (nslots words), this
+     * process's lease word, and the next time holders may be checked. */
+    pf__shm_t shm;
+    _Atomic uint64_t *slots;
+    unsigned nslots;
+    uint64_t self;
+    _Atomic int64_t next_liveness_ns;
+
     pthread_mutex_t lock;
     pf_bulkhead_ticket_t *head[PF_PRIORITY_COUNT];
     pf_bulkhead_ticket_t *tail[PF_PRIORITY_COUNT];
@@ -129,6 +154,7 @@ pf_bulkhead_config_init(pf_bulkhead_config_t *cfg)
     cfg->adaptive_ceiling = 0;
     cfg->adaptive_latency = 0.0;
     cfg->adaptive_backoff = 0.9;
+    cfg->shared = NULL;
 }
 
 /* Check every field; on success store the converted durations. */
@@ -140,6 +166,17 @@ validate(const pf_bulkhead_config_t *cfg, int64_t *max_wait_ns,
 
     if (cfg->name == NULL || n == 0 || n > PF_BULKHEAD_MAX_LIMIT) {
         return PF_EINVAL;
+    }
+    if (cfg->shared != NULL) {
+        char path[8];
+
+        /* a short buffer: only the name and folder are tested */
+        if (n > MAX_SHARED_SLOTS ||
+            pf__shm_path(cfg->shared->dir, cfg->shared->name, path,
+                         sizeof(path)) == PF_EINVAL ||
+            (cfg->shared->mode & ~0666u) != 0) {
+            return PF_EINVAL;
+        }
     }
     if (pf__secs_to_ns(cfg->max_wait_duration, max_wait_ns) != 0 ||
         pf__secs_to_ns(cfg->adaptive_latency, latency_ns) != 0) {
@@ -160,6 +197,129 @@ validate(const pf_bulkhead_config_t *cfg, int64_t *max_wait_ns,
         return PF_EINVAL;
     }
     return 0;
+}
+
+/* ---- shared leases ------------------------------------------------------ */
+
+/* Open (or create: a new body is all zero, every lease free) the segment
+ * of a shared bulkhead. */
+static int
+open_shared(pf_bulkhead_t *bh, const pf_shared_config_t *sc, unsigned limit)
+{
+    uint32_t params[2] = {limit, 1 /* layout of the body */};
+    pf__shm_spec_t spec;
+    int rc;
+
+    bh->self = pf__lease_self();
+    if (bh->self == PF__LEASE_FREE) {
+        return PF_ESYSTEM; /* no /proc: a lease could not name us */
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.dir = sc->dir;
+    spec.name = sc->name;
+    spec.mode = sc->mode;
+    spec.kind = PF__SHM_KIND_BULKHEAD;
+    spec.body_size = (uint32_t)(limit * sizeof(uint64_t));
+    spec.params = params;
+    spec.params_len = sizeof(params);
+    rc = pf__shm_open(&spec, &bh->shm);
+    if (rc != 0) {
+        return rc;
+    }
+    bh->slots = bh->shm.body;
+    bh->nslots = limit;
+    atomic_init(&bh->next_liveness_ns, 0);
+    return 0;
+}
+
+/* Free the leases of processes that are gone. */
+static void
+reclaim_dead(pf_bulkhead_t *bh)
+{
+    for (unsigned i = 0; i < bh->nslots; i++) {
+        uint64_t h = atomic_load_explicit(&bh->slots[i], memory_order_relaxed);
+
+        if (h != PF__LEASE_FREE && h != bh->self && !pf__lease_alive(h)) {
+            atomic_compare_exchange_strong_explicit(
+                &bh->slots[i], &h, PF__LEASE_FREE, memory_order_relaxed,
+                memory_order_relaxed);
+        }
+    }
+}
+
+/* The lease word this thread took last: takes start their search there,
+ * so that threads do not all fight over the first words, and gives start
+ * there, where one of ours most likely is. Initial-exec: the general TLS
+ * model costs a call per access. */
+#if defined(__GNUC__)
+__attribute__((tls_model("initial-exec")))
+#endif
+static _Thread_local unsigned t_hint;
+
+static bool
+take_free_lease(pf_bulkhead_t *bh)
+{
+    unsigned hint = t_hint;
+    unsigned n = bh->nslots;
+    unsigned start = hint % n;
+
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = start + k < n ? start + k : start + k - n;
+        uint64_t h = PF__LEASE_FREE;
+
+        if (atomic_load_explicit(&bh->slots[i], memory_order_relaxed) ==
+                PF__LEASE_FREE &&
+            atomic_compare_exchange_strong_explicit(
+                &bh->slots[i], &h, bh->self, memory_order_acquire,
+                memory_order_relaxed)) {
+            t_hint = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Take a lease; when none is free and the check is due, free the leases
+ * of dead processes and try once more. */
+static bool
+take_lease(pf_bulkhead_t *bh)
+{
+    int64_t now;
+
+    if (take_free_lease(bh)) {
+        return true;
+    }
+    now = pf_clock_now_ns(bh->clock);
+    if (now < atomic_load_explicit(&bh->next_liveness_ns,
+                                   memory_order_relaxed)) {
+        return false;
+    }
+    atomic_store_explicit(&bh->next_liveness_ns,
+                          pf__add_sat(now, PF_NS_PER_MS),
+                          memory_order_relaxed);
+    reclaim_dead(bh);
+    return take_free_lease(bh);
+}
+
+/* Give back one of this process's leases (any: they are alike). */
+static void
+give_lease(pf_bulkhead_t *bh)
+{
+    unsigned n = bh->nslots;
+    unsigned start = t_hint % n;
+
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = start + k < n ? start + k : start + k - n;
+        uint64_t h = bh->self;
+
+        if (atomic_load_explicit(&bh->slots[i], memory_order_relaxed) ==
+                bh->self &&
+            atomic_compare_exchange_strong_explicit(
+                &bh->slots[i], &h, PF__LEASE_FREE, memory_order_release,
+                memory_order_relaxed)) {
+            return;
+        }
+    }
 }
 
 int
@@ -202,6 +362,16 @@ pf_bulkhead_new(const pf_bulkhead_config_t *cfg, pf_bulkhead_t **out)
     bh->listener_arg = cfg->listener_arg;
     pf__aimd_init(&bh->aimd, cfg->adaptive_floor, ceiling,
                   cfg->adaptive_backoff, latency_ns);
+    if (cfg->shared != NULL) {
+        rc = open_shared(bh, cfg->shared, cfg->max_concurrent_calls);
+        if (rc != 0) {
+            pthread_mutex_destroy(&bh->lock);
+            pf__free(bh->name);
+            pf__free(bh);
+            return rc;
+        }
+        bh->can_wait = false;
+    }
     *out = bh;
     return 0;
 }
@@ -213,6 +383,7 @@ pf_bulkhead_free(pf_bulkhead_t *bh)
         return;
     }
     pthread_mutex_destroy(&bh->lock);
+    pf__shm_close(&bh->shm);
     pf__free(bh->name);
     pf__free(bh);
 }
@@ -465,6 +636,13 @@ fast_enter(pf_bulkhead_t *bh)
         if (atomic_compare_exchange_weak_explicit(&bh->state, &s, s + 1,
                                                   memory_order_acquire,
                                                   memory_order_relaxed)) {
+            if (bh->slots != NULL && !take_lease(bh)) {
+                /* No waiter can exist (a shared bulkhead never queues):
+                 * the local slot is simply given back. */
+                atomic_fetch_sub_explicit(&bh->state, 1,
+                                          memory_order_release);
+                return false;
+            }
             atomic_fetch_add_explicit(&bh->accepted, 1, memory_order_relaxed);
             peak_note(bh, st_in_use(s) + 1);
             return true;
@@ -725,6 +903,11 @@ pf_bulkhead_leave(pf_bulkhead_t *bh)
 {
     if (bh == NULL) {
         return;
+    }
+    if (bh->slots != NULL &&
+        st_in_use(atomic_load_explicit(&bh->state, memory_order_relaxed)) >
+            0) {
+        give_lease(bh);
     }
     if (!fast_leave(bh)) {
         leave_slow(bh);

@@ -25,12 +25,21 @@
  * elsewhere than the drive wakes the host through the reactor's eventfd.
  *
  * Locks: `lock` (queues) is never held together with the reactor's or the
- * wait set's locks. */
+ * wait set's locks.
+ *
+ * fork(): the child has none of an executor's threads, and its copies of
+ * the reactor's epoll set and eventfd are the parent's kernel objects. So
+ * an executor belongs to the process that made it (owner): in a child,
+ * pf_executor_free releases the child's copy without joining anything,
+ * and every other call is off limits. The default executor is forgotten
+ * by the child at fork (an atfork handler), so the child's first
+ * pf_executor_default makes one of its own. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "puffinflow/error.h"
@@ -62,6 +71,7 @@ struct pf_executor {
     pf__reactor_t reactor;
     pf__waitset_t waits;
     _Atomic bool driving; /* a pf_executor_drive is under way */
+    pid_t owner;          /* the process that made it (fork) */
 
     pthread_mutex_t lock;
     pthread_cond_t work_cv; /* work arrived, or stopping */
@@ -471,6 +481,22 @@ destroy(pf_executor_t *ex)
     pf__free(ex);
 }
 
+/* In a fork() child, release the child's copy of an executor made by an
+ * ancestor: its threads are not here to be stopped or joined, its locks
+ * may be held by one of them and are never touched, and its queued tasks
+ * belong to the parent's runs (their memory is the child's copy: left to
+ * their owners). */
+static void
+abandon(pf_executor_t *ex)
+{
+    if (ex->reactor_ready) {
+        pf__reactor_abandon(&ex->reactor);
+    }
+    pf__free(ex->threads);
+    pf__free(ex->name);
+    pf__free(ex);
+}
+
 /* Initialise the queue lock and condition variable of a zeroed ex. Undoes
  * its own work on failure. */
 static int
@@ -484,6 +510,47 @@ init_sync(pf_executor_t *ex)
         return PF_ESYSTEM;
     }
     return 0;
+}
+
+static pthread_mutex_t g_default_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(pf_executor_t *) g_default;
+/* The parent's default executor as a fork() child inherited it: kept only
+ * so that the child's copy stays reachable (never used). */
+static pf_executor_t *g_default_of_parent;
+static pthread_once_t g_fork_once = PTHREAD_ONCE_INIT;
+
+/* The default executor's lock is held across fork so the child's copy of
+ * g_default is consistent; the child then forgets it. */
+static void
+fork_prepare(void)
+{
+    pthread_mutex_lock(&g_default_lock);
+}
+
+static void
+fork_parent(void)
+{
+    pthread_mutex_unlock(&g_default_lock);
+}
+
+static void
+fork_child(void)
+{
+    pf_executor_t *ex = atomic_load_explicit(&g_default, memory_order_relaxed);
+
+    if (ex != NULL) {
+        g_default_of_parent = ex;
+    }
+    atomic_store_explicit(&g_default, NULL, memory_order_relaxed);
+    pthread_mutex_unlock(&g_default_lock);
+}
+
+/* Registered by the first executor made, before any fork that could
+ * matter: a process with no executor has nothing to forget. */
+static void
+fork_register(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 int
@@ -522,6 +589,8 @@ pf_executor_new(const pf_executor_config_t *cfg, pf_executor_t **out)
     ex->embedded = cfg->embedded;
     ex->clock = pf__clock_norm(cfg->clock);
     atomic_init(&ex->driving, false);
+    ex->owner = getpid();
+    pthread_once(&g_fork_once, fork_register);
     rc = pf__waitset_init(&ex->waits);
     if (rc != 0) {
         destroy(ex);
@@ -552,14 +621,18 @@ pf_executor_new(const pf_executor_config_t *cfg, pf_executor_t **out)
     return 0;
 }
 
-static pthread_mutex_t g_default_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic(pf_executor_t *) g_default;
-
 void
 pf_executor_free(pf_executor_t *ex)
 {
     if (ex == NULL ||
         ex == atomic_load_explicit(&g_default, memory_order_acquire)) {
+        return;
+    }
+    if (ex->owner != getpid()) {
+        if (ex == g_default_of_parent) {
+            g_default_of_parent = NULL;
+        }
+        abandon(ex);
         return;
     }
     destroy(ex);

@@ -43,6 +43,7 @@
 #include "puffinflow/error.h"
 
 #include "clock_impl.h"
+#include "mem.h"
 #include "reactor.h"
 #include "timerheap.h"
 #include "timeutil.h"
@@ -539,6 +540,18 @@ pf__reactor_destroy(pf__reactor_t *r)
     pthread_cond_destroy(&r->tidle);
     pthread_mutex_destroy(&r->rlock);
     pthread_mutex_destroy(&r->tlock);
+    close(r->efd);
+    close(r->epfd);
+}
+
+void
+pf__reactor_abandon(pf__reactor_t *r)
+{
+    /* The heap's array is this process's copy; the timers it points to
+     * are owned by their callers. Locks are left as fork() copied them
+     * (possibly held by a thread that no longer exists): never touched. */
+    pf__free(r->heap.items);
+    pf__timerheap_init(&r->heap);
     close(r->efd);
     close(r->epfd);
 }

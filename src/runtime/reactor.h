@@ -79,6 +79,13 @@ int pf__reactor_start(pf__reactor_t *r);
  * still registered are released. No other call on r may follow. */
 void pf__reactor_destroy(pf__reactor_t *r);
 
+/* In a fork() child, release what the child's copy of a parent's reactor
+ * holds: its copies of the epoll and event fds (the kernel objects stay
+ * the parent's) and the heap array. No thread is joined and no lock
+ * touched: the loop thread does not exist in the child. No other call on
+ * r may follow. */
+void pf__reactor_abandon(pf__reactor_t *r);
+
 /* Wake the loop (an eventfd write, coalesced: at most one unread). From
  * any thread; async-signal-unsafe only in that it may call write(2). */
 void pf__reactor_wake(pf__reactor_t *r);
