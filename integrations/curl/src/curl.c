@@ -14,18 +14,10 @@
  * An arm whose watch was removed or changed is detached (its watch set to
  * NULL) and aborted; its callback then only frees it.
  *
- * Timer: libcurl's timeouts are real time. On an executor on the system
- * clock, CURLMOPT_TIMERFUNCTION only records when libcurl wants to be
- * called (timer_due) and keeps at most one timer wait (a `tarm`) armed no
- * later than that: a new due time earlier than the armed one replaces the
- * wait, a later one is left for the armed wait to find when it fires (it
- * then re-arms for the due time, or runs the timeout action when due).
- * libcurl changes its timer about once per transfer, and most changes
- * move it later, so this costs a heap entry now and then instead of a
- * timerfd_settime per change. On an executor with a manual clock the
- * timer is a timerfd (CLOCK_MONOTONIC), watched by one arm like a socket,
- * so libcurl's timeouts stay real; the transfers' own deadlines are waits
- * on the executor (any clock).
+ * Timer: CURLMOPT_TIMERFUNCTION sets a timerfd (CLOCK_MONOTONIC), watched
+ * by one arm like a socket. libcurl's timeouts are real time, so they stay
+ * real on an executor with a manual clock; the transfers' own deadlines
+ * are waits on the executor (any clock).
  *
  * Transfers: STARTED -> DONE under the client's lock, by whichever comes
  * first: libcurl's CURLMSG_DONE, the deadline wait, an abort, or the
@@ -81,13 +73,6 @@ struct arm {
     arm_t *next;
 };
 
-/* One armed timer wait (system clock). Current while c->tcur points at
- * it; a replaced one only frees itself when its callback runs. */
-typedef struct tarm {
-    pf_curl_client_t *c;
-    pf_wait_t *w;
-} tarm_t;
-
 struct watch {
     curl_socket_t fd;
     unsigned events; /* PF_WAIT_*, what libcurl wants now */
@@ -98,18 +83,14 @@ struct watch {
     watch_t *next;
 };
 
-/* Immutable after _new: ex, multi, tfd, heap_timer. refs is atomic. All
- * else is under lock. */
+/* Immutable after _new: ex, multi, tfd. refs is atomic. All else is
+ * under lock. */
 struct pf_curl_client {
     pthread_mutex_t lock;
     pf_executor_t *ex;
     CURLM *multi;
-    int tfd;           /* manual clock only */
-    watch_t timer;     /* the timerfd's watch (manual clock only) */
-    bool heap_timer;   /* system clock: libcurl's timer is a timer wait */
-    int64_t timer_due; /* when libcurl wants its timeout action, or -1 */
-    tarm_t *tcur;      /* the armed timer wait, or NULL */
-    int64_t tcur_at;   /* its due time */
+    int tfd;
+    watch_t timer; /* the timerfd's watch */
     atomic_int refs;
     bool closing;
     unsigned pending;
@@ -447,39 +428,6 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *cp, void *sockp)
     return 0;
 }
 
-static void on_tarm(int result, void *arg);
-
-/* Arm a timer wait for c->timer_due, replacing an armed later one. Under
- * c->lock, heap_timer. On failure libcurl's timer is not watched: the
- * sockets' readiness and the transfers' deadlines still end them. */
-static void
-tarm_arm(pf_curl_client_t *c)
-{
-    int64_t now = pf_clock_now_ns(pf_clock_system());
-    int64_t left = c->timer_due - now;
-    tarm_t *t;
-
-    if (c->tcur != NULL) {
-        pf_wait_abort(c->tcur->w); /* its callback only frees it */
-        c->tcur = NULL;
-    }
-    t = malloc(sizeof(*t));
-    if (t == NULL) {
-        return;
-    }
-    t->c = c;
-    client_ref(c);
-    if (pf_executor_wait_timer(c->ex,
-                               left <= 0 ? 0.0 : (double)left / 1e9,
-                               on_tarm, t, &t->w) != 0) {
-        free(t);
-        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_relaxed);
-        return;
-    }
-    c->tcur = t;
-    c->tcur_at = c->timer_due;
-}
-
 static int
 on_timer(CURLM *multi, long timeout_ms, void *cp)
 {
@@ -487,18 +435,6 @@ on_timer(CURLM *multi, long timeout_ms, void *cp)
     struct itimerspec its;
 
     (void)multi;
-    if (c->heap_timer) {
-        if (timeout_ms < 0) {
-            c->timer_due = -1; /* an armed wait finds nothing due */
-            return 0;
-        }
-        c->timer_due = pf_clock_now_ns(pf_clock_system()) +
-                       (int64_t)timeout_ms * PF_NS_PER_MS;
-        if (!c->closing && (c->tcur == NULL || c->timer_due < c->tcur_at)) {
-            tarm_arm(c);
-        }
-        return 0;
-    }
     memset(&its, 0, sizeof(its));
     if (timeout_ms == 0) {
         its.it_value.tv_nsec = 1; /* now: the earliest a timerfd fires */
@@ -583,40 +519,6 @@ out:
 }
 
 static void
-on_tarm(int result, void *arg)
-{
-    tarm_t *t = arg;
-    pf_curl_client_t *c = t->c;
-    done_list_t dl = {NULL};
-
-    pthread_mutex_lock(&c->lock);
-    pf_wait_free(t->w);
-    if (c->tcur != t) {
-        goto out; /* replaced or withdrawn */
-    }
-    c->tcur = NULL;
-    if (result != 0 || c->multi == NULL || c->closing) {
-        goto out; /* the executor or the client is going away */
-    }
-    if (c->timer_due >= 0 &&
-        c->timer_due <= pf_clock_now_ns(pf_clock_system())) {
-        int running;
-
-        c->timer_due = -1; /* libcurl sets it again if it wants */
-        curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        collect(c, &dl);
-    }
-    if (c->tcur == NULL && c->timer_due >= 0) {
-        tarm_arm(c);
-    }
-out:
-    pthread_mutex_unlock(&c->lock);
-    free(t);
-    run_done(&dl);
-    client_unref(c);
-}
-
-static void
 on_deadline(int result, void *arg)
 {
     pf_curl_xfer_t *x = arg;
@@ -641,11 +543,9 @@ client_setup(pf_curl_client_t *c, const pf_curl_config_t *cfg)
 {
     bool ok;
 
-    if (!c->heap_timer) {
-        c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (c->tfd < 0) {
-            return PF_ESYSTEM;
-        }
+    c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (c->tfd < 0) {
+        return PF_ESYSTEM;
     }
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
@@ -698,10 +598,8 @@ pf_curl_client_new(const pf_curl_config_t *cfg, pf_curl_client_t **out)
         return rc;
     }
     atomic_init(&c->refs, 1); /* the owner's */
-    c->heap_timer = pf_executor_clock(c->ex) == pf_clock_system();
-    c->timer_due = -1;
     rc = client_setup(c, cfg);
-    if (rc == 0 && !c->heap_timer) {
+    if (rc == 0) {
         c->timer.fd = c->tfd;
         c->timer.events = PF_WAIT_READABLE;
         pthread_mutex_lock(&c->lock);
@@ -712,7 +610,6 @@ pf_curl_client_new(const pf_curl_config_t *cfg, pf_curl_client_t **out)
         pthread_mutex_unlock(&c->lock);
     }
     if (rc != 0) {
-        c->closing = true;
         if (c->multi != NULL) {
             curl_multi_cleanup(c->multi);
         }
@@ -745,10 +642,6 @@ pf_curl_client_free(pf_curl_client_t *c)
         xfer_end(c, c->xfers, PF_ECANCELED, CURLE_ABORTED_BY_CALLBACK, &dl);
     }
     disarm_watch(c, &c->timer);
-    if (c->tcur != NULL) {
-        pf_wait_abort(c->tcur->w); /* its callback only frees it */
-        c->tcur = NULL;
-    }
     /* Closes the cached connections; libcurl removes their sockets through
      * on_socket. Whatever it did not remove goes after. */
     curl_multi_cleanup(c->multi);
