@@ -128,6 +128,54 @@ test_reactor_two_waits_on_one_fd_both_complete(void **state)
     close_pair(sv);
 }
 
+/* One wait after another on the same fd (the reactor re-arms its spent
+ * registration), then on the same fd number for another file while the
+ * first file stays open (the re-arm finds no entry and adds it afresh). */
+static void
+test_reactor_fd_waits_again_on_one_fd_and_on_its_reused_number(void **state)
+{
+    pf_executor_t *ex = make(*state, 1);
+    outcome_t o[4] = {{0}};
+    int p[2];
+    int q[2];
+    int keep;
+    int fd;
+    char c;
+    int i;
+
+    make_pipe(p);
+    fd = p[0];
+    for (i = 0; i < 3; i++) {
+        assert_pf_ok(pf_executor_wait_fd(ex, fd, PF_WAIT_READABLE, NULL,
+                                         record, &o[i], &o[i].w));
+        assert_false(pf_wait_ended(o[i].w)); /* nothing to read yet */
+        assert_int_equal(write(p[1], "x", 1), 1);
+        pf_test_wait_for_flag(&o[i].calls, 1);
+        assert_int_equal(atomic_load(&o[i].result), 0);
+        assert_int_equal(read(fd, &c, 1), 1);
+        pf_wait_free(o[i].w);
+    }
+    keep = dup(fd); /* the first pipe's file outlives the number */
+    assert_true(keep >= 0);
+    make_pipe(q);
+    assert_int_equal(dup2(q[0], fd), fd);
+    close(q[0]);
+    assert_pf_ok(pf_executor_wait_fd(ex, fd, PF_WAIT_READABLE, NULL, record,
+                                     &o[3], &o[3].w));
+    assert_int_equal(write(q[1], "y", 1), 1);
+    pf_test_wait_for_flag(&o[3].calls, 1);
+    assert_int_equal(atomic_load(&o[3].result), 0);
+    pf_wait_free(o[3].w);
+    pf_executor_free(ex);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(atomic_load(&o[i].calls), 1);
+    }
+    close(fd);
+    close(q[1]);
+    close(keep);
+    close(p[1]);
+}
+
 static void
 test_reactor_fd_wait_times_out_when_the_manual_clock_passes_its_deadline(
     void **state)
@@ -738,6 +786,7 @@ main(void)
         T(test_reactor_fd_wait_completes_when_a_pipe_becomes_readable),
         T(test_reactor_fd_wait_for_writable_completes_at_once),
         T(test_reactor_two_waits_on_one_fd_both_complete),
+        T(test_reactor_fd_waits_again_on_one_fd_and_on_its_reused_number),
         T(test_reactor_fd_wait_times_out_when_the_manual_clock_passes_its_deadline),
         T(test_reactor_fd_wait_with_a_passed_deadline_times_out_at_once),
         T(test_reactor_abort_ends_a_pending_fd_wait_with_ecanceled),

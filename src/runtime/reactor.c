@@ -21,6 +21,18 @@
  * (release) only on the loop, between two batches of events: no batch
  * still holds the pointer then.
  *
+ * Except when its event has been seen: a one-shot entry that reported is
+ * spent, the kernel reports nothing more for it until an EPOLL_CTL_MOD,
+ * so its stale pointer can never come back. Retiring it leaves it in the
+ * set and marks its fd number parked; the next add of that fd re-arms the
+ * entry with one MOD instead of a DEL now and an ADD then (a provider that
+ * waits on the same socket again and again pays one epoll_ctl per event).
+ * If the fd was closed meanwhile, the entry left with its file (or, if the
+ * file lives on elsewhere, stays spent and keyed on that file): the MOD
+ * finds no entry for the fd's current file (ENOENT) and the add falls back
+ * to ADD. A duplicate (below) is never parked: its number is closed at
+ * retire while the file stays open, which would leave the entry behind.
+ *
  * The eventfd's wake-ups are coalesced by wake_pending: a writer writes
  * only when it flips the flag, and the loop reads the counter before it
  * clears the flag, so a wake-up is never lost and rarely doubled.
@@ -34,6 +46,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -279,6 +292,48 @@ errno_to_pf(int e)
     }
 }
 
+/* Claim fd's parked entry, if any. */
+static bool
+unpark(pf__reactor_t *r, int fd)
+{
+    bool was;
+
+    pthread_mutex_lock(&r->rlock);
+    was = fd < r->nparked && r->parked[fd] != 0;
+    if (was) {
+        r->parked[fd] = 0;
+    }
+    pthread_mutex_unlock(&r->rlock);
+    return was;
+}
+
+/* Mark fd parked. Under rlock. False when the table cannot grow (then the
+ * caller takes the entry out instead). */
+static bool
+park_locked(pf__reactor_t *r, int fd)
+{
+    if (fd >= r->nparked) {
+        int n = r->nparked < 64 ? 64 : r->nparked;
+        unsigned char *p;
+
+        while (n <= fd) {
+            if (n > INT_MAX / 2) {
+                return false;
+            }
+            n *= 2;
+        }
+        p = pf__realloc(r->parked, (size_t)n);
+        if (p == NULL) {
+            return false;
+        }
+        memset(p + r->nparked, 0, (size_t)(n - r->nparked));
+        r->parked = p;
+        r->nparked = n;
+    }
+    r->parked[fd] = 1;
+    return true;
+}
+
 int
 pf__reactor_fd_add(pf__reactor_t *r, pf__fdreg_t *reg, int fd,
                    uint32_t events)
@@ -291,11 +346,21 @@ pf__reactor_fd_add(pf__reactor_t *r, pf__fdreg_t *reg, int fd,
     reg->fd = fd;
     reg->dup = false;
     reg->rnext = NULL;
+    atomic_store_explicit(&reg->fired, false, memory_order_relaxed);
     /* The kernel orders this ADD before the event the loop reads, but
      * neither C11 nor a race detector sees that edge: this release and the
      * loop's acquire state it. Everything reg's owner wrote before is then
      * visible to reg->fn. */
     atomic_store_explicit(&reg->published, true, memory_order_release);
+    if (unpark(r, fd)) {
+        if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
+            return 0;
+        }
+        if (errno != ENOENT) {
+            return errno_to_pf(errno);
+        }
+        /* fd was closed since, and the number reused: add it afresh. */
+    }
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
         return 0;
     }
@@ -335,10 +400,19 @@ pf__reactor_fd_add(pf__reactor_t *r, pf__fdreg_t *reg, int fd,
 void
 pf__reactor_fd_retire(pf__reactor_t *r, pf__fdreg_t *reg)
 {
-    /* Out of the set now, before the owner can close fd; an error only
-     * means the fd was closed already (and so left the set). */
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, reg->fd, NULL);
+    /* A spent entry stays, parked; any other leaves the set now, before
+     * the owner can close fd (an error only means the fd was closed
+     * already, and so left the set). */
+    bool park = !reg->dup &&
+                atomic_load_explicit(&reg->fired, memory_order_acquire);
+
+    if (!park) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, reg->fd, NULL);
+    }
     pthread_mutex_lock(&r->rlock);
+    if (park && !park_locked(r, reg->fd)) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, reg->fd, NULL);
+    }
     if (reg->dup) {
         close(reg->fd);
     }
@@ -438,6 +512,8 @@ pf__reactor_turn(pf__reactor_t *r, bool block)
             continue;
         }
         (void)atomic_load_explicit(&reg->published, memory_order_acquire);
+        /* Its one-shot is spent now: a retire may leave it parked. */
+        atomic_store_explicit(&reg->fired, true, memory_order_release);
         reg->fn(reg, evs[i].events);
         done++;
     }
@@ -477,6 +553,8 @@ pf__reactor_init(pf__reactor_t *r, const pf_clock_t *clock, bool embedded)
     r->timers_fired = 0;
     r->stop = false;
     r->retire = NULL;
+    r->parked = NULL;
+    r->nparked = 0;
     r->clinked = false;
     atomic_init(&r->wake_pending, false);
     pf__timerheap_init(&r->heap);
@@ -536,6 +614,7 @@ pf__reactor_destroy(pf__reactor_t *r)
     }
     clock_unwatch(r);
     release_retired(r);
+    pf__free(r->parked);
     pf__timerheap_destroy(&r->heap);
     pthread_cond_destroy(&r->tidle);
     pthread_mutex_destroy(&r->rlock);

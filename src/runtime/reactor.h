@@ -34,11 +34,12 @@ typedef struct pf__fdreg {
     int fd;      /* the fd in the set: the caller's, or a duplicate */
     bool dup;    /* fd is a duplicate the reactor closes */
     _Atomic bool published; /* release before the ADD, acquire at events */
+    _Atomic bool fired; /* the loop saw its event: the one-shot is spent */
     struct pf__fdreg *rnext; /* on the retire list, under rlock */
 } pf__fdreg_t;
 
 /* epfd, efd, clock, embedded: immutable after init. heap, running_timer,
- * timers_fired, stop: under tlock. retire: under rlock. centry and clinked
+ * timers_fired, stop: under tlock. retire, parked, nparked: under rlock. centry and clinked
  * belong to the loop (one thread at a time). wake_pending is atomic.
  * tlock and rlock are never held together, nor with the executor's
  * queue lock. */
@@ -59,7 +60,9 @@ typedef struct pf__reactor {
     bool stop;
 
     pthread_mutex_t rlock;
-    pf__fdreg_t *retire; /* registrations to take out of the set */
+    pf__fdreg_t *retire;   /* registrations to take out of the set */
+    unsigned char *parked; /* per fd number: a spent entry left in the set */
+    int nparked;           /* length of parked */
 
     pf__clock_waiter_t centry; /* on a manual clock: wakes the loop */
     bool clinked;
@@ -108,7 +111,9 @@ void pf__reactor_timer_counts(pf__reactor_t *r, uint64_t *armed,
 
 /* Add fd to the set for events (EPOLLIN / EPOLLOUT bits), one-shot: reg->fn
  * runs at most once. When fd is already in the set (another wait on it),
- * a duplicate of fd is registered instead. Returns 0, PF_EINVAL for an fd
+ * a duplicate of fd is registered instead. An fd whose last registration
+ * fired and was retired is still in the set, spent (parked): it is
+ * re-armed with one EPOLL_CTL_MOD. Returns 0, PF_EINVAL for an fd
  * epoll cannot watch (closed, a regular file), PF_ENOMEM, or PF_ESYSTEM.
  * From any thread. After a 0, the owner must retire reg exactly once. */
 int pf__reactor_fd_add(pf__reactor_t *r, pf__fdreg_t *reg, int fd,
@@ -116,7 +121,11 @@ int pf__reactor_fd_add(pf__reactor_t *r, pf__fdreg_t *reg, int fd,
 
 /* Take reg out of the set: on the loop, outside any batch of events, so
  * an event already read for reg is handled first; then reg->release runs
- * there. From any thread, exactly once per added reg. */
+ * there. From any thread, exactly once per added reg. A reg whose event
+ * the loop has handed to reg->fn stays in the set, spent (EPOLLONESHOT
+ * reports nothing more until a MOD), and its fd is parked for the next
+ * pf__reactor_fd_add of the same fd (no epoll_ctl here); closing the fd
+ * takes it out. Any other reg leaves with EPOLL_CTL_DEL. */
 void pf__reactor_fd_retire(pf__reactor_t *r, pf__fdreg_t *reg);
 
 /* One turn of the loop on the calling thread: fire due timers, take
