@@ -6,7 +6,13 @@
  *
  * Default breaker config (its 30 s call timeout is measured, with a coarse
  * clock read), one thread; the segment lives in a private folder under
- * /tmp that the program removes. */
+ * /tmp that the program removes.
+ *
+ * Also the rate limiter's decision, in-process and shared: granted (rate
+ * 1e9/s, burst 1e7: the bucket never runs dry, so every call is a clock
+ * read and a CAS) and refused (rate 1/s, burst 1, emptied first: a clock
+ * read and a load); and the retry budget's deposit (lock-free) and
+ * withdrawal (under the budget's mutex, and shared, the segment's too). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +22,8 @@
 
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
+#include "puffinflow/ratelimit.h"
+#include "puffinflow/retry.h"
 #include "puffinflow/shared.h"
 
 #include "harness.h"
@@ -56,6 +64,113 @@ bulkhead_face(void *arg, uint64_t ops)
             pf_bulkhead_leave(bh);
         }
     }
+}
+
+static void
+limiter_face(void *arg, uint64_t ops)
+{
+    pf_ratelimit_t *rl = arg;
+
+    for (uint64_t i = 0; i < ops; i++) {
+        PF_BENCH_KEEP(pf_ratelimit_try_acquire(rl, 1));
+    }
+}
+
+static void
+deposit_face(void *arg, uint64_t ops)
+{
+    pf_retry_budget_t *b = arg;
+
+    for (uint64_t i = 0; i < ops; i++) {
+        pf_retry_budget_deposit(b);
+    }
+}
+
+static void
+withdraw_face(void *arg, uint64_t ops)
+{
+    pf_retry_budget_t *b = arg;
+
+    for (uint64_t i = 0; i < ops; i++) {
+        PF_BENCH_KEEP(pf_retry_budget_try_withdraw(b));
+    }
+}
+
+static pf_ratelimit_t *
+make_limiter(const pf_shared_config_t *sc, const char *name, double rate,
+             unsigned burst)
+{
+    pf_ratelimit_config_t cfg;
+    pf_ratelimit_t *rl = NULL;
+
+    pf_ratelimit_config_init(&cfg);
+    cfg.name = name;
+    cfg.rate = rate;
+    cfg.burst = burst;
+    cfg.shared = sc;
+    if (pf_ratelimit_new(&cfg, &rl) != 0) {
+        fprintf(stderr, "bench_shared: cannot make limiter %s\n", name);
+        exit(1);
+    }
+    return rl;
+}
+
+static pf_retry_budget_t *
+make_budget(const pf_shared_config_t *sc, const char *name)
+{
+    pf_retry_budget_config_t cfg;
+    pf_retry_budget_t *b = NULL;
+
+    pf_retry_budget_config_init(&cfg);
+    cfg.name = name;
+    cfg.shared = sc;
+    if (pf_retry_budget_new(&cfg, &b) != 0) {
+        fprintf(stderr, "bench_shared: cannot make budget %s\n", name);
+        exit(1);
+    }
+    return b;
+}
+
+/* Rate limiter and retry budget rows, in-process beside shared. */
+static void
+limiter_and_budget(pf_shared_config_t *sc)
+{
+    pf_ratelimit_t *lrl = make_limiter(NULL, "local-rl", 1e9, 10000000);
+    pf_ratelimit_t *srl;
+    pf_retry_budget_t *lb = make_budget(NULL, "local-budget");
+    pf_retry_budget_t *sb;
+
+    sc->name = "bench-rl";
+    srl = make_limiter(sc, "shared-rl", 1e9, 10000000);
+    pf_bench_run("rate limiter granted, in-process: try_acquire",
+                 limiter_face, lrl, 2000000, 9);
+    pf_bench_run("rate limiter granted, shared: try_acquire", limiter_face,
+                 srl, 2000000, 9);
+    pf_ratelimit_free(lrl);
+    pf_ratelimit_free(srl);
+    lrl = make_limiter(NULL, "local-rl-dry", 1.0, 1);
+    sc->name = "bench-rl-dry";
+    srl = make_limiter(sc, "shared-rl-dry", 1.0, 1);
+    (void)pf_ratelimit_try_acquire(lrl, 1);
+    (void)pf_ratelimit_try_acquire(srl, 1);
+    pf_bench_run("rate limiter refused, in-process: try_acquire",
+                 limiter_face, lrl, 2000000, 9);
+    pf_bench_run("rate limiter refused, shared: try_acquire", limiter_face,
+                 srl, 2000000, 9);
+    pf_ratelimit_free(lrl);
+    pf_ratelimit_free(srl);
+    sc->name = "bench-budget";
+    sb = make_budget(sc, "shared-budget");
+    pf_bench_run("retry budget, in-process: deposit", deposit_face, lb,
+                 2000000, 9);
+    pf_bench_run("retry budget, shared: deposit", deposit_face, sb, 2000000,
+                 9);
+    pf_bench_run("retry budget, in-process: try_withdraw", withdraw_face, lb,
+                 2000000, 9);
+    pf_bench_run("retry budget, shared: try_withdraw", withdraw_face, sb,
+                 2000000, 9);
+    pf_retry_budget_free(lb);
+    pf_retry_budget_free(sb);
 }
 
 static pf_bulkhead_t *
@@ -138,6 +253,7 @@ main(void)
         pf_bulkhead_free(lbh);
         pf_bulkhead_free(sbh);
     }
+    limiter_and_budget(&sc);
     /* A second process on the same segment, calling without pause. */
     pid = fork();
     if (pid == 0) {

@@ -76,6 +76,19 @@ typedef struct pf_ratelimit_config {
     const pf_clock_t *clock; /* NULL = system monotonic clock */
     pf_ratelimit_listener_fn listener; /* NULL = none; default NULL */
     void *listener_arg;
+    /* Keep the bucket in a shared-memory segment that every process
+     * opening the same name shares (shared.h, docs/shared.md): the rate
+     * and burst then hold for all of them together. Not kept (used by
+     * _new only). NULL (default) = in this process. Every process sharing
+     * it must use the same clock (the system clock: times are stored in
+     * the segment) and the same rate and burst (otherwise _new fails with
+     * PF_EEXIST). The bucket is shared; counts in metrics and the listener
+     * are this process's. Decisions stay one CAS on a word in the mapping,
+     * with no lock and no system call. _new also returns PF_EFORMAT for a
+     * corrupt, truncated, foreign or newer segment file, and PF_ESYSTEM
+     * for one owned by another user (errno EACCES) or when the file cannot
+     * be made. */
+    const struct pf_shared_config *shared;
 } pf_ratelimit_config_t;
 
 /* Fill cfg with the defaults listed above. Never fails; NULL is a no-op. */

@@ -121,6 +121,20 @@ typedef struct pf_retry_budget_config {
                                              NULL (default) */
     void *listener_arg;
     const pf_clock_t *clock;     /* NULL = system monotonic clock */
+    /* Keep the counts of the window (calls and retries) in a
+     * shared-memory segment that every process opening the same name
+     * shares (shared.h, docs/shared.md): the allowance then holds for all
+     * of them together, so a retry storm is bounded across processes.
+     * Not kept (used by _new only). NULL (default) = in this process.
+     * Every process sharing it must use the same clock (the system clock)
+     * and the same ratio, min_retries_per_sec and window (otherwise _new
+     * fails with PF_EEXIST). Totals in metrics (calls, retries, refused)
+     * and the listener are this process's; window_calls, window_retries
+     * and available are the shared window's. _new also returns PF_EFORMAT
+     * for a corrupt, truncated, foreign or newer segment file, and
+     * PF_ESYSTEM for one owned by another user (errno EACCES) or when the
+     * file cannot be made. */
+    const struct pf_shared_config *shared;
 } pf_retry_budget_config_t;
 
 /* Fill cfg with the defaults above. Never fails. */

@@ -1,10 +1,11 @@
 /* puffinflow — state shared by the processes of one host.
  *
- * A breaker or bulkhead whose config points to a pf_shared_config_t keeps
- * its state in a named shared-memory segment (a file mapped by every
- * process that opens the same name) instead of in the process: one
- * process trips the breaker, all reject; one bulkhead limit holds across
- * all processes. The state survives every process exiting and is seen
+ * A breaker, bulkhead, rate limiter or retry budget whose config points
+ * to a pf_shared_config_t keeps its state in a named shared-memory segment
+ * (a file mapped by every process that opens the same name) instead of in
+ * the process: one process trips the breaker, all reject; one bulkhead
+ * limit, one rate, one retry allowance holds across all processes. The
+ * state survives every process exiting and is seen
  * again by the next one to open the name. docs/shared.md says what is
  * shared, what each costs, the file format and the failure modes. */
 #ifndef PUFFINFLOW_SHARED_H

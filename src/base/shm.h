@@ -42,6 +42,8 @@
 enum {
     PF__SHM_KIND_BREAKER = 1,
     PF__SHM_KIND_BULKHEAD = 2,
+    PF__SHM_KIND_RATELIMIT = 3,
+    PF__SHM_KIND_RETRY_BUDGET = 4,
 };
 
 /* What to open. dir NULL = the default folder ($XDG_RUNTIME_DIR when set

@@ -41,19 +41,31 @@
  * the permits released in one coarse tick fit in the bucket beside the one
  * being taken, so each limiter picks, once, at creation: the coarse clock
  * when 2 * rate * resolution <= burst - 1, the precise clock otherwise
- * (high rates, small bursts). A manual clock is exact either way. */
+ * (high rates, small bursts). A manual clock is exact either way.
+ *
+ * Shared (config field shared): tat and last_write_ns live in a
+ * shared-memory segment (shm.h, kind RATELIMIT) that every process opening
+ * the name maps, and the limiter points at them instead of at its own. A
+ * decision is then the same loads and one CAS on a word in the mapping, so
+ * the bucket's promise holds for all the processes together. Units count
+ * from the clock's zero (epoch 0) rather than from this limiter's
+ * creation, so every process reads tat alike; the rate and burst are the
+ * segment's parameters, and other values are PF_EEXIST. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "puffinflow/error.h"
 #include "puffinflow/ratelimit.h"
+#include "puffinflow/shared.h"
 
 #include "clock_impl.h"
 #include "mem.h"
+#include "shm.h"
 #include "timeutil.h"
 #include "wait.h"
 
@@ -64,10 +76,29 @@
 
 /* tat, last_write_ns and the counters are atomics (the counters relaxed:
  * each only counts). Everything else is immutable after pf_ratelimit_new. */
-struct pf_ratelimit {
+typedef struct bucket {
     _Atomic uint64_t tat;
     _Atomic int64_t last_write_ns; /* clock time of a recent write to tat,
                                       at most TOUCH_NS old at the write */
+} bucket_t;
+
+/* A shared limiter's segment body: the bucket on a cache line of its own. */
+typedef struct shared_body {
+    _Alignas(64) bucket_t bucket;
+} shared_body_t;
+
+/* The fixed parameters of a shared limiter, in the segment's header: a
+ * process with others gets PF_EEXIST. */
+typedef struct shared_params {
+    double rate;
+    uint32_t burst;
+    uint32_t layout; /* of shared_body_t: 1 */
+    uint64_t q;
+    uint64_t cost;
+} shared_params_t;
+
+struct pf_ratelimit {
+    bucket_t *b; /* &own, or the shared segment's */
     _Atomic uint64_t acquired;
     _Atomic uint64_t rejected;
     _Atomic uint64_t waited;
@@ -85,6 +116,8 @@ struct pf_ratelimit {
     char *name;
     pf_ratelimit_listener_fn listener;
     void *listener_arg;
+    bucket_t own;
+    pf__shm_t shm; /* shared: the segment (map NULL otherwise) */
 };
 
 /* The clock read of every decision (see the top of the file). */
@@ -107,6 +140,7 @@ pf_ratelimit_config_init(pf_ratelimit_config_t *cfg)
     cfg->clock = NULL;
     cfg->listener = NULL;
     cfg->listener_arg = NULL;
+    cfg->shared = NULL;
 }
 
 /* The smallest q (units per ns) that makes the permit interval a whole
@@ -161,6 +195,66 @@ coarse_is_enough(const pf_clock_t *clock, double rate, unsigned burst)
     return 2.0 * rate * res_s <= (double)burst - 1.0;
 }
 
+/* Fill a new segment's body: a full bucket (tat 0 is long past on units
+ * counted from the clock's zero). Runs in the creator before any other
+ * process can see the segment. */
+static void
+shared_init(void *body, void *arg)
+{
+    shared_body_t *sb = body;
+    const int64_t *now = arg;
+
+    atomic_init(&sb->bucket.tat, 0);
+    atomic_init(&sb->bucket.last_write_ns, *now);
+}
+
+/* Open (or create) the segment of a shared limiter and point rl's bucket
+ * at it. Errors as pf__shm_open. */
+static int
+open_shared(pf_ratelimit_t *rl, const pf_shared_config_t *sc)
+{
+    shared_params_t params;
+    pf__shm_spec_t spec;
+    shared_body_t *sb;
+    int64_t now = read_now(rl);
+    int64_t w;
+    int rc;
+
+    memset(&params, 0, sizeof(params));
+    params.rate = rl->rate;
+    params.burst = rl->burst;
+    params.layout = 1;
+    params.q = rl->q;
+    params.cost = rl->cost;
+    memset(&spec, 0, sizeof(spec));
+    spec.dir = sc->dir;
+    spec.name = sc->name;
+    spec.mode = sc->mode;
+    spec.kind = PF__SHM_KIND_RATELIMIT;
+    spec.body_size = (uint32_t)sizeof(shared_body_t);
+    spec.params = &params;
+    spec.params_len = sizeof(params);
+    spec.init = shared_init;
+    spec.arg = &now;
+    rc = pf__shm_open(&spec, &rl->shm);
+    if (rc != 0) {
+        return rc;
+    }
+    sb = rl->shm.body;
+    rl->b = &sb->bucket;
+    /* A last write far in the clock's future means the clock started
+     * again (a reboot, with the segment in a folder that kept it): the
+     * stored times mean nothing now, so start from a full bucket. */
+    w = atomic_load_explicit(&rl->b->last_write_ns, memory_order_relaxed);
+    if (w - now > TOUCH_NS) {
+        atomic_store_explicit(&rl->b->last_write_ns, now,
+                              memory_order_relaxed);
+        atomic_store_explicit(&rl->b->tat, (uint64_t)now * rl->q,
+                              memory_order_release);
+    }
+    return 0;
+}
+
 int
 pf_ratelimit_new(const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
 {
@@ -178,6 +272,16 @@ pf_ratelimit_new(const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
     if (rate_units(cfg->rate, &q, &cost) != 0 ||
         cost > WINDOW_MAX / cfg->burst) {
         return PF_EINVAL;
+    }
+    if (cfg->shared != NULL) {
+        char path[8];
+
+        /* A name the store accepts (a short buffer only tests it). */
+        if (pf__shm_path(cfg->shared->dir, cfg->shared->name, path,
+                         sizeof(path)) == PF_EINVAL ||
+            (cfg->shared->mode & ~0666u) != 0) {
+            return PF_EINVAL;
+        }
     }
     rl = pf__calloc(1, sizeof(*rl));
     if (rl == NULL) {
@@ -202,11 +306,23 @@ pf_ratelimit_new(const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
      * one, and an epoch ahead of later reads would start the bucket in
      * debt. */
     rl->epoch = read_now(rl);
-    atomic_init(&rl->tat, 0);
-    atomic_init(&rl->last_write_ns, rl->epoch);
+    rl->b = &rl->own;
+    atomic_init(&rl->own.tat, 0);
+    atomic_init(&rl->own.last_write_ns, rl->epoch);
     /* No debt outlives DEBT_MAX units after the write that made it, and
      * last_write_ns lags the last write by less than TOUCH_NS. */
     rl->stale_ns = (int64_t)(DEBT_MAX / q) + 2 * TOUCH_NS;
+    if (cfg->shared != NULL) {
+        int rc;
+
+        rl->epoch = 0; /* every process counts units alike */
+        rc = open_shared(rl, cfg->shared);
+        if (rc != 0) {
+            pf__free(rl->name);
+            pf__free(rl);
+            return rc;
+        }
+    }
     *out = rl;
     return 0;
 }
@@ -217,6 +333,7 @@ pf_ratelimit_free(pf_ratelimit_t *rl)
     if (rl == NULL) {
         return;
     }
+    pf__shm_close(&rl->shm);
     pf__free(rl->name);
     pf__free(rl);
 }
@@ -246,7 +363,7 @@ static inline uint64_t
 debt_now(const pf_ratelimit_t *rl, uint64_t t, uint64_t nu, int64_t now)
 {
     int64_t d = (int64_t)(t - nu);
-    int64_t w = atomic_load_explicit(&rl->last_write_ns, memory_order_relaxed);
+    int64_t w = atomic_load_explicit(&rl->b->last_write_ns, memory_order_relaxed);
 
     if (d <= 0 || (uint64_t)d > DEBT_MAX || now - w > rl->stale_ns) {
         return 0;
@@ -261,10 +378,10 @@ debt_now(const pf_ratelimit_t *rl, uint64_t t, uint64_t nu, int64_t now)
 static inline void
 touch(pf_ratelimit_t *rl, int64_t now)
 {
-    int64_t w = atomic_load_explicit(&rl->last_write_ns, memory_order_relaxed);
+    int64_t w = atomic_load_explicit(&rl->b->last_write_ns, memory_order_relaxed);
 
     if (now - w > TOUCH_NS) {
-        atomic_store_explicit(&rl->last_write_ns, now, memory_order_relaxed);
+        atomic_store_explicit(&rl->b->last_write_ns, now, memory_order_relaxed);
     }
 }
 
@@ -278,7 +395,7 @@ take(pf_ratelimit_t *rl, unsigned n, int64_t now, uint64_t allow,
      uint64_t *over)
 {
     uint64_t nu = to_units(rl, now);
-    uint64_t t = atomic_load_explicit(&rl->tat, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&rl->b->tat, memory_order_acquire);
     uint64_t need = (uint64_t)n * rl->cost;
 
     for (;;) {
@@ -289,7 +406,7 @@ take(pf_ratelimit_t *rl, unsigned n, int64_t now, uint64_t allow,
             return false;
         }
         touch(rl, now);
-        if (atomic_compare_exchange_weak_explicit(&rl->tat, &t, nu + debt,
+        if (atomic_compare_exchange_weak_explicit(&rl->b->tat, &t, nu + debt,
                                                   memory_order_release,
                                                   memory_order_acquire)) {
             *over = debt > rl->window ? debt - rl->window : 0;
@@ -373,13 +490,13 @@ pf_ratelimit_refund(pf_ratelimit_t *rl, unsigned n)
     now = read_now(rl);
     nu = to_units(rl, now);
     give = n > DEBT_MAX / rl->cost ? DEBT_MAX : (uint64_t)n * rl->cost;
-    t = atomic_load_explicit(&rl->tat, memory_order_acquire);
+    t = atomic_load_explicit(&rl->b->tat, memory_order_acquire);
     for (;;) {
         uint64_t debt = debt_now(rl, t, nu, now);
 
         debt = debt > give ? debt - give : 0;
         touch(rl, now);
-        if (atomic_compare_exchange_weak_explicit(&rl->tat, &t, nu + debt,
+        if (atomic_compare_exchange_weak_explicit(&rl->b->tat, &t, nu + debt,
                                                   memory_order_release,
                                                   memory_order_acquire)) {
             break;
@@ -398,7 +515,7 @@ pf_ratelimit_time_until_ns(pf_ratelimit_t *rl, unsigned n)
         return INT64_MAX;
     }
     now = read_now(rl);
-    debt = debt_now(rl, atomic_load_explicit(&rl->tat, memory_order_acquire),
+    debt = debt_now(rl, atomic_load_explicit(&rl->b->tat, memory_order_acquire),
                     to_units(rl, now), now) +
            (uint64_t)n * rl->cost;
     return debt <= rl->window ? 0 : units_to_ns(rl, debt - rl->window);
@@ -540,7 +657,7 @@ pf_ratelimit_metrics(pf_ratelimit_t *rl, pf_ratelimit_metrics_t *out)
         return;
     }
     now = read_now(rl);
-    debt = debt_now(rl, atomic_load_explicit(&rl->tat, memory_order_acquire),
+    debt = debt_now(rl, atomic_load_explicit(&rl->b->tat, memory_order_acquire),
                     to_units(rl, now), now);
     out->rate = rl->rate;
     out->burst = rl->burst;

@@ -16,7 +16,17 @@
  * racing a withdrawal is simply counted or not yet counted).
  *
  * Every count guards nothing but itself, so relaxed atomics suffice; the
- * mutex orders the withdrawals. */
+ * mutex orders the withdrawals.
+ *
+ * Shared (config field shared): both rings live in a shared-memory segment
+ * (shm.h, kind RETRY_BUDGET) that every process opening the name maps, and
+ * withdrawals are serialised across processes by a robust process-shared
+ * mutex in the segment, taken after the budget's own (when its holder
+ * dies, the next locker gets it with EOWNERDEAD and marks it consistent:
+ * the rings are single words, so nothing is left half-written). Slot
+ * epochs are clock time / slot_ns, the same in every process on the
+ * system clock. Deposits stay lock-free atomics in the mapping. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,15 +34,40 @@
 
 #include "puffinflow/error.h"
 #include "puffinflow/retry.h"
+#include "puffinflow/shared.h"
 
 #include "clock_impl.h"
 #include "mem.h"
+#include "shm.h"
 #include "timeutil.h"
 
 #define SLOTS 10u
 
-/* name, clock, slot_ns, ratio, reserve, listener: immutable after _new.
- * Rings and totals: atomics. lock serialises withdrawals. */
+typedef struct rings {
+    _Atomic uint64_t calls[SLOTS];
+    _Atomic uint64_t retries[SLOTS];
+} rings_t;
+
+/* A shared budget's segment body: the mutex that serialises withdrawals
+ * of every process, then the rings on cache lines of their own. */
+typedef struct shared_body {
+    pthread_mutex_t mu;
+    _Alignas(64) rings_t rings;
+} shared_body_t;
+
+/* The fixed parameters of a shared budget, in the segment's header: a
+ * process with others gets PF_EEXIST. */
+typedef struct shared_params {
+    double ratio;
+    double min_per_sec;
+    int64_t slot_ns;
+    uint32_t slots;
+    uint32_t layout; /* of shared_body_t: 1 */
+} shared_params_t;
+
+/* name, clock, slot_ns, ratio, reserve, listener, r, shm_mu: immutable
+ * after _new. Rings and totals: atomics. lock serialises withdrawals (and
+ * shm_mu, shared, those of every process). */
 struct pf_retry_budget {
     char *name;
     const pf_clock_t *clock;
@@ -43,8 +78,10 @@ struct pf_retry_budget {
     double reserve; /* min_per_sec * window_s retries */
     pf_retry_budget_listener_fn listener;
     void *listener_arg;
-    _Atomic uint64_t calls_ring[SLOTS];
-    _Atomic uint64_t retries_ring[SLOTS];
+    rings_t *r; /* &own, or the shared segment's */
+    pthread_mutex_t *shm_mu; /* shared: the segment's mutex, else NULL */
+    rings_t own;
+    pf__shm_t shm; /* shared: the segment (map NULL otherwise) */
     _Atomic uint64_t calls;
     _Atomic uint64_t retries;
     _Atomic uint64_t refused;
@@ -64,16 +101,82 @@ pf_retry_budget_config_init(pf_retry_budget_config_t *cfg)
     cfg->listener = NULL;
     cfg->listener_arg = NULL;
     cfg->clock = NULL;
+    cfg->shared = NULL;
 }
 
 /* Comparisons written so that NaN fails each of them. */
 static bool
 config_valid(const pf_retry_budget_config_t *cfg)
 {
+    char path[8];
+
+    if (cfg->shared != NULL &&
+        (pf__shm_path(cfg->shared->dir, cfg->shared->name, path,
+                      sizeof(path)) == PF_EINVAL ||
+         (cfg->shared->mode & ~0666u) != 0)) {
+        return false; /* a name the store refuses (the buffer is short on
+                         purpose: only the name is tested) */
+    }
     return cfg->name != NULL && cfg->ratio >= 0.0 && cfg->ratio <= 1000.0 &&
            cfg->min_retries_per_sec >= 0.0 &&
            isfinite(cfg->min_retries_per_sec) && cfg->window >= 0.01 &&
            cfg->window <= 86400.0;
+}
+
+/* Fill a new segment's body: empty rings, the mutex robust and
+ * process-shared. Runs in the creator before any other process can see
+ * the segment. */
+static void
+shared_init(void *body, void *arg)
+{
+    shared_body_t *sb = body;
+    pthread_mutexattr_t attr;
+
+    (void)arg;
+    for (unsigned i = 0; i < SLOTS; i++) {
+        atomic_init(&sb->rings.calls[i], 0);
+        atomic_init(&sb->rings.retries[i], 0);
+    }
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&sb->mu, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
+/* Open (or create) the segment of a shared budget and point b's rings at
+ * it. Errors as pf__shm_open. */
+static int
+open_shared(pf_retry_budget_t *b, const pf_shared_config_t *sc)
+{
+    shared_params_t params;
+    pf__shm_spec_t spec;
+    shared_body_t *sb;
+    int rc;
+
+    memset(&params, 0, sizeof(params));
+    params.ratio = b->ratio;
+    params.min_per_sec = b->min_per_sec;
+    params.slot_ns = b->slot_ns;
+    params.slots = SLOTS;
+    params.layout = 1;
+    memset(&spec, 0, sizeof(spec));
+    spec.dir = sc->dir;
+    spec.name = sc->name;
+    spec.mode = sc->mode;
+    spec.kind = PF__SHM_KIND_RETRY_BUDGET;
+    spec.body_size = (uint32_t)sizeof(shared_body_t);
+    spec.params = &params;
+    spec.params_len = sizeof(params);
+    spec.init = shared_init;
+    rc = pf__shm_open(&spec, &b->shm);
+    if (rc != 0) {
+        return rc;
+    }
+    sb = b->shm.body;
+    b->r = &sb->rings;
+    b->shm_mu = &sb->mu;
+    return 0;
 }
 
 int
@@ -110,12 +213,24 @@ pf_retry_budget_new(const pf_retry_budget_config_t *cfg,
     b->listener = cfg->listener;
     b->listener_arg = cfg->listener_arg;
     for (unsigned i = 0; i < SLOTS; i++) {
-        atomic_init(&b->calls_ring[i], 0);
-        atomic_init(&b->retries_ring[i], 0);
+        atomic_init(&b->own.calls[i], 0);
+        atomic_init(&b->own.retries[i], 0);
     }
+    b->r = &b->own;
+    b->shm_mu = NULL;
     atomic_init(&b->calls, 0);
     atomic_init(&b->retries, 0);
     atomic_init(&b->refused, 0);
+    if (cfg->shared != NULL) {
+        int rc = open_shared(b, cfg->shared);
+
+        if (rc != 0) {
+            pthread_mutex_destroy(&b->lock);
+            pf__free(b->name);
+            pf__free(b);
+            return rc;
+        }
+    }
     *out = b;
     return 0;
 }
@@ -126,9 +241,31 @@ pf_retry_budget_free(pf_retry_budget_t *b)
     if (b == NULL) {
         return;
     }
+    pf__shm_close(&b->shm);
     pthread_mutex_destroy(&b->lock);
     pf__free(b->name);
     pf__free(b);
+}
+
+/* b->lock, and for a shared budget the segment's mutex after it. A robust
+ * mutex whose holder died comes back with EOWNERDEAD: every count is one
+ * word, so the state is whole; mark it consistent and go on. */
+static void
+lock(pf_retry_budget_t *b)
+{
+    pthread_mutex_lock(&b->lock);
+    if (b->shm_mu != NULL && pthread_mutex_lock(b->shm_mu) == EOWNERDEAD) {
+        pthread_mutex_consistent(b->shm_mu);
+    }
+}
+
+static void
+unlock(pf_retry_budget_t *b)
+{
+    if (b->shm_mu != NULL) {
+        pthread_mutex_unlock(b->shm_mu);
+    }
+    pthread_mutex_unlock(&b->lock);
 }
 
 const char *
@@ -196,7 +333,7 @@ pf_retry_budget_deposit(pf_retry_budget_t *b)
     if (b == NULL) {
         return;
     }
-    slot_add(b->calls_ring, epoch_now(b));
+    slot_add(b->r->calls, epoch_now(b));
     atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
 }
 
@@ -221,18 +358,18 @@ pf_retry_budget_try_withdraw(pf_retry_budget_t *b)
     if (b == NULL) {
         return PF_EINVAL;
     }
-    pthread_mutex_lock(&b->lock);
+    lock(b);
     e = epoch_now(b);
-    calls = ring_sum(b->calls_ring, e);
-    retries = ring_sum(b->retries_ring, e);
+    calls = ring_sum(b->r->calls, e);
+    retries = ring_sum(b->r->retries, e);
     if (retries < allowance(b, calls)) {
-        slot_add(b->retries_ring, e);
+        slot_add(b->r->retries, e);
         atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
-        pthread_mutex_unlock(&b->lock);
+        unlock(b);
         return 0;
     }
     atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     if (b->listener != NULL) {
         ev.budget_name = b->name;
         ev.window_calls = calls;
@@ -256,8 +393,8 @@ pf_retry_budget_metrics(pf_retry_budget_t *b, pf_retry_budget_metrics_t *out)
     out->calls = atomic_load_explicit(&b->calls, memory_order_relaxed);
     out->retries = atomic_load_explicit(&b->retries, memory_order_relaxed);
     out->refused = atomic_load_explicit(&b->refused, memory_order_relaxed);
-    out->window_calls = ring_sum(b->calls_ring, e);
-    out->window_retries = ring_sum(b->retries_ring, e);
+    out->window_calls = ring_sum(b->r->calls, e);
+    out->window_retries = ring_sum(b->r->retries, e);
     allowed = allowance(b, out->window_calls);
     out->available =
         allowed > out->window_retries ? allowed - out->window_retries : 0;
