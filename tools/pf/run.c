@@ -590,8 +590,8 @@ open_breaker(const run_opts_t *o, const char *dir, pf_breaker_t **out)
         fprintf(stderr, "pf run: --breaker %s: it exists in %s with other "
                         "settings; use the same --failure-threshold, "
                         "--success-threshold and --recovery-timeout, or "
-                        "remove it: pf breaker reset --forget %s\n",
-                o->breaker, dir, o->breaker);
+                        "remove %s/puffinflow-breaker.%s.shm\n",
+                o->breaker, dir, dir, o->breaker);
     } else if (rc != 0) {
         fprintf(stderr, "pf run: --breaker %s: cannot open it in %s: %s%s%s\n",
                 o->breaker, dir, pf_strerror(rc),
@@ -621,9 +621,9 @@ open_bulkhead(const run_opts_t *o, const char *dir, pf_bulkhead_t **out)
     rc = pf_bulkhead_new(&cfg, out);
     if (rc == PF_EEXIST) {
         fprintf(stderr, "pf run: --bulkhead %s: it exists in %s with another "
-                        "--max-concurrent; use the same, or remove it: "
-                        "pf bulkhead reset %s\n",
-                o->bulkhead, dir, o->bulkhead);
+                        "--max-concurrent; use the same, or remove "
+                        "%s/puffinflow-bulkhead.%s.shm\n",
+                o->bulkhead, dir, dir, o->bulkhead);
     } else if (rc != 0) {
         fprintf(stderr, "pf run: --bulkhead %s: cannot open it in %s: "
                         "%s%s%s\n",
