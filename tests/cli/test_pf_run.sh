@@ -174,6 +174,32 @@ expect 121 "bulkhead full after --max-wait" -- run --bulkhead small \
 kill -TERM "$holder"
 wait "$holder"
 
+# ---- pf breaker|bulkhead list|show|reset ---------------------------------
+sd=(--state-dir "$state")
+expect 0 "breaker list" -- breaker list "${sd[@]}"
+[ "$(cat "$work/out")" = tb ] || fail "breaker list: $(cat "$work/out")"
+expect 0 "bulkhead list" -- bulkhead list "${sd[@]}"
+[ "$(sort "$work/out" | tr '\n' ' ')" = "nightly small " ] || fail "bulkhead list: $(cat "$work/out")"
+ob=(--breaker op --state-dir "$state" --failure-threshold 1 --recovery-timeout 1h)
+expect 1 "trip breaker op" -- run "${ob[@]}" -- false
+expect 0 "breaker show" -- breaker show op "${sd[@]}"
+grep -q "state *open" "$work/out" || fail "show open: $(cat "$work/out")"
+grep -q "recovery timeout *3600 s" "$work/out" || fail "show settings"
+expect 120 "op is open" -- run "${ob[@]}" -- true
+expect 0 "breaker reset" -- breaker reset op "${sd[@]}"
+expect 0 "breaker show after reset" -- breaker show op "${sd[@]}"
+grep -q "state *closed" "$work/out" || fail "show after reset: $(cat "$work/out")"
+expect 0 "op runs after reset" -- run "${ob[@]}" -- true
+expect 0 "breaker reset --forget" -- breaker reset op --forget "${sd[@]}"
+[ -e "$state/puffinflow-breaker.op.shm" ] && fail "--forget left the segment"
+expect 1 "show a forgotten breaker" -- breaker show op "${sd[@]}"
+expect 0 "bulkhead show" -- bulkhead show small "${sd[@]}"
+grep -q "max concurrent *1" "$work/out" || fail "bulkhead show: $(cat "$work/out")"
+expect 0 "bulkhead reset" -- bulkhead reset small "${sd[@]}"
+expect 0 "bulkhead list after reset" -- bulkhead list "${sd[@]}"
+[ "$(cat "$work/out")" = nightly ] || fail "after reset: $(cat "$work/out")"
+expect 0 "a new limit after reset" -- run --bulkhead small --max-concurrent 4 "${sd[@]}" -- true
+
 # ---- usage errors: status 2, naming the option and the value -------------
 bad() { # VALUE-TO-FIND ARGS...
     local needle=$1
@@ -215,6 +241,12 @@ bad "no command" run --retries 1
 bad "no command" run --
 bad "after '--'" run true
 bad "unknown command 'nope'" nope
+bad "needs a NAME" breaker show
+bad "takes no NAME" bulkhead list x
+bad "unknown action 'frob'" breaker frob
+bad "NAME: bad value 'a/b'" breaker show a/b
+bad "--forget goes with reset" breaker show x --forget
+bad "unknown option '--bogus'" bulkhead list --bogus
 "$PF" run --help >/dev/null || fail "pf run --help"
 
 if [ "$fails" -ne 0 ]; then

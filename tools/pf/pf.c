@@ -6,6 +6,8 @@
  *   pf run [options] -- CMD [ARGS...]
  *                       run a command with retries, timeouts, a shared
  *                       breaker and a shared bulkhead
+ *   pf breaker|bulkhead list|show|reset [NAME]
+ *                       inspect and reset the shared state of pf run
  *   pf version          print the library version
  */
 #include <stdio.h>
@@ -28,6 +30,8 @@ usage(FILE *out)
                  "                   run a command with retries, timeouts, "
                  "a breaker and a\n"
                  "                   bulkhead shared across invocations\n"
+                 "  breaker|bulkhead list|show|reset [NAME]\n"
+                 "                   the shared state kept for pf run\n"
                  "  version          print the library version\n"
                  "pf <command> --help says more.\n");
     return out == stdout ? 0 : 2;
@@ -44,6 +48,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "watch") == 0) {
         return pf_tool_watch(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "breaker") == 0 || strcmp(argv[1], "bulkhead") == 0) {
+        return pf_tool_state(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "run") == 0) {
         return pf_tool_run(argc - 1, argv + 1);

@@ -12,6 +12,11 @@ int pf_tool_demo(int argc, char **argv);
 int pf_tool_watch(int argc, char **argv);
 int pf_tool_run(int argc, char **argv);
 int pf_tool_state(int argc, char **argv); /* pf breaker|bulkhead ... */
+/* Write the settings of pf run's shared kind NAME (text: "key value"
+ * lines) to DIR/pf-KIND.NAME.conf, for pf breaker|bulkhead show and reset.
+ * 0 or -1. */
+int pf_tool_state_save(const char *dir, const char *kind, const char *name,
+                       const char *text);
 
 /* Exit statuses of pf run, documented in docs/pf.md. */
 enum {

@@ -586,7 +586,16 @@ open_breaker(const run_opts_t *o, const char *dir, pf_breaker_t **out)
     cfg.timeout = 0; /* --timeout ends slow attempts; they count then */
     cfg.shared = &sc;
     rc = pf_breaker_new(&cfg, out);
-    if (rc == PF_EEXIST) {
+    if (rc == 0) {
+        char text[160];
+
+        snprintf(text, sizeof text,
+                 "failure_threshold %ld\nsuccess_threshold %ld\n"
+                 "recovery_timeout %.17g\n",
+                 o->failure_threshold, o->success_threshold,
+                 o->recovery_timeout);
+        pf_tool_state_save(dir, "breaker", o->breaker, text);
+    } else if (rc == PF_EEXIST) {
         fprintf(stderr, "pf run: --breaker %s: it exists in %s with other "
                         "settings; use the same --failure-threshold, "
                         "--success-threshold and --recovery-timeout, or "
@@ -619,7 +628,13 @@ open_bulkhead(const run_opts_t *o, const char *dir, pf_bulkhead_t **out)
     cfg.max_queue_size = 0;
     cfg.shared = &sc;
     rc = pf_bulkhead_new(&cfg, out);
-    if (rc == PF_EEXIST) {
+    if (rc == 0) {
+        char text[64];
+
+        snprintf(text, sizeof text, "max_concurrent %ld\n",
+                 o->max_concurrent);
+        pf_tool_state_save(dir, "bulkhead", o->bulkhead, text);
+    } else if (rc == PF_EEXIST) {
         fprintf(stderr, "pf run: --bulkhead %s: it exists in %s with another "
                         "--max-concurrent; use the same, or remove "
                         "%s/puffinflow-bulkhead.%s.shm\n",
