@@ -708,7 +708,10 @@ run_attempts(runner_t *run, const run_opts_t *o, pf_breaker_t *br,
             }
         }
         status = attempt(run, o, o->argv, attempt_end);
-        if (br != NULL) {
+        if (br != NULL && run->signal != 0) {
+            /* stopped by whoever signalled pf: says nothing of CMD */
+            pf_breaker_release(br, &permit);
+        } else if (br != NULL) {
             pf_breaker_record(br, &permit, status == 0 ? 0 : 1);
         }
         if (status == PF_TOOL_EXIT_TIMEOUT && run->res.result == PF_ETIMEDOUT) {
