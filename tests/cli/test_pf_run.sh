@@ -122,7 +122,7 @@ for sig in TERM INT HUP; do
 done
 
 # ---- a breaker shared by separate invocations ---------------------------
-br=(--breaker tb --state-dir "$state" --failure-threshold 2 --recovery-timeout 500ms)
+br=(--breaker tb --state-dir "$state" --failure-threshold 2 --recovery-timeout 1500ms)
 rm -f "$count"
 expect 1 "breaker failure 1" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 1"
 expect 1 "breaker failure 2" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 1"
@@ -134,7 +134,7 @@ expect 9 "fallback while open" -- run "${br[@]}" --fallback 'echo fallback; exit
 expect 125 "other settings for the same breaker" -- run --breaker tb \
     --state-dir "$state" --failure-threshold 3 -- true
 grep -q -- "--breaker tb" "$work/err" || fail "settings message"
-sleep 0.6
+sleep 1.6
 expect 0 "breaker recovered after --recovery-timeout" -- run "${br[@]}" \
     -- sh -c "echo x >>'$count'"
 expect 0 "breaker closed" -- run "${br[@]}" -- sh -c "echo x >>'$count'"
