@@ -3,6 +3,11 @@
  *   pf demo [--scene NAME]... [--list]
  *                       a narrated tour of the patterns at work
  *   pf watch PID        sample a process (leak detector), one line a sample
+ *   pf run [options] -- CMD [ARGS...]
+ *                       run a command with retries, timeouts, a shared
+ *                       breaker and a shared bulkhead
+ *   pf breaker|bulkhead list|show|reset [NAME]
+ *                       inspect and reset the shared state of pf run
  *   pf version          print the library version
  */
 #include <stdio.h>
@@ -21,7 +26,14 @@ usage(FILE *out)
                  "  watch PID [--interval s] [--count n]\n"
                  "                   sample a process: memory, fds, sockets, "
                  "trends\n"
-                 "  version          print the library version\n");
+                 "  run [options] -- CMD [ARGS...]\n"
+                 "                   run a command with retries, timeouts, "
+                 "a breaker and a\n"
+                 "                   bulkhead shared across invocations\n"
+                 "  breaker|bulkhead list|show|reset [NAME]\n"
+                 "                   the shared state kept for pf run\n"
+                 "  version          print the library version\n"
+                 "pf <command> --help says more.\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -37,11 +49,19 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "watch") == 0) {
         return pf_tool_watch(argc - 1, argv + 1);
     }
-    if (strcmp(argv[1], "version") == 0) {
+    if (strcmp(argv[1], "breaker") == 0 || strcmp(argv[1], "bulkhead") == 0) {
+        return pf_tool_state(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "run") == 0) {
+        return pf_tool_run(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0 ||
+        strcmp(argv[1], "-V") == 0) {
         printf("puffinflow %s\n", pf_version());
         return 0;
     }
-    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
         return usage(stdout);
     }
     fprintf(stderr, "pf: unknown command '%s'\n", argv[1]);

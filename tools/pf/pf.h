@@ -3,9 +3,48 @@
 #ifndef PF_TOOLS_PF_H
 #define PF_TOOLS_PF_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "puffinflow/puffinflow.h"
 
 int pf_tool_demo(int argc, char **argv);
 int pf_tool_watch(int argc, char **argv);
+int pf_tool_run(int argc, char **argv);
+int pf_tool_state(int argc, char **argv); /* pf breaker|bulkhead ... */
+/* Write the settings of pf run's shared kind NAME (text: "key value"
+ * lines) to DIR/pf-KIND.NAME.conf, for pf breaker|bulkhead show and reset.
+ * 0 or -1. */
+int pf_tool_state_save(const char *dir, const char *kind, const char *name,
+                       const char *text);
+
+/* Exit statuses of pf run, documented in docs/pf.md. */
+enum {
+    PF_TOOL_EXIT_USAGE = 2,     /* bad command line */
+    PF_TOOL_EXIT_OPEN = 120,    /* the breaker is open: not run */
+    PF_TOOL_EXIT_FULL = 121,    /* the bulkhead is full: not run */
+    PF_TOOL_EXIT_TIMEOUT = 124, /* --timeout or --deadline ended it */
+    PF_TOOL_EXIT_FAILURE = 125, /* pf itself failed */
+    PF_TOOL_EXIT_NOEXEC = 126,  /* found but cannot be executed */
+    PF_TOOL_EXIT_NOTFOUND = 127 /* not found */
+};
+
+/* A breaker's or bulkhead's segment is "<kind>.<NAME>" (the library allows
+ * 64 characters; "bulkhead." takes 9). */
+#define PF_TOOL_NAME_MAX 55
+
+/* Option values (args.c): false after printing what was wrong, naming the
+ * command, the option and the value. */
+bool pf_tool_parse_duration(const char *cmd, const char *opt, const char *s,
+                            double *out);
+bool pf_tool_parse_count(const char *cmd, const char *opt, const char *s,
+                         long lo, long hi, long *out);
+bool pf_tool_parse_codes(const char *cmd, const char *opt, const char *s,
+                         bool codes[256]);
+bool pf_tool_parse_name(const char *cmd, const char *opt, const char *s);
+/* The folder of shared state: arg (made absolute), else the library's
+ * default ($XDG_RUNTIME_DIR when absolute, else /dev/shm). */
+bool pf_tool_state_dir(const char *cmd, const char *arg, char *buf,
+                       size_t len);
 
 #endif /* PF_TOOLS_PF_H */
