@@ -52,6 +52,21 @@ int pf_test_clock_teardown(void **state);
 /* A user's own failure codes, as a call would return them (positive, so
  * never a PF_E* code): one the tests' breakers count as a failure, one
  * they are configured to ignore. */
+/* PF_TEST_FORK_UNSAFE: the sanitizer runtime cannot survive a fork() taken
+ * while other threads of the process may be inside it. TSan does not
+ * support threads started after fork(); gcc 12's ASan does not lock its
+ * allocator across fork(), so a child forked while another thread frees
+ * memory can hang inside ASan (seen: a grandchild stuck in the allocator's
+ * lock). Tests that fork a process with live library threads skip under
+ * both; the plain build runs them (glibc's malloc is fork-safe). */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define PF_TEST_FORK_UNSAFE 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define PF_TEST_FORK_UNSAFE 1
+#endif
+#endif
+
 #define CONN_ERR 111
 #define VALUE_ERR 22
 

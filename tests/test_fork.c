@@ -17,14 +17,6 @@
 #include "test.h"
 #include "ticker.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
 /* ---- helpers ---------------------------------------------------------- */
 
 /* Run an agent on the default executor whose one state fails its first
@@ -95,8 +87,8 @@ test_fork_child_runs_an_agent_with_a_retry_timer(void **state)
     pid_t pid;
 
     (void)state;
-#ifdef UNDER_TSAN
-    skip(); /* TSan does not support threads started after fork() */
+#ifdef PF_TEST_FORK_UNSAFE
+    skip(); /* see PF_TEST_FORK_UNSAFE in test.h */
 #endif
     assert_int_equal(run_retrying_agent(), 0); /* the parent's executor */
     pid = fork();
@@ -115,8 +107,8 @@ test_fork_grandchild_runs_an_agent_too(void **state)
     pid_t pid;
 
     (void)state;
-#ifdef UNDER_TSAN
-    skip(); /* TSan does not support threads started after fork() */
+#ifdef PF_TEST_FORK_UNSAFE
+    skip(); /* see PF_TEST_FORK_UNSAFE in test.h */
 #endif
     assert_int_equal(run_retrying_agent(), 0);
     pid = fork();
@@ -152,9 +144,9 @@ test_fork_child_frees_a_parent_executor(void **state)
     pid_t pid;
 
     (void)state;
-#ifdef UNDER_TSAN
+#ifdef PF_TEST_FORK_UNSAFE
     pf_executor_free(ex);
-    skip(); /* TSan does not support threads started after fork() */
+    skip(); /* see PF_TEST_FORK_UNSAFE in test.h */
 #endif
     pid = fork();
     assert_true(pid >= 0);
@@ -175,8 +167,8 @@ test_fork_ticker_is_stopped_in_the_child_and_restarts(void **state)
     pid_t pid;
 
     (void)state;
-#ifdef UNDER_TSAN
-    skip(); /* TSan does not support threads started after fork() */
+#ifdef PF_TEST_FORK_UNSAFE
+    skip(); /* see PF_TEST_FORK_UNSAFE in test.h */
 #endif
     atomic_store(&g_ticks, 0);
     /* INT64_MAX: the first tick, then it waits for the stop alone. */

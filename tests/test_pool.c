@@ -18,14 +18,6 @@
 #include "pool.h"
 #include "test.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
 /* ---- helpers ---------------------------------------------------------- */
 
 typedef bool (*pool_pred_fn)(const pf__pool_stats_t *s, unsigned n);
@@ -743,8 +735,8 @@ test_pool_timed_call_works_in_a_forked_child(void **state)
     int status = 0;
 
     (void)state;
-#ifdef UNDER_TSAN
-    skip(); /* TSan does not support threads started after fork() */
+#ifdef PF_TEST_FORK_UNSAFE
+    skip(); /* see PF_TEST_FORK_UNSAFE in test.h */
 #endif
     assert_pf_ok(pf_timeout_call(60.0, quick, NULL)); /* an idle thread */
     pid = fork();
