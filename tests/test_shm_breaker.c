@@ -20,36 +20,21 @@
 #include "puffinflow/clock.h"
 #include "puffinflow/shared.h"
 
+#include "shm_testutil.h"
 #include "test.h"
-
-static char g_dir[64];
-static pf_shared_config_t g_sc;
-static pf_clock_t *g_clock;
 
 static int
 setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/pf_shbr_XXXXXX");
-    if (mkdtemp(g_dir) == NULL || pf_clock_manual_new(&g_clock) != 0) {
-        return -1;
-    }
-    pf_clock_manual_set(g_clock, 1000 * NS_PER_SEC);
-    pf_shared_config_init(&g_sc);
-    g_sc.name = "payments";
-    g_sc.dir = g_dir;
-    return 0;
+    return shm_fixture_setup("payments", 1000 * NS_PER_SEC);
 }
 
 static int
 teardown(void **state)
 {
-    char cmd[128];
-
     (void)state;
-    pf_clock_free(g_clock);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return shm_fixture_teardown();
 }
 
 static void
@@ -75,16 +60,6 @@ open_breaker(void)
     config(&cfg);
     assert_pf_ok(pf_breaker_new(&cfg, &b));
     return b;
-}
-
-static int
-wait_child(pid_t pid)
-{
-    int status = 0;
-
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }
 
 static void

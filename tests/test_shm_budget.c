@@ -20,38 +20,23 @@
 #include "puffinflow/retry.h"
 #include "puffinflow/shared.h"
 
+#include "shm_testutil.h"
 #include "test.h"
 
 #define SEC INT64_C(1000000000)
-
-static char g_dir[64];
-static pf_shared_config_t g_sc;
-static pf_clock_t *g_clock;
 
 static int
 setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/pf_shrb_XXXXXX");
-    if (mkdtemp(g_dir) == NULL || pf_clock_manual_new(&g_clock) != 0) {
-        return -1;
-    }
-    pf_clock_manual_set(g_clock, 1000 * SEC);
-    pf_shared_config_init(&g_sc);
-    g_sc.name = "retries";
-    g_sc.dir = g_dir;
-    return 0;
+    return shm_fixture_setup("retries", 1000 * SEC);
 }
 
 static int
 teardown(void **state)
 {
-    char cmd[128];
-
     (void)state;
-    pf_clock_free(g_clock);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return shm_fixture_teardown();
 }
 
 /* ratio 0.5, a reserve of 2/s over a 10 s window: 20 retries whatever the
@@ -77,16 +62,6 @@ open_budget(void)
     config(&cfg);
     assert_pf_ok(pf_retry_budget_new(&cfg, &b));
     return b;
-}
-
-static int
-wait_child(pid_t pid)
-{
-    int status = 0;
-
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }
 
 /* ---- tests ------------------------------------------------------------ */

@@ -18,6 +18,7 @@
 #include "puffinflow/clock.h"
 #include "puffinflow/shared.h"
 
+#include "shm_testutil.h"
 #include "test.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -28,33 +29,18 @@
 #endif
 #endif
 
-static char g_dir[64];
-static pf_shared_config_t g_sc;
-static pf_clock_t *g_clock;
-
 static int
 setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/pf_shbh_XXXXXX");
-    if (mkdtemp(g_dir) == NULL || pf_clock_manual_new(&g_clock) != 0) {
-        return -1;
-    }
-    pf_shared_config_init(&g_sc);
-    g_sc.name = "db";
-    g_sc.dir = g_dir;
-    return 0;
+    return shm_fixture_setup("db", 0);
 }
 
 static int
 teardown(void **state)
 {
-    char cmd[128];
-
     (void)state;
-    pf_clock_free(g_clock);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return shm_fixture_teardown();
 }
 
 static pf_bulkhead_t *
@@ -70,16 +56,6 @@ open_bulkhead(unsigned limit)
     cfg.shared = &g_sc;
     assert_pf_ok(pf_bulkhead_new(&cfg, &bh));
     return bh;
-}
-
-static int
-wait_child(pid_t pid)
-{
-    int status = 0;
-
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }
 
 /* ---- tests ------------------------------------------------------------ */

@@ -21,38 +21,23 @@
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/shared.h"
 
+#include "shm_testutil.h"
 #include "test.h"
 
 #define SEC INT64_C(1000000000)
-
-static char g_dir[64];
-static pf_shared_config_t g_sc;
-static pf_clock_t *g_clock;
 
 static int
 setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/pf_shrl_XXXXXX");
-    if (mkdtemp(g_dir) == NULL || pf_clock_manual_new(&g_clock) != 0) {
-        return -1;
-    }
-    pf_clock_manual_set(g_clock, 1000 * SEC);
-    pf_shared_config_init(&g_sc);
-    g_sc.name = "api";
-    g_sc.dir = g_dir;
-    return 0;
+    return shm_fixture_setup("api", 1000 * SEC);
 }
 
 static int
 teardown(void **state)
 {
-    char cmd[128];
-
     (void)state;
-    pf_clock_free(g_clock);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return shm_fixture_teardown();
 }
 
 static void
@@ -76,16 +61,6 @@ open_limiter(double rate, unsigned burst, const pf_clock_t *clock)
     config(&cfg, rate, burst, clock);
     assert_pf_ok(pf_ratelimit_new(&cfg, &rl));
     return rl;
-}
-
-static int
-wait_child(pid_t pid)
-{
-    int status = 0;
-
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }
 
 static int64_t
