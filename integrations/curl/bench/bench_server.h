@@ -1,0 +1,185 @@
+/* The local server of the HTTP benchmarks: libmicrohttpd in a child
+ * process, one epoll thread, each request suspended and answered 100 ms
+ * later by a timer thread (so the client's CPU is measured alone), plus the
+ * client-side helpers both benchmarks use. Included by bench_curl.c and
+ * bench_curl_agents.c only. */
+#ifndef PF_BENCH_CURL_SERVER_H
+#define PF_BENCH_CURL_SERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+/* ---- the server (child process) ---------------------------------------- */
+
+typedef struct pending {
+    struct MHD_Connection *conn;
+    int64_t due_ns;
+    unsigned status; /* what to answer */
+    struct pending *next;
+} pending_t;
+
+/* The status to answer url with; NULL = always 200. Set before
+ * server_main. Runs on the server's one epoll thread. */
+static unsigned (*g_answer)(const char *url);
+
+static pthread_mutex_t g_plock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_pcond = PTHREAD_COND_INITIALIZER;
+static pending_t *g_head;
+static pending_t *g_tail;
+
+static int64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Resume each suspended request when its 100 ms are up (FIFO: they were
+ * suspended in order, so due times only grow). */
+static void *
+resumer(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_plock);
+    for (;;) {
+        while (g_head == NULL) {
+            pthread_cond_wait(&g_pcond, &g_plock);
+        }
+        while (g_head != NULL && g_head->due_ns <= now_ns()) {
+            pending_t *p = g_head;
+
+            g_head = p->next;
+            if (g_head == NULL) {
+                g_tail = NULL;
+            }
+            MHD_resume_connection(p->conn);
+        }
+        if (g_head != NULL) {
+            int64_t wait = g_head->due_ns - now_ns();
+
+            if (wait > 0) {
+                struct timespec nap = {0, (long)(wait < 1000000 ? wait
+                                                                : 1000000)};
+
+                pthread_mutex_unlock(&g_plock);
+                nanosleep(&nap, NULL);
+                pthread_mutex_lock(&g_plock);
+            }
+        }
+    }
+    return NULL;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+           const char *method, const char *version, const char *data,
+           size_t *size, void **ctx)
+{
+    pending_t *p = *ctx;
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+
+    (void)cls;
+    (void)method;
+    (void)version;
+    (void)data;
+    (void)size;
+    if (p == NULL) {
+        p = calloc(1, sizeof(*p));
+        *ctx = p;
+        p->status = g_answer != NULL ? g_answer(url) : 200;
+        return MHD_YES;
+    }
+    if (p->due_ns == 0) {
+        p->conn = conn;
+        p->due_ns = now_ns() + 100000000LL;
+        MHD_suspend_connection(conn);
+        pthread_mutex_lock(&g_plock);
+        if (g_tail != NULL) {
+            g_tail->next = p;
+        } else {
+            g_head = p;
+        }
+        g_tail = p;
+        pthread_cond_signal(&g_pcond);
+        pthread_mutex_unlock(&g_plock);
+        return MHD_YES;
+    }
+    r = MHD_create_response_from_buffer(2, (void *)"ok",
+                                        MHD_RESPMEM_PERSISTENT);
+    ret = MHD_queue_response(conn, p->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
+             enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    free(*ctx);
+    *ctx = NULL;
+}
+
+/* Run the server; write its port to out, stop when in reaches EOF. */
+static void
+server_main(int out, int in)
+{
+    struct MHD_Daemon *d;
+    pthread_t t;
+    unsigned port;
+    char c;
+
+    pthread_create(&t, NULL, resumer, NULL);
+    d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+                             MHD_ALLOW_SUSPEND_RESUME,
+                         0, NULL, NULL, on_request, NULL,
+                         MHD_OPTION_CONNECTION_LIMIT, 30000u,
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                         MHD_OPTION_END);
+    if (d == NULL) {
+        _exit(1);
+    }
+    port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    if (write(out, &port, sizeof(port)) != sizeof(port)) {
+        _exit(1);
+    }
+    while (read(in, &c, 1) > 0) {
+    }
+    MHD_stop_daemon(d);
+    _exit(0);
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+static size_t
+discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+static int64_t
+cpu_ns(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+               1000000000LL +
+           ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
+#endif /* PF_BENCH_CURL_SERVER_H */
