@@ -569,8 +569,11 @@ group_worker(void *arg, unsigned i)
         if (dice < 40) {
             int rc = pf_breaker_group_call(s->g, key, random_result, &rng);
 
+            /* PF_ETIMEDOUT: other threads moved the manual clock past the
+             * breaker's 30 s call timeout while this call ran (rare, on a
+             * loaded machine). */
             assert_true(rc == 0 || rc == -1 || rc == PF_EOPEN ||
-                        rc == PF_EFULL);
+                        rc == PF_EFULL || rc == PF_ETIMEDOUT);
         } else if (dice < 70) {
             if (pf_breaker_group_acquire(s->g, key, &p) == 0) {
                 sched_yield();
