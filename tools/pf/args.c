@@ -19,9 +19,16 @@ bad(const char *cmd, const char *opt, const char *val, const char *why)
     return false;
 }
 
-bool
-pf_tool_parse_duration(const char *cmd, const char *opt, const char *s,
-                       double *out)
+/* strtod skips spaces and takes "inf", "nan", "+1": values start with a
+ * digit or a '.' here. */
+static bool
+leads_number(const char *s)
+{
+    return (s[0] >= '0' && s[0] <= '9') || s[0] == '.';
+}
+
+const char *
+pf_tool_duration(const char *s, double *out)
 {
     static const struct {
         const char *unit;
@@ -34,21 +41,30 @@ pf_tool_parse_duration(const char *cmd, const char *opt, const char *s,
 
     errno = 0;
     v = strtod(s, &end);
-    if (end == s || errno != 0 || !isfinite(v) || v < 0.0 ||
-        strncmp(s, "0x", 2) == 0 || strncmp(s, "0X", 2) == 0) {
-        return bad(cmd, opt, s, "a duration: 500ms, 2s, 1.5m, 1h");
+    if (!leads_number(s) || end == s || errno != 0 || !isfinite(v) ||
+        v < 0.0 || strncmp(s, "0x", 2) == 0 || strncmp(s, "0X", 2) == 0) {
+        return "a duration: 500ms, 2s, 1.5m, 1h";
     }
     for (k = 0; k < sizeof units / sizeof units[0]; k++) {
         if (strcmp(end, units[k].unit) == 0) {
             v *= units[k].scale;
             if (!isfinite(v) || v > 1e9) {
-                return bad(cmd, opt, s, "too long");
+                return "too long";
             }
             *out = v;
-            return true;
+            return NULL;
         }
     }
-    return bad(cmd, opt, s, "unknown unit; use ms, s, m or h");
+    return "unknown unit; use ms, s, m or h";
+}
+
+bool
+pf_tool_parse_duration(const char *cmd, const char *opt, const char *s,
+                       double *out)
+{
+    const char *why = pf_tool_duration(s, out);
+
+    return why == NULL ? true : bad(cmd, opt, s, why);
 }
 
 bool
@@ -64,6 +80,27 @@ pf_tool_parse_count(const char *cmd, const char *opt, const char *s,
         char why[96];
 
         snprintf(why, sizeof why, "a whole number from %ld to %ld", lo, hi);
+        return bad(cmd, opt, s, why);
+    }
+    *out = v;
+    return true;
+}
+
+bool
+pf_tool_parse_number(const char *cmd, const char *opt, const char *s,
+                     double lo, double hi, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (!leads_number(s) || end == s || *end != '\0' || errno != 0 ||
+        !isfinite(v) || v < lo ||
+        v > hi || strncmp(s, "0x", 2) == 0 || strncmp(s, "0X", 2) == 0) {
+        char why[96];
+
+        snprintf(why, sizeof why, "a number from %g to %g", lo, hi);
         return bad(cmd, opt, s, why);
     }
     *out = v;

@@ -1,6 +1,7 @@
 /* pf run [options] -- CMD [ARGS...]: run a command with retries, a
- * per-attempt timeout and an overall deadline, a circuit breaker and a
- * bulkhead shared by every pf run of the host (docs/pf.md).
+ * per-attempt timeout and an overall deadline, a circuit breaker, a
+ * bulkhead and a rate limiter shared by every pf run of the host
+ * (docs/pf.md).
  *
  * The command runs through pf_executor_spawn on an embedded executor that
  * this thread drives: one poll() on the executor's fd and a self-pipe the
@@ -27,6 +28,7 @@
 #include "puffinflow/deadline.h"
 #include "puffinflow/error.h"
 #include "puffinflow/executor.h"
+#include "puffinflow/ratelimit.h"
 #include "puffinflow/retry.h"
 #include "puffinflow/shared.h"
 #include "puffinflow/subprocess.h"
@@ -49,7 +51,10 @@ typedef struct run_opts {
     const char *fallback;
     const char *bulkhead;
     long max_concurrent;
-    double max_wait;
+    const char *rate;
+    double per_second;
+    long burst;
+    double max_wait;      /* for a bulkhead slot, and for a token */
     const char *state_dir;
     bool verbose;
     char **argv;          /* the command */
@@ -113,15 +118,23 @@ run_usage(FILE *out)
         "  --bulkhead NAME         a concurrency limit shared by every pf "
         "run of the host\n"
         "  --max-concurrent N      its slots (required with --bulkhead)\n"
-        "  --max-wait D            wait up to D for a slot (default 0: "
-        "refuse at once)\n"
+        "  --rate NAME             a rate limit shared by every pf run "
+        "of the host:\n"
+        "                          each attempt takes a token\n"
+        "  --per-second R          its rate, tokens a second (required "
+        "with --rate; 0.5 ok)\n"
+        "  --burst B               most tokens at once (default 1)\n"
+        "  --max-wait D            wait up to D for a bulkhead slot and "
+        "for a token\n"
+        "                          (default 0: refuse at once)\n"
         "  --state-dir DIR         where shared state lives (default "
         "$XDG_RUNTIME_DIR or /dev/shm)\n"
         "  -v, --verbose           say what pf does, on stderr\n"
         "exit: the command's status; 120 breaker open, 121 bulkhead full, "
-        "124 timed out,\n"
-        "      125 pf failed, 126 cannot execute, 127 not found, "
-        "2 usage (docs/pf.md)\n");
+        "122 rate limited,\n"
+        "      124 timed out, 125 pf failed, 126 cannot execute, "
+        "127 not found, 2 usage\n"
+        "      (man pf, docs/pf.md)\n");
     return out == stdout ? 0 : PF_TOOL_EXIT_USAGE;
 }
 
@@ -343,6 +356,24 @@ parse(int argc, char **argv, run_opts_t *o)
                                      &o->max_concurrent)) {
                 BAD();
             }
+        } else if (strcmp(name, "--rate") == 0) {
+            TAKE();
+            if (!pf_tool_parse_name(CMD, name, v)) {
+                BAD();
+            }
+            o->rate = v;
+        } else if (strcmp(name, "--per-second") == 0) {
+            TAKE();
+            if (!pf_tool_parse_number(CMD, name, v, 1e-6,
+                                      PF_RATELIMIT_MAX_RATE,
+                                      &o->per_second)) {
+                BAD();
+            }
+        } else if (strcmp(name, "--burst") == 0) {
+            TAKE();
+            if (!pf_tool_parse_count(CMD, name, v, 1, 1000000, &o->burst)) {
+                BAD();
+            }
         } else if (strcmp(name, "--max-wait") == 0) {
             TAKE();
             if (!pf_tool_parse_duration(CMD, name, v, &o->max_wait)) {
@@ -381,9 +412,26 @@ parse(int argc, char **argv, run_opts_t *o)
                 o->bulkhead);
         return PF_TOOL_EXIT_USAGE;
     }
-    if (o->bulkhead == NULL && (o->max_concurrent != 0 || o->max_wait > 0)) {
-        fprintf(stderr, "pf run: --max-concurrent and --max-wait need "
-                        "--bulkhead NAME\n");
+    if (o->bulkhead == NULL && o->max_concurrent != 0) {
+        fprintf(stderr, "pf run: --max-concurrent needs --bulkhead NAME\n");
+        return PF_TOOL_EXIT_USAGE;
+    }
+    if (o->rate != NULL && o->per_second == 0) {
+        fprintf(stderr, "pf run: --rate %s: needs --per-second R\n",
+                o->rate);
+        return PF_TOOL_EXIT_USAGE;
+    }
+    if (o->rate == NULL && (o->per_second != 0 || o->burst != 0)) {
+        fprintf(stderr, "pf run: --per-second and --burst need --rate "
+                        "NAME\n");
+        return PF_TOOL_EXIT_USAGE;
+    }
+    if (o->burst == 0) {
+        o->burst = 1;
+    }
+    if (o->bulkhead == NULL && o->rate == NULL && o->max_wait > 0) {
+        fprintf(stderr, "pf run: --max-wait needs --bulkhead NAME or --rate "
+                        "NAME\n");
         return PF_TOOL_EXIT_USAGE;
     }
     if (o->breaker == NULL && o->fallback != NULL) {
@@ -404,15 +452,39 @@ on_done(const pf_subprocess_result_t *r, void *arg)
     run->done = true;
 }
 
+/* Times of the run (retry delays, --deadline, the breaker, the rate
+ * limit) are on the tools' clock: the system clock, or the test clock
+ * (tclock.c). Waits for real processes (attempts, bulkhead slots) are on
+ * the system clock. */
 static int64_t
 now_ns(void)
+{
+    return pf_tool_now_ns();
+}
+
+static int64_t
+sys_now_ns(void)
 {
     return pf_clock_now_ns(NULL);
 }
 
+/* Seconds from now to end_ns on the tools' clock (INFINITY for none). */
+static double
+left_s(int64_t end_ns)
+{
+    int64_t left;
+
+    if (end_ns == INT64_MAX) {
+        return INFINITY;
+    }
+    left = end_ns - now_ns();
+    return left <= 0 ? 0.0 : (double)left / 1e9;
+}
+
 /* Drive the executor and handle signals until the command in flight is
  * done (stop_at_ns ignored), or, with no command in flight, until
- * stop_at_ns or a signal. Returns false on a signal with no command. */
+ * stop_at_ns (system clock) or a signal. Returns false on a signal with
+ * no command. */
 static bool
 pump(runner_t *run, bool until_done, int64_t stop_at_ns)
 {
@@ -424,7 +496,7 @@ pump(runner_t *run, bool until_done, int64_t stop_at_ns)
             return true;
         }
         if (!until_done) {
-            int64_t left = stop_at_ns - now_ns();
+            int64_t left = stop_at_ns - sys_now_ns();
             int ms;
 
             if (left <= 0) {
@@ -460,6 +532,30 @@ pump(runner_t *run, bool until_done, int64_t stop_at_ns)
         }
         pf_executor_drive(run->ex);
     }
+}
+
+/* Let seconds pass with no command in flight: on the system clock, a
+ * wait that a signal ends; on the test clock, at once. False on a
+ * signal. */
+static bool
+idle(runner_t *run, double seconds)
+{
+    if (pf_tool_clock_is_test()) {
+        unsigned char b[16];
+        ssize_t n;
+        ssize_t k;
+
+        pf_tool_clock_pass(seconds);
+        n = read(run->pipe_rd, b, sizeof b);
+        for (k = 0; k < n; k++) {
+            run->signal = b[k];
+        }
+        return n <= 0;
+    }
+    if (seconds > 1e9) {
+        seconds = 1e9;
+    }
+    return pump(run, false, sys_now_ns() + (int64_t)(seconds * 1e9));
 }
 
 /* 126 or 127 for a command pf_executor_spawn could not start, as a shell
@@ -514,7 +610,7 @@ attempt(runner_t *run, const run_opts_t *o, char *const *argv,
     so.inherit_stdio = true;
     so.kill_grace = o->kill_after;
     if (end_ns != INT64_MAX) {
-        d = pf_deadline_at_ns(NULL, end_ns);
+        d = pf_deadline_in(NULL, left_s(end_ns));
     }
     run->done = false;
     run->pid = 0;
@@ -584,6 +680,7 @@ open_breaker(const run_opts_t *o, const char *dir, pf_breaker_t **out)
     cfg.recovery_timeout = o->recovery_timeout;
     cfg.max_recovery_timeout = o->recovery_timeout;
     cfg.timeout = 0; /* --timeout ends slow attempts; they count then */
+    cfg.clock = pf_tool_clock();
     cfg.shared = &sc;
     rc = pf_breaker_new(&cfg, out);
     if (rc == 0) {
@@ -649,25 +746,107 @@ open_bulkhead(const run_opts_t *o, const char *dir, pf_bulkhead_t **out)
     return rc;
 }
 
+static int
+open_limiter(const run_opts_t *o, const char *dir, pf_ratelimit_t **out)
+{
+    pf_shared_config_t sc;
+    pf_ratelimit_config_t cfg;
+    char seg[80];
+    int rc;
+
+    snprintf(seg, sizeof seg, "limiter.%s", o->rate);
+    pf_shared_config_init(&sc);
+    sc.name = seg;
+    sc.dir = dir;
+    pf_ratelimit_config_init(&cfg);
+    cfg.name = o->rate;
+    cfg.rate = o->per_second;
+    cfg.burst = (unsigned)o->burst;
+    cfg.clock = pf_tool_clock();
+    cfg.shared = &sc;
+    rc = pf_ratelimit_new(&cfg, out);
+    if (rc == 0) {
+        char text[96];
+
+        snprintf(text, sizeof text, "per_second %.17g\nburst %ld\n",
+                 o->per_second, o->burst);
+        pf_tool_state_save(dir, "limiter", o->rate, text);
+    } else if (rc == PF_EEXIST) {
+        fprintf(stderr, "pf run: --rate %s: it exists in %s with another "
+                        "--per-second or --burst; use the same, or remove "
+                        "it (pf limiter reset %s)\n",
+                o->rate, dir, o->rate);
+    } else if (rc == PF_EINVAL) {
+        fprintf(stderr, "pf run: --rate %s: --per-second %g with --burst "
+                        "%ld is not a limit the library takes (a bucket "
+                        "that refills in under two years)\n",
+                o->rate, o->per_second, o->burst);
+    } else {
+        fprintf(stderr, "pf run: --rate %s: cannot open it in %s: %s%s%s\n",
+                o->rate, dir, pf_strerror(rc),
+                rc == PF_ESYSTEM ? ": " : "",
+                rc == PF_ESYSTEM ? strerror(errno) : "");
+    }
+    return rc;
+}
+
+/* Take a token of the rate limit for the next attempt, waiting up to
+ * --max-wait (and within --deadline). Returns 0, PF_ERATELIMIT (none in
+ * time: nothing taken), or PF_ECANCELED on a signal (given back). */
+static int
+take_token(runner_t *run, const run_opts_t *o, pf_ratelimit_t *rl,
+           int64_t end_ns)
+{
+    double wait = o->max_wait < left_s(end_ns) ? o->max_wait
+                                                : left_s(end_ns);
+    int64_t wait_ns = 0;
+
+    if (pf_ratelimit_reserve(rl, 1, wait, &wait_ns) != 0) {
+        return PF_ERATELIMIT;
+    }
+    if (wait_ns > 0) {
+        if (o->verbose) {
+            fprintf(stderr, "pf run: rate %s: waiting %.3f s for a token\n",
+                    o->rate, (double)wait_ns / 1e9);
+        }
+        if (!idle(run, (double)wait_ns / 1e9)) {
+            pf_ratelimit_refund(rl, 1);
+            return PF_ECANCELED;
+        }
+    }
+    return 0;
+}
+
+static void
+say_rate_limited(const run_opts_t *o, int64_t end_ns, bool retry)
+{
+    fprintf(stderr, "pf run: rate %s: no token within %s (%g a second, "
+                    "burst %ld): %s\n",
+            o->rate,
+            end_ns != INT64_MAX && left_s(end_ns) < o->max_wait
+                ? "--deadline" : "--max-wait",
+            o->per_second, o->burst,
+            retry ? "no further attempt" : "not running the command");
+}
+
 /* Take a bulkhead slot, trying again every 20..200 ms until max_wait.
  * Returns 0, PF_EFULL, or PF_ECANCELED on a signal. */
 static int
 enter_bulkhead(runner_t *run, const run_opts_t *o, pf_bulkhead_t *bh,
                int64_t end_ns)
 {
-    int64_t give_up = now_ns() + (int64_t)(o->max_wait * 1e9);
+    double wait = o->max_wait < left_s(end_ns) ? o->max_wait
+                                                : left_s(end_ns);
+    int64_t give_up = sys_now_ns() + (int64_t)(wait * 1e9);
     int64_t step = 20000000;
 
-    if (end_ns < give_up) {
-        give_up = end_ns;
-    }
     for (;;) {
         int64_t next;
 
         if (pf_bulkhead_try_enter(bh) == 0) {
             return 0;
         }
-        next = now_ns() + step;
+        next = sys_now_ns() + step;
         if (next > give_up) {
             return PF_EFULL;
         }
@@ -680,10 +859,11 @@ enter_bulkhead(runner_t *run, const run_opts_t *o, pf_bulkhead_t *bh,
 
 static int
 run_attempts(runner_t *run, const run_opts_t *o, pf_breaker_t *br,
-             int64_t end_ns)
+             pf_ratelimit_t *rl, int64_t end_ns)
 {
-    uint64_t rng = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
+    uint64_t rng = (uint64_t)sys_now_ns() ^ ((uint64_t)getpid() << 32);
     double prev = NAN;
+    int status_prev = 0;
     long n;
 
     for (n = 0;; n++) {
@@ -692,7 +872,21 @@ run_attempts(runner_t *run, const run_opts_t *o, pf_breaker_t *br,
         int status;
         double delay;
 
+        if (rl != NULL) {
+            int rc = take_token(run, o, rl, end_ns);
+
+            if (rc == PF_ECANCELED) {
+                return 128 + run->signal;
+            }
+            if (rc != 0) {
+                say_rate_limited(o, end_ns, n > 0);
+                return n > 0 ? status_prev : PF_TOOL_EXIT_RATE;
+            }
+        }
         if (br != NULL && pf_breaker_acquire(br, &permit) == PF_EOPEN) {
+            if (rl != NULL) {
+                pf_ratelimit_refund(rl, 1); /* not used */
+            }
             if (o->fallback != NULL) {
                 return run_fallback(run, o, end_ns);
             }
@@ -742,9 +936,10 @@ run_attempts(runner_t *run, const run_opts_t *o, pf_breaker_t *br,
             fprintf(stderr, "pf run: attempt %ld failed (status %d); "
                             "retrying in %.3f s\n", n + 1, status, delay);
         }
-        if (!pump(run, false, now_ns() + (int64_t)(delay * 1e9))) {
+        if (!idle(run, delay)) {
             return 128 + run->signal;
         }
+        status_prev = status;
     }
 }
 
@@ -756,6 +951,7 @@ pf_tool_run(int argc, char **argv)
     pf_executor_config_t ec;
     pf_breaker_t *br = NULL;
     pf_bulkhead_t *bh = NULL;
+    pf_ratelimit_t *rl = NULL;
     struct sigaction sa;
     struct sigaction old[sizeof forwarded / sizeof forwarded[0]];
     char dir[PATH_MAX];
@@ -768,7 +964,7 @@ pf_tool_run(int argc, char **argv)
     if (status >= 0) {
         return status;
     }
-    if ((o.breaker != NULL || o.bulkhead != NULL) &&
+    if ((o.breaker != NULL || o.bulkhead != NULL || o.rate != NULL) &&
         !pf_tool_state_dir(CMD, o.state_dir, dir, sizeof dir)) {
         return PF_TOOL_EXIT_USAGE;
     }
@@ -813,6 +1009,9 @@ pf_tool_run(int argc, char **argv)
         open_bulkhead(&o, dir, &bh) != 0) {
         status = PF_TOOL_EXIT_FAILURE;
     }
+    if (status == 0 && o.rate != NULL && open_limiter(&o, dir, &rl) != 0) {
+        status = PF_TOOL_EXIT_FAILURE;
+    }
     if (status == 0 && bh != NULL) {
         int rc = enter_bulkhead(&run, &o, bh, end_ns);
 
@@ -824,16 +1023,17 @@ pf_tool_run(int argc, char **argv)
         } else if (rc != 0) {
             status = 128 + run.signal;
         } else {
-            status = run_attempts(&run, &o, br, end_ns);
+            status = run_attempts(&run, &o, br, rl, end_ns);
             pf_bulkhead_leave(bh);
         }
     } else if (status == 0) {
-        status = run_attempts(&run, &o, br, end_ns);
+        status = run_attempts(&run, &o, br, rl, end_ns);
     }
 
     pf_executor_free(run.ex);
     pf_bulkhead_free(bh);
     pf_breaker_free(br);
+    pf_ratelimit_free(rl);
     for (k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++) {
         sigaction(forwarded[k], &old[k], NULL);
     }

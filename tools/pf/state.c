@@ -1,5 +1,6 @@
-/* pf breaker|bulkhead list|show|reset [NAME] [--state-dir DIR]: the shared
- * breakers and bulkheads kept for pf run (docs/pf.md).
+/* pf breaker|bulkhead|limiter list|show|reset [NAME] [--state-dir DIR]:
+ * the shared breakers, bulkheads and rate limiters kept for pf run
+ * (docs/pf.md).
  *
  * A segment's settings are in its header, in a layout private to the
  * library, and a shared object opens only with the same settings. So pf
@@ -17,6 +18,7 @@
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/error.h"
+#include "puffinflow/ratelimit.h"
 #include "puffinflow/shared.h"
 
 #include "pf.h"
@@ -35,7 +37,10 @@ state_usage(const char *kind, FILE *out)
             kind, kind, kind, kind,
             strcmp(kind, "breaker") == 0
                 ? "close it for every process (its files stay)"
-                : "remove its files: the next pf run starts afresh",
+                : strcmp(kind, "limiter") == 0
+                      ? "remove its files: the next pf run starts with a "
+                        "full bucket"
+                      : "remove its files: the next pf run starts afresh",
             strcmp(kind, "breaker") == 0 ? "the next pf run starts afresh"
                                          : "the same as reset");
     return out == stdout ? 0 : PF_TOOL_EXIT_USAGE;
@@ -133,6 +138,7 @@ open_breaker(const char *dir, const char *name, pf_breaker_t **out)
     cfg.recovery_timeout = rt;
     cfg.max_recovery_timeout = rt;
     cfg.timeout = 0;
+    cfg.clock = pf_tool_clock();
     cfg.shared = &sc;
     return pf_breaker_new(&cfg, out);
 }
@@ -279,6 +285,65 @@ bulkhead_cmd(const char *verb, const char *dir, const char *name)
     return 0;
 }
 
+static int
+limiter_cmd(const char *verb, const char *dir, const char *name)
+{
+    char path[PATH_MAX + 128];
+    char seg[80];
+    double rate;
+    double burst;
+    pf_shared_config_t sc;
+    pf_ratelimit_config_t cfg;
+    pf_ratelimit_t *rl;
+    pf_ratelimit_metrics_t m;
+    int rc;
+
+    if (!exists(dir, "limiter", name)) {
+        fprintf(stderr, "pf limiter: no limiter '%s' in %s\n", name, dir);
+        return 1;
+    }
+    if (strcmp(verb, "reset") == 0) {
+        if (remove_files(dir, "limiter", name) != 0) {
+            return 1;
+        }
+        printf("limiter %s: removed\n", name);
+        return 0;
+    }
+    conf_path(path, sizeof path, dir, "limiter", name);
+    if (!conf_get(path, "per_second", &rate) ||
+        !conf_get(path, "burst", &burst) || !(burst >= 1 && burst < 4e9)) {
+        fprintf(stderr, "pf limiter: %s: cannot open it (no settings): "
+                        "pf limiter reset %s removes it\n", name, name);
+        return 1;
+    }
+    snprintf(seg, sizeof seg, "limiter.%s", name);
+    pf_shared_config_init(&sc);
+    sc.name = seg;
+    sc.dir = dir;
+    pf_ratelimit_config_init(&cfg);
+    cfg.name = name;
+    cfg.rate = rate;
+    cfg.burst = (unsigned)burst;
+    cfg.clock = pf_tool_clock();
+    cfg.shared = &sc;
+    rc = pf_ratelimit_new(&cfg, &rl);
+    if (rc != 0) {
+        fprintf(stderr, "pf limiter: %s: cannot open it (%s): pf limiter "
+                        "reset %s removes it\n", name, pf_strerror(rc),
+                name);
+        return 1;
+    }
+    pf_ratelimit_metrics(rl, &m);
+    printf("limiter %s\n", name);
+    printf("  per second         %g\n", rate);
+    printf("  burst              %.0f\n", burst);
+    printf("  tokens now         %u\n", m.available);
+    printf("  next token in      %.3f s\n", pf_ratelimit_time_until(rl, 1));
+    printf("  file               %s/puffinflow-limiter.%s.shm\n", dir, name);
+    pf_ratelimit_free(rl);
+    return 0;
+}
+
 int
 pf_tool_state(int argc, char **argv)
 {
@@ -346,7 +411,9 @@ pf_tool_state(int argc, char **argv)
         list(dir, kind);
         return 0;
     }
-    return strcmp(kind, "breaker") == 0
-               ? breaker_cmd(verb, dir, name, forget)
-               : bulkhead_cmd(verb, dir, name);
+    if (strcmp(kind, "breaker") == 0) {
+        return breaker_cmd(verb, dir, name, forget);
+    }
+    return strcmp(kind, "bulkhead") == 0 ? bulkhead_cmd(verb, dir, name)
+                                         : limiter_cmd(verb, dir, name);
 }
