@@ -9,7 +9,8 @@
 # Exits non-zero when any harness fails; the last line is
 # "fuzz: N passed, N failed", one count per harness.
 # Usage: scripts/fuzz.sh [seconds-per-harness] [harness...]
-#   harness: procfs, degrade_rule, export_names, config, http (default all)
+#   harness: procfs, degrade_rule, export_names, config, shm, healthconf,
+#            http (default all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
