@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # pf run, driven as a user drives it: retries, timeouts that leave nothing
 # running, exit codes, signal forwarding, a breaker shared by separate
-# invocations, a bulkhead shared by concurrent ones, and usage errors.
-# Times are short real-clock waits; only orders are asserted, not durations.
+# invocations, a bulkhead and a rate limit shared by concurrent ones, and
+# usage errors.
+# Retry delays, the breaker's recovery and the rate limit run on the test
+# clock (PF_TEST_CLOCK, honoured by a pf built with the tests only): a
+# file holding the time in ns, moved at once by pf's waits, which pf
+# appends to FILE.sleeps; the test moves it between invocations. Timeouts
+# and bulkhead waits are about real processes: short real-clock waits,
+# and only what happened is asserted, never how long it took.
 set -u
 PF=$1
 work=$(mktemp -d)
@@ -16,11 +22,27 @@ fail() {
     fails=$((fails + 1))
 }
 
+# The test clock: set_clock NS, and sleeps (what pf waited, one a line).
+clock="$work/clock"
+set_clock() {
+    echo "$1" >"$clock"
+    rm -f "$clock.sleeps"
+}
+sleeps() {
+    if [ -f "$clock.sleeps" ]; then tr '\n' ' ' <"$clock.sleeps"; fi
+}
+T0=1000000000000 # 1000 s: the clock's start (0 is "never" to a breaker)
+
 # expect STATUS DESCRIPTION -- pf ARGS...: runs pf, checks its status.
+# With TC=1 in the environment, pf runs on the test clock.
 expect() {
     local want=$1 what=$2
     shift 3
-    "$PF" "$@" >"$work/out" 2>"$work/err"
+    if [ "${TC:-0}" = 1 ]; then
+        PF_TEST_CLOCK="$clock" "$PF" "$@" >"$work/out" 2>"$work/err"
+    else
+        "$PF" "$@" >"$work/out" 2>"$work/err"
+    fi
     local got=$?
     if [ "$got" != "$want" ]; then
         fail "$what: status $got, want $want; stderr: $(cat "$work/err")"
@@ -51,17 +73,43 @@ out=$(printf 'in\n' | "$PF" run -- sh -c 'cat; echo err >&2' 2>"$work/err2")
 [ "$out" = "in" ] || fail "stdin/stdout: got '$out'"
 [ "$(cat "$work/err2")" = "err" ] || fail "stderr: got '$(cat "$work/err2")'"
 
-# ---- retries ------------------------------------------------------------
+# ---- retries, their delays on the test clock -----------------------------
 count="$work/count"
 rm -f "$count"
-expect 3 "retries exhausted" -- run --retries 3 --backoff 10ms --jitter none \
+set_clock $T0
+TC=1 expect 3 "retries exhausted" -- run --retries 3 --backoff 1s:4s:2 --jitter none \
     -- sh -c "echo x >>'$count'; exit 3"
 [ "$(lines "$count")" = 4 ] || fail "--retries 3: $(lines "$count") attempts, want 4"
+[ "$(sleeps)" = "1.000000 2.000000 4.000000 " ] || fail "delays 1s:4s:2: $(sleeps)"
+[ "$(cat "$clock")" = $((T0 + 7000000000)) ] || fail "the clock moved to $(cat "$clock")"
+
+set_clock $T0
+TC=1 expect 1 "delays stop growing at MAX" -- run --retries 5 --backoff 500ms:2s:3 \
+    --jitter none -- false
+[ "$(sleeps)" = "0.500000 1.500000 2.000000 2.000000 2.000000 " ] || fail "capped delays: $(sleeps)"
+
+set_clock $T0
+TC=1 expect 1 "full jitter" -- run --retries 6 --backoff 1s:8s:2 --jitter full -- false
+echo "$(sleeps)" | awk '{ n = split($0, d, " "); if (n != 6) exit 1;
+    for (i = 1; i <= n; i++) { cap = 2 ^ (i - 1); if (cap > 8) cap = 8;
+        if (d[i] < 0 || d[i] > cap) exit 1 } }' || fail "full jitter delays: $(sleeps)"
 
 rm -f "$count"
-expect 0 "success on the third attempt" -- run --retries 5 --backoff 10ms:20ms:2 \
-    --jitter full -- sh -c "echo x >>'$count'; [ \$(wc -l <'$count') -ge 3 ]"
+set_clock $T0
+TC=1 expect 0 "success on the third attempt" -- run --retries 5 --backoff 2s \
+    --jitter equal -- sh -c "echo x >>'$count'; [ \$(wc -l <'$count') -ge 3 ]"
 [ "$(lines "$count")" = 3 ] || fail "success on 3: $(lines "$count") attempts"
+echo "$(sleeps)" | awk '{ if (split($0, d, " ") != 2) exit 1;
+    if (d[1] < 1 || d[1] > 2 || d[2] < 2 || d[2] > 4) exit 1 }' \
+    || fail "equal jitter on 2s, then 4s: $(sleeps)"
+
+rm -f "$count"
+set_clock $T0
+TC=1 expect 1 "--deadline leaves no time for the next delay" -- run --retries 100 \
+    --backoff 1s:1m:2 --jitter none --deadline 10s -- sh -c "echo x >>'$count'; exit 1"
+[ "$(sleeps)" = "1.000000 2.000000 4.000000 " ] || fail "delays within --deadline: $(sleeps)"
+[ "$(lines "$count")" = 4 ] || fail "--deadline 10s: $(lines "$count") attempts, want 4"
+grep -q "no time left" "$work/err" || fail "deadline message: $(cat "$work/err")"
 
 rm -f "$count"
 expect 3 "--retry-on excludes 3" -- run --retries 3 --backoff 10ms --retry-on 1,4-9 \
@@ -121,24 +169,85 @@ for sig in TERM INT HUP; do
     [ "$(cat "$got" 2>/dev/null)" = "$sig" ] || fail "SIG$sig not seen by the command"
 done
 
-# ---- a breaker shared by separate invocations ---------------------------
-br=(--breaker tb --state-dir "$state" --failure-threshold 2 --recovery-timeout 1500ms)
+# ---- a breaker shared by separate invocations, on the test clock --------
+br=(--breaker tb --state-dir "$state" --failure-threshold 2 --recovery-timeout 30s)
 rm -f "$count"
-expect 1 "breaker failure 1" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 1"
-expect 1 "breaker failure 2" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 1"
-expect 120 "breaker open" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 0"
+set_clock $T0
+TC=1 expect 1 "breaker failure 1" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 1"
+TC=1 expect 1 "breaker failure 2" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 1"
+TC=1 expect 120 "breaker open" -- run "${br[@]}" -- sh -c "echo x >>'$count'; exit 0"
 grep -q "breaker tb is open" "$work/err" || fail "open message: $(cat "$work/err")"
 [ "$(lines "$count")" = 2 ] || fail "the open breaker ran the command"
-expect 9 "fallback while open" -- run "${br[@]}" --fallback 'echo fallback; exit 9' -- true
+TC=1 expect 9 "fallback while open" -- run "${br[@]}" --fallback 'echo fallback; exit 9' -- true
 [ "$(cat "$work/out")" = fallback ] || fail "fallback output: $(cat "$work/out")"
-expect 125 "other settings for the same breaker" -- run --breaker tb \
+TC=1 expect 125 "other settings for the same breaker" -- run --breaker tb \
     --state-dir "$state" --failure-threshold 3 -- true
 grep -q -- "--breaker tb" "$work/err" || fail "settings message"
-sleep 1.6
-expect 0 "breaker recovered after --recovery-timeout" -- run "${br[@]}" \
+set_clock $((T0 + 29999000000))
+TC=1 expect 120 "still open 1 ms before --recovery-timeout" -- run "${br[@]}" \
     -- sh -c "echo x >>'$count'"
-expect 0 "breaker closed" -- run "${br[@]}" -- sh -c "echo x >>'$count'"
+set_clock $((T0 + 30000000000))
+TC=1 expect 0 "breaker recovered after --recovery-timeout" -- run "${br[@]}" \
+    -- sh -c "echo x >>'$count'"
+TC=1 expect 0 "breaker closed" -- run "${br[@]}" -- sh -c "echo x >>'$count'"
 [ "$(lines "$count")" = 4 ] || fail "after recovery: $(lines "$count") runs, want 4"
+TC=1 expect 0 "breaker show on the test clock" -- breaker show tb --state-dir "$state"
+grep -q "state *closed" "$work/out" || fail "tb after recovery: $(cat "$work/out")"
+
+# ---- a rate limit shared by separate and concurrent invocations ----------
+rl=(--rate api --per-second 1 --burst 2 --state-dir "$state")
+set_clock $T0
+TC=1 expect 0 "token 1 of the burst" -- run "${rl[@]}" -- true
+TC=1 expect 0 "token 2 of the burst" -- run "${rl[@]}" -- true
+rm -f "$count"
+TC=1 expect 122 "no token: not run" -- run "${rl[@]}" -- sh -c "echo x >>'$count'"
+grep -q "rate api: no token within --max-wait" "$work/err" || fail "rate message: $(cat "$work/err")"
+[ "$(lines "$count")" = 0 ] || fail "a rate-limited command ran"
+TC=1 expect 0 "--max-wait waits for the next token" -- run "${rl[@]}" --max-wait 5s -- true
+[ "$(sleeps)" = "1.000000 " ] || fail "waited for a token: $(sleeps)"
+TC=1 expect 122 "--max-wait shorter than the wait" -- run "${rl[@]}" --max-wait 500ms -- true
+TC=1 expect 122 "--deadline shorter than the wait" -- run "${rl[@]}" --max-wait 1m \
+    --deadline 500ms -- true
+grep -q "within --deadline" "$work/err" || fail "rate/deadline message: $(cat "$work/err")"
+set_clock $((T0 + 10000000000))
+TC=1 expect 0 "the bucket refilled" -- run "${rl[@]}" -- true
+TC=1 expect 125 "other settings for the same limiter" -- run --rate api \
+    --per-second 2 --state-dir "$state" -- true
+grep -q -- "--rate api" "$work/err" || fail "limiter settings message"
+
+# every attempt takes a token: a retry waits for its delay (100ms, 200ms),
+# then for the rest of the second until the next token
+set_clock $T0
+TC=1 expect 1 "retries wait for tokens" -- run --rate slow --per-second 1 --burst 1 \
+    --max-wait 10s --state-dir "$state" --retries 2 --backoff 100ms --jitter none -- false
+[ "$(sleeps)" = "0.100000 0.900000 0.200000 0.800000 " ] || fail "retry + token waits: $(sleeps)"
+set_clock $((T0 + 10000000000))
+TC=1 expect 1 "a retry with no token in time stops the run" -- run --rate slow \
+    --per-second 1 --burst 1 --state-dir "$state" --retries 2 --backoff 100ms -- false
+grep -q "no further attempt" "$work/err" || fail "retry rate message: $(cat "$work/err")"
+
+# 8 processes at once against a bucket of 3 that does not refill meanwhile
+# (time stands still on the test clock): exactly 3 run
+set_clock $T0
+: >"$work/rate.log"
+pids_pf=""
+for i in $(seq 8); do
+    PF_TEST_CLOCK="$clock" "$PF" run --rate burst3 --per-second 0.001 --burst 3 \
+        --state-dir "$state" -- sh -c "echo $i >>'$work/rate.log'" 2>/dev/null &
+    pids_pf="$pids_pf $!"
+done
+ok=0
+limited=0
+for p in $pids_pf; do
+    wait "$p"
+    case $? in
+        0) ok=$((ok + 1)) ;;
+        122) limited=$((limited + 1)) ;;
+        *) fail "rate run $p: unexpected status" ;;
+    esac
+done
+[ "$ok" = 3 ] && [ "$limited" = 5 ] || fail "burst 3 across 8 processes: $ok ran, $limited limited"
+[ "$(lines "$work/rate.log")" = 3 ] || fail "burst 3: $(lines "$work/rate.log") commands ran"
 
 # ---- a bulkhead of 2 shared by 8 concurrent invocations -----------------
 cnt="$work/inside"
@@ -174,8 +283,20 @@ expect 121 "bulkhead full after --max-wait" -- run --bulkhead small \
 kill -TERM "$holder"
 wait "$holder"
 
-# ---- pf breaker|bulkhead list|show|reset ---------------------------------
+# ---- pf breaker|bulkhead|limiter list|show|reset --------------------------
 sd=(--state-dir "$state")
+set_clock $((T0 + 10000000000))
+TC=1 expect 0 "limiter list" -- limiter list "${sd[@]}"
+[ "$(sort "$work/out" | tr '\n' ' ')" = "api burst3 slow " ] || fail "limiter list: $(cat "$work/out")"
+TC=1 expect 0 "limiter show" -- limiter show api "${sd[@]}"
+grep -q "per second *1$" "$work/out" || fail "limiter show rate: $(cat "$work/out")"
+grep -q "burst *2$" "$work/out" || fail "limiter show burst: $(cat "$work/out")"
+grep -q "tokens now *1$" "$work/out" || fail "limiter show tokens: $(cat "$work/out")"
+TC=1 expect 0 "limiter reset" -- limiter reset api "${sd[@]}"
+[ -e "$state/puffinflow-limiter.api.shm" ] && fail "limiter reset left the segment"
+[ -e "$state/pf-limiter.api.conf" ] && fail "limiter reset left the settings"
+TC=1 expect 1 "show a reset limiter" -- limiter show api "${sd[@]}"
+TC=1 expect 0 "a new rate after reset" -- run --rate api --per-second 2 "${sd[@]}" -- true
 expect 0 "breaker list" -- breaker list "${sd[@]}"
 [ "$(cat "$work/out")" = tb ] || fail "breaker list: $(cat "$work/out")"
 expect 0 "bulkhead list" -- bulkhead list "${sd[@]}"
@@ -233,7 +354,20 @@ bad "--max-concurrent: bad value '0'" run --bulkhead b --max-concurrent 0 -- tru
 bad "--max-concurrent: bad value '5000'" run --bulkhead b --max-concurrent 5000 -- true
 bad "--max-wait: bad value 'x'" run --bulkhead b --max-concurrent 1 --max-wait x -- true
 bad "needs --max-concurrent" run --bulkhead b -- true
-bad "need --bulkhead" run --max-concurrent 2 -- true
+bad "--max-concurrent needs --bulkhead" run --max-concurrent 2 -- true
+bad "--max-wait needs --bulkhead NAME or --rate NAME" run --max-wait 1s -- true
+bad "--rate: bad value 'a/b'" run --rate a/b --per-second 1 -- true
+bad "--per-second: bad value '0'" run --rate r --per-second 0 -- true
+bad "--per-second: bad value 'fast'" run --rate r --per-second fast -- true
+bad "--per-second: bad value 'inf'" run --rate r --per-second inf -- true
+bad "--per-second: bad value '2e9'" run --rate r --per-second 2e9 -- true
+bad "--burst: bad value '0'" run --rate r --per-second 1 --burst 0 -- true
+bad "--burst: bad value '1.5'" run --rate r --per-second 1 --burst 1.5 -- true
+bad "needs --per-second" run --rate r -- true
+bad "--per-second and --burst need --rate" run --burst 3 -- true
+bad "--timeout: bad value ' 1s'" run --timeout " 1s" -- true
+bad "--timeout: bad value '+1s'" run --timeout +1s -- true
+bad "--timeout: bad value '1e99h'" run --timeout 1e99h -- true
 bad "--fallback needs --breaker" run --fallback true -- true
 bad "--timeout: needs a value" run --timeout
 bad "unknown option '--bogus'" run --bogus 1 -- true
@@ -247,7 +381,10 @@ bad "unknown action 'frob'" breaker frob
 bad "NAME: bad value 'a/b'" breaker show a/b
 bad "--forget goes with reset" breaker show x --forget
 bad "unknown option '--bogus'" bulkhead list --bogus
+bad "unknown action 'frob'" limiter frob
+bad "NAME: bad value '..x'" limiter show ..x
 "$PF" run --help >/dev/null || fail "pf run --help"
+"$PF" run --help | grep -q -- "--per-second" || fail "pf run --help lacks --rate"
 
 if [ "$fails" -ne 0 ]; then
     echo "$fails failure(s)"
