@@ -4,7 +4,6 @@
  * degraded or unhealthy (docs/pf.md). http checks need libcurl
  * (PF_TOOL_HTTP, set by CMake when it finds it). */
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,14 +43,9 @@ health_usage(FILE *out)
     return out == stdout ? 0 : PF_TOOL_EXIT_USAGE;
 }
 
-/* An http check's own state. The library may give up on a check at its
- * timeout while the check runs on, so this outlives the checker: it is
- * static, and its URL (a copy) is never freed; pf waits for the checks
- * that started to return (curl ends them at the same timeout) before it
- * exits. */
+/* An http check's own state: its URL (a copy). */
 typedef struct http_arg {
     char *url;
-    atomic_int running;
 } http_arg_t;
 
 static http_arg_t g_http[PF_HC_MAX_CHECKS];
@@ -79,11 +73,9 @@ http_check(pf_health_result_t *res, void *arg)
     long status = 0;
     CURLcode cc;
 
-    atomic_store(&h->running, 1);
     easy = curl_easy_init();
     if (easy == NULL) {
         pf_health_result_set(res, PF_UNHEALTHY, "curl: cannot start");
-        atomic_store(&h->running, 0);
         return 0;
     }
     why[0] = '\0';
@@ -112,7 +104,6 @@ http_check(pf_health_result_t *res, void *arg)
         }
     }
     curl_easy_cleanup(easy);
-    atomic_store(&h->running, 0);
     return 0;
 }
 #endif
@@ -236,19 +227,23 @@ add_checks(pf_health_checker_t *hc, const char *file, const pf_hc_t *conf,
     return 0;
 }
 
-/* Wait for the http checks still running (past the library's timeout:
- * curl ends them at the same timeout). libcurl's global state is left to
- * the process's exit: a check the library gave up on before it started
- * may still start. */
+/* Wait for every check run to be over. The report comes at a check's
+ * timeout, while the check goes on: a command check then ends its
+ * command's process group (SIGTERM, then SIGKILL after its grace) and
+ * reaps it, an http check ends at curl's timeout (the same). pf exits
+ * only after that, so nothing a check started is left running, and the
+ * checks' state can be freed. */
 static void
-wait_http(http_arg_t *http, size_t n)
+wait_runs(pf_health_checker_t *hc)
 {
-    size_t k;
+    pf_health_metrics_t m;
 
-    for (k = 0; k < n; k++) {
-        while (atomic_load(&http[k].running) != 0) {
-            pf_clock_sleep(NULL, 0.001);
+    for (;;) {
+        pf_health_metrics(hc, &m);
+        if (m.running == 0) {
+            return;
         }
+        pf_clock_sleep(NULL, 0.002);
     }
 }
 
@@ -392,8 +387,19 @@ pf_tool_health(int argc, char **argv)
     }
 out:
     pf_health_report_free(r);
+    if (hc != NULL) {
+        wait_runs(hc);
+    }
     pf_health_checker_free(hc);
-    wait_http(http, conf.n);
+    for (k = 0; k < conf.n; k++) {
+        free(http[k].url);
+        http[k].url = NULL;
+    }
+#ifdef PF_TOOL_HTTP
+    if (has_http) {
+        curl_global_cleanup();
+    }
+#endif
     pf_hc_free(&conf);
     return status;
 }

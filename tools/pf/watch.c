@@ -366,7 +366,10 @@ pf_tool_watch(int argc, char **argv)
             return rc;
         }
         pid = (int)child;
-        snprintf(pid_buf, sizeof pid_buf, "%d", pid);
+    }
+    /* the number, for JSON and for a command's pid */
+    snprintf(pid_buf, sizeof pid_buf, "%d", pid == 0 ? (int)getpid() : pid);
+    if (cmd != NULL) {
         pid_arg = pid_buf;
     }
     pf_leak_config_init(&cfg);
@@ -397,7 +400,7 @@ pf_tool_watch(int argc, char **argv)
             status = child_status(child, false);
         }
         if (status >= 0) {
-            say_exit(pid_arg, status);
+            say_exit(g_json ? pid_buf : pid_arg, status);
             break;
         }
         rc = pf_leak_detector_check(d, &r);
@@ -410,7 +413,7 @@ pf_tool_watch(int argc, char **argv)
             if (child > 0) {
                 status = child_status(child, true);
             }
-            say_exit(pid_arg, status);
+            say_exit(g_json ? pid_buf : pid_arg, status);
             break;
         }
         if (r.sample_error != 0) {
@@ -421,7 +424,7 @@ pf_tool_watch(int argc, char **argv)
             break;
         }
         print_sample(&r, (double)(pf_clock_now_ns(NULL) - t0) / 1e9,
-                     pid_arg);
+                     pid_buf);
         pf_leak_report_free(&r);
     }
     pf_leak_detector_free(d);
