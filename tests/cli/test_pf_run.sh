@@ -271,7 +271,7 @@ max=$(sort -n "$log" | tail -1)
 [ "$(cat "$cnt")" = 0 ] || fail "bulkhead count ends at $(cat "$cnt")"
 
 # without --max-wait a full bulkhead refuses at once
-"$PF" run --bulkhead small --max-concurrent 1 --state-dir "$state" -- \
+"$PF" run --bulkhead small --max-concurrent 1 --state-dir "$state" --kill-after 100ms -- \
     sh -c "touch '$work/in'; sleep 30" &
 holder=$!
 for i in $(seq 100); do [ -f "$work/in" ] && break; sleep 0.05; done
