@@ -64,6 +64,22 @@ grep -q "usage: pf" "$work/err" || fail "pf alone: no usage on stderr"
 bad "unknown command 'frob'" frob
 bad "unexpected 'x'" version x
 
+# ---- the man page and the docs page know every option ----------------------
+src=${2:-}
+if [ -n "$src" ]; then
+    for cmd in run health watch breaker; do
+        for opt in $("$PF" $cmd --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+            grep -qF -- "$(echo "$opt" | sed 's/-/\\-/g')" "$src/docs/pf.1" ||
+                fail "docs/pf.1 lacks pf $cmd $opt"
+            grep -qF -- "$opt" "$src/docs/pf.md" || fail "docs/pf.md lacks pf $cmd $opt"
+        done
+    done
+    if command -v groff >/dev/null; then
+        warn=$(groff -man -Tutf8 -ww "$src/docs/pf.1" 2>&1 >/dev/null)
+        [ -z "$warn" ] || fail "groff warns on docs/pf.1: $warn"
+    fi
+fi
+
 # ---- pf watch --------------------------------------------------------------
 bad "PID: bad value 'notapid'" watch notapid
 bad "PID: bad value '-5'" watch -5

@@ -23,9 +23,10 @@ fail() {
 }
 
 # The test clock: set_clock NS, and sleeps (what pf waited, one a line).
+# The file holds "pf-test-clock NS"; anything else stops pf (125).
 clock="$work/clock"
 set_clock() {
-    echo "$1" >"$clock"
+    echo "pf-test-clock $1" >"$clock"
     rm -f "$clock.sleeps"
 }
 sleeps() {
@@ -68,6 +69,11 @@ grep -q "timed out (--timeout)" "$work/err" || fail "timeout message: $(cat "$wo
 expect 124 "--deadline" -- run --deadline 200ms -- sleep 30
 grep -q "timed out (--deadline)" "$work/err" || fail "deadline message"
 
+echo 12345 >"$work/notaclock"
+PF_TEST_CLOCK="$work/notaclock" "$PF" run -- true 2>"$work/err"
+[ $? = 125 ] || fail "a PF_TEST_CLOCK file without the marker did not stop pf"
+grep -q "does not hold 'pf-test-clock NS'" "$work/err" || fail "test clock message: $(cat "$work/err")"
+
 # ---- stdio passes through ----------------------------------------------
 out=$(printf 'in\n' | "$PF" run -- sh -c 'cat; echo err >&2' 2>"$work/err2")
 [ "$out" = "in" ] || fail "stdin/stdout: got '$out'"
@@ -81,7 +87,7 @@ TC=1 expect 3 "retries exhausted" -- run --retries 3 --backoff 1s:4s:2 --jitter 
     -- sh -c "echo x >>'$count'; exit 3"
 [ "$(lines "$count")" = 4 ] || fail "--retries 3: $(lines "$count") attempts, want 4"
 [ "$(sleeps)" = "1.000000 2.000000 4.000000 " ] || fail "delays 1s:4s:2: $(sleeps)"
-[ "$(cat "$clock")" = $((T0 + 7000000000)) ] || fail "the clock moved to $(cat "$clock")"
+[ "$(cat "$clock")" = "pf-test-clock $((T0 + 7000000000))" ] || fail "the clock moved to $(cat "$clock")"
 
 set_clock $T0
 TC=1 expect 1 "delays stop growing at MAX" -- run --retries 5 --backoff 500ms:2s:3 \

@@ -3,7 +3,9 @@
  * set by CMake only when PF_BUILD_TESTS is on), a manual clock kept in the
  * file named by PF_TEST_CLOCK.
  *
- * The test clock file holds one number: the time in nanoseconds. pf reads
+ * The test clock file holds "pf-test-clock NS": the marker, so that a
+ * variable set by accident to some file stops pf (exit 125) rather than
+ * moving its clock, and the time in nanoseconds. pf reads
  * it at start; every wait of pf run on that clock (a retry delay, a wait
  * for a rate-limit token) moves the time forward at once instead of
  * sleeping, writes it back to the file (under flock, so concurrent pf runs
@@ -28,22 +30,29 @@ static pf_clock_t *g_manual;
 static const char *g_file;
 
 #ifdef PF_TOOL_TEST_HOOKS
-/* Read the time from fd (at its start): false when it holds no number. */
+#define MARK "pf-test-clock "
+
+/* Read the time from fd (at its start): false when it is not
+ * "pf-test-clock NS". */
 static bool
 read_time(int fd, int64_t *out)
 {
     char buf[64];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     char *end;
+    char *p = buf + strlen(MARK);
     long long v;
 
     if (n <= 0) {
         return false;
     }
     buf[n] = '\0';
+    if (strncmp(buf, MARK, strlen(MARK)) != 0 || *p < '0' || *p > '9') {
+        return false;
+    }
     errno = 0;
-    v = strtoll(buf, &end, 10);
-    if (end == buf || errno != 0 || v < 0 ||
+    v = strtoll(p, &end, 10);
+    if (end == p || errno != 0 || v < 0 ||
         (*end != '\0' && *end != '\n')) {
         return false;
     }
@@ -75,8 +84,8 @@ pf_tool_clock_init(void)
     flock(fd, LOCK_UN);
     close(fd);
     if (!ok) {
-        fprintf(stderr, "pf: PF_TEST_CLOCK: '%s' does not hold a time in "
-                        "nanoseconds\n", file);
+        fprintf(stderr, "pf: PF_TEST_CLOCK (for the tests of pf only): "
+                        "'%s' does not hold 'pf-test-clock NS'\n", file);
         return false;
     }
     if (pf_clock_manual_new(&g_manual) != 0) {
@@ -131,7 +140,7 @@ pf_tool_clock_pass(double seconds)
     fd = open(g_file, O_RDWR | O_CLOEXEC);
     mine = pf_clock_now_ns(g_manual);
     if (fd >= 0) {
-        char buf[32];
+        char buf[48];
         int n;
 
         flock(fd, LOCK_EX);
@@ -139,7 +148,7 @@ pf_tool_clock_pass(double seconds)
             mine = t;
         }
         mine += (int64_t)(seconds * 1e9 + 0.5);
-        n = snprintf(buf, sizeof buf, "%" PRId64 "\n", mine);
+        n = snprintf(buf, sizeof buf, MARK "%" PRId64 "\n", mine);
         if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
             fprintf(stderr, "pf: PF_TEST_CLOCK: cannot write '%s'\n",
                     g_file);
