@@ -370,6 +370,8 @@ bad "--per-second: bad value '2e9'" run --rate r --per-second 2e9 -- true
 bad "--burst: bad value '0'" run --rate r --per-second 1 --burst 0 -- true
 bad "--burst: bad value '1.5'" run --rate r --per-second 1 --burst 1.5 -- true
 bad "needs --per-second" run --rate r -- true
+bad "--per-second 1e-06 with --burst 1000000: bad values together" run --rate r \
+    --per-second 0.000001 --burst 1000000 --state-dir "$state" -- true
 bad "--per-second and --burst need --rate" run --burst 3 -- true
 bad "--timeout: bad value ' 1s'" run --timeout " 1s" -- true
 bad "--timeout: bad value '+1s'" run --timeout +1s -- true

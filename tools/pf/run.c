@@ -777,10 +777,10 @@ open_limiter(const run_opts_t *o, const char *dir, pf_ratelimit_t **out)
                         "it (pf limiter reset %s)\n",
                 o->rate, dir, o->rate);
     } else if (rc == PF_EINVAL) {
-        fprintf(stderr, "pf run: --rate %s: --per-second %g with --burst "
-                        "%ld is not a limit the library takes (a bucket "
-                        "that refills in under two years)\n",
-                o->rate, o->per_second, o->burst);
+        fprintf(stderr, "pf run: --per-second %g with --burst %ld: bad "
+                        "values together (the bucket must refill within "
+                        "about two years)\n",
+                o->per_second, o->burst);
     } else {
         fprintf(stderr, "pf run: --rate %s: cannot open it in %s: %s%s%s\n",
                 o->rate, dir, pf_strerror(rc),
@@ -1009,8 +1009,12 @@ pf_tool_run(int argc, char **argv)
         open_bulkhead(&o, dir, &bh) != 0) {
         status = PF_TOOL_EXIT_FAILURE;
     }
-    if (status == 0 && o.rate != NULL && open_limiter(&o, dir, &rl) != 0) {
-        status = PF_TOOL_EXIT_FAILURE;
+    if (status == 0 && o.rate != NULL) {
+        int rc = open_limiter(&o, dir, &rl);
+
+        status = rc == 0           ? 0
+                 : rc == PF_EINVAL ? PF_TOOL_EXIT_USAGE
+                                   : PF_TOOL_EXIT_FAILURE;
     }
     if (status == 0 && bh != NULL) {
         int rc = enter_bulkhead(&run, &o, bh, end_ns);
