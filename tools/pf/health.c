@@ -43,12 +43,11 @@ health_usage(FILE *out)
     return out == stdout ? 0 : PF_TOOL_EXIT_USAGE;
 }
 
-/* An http check's own state: its URL (a copy). */
+/* An http check's own state: its URL (a copy). Freed once every check
+ * run is over (wait_runs). */
 typedef struct http_arg {
     char *url;
 } http_arg_t;
-
-static http_arg_t g_http[PF_HC_MAX_CHECKS];
 
 #ifdef PF_TOOL_HTTP
 static size_t
@@ -202,7 +201,6 @@ add_checks(pf_health_checker_t *hc, const char *file, const pf_hc_t *conf,
             rc = pf_health_add_command_check(hc, c->name, &cm, &opts);
         } else {
 #ifdef PF_TOOL_HTTP
-            free(http[k].url);
             http[k].url = strdup(c->url);
             rc = http[k].url == NULL
                      ? PF_ENOMEM
@@ -340,10 +338,10 @@ pf_tool_health(int argc, char **argv)
         return PF_TOOL_EXIT_FAILURE;
     }
 #endif
-    http = g_http;
+    http = calloc(conf.n, sizeof http[0]);
     pf_health_config_init(&cfg);
     cfg.name = "pf-health";
-    rc = pf_health_checker_new(&cfg, &hc);
+    rc = http == NULL ? PF_ENOMEM : pf_health_checker_new(&cfg, &hc);
     if (rc != 0) {
         fprintf(stderr, "pf health: %s\n", pf_strerror(rc));
         status = PF_TOOL_EXIT_FAILURE;
@@ -391,10 +389,10 @@ out:
         wait_runs(hc);
     }
     pf_health_checker_free(hc);
-    for (k = 0; k < conf.n; k++) {
+    for (k = 0; http != NULL && k < conf.n; k++) {
         free(http[k].url);
-        http[k].url = NULL;
     }
+    free(http);
 #ifdef PF_TOOL_HTTP
     if (has_http) {
         curl_global_cleanup();
