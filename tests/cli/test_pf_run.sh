@@ -129,7 +129,7 @@ expect 3 "--no-retry-on 3" -- run --retries 3 --backoff 10ms --no-retry-on 3 \
 
 rm -f "$count"
 expect 124 "timeouts are retried (status 124)" -- run --retries 2 --backoff 10ms \
-    --timeout 100ms --kill-after 100ms -- sh -c "echo x >>'$count'; sleep 30"
+    --timeout 300ms --kill-after 100ms -- sh -c "echo x >>'$count'; sleep 30"
 [ "$(lines "$count")" = 3 ] || fail "retried timeouts: $(lines "$count") attempts"
 
 rm -f "$count"
@@ -138,19 +138,26 @@ expect 124 "--deadline ends the retries" -- run --retries 1000 --backoff 10ms \
 [ "$(lines "$count")" = 1 ] || fail "deadline: $(lines "$count") attempts"
 
 # ---- a timeout leaves nothing running -----------------------------------
-gone() { # every pid in file $1 has left /proc (allowing 2 s for reaping)
+# running PID: it exists and is not a zombie (a killed grandchild is
+# reaped by init, which may take its time: a zombie runs nothing).
+running() {
+    local st
+    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+gone() { # no pid in file $1 runs (allowing 2 s for the last signals)
     local pid i
     for pid in $(cat "$1"); do
         for i in $(seq 40); do
-            [ -d "/proc/$pid" ] || break
+            running "$pid" || break
             sleep 0.05
         done
-        [ -d "/proc/$pid" ] && fail "pid $pid still running: $(cat /proc/$pid/cmdline | tr '\0' ' ')"
+        running "$pid" && fail "pid $pid still running: $(tr '\0' ' ' </proc/$pid/cmdline)"
     done
 }
 pids="$work/pids"
 rm -f "$pids"
-expect 124 "timeout with children" -- run --timeout 300ms --kill-after 200ms -- \
+expect 124 "timeout with children" -- run --timeout 500ms --kill-after 200ms -- \
     sh -c "sleep 30 & echo \$! >>'$pids'; sleep 31 & echo \$! >>'$pids'; echo \$\$ >>'$pids'; wait"
 [ "$(lines "$pids")" = 3 ] || fail "children not started"
 gone "$pids"
