@@ -182,6 +182,24 @@ for sig in TERM INT HUP; do
     [ "$(cat "$got" 2>/dev/null)" = "$sig" ] || fail "SIG$sig not seen by the command"
 done
 
+# a signal while pf waits for a token: 128 + S, the command never runs,
+# and the reserved token is given back (the next one is due in 100 s, not
+# 200 s)
+"$PF" run --rate sigw --per-second 0.01 --state-dir "$state" -- true
+"$PF" run -v --rate sigw --per-second 0.01 --max-wait 5m --state-dir "$state" \
+    -- sh -c "touch '$work/sigw.ran'" 2>"$work/sigw.err" &
+pfpid=$!
+for i in $(seq 100); do grep -q "waiting" "$work/sigw.err" && break; sleep 0.05; done
+kill -TERM "$pfpid"
+wait "$pfpid"
+st=$?
+[ "$st" = 143 ] || fail "SIGTERM while waiting for a token: pf exited $st, want 143"
+[ -e "$work/sigw.ran" ] && fail "the command ran after SIGTERM"
+"$PF" limiter show sigw --state-dir "$state" >"$work/out"
+awk '/next token in/ { exit !($4 > 0 && $4 <= 100) }' "$work/out" ||
+    fail "the token was not given back: $(cat "$work/out")"
+"$PF" limiter reset sigw --state-dir "$state" >/dev/null
+
 # ---- a breaker shared by separate invocations, on the test clock --------
 br=(--breaker tb --state-dir "$state" --failure-threshold 2 --recovery-timeout 30s)
 rm -f "$count"
@@ -238,6 +256,16 @@ set_clock $((T0 + 10000000000))
 TC=1 expect 1 "a retry with no token in time stops the run" -- run --rate slow \
     --per-second 1 --burst 1 --state-dir "$state" --retries 2 --backoff 100ms -- false
 grep -q "no further attempt" "$work/err" || fail "retry rate message: $(cat "$work/err")"
+
+# an open breaker gives the attempt's token back: two runs stopped by it
+# in a row are 120 both, never 122
+set_clock $T0
+both=(--breaker rb --failure-threshold 1 --recovery-timeout 1h --rate rb
+    --per-second 1 --burst 1 --state-dir "$state")
+TC=1 expect 1 "trip rb" -- run "${both[@]}" -- false
+set_clock $((T0 + 1000000000))
+TC=1 expect 120 "rb open: the token is given back" -- run "${both[@]}" -- true
+TC=1 expect 120 "rb still open, not rate limited" -- run "${both[@]}" -- true
 
 # 8 processes at once against a bucket of 3 that does not refill meanwhile
 # (time stands still on the test clock): exactly 3 run
@@ -300,7 +328,7 @@ wait "$holder"
 sd=(--state-dir "$state")
 set_clock $((T0 + 10000000000))
 TC=1 expect 0 "limiter list" -- limiter list "${sd[@]}"
-[ "$(sort "$work/out" | tr '\n' ' ')" = "api burst3 slow " ] || fail "limiter list: $(cat "$work/out")"
+[ "$(sort "$work/out" | tr '\n' ' ')" = "api burst3 rb slow " ] || fail "limiter list: $(cat "$work/out")"
 TC=1 expect 0 "limiter show" -- limiter show api "${sd[@]}"
 grep -q "per second *1$" "$work/out" || fail "limiter show rate: $(cat "$work/out")"
 grep -q "burst *2$" "$work/out" || fail "limiter show burst: $(cat "$work/out")"
@@ -311,7 +339,7 @@ TC=1 expect 0 "limiter reset" -- limiter reset api "${sd[@]}"
 TC=1 expect 1 "show a reset limiter" -- limiter show api "${sd[@]}"
 TC=1 expect 0 "a new rate after reset" -- run --rate api --per-second 2 "${sd[@]}" -- true
 expect 0 "breaker list" -- breaker list "${sd[@]}"
-[ "$(cat "$work/out")" = tb ] || fail "breaker list: $(cat "$work/out")"
+[ "$(sort "$work/out" | tr '\n' ' ')" = "rb tb " ] || fail "breaker list: $(cat "$work/out")"
 expect 0 "bulkhead list" -- bulkhead list "${sd[@]}"
 [ "$(sort "$work/out" | tr '\n' ' ')" = "nightly small " ] || fail "bulkhead list: $(cat "$work/out")"
 ob=(--breaker op --state-dir "$state" --failure-threshold 1 --recovery-timeout 1h)
