@@ -19,13 +19,14 @@ __all__ = ["reliability", "install", "uninstall"]
 
 # The original's module paths that install() points at reliability.
 _NAMES = ("puffinflow.core.reliability", "puffinflow.reliability")
-_SUBMODULES = ("circuit_breaker", "bulkhead")
+_SUBMODULES = ("circuit_breaker", "bulkhead", "leak_detector")
 _saved = {}
 
 
 def install():
-    """Make puffinflow.core.reliability (and its circuit_breaker and
-    bulkhead submodules, and puffinflow.reliability) resolve to
+    """Make puffinflow.core.reliability (and its circuit_breaker,
+    bulkhead and leak_detector submodules, and puffinflow.reliability)
+    resolve to
     puffinflow_c.reliability through sys.modules.
 
     Call it before anything imports puffinflow: the original's own modules

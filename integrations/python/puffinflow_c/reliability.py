@@ -3,7 +3,10 @@ library.
 
 The classes keep the original's names, constructor signatures, config
 dataclasses (field names and defaults) and exception types; the work is done
-by the library's circuit breaker and bulkhead through puffinflow_c._core.
+by the library's circuit breaker, bulkhead, leak detector and degradation
+manager through puffinflow_c._core. HealthChecker and TimeoutManager run on
+asyncio (checks as concurrent tasks, scopes per task) with the library's
+clock.
 Where the behaviour deliberately differs from the original, docs/python.md
 says so.
 """
@@ -16,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 from . import _core
-from ._core import ManualClock, exponential_backoff
+from ._clock import ManualClock
+from ._core import exponential_backoff
+from .health import (GracefulDegradation, HealthCheck, HealthChecker,
+                     HealthCheckFailedError, HealthReport, HealthStatus,
+                     SystemHealth)
+from .leak_detector import (ResourceAllocation, ResourceLeak,
+                            ResourceLeakDetector, leak_detector)
+from .timeouts import DeadlineExceededError, TimeoutManager
 
 __all__ = [
     "CircuitState",
@@ -33,6 +43,19 @@ __all__ = [
     "bulkhead_registry",
     "exponential_backoff",
     "ManualClock",
+    "ResourceLeak",
+    "ResourceAllocation",
+    "ResourceLeakDetector",
+    "leak_detector",
+    "HealthStatus",
+    "HealthCheck",
+    "HealthReport",
+    "HealthChecker",
+    "HealthCheckFailedError",
+    "SystemHealth",
+    "GracefulDegradation",
+    "TimeoutManager",
+    "DeadlineExceededError",
 ]
 
 

@@ -25,6 +25,8 @@
 #include "puffinflow/error.h"
 #include "puffinflow/retry.h"
 
+#include "core.h"
+
 /* Set by _setup() from reliability.py. */
 static PyObject *g_open_error;     /* CircuitBreakerOpenError */
 static PyObject *g_full_error;     /* BulkheadFullError */
@@ -42,7 +44,7 @@ static const int g_expected_results[] = {RES_FAILURE};
 /* ---- helpers: argument checks ----------------------------------------- */
 
 /* An int in [lo, hi] (bool refused) into *out; TypeError / ValueError. */
-static int
+int
 get_uint(PyObject *o, const char *name, unsigned long lo, unsigned long hi,
          unsigned *out)
 {
@@ -66,7 +68,7 @@ get_uint(PyObject *o, const char *name, unsigned long lo, unsigned long hi,
 }
 
 /* A real number of seconds, >= 0, not NaN (inf allowed when inf_ok). */
-static int
+int
 get_seconds(PyObject *o, const char *name, int inf_ok, double *out)
 {
     if (PyBool_Check(o) || !(PyLong_Check(o) || PyFloat_Check(o))) {
@@ -87,7 +89,7 @@ get_seconds(PyObject *o, const char *name, int inf_ok, double *out)
     return 0;
 }
 
-static PyObject *
+PyObject *
 raise_code(int rc)
 {
     if (rc == PF_ENOMEM) {
@@ -144,7 +146,7 @@ static PyTypeObject ReadyType = {
 
 static PyObject *g_ready; /* the one instance */
 
-static PyObject *
+PyObject *
 ready(void)
 {
     return Py_NewRef(g_ready);
@@ -210,7 +212,7 @@ static PyTypeObject ClockType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "puffinflow_c._core.ManualClock",
     .tp_doc = "A clock that moves only when advanced (for tests).",
     .tp_basicsize = sizeof(ClockObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)clock_init,
     .tp_dealloc = (destructor)clock_dealloc,
@@ -218,7 +220,7 @@ static PyTypeObject ClockType = {
 };
 
 /* The pf clock of an optional ManualClock argument (None = system). */
-static int
+int
 get_clock(PyObject *o, PyObject **keep, const pf_clock_t **out)
 {
     if (o == NULL || o == Py_None) {
@@ -256,6 +258,7 @@ typedef struct {
 } ProtectObject;
 
 static PyTypeObject ProtectType;
+static PyTypeObject BreakerType;
 
 static int
 breaker_init(BreakerObject *self, PyObject *args, PyObject *kw)
@@ -424,7 +427,7 @@ breaker_state_name(BreakerObject *self, PyObject *unused)
         pf_breaker_state_name(pf_breaker_state(self->b)));
 }
 
-static int
+int
 dict_set(PyObject *d, const char *k, PyObject *v)
 {
     if (v == NULL) {
@@ -466,6 +469,17 @@ breaker_raw_metrics(BreakerObject *self, PyObject *unused)
         return NULL;
     }
     return d;
+}
+
+pf_breaker_t *
+breaker_of(PyObject *o)
+{
+    if (!PyObject_TypeCheck(o, &BreakerType) ||
+        ((BreakerObject *)o)->b == NULL) {
+        PyErr_SetString(PyExc_TypeError, "expected a CircuitBreaker");
+        return NULL;
+    }
+    return ((BreakerObject *)o)->b;
 }
 
 static PyMethodDef breaker_methods[] = {
@@ -1131,7 +1145,7 @@ PyInit__core(void)
     if (g_ready == NULL ||
         PyModule_AddObjectRef(m, "ManualClock", (PyObject *)&ClockType) < 0 ||
         PyModule_AddObjectRef(m, "_Breaker", (PyObject *)&BreakerType) < 0 ||
-        BULKHEAD_ADD(m)) {
+        BULKHEAD_ADD(m) || extras_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
