@@ -104,6 +104,17 @@ class _Scope:
                     "%s: timed out after %g s" % (m.name, self.seconds)
                     if self.at is None else
                     "%s: deadline exceeded" % m.name) from e
+            return False
+        # The body ended (in time for its own reasons, or raising) before
+        # the cancellation reached it: take the cancellation back, so it
+        # does not hit the task's next await; another one stays.
+        cancelling = getattr(self._task, "cancelling", None)
+        if cancelling is not None and cancelling() > 0:
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                if self._task.uncancel() > 0:
+                    raise
         return False
 
 
