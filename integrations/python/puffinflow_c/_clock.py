@@ -15,15 +15,20 @@ from . import _core
 
 
 class _Timer:
-    __slots__ = ("fn", "cancelled")
+    __slots__ = ("fn", "cancelled", "clock")
 
-    def __init__(self, fn):
+    def __init__(self, fn, clock=None):
         self.fn = fn
         self.cancelled = False
+        self.clock = clock
 
     def cancel(self):
-        self.cancelled = True
-        self.fn = None
+        if not self.cancelled:
+            self.cancelled = True
+            self.fn = None
+            if self.clock is not None:
+                self.clock._cancelled_one()
+                self.clock = None
 
 
 class ManualClock(_core.ManualClock):
@@ -35,23 +40,35 @@ class ManualClock(_core.ManualClock):
         super().__init__()
         self._timers = []
         self._seq = itertools.count()
+        self._cancelled = 0
 
     def advance(self, seconds):
         super().advance(seconds)
         now = self.now()
         while self._timers and self._timers[0][0] <= now:
             _, _, t = heapq.heappop(self._timers)
-            if not t.cancelled:
-                fn, t.fn = t.fn, None
+            if t.cancelled:
+                self._cancelled -= 1
+            else:
+                fn, t.fn, t.clock = t.fn, None, None
+                t.cancelled = True
                 fn()
 
     def pending_timers(self):
         """How many timers wait for the clock (for tests that advance it
         once the work under test has set its timers)."""
-        return sum(1 for _, _, t in self._timers if not t.cancelled)
+        return len(self._timers) - self._cancelled
+
+    def _cancelled_one(self):
+        # Cancelled timers leave the heap in bulk once they are half of it.
+        self._cancelled += 1
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._timers):
+            self._timers = [e for e in self._timers if not e[2].cancelled]
+            heapq.heapify(self._timers)
+            self._cancelled = 0
 
     def _call_at(self, at, fn):
-        t = _Timer(fn)
+        t = _Timer(fn, self)
         heapq.heappush(self._timers, (at, next(self._seq), t))
         return t
 
