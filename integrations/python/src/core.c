@@ -608,6 +608,7 @@ typedef struct {
     unsigned char queued;    /* the ticket is (or may still be) queued */
     unsigned char holds;     /* owns a slot it has not given back */
     unsigned char abandoned; /* the caller gave up waiting */
+    unsigned long thread;    /* the waiting loop's thread */
 } IsolateObject;
 
 static PyTypeObject IsolateType;
@@ -803,8 +804,14 @@ isolate_granted(pf_bulkhead_ticket_t *t, void *arg)
     if (self->abandoned) {
         isolate_give_back(self); /* hands it on after we return */
     } else if (self->fut != NULL) {
-        PyObject *r = PyObject_CallMethod(self->loop, "call_soon_threadsafe",
-                                          "OO", g_grant, self->fut);
+        /* Freed on the waiter's own loop thread (another task's exit, the
+         * usual case): resolve the future now, which schedules the waiter;
+         * from another thread: through the loop, which wakes it. */
+        PyObject *r =
+            PyThread_get_thread_ident() == self->thread
+                ? PyObject_CallOneArg(g_grant, self->fut)
+                : PyObject_CallMethod(self->loop, "call_soon_threadsafe",
+                                      "OO", g_grant, self->fut);
         if (r == NULL) {
             /* The loop is closed: nobody will wake; give the slot back. */
             PyErr_WriteUnraisable((PyObject *)self);
@@ -906,6 +913,7 @@ isolate_aenter(IsolateObject *self, PyObject *unused)
     }
     self->loop = loop;
     self->fut = fut;
+    self->thread = PyThread_get_thread_ident();
     PyObject_GC_Track(self);
     PyObject *timeout = self->owner->wait > 0
                             ? PyFloat_FromDouble(self->owner->wait)
