@@ -218,12 +218,29 @@ circuit_registry = CircuitBreakerRegistry()
 class BulkheadConfig:
     """A bulkhead's settings. max_wait_duration: seconds a caller may wait
     for a slot (0 or inf = no limit); max_queue_size: callers allowed to
-    wait at once (0 = nobody waits)."""
+    wait at once (0 = nobody waits). max_concurrent and timeout: the
+    original source's names of max_concurrent_calls and
+    max_wait_duration."""
 
     name: str = "default"
     max_concurrent_calls: int = 10
     max_wait_duration: float = 30.0
     max_queue_size: int = 100
+    # The original source's names for the first two, so configs written
+    # for it work unchanged: given, they set max_concurrent_calls /
+    # max_wait_duration; not given, they read back the same values.
+    max_concurrent: Optional[int] = None
+    timeout: Optional[float] = None
+
+    def __post_init__(self):
+        if self.max_concurrent is not None:
+            self.max_concurrent_calls = self.max_concurrent
+        else:
+            self.max_concurrent = self.max_concurrent_calls
+        if self.timeout is not None:
+            self.max_wait_duration = self.timeout
+        else:
+            self.timeout = self.max_wait_duration
 
 
 class BulkheadFullError(Exception):
