@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+import puffinflow_c
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.environ.get("PUFFINFLOW_ORIGINAL_REPO", "")
 FILES = ("test_circuit_breaker", "test_bulkhead", "test_leak_detector",
@@ -43,6 +45,10 @@ def test_originals_unit_tests_pass_on_this_module(tmp_path):
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path)]
         + tests, cwd=tmp_path, capture_output=True, text=True,
-        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                 PYTHONPATH=os.pathsep.join(
+                     [os.path.dirname(os.path.dirname(
+                         os.path.abspath(puffinflow_c.__file__)))]
+                     + os.environ.get("PYTHONPATH", "").split(os.pathsep))))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert ("%d passed" % len(tests)) in r.stdout, r.stdout[-2000:]
