@@ -229,7 +229,8 @@ class HealthChecker:
                                 % (type(e).__name__, e))
         finally:
             timer.cancel()
-        r = HealthCheck(r.name, r.status, r.message, dict(r.details),
+        # Reported under the name it was added with.
+        r = HealthCheck(reg.name, r.status, r.message, dict(r.details),
                         self._now() - start, r.timestamp, reg.critical,
                         r.timed_out)
         reg.runs += 1

@@ -257,10 +257,12 @@ async def test_check_results_of_every_kind(clock):
     hc.add_check("true", lambda: True)
     hc.add_check("str", lambda: "degraded")
     hc.add_check("junk", lambda: 42)
+    hc.add_check("renamed", lambda: HealthCheck("other", "healthy"))
     r = await hc.check_all()
     st = {n: c.status for n, c in r.checks.items()}
     assert st == {"exc": "unhealthy", "none": "healthy", "true": "healthy",
-                  "str": "degraded", "junk": "unhealthy"}
+                  "str": "degraded", "junk": "unhealthy",
+                  "renamed": "healthy"}
     assert "RuntimeError: no route" in r.checks["exc"].message
     assert r.to_dict()["checks"]["str"]["status"] == "degraded"
     one = await hc.check("str")
