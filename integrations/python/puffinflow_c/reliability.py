@@ -253,22 +253,6 @@ def _grant(fut):
         fut.set_result(None)
 
 
-async def _wait_slot(cm, fut, timeout):
-    # A queued isolate(): wait for the grant, the timer or a cancellation.
-    handle = None
-    if timeout is not None:
-        handle = fut.get_loop().call_later(timeout, cm._expire)
-    try:
-        await fut
-    except BaseException:
-        cm._abandon()  # leaves the queue, or gives back a slot granted meanwhile
-        raise
-    finally:
-        if handle is not None:
-            handle.cancel()
-        cm._settle()
-
-
 class Bulkhead(_core._Bulkhead):
     """Bulkhead(config) -- `async with bulkhead.isolate():` or
     `async with bulkhead:`. clock (keyword only): a ManualClock."""
@@ -328,5 +312,4 @@ bulkhead_registry = BulkheadRegistry()
 
 _core._setup(open_error=CircuitBreakerOpenError, full_error=BulkheadFullError,
              cancelled=asyncio.CancelledError,
-             get_running_loop=asyncio.get_running_loop, wait_slot=_wait_slot,
-             grant=_grant)
+             get_running_loop=asyncio.get_running_loop, grant=_grant)

@@ -4,10 +4,10 @@
  * face) in types whose async context managers cost one C call each way:
  * __aenter__ and __aexit__ return a ready awaitable (a stateless singleton)
  * instead of a coroutine, so `async with breaker.protect():` never suspends
- * and never allocates a coroutine. A bulkhead caller that must wait gets a
- * coroutine (puffinflow_c.reliability._wait_slot) that awaits an asyncio
- * future resolved by the ticket's grant callback through
- * loop.call_soon_threadsafe, from whichever thread freed the slot.
+ * and never allocates a coroutine. A bulkhead caller that must wait gets an
+ * awaitable of this module (Wait) over an asyncio future resolved by the
+ * ticket's grant callback: directly when the slot is freed on the waiting
+ * loop's thread, through loop.call_soon_threadsafe from another thread.
  *
  * The Python layer (reliability.py) subclasses these types, adds the
  * dataclass configs and the exception classes, and hands the classes this
@@ -32,7 +32,6 @@ static PyObject *g_open_error;     /* CircuitBreakerOpenError */
 static PyObject *g_full_error;     /* BulkheadFullError */
 static PyObject *g_cancelled;      /* asyncio.CancelledError */
 static PyObject *g_get_loop;       /* asyncio.get_running_loop */
-static PyObject *g_wait_slot;      /* reliability._wait_slot */
 static PyObject *g_grant;          /* reliability._grant (fut) */
 
 /* The result (result code) recorded for an exception that counts as a
@@ -860,6 +859,8 @@ full_error(IsolateObject *self, const char *why)
     return NULL;
 }
 
+static PyObject *wait_new(IsolateObject *cm);
+
 static PyObject *
 isolate_aenter(IsolateObject *self, PyObject *unused)
 {
@@ -915,16 +916,8 @@ isolate_aenter(IsolateObject *self, PyObject *unused)
     self->fut = fut;
     self->thread = PyThread_get_thread_ident();
     PyObject_GC_Track(self);
-    PyObject *timeout = self->owner->wait > 0
-                            ? PyFloat_FromDouble(self->owner->wait)
-                            : Py_NewRef(Py_None);
-    if (timeout == NULL) {
-        return NULL;
-    }
-    PyObject *co = PyObject_CallFunctionObjArgs(g_wait_slot, self, fut,
-                                                timeout, NULL);
-    Py_DECREF(timeout);
-    if (co == NULL) {
+    PyObject *w = wait_new(self);
+    if (w == NULL) {
         self->abandoned = 1;
         if (self->queued &&
             pf_bulkhead_cancel(bh, &self->ticket, PF_ECANCELED)) {
@@ -932,8 +925,9 @@ isolate_aenter(IsolateObject *self, PyObject *unused)
             Py_DECREF(self);
         }
         isolate_give_back(self);
+        isolate_clear(self);
     }
-    return co;
+    return w;
 }
 
 static PyObject *
@@ -1038,7 +1032,198 @@ static PyTypeObject IsolateType = {
     .tp_methods = isolate_methods,
 };
 
-#define BULKHEAD_TYPES &BulkheadType, &IsolateType
+/* ---- Wait: the awaitable of a queued isolate() ------------------------- */
+
+/* What `await` runs while a queued isolate() waits: it delegates to the
+ * asyncio future's own iterator (so the task waits on the future), and
+ * when the wait ends it cancels the max_wait_duration timer and drops the
+ * loop and future; when it ends by an exception (the task cancelled, the
+ * wait timed out) it first leaves the queue, or gives back a slot granted
+ * meanwhile, so no outcome leaks a slot. */
+typedef struct {
+    PyObject_HEAD
+    IsolateObject *cm;
+    PyObject *it;    /* fut.__await__() */
+    PyObject *timer; /* the loop's TimerHandle, or NULL */
+    int done;
+} WaitObject;
+
+static PyTypeObject WaitType;
+
+static void
+wait_finish(WaitObject *self, int failed)
+{
+    if (self->done) {
+        return;
+    }
+    self->done = 1;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    if (failed) {
+        Py_XDECREF(isolate_abandon(self->cm, NULL));
+    }
+    if (self->timer != NULL) {
+        PyObject *r = PyObject_CallMethod(self->timer, "cancel", NULL);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(self->timer);
+        }
+        Py_XDECREF(r);
+        Py_CLEAR(self->timer);
+    }
+    isolate_clear(self->cm);
+    PyErr_Restore(et, ev, etb);
+}
+
+static PyObject *
+wait_new(IsolateObject *cm)
+{
+    WaitObject *w = PyObject_GC_New(WaitObject, &WaitType);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->cm = (IsolateObject *)Py_NewRef(cm);
+    w->it = NULL;
+    w->timer = NULL;
+    w->done = 0;
+    PyObject_GC_Track(w);
+    w->it = PyObject_CallMethod(cm->fut, "__await__", NULL);
+    if (w->it == NULL) {
+        goto fail;
+    }
+    if (cm->owner->wait > 0) {
+        PyObject *expire = PyObject_GetAttrString((PyObject *)cm, "_expire");
+        if (expire == NULL) {
+            goto fail;
+        }
+        w->timer = PyObject_CallMethod(cm->loop, "call_later", "dO",
+                                       cm->owner->wait, expire);
+        Py_DECREF(expire);
+        if (w->timer == NULL) {
+            goto fail;
+        }
+    }
+    return (PyObject *)w;
+fail:
+    w->done = 1; /* the caller cleans up the isolate() */
+    Py_DECREF(w);
+    return NULL;
+}
+
+static PyObject *
+wait_iternext(WaitObject *self)
+{
+    if (self->done) {
+        PyErr_SetString(PyExc_RuntimeError, "isolate() wait already over");
+        return NULL;
+    }
+    PyObject *r = Py_TYPE(self->it)->tp_iternext(self->it);
+    if (r != NULL) {
+        return r; /* the future, to the task */
+    }
+    if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear();
+        wait_finish(self, 0); /* granted */
+        return NULL;          /* StopIteration: the result is None */
+    }
+    wait_finish(self, 1);
+    return NULL;
+}
+
+static PyObject *
+wait_send(WaitObject *self, PyObject *arg)
+{
+    if (arg != Py_None) {
+        PyErr_SetString(PyExc_TypeError,
+                        "can't send non-None value to an isolate() wait");
+        return NULL;
+    }
+    PyObject *r = wait_iternext(self);
+    if (r == NULL && !PyErr_Occurred()) {
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return r;
+}
+
+static PyObject *
+wait_throw(WaitObject *self, PyObject *args)
+{
+    /* Leave the queue (or give the slot back) before the exception goes
+     * on: the future's iterator raises it again. */
+    wait_finish(self, 1);
+    PyObject *m = PyObject_GetAttrString(self->it, "throw");
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_Call(m, args, NULL);
+    Py_DECREF(m);
+    return r;
+}
+
+static PyObject *
+wait_close(WaitObject *self, PyObject *unused)
+{
+    (void)unused;
+    wait_finish(self, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wait_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static int
+wait_traverse(WaitObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->cm);
+    Py_VISIT(self->it);
+    Py_VISIT(self->timer);
+    return 0;
+}
+
+static int
+wait_clear(WaitObject *self)
+{
+    if (self->cm != NULL) {
+        wait_finish(self, 1);
+    }
+    Py_CLEAR(self->it);
+    Py_CLEAR(self->timer);
+    Py_CLEAR(self->cm);
+    return 0;
+}
+
+static void
+wait_dealloc(WaitObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    wait_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyMethodDef wait_methods[] = {
+    {"send", (PyCFunction)wait_send, METH_O, NULL},
+    {"throw", (PyCFunction)wait_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)wait_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyAsyncMethods wait_async = {.am_await = wait_await};
+
+static PyTypeObject WaitType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "puffinflow_c._core._Wait",
+    .tp_basicsize = sizeof(WaitObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)wait_dealloc,
+    .tp_traverse = (traverseproc)wait_traverse,
+    .tp_clear = (inquiry)wait_clear,
+    .tp_as_async = &wait_async,
+    .tp_iter = wait_await,
+    .tp_iternext = (iternextfunc)wait_iternext,
+    .tp_methods = wait_methods,
+};
+
+#define BULKHEAD_TYPES &BulkheadType, &IsolateType, &WaitType
 #define BULKHEAD_ADD(m)                                                      \
     (PyModule_AddObjectRef((m), "_Bulkhead", (PyObject *)&BulkheadType) < 0)
 
@@ -1100,15 +1285,15 @@ setup(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
     static char *kwlist[] = {"open_error", "full_error", "cancelled",
-                             "get_running_loop", "wait_slot", "grant", NULL};
-    PyObject *a, *b, *c, *d, *e, *f;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO:_setup", kwlist, &a,
-                                     &b, &c, &d, &e, &f)) {
+                             "get_running_loop", "grant", NULL};
+    PyObject *a, *b, *c, *d, *f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO:_setup", kwlist, &a,
+                                     &b, &c, &d, &f)) {
         return NULL;
     }
     if (!PyExceptionClass_Check(a) || !PyExceptionClass_Check(b) ||
         !PyExceptionClass_Check(c) || !PyCallable_Check(d) ||
-        !PyCallable_Check(e) || !PyCallable_Check(f)) {
+        !PyCallable_Check(f)) {
         PyErr_SetString(PyExc_TypeError, "_setup: bad argument");
         return NULL;
     }
@@ -1116,7 +1301,6 @@ setup(PyObject *mod, PyObject *args, PyObject *kw)
     Py_XSETREF(g_full_error, Py_NewRef(b));
     Py_XSETREF(g_cancelled, Py_NewRef(c));
     Py_XSETREF(g_get_loop, Py_NewRef(d));
-    Py_XSETREF(g_wait_slot, Py_NewRef(e));
     Py_XSETREF(g_grant, Py_NewRef(f));
     Py_RETURN_NONE;
 }
