@@ -12,9 +12,11 @@ says so.
 """
 
 import asyncio
+import collections
 import contextvars
 import enum
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
@@ -253,6 +255,60 @@ def _grant(fut):
         fut.set_result(None)
 
 
+class _Expiry:
+    """The waits with a time limit of one bulkhead on one loop, in the
+    order they queued. Waits are FIFO and share one duration, so they run
+    out in that order: one timer of the loop, armed for the oldest, serves
+    them all (instead of a timer per waiting call)."""
+
+    # Neither the loop nor its timer handle is held here (the loop holds
+    # the handle, which holds fire): a closed loop is freed, and its entry
+    # in the bulkhead's WeakKeyDictionary goes with it.
+    __slots__ = ("bulkhead", "loop", "waits", "armed", "__weakref__")
+
+    def __init__(self, bulkhead, loop):
+        self.bulkhead = bulkhead
+        self.loop = weakref.ref(loop)
+        self.waits = collections.deque()
+        self.armed = False
+
+    def add(self, loop, cm):
+        waits = self.waits
+        while waits and not waits[0][1]._waiting():
+            waits.popleft()   # granted, cancelled or expired meanwhile
+        deadline = loop.time() + self.bulkhead._wait_seconds
+        waits.append((deadline, cm))
+        if not self.armed:
+            loop.call_at(deadline, self.fire)
+            self.armed = True
+
+    def fire(self):
+        self.armed = False
+        loop = self.loop()
+        if loop is None:
+            return
+        now = loop.time()
+        waits = self.waits
+        while waits:
+            deadline, cm = waits[0]
+            if deadline > now and cm._waiting():
+                break
+            waits.popleft()
+            if deadline <= now:
+                cm._expire()   # a no-op unless it still waits
+        if waits:
+            loop.call_at(waits[0][0], self.fire)
+            self.armed = True
+
+
+def _expire_later(bulkhead, loop, cm):
+    # Called by a queued isolate() of a bulkhead with max_wait_duration.
+    e = bulkhead._expiries.get(loop)
+    if e is None:
+        e = bulkhead._expiries[loop] = _Expiry(bulkhead, loop)
+    e.add(loop, cm)
+
+
 class Bulkhead(_core._Bulkhead):
     """Bulkhead(config) -- `async with bulkhead.isolate():` or
     `async with bulkhead:`. clock (keyword only): a ManualClock."""
@@ -270,6 +326,8 @@ class Bulkhead(_core._Bulkhead):
                          config.max_wait_duration, config.max_queue_size,
                          clock)
         self.config = config
+        self._wait_seconds = float(config.max_wait_duration)
+        self._expiries = weakref.WeakKeyDictionary()  # loop -> _Expiry
 
     def get_metrics(self) -> Dict[str, Any]:
         """name, max_concurrent, active_tasks, queue_size (callers waiting),
@@ -312,4 +370,5 @@ bulkhead_registry = BulkheadRegistry()
 
 _core._setup(open_error=CircuitBreakerOpenError, full_error=BulkheadFullError,
              cancelled=asyncio.CancelledError,
-             get_running_loop=asyncio.get_running_loop, grant=_grant)
+             get_running_loop=asyncio.get_running_loop, grant=_grant,
+             expire_later=_expire_later)

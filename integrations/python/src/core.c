@@ -33,6 +33,7 @@ static PyObject *g_full_error;     /* BulkheadFullError */
 static PyObject *g_cancelled;      /* asyncio.CancelledError */
 static PyObject *g_get_loop;       /* asyncio.get_running_loop */
 static PyObject *g_grant;          /* reliability._grant (fut) */
+static PyObject *g_expire_later;   /* reliability._expire_later */
 
 /* The result (result code) recorded for an exception that counts as a
  * failure, and for one that is not expected (ignored by the breaker). */
@@ -1013,6 +1014,14 @@ isolate_settle(IsolateObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* True while the ticket waits in the queue. */
+static PyObject *
+isolate_waiting(IsolateObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(self->queued && !self->holds);
+}
+
 static PyMethodDef isolate_methods[] = {
     {"__aenter__", (PyCFunction)isolate_aenter, METH_NOARGS, NULL},
     {"__aexit__", (PyCFunction)(void (*)(void))isolate_aexit, METH_FASTCALL,
@@ -1020,6 +1029,7 @@ static PyMethodDef isolate_methods[] = {
     {"_expire", (PyCFunction)isolate_expire, METH_NOARGS, NULL},
     {"_abandon", (PyCFunction)isolate_abandon, METH_NOARGS, NULL},
     {"_settle", (PyCFunction)isolate_settle, METH_NOARGS, NULL},
+    {"_waiting", (PyCFunction)isolate_waiting, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject IsolateType = {
@@ -1044,7 +1054,7 @@ typedef struct {
     PyObject_HEAD
     IsolateObject *cm;
     PyObject *it;    /* fut.__await__() */
-    PyObject *timer; /* the loop's TimerHandle, or NULL */
+    PyObject *timer; /* a timer handle to cancel at the end, or NULL */
     int done;
 } WaitObject;
 
@@ -1091,16 +1101,15 @@ wait_new(IsolateObject *cm)
         goto fail;
     }
     if (cm->owner->wait > 0) {
-        PyObject *expire = PyObject_GetAttrString((PyObject *)cm, "_expire");
-        if (expire == NULL) {
+        /* max_wait_duration: one timer of the loop per bulkhead serves
+         * every waiter (reliability._expire_later). */
+        PyObject *r = PyObject_CallFunctionObjArgs(
+            g_expire_later, (PyObject *)cm->owner, cm->loop, (PyObject *)cm,
+            NULL);
+        if (r == NULL) {
             goto fail;
         }
-        w->timer = PyObject_CallMethod(cm->loop, "call_later", "dO",
-                                       cm->owner->wait, expire);
-        Py_DECREF(expire);
-        if (w->timer == NULL) {
-            goto fail;
-        }
+        Py_DECREF(r);
     }
     return (PyObject *)w;
 fail:
@@ -1285,15 +1294,16 @@ setup(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
     static char *kwlist[] = {"open_error", "full_error", "cancelled",
-                             "get_running_loop", "grant", NULL};
-    PyObject *a, *b, *c, *d, *f;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO:_setup", kwlist, &a,
-                                     &b, &c, &d, &f)) {
+                             "get_running_loop", "grant", "expire_later",
+                             NULL};
+    PyObject *a, *b, *c, *d, *f, *g;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO:_setup", kwlist, &a,
+                                     &b, &c, &d, &f, &g)) {
         return NULL;
     }
     if (!PyExceptionClass_Check(a) || !PyExceptionClass_Check(b) ||
         !PyExceptionClass_Check(c) || !PyCallable_Check(d) ||
-        !PyCallable_Check(f)) {
+        !PyCallable_Check(f) || !PyCallable_Check(g)) {
         PyErr_SetString(PyExc_TypeError, "_setup: bad argument");
         return NULL;
     }
@@ -1302,6 +1312,7 @@ setup(PyObject *mod, PyObject *args, PyObject *kw)
     Py_XSETREF(g_cancelled, Py_NewRef(c));
     Py_XSETREF(g_get_loop, Py_NewRef(d));
     Py_XSETREF(g_grant, Py_NewRef(f));
+    Py_XSETREF(g_expire_later, Py_NewRef(g));
     Py_RETURN_NONE;
 }
 
