@@ -316,3 +316,28 @@ def test_health_checker_bad_input(clock):
         HealthChecker(default_timeout=-1)
     with pytest.raises(TypeError):
         HealthChecker(default_timeout=None)
+
+
+# ---- on the system clock (the event loop's timers) ----------------------
+
+
+async def test_timeout_and_health_timeouts_on_the_system_clock():
+    # No ManualClock: the limits are timers of the running loop. Short
+    # limits; only the outcome is checked, never how long it took.
+    tm = TimeoutManager()
+    with pytest.raises(DeadlineExceededError):
+        async with tm.timeout(0.01):
+            await asyncio.Event().wait()
+    assert tm.get_metrics()["timed_out"] == 1
+    async with tm.timeout(60):
+        assert 0 < tm.remaining() <= 60
+    hc = HealthChecker(default_timeout=0.01)
+
+    async def hang():
+        await asyncio.Event().wait()
+
+    hc.add_check("hang", hang)
+    hc.add_check("ok", lambda: True, timeout=60)
+    r = await hc.check_all()
+    assert r.checks["hang"].timed_out and r.checks["ok"].status == "healthy"
+    assert r.status == "unhealthy"
