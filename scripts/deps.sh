@@ -32,6 +32,10 @@ PF_PACKAGES="
     python3-dev
     python3-pytest
     python3-pytest-asyncio
+    python3-pip
+    python3-setuptools
+    python3-wheel
+    python3-venv
 "
 # clang: the second compiler the suite is built with.
 # pkg-config: finds libmicrohttpd and libcurl; the install test uses it.
@@ -50,6 +54,9 @@ PF_PACKAGES="
 # python3-dev, python3-pytest, python3-pytest-asyncio: the Python extension
 #   (integrations/python) is built against /usr/bin/python3's headers and
 #   its tests run with that interpreter's pytest.
+# python3-pip, python3-setuptools, python3-wheel, python3-venv: `pip install
+#   .` of the extension offline (pyproject.toml, setup.py), and its test
+#   (python_pip_install), which installs into a scratch venv.
 # locales: localedef, with which tests/test_locale.c builds a
 #   comma-decimal locale (de_DE) to check that numbers ignore the locale.
 

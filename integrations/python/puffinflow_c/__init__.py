@@ -19,14 +19,14 @@ __all__ = ["reliability", "install", "uninstall"]
 
 # The original's module paths that install() points at reliability.
 _NAMES = ("puffinflow.core.reliability", "puffinflow.reliability")
-_SUBMODULES = ("circuit_breaker", "bulkhead")
+_SUBMODULES = ("circuit_breaker", "bulkhead", "leak_detector")
 _saved = {}
 
 
 def install():
-    """Make puffinflow.core.reliability (and its circuit_breaker and
-    bulkhead submodules, and puffinflow.reliability) resolve to
-    puffinflow_c.reliability through sys.modules.
+    """Make puffinflow.core.reliability (and its circuit_breaker,
+    bulkhead and leak_detector submodules, and puffinflow.reliability)
+    resolve to puffinflow_c.reliability through sys.modules.
 
     Call it before anything imports puffinflow: the original's own modules
     then bind these classes too. When the original is not installed, empty
@@ -43,6 +43,7 @@ def install():
                 m.__path__ = []
                 _saved.setdefault(pkg, None)
                 sys.modules[pkg] = m
+        sys.modules["puffinflow"].core = sys.modules["puffinflow.core"]
     targets = list(_NAMES)
     for n in _NAMES:
         targets += ["%s.%s" % (n, s) for s in _SUBMODULES]

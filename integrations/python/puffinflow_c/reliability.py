@@ -3,20 +3,32 @@ library.
 
 The classes keep the original's names, constructor signatures, config
 dataclasses (field names and defaults) and exception types; the work is done
-by the library's circuit breaker and bulkhead through puffinflow_c._core.
+by the library's circuit breaker, bulkhead, leak detector and degradation
+manager through puffinflow_c._core. HealthChecker and TimeoutManager run on
+asyncio (checks as concurrent tasks, scopes per task) with the library's
+clock.
 Where the behaviour deliberately differs from the original, docs/python.md
 says so.
 """
 
 import asyncio
+import collections
 import contextvars
 import enum
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 from . import _core
-from ._core import ManualClock, exponential_backoff
+from ._clock import ManualClock
+from ._core import exponential_backoff
+from .health import (GracefulDegradation, HealthCheck, HealthChecker,
+                     HealthCheckFailedError, HealthReport, HealthStatus,
+                     SystemHealth)
+from .leak_detector import (ResourceAllocation, ResourceLeak,
+                            ResourceLeakDetector, leak_detector)
+from .timeouts import DeadlineExceededError, TimeoutManager
 
 __all__ = [
     "CircuitState",
@@ -33,6 +45,19 @@ __all__ = [
     "bulkhead_registry",
     "exponential_backoff",
     "ManualClock",
+    "ResourceLeak",
+    "ResourceAllocation",
+    "ResourceLeakDetector",
+    "leak_detector",
+    "HealthStatus",
+    "HealthCheck",
+    "HealthReport",
+    "HealthChecker",
+    "HealthCheckFailedError",
+    "SystemHealth",
+    "GracefulDegradation",
+    "TimeoutManager",
+    "DeadlineExceededError",
 ]
 
 
@@ -195,12 +220,29 @@ circuit_registry = CircuitBreakerRegistry()
 class BulkheadConfig:
     """A bulkhead's settings. max_wait_duration: seconds a caller may wait
     for a slot (0 or inf = no limit); max_queue_size: callers allowed to
-    wait at once (0 = nobody waits)."""
+    wait at once (0 = nobody waits). max_concurrent and timeout: the
+    original source's names of max_concurrent_calls and
+    max_wait_duration."""
 
     name: str = "default"
     max_concurrent_calls: int = 10
     max_wait_duration: float = 30.0
     max_queue_size: int = 100
+    # The original source's names for the first two, so configs written
+    # for it work unchanged: given, they set max_concurrent_calls /
+    # max_wait_duration; not given, they read back the same values.
+    max_concurrent: Optional[int] = None
+    timeout: Optional[float] = None
+
+    def __post_init__(self):
+        if self.max_concurrent is not None:
+            self.max_concurrent_calls = self.max_concurrent
+        else:
+            self.max_concurrent = self.max_concurrent_calls
+        if self.timeout is not None:
+            self.max_wait_duration = self.timeout
+        else:
+            self.timeout = self.max_wait_duration
 
 
 class BulkheadFullError(Exception):
@@ -213,20 +255,58 @@ def _grant(fut):
         fut.set_result(None)
 
 
-async def _wait_slot(cm, fut, timeout):
-    # A queued isolate(): wait for the grant, the timer or a cancellation.
-    handle = None
-    if timeout is not None:
-        handle = fut.get_loop().call_later(timeout, cm._expire)
-    try:
-        await fut
-    except BaseException:
-        cm._abandon()  # leaves the queue, or gives back a slot granted meanwhile
-        raise
-    finally:
-        if handle is not None:
-            handle.cancel()
-        cm._settle()
+class _Expiry:
+    """The waits with a time limit of one bulkhead on one loop, in the
+    order they queued. Waits are FIFO and share one duration, so they run
+    out in that order: one timer of the loop, armed for the oldest, serves
+    them all (instead of a timer per waiting call)."""
+
+    # Neither the loop nor its timer handle is held here (the loop holds
+    # the handle, which holds fire): a closed loop is freed, and its entry
+    # in the bulkhead's WeakKeyDictionary goes with it.
+    __slots__ = ("bulkhead", "loop", "waits", "armed", "__weakref__")
+
+    def __init__(self, bulkhead, loop):
+        self.bulkhead = bulkhead
+        self.loop = weakref.ref(loop)
+        self.waits = collections.deque()
+        self.armed = False
+
+    def add(self, loop, cm):
+        waits = self.waits
+        while waits and not waits[0][1]._waiting():
+            waits.popleft()   # granted, cancelled or expired meanwhile
+        deadline = loop.time() + self.bulkhead._wait_seconds
+        waits.append((deadline, cm))
+        if not self.armed:
+            loop.call_at(deadline, self.fire)
+            self.armed = True
+
+    def fire(self):
+        self.armed = False
+        loop = self.loop()
+        if loop is None:
+            return
+        now = loop.time()
+        waits = self.waits
+        while waits:
+            deadline, cm = waits[0]
+            if deadline > now and cm._waiting():
+                break
+            waits.popleft()
+            if deadline <= now:
+                cm._expire()   # a no-op unless it still waits
+        if waits:
+            loop.call_at(waits[0][0], self.fire)
+            self.armed = True
+
+
+def _expire_later(bulkhead, loop, cm):
+    # Called by a queued isolate() of a bulkhead with max_wait_duration.
+    e = bulkhead._expiries.get(loop)
+    if e is None:
+        e = bulkhead._expiries[loop] = _Expiry(bulkhead, loop)
+    e.add(loop, cm)
 
 
 class Bulkhead(_core._Bulkhead):
@@ -246,6 +326,8 @@ class Bulkhead(_core._Bulkhead):
                          config.max_wait_duration, config.max_queue_size,
                          clock)
         self.config = config
+        self._wait_seconds = float(config.max_wait_duration)
+        self._expiries = weakref.WeakKeyDictionary()  # loop -> _Expiry
 
     def get_metrics(self) -> Dict[str, Any]:
         """name, max_concurrent, active_tasks, queue_size (callers waiting),
@@ -288,5 +370,5 @@ bulkhead_registry = BulkheadRegistry()
 
 _core._setup(open_error=CircuitBreakerOpenError, full_error=BulkheadFullError,
              cancelled=asyncio.CancelledError,
-             get_running_loop=asyncio.get_running_loop, wait_slot=_wait_slot,
-             grant=_grant)
+             get_running_loop=asyncio.get_running_loop, grant=_grant,
+             expire_later=_expire_later)

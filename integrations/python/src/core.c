@@ -4,10 +4,10 @@
  * face) in types whose async context managers cost one C call each way:
  * __aenter__ and __aexit__ return a ready awaitable (a stateless singleton)
  * instead of a coroutine, so `async with breaker.protect():` never suspends
- * and never allocates a coroutine. A bulkhead caller that must wait gets a
- * coroutine (puffinflow_c.reliability._wait_slot) that awaits an asyncio
- * future resolved by the ticket's grant callback through
- * loop.call_soon_threadsafe, from whichever thread freed the slot.
+ * and never allocates a coroutine. A bulkhead caller that must wait gets an
+ * awaitable of this module (Wait) over an asyncio future resolved by the
+ * ticket's grant callback: directly when the slot is freed on the waiting
+ * loop's thread, through loop.call_soon_threadsafe from another thread.
  *
  * The Python layer (reliability.py) subclasses these types, adds the
  * dataclass configs and the exception classes, and hands the classes this
@@ -25,13 +25,15 @@
 #include "puffinflow/error.h"
 #include "puffinflow/retry.h"
 
+#include "core.h"
+
 /* Set by _setup() from reliability.py. */
 static PyObject *g_open_error;     /* CircuitBreakerOpenError */
 static PyObject *g_full_error;     /* BulkheadFullError */
 static PyObject *g_cancelled;      /* asyncio.CancelledError */
 static PyObject *g_get_loop;       /* asyncio.get_running_loop */
-static PyObject *g_wait_slot;      /* reliability._wait_slot */
 static PyObject *g_grant;          /* reliability._grant (fut) */
+static PyObject *g_expire_later;   /* reliability._expire_later */
 
 /* The result (result code) recorded for an exception that counts as a
  * failure, and for one that is not expected (ignored by the breaker). */
@@ -42,7 +44,7 @@ static const int g_expected_results[] = {RES_FAILURE};
 /* ---- helpers: argument checks ----------------------------------------- */
 
 /* An int in [lo, hi] (bool refused) into *out; TypeError / ValueError. */
-static int
+int
 get_uint(PyObject *o, const char *name, unsigned long lo, unsigned long hi,
          unsigned *out)
 {
@@ -66,7 +68,7 @@ get_uint(PyObject *o, const char *name, unsigned long lo, unsigned long hi,
 }
 
 /* A real number of seconds, >= 0, not NaN (inf allowed when inf_ok). */
-static int
+int
 get_seconds(PyObject *o, const char *name, int inf_ok, double *out)
 {
     if (PyBool_Check(o) || !(PyLong_Check(o) || PyFloat_Check(o))) {
@@ -87,7 +89,7 @@ get_seconds(PyObject *o, const char *name, int inf_ok, double *out)
     return 0;
 }
 
-static PyObject *
+PyObject *
 raise_code(int rc)
 {
     if (rc == PF_ENOMEM) {
@@ -144,7 +146,7 @@ static PyTypeObject ReadyType = {
 
 static PyObject *g_ready; /* the one instance */
 
-static PyObject *
+PyObject *
 ready(void)
 {
     return Py_NewRef(g_ready);
@@ -210,7 +212,7 @@ static PyTypeObject ClockType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "puffinflow_c._core.ManualClock",
     .tp_doc = "A clock that moves only when advanced (for tests).",
     .tp_basicsize = sizeof(ClockObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)clock_init,
     .tp_dealloc = (destructor)clock_dealloc,
@@ -218,7 +220,7 @@ static PyTypeObject ClockType = {
 };
 
 /* The pf clock of an optional ManualClock argument (None = system). */
-static int
+int
 get_clock(PyObject *o, PyObject **keep, const pf_clock_t **out)
 {
     if (o == NULL || o == Py_None) {
@@ -256,6 +258,7 @@ typedef struct {
 } ProtectObject;
 
 static PyTypeObject ProtectType;
+static PyTypeObject BreakerType;
 
 static int
 breaker_init(BreakerObject *self, PyObject *args, PyObject *kw)
@@ -424,7 +427,7 @@ breaker_state_name(BreakerObject *self, PyObject *unused)
         pf_breaker_state_name(pf_breaker_state(self->b)));
 }
 
-static int
+int
 dict_set(PyObject *d, const char *k, PyObject *v)
 {
     if (v == NULL) {
@@ -466,6 +469,17 @@ breaker_raw_metrics(BreakerObject *self, PyObject *unused)
         return NULL;
     }
     return d;
+}
+
+pf_breaker_t *
+breaker_of(PyObject *o)
+{
+    if (!PyObject_TypeCheck(o, &BreakerType) ||
+        ((BreakerObject *)o)->b == NULL) {
+        PyErr_SetString(PyExc_TypeError, "expected a CircuitBreaker");
+        return NULL;
+    }
+    return ((BreakerObject *)o)->b;
 }
 
 static PyMethodDef breaker_methods[] = {
@@ -594,6 +608,7 @@ typedef struct {
     unsigned char queued;    /* the ticket is (or may still be) queued */
     unsigned char holds;     /* owns a slot it has not given back */
     unsigned char abandoned; /* the caller gave up waiting */
+    unsigned long thread;    /* the waiting loop's thread */
 } IsolateObject;
 
 static PyTypeObject IsolateType;
@@ -789,8 +804,14 @@ isolate_granted(pf_bulkhead_ticket_t *t, void *arg)
     if (self->abandoned) {
         isolate_give_back(self); /* hands it on after we return */
     } else if (self->fut != NULL) {
-        PyObject *r = PyObject_CallMethod(self->loop, "call_soon_threadsafe",
-                                          "OO", g_grant, self->fut);
+        /* Freed on the waiter's own loop thread (another task's exit, the
+         * usual case): resolve the future now, which schedules the waiter;
+         * from another thread: through the loop, which wakes it. */
+        PyObject *r =
+            PyThread_get_thread_ident() == self->thread
+                ? PyObject_CallOneArg(g_grant, self->fut)
+                : PyObject_CallMethod(self->loop, "call_soon_threadsafe",
+                                      "OO", g_grant, self->fut);
         if (r == NULL) {
             /* The loop is closed: nobody will wake; give the slot back. */
             PyErr_WriteUnraisable((PyObject *)self);
@@ -838,6 +859,8 @@ full_error(IsolateObject *self, const char *why)
                  pf_bulkhead_name(self->owner->bh), why);
     return NULL;
 }
+
+static PyObject *wait_new(IsolateObject *cm);
 
 static PyObject *
 isolate_aenter(IsolateObject *self, PyObject *unused)
@@ -892,17 +915,10 @@ isolate_aenter(IsolateObject *self, PyObject *unused)
     }
     self->loop = loop;
     self->fut = fut;
+    self->thread = PyThread_get_thread_ident();
     PyObject_GC_Track(self);
-    PyObject *timeout = self->owner->wait > 0
-                            ? PyFloat_FromDouble(self->owner->wait)
-                            : Py_NewRef(Py_None);
-    if (timeout == NULL) {
-        return NULL;
-    }
-    PyObject *co = PyObject_CallFunctionObjArgs(g_wait_slot, self, fut,
-                                                timeout, NULL);
-    Py_DECREF(timeout);
-    if (co == NULL) {
+    PyObject *w = wait_new(self);
+    if (w == NULL) {
         self->abandoned = 1;
         if (self->queued &&
             pf_bulkhead_cancel(bh, &self->ticket, PF_ECANCELED)) {
@@ -910,8 +926,9 @@ isolate_aenter(IsolateObject *self, PyObject *unused)
             Py_DECREF(self);
         }
         isolate_give_back(self);
+        isolate_clear(self);
     }
-    return co;
+    return w;
 }
 
 static PyObject *
@@ -997,6 +1014,14 @@ isolate_settle(IsolateObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* True while the ticket waits in the queue. */
+static PyObject *
+isolate_waiting(IsolateObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(self->queued && !self->holds);
+}
+
 static PyMethodDef isolate_methods[] = {
     {"__aenter__", (PyCFunction)isolate_aenter, METH_NOARGS, NULL},
     {"__aexit__", (PyCFunction)(void (*)(void))isolate_aexit, METH_FASTCALL,
@@ -1004,6 +1029,7 @@ static PyMethodDef isolate_methods[] = {
     {"_expire", (PyCFunction)isolate_expire, METH_NOARGS, NULL},
     {"_abandon", (PyCFunction)isolate_abandon, METH_NOARGS, NULL},
     {"_settle", (PyCFunction)isolate_settle, METH_NOARGS, NULL},
+    {"_waiting", (PyCFunction)isolate_waiting, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject IsolateType = {
@@ -1016,7 +1042,197 @@ static PyTypeObject IsolateType = {
     .tp_methods = isolate_methods,
 };
 
-#define BULKHEAD_TYPES &BulkheadType, &IsolateType
+/* ---- Wait: the awaitable of a queued isolate() ------------------------- */
+
+/* What `await` runs while a queued isolate() waits: it delegates to the
+ * asyncio future's own iterator (so the task waits on the future), and
+ * when the wait ends it cancels the max_wait_duration timer and drops the
+ * loop and future; when it ends by an exception (the task cancelled, the
+ * wait timed out) it first leaves the queue, or gives back a slot granted
+ * meanwhile, so no outcome leaks a slot. */
+typedef struct {
+    PyObject_HEAD
+    IsolateObject *cm;
+    PyObject *it;    /* fut.__await__() */
+    PyObject *timer; /* a timer handle to cancel at the end, or NULL */
+    int done;
+} WaitObject;
+
+static PyTypeObject WaitType;
+
+static void
+wait_finish(WaitObject *self, int failed)
+{
+    if (self->done) {
+        return;
+    }
+    self->done = 1;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    if (failed) {
+        Py_XDECREF(isolate_abandon(self->cm, NULL));
+    }
+    if (self->timer != NULL) {
+        PyObject *r = PyObject_CallMethod(self->timer, "cancel", NULL);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(self->timer);
+        }
+        Py_XDECREF(r);
+        Py_CLEAR(self->timer);
+    }
+    isolate_clear(self->cm);
+    PyErr_Restore(et, ev, etb);
+}
+
+static PyObject *
+wait_new(IsolateObject *cm)
+{
+    WaitObject *w = PyObject_GC_New(WaitObject, &WaitType);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->cm = (IsolateObject *)Py_NewRef(cm);
+    w->it = NULL;
+    w->timer = NULL;
+    w->done = 0;
+    PyObject_GC_Track(w);
+    w->it = PyObject_CallMethod(cm->fut, "__await__", NULL);
+    if (w->it == NULL) {
+        goto fail;
+    }
+    if (cm->owner->wait > 0) {
+        /* max_wait_duration: one timer of the loop per bulkhead serves
+         * every waiter (reliability._expire_later). */
+        PyObject *r = PyObject_CallFunctionObjArgs(
+            g_expire_later, (PyObject *)cm->owner, cm->loop, (PyObject *)cm,
+            NULL);
+        if (r == NULL) {
+            goto fail;
+        }
+        Py_DECREF(r);
+    }
+    return (PyObject *)w;
+fail:
+    w->done = 1; /* the caller cleans up the isolate() */
+    Py_DECREF(w);
+    return NULL;
+}
+
+static PyObject *
+wait_iternext(WaitObject *self)
+{
+    if (self->done) {
+        PyErr_SetString(PyExc_RuntimeError, "isolate() wait already over");
+        return NULL;
+    }
+    PyObject *r = Py_TYPE(self->it)->tp_iternext(self->it);
+    if (r != NULL) {
+        return r; /* the future, to the task */
+    }
+    if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear();
+        wait_finish(self, 0); /* granted */
+        return NULL;          /* StopIteration: the result is None */
+    }
+    wait_finish(self, 1);
+    return NULL;
+}
+
+static PyObject *
+wait_send(WaitObject *self, PyObject *arg)
+{
+    if (arg != Py_None) {
+        PyErr_SetString(PyExc_TypeError,
+                        "can't send non-None value to an isolate() wait");
+        return NULL;
+    }
+    PyObject *r = wait_iternext(self);
+    if (r == NULL && !PyErr_Occurred()) {
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return r;
+}
+
+static PyObject *
+wait_throw(WaitObject *self, PyObject *args)
+{
+    /* Leave the queue (or give the slot back) before the exception goes
+     * on: the future's iterator raises it again. */
+    wait_finish(self, 1);
+    PyObject *m = PyObject_GetAttrString(self->it, "throw");
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_Call(m, args, NULL);
+    Py_DECREF(m);
+    return r;
+}
+
+static PyObject *
+wait_close(WaitObject *self, PyObject *unused)
+{
+    (void)unused;
+    wait_finish(self, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wait_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static int
+wait_traverse(WaitObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->cm);
+    Py_VISIT(self->it);
+    Py_VISIT(self->timer);
+    return 0;
+}
+
+static int
+wait_clear(WaitObject *self)
+{
+    if (self->cm != NULL) {
+        wait_finish(self, 1);
+    }
+    Py_CLEAR(self->it);
+    Py_CLEAR(self->timer);
+    Py_CLEAR(self->cm);
+    return 0;
+}
+
+static void
+wait_dealloc(WaitObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    wait_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyMethodDef wait_methods[] = {
+    {"send", (PyCFunction)wait_send, METH_O, NULL},
+    {"throw", (PyCFunction)wait_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)wait_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyAsyncMethods wait_async = {.am_await = wait_await};
+
+static PyTypeObject WaitType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "puffinflow_c._core._Wait",
+    .tp_basicsize = sizeof(WaitObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)wait_dealloc,
+    .tp_traverse = (traverseproc)wait_traverse,
+    .tp_clear = (inquiry)wait_clear,
+    .tp_as_async = &wait_async,
+    .tp_iter = wait_await,
+    .tp_iternext = (iternextfunc)wait_iternext,
+    .tp_methods = wait_methods,
+};
+
+#define BULKHEAD_TYPES &BulkheadType, &IsolateType, &WaitType
 #define BULKHEAD_ADD(m)                                                      \
     (PyModule_AddObjectRef((m), "_Bulkhead", (PyObject *)&BulkheadType) < 0)
 
@@ -1078,15 +1294,16 @@ setup(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
     static char *kwlist[] = {"open_error", "full_error", "cancelled",
-                             "get_running_loop", "wait_slot", "grant", NULL};
-    PyObject *a, *b, *c, *d, *e, *f;
+                             "get_running_loop", "grant", "expire_later",
+                             NULL};
+    PyObject *a, *b, *c, *d, *f, *g;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO:_setup", kwlist, &a,
-                                     &b, &c, &d, &e, &f)) {
+                                     &b, &c, &d, &f, &g)) {
         return NULL;
     }
     if (!PyExceptionClass_Check(a) || !PyExceptionClass_Check(b) ||
         !PyExceptionClass_Check(c) || !PyCallable_Check(d) ||
-        !PyCallable_Check(e) || !PyCallable_Check(f)) {
+        !PyCallable_Check(f) || !PyCallable_Check(g)) {
         PyErr_SetString(PyExc_TypeError, "_setup: bad argument");
         return NULL;
     }
@@ -1094,8 +1311,8 @@ setup(PyObject *mod, PyObject *args, PyObject *kw)
     Py_XSETREF(g_full_error, Py_NewRef(b));
     Py_XSETREF(g_cancelled, Py_NewRef(c));
     Py_XSETREF(g_get_loop, Py_NewRef(d));
-    Py_XSETREF(g_wait_slot, Py_NewRef(e));
     Py_XSETREF(g_grant, Py_NewRef(f));
+    Py_XSETREF(g_expire_later, Py_NewRef(g));
     Py_RETURN_NONE;
 }
 
@@ -1131,7 +1348,7 @@ PyInit__core(void)
     if (g_ready == NULL ||
         PyModule_AddObjectRef(m, "ManualClock", (PyObject *)&ClockType) < 0 ||
         PyModule_AddObjectRef(m, "_Breaker", (PyObject *)&BreakerType) < 0 ||
-        BULKHEAD_ADD(m)) {
+        BULKHEAD_ADD(m) || extras_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -331,3 +331,48 @@ async def test_no_leak_over_100000_calls():
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert grown < 64 * 1024
     assert_idle(bh)
+
+
+async def test_one_loop_timer_serves_every_limited_wait():
+    # FIFO waits with one max_wait_duration run out in queue order: one
+    # timer of the loop, armed for the oldest, serves them all.
+    bh = make(max_concurrent_calls=1, max_wait_duration=60)
+    assert bh.try_acquire()
+    loop = asyncio.get_running_loop()
+    got = []
+
+    async def wait(tag):
+        async with bh.isolate():
+            got.append(tag)
+
+    tasks = [asyncio.ensure_future(wait(t)) for t in "abcde"]
+    while bh.get_metrics()["queue_size"] < 5:
+        await asyncio.sleep(0)
+    ours = [h for h in loop._scheduled if not h.cancelled()
+            and type(getattr(h._callback, "__self__", None)).__name__
+            == "_Expiry"]
+    assert len(ours) == 1
+    bh.release()
+    await asyncio.gather(*tasks)
+    assert got == list("abcde")
+    assert_idle(bh)
+
+
+async def test_waits_that_run_out_leave_in_queue_order():
+    bh = make(max_concurrent_calls=1, max_wait_duration=0.01)
+    assert bh.try_acquire()
+    out = []
+
+    async def wait(tag):
+        try:
+            async with bh.isolate():
+                out.append(("in", tag))
+        except BulkheadFullError:
+            out.append(("timed out", tag))
+
+    await asyncio.gather(*(wait(t) for t in "abc"))
+    assert out == [("timed out", "a"), ("timed out", "b"),
+                   ("timed out", "c")]
+    assert bh.get_metrics()["rejected_timeout"] == 3
+    bh.release()
+    assert_idle(bh)

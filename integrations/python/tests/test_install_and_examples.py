@@ -151,14 +151,6 @@ class IsolatedAgent(Agent):
             ctx.io_result = await database_operation()
 '''
 
-COMBINED = '''
-from puffinflow.core.reliability import (
-    CircuitBreaker, CircuitBreakerConfig,
-    Bulkhead, BulkheadConfig,
-    ResourceLeakDetector
-)
-'''
-
 RETRY = '''
 import asyncio
 from puffinflow.core.reliability import CircuitBreaker, exponential_backoff
@@ -270,12 +262,6 @@ async def test_isolated_agent_example(installed):
     assert (await agent.run_state("io_intensive_task")).io_result == "io"
     assert agent.cpu_bulkhead.get_metrics()["name"] == \
         "cpu_intensive_operations"
-
-
-def test_combined_example_imports_what_exists(installed):
-    # ResourceLeakDetector is not provided yet (docs/python.md).
-    with pytest.raises(ImportError, match="ResourceLeakDetector"):
-        run_example(COMBINED, {})
 
 
 async def test_retryable_agent_example(installed, monkeypatch):
