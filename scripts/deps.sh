@@ -32,6 +32,8 @@ PF_PACKAGES="
     python3-dev
     python3-pytest
     python3-pytest-asyncio
+    libhiredis-dev
+    redis-tools
 "
 # clang: the second compiler the suite is built with.
 # pkg-config: finds libmicrohttpd and libcurl; the install test uses it.
@@ -50,6 +52,12 @@ PF_PACKAGES="
 # python3-dev, python3-pytest, python3-pytest-asyncio: the Python extension
 #   (integrations/python) is built against /usr/bin/python3's headers and
 #   its tests run with that interpreter's pytest.
+# libhiredis-dev: the Redis-backed store (integrations/redis) speaks to Redis
+#   through hiredis's asynchronous API.
+# redis-tools: brings the real redis-server binary (as redis-check-rdb,
+#   which runs as the server when exec'd under the name redis-server) that
+#   the Redis store's tests start on loopback, without the redis-server
+#   package's system service.
 # locales: localedef, with which tests/test_locale.c builds a
 #   comma-decimal locale (de_DE) to check that numbers ignore the locale.
 
