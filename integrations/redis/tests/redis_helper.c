@@ -8,6 +8,9 @@
  *   redis_helper check PORT PREFIX NAME
  *       prints the state its fresh breaker has once it compared with
  *       Redis ("open", "closed", "half_open") and exits 0.
+ *   redis_helper follow PORT PREFIX NAME
+ *       prints "ready", then "<state> NS" for each change of its breaker
+ *       (from its listener), until stdin closes; exits 0 (the bench).
  *   redis_helper limit PORT PREFIX NAME RATE BURST SECONDS
  *       prints "ready", waits for "go", calls try_acquire as fast as it
  *       can for SECONDS, prints "granted N calls M" and exits 0.
@@ -25,6 +28,7 @@
 #define CEILING_NS INT64_C(20000000000)
 
 static _Atomic int64_t g_open_ns;
+static bool g_follow;
 
 static void
 on_change(pf_breaker_t *b, pf_breaker_state_t from, pf_breaker_state_t to,
@@ -35,6 +39,11 @@ on_change(pf_breaker_t *b, pf_breaker_state_t from, pf_breaker_state_t to,
     (void)b;
     (void)from;
     (void)arg;
+    if (g_follow) {
+        printf("%s %lld\n", pf_breaker_state_name(to), (long long)rs_now_ns());
+        fflush(stdout);
+        return;
+    }
     if (to == PF_BREAKER_OPEN) {
         atomic_compare_exchange_strong(&g_open_ns, &expected, rs_now_ns());
     }
@@ -104,6 +113,27 @@ watch(pf_redis_t *r, const char *name)
     fflush(stdout);
     if (fgets(line, sizeof(line), stdin) == NULL) {
         line[0] = '\0';
+    }
+    pf_breaker_free(b);
+    return 0;
+}
+
+static int
+follow(pf_redis_t *r, const char *name)
+{
+    pf_breaker_config_t bc;
+    pf_breaker_t *b;
+    char line[64];
+
+    breaker_config(&bc, name);
+    g_follow = true;
+    if (pf_redis_breaker_new(r, &bc, &b) != 0 || wait_up(r) != 0) {
+        return fail("up");
+    }
+    rs_sleep_ms(50);
+    printf("ready\n");
+    fflush(stdout);
+    while (fgets(line, sizeof(line), stdin) != NULL) {
     }
     pf_breaker_free(b);
     return 0;
@@ -203,6 +233,8 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "watch") == 0) {
         rc = watch(r, argv[4]);
+    } else if (strcmp(argv[1], "follow") == 0) {
+        rc = follow(r, argv[4]);
     } else if (strcmp(argv[1], "check") == 0) {
         rc = check(r, argv[4]);
     } else if (strcmp(argv[1], "limit") == 0 && argc == 8) {
