@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "puffinflow/breaker.h"
+#include "puffinflow/bulkhead.h"
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/shared.h"
 #include "puffinflow/sync.h"
@@ -271,6 +272,64 @@ test_sync_ratelimit_follows_take(void **state)
     pf_clock_free(clock);
 }
 
+static void
+test_sync_bulkhead_follows_take(void **state)
+{
+    pf_bulkhead_config_t cfg;
+    pf_bulkhead_t *bh;
+    pf_bulkhead_metrics_t m;
+    pf_shared_config_t sc;
+    pf_sync_t sync;
+    seen_t s;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    memset(&sync, 0, sizeof(sync));
+    sync.take = on_take;
+    sync.give = on_give;
+    sync.detach = on_detach;
+    sync.arg = &s;
+    pf_bulkhead_config_init(&cfg);
+    cfg.max_concurrent_calls = 2;
+    cfg.max_wait_duration = 60.0; /* not used: a synced bulkhead never
+                                     queues */
+    cfg.sync = &sync;
+    pf_shared_config_init(&sc);
+    sc.name = "sync-test";
+    cfg.shared = &sc;
+    assert_int_equal(pf_bulkhead_new(&cfg, &bh), PF_EINVAL);
+    cfg.shared = NULL;
+    assert_int_equal(pf_bulkhead_new(&cfg, &bh), 0);
+
+    /* REFUSE: refused at once, the local slot given back. */
+    s.answer = PF_SYNC_REFUSE;
+    assert_int_equal(pf_bulkhead_try_enter(bh), PF_EFULL);
+    assert_int_equal(pf_bulkhead_enter(bh), PF_EFULL);
+    pf_bulkhead_metrics(bh, &m);
+    assert_int_equal(m.in_use, 0);
+
+    /* GRANT, then LOCAL: admitted; the local limit still holds (the hook
+     * is not asked when no local slot is free). */
+    s.answer = PF_SYNC_GRANT;
+    assert_int_equal(pf_bulkhead_try_enter(bh), 0);
+    s.answer = PF_SYNC_LOCAL;
+    assert_int_equal(pf_bulkhead_enter(bh), 0);
+    s.answer = PF_SYNC_GRANT;
+    assert_int_equal(pf_bulkhead_try_enter(bh), PF_EFULL);
+    assert_int_equal(s.taken, 1);
+    /* Every leave of an admitted call is told. */
+    pf_bulkhead_leave(bh);
+    pf_bulkhead_leave(bh);
+    assert_int_equal(s.given, 2);
+    pf_bulkhead_leave(bh); /* a leave without an enter: not told */
+    assert_int_equal(s.given, 2);
+    pf_bulkhead_metrics(bh, &m);
+    assert_int_equal(m.in_use, 0);
+
+    pf_bulkhead_free(bh);
+    assert_int_equal(s.detached, 1);
+}
+
 int
 main(void)
 {
@@ -278,6 +337,7 @@ main(void)
         cmocka_unit_test(test_sync_breaker_hook_and_apply),
         cmocka_unit_test(test_sync_breaker_bad_config),
         cmocka_unit_test(test_sync_ratelimit_follows_take),
+        cmocka_unit_test(test_sync_bulkhead_follows_take),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

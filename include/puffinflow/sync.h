@@ -1,13 +1,14 @@
 /* puffinflow — the hook through which a store outside the process keeps a
- * breaker or a rate limiter in step with other processes.
+ * breaker, a rate limiter or a bulkhead in step with other processes.
  *
  * A pattern whose config points to a pf_sync_t still decides every call
  * locally; the hook's owner (integrations/redis: puffinflow/redis.h) is
  * told of what the object does and feeds back what other processes did.
  * Most programs never fill one in themselves: the store's constructors do
- * (pf_redis_breaker_new, pf_redis_ratelimit_new). The hook's functions
- * run on the calling thread of the pattern's own call and must never
- * block: note, wake a background thread, return. docs/shared.md, "Redis". */
+ * (pf_redis_breaker_new, pf_redis_ratelimit_new, pf_redis_bulkhead_new).
+ * The hook's functions run on the calling thread of the pattern's own
+ * call and must never block: note, wake a background thread, return.
+ * docs/shared.md, "Redis". */
 #ifndef PUFFINFLOW_SYNC_H
 #define PUFFINFLOW_SYNC_H
 
@@ -39,10 +40,13 @@ typedef struct pf_sync {
                             int to, int64_t open_ns);
     /* Rate limiters: asked before each decision for n permits; answers
      * PF_SYNC_GRANT, PF_SYNC_REFUSE or PF_SYNC_LOCAL (then the local
-     * bucket decides alone). Lock-free on the caller's side. */
+     * bucket decides alone). Bulkheads: asked for one place after a local
+     * slot was taken; PF_SYNC_REFUSE gives the slot back (PF_EFULL), the
+     * other answers admit. Lock-free on the caller's side. */
     int (*take)(void *arg, unsigned n);
     /* Rate limiters: n permits granted by take are given back
-     * (pf_ratelimit_refund). */
+     * (pf_ratelimit_refund). Bulkheads: one admitted call leaves (told
+     * for every leave of an admitted call, whatever take answered). */
     void (*give)(void *arg, unsigned n);
     /* Told once, from the pattern's _free, before the object goes: after
      * it returns, the owner must not touch the object. */

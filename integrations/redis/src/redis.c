@@ -28,6 +28,8 @@
 #define NS_PER_MS INT64_C(1000000)
 
 static void arm_tick(pf_redis_t *r, int64_t due);
+static bool send_lease(pf_redis_t *r, obj_t *o, int64_t count,
+                       redisCallbackFn *fn);
 
 int64_t
 pf__redis_now(const pf_redis_t *r)
@@ -59,6 +61,8 @@ pf_redis_config_init(pf_redis_config_t *cfg)
     cfg->connect_timeout = 1.0;
     cfg->command_timeout = 0.5;
     cfg->ratelimit_policy = PF_REDIS_LOCAL;
+    cfg->bulkhead_policy = PF_REDIS_LOCAL;
+    cfg->lease_ttl = 5.0;
 }
 
 static bool
@@ -113,9 +117,15 @@ secs_to_ns(double s, double max, int64_t *out)
     return true;
 }
 
+static bool
+policy_ok(pf_redis_policy_t p)
+{
+    return p == PF_REDIS_LOCAL || p == PF_REDIS_CLOSED;
+}
+
 static int
 check_config(const pf_redis_config_t *cfg, int64_t *sync_ns, int64_t *conn_ns,
-             int64_t *cmd_ns)
+             int64_t *cmd_ns, int64_t *lease_ns)
 {
     if (cfg->executor == NULL || !prefix_ok(cfg->prefix) ||
         (cfg->unix_socket == NULL &&
@@ -124,11 +134,12 @@ check_config(const pf_redis_config_t *cfg, int64_t *sync_ns, int64_t *conn_ns,
         (cfg->unix_socket != NULL && cfg->unix_socket[0] != '/') ||
         (cfg->user != NULL && cfg->password == NULL) || cfg->db < 0 ||
         cfg->db > 10000 ||
-        (cfg->ratelimit_policy != PF_REDIS_LOCAL &&
-         cfg->ratelimit_policy != PF_REDIS_CLOSED) ||
+        !policy_ok(cfg->ratelimit_policy) || !policy_ok(cfg->bulkhead_policy) ||
         !secs_to_ns(cfg->sync_interval, 60.0, sync_ns) ||
         !secs_to_ns(cfg->connect_timeout, 3600.0, conn_ns) ||
-        !secs_to_ns(cfg->command_timeout, 3600.0, cmd_ns)) {
+        !secs_to_ns(cfg->command_timeout, 3600.0, cmd_ns) ||
+        !secs_to_ns(cfg->lease_ttl, 86400.0, lease_ns) ||
+        *lease_ns <= 2 * *sync_ns) {
         return PF_EINVAL;
     }
     if (cfg->tls) {
@@ -171,6 +182,7 @@ pf_redis_new(const pf_redis_config_t *cfg, pf_redis_t **out)
     int64_t sync_ns;
     int64_t conn_ns;
     int64_t cmd_ns;
+    int64_t lease_ns;
     bool failed = false;
     int rc;
     struct timespec ts;
@@ -178,7 +190,7 @@ pf_redis_new(const pf_redis_config_t *cfg, pf_redis_t **out)
     if (cfg == NULL || out == NULL) {
         return PF_EINVAL;
     }
-    rc = check_config(cfg, &sync_ns, &conn_ns, &cmd_ns);
+    rc = check_config(cfg, &sync_ns, &conn_ns, &cmd_ns, &lease_ns);
     if (rc != 0) {
         return rc;
     }
@@ -208,16 +220,28 @@ pf_redis_new(const pf_redis_config_t *cfg, pf_redis_t **out)
     r->connect_ns = conn_ns;
     r->command_ns = cmd_ns;
     r->rl_policy = cfg->ratelimit_policy;
+    r->bh_policy = cfg->bulkhead_policy;
+    r->lease_ns = lease_ns;
     r->listener = cfg->listener;
     r->listener_arg = cfg->listener_arg;
     if (pthread_mutex_init(&r->mu, NULL) != 0) {
         free_store(r);
         return PF_ESYSTEM;
     }
-    if (pthread_cond_init(&r->idle, NULL) != 0) {
-        pthread_mutex_destroy(&r->mu);
-        free_store(r);
-        return PF_ESYSTEM;
+    {
+        pthread_condattr_t ca;
+        int crc = pthread_condattr_init(&ca);
+
+        if (crc == 0) {
+            (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+            crc = pthread_cond_init(&r->idle, &ca);
+            pthread_condattr_destroy(&ca);
+        }
+        if (crc != 0) {
+            pthread_mutex_destroy(&r->mu);
+            free_store(r);
+            return PF_ESYSTEM;
+        }
     }
     pthread_mutex_lock(&r->mu);
     pf__redis_pump(r); /* connects, arms the timer */
@@ -240,18 +264,37 @@ pf_redis_free(pf_redis_t *r)
         return;
     }
     pthread_mutex_lock(&r->mu);
-    r->closing = true;
+    r->draining = true; /* the pump does nothing more */
     if (r->tick != NULL) {
         pf_wait_abort(r->tick->w);
         r->tick = NULL;
     }
-    c = r->cmd;
-    r->cmd = NULL;
+    c = r->subc;
+    r->subc = NULL;
     if (c != NULL) {
         pf__redis_conn_drop(c);
     }
-    c = r->subc;
-    r->subc = NULL;
+    /* Let commands already queued (a bulkhead's places given back) reach
+     * Redis: hiredis closes once their replies are in; give it up to
+     * command_timeout. */
+    if (r->cmd != NULL && r->cmd->ac != NULL && r->cmd->phase == CONN_READY) {
+        struct timespec ts;
+
+        redisAsyncDisconnect(r->cmd->ac);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(r->command_ns / 1000000000);
+        ts.tv_nsec += (long)(r->command_ns % 1000000000);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (r->cmd != NULL &&
+               pthread_cond_timedwait(&r->idle, &r->mu, &ts) == 0) {
+        }
+    }
+    r->closing = true;
+    c = r->cmd;
+    r->cmd = NULL;
     if (c != NULL) {
         pf__redis_conn_drop(c);
     }
@@ -296,6 +339,8 @@ pf_redis_metrics(pf_redis_t *r, pf_redis_metrics_t *out)
     out->permits_borrowed = f[M_BORROWED];
     out->local_decisions = f[M_LOCAL];
     out->closed_refusals = f[M_CLOSED];
+    out->leases_lost = f[M_LEASES_LOST];
+    out->leases_expired = f[M_LEASES_EXPIRED];
 }
 
 /* ---- objects ------------------------------------------------------------- */
@@ -308,13 +353,16 @@ obj_free(obj_t *o)
     }
     free(o->name);
     free(o->key);
+    free(o->fence_key);
     free(o);
 }
 
 static int
 obj_new(pf_redis_t *r, obj_kind_t kind, const char *name, obj_t **out)
 {
-    const char *tag = kind == OBJ_BREAKER ? "breaker" : "ratelimit";
+    const char *tag = kind == OBJ_BREAKER     ? "breaker"
+                      : kind == OBJ_RATELIMIT ? "ratelimit"
+                                              : "bulkhead";
     obj_t *o = calloc(1, sizeof(*o));
 
     if (o == NULL) {
@@ -392,6 +440,10 @@ hook_detach(void *arg)
         }
     }
     o->b = NULL;
+    if (o->kind == OBJ_BULKHEAD && o->token != 0 && r->cmd != NULL &&
+        r->cmd->phase == CONN_READY) {
+        (void)send_lease(r, o, 0, NULL); /* give the places back now */
+    }
     if (o->inflight) {
         o->zombie = true; /* freed by its reply's callback */
     } else {
@@ -961,6 +1013,276 @@ pf_redis_ratelimit_new(pf_redis_t *r, const pf_ratelimit_config_t *cfg,
     return 0;
 }
 
+/* ---- bulkheads ------------------------------------------------------------ */
+
+/* The lease ran out here (no renewal came in time): admit nothing on it.
+ * Under mu. */
+static void
+expire_lease(pf_redis_t *r, obj_t *o, int64_t now)
+{
+    if (atomic_load_explicit(&o->lease_ok, memory_order_relaxed) &&
+        now >= o->lease_until_ns) {
+        atomic_store_explicit(&o->lease_ok, false, memory_order_relaxed);
+        atomic_store_explicit(&o->pool, 0, memory_order_relaxed);
+        pf__redis_count(r, M_LEASES_EXPIRED, 1);
+    }
+}
+
+/* Note that n places were wanted at once (the next request asks for the
+ * most noted since the last). Lock-free. */
+static void
+note_peak(obj_t *o, int64_t n)
+{
+    int64_t p = atomic_load_explicit(&o->peak, memory_order_relaxed);
+
+    while (n > p && !atomic_compare_exchange_weak_explicit(
+                        &o->peak, &p, n, memory_order_relaxed,
+                        memory_order_relaxed)) {
+    }
+}
+
+/* An admission: a place of the lease, or the policy without one while
+ * Redis cannot answer. Every admitted call counts in in_use, whatever
+ * decided it, so the lease asked for covers what runs. Lock-free. */
+static int
+hook_bh_take(void *arg, unsigned n)
+{
+    obj_t *o = arg;
+    pf_redis_t *r = o->r;
+    int64_t u;
+
+    (void)n;
+    if (r == NULL) {
+        return PF_SYNC_LOCAL;
+    }
+    u = atomic_load_explicit(&o->in_use, memory_order_relaxed);
+    while (atomic_load_explicit(&o->lease_ok, memory_order_acquire) &&
+           u < atomic_load_explicit(&o->pool, memory_order_acquire)) {
+        if (atomic_compare_exchange_weak_explicit(&o->in_use, &u, u + 1,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            if (atomic_load_explicit(&o->pool, memory_order_relaxed) - (u + 1) <
+                (int64_t)o->headroom) {
+                note_peak(o, u + 1);
+                want_more(o);
+            }
+            return PF_SYNC_GRANT;
+        }
+    }
+    if (atomic_load_explicit(&r->up, memory_order_relaxed)) {
+        note_peak(o, u + 1); /* the lease should have held one more */
+        want_more(o);
+        return PF_SYNC_REFUSE;
+    }
+    if (r->bh_policy == PF_REDIS_CLOSED) {
+        pf__redis_count(r, M_CLOSED, 1);
+        return PF_SYNC_REFUSE;
+    }
+    pf__redis_count(r, M_LOCAL, 1);
+    atomic_fetch_add_explicit(&o->in_use, 1, memory_order_relaxed);
+    return PF_SYNC_LOCAL;
+}
+
+/* A call admitted by hook_bh_take left. */
+static void
+hook_bh_give(void *arg, unsigned n)
+{
+    obj_t *o = arg;
+    int64_t u = atomic_load_explicit(&o->in_use, memory_order_relaxed);
+
+    (void)n;
+    while (u > 0 && !atomic_compare_exchange_weak_explicit(
+                        &o->in_use, &u, u - 1, memory_order_acq_rel,
+                        memory_order_relaxed)) {
+    }
+}
+
+static void
+on_bulkhead_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply *rep = reply;
+    obj_t *o = reply_obj(ac, reply, privdata);
+    pf_redis_t *r;
+    uint64_t tk;
+    int64_t g;
+
+    if (o == NULL) {
+        return;
+    }
+    r = o->r;
+    r->need_pump = true;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        error_reply(r, ac, rep);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
+        !int_reply(rep->element[0], 0, o->limit) ||
+        !int_reply(rep->element[1], 1, INT64_MAX) ||
+        !int_reply(rep->element[2], 0, INT64_MAX) ||
+        !int_reply(rep->element[3], 0, 1)) {
+        bad_reply(r, ac, o->name);
+        return;
+    }
+    g = rep->element[0]->integer;
+    tk = (uint64_t)rep->element[1]->integer;
+    if (o->token != 0 && tk != o->token &&
+        atomic_load_explicit(&o->pool, memory_order_relaxed) > 0) {
+        pf__redis_count(r, M_LEASES_LOST, 1);
+    }
+    o->token = tk;
+    atomic_store_explicit(&o->pool, g, memory_order_release);
+    /* Good here until a little before Redis lets it go: Redis counts from
+     * when it ran the script, no earlier than we sent it. */
+    o->lease_until_ns = o->sent_ns + r->lease_ns - 2 * r->sync_ns;
+    atomic_store_explicit(&o->lease_ok, true, memory_order_release);
+    if (g < atomic_load_explicit(&o->in_use, memory_order_relaxed) +
+                (int64_t)o->headroom &&
+        g < (int64_t)o->limit) {
+        /* Others hold the rest: ask again soon, not at once. */
+        o->retry_ns = pf__redis_now(r) + r->sync_ns / 10;
+        atomic_store_explicit(&o->want, true, memory_order_relaxed);
+    }
+}
+
+/* Ask for count places for o (0 gives them back). fn NULL: the reply is
+ * not awaited (o is going). */
+static bool
+send_lease(pf_redis_t *r, obj_t *o, int64_t count, redisCallbackFn *fn)
+{
+    char want[24];
+    char limit[16];
+    char ttl[24];
+    char token[24];
+    char seq[24];
+    const char *argv[11];
+
+    snprintf(want, sizeof(want), "%lld", (long long)count);
+    snprintf(limit, sizeof(limit), "%u", o->limit);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)(r->lease_ns / NS_PER_MS));
+    snprintf(token, sizeof(token), "%" PRIu64, o->token);
+    snprintf(seq, sizeof(seq), "%" PRIu64, ++o->seq);
+    argv[0] = "EVALSHA";
+    argv[1] = r->sha[SCRIPT_BULKHEAD];
+    argv[2] = "2";
+    argv[3] = o->key;
+    argv[4] = o->fence_key;
+    argv[5] = o->holder;
+    argv[6] = want;
+    argv[7] = limit;
+    argv[8] = ttl;
+    argv[9] = token;
+    argv[10] = seq;
+    if (redisAsyncCommandArgv(r->cmd->ac, fn, fn != NULL ? o : NULL, 11,
+                              argv, NULL) != REDIS_OK) {
+        return false;
+    }
+    pf__redis_count(r, M_COMMANDS, 1);
+    return true;
+}
+
+static void
+pump_bulkhead(pf_redis_t *r, obj_t *o, int64_t now, int64_t *due)
+{
+    int64_t in_use = atomic_load_explicit(&o->in_use, memory_order_relaxed);
+    int64_t held = atomic_load_explicit(&o->pool, memory_order_relaxed);
+    int64_t need;
+    bool want = atomic_load_explicit(&o->want, memory_order_acquire);
+
+    if (o->inflight) {
+        return;
+    }
+    /* What runs now, or the most wanted at once since the last request
+     * (a lease follows demand up at once, and down within an interval),
+     * plus headroom. */
+    need = atomic_load_explicit(&o->peak, memory_order_relaxed);
+    need = (need > in_use ? need : in_use) + (int64_t)o->headroom;
+    if (need > (int64_t)o->limit) {
+        need = o->limit;
+    }
+    if (want && now < o->retry_ns) {
+        if (o->retry_ns < *due) {
+            *due = o->retry_ns;
+        }
+        want = false;
+    }
+    /* Renew a lease every sync interval, and ask at once when short. */
+    if (!want && !(now >= o->next_sync_ns && (held > 0 || in_use > 0))) {
+        if (held > 0 || in_use > 0) {
+            *due = o->next_sync_ns < *due ? o->next_sync_ns : *due;
+        }
+        return;
+    }
+    atomic_store_explicit(&o->want, false, memory_order_release);
+    atomic_store_explicit(&o->peak, 0, memory_order_relaxed);
+    o->sent_ns = now;
+    if (!send_lease(r, o, need, on_bulkhead_reply)) {
+        atomic_store_explicit(&o->want, true, memory_order_relaxed);
+        return;
+    }
+    o->inflight = true;
+    o->retry_ns = 0;
+    o->next_sync_ns = now + r->sync_ns;
+    if (r->cmd->outstanding++ == 0) {
+        r->cmd->progress_ns = now;
+    }
+}
+
+int
+pf_redis_bulkhead_new(pf_redis_t *r, const pf_bulkhead_config_t *cfg,
+                      pf_bulkhead_t **out)
+{
+    pf_bulkhead_config_t c;
+    pf_sync_t sync;
+    pf_bulkhead_t *bh;
+    obj_t *o;
+    int rc;
+
+    if (r == NULL || cfg == NULL || out == NULL || cfg->shared != NULL ||
+        cfg->sync != NULL || !name_ok(cfg->name)) {
+        return PF_EINVAL;
+    }
+    rc = obj_new(r, OBJ_BULKHEAD, cfg->name, &o);
+    if (rc != 0) {
+        return rc;
+    }
+    o->fence_key = malloc(strlen(o->key) + sizeof(":fence"));
+    if (o->fence_key == NULL) {
+        obj_free(o);
+        return PF_ENOMEM;
+    }
+    sprintf(o->fence_key, "%s:fence", o->key);
+    memset(&sync, 0, sizeof(sync));
+    sync.take = hook_bh_take;
+    sync.give = hook_bh_give;
+    sync.detach = hook_detach;
+    sync.arg = o;
+    c = *cfg;
+    c.sync = &sync;
+    rc = pf_bulkhead_new(&c, &bh);
+    if (rc != 0) {
+        obj_free(o);
+        return rc;
+    }
+    o->limit = cfg->max_concurrent_calls;
+    /* A tenth of the limit (at least 1) spare: a burst of admissions
+     * rarely finds the lease used up, and idle processes hold little. */
+    o->headroom = (o->limit + 9) / 10;
+    atomic_init(&o->pool, 0);
+    atomic_init(&o->in_use, 0);
+    atomic_init(&o->peak, 0);
+    atomic_init(&o->lease_ok, false);
+    atomic_init(&o->want, true);
+    pthread_mutex_lock(&r->mu);
+    snprintf(o->holder, sizeof(o->holder), "%s.%u", r->id, ++r->next_holder);
+    o->next = r->objs;
+    r->objs = o;
+    r->need_pump = true;
+    pthread_mutex_unlock(&r->mu);
+    wake(r);
+    *out = bh;
+    return 0;
+}
+
 /* ---- the pump ------------------------------------------------------------ */
 
 void
@@ -985,6 +1307,9 @@ pf__redis_conn_gone(pf_redis_t *r, conn_t *c)
         }
     }
     r->need_pump = true;
+    if (r->draining) {
+        pthread_cond_broadcast(&r->idle);
+    }
 }
 
 /* Drop a connection that took too long. */
@@ -1072,7 +1397,17 @@ pf__redis_pump(pf_redis_t *r)
     int64_t now = pf__redis_now(r);
     int64_t due = now + r->sync_ns;
 
+    /* Leases run out here whether or not Redis answers. */
+    for (obj_t *o = r->objs; o != NULL; o = o->next) {
+        if (o->kind == OBJ_BULKHEAD) {
+            expire_lease(r, o, now);
+        }
+    }
+
     r->need_pump = false;
+    if (r->draining) {
+        return;
+    }
     if (r->cmd != NULL && overdue(r, r->cmd, now)) {
         time_out(r, r->cmd, "command");
     }
@@ -1109,8 +1444,10 @@ pf__redis_pump(pf_redis_t *r)
                 if (!o->inflight && o->next_sync_ns < due) {
                     due = o->next_sync_ns;
                 }
-            } else {
+            } else if (o->kind == OBJ_RATELIMIT) {
                 pump_ratelimit(r, o, now, &due);
+            } else {
+                pump_bulkhead(r, o, now, &due);
             }
         }
     }

@@ -14,7 +14,7 @@
 
 #include "puffinflow/redis.h"
 
-enum { SCRIPT_BREAKER, SCRIPT_RATELIMIT, SCRIPT_COUNT };
+enum { SCRIPT_BREAKER, SCRIPT_RATELIMIT, SCRIPT_BULKHEAD, SCRIPT_COUNT };
 
 /* A connection's life: CONNECTING (setup commands out) -> READY; any ->
  * gone (the conn record lives on until its waits have ended). */
@@ -46,7 +46,7 @@ typedef struct conn {
     bool broken;          /* an fd wait could not be armed: drop it */
 } conn_t;
 
-typedef enum obj_kind { OBJ_BREAKER, OBJ_RATELIMIT } obj_kind_t;
+typedef enum obj_kind { OBJ_BREAKER, OBJ_RATELIMIT, OBJ_BULKHEAD } obj_kind_t;
 
 /* One object kept in step through the store. */
 typedef struct obj {
@@ -77,6 +77,19 @@ typedef struct obj {
     _Atomic int64_t pool;    /* permits lent and not yet used */
     _Atomic bool want;       /* the pool ran low: borrow */
     int64_t retry_ns;        /* Redis had none: not before then */
+
+    /* bulkheads (pool: the places leased; want and retry_ns as above) */
+    unsigned limit;          /* max_concurrent_calls, for all processes */
+    unsigned headroom;       /* places asked for beyond those in use */
+    char holder[48];         /* this object's field in the lease hash */
+    char *fence_key;
+    _Atomic int64_t in_use;  /* admitted calls not yet left */
+    _Atomic int64_t peak;    /* most places wanted at once lately */
+    _Atomic bool lease_ok;   /* the lease is valid (not expired here) */
+    uint64_t token;          /* fencing token of the lease, 0 = none */
+    uint64_t seq;            /* requests sent */
+    int64_t lease_until_ns;  /* here, the lease is good until then */
+    int64_t sent_ns;         /* when the request out was sent */
 } obj_t;
 
 /* A one-shot timer of the store; the current one is r->tick. */
@@ -85,6 +98,13 @@ typedef struct tick {
     pf_wait_t *w;
     int64_t due_ns;
 } tick_t;
+
+/* Indices of r->m, in pf_redis_metrics_t's order after `up`. */
+enum {
+    M_CONNECTS, M_DISCONNECTS, M_CONNECT_FAILURES, M_TIMEOUTS, M_BAD_REPLIES,
+    M_COMMANDS, M_SENT, M_LOST, M_APPLIED, M_PUSHES, M_RESEEDS, M_BORROWED,
+    M_LOCAL, M_CLOSED, M_LEASES_LOST, M_LEASES_EXPIRED, M_COUNT
+};
 
 struct pf_redis {
     pthread_mutex_t mu;
@@ -104,6 +124,9 @@ struct pf_redis {
     int64_t connect_ns;
     int64_t command_ns;
     pf_redis_policy_t rl_policy;
+    pf_redis_policy_t bh_policy;
+    int64_t lease_ns;
+    unsigned next_holder;  /* numbers this store's bulkhead holders */
     pf_redis_listener_fn listener;
     void *listener_arg;
 
@@ -114,21 +137,16 @@ struct pf_redis {
     obj_t *objs;
     tick_t *tick;          /* the armed timer, or NULL */
     _Atomic int pending;   /* waits and tasks that will still call back */
-    bool closing;
+    bool draining;         /* pf_redis_free: no new work */
+    bool closing;          /* ... and no more I/O handled */
     bool need_pump;
     _Atomic bool up;       /* read lock-free by the limiter's take */
     _Atomic bool wake_queued;
 
     /* metrics: counters written under mu, read with relaxed loads */
-    _Atomic uint64_t m[16];
+    _Atomic uint64_t m[M_COUNT];
 };
 
-/* Indices of r->m, in pf_redis_metrics_t's order after `up`. */
-enum {
-    M_CONNECTS, M_DISCONNECTS, M_CONNECT_FAILURES, M_TIMEOUTS, M_BAD_REPLIES,
-    M_COMMANDS, M_SENT, M_LOST, M_APPLIED, M_PUSHES, M_RESEEDS, M_BORROWED,
-    M_LOCAL, M_CLOSED, M_COUNT
-};
 
 static inline void
 pf__redis_count(pf_redis_t *r, int which, uint64_t n)

@@ -79,7 +79,62 @@ static const char ratelimit_lua[] =
     "if n == want then wait = 0 end\n"
     "return {n, wait}\n";
 
+/* Bulkhead leases: the hash KEYS[1] maps each holder (a process's
+ * object) to "count:expiry ms:token:seq"; KEYS[2] counts fencing tokens.
+ * ARGV: holder, count wanted, limit, lease ms, the holder's token (0 =
+ * none), the request's sequence number. Expired leases are dropped first.
+ * The request SETS the holder's count (never adds to it): a request that
+ * timed out at the client and runs late cannot take places nobody will
+ * give back, and one older than the holder's last (seq) changes nothing.
+ * A lease that expired, or a token that does not match, gets a new token
+ * (fencing: the holder learns its places were lost). Grants at most what
+ * the other holders leave of the limit. Returns {count granted, token,
+ * count of the others, applied 0/1}. */
+static const char bulkhead_lua[] =
+    "local k = KEYS[1]\n"
+    "local holder = ARGV[1]\n"
+    "local want = tonumber(ARGV[2])\n"
+    "local limit = tonumber(ARGV[3])\n"
+    "local ttl = tonumber(ARGV[4])\n"
+    "local token = tonumber(ARGV[5])\n"
+    "local seq = tonumber(ARGV[6])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local all = redis.call('HGETALL', k)\n"
+    "local others = 0\n"
+    "local mine = nil\n"
+    "for i = 1, #all, 2 do\n"
+    "  local c, e, tk, sq = string.match(all[i + 1],\n"
+    "    '^(%d+):(%d+):(%d+):(%d+)$')\n"
+    "  if c == nil or tonumber(e) < now then\n"
+    "    redis.call('HDEL', k, all[i])\n"
+    "  elseif all[i] == holder then\n"
+    "    mine = {tonumber(c), tonumber(tk), tonumber(sq)}\n"
+    "  else\n"
+    "    others = others + tonumber(c)\n"
+    "  end\n"
+    "end\n"
+    "if mine ~= nil and seq <= mine[3] then\n"
+    "  return {mine[1], mine[2], others, 0}\n"
+    "end\n"
+    "local tk = token\n"
+    "if mine == nil or mine[2] ~= token then\n"
+    "  tk = redis.call('INCR', KEYS[2])\n"
+    "end\n"
+    "local g = want\n"
+    "if g > limit - others then g = limit - others end\n"
+    "if g < 0 then g = 0 end\n"
+    "if g == 0 then\n"
+    "  redis.call('HDEL', k, holder)\n"
+    "else\n"
+    "  redis.call('HSET', k, holder, string.format('%d:%d:%d:%d', g,\n"
+    "             now + ttl, tk, seq))\n"
+    "  redis.call('PEXPIRE', k, ttl * 2)\n"
+    "end\n"
+    "return {g, tk, others, 1}\n";
+
 const char *const pf__redis_scripts[SCRIPT_COUNT] = {
     [SCRIPT_BREAKER] = breaker_lua,
     [SCRIPT_RATELIMIT] = ratelimit_lua,
+    [SCRIPT_BULKHEAD] = bulkhead_lua,
 };

@@ -11,13 +11,23 @@
  *   redis_helper follow PORT PREFIX NAME
  *       prints "ready", then "<state> NS" for each change of its breaker
  *       (from its listener), until stdin closes; exits 0 (the bench).
+ *   redis_helper bulk PORT PREFIX NAME LIMIT SECONDS FILE
+ *       prints "ready", waits for "go", then for SECONDS enters its
+ *       bulkhead as often as it can, each time counting itself in the
+ *       shared counter in FILE (mapped by every helper) and noting the
+ *       most ever inside at once there; prints "admitted N refused M".
+ *   redis_helper hold PORT PREFIX NAME LIMIT N TTL
+ *       with leases of TTL seconds, enters N places, prints "held", and
+ *       keeps them until killed (or 60 s).
  *   redis_helper limit PORT PREFIX NAME RATE BURST SECONDS
  *       prints "ready", waits for "go", calls try_acquire as fast as it
  *       can for SECONDS, prints "granted N calls M" and exits 0.
  *
  * Every wait has a ceiling of 20 s: past it the helper prints "timeout"
  * and exits 3, so the parent never waits for ever. */
+#include <fcntl.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +216,99 @@ limit(pf_redis_t *r, const char *name, double rate, unsigned burst,
     return 0;
 }
 
+/* The counter the bulk helpers share through a file mapping. */
+typedef struct inside {
+    _Atomic int now;
+    _Atomic int most;
+} inside_t;
+
+static int
+bulk(pf_redis_t *r, const char *name, unsigned limit, double seconds,
+     const char *file)
+{
+    pf_bulkhead_config_t bc;
+    pf_bulkhead_t *bh;
+    char line[64];
+    unsigned long long admitted = 0;
+    unsigned long long refused = 0;
+    int64_t end;
+    int fd = open(file, O_RDWR);
+    inside_t *in;
+
+    if (fd < 0) {
+        return 2;
+    }
+    in = mmap(NULL, sizeof(*in), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (in == MAP_FAILED) {
+        return 2;
+    }
+    pf_bulkhead_config_init(&bc);
+    bc.name = name;
+    bc.max_concurrent_calls = limit;
+    if (pf_redis_bulkhead_new(r, &bc, &bh) != 0 || wait_up(r) != 0) {
+        return fail("up");
+    }
+    printf("ready\n");
+    fflush(stdout);
+    if (fgets(line, sizeof(line), stdin) == NULL) {
+        pf_bulkhead_free(bh);
+        return fail("go");
+    }
+    end = rs_now_ns() + (int64_t)(seconds * 1e9);
+    while (rs_now_ns() < end) {
+        if (pf_bulkhead_try_enter(bh) != 0) {
+            refused++;
+            rs_sleep_ms(0);
+            continue;
+        }
+        int n = atomic_fetch_add(&in->now, 1) + 1;
+        int most = atomic_load(&in->most);
+
+        while (n > most && !atomic_compare_exchange_weak(&in->most, &most, n)) {
+        }
+        admitted++;
+        int64_t busy = rs_now_ns() + 200000; /* 0.2 ms inside */
+        while (rs_now_ns() < busy) {
+        }
+        atomic_fetch_sub(&in->now, 1);
+        pf_bulkhead_leave(bh);
+    }
+    printf("admitted %llu refused %llu\n", admitted, refused);
+    fflush(stdout);
+    pf_bulkhead_free(bh);
+    munmap(in, sizeof(*in));
+    return 0;
+}
+
+static int
+hold(pf_redis_t *r, const char *name, unsigned limit, unsigned n)
+{
+    pf_bulkhead_config_t bc;
+    pf_bulkhead_t *bh;
+    int64_t until = rs_now_ns() + CEILING_NS;
+
+    pf_bulkhead_config_init(&bc);
+    bc.name = name;
+    bc.max_concurrent_calls = limit;
+    if (pf_redis_bulkhead_new(r, &bc, &bh) != 0 || wait_up(r) != 0) {
+        return fail("up");
+    }
+    for (unsigned i = 0; i < n;) {
+        if (pf_bulkhead_try_enter(bh) == 0) {
+            i++;
+        } else if (rs_now_ns() > until) {
+            return fail("enter");
+        } else {
+            rs_sleep_ms(1);
+        }
+    }
+    printf("held\n");
+    fflush(stdout);
+    rs_sleep_ms(60000);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -228,6 +331,9 @@ main(int argc, char **argv)
     cfg.executor = ex;
     cfg.port = atoi(argv[2]);
     cfg.prefix = argv[3];
+    if (strcmp(argv[1], "hold") == 0 && argc == 8) {
+        cfg.lease_ttl = atof(argv[7]);
+    }
     if (pf_redis_new(&cfg, &r) != 0) {
         return 2;
     }
@@ -237,6 +343,10 @@ main(int argc, char **argv)
         rc = follow(r, argv[4]);
     } else if (strcmp(argv[1], "check") == 0) {
         rc = check(r, argv[4]);
+    } else if (strcmp(argv[1], "bulk") == 0 && argc == 8) {
+        rc = bulk(r, argv[4], (unsigned)atoi(argv[5]), atof(argv[6]), argv[7]);
+    } else if (strcmp(argv[1], "hold") == 0 && argc == 8) {
+        rc = hold(r, argv[4], (unsigned)atoi(argv[5]), (unsigned)atoi(argv[6]));
     } else if (strcmp(argv[1], "limit") == 0 && argc == 8) {
         rc = limit(r, argv[4], atof(argv[5]), (unsigned)atoi(argv[6]),
                    atof(argv[7]));

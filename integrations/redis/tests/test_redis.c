@@ -5,6 +5,7 @@
  *
  * Waits for conditions are polls with a generous ceiling (wait_for), never
  * a fixed sleep standing in for an assertion. */
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "puffinflow/redis.h"
 #include "puffinflow/shared.h"
@@ -92,12 +94,13 @@ trace(pf_redis_event_t ev, const char *detail, void *arg)
 }
 
 static pf_redis_t *
-new_store(const char *prefix, int port)
+new_store_ttl(const char *prefix, int port, double lease_ttl)
 {
     pf_redis_config_t cfg;
     pf_redis_t *r = NULL;
 
     pf_redis_config_init(&cfg);
+    cfg.lease_ttl = lease_ttl;
     if (getenv("PF_REDIS_TRACE") != NULL) {
         cfg.listener = trace;
         cfg.listener_arg = (void *)prefix;
@@ -107,6 +110,12 @@ new_store(const char *prefix, int port)
     cfg.prefix = prefix;
     assert_int_equal(pf_redis_new(&cfg, &r), 0);
     return r;
+}
+
+static pf_redis_t *
+new_store(const char *prefix, int port)
+{
+    return new_store_ttl(prefix, port, 5.0);
 }
 
 static void
@@ -196,6 +205,9 @@ test_redis_bad_input(void **state)
     BAD(db, -1);
     BAD(user, "alice"); /* a user without a password */
     BAD(ratelimit_policy, (pf_redis_policy_t)7);
+    BAD(bulkhead_policy, (pf_redis_policy_t)-1);
+    BAD(lease_ttl, 0.2); /* not above 2 x sync_interval */
+    BAD(lease_ttl, NAN);
 #undef BAD
     cfg.tls = true;
     assert_int_equal(pf_redis_new(&cfg, &r), PF_ENOTSUP);
@@ -231,6 +243,28 @@ test_redis_bad_input(void **state)
     rc.name = "a|b";
     assert_int_equal(pf_redis_ratelimit_new(r, &rc, &rl), PF_EINVAL);
     assert_null(rl);
+    {
+        pf_bulkhead_config_t hc;
+        pf_bulkhead_t *bh = NULL;
+
+        pf_bulkhead_config_init(&hc);
+        hc.name = "z";
+        hc.max_concurrent_calls = 0;
+        assert_int_equal(pf_redis_bulkhead_new(r, &hc, &bh), PF_EINVAL);
+        hc.max_concurrent_calls = 1;
+        hc.name = "";
+        assert_int_equal(pf_redis_bulkhead_new(r, &hc, &bh), PF_EINVAL);
+        assert_int_equal(pf_redis_bulkhead_new(NULL, &hc, &bh), PF_EINVAL);
+        assert_null(bh);
+        /* Down from the start, no lease: the local limit decides
+         * (PF_REDIS_LOCAL). */
+        hc.name = "z";
+        assert_int_equal(pf_redis_bulkhead_new(r, &hc, &bh), 0);
+        assert_int_equal(pf_bulkhead_try_enter(bh), 0);
+        assert_int_equal(pf_bulkhead_try_enter(bh), PF_EFULL);
+        pf_bulkhead_leave(bh);
+        pf_bulkhead_free(bh);
+    }
 
     /* Down from the start: the breaker decides locally, the limiter falls
      * back to its local bucket (PF_REDIS_LOCAL). */
@@ -391,7 +425,7 @@ test_redis_restart_reseeds(void **state)
 
 /* Three processes draw on one limit of 200/s (burst 10) for 1 s each: the
  * total never exceeds what the bucket can give over the time they ran
- * (plus one batch each, lent and maybe unused). */
+ * (plus two batches each: lent before the start, or unused). */
 static void
 test_redis_limiter_total(void **state)
 {
@@ -430,10 +464,140 @@ test_redis_limiter_total(void **state)
     for (int i = 0; i < N; i++) {
         assert_int_equal(rs_reap(&ch[i]), 0);
     }
-    most = 10 + 200.0 * secs + N * 1;
+    most = 10 + 200.0 * secs + N * 2; /* two batches of 1 per process */
     printf("limiter: %llu granted in %.3f s from %d processes (most %.0f)\n",
            total, secs, N, most);
     assert_true((double)total <= most);
+}
+
+/* ---- bulkheads across processes ------------------------------------------- */
+
+static long long
+hash_len(const char *key)
+{
+    redisContext *c = rs_connect(&g_srv);
+    redisReply *rep;
+    long long n = -1;
+
+    if (c == NULL) {
+        return -1;
+    }
+    rep = redisCommand(c, "HLEN %s", key);
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
+        n = rep->integer;
+    }
+    if (rep != NULL) {
+        freeReplyObject(rep);
+    }
+    redisFree(c);
+    return n;
+}
+
+/* Three processes enter one bulkhead of 4 as fast as they can for 1 s,
+ * each counting itself in a counter the three map from one file: never
+ * more than 4 inside at once. Afterwards no lease is left in Redis. */
+static void
+test_redis_bulkhead_limit(void **state)
+{
+    enum { N = 3 };
+    rs_child_t ch[N];
+    char line[128];
+    char file[96];
+    int fd;
+    int zero[2] = {0, 0};
+    int *in;
+    unsigned long long total = 0;
+
+    (void)state;
+    snprintf(file, sizeof(file), "%s/inside", g_srv.dir);
+    fd = open(file, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
+    in = mmap(NULL, sizeof(zero), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(in != MAP_FAILED);
+    for (int i = 0; i < N; i++) {
+        spawn_helper(&ch[i], "bulk", "t7", "pool", "4", "1", file);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rs_line(&ch[i], line, sizeof(line)), 0);
+        assert_string_equal(line, "ready");
+    }
+    for (int i = 0; i < N; i++) {
+        rs_say(&ch[i], "go");
+    }
+    for (int i = 0; i < N; i++) {
+        unsigned long long a = 0;
+        unsigned long long f = 0;
+
+        assert_int_equal(rs_line(&ch[i], line, sizeof(line)), 0);
+        assert_int_equal(sscanf(line, "admitted %llu refused %llu", &a, &f),
+                         2);
+        total += a;
+        assert_int_equal(rs_reap(&ch[i]), 0);
+    }
+    printf("bulkhead: %llu admitted, at most %d inside at once (limit 4)\n",
+           total, in[1]);
+    assert_true(total > 0);
+    assert_true(in[1] >= 1);
+    assert_true(in[1] <= 4);
+    assert_int_equal(in[0], 0);
+    assert_int_equal(hash_len("t7:bulkhead:pool"), 0); /* all given back */
+    munmap(in, sizeof(zero));
+}
+
+typedef struct enter_all {
+    pf_bulkhead_t *bh;
+    unsigned n;
+} enter_all_t;
+
+/* True when all n places can be entered at once now (then left again). */
+static bool
+all_places_free(void *arg)
+{
+    enter_all_t *e = arg;
+    unsigned got = 0;
+
+    while (got < e->n && pf_bulkhead_try_enter(e->bh) == 0) {
+        got++;
+    }
+    for (unsigned i = 0; i < got; i++) {
+        pf_bulkhead_leave(e->bh);
+    }
+    return got == e->n;
+}
+
+/* A process holding every place is killed: its lease expires (1 s) and
+ * the places come back to the others. */
+static void
+test_redis_bulkhead_dead_holder(void **state)
+{
+    rs_child_t ch;
+    char line[64];
+    pf_redis_t *r;
+    pf_bulkhead_config_t hc;
+    pf_bulkhead_t *bh;
+    enter_all_t e;
+
+    (void)state;
+    spawn_helper(&ch, "hold", "t8", "pool", "3", "3", "1");
+    assert_int_equal(rs_line(&ch, line, sizeof(line)), 0);
+    assert_string_equal(line, "held");
+    r = new_store_ttl("t8", g_srv.port, 1.0);
+    pf_bulkhead_config_init(&hc);
+    hc.name = "pool";
+    hc.max_concurrent_calls = 3;
+    assert_int_equal(pf_redis_bulkhead_new(r, &hc, &bh), 0);
+    assert_true(wait_for(is_up, r));
+    rs_sleep_ms(50);
+    assert_int_equal(pf_bulkhead_try_enter(bh), PF_EFULL); /* all held */
+    kill(ch.pid, SIGKILL);
+    assert_int_equal(rs_reap(&ch), -1);
+    e.bh = bh;
+    e.n = 3;
+    assert_true(wait_for(all_places_free, &e));
+    pf_bulkhead_free(bh);
+    pf_redis_free(r);
 }
 
 /* ---- a frozen Redis --------------------------------------------------------- */
@@ -450,12 +614,19 @@ test_redis_freeze(void **state)
     pf_breaker_t *b;
     pf_ratelimit_config_t rc;
     pf_ratelimit_t *rl;
+    pf_bulkhead_config_t hc;
+    pf_bulkhead_t *bh;
+    enter_all_t e;
     pf_redis_metrics_t m;
     pf_redis_metrics_t m2;
     int64_t until;
 
     (void)state;
     r = new_store("t5", g_srv.port);
+    pf_bulkhead_config_init(&hc);
+    hc.name = "frozen";
+    hc.max_concurrent_calls = 5;
+    assert_int_equal(pf_redis_bulkhead_new(r, &hc, &bh), 0);
     trip_config(&bc, "frozen");
     assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
     pf_ratelimit_config_init(&rc);
@@ -464,6 +635,10 @@ test_redis_freeze(void **state)
     rc.burst = 100;
     assert_int_equal(pf_redis_ratelimit_new(r, &rc, &rl), 0);
     assert_true(wait_for(is_up, r));
+    e.bh = bh;
+    e.n = 1;
+    assert_true(wait_for(all_places_free, &e)); /* a lease is there */
+    assert_int_equal(pf_bulkhead_try_enter(bh), 0);
     assert_int_equal(kill(g_srv.pid, SIGSTOP), 0);
     /* Keep calling while frozen: nothing waits for Redis. */
     until = rs_now_ns() + CEILING_NS;
@@ -481,6 +656,7 @@ test_redis_freeze(void **state)
         rs_sleep_ms(1);
     }
     trip(b); /* a change while down: sent once Redis is back */
+    pf_bulkhead_leave(bh); /* a place given back while frozen */
     assert_int_equal(kill(g_srv.pid, SIGCONT), 0);
     assert_true(wait_for(is_up, r));
     until = rs_now_ns() + CEILING_NS;
@@ -501,6 +677,10 @@ test_redis_freeze(void **state)
     } while (m2.permits_borrowed == m.permits_borrowed &&
              rs_now_ns() < until);
     assert_true(m2.permits_borrowed > m.permits_borrowed);
+    /* No place leaked: all five can be held at once again. */
+    e.n = 5;
+    assert_true(wait_for(all_places_free, &e));
+    pf_bulkhead_free(bh);
     pf_breaker_free(b);
     pf_ratelimit_free(rl);
     pf_redis_free(r);
@@ -715,6 +895,8 @@ main(void)
         cmocka_unit_test(test_redis_trip_is_pushed),
         cmocka_unit_test(test_redis_stale_change_loses),
         cmocka_unit_test(test_redis_limiter_total),
+        cmocka_unit_test(test_redis_bulkhead_limit),
+        cmocka_unit_test(test_redis_bulkhead_dead_holder),
         cmocka_unit_test(test_redis_garbage_replies),
         cmocka_unit_test(test_redis_freeze),
         cmocka_unit_test(test_redis_restart_reseeds),

@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "puffinflow/breaker.h"
+#include "puffinflow/bulkhead.h"
 #include "puffinflow/executor.h"
 #include "puffinflow/export.h"
 #include "puffinflow/ratelimit.h"
@@ -55,11 +56,14 @@ extern "C" {
 
 typedef struct pf_redis pf_redis_t; /* opaque */
 
-/* What a rate limiter does while Redis cannot answer. */
+/* What a rate limiter or a bulkhead does while Redis cannot answer (a
+ * bulkhead: once its lease has expired here, or while it has none). */
 typedef enum pf_redis_policy {
-    PF_REDIS_LOCAL, /* its local bucket (its own rate and burst) decides
-                       alone: each process then gets the whole rate */
-    PF_REDIS_CLOSED /* refuse every call (PF_ERATELIMIT) */
+    PF_REDIS_LOCAL, /* the object alone decides, as if in-process: a
+                       limiter's own bucket (its rate and burst), a
+                       bulkhead's own max_concurrent_calls. Each process
+                       then gets the whole rate or limit */
+    PF_REDIS_CLOSED /* refuse every call (PF_ERATELIMIT, PF_EFULL) */
 } pf_redis_policy_t;
 
 /* What the store tells its listener. */
@@ -99,6 +103,11 @@ typedef struct pf_redis_config {
                                default 0.5 */
     bool tls;                /* PF_ENOTSUP: see the top of the file */
     pf_redis_policy_t ratelimit_policy; /* default PF_REDIS_LOCAL */
+    pf_redis_policy_t bulkhead_policy;  /* default PF_REDIS_LOCAL */
+    /* Seconds a bulkhead lease lasts without renewal (renewed every
+     * sync_interval): places held by a process that died or lost Redis
+     * come back to the others after it. > 2 x sync_interval; default 5. */
+    double lease_ttl;
     pf_redis_listener_fn listener;      /* NULL (default) = none */
     void *listener_arg;
 } pf_redis_config_t;
@@ -119,6 +128,8 @@ typedef struct pf_redis_metrics {
     uint64_t permits_borrowed; /* rate-limit permits lent by Redis */
     uint64_t local_decisions;  /* limiter decisions taken while down */
     uint64_t closed_refusals;  /* ... refused by PF_REDIS_CLOSED */
+    uint64_t leases_lost;      /* bulkhead leases found gone (new token) */
+    uint64_t leases_expired;   /* ... expired here before a renewal */
 } pf_redis_metrics_t;
 
 /* Fill cfg with the defaults above. NULL is a no-op. */
@@ -157,6 +168,25 @@ PF_API int pf_redis_breaker_new(pf_redis_t *r, const pf_breaker_config_t *cfg,
 PF_API int pf_redis_ratelimit_new(pf_redis_t *r,
                                   const pf_ratelimit_config_t *cfg,
                                   pf_ratelimit_t **out);
+
+/* Create a bulkhead (pf_bulkhead_new's rules; cfg->shared and cfg->sync
+ * must be NULL) whose max_concurrent_calls holds for every process using
+ * the same name through the same Redis, under the keys
+ * "<prefix>:bulkhead:<name>" (the leases) and "...:fence". Every process
+ * must give the same limit. The store holds a lease on some of the limit
+ * for this process (the places in use plus a little headroom, renewed
+ * every sync interval, expiring after lease_ttl), and an admission takes
+ * one of those places locally: no call waits on the network. A request
+ * for places sets this process's count (it never adds to it), so one
+ * that timed out and ran late takes nothing that is not given back; a
+ * lease that expired in Redis comes back with a new fencing token and
+ * this process then admits nothing beyond what it is granted again. Such
+ * a bulkhead never queues (enter refuses at once with PF_EFULL). Freeing
+ * it gives its places back at once (when connected). Name rules, returns
+ * and freeing as pf_redis_breaker_new. */
+PF_API int pf_redis_bulkhead_new(pf_redis_t *r,
+                                 const pf_bulkhead_config_t *cfg,
+                                 pf_bulkhead_t **out);
 
 /* Fill *out with a snapshot of r. NULL r or out: no-op. Thread-safe. */
 PF_API void pf_redis_metrics(pf_redis_t *r, pf_redis_metrics_t *out);
