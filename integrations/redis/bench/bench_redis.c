@@ -1,21 +1,27 @@
 /* The Redis store against a real redis-server on loopback that this
  * program starts (redis-tools' binary; its folder under /tmp is removed):
  *
- * 1. closed path: a Redis-backed breaker's acquire + record and limiter's
- *    try_acquire beside the same objects in process memory;
+ * 1. closed path: a Redis-backed breaker's acquire + record, limiter's
+ *    try_acquire and bulkhead's try_enter + leave beside the same objects
+ *    in process memory;
  * 2. a trip seen by another process: this process opens its breaker, a
  *    helper process (redis_helper follow) timestamps the change in its
  *    listener: p50 / p99 over 200 trips (CLOCK_MONOTONIC is one clock
  *    for both processes of a host);
  * 3. a limiter of 1,000/s (burst 10) shared by 4 helper processes for
- *    5 s: decisions per second and the total granted (the bucket allows
- *    10 + 1,000 x elapsed);
- * 4. redis-server killed and restarted, then frozen 3 s (SIGSTOP): the
+ *    5 s, calling as fast as they can (4 busy threads on this machine's
+ *    2 cores: the store's background work competes for the CPU) and then
+ *    pausing 100 us between calls: decisions per second and the total
+ *    granted (the bucket allows 10 + 1,000 x elapsed);
+ * 4. a bulkhead of 8 shared by 4 processes: admissions per second and
+ *    the most inside at once;
+ * 5. redis-server killed and restarted, then frozen 3 s (SIGSTOP): the
  *    slowest call made meanwhile, how long the store took to notice, to
  *    come back, and whether the open breaker stayed open.
  *
  * Usage: bench_redis [redis-server binary] (default: the one found when
  * configuring; $PF_REDIS_SERVER overrides). Printed, never asserted. */
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "puffinflow/redis.h"
 #include "harness.h"
@@ -87,10 +94,10 @@ breaker_cfg(pf_breaker_config_t *bc, const char *name)
 
 static void
 spawn(rs_child_t *ch, const char *mode, const char *prefix, const char *name,
-      const char *a, const char *b, const char *c)
+      const char *a, const char *b, const char *c, const char *d)
 {
     char port[16];
-    char *argv[9];
+    char *argv[10];
     const char *helper = getenv("PF_REDIS_HELPER");
 
     if (helper == NULL) {
@@ -105,7 +112,8 @@ spawn(rs_child_t *ch, const char *mode, const char *prefix, const char *name,
     argv[5] = (char *)a;
     argv[6] = (char *)b;
     argv[7] = (char *)c;
-    argv[8] = NULL;
+    argv[8] = (char *)d;
+    argv[9] = NULL;
     if (rs_spawn(ch, argv) != 0) {
         fprintf(stderr, "cannot run %s\n", helper);
         exit(1);
@@ -124,6 +132,18 @@ breaker_loop(void *arg, uint64_t ops)
 
         if (pf_breaker_acquire(b, &p) == 0) {
             pf_breaker_record(b, &p, 0);
+        }
+    }
+}
+
+static void
+bulkhead_loop(void *arg, uint64_t ops)
+{
+    pf_bulkhead_t *bh = arg;
+
+    for (uint64_t i = 0; i < ops; i++) {
+        if (pf_bulkhead_try_enter(bh) == 0) {
+            pf_bulkhead_leave(bh);
         }
     }
 }
@@ -180,6 +200,27 @@ bench_closed_path(void)
                  1000000, 5);
     printf("  (Redis-backed: %.1f%% of those calls granted)\n",
            100.0 * (double)g_granted / (double)g_calls);
+    {
+        pf_bulkhead_config_t hc;
+        pf_bulkhead_t *hlocal;
+        pf_bulkhead_t *hshared;
+
+        pf_bulkhead_config_init(&hc);
+        hc.name = "closed";
+        hc.max_concurrent_calls = 10;
+        pf_bulkhead_new(&hc, &hlocal);
+        pf_redis_bulkhead_new(r, &hc, &hshared);
+        while (pf_bulkhead_try_enter(hshared) != 0) { /* the first lease */
+            rs_sleep_ms(1);
+        }
+        pf_bulkhead_leave(hshared);
+        pf_bench_run("bulkhead try_enter+leave, in-process", bulkhead_loop,
+                     hlocal, 1000000, 5);
+        pf_bench_run("bulkhead try_enter+leave, Redis-backed", bulkhead_loop,
+                     hshared, 1000000, 5);
+        pf_bulkhead_free(hlocal);
+        pf_bulkhead_free(hshared);
+    }
     pf_breaker_free(local);
     pf_breaker_free(shared);
     pf_ratelimit_free(rlocal);
@@ -231,7 +272,7 @@ bench_trip_seen(void)
     breaker_cfg(&bc, "trip");
     pf_redis_breaker_new(r, &bc, &b);
     wait_store(r, true);
-    spawn(&ch, "follow", "bench2", "trip", NULL, NULL, NULL);
+    spawn(&ch, "follow", "bench2", "trip", NULL, NULL, NULL, NULL);
     if (rs_line(&ch, line, sizeof(line)) != 0 || strcmp(line, "ready") != 0) {
         fprintf(stderr, "helper not ready: %s\n", line);
         exit(1);
@@ -275,8 +316,9 @@ bench_trip_seen(void)
 
 /* ---- 3. limiter from 4 processes ------------------------------------------ */
 
+/* pace: microseconds each helper sleeps between calls ("0" = none). */
 static void
-bench_limiter_total(void)
+bench_limiter_total(const char *prefix, const char *pace)
 {
     enum { N = 4 };
     rs_child_t ch[N];
@@ -287,7 +329,7 @@ bench_limiter_total(void)
     double secs;
 
     for (int i = 0; i < N; i++) {
-        spawn(&ch[i], "limit", "bench3", "api", "1000", "10", "5");
+        spawn(&ch[i], "limit", prefix, "api", "1000", "10", "5", pace);
     }
     for (int i = 0; i < N; i++) {
         if (rs_line(&ch[i], line, sizeof(line)) != 0) {
@@ -313,11 +355,66 @@ bench_limiter_total(void)
     for (int i = 0; i < N; i++) {
         rs_reap(&ch[i]);
     }
-    printf("limiter 1000/s burst 10, %d processes, 5 s each (%.3f s wall): "
-           "%llu granted of at most %.0f (%.2f%% of 5,000), %.1f M "
+    /* At most: the burst, the rate over the run, and two batches (of 5)
+     * per process lent before it began. */
+    printf("limiter 1000/s burst 10, %d processes %s, 5 s each (%.3f s "
+           "wall): %llu granted of at most %.0f (%.2f%% of 5,000), %.2f M "
            "decisions/s in all\n",
-           N, secs, granted, 10 + 1000.0 * secs,
+           N, strcmp(pace, "0") == 0 ? "spinning" : "pausing 100 us a call",
+           secs, granted, 10 + 1000.0 * secs + N * 2 * 5,
            100.0 * (double)granted / 5000.0, (double)calls / 5.0 / 1e6);
+}
+
+/* A bulkhead of 2 shared by 4 processes (one caller each) entering as
+ * fast as they can for 2 s, each call 0.2 ms inside: the limit binds. The
+ * most inside at once is counted in a file all four map. */
+static void
+bench_bulkhead(void)
+{
+    enum { N = 4 };
+    rs_child_t ch[N];
+    char line[128];
+    char file[96];
+    int zero[2] = {0, 0};
+    int *in;
+    int fd;
+    unsigned long long admitted = 0;
+    unsigned long long refused = 0;
+
+    snprintf(file, sizeof(file), "%s/inside", g_srv.dir);
+    fd = open(file, O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || write(fd, zero, sizeof(zero)) != (ssize_t)sizeof(zero)) {
+        exit(1);
+    }
+    in = mmap(NULL, sizeof(zero), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    for (int i = 0; i < N; i++) {
+        spawn(&ch[i], "bulk", "bench5", "pool", "2", "2", file, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        if (rs_line(&ch[i], line, sizeof(line)) != 0) {
+            exit(1);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        rs_say(&ch[i], "go");
+    }
+    for (int i = 0; i < N; i++) {
+        unsigned long long a = 0;
+        unsigned long long f = 0;
+
+        if (rs_line(&ch[i], line, sizeof(line)) == 0 &&
+            sscanf(line, "admitted %llu refused %llu", &a, &f) == 2) {
+            admitted += a;
+            refused += f;
+        }
+        rs_reap(&ch[i]);
+    }
+    printf("bulkhead of 2, %d processes, 2 s, 0.2 ms calls: %llu admitted "
+           "(%.0f/s; 2 places x 5,000/s = 10,000/s at most), %llu refused, "
+           "at most %d inside at once\n",
+           N, admitted, (double)admitted / 2.0, refused, in[1]);
+    munmap(in, sizeof(zero));
 }
 
 /* ---- 4. kill / restart and a 3 s freeze ---------------------------------- */
@@ -454,7 +551,9 @@ main(int argc, char **argv)
     pf_executor_new(&ec, &g_ex);
     bench_closed_path();
     bench_trip_seen();
-    bench_limiter_total();
+    bench_limiter_total("bench3", "0");
+    bench_limiter_total("bench3b", "100");
+    bench_bulkhead();
     bench_outages();
     pf_executor_free(g_ex);
     rs_stop(&g_srv);

@@ -19,9 +19,10 @@
  *   redis_helper hold PORT PREFIX NAME LIMIT N TTL
  *       with leases of TTL seconds, enters N places, prints "held", and
  *       keeps them until killed (or 60 s).
- *   redis_helper limit PORT PREFIX NAME RATE BURST SECONDS
+ *   redis_helper limit PORT PREFIX NAME RATE BURST SECONDS [PACE_US]
  *       prints "ready", waits for "go", calls try_acquire as fast as it
- *       can for SECONDS, prints "granted N calls M" and exits 0.
+ *       can (or sleeping PACE_US microseconds between calls) for SECONDS,
+ *       prints "granted N calls M" and exits 0.
  *
  * Every wait has a ceiling of 20 s: past it the helper prints "timeout"
  * and exits 3, so the parent never waits for ever. */
@@ -181,7 +182,7 @@ check(pf_redis_t *r, const char *name)
 
 static int
 limit(pf_redis_t *r, const char *name, double rate, unsigned burst,
-      double seconds)
+      double seconds, long pace_us)
 {
     pf_ratelimit_config_t rc;
     pf_ratelimit_t *rl;
@@ -208,6 +209,11 @@ limit(pf_redis_t *r, const char *name, double rate, unsigned burst,
         calls++;
         if (pf_ratelimit_try_acquire(rl, 1) == 0) {
             granted++;
+        }
+        if (pace_us > 0) {
+            struct timespec ts = {0, pace_us * 1000};
+
+            nanosleep(&ts, NULL);
         }
     }
     printf("granted %llu calls %llu\n", granted, calls);
@@ -347,9 +353,9 @@ main(int argc, char **argv)
         rc = bulk(r, argv[4], (unsigned)atoi(argv[5]), atof(argv[6]), argv[7]);
     } else if (strcmp(argv[1], "hold") == 0 && argc == 8) {
         rc = hold(r, argv[4], (unsigned)atoi(argv[5]), (unsigned)atoi(argv[6]));
-    } else if (strcmp(argv[1], "limit") == 0 && argc == 8) {
+    } else if (strcmp(argv[1], "limit") == 0 && (argc == 8 || argc == 9)) {
         rc = limit(r, argv[4], atof(argv[5]), (unsigned)atoi(argv[6]),
-                   atof(argv[7]));
+                   atof(argv[7]), argc == 9 ? atol(argv[8]) : 0);
     } else {
         rc = 2;
     }
