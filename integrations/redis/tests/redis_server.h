@@ -26,6 +26,7 @@ typedef struct rs_server {
     char bin[128]; /* <dir>/redis-server, a link to the real binary */
     int port;
     pid_t pid;
+    const char *extra[6]; /* more server arguments, NULL-terminated */
 } rs_server_t;
 
 static inline int64_t
@@ -86,7 +87,8 @@ rs_connect(const rs_server_t *s)
     return c;
 }
 
-/* True when the server answers PING. */
+/* True when the server answers PING (or, with a password set, asks for
+ * it: it is up). */
 static inline int
 rs_ping(const rs_server_t *s)
 {
@@ -98,8 +100,10 @@ rs_ping(const rs_server_t *s)
         return 0;
     }
     rep = redisCommand(c, "PING");
-    ok = rep != NULL && rep->type == REDIS_REPLY_STATUS &&
-         strcmp(rep->str, "PONG") == 0;
+    ok = rep != NULL && ((rep->type == REDIS_REPLY_STATUS &&
+                          strcmp(rep->str, "PONG") == 0) ||
+                         (rep->type == REDIS_REPLY_ERROR &&
+                          strncmp(rep->str, "NOAUTH", 6) == 0));
     if (rep != NULL) {
         freeReplyObject(rep);
     }
@@ -126,9 +130,17 @@ rs_launch(rs_server_t *s)
         if (null >= 0) {
             dup2(null, 1);
         }
-        execl(s->bin, "redis-server", "--port", port, "--bind", "127.0.0.1",
-              "--save", "", "--appendonly", "no", "--dir", s->dir,
-              "--loglevel", "warning", (char *)NULL);
+        const char *argv[32] = {"redis-server", "--port", port, "--bind",
+                                "127.0.0.1", "--save", "", "--appendonly",
+                                "no", "--dir", s->dir, "--loglevel",
+                                "warning"};
+        int n = 13;
+
+        for (int i = 0; i < 6 && s->extra[i] != NULL; i++) {
+            argv[n++] = s->extra[i];
+        }
+        argv[n] = NULL;
+        execv(s->bin, (char *const *)argv);
         _exit(127);
     }
     until = rs_now_ns() + INT64_C(10000000000);
@@ -149,16 +161,20 @@ rs_launch(rs_server_t *s)
 }
 
 /* Make the folder, link the binary ($PF_REDIS_SERVER, else the default
- * given) under the name redis-server, pick a port, start. */
+ * given) under the name redis-server, pick a port, start (with s->extra,
+ * set before, as more arguments). */
 static inline int
 rs_start(rs_server_t *s, const char *default_bin)
 {
     const char *bin = getenv("PF_REDIS_SERVER");
+    const char *extra[6];
 
     if (bin == NULL || bin[0] == '\0') {
         bin = default_bin;
     }
+    memcpy(extra, s->extra, sizeof(extra));
     memset(s, 0, sizeof(*s));
+    memcpy(s->extra, extra, sizeof(extra));
     strcpy(s->dir, "/tmp/pf_redis_XXXXXX");
     if (bin == NULL || access(bin, X_OK) != 0) {
         fprintf(stderr, "no redis-server binary (%s): install redis-tools\n",

@@ -686,6 +686,94 @@ test_redis_freeze(void **state)
     pf_redis_free(r);
 }
 
+/* ---- AUTH and a Unix socket ------------------------------------------------ */
+
+typedef struct auth_seen {
+    atomic_int downs;
+    char detail[128];
+} auth_seen_t;
+
+static void
+auth_listener(pf_redis_event_t ev, const char *detail, void *arg)
+{
+    auth_seen_t *a = arg;
+
+    if (ev == PF_REDIS_DOWN && atomic_fetch_add(&a->downs, 1) == 0) {
+        snprintf(a->detail, sizeof(a->detail), "%s", detail);
+    }
+}
+
+static bool
+auth_refused(void *arg)
+{
+    return atomic_load(&((auth_seen_t *)arg)->downs) >= 2;
+}
+
+/* A server with a password (and a Unix socket): the right password, alone
+ * or with the user "default" (Redis 6 ACL form), gets in, over TCP and
+ * over the socket; a wrong or missing one never does, and says why. */
+static void
+test_redis_auth_and_unix_socket(void **state)
+{
+    rs_server_t s2;
+    char sock[64];
+    pf_redis_config_t cfg;
+    pf_redis_t *r;
+    pf_redis_metrics_t m;
+    const char *good_users[] = {NULL, "default"};
+
+    (void)state;
+    snprintf(sock, sizeof(sock), "/tmp/pf_redis_%d.sock", (int)getpid());
+    memset(&s2, 0, sizeof(s2));
+    s2.extra[0] = "--requirepass";
+    s2.extra[1] = "s3cret";
+    s2.extra[2] = "--unixsocket";
+    s2.extra[3] = sock;
+    s2.extra[4] = "--unixsocketperm";
+    s2.extra[5] = "700";
+    assert_int_equal(rs_start(&s2, "/usr/bin/redis-check-rdb"), 0);
+    for (int i = 0; i < 2; i++) {
+        pf_redis_config_init(&cfg);
+        cfg.executor = g_ex;
+        cfg.port = s2.port;
+        cfg.user = good_users[i];
+        cfg.password = "s3cret";
+        assert_int_equal(pf_redis_new(&cfg, &r), 0);
+        assert_true(wait_for(is_up, r));
+        pf_redis_free(r);
+    }
+    pf_redis_config_init(&cfg);
+    cfg.executor = g_ex;
+    cfg.unix_socket = sock;
+    cfg.password = "s3cret";
+    cfg.db = 3;
+    assert_int_equal(pf_redis_new(&cfg, &r), 0);
+    assert_true(wait_for(is_up, r));
+    pf_redis_free(r);
+    for (int i = 0; i < 2; i++) {
+        auth_seen_t seen;
+
+        memset(&seen, 0, sizeof(seen));
+        pf_redis_config_init(&cfg);
+        cfg.executor = g_ex;
+        cfg.port = s2.port;
+        cfg.password = i == 0 ? "wrong" : NULL;
+        cfg.listener = auth_listener;
+        cfg.listener_arg = &seen;
+        assert_int_equal(pf_redis_new(&cfg, &r), 0);
+        assert_true(wait_for(auth_refused, &seen));
+        pf_redis_metrics(r, &m);
+        assert_false(m.up);
+        assert_int_equal(m.connects, 0);
+        assert_true(m.connect_failures >= 2);
+        pf_redis_free(r);
+        /* Redis's own words: WRONGPASS, or NOAUTH without a password. */
+        assert_non_null(strstr(seen.detail, i == 0 ? "WRONGPASS" : "NOAUTH"));
+    }
+    rs_stop(&s2);
+    unlink(sock);
+}
+
 /* ---- garbage: a fake server ------------------------------------------------- */
 
 typedef enum fake_mode {
@@ -861,6 +949,8 @@ test_redis_garbage_replies(void **state)
         pf_breaker_t *b;
         pf_ratelimit_config_t rc;
         pf_ratelimit_t *rl;
+        pf_bulkhead_config_t hc;
+        pf_bulkhead_t *bh;
         garbage_seen_t g;
         pf_breaker_metrics_t bm;
 
@@ -871,17 +961,25 @@ test_redis_garbage_replies(void **state)
         pf_ratelimit_config_init(&rc);
         rc.name = "g";
         assert_int_equal(pf_redis_ratelimit_new(r, &rc, &rl), 0);
+        pf_bulkhead_config_init(&hc);
+        hc.name = "g";
+        hc.max_concurrent_calls = 2;
+        assert_int_equal(pf_redis_bulkhead_new(r, &hc, &bh), 0);
         g.r = r;
         g.mode = modes[i];
         assert_true(wait_for(garbage_noticed, &g));
         /* The objects still work on their own. */
         trip(b);
         (void)pf_ratelimit_try_acquire(rl, 1);
+        if (pf_bulkhead_try_enter(bh) == 0) {
+            pf_bulkhead_leave(bh);
+        }
         pf_breaker_metrics(b, &bm);
         assert_int_equal(bm.state, PF_BREAKER_OPEN);
         assert_int_equal(bm.failures, 3);
         pf_breaker_free(b);
         pf_ratelimit_free(rl);
+        pf_bulkhead_free(bh);
         pf_redis_free(r);
         fake_stop(&f);
     }
@@ -898,6 +996,7 @@ main(void)
         cmocka_unit_test(test_redis_bulkhead_limit),
         cmocka_unit_test(test_redis_bulkhead_dead_holder),
         cmocka_unit_test(test_redis_garbage_replies),
+        cmocka_unit_test(test_redis_auth_and_unix_socket),
         cmocka_unit_test(test_redis_freeze),
         cmocka_unit_test(test_redis_restart_reseeds),
     };
