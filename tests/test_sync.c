@@ -8,6 +8,7 @@
 #include "puffinflow/breaker.h"
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/ratelimit.h"
+#include "puffinflow/retry.h"
 #include "puffinflow/shared.h"
 #include "puffinflow/sync.h"
 #include "test.h"
@@ -330,6 +331,64 @@ test_sync_bulkhead_follows_take(void **state)
     assert_int_equal(s.detached, 1);
 }
 
+static void
+others_ten(void *arg, uint64_t *calls, uint64_t *retries)
+{
+    (void)arg;
+    *calls = 100;
+    *retries = 10;
+}
+
+/* A synced budget adds the others' window to its own: with 10 retries
+ * spent elsewhere, a reserve of 10 is gone here too. */
+static void
+test_sync_budget_counts_others(void **state)
+{
+    pf_clock_t *clock;
+    pf_retry_budget_config_t cfg;
+    pf_retry_budget_t *b;
+    pf_retry_budget_metrics_t m;
+    pf_shared_config_t sc;
+    pf_sync_t sync;
+    seen_t s;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    memset(&sync, 0, sizeof(sync));
+    sync.budget_others = others_ten;
+    sync.detach = on_detach;
+    sync.arg = &s;
+    assert_int_equal(pf_clock_manual_new(&clock), 0);
+    pf_retry_budget_config_init(&cfg);
+    cfg.clock = clock;
+    cfg.ratio = 0.0;
+    cfg.min_retries_per_sec = 1.0;
+    cfg.window = 10.0; /* a reserve of 10 retries */
+    cfg.sync = &sync;
+    pf_shared_config_init(&sc);
+    sc.name = "sync-test";
+    cfg.shared = &sc;
+    assert_int_equal(pf_retry_budget_new(&cfg, &b), PF_EINVAL);
+    cfg.shared = NULL;
+    assert_int_equal(pf_retry_budget_new(&cfg, &b), 0);
+    pf_retry_budget_deposit(b);
+    assert_int_equal(pf_retry_budget_try_withdraw(b), PF_EBUDGET);
+    pf_retry_budget_metrics(b, &m);
+    assert_int_equal(m.window_calls, 101);
+    assert_int_equal(m.window_retries, 10);
+    assert_int_equal(m.available, 0);
+    assert_int_equal(m.refused, 1);
+    /* With a ratio, the others' calls earn retries here too. */
+    pf_retry_budget_free(b);
+    assert_int_equal(s.detached, 1);
+    cfg.ratio = 0.1; /* 101 calls: 10 more */
+    assert_int_equal(pf_retry_budget_new(&cfg, &b), 0);
+    pf_retry_budget_deposit(b);
+    assert_int_equal(pf_retry_budget_try_withdraw(b), 0);
+    pf_retry_budget_free(b);
+    pf_clock_free(clock);
+}
+
 int
 main(void)
 {
@@ -338,6 +397,7 @@ main(void)
         cmocka_unit_test(test_sync_breaker_bad_config),
         cmocka_unit_test(test_sync_ratelimit_follows_take),
         cmocka_unit_test(test_sync_bulkhead_follows_take),
+        cmocka_unit_test(test_sync_budget_counts_others),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

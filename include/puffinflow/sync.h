@@ -1,11 +1,13 @@
 /* puffinflow — the hook through which a store outside the process keeps a
- * breaker, a rate limiter or a bulkhead in step with other processes.
+ * breaker, a rate limiter, a bulkhead or a retry budget in step with other
+ * processes.
  *
  * A pattern whose config points to a pf_sync_t still decides every call
  * locally; the hook's owner (integrations/redis: puffinflow/redis.h) is
  * told of what the object does and feeds back what other processes did.
  * Most programs never fill one in themselves: the store's constructors do
- * (pf_redis_breaker_new, pf_redis_ratelimit_new, pf_redis_bulkhead_new).
+ * (pf_redis_breaker_new, pf_redis_ratelimit_new, pf_redis_bulkhead_new,
+ * pf_redis_retry_budget_new).
  * The hook's functions run on the calling thread of the pattern's own
  * call and must never block: note, wake a background thread, return.
  * docs/shared.md, "Redis". */
@@ -52,6 +54,11 @@ typedef struct pf_sync {
      * it returns, the owner must not touch the object. */
     void (*detach)(void *arg);
     void *arg;
+    /* Retry budgets: the other processes' calls and retries in their
+     * windows, added to this process's own before each withdrawal and in
+     * the metrics (0 and 0 when the store knows none). Lock-free on the
+     * caller's side; may be called under the budget's lock. */
+    void (*budget_others)(void *arg, uint64_t *calls, uint64_t *retries);
 } pf_sync_t;
 
 #ifdef __cplusplus

@@ -14,7 +14,13 @@
 
 #include "puffinflow/redis.h"
 
-enum { SCRIPT_BREAKER, SCRIPT_RATELIMIT, SCRIPT_BULKHEAD, SCRIPT_COUNT };
+enum {
+    SCRIPT_BREAKER,
+    SCRIPT_RATELIMIT,
+    SCRIPT_BULKHEAD,
+    SCRIPT_BUDGET,
+    SCRIPT_COUNT
+};
 
 /* A connection's life: CONNECTING (setup commands out) -> READY; any ->
  * gone (the conn record lives on until its waits have ended). */
@@ -46,7 +52,12 @@ typedef struct conn {
     bool broken;          /* an fd wait could not be armed: drop it */
 } conn_t;
 
-typedef enum obj_kind { OBJ_BREAKER, OBJ_RATELIMIT, OBJ_BULKHEAD } obj_kind_t;
+typedef enum obj_kind {
+    OBJ_BREAKER,
+    OBJ_RATELIMIT,
+    OBJ_BULKHEAD,
+    OBJ_BUDGET
+} obj_kind_t;
 
 /* One object kept in step through the store. */
 typedef struct obj {
@@ -90,6 +101,12 @@ typedef struct obj {
     uint64_t seq;            /* requests sent */
     int64_t lease_until_ns;  /* here, the lease is good until then */
     int64_t sent_ns;         /* when the request out was sent */
+
+    /* retry budgets (holder as above) */
+    pf_retry_budget_t *budget;
+    int64_t report_ns;       /* how long a report of ours lasts in Redis */
+    _Atomic uint64_t others_calls;   /* the others' window, last learned */
+    _Atomic uint64_t others_retries;
 } obj_t;
 
 /* A one-shot timer of the store; the current one is r->tick. */

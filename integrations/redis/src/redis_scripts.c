@@ -133,8 +133,37 @@ static const char bulkhead_lua[] =
     "end\n"
     "return {g, tk, others, 1}\n";
 
+/* Retry budgets: the hash KEYS[1] maps each holder (a process's budget)
+ * to "calls:retries:expiry ms", its counts in its window as it last
+ * reported them. ARGV: holder, calls, retries, ms the report lasts.
+ * Expired reports are dropped; the holder's is replaced. Returns {the
+ * others' calls, the others' retries}. */
+static const char budget_lua[] =
+    "local k = KEYS[1]\n"
+    "local holder = ARGV[1]\n"
+    "local ttl = tonumber(ARGV[4])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local all = redis.call('HGETALL', k)\n"
+    "local oc = 0\n"
+    "local orr = 0\n"
+    "for i = 1, #all, 2 do\n"
+    "  local c, r, e = string.match(all[i + 1], '^(%d+):(%d+):(%d+)$')\n"
+    "  if c == nil or tonumber(e) < now then\n"
+    "    redis.call('HDEL', k, all[i])\n"
+    "  elseif all[i] ~= holder then\n"
+    "    oc = oc + tonumber(c)\n"
+    "    orr = orr + tonumber(r)\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', k, holder, string.format('%d:%d:%d',\n"
+    "           tonumber(ARGV[2]), tonumber(ARGV[3]), now + ttl))\n"
+    "redis.call('PEXPIRE', k, ttl * 2)\n"
+    "return {oc, orr}\n";
+
 const char *const pf__redis_scripts[SCRIPT_COUNT] = {
     [SCRIPT_BREAKER] = breaker_lua,
     [SCRIPT_RATELIMIT] = ratelimit_lua,
     [SCRIPT_BULKHEAD] = bulkhead_lua,
+    [SCRIPT_BUDGET] = budget_lua,
 };

@@ -686,6 +686,68 @@ test_redis_freeze(void **state)
     pf_redis_free(r);
 }
 
+/* ---- retry budgets ---------------------------------------------------------- */
+
+typedef struct budget_seen {
+    pf_retry_budget_t *b;
+    uint64_t retries;
+} budget_seen_t;
+
+static bool
+budget_learned(void *arg)
+{
+    budget_seen_t *s = arg;
+    pf_retry_budget_metrics_t m;
+
+    pf_retry_budget_metrics(s->b, &m);
+    return m.window_retries >= s->retries;
+}
+
+/* Two stores (as two processes) share a budget whose reserve is 10
+ * retries in 10 s: once one has spent them, the other learns it and
+ * refuses too; its own withdrawal never waited on Redis. */
+static void
+test_redis_retry_budget_shared(void **state)
+{
+    pf_redis_t *r1;
+    pf_redis_t *r2;
+    pf_retry_budget_config_t cfg;
+    pf_retry_budget_t *b1;
+    pf_retry_budget_t *b2;
+    pf_retry_budget_t *bad = NULL;
+    budget_seen_t seen;
+
+    (void)state;
+    r1 = new_store("t9", g_srv.port);
+    r2 = new_store("t9", g_srv.port);
+    pf_retry_budget_config_init(&cfg);
+    cfg.name = "a|b";
+    assert_int_equal(pf_redis_retry_budget_new(r1, &cfg, &bad), PF_EINVAL);
+    cfg.name = "calls";
+    cfg.window = 0.0;
+    assert_int_equal(pf_redis_retry_budget_new(r1, &cfg, &bad), PF_EINVAL);
+    assert_null(bad);
+    cfg.ratio = 0.0;
+    cfg.min_retries_per_sec = 1.0;
+    cfg.window = 10.0;
+    assert_int_equal(pf_redis_retry_budget_new(r1, &cfg, &b1), 0);
+    assert_int_equal(pf_redis_retry_budget_new(r2, &cfg, &b2), 0);
+    assert_true(wait_for(is_up, r1));
+    assert_true(wait_for(is_up, r2));
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(pf_retry_budget_try_withdraw(b1), 0);
+    }
+    assert_int_equal(pf_retry_budget_try_withdraw(b1), PF_EBUDGET);
+    seen.b = b2;
+    seen.retries = 10;
+    assert_true(wait_for(budget_learned, &seen));
+    assert_int_equal(pf_retry_budget_try_withdraw(b2), PF_EBUDGET);
+    pf_retry_budget_free(b1);
+    pf_retry_budget_free(b2);
+    pf_redis_free(r1);
+    pf_redis_free(r2);
+}
+
 /* ---- AUTH and a Unix socket ------------------------------------------------ */
 
 typedef struct auth_seen {
@@ -995,6 +1057,7 @@ main(void)
         cmocka_unit_test(test_redis_limiter_total),
         cmocka_unit_test(test_redis_bulkhead_limit),
         cmocka_unit_test(test_redis_bulkhead_dead_holder),
+        cmocka_unit_test(test_redis_retry_budget_shared),
         cmocka_unit_test(test_redis_garbage_replies),
         cmocka_unit_test(test_redis_auth_and_unix_socket),
         cmocka_unit_test(test_redis_freeze),

@@ -55,6 +55,7 @@
 #include "puffinflow/executor.h"
 #include "puffinflow/export.h"
 #include "puffinflow/ratelimit.h"
+#include "puffinflow/retry.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -193,6 +194,21 @@ PF_API int pf_redis_ratelimit_new(pf_redis_t *r,
 PF_API int pf_redis_bulkhead_new(pf_redis_t *r,
                                  const pf_bulkhead_config_t *cfg,
                                  pf_bulkhead_t **out);
+
+/* Create a retry budget (pf_retry_budget_new's rules; cfg->shared and
+ * cfg->sync must be NULL) whose allowance counts the calls and retries of
+ * every process using the same name through the same Redis, under the
+ * key "<prefix>:retry_budget:<name>": every sync interval each process
+ * reports its window's counts and learns the others'; a withdrawal adds
+ * those (at most a sync interval old) to its own, locally. So a retry
+ * storm is bounded across the fleet (min_retries_per_sec is the fleet's
+ * reserve, not each process's), give or take what the processes withdraw
+ * within one sync interval. While Redis cannot answer, the budget counts
+ * this process alone. Every process must give the same ratio, reserve and
+ * window. Name rules, returns and freeing as pf_redis_breaker_new. */
+PF_API int pf_redis_retry_budget_new(pf_redis_t *r,
+                                     const pf_retry_budget_config_t *cfg,
+                                     pf_retry_budget_t **out);
 
 /* Fill *out with a snapshot of r. NULL r or out: no-op. Thread-safe. */
 PF_API void pf_redis_metrics(pf_redis_t *r, pf_redis_metrics_t *out);
