@@ -1,13 +1,15 @@
-/* puffinflow — breakers, rate limiters and bulkheads shared across hosts
- * through Redis (library puffinflow-redis, built when hiredis is present).
+/* puffinflow — breakers, rate limiters, bulkheads and retry budgets
+ * shared across hosts through Redis (library puffinflow-redis, built when
+ * hiredis is present).
  *
  * A store (pf_redis_t) holds two connections to one Redis server, driven
  * by hiredis's asynchronous API on an executor's reactor: one for
  * commands, one subscribed to the store's channel. Objects made through
- * it are the normal pf_breaker_t, pf_ratelimit_t and pf_bulkhead_t
- * (registries, agents and metrics take them as they are); every call on
- * them decides on local state, in nanoseconds, and never waits on the
- * network. The store keeps that local state in step in the background:
+ * it are the normal pf_breaker_t, pf_ratelimit_t, pf_bulkhead_t and
+ * pf_retry_budget_t (registries, agents and metrics take them as they
+ * are); every call on them decides on local state, in nanoseconds, and
+ * never waits on the network. The store keeps that local state in step in
+ * the background:
  *
  * - Breakers: each change of state this process makes is sent at once to
  *   an atomic server-side script (EVALSHA), which keeps the state with a
@@ -27,6 +29,8 @@
  *   expiry, a fencing token); the process asks for what it uses plus a
  *   little headroom, and an admission takes a leased place locally.
  *   pf_redis_bulkhead_new says more.
+ * - Retry budgets: each process reports its window's calls and retries
+ *   every sync interval and adds the others' to its own when deciding.
  *
  * When Redis is down, slow (a command unanswered for command_timeout) or
  * answers something malformed, the store drops the connection, counts it,
@@ -35,9 +39,9 @@
  * (it never fails closed: a Redis outage must not become an outage of
  * every dependency), a rate limiter falls back to its local bucket alone
  * (PF_REDIS_LOCAL, the default) or refuses every call (PF_REDIS_CLOSED),
- * and a bulkhead admits on its lease while that is still good, then does
- * the same by its own policy. On reconnecting, breakers resynchronise
- * first thing.
+ * a bulkhead admits on its lease while that is still good, then does the
+ * same by its own policy, and a retry budget counts this process alone.
+ * On reconnecting, breakers resynchronise first thing.
  *
  * TLS: hiredis before 1.0 (the one this library builds against has no
  * hiredis_ssl) cannot encrypt; a config asking for TLS is refused with
