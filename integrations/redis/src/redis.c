@@ -30,6 +30,8 @@
 static void arm_tick(pf_redis_t *r, int64_t due);
 static bool send_lease(pf_redis_t *r, obj_t *o, int64_t count,
                        redisCallbackFn *fn);
+static void on_release_reply(redisAsyncContext *ac, void *reply,
+                             void *privdata);
 
 int64_t
 pf__redis_now(const pf_redis_t *r)
@@ -331,6 +333,7 @@ pf_redis_metrics(pf_redis_t *r, pf_redis_metrics_t *out)
     out->timeouts = f[M_TIMEOUTS];
     out->bad_replies = f[M_BAD_REPLIES];
     out->commands = f[M_COMMANDS];
+    out->replies = f[M_REPLIES];
     out->transitions_sent = f[M_SENT];
     out->transitions_lost = f[M_LOST];
     out->remote_applied = f[M_APPLIED];
@@ -443,7 +446,8 @@ hook_detach(void *arg)
     o->budget = NULL;
     if (o->kind == OBJ_BULKHEAD && o->token != 0 && r->cmd != NULL &&
         r->cmd->phase == CONN_READY) {
-        (void)send_lease(r, o, 0, NULL); /* give the places back now */
+        /* Give the places back now (the object goes: no reply awaited). */
+        (void)send_lease(r, o, 0, on_release_reply);
     }
     if (o->inflight) {
         o->zombie = true; /* freed by its reply's callback */
@@ -612,6 +616,9 @@ reply_obj(redisAsyncContext *ac, void *reply, obj_t *o)
     if (o->zombie) {
         obj_free(o);
         return NULL;
+    }
+    if (reply != NULL) {
+        pf__redis_count(c->r, M_REPLIES, 1);
     }
     if (reply == NULL) {
         /* Compare again, or borrow again, once reconnected. */
@@ -1145,8 +1152,20 @@ on_bulkhead_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
-/* Ask for count places for o (0 gives them back). fn NULL: the reply is
- * not awaited (o is going). */
+/* The reply to a release sent as a bulkhead goes: only counted. */
+static void
+on_release_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    conn_t *c = ac->ev.data;
+
+    (void)privdata;
+    if (reply != NULL) {
+        pf__redis_count(c->r, M_REPLIES, 1);
+    }
+}
+
+/* Ask for count places for o (0 gives them back). privdata is o, unless
+ * fn is on_release_reply (o is going). */
 static bool
 send_lease(pf_redis_t *r, obj_t *o, int64_t count, redisCallbackFn *fn)
 {
@@ -1173,8 +1192,9 @@ send_lease(pf_redis_t *r, obj_t *o, int64_t count, redisCallbackFn *fn)
     argv[8] = ttl;
     argv[9] = token;
     argv[10] = seq;
-    if (redisAsyncCommandArgv(r->cmd->ac, fn, fn != NULL ? o : NULL, 11,
-                              argv, NULL) != REDIS_OK) {
+    if (redisAsyncCommandArgv(r->cmd->ac, fn,
+                              fn == on_release_reply ? NULL : o, 11, argv,
+                              NULL) != REDIS_OK) {
         return false;
     }
     pf__redis_count(r, M_COMMANDS, 1);

@@ -164,6 +164,7 @@ on_setup(redisAsyncContext *ac, void *reply, void *privdata)
     if (rep == NULL || c->ac == NULL) {
         return; /* being freed */
     }
+    pf__redis_count(r, M_REPLIES, 1);
     if (step < 0) {
         good = is_ok_status(rep);
     } else {
@@ -216,6 +217,7 @@ on_sub(redisAsyncContext *ac, void *reply, void *privdata)
         memcmp(rep->element[0]->str, "subscribe", 9) == 0) {
         c->outstanding = 0;
         c->progress_ns = pf__redis_now(r);
+        pf__redis_count(r, M_REPLIES, 1);
         if (c->phase == CONN_CONNECTING && --c->setup_left == 0) {
             c->phase = CONN_READY;
         }

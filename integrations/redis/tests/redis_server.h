@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -126,6 +127,10 @@ rs_launch(rs_server_t *s)
     }
     if (s->pid == 0) {
         int null = open("/dev/null", O_WRONLY);
+
+        /* Never outlive the test (a failed or killed test leaves no
+         * server behind holding its output pipe). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
 
         if (null >= 0) {
             dup2(null, 1);
@@ -276,6 +281,7 @@ rs_spawn(rs_child_t *ch, char *const argv[])
         return -1;
     }
     if (ch->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(to[0], 0);
         dup2(from[1], 1);
         close(to[0]);

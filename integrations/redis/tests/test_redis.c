@@ -24,6 +24,7 @@
 #define CEILING_NS INT64_C(20000000000)
 
 static rs_server_t g_srv;
+static rs_server_t g_srv2; /* the password-protected one, while it runs */
 static pf_executor_t *g_ex;
 
 static int
@@ -49,6 +50,7 @@ teardown(void **state)
     (void)state;
     pf_executor_free(g_ex);
     rs_stop(&g_srv);
+    rs_stop(&g_srv2); /* left running only by a failed test */
     return 0;
 }
 
@@ -370,6 +372,15 @@ test_redis_stale_change_loses(void **state)
 }
 
 static bool
+all_answered(void *arg)
+{
+    pf_redis_metrics_t m;
+
+    pf_redis_metrics(arg, &m);
+    return m.commands == m.replies;
+}
+
+static bool
 stored_open(void *key)
 {
     return rs_hget_int(&g_srv, key, "state", -1) == PF_BREAKER_OPEN;
@@ -404,6 +415,10 @@ test_redis_restart_reseeds(void **state)
     assert_true(wait_for(is_up, r));
     trip(b);
     assert_true(wait_for(stored_open, "t3:breaker:db"));
+    /* Our change's reply is in too (the store knows generation 1): the
+     * view written back after the restart is then a re-seed, not the
+     * change sent again. */
+    assert_true(wait_for(all_answered, r));
     rs_kill(&g_srv);
     assert_true(wait_for(is_down, r));
     assert_int_equal(pf_breaker_acquire(b, &p), PF_EOPEN); /* still local */
@@ -753,6 +768,7 @@ test_redis_retry_budget_shared(void **state)
 typedef struct auth_seen {
     atomic_int downs;
     char detail[128];
+    pf_redis_t *r;
 } auth_seen_t;
 
 static void
@@ -765,10 +781,16 @@ auth_listener(pf_redis_event_t ev, const char *detail, void *arg)
     }
 }
 
+/* Refused twice: told (DOWN with Redis's words), and counted (the
+ * connection is counted when hiredis has freed it, just after). */
 static bool
 auth_refused(void *arg)
 {
-    return atomic_load(&((auth_seen_t *)arg)->downs) >= 2;
+    auth_seen_t *a = arg;
+    pf_redis_metrics_t m;
+
+    pf_redis_metrics(a->r, &m);
+    return atomic_load(&a->downs) >= 2 && m.connect_failures >= 2;
 }
 
 /* A server with a password (and a Unix socket): the right password, alone
@@ -777,7 +799,7 @@ auth_refused(void *arg)
 static void
 test_redis_auth_and_unix_socket(void **state)
 {
-    rs_server_t s2;
+    rs_server_t *s2 = &g_srv2;
     char sock[64];
     pf_redis_config_t cfg;
     pf_redis_t *r;
@@ -786,18 +808,18 @@ test_redis_auth_and_unix_socket(void **state)
 
     (void)state;
     snprintf(sock, sizeof(sock), "/tmp/pf_redis_%d.sock", (int)getpid());
-    memset(&s2, 0, sizeof(s2));
-    s2.extra[0] = "--requirepass";
-    s2.extra[1] = "s3cret";
-    s2.extra[2] = "--unixsocket";
-    s2.extra[3] = sock;
-    s2.extra[4] = "--unixsocketperm";
-    s2.extra[5] = "700";
-    assert_int_equal(rs_start(&s2, "/usr/bin/redis-check-rdb"), 0);
+    memset(s2, 0, sizeof(*s2));
+    s2->extra[0] = "--requirepass";
+    s2->extra[1] = "s3cret";
+    s2->extra[2] = "--unixsocket";
+    s2->extra[3] = sock;
+    s2->extra[4] = "--unixsocketperm";
+    s2->extra[5] = "700";
+    assert_int_equal(rs_start(s2, "/usr/bin/redis-check-rdb"), 0);
     for (int i = 0; i < 2; i++) {
         pf_redis_config_init(&cfg);
         cfg.executor = g_ex;
-        cfg.port = s2.port;
+        cfg.port = s2->port;
         cfg.user = good_users[i];
         cfg.password = "s3cret";
         assert_int_equal(pf_redis_new(&cfg, &r), 0);
@@ -818,11 +840,12 @@ test_redis_auth_and_unix_socket(void **state)
         memset(&seen, 0, sizeof(seen));
         pf_redis_config_init(&cfg);
         cfg.executor = g_ex;
-        cfg.port = s2.port;
+        cfg.port = s2->port;
         cfg.password = i == 0 ? "wrong" : NULL;
         cfg.listener = auth_listener;
         cfg.listener_arg = &seen;
         assert_int_equal(pf_redis_new(&cfg, &r), 0);
+        seen.r = r;
         assert_true(wait_for(auth_refused, &seen));
         pf_redis_metrics(r, &m);
         assert_false(m.up);
@@ -832,13 +855,14 @@ test_redis_auth_and_unix_socket(void **state)
         /* Redis's own words: WRONGPASS, or NOAUTH without a password. */
         assert_non_null(strstr(seen.detail, i == 0 ? "WRONGPASS" : "NOAUTH"));
     }
-    rs_stop(&s2);
+    rs_stop(s2);
     unlink(sock);
 }
 
 /* ---- garbage: a fake server ------------------------------------------------- */
 
 typedef enum fake_mode {
+    FAKE_SILENT,     /* reads everything, answers nothing (a hung Redis) */
     FAKE_NOT_RESP,   /* bytes that are not the protocol at all */
     FAKE_WRONG_TYPE, /* an integer to every command */
     FAKE_BAD_SHAPE   /* script hashes, then arrays of the wrong shape */
@@ -879,6 +903,8 @@ fake_answer(fake_t *f, int fd, int *served, int cmds)
         const char *out;
 
         switch (f->mode) {
+        case FAKE_SILENT:
+            return;
         case FAKE_NOT_RESP:
             out = "?? this is not redis\r\n";
             break;
@@ -1047,6 +1073,84 @@ test_redis_garbage_replies(void **state)
     }
 }
 
+typedef struct silent_seen {
+    pf_redis_t *r;
+    uint64_t timeouts;
+} silent_seen_t;
+
+static bool
+timed_out(void *arg)
+{
+    silent_seen_t *s = arg;
+    pf_redis_metrics_t m;
+
+    pf_redis_metrics(s->r, &m);
+    return m.timeouts >= s->timeouts;
+}
+
+/* A server that accepts and never answers, on the manual clock: nothing
+ * happens while the clock stands still, however long in real time; as it
+ * moves past connect_timeout the store gives up on the connection (a
+ * timeout, counted), connects again at a tick, and times that one out
+ * too. Calls meanwhile decide locally. */
+static void
+test_redis_silent_server_manual_clock(void **state)
+{
+    fake_t f;
+    pf_clock_t *clock;
+    pf_executor_config_t ec;
+    pf_executor_t *ex;
+    pf_redis_config_t cfg;
+    pf_redis_t *r;
+    pf_redis_metrics_t m;
+    pf_breaker_config_t bc;
+    pf_breaker_t *b;
+    silent_seen_t seen;
+    int64_t until;
+
+    (void)state;
+    fake_start(&f, FAKE_SILENT);
+    assert_int_equal(pf_clock_manual_new(&clock), 0);
+    pf_executor_config_init(&ec);
+    ec.workers = 1;
+    ec.clock = clock;
+    assert_int_equal(pf_executor_new(&ec, &ex), 0);
+    pf_redis_config_init(&cfg);
+    cfg.executor = ex;
+    cfg.port = f.port;
+    cfg.connect_timeout = 1.0;
+    assert_int_equal(pf_redis_new(&cfg, &r), 0);
+    trip_config(&bc, "quiet");
+    bc.clock = clock;
+    assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
+    rs_sleep_ms(20); /* real time passes: the manual clock does not */
+    pf_redis_metrics(r, &m);
+    assert_int_equal(m.timeouts, 0);
+    assert_false(m.up);
+    trip(b); /* decided locally, at once */
+    /* Move the clock on in steps of half the connect timeout until two
+     * connections have timed out (each step lets the store's timer run:
+     * a reconnect starts at a tick, its timeout is noticed at a later
+     * one). */
+    seen.r = r;
+    seen.timeouts = 2;
+    until = rs_now_ns() + CEILING_NS;
+    while (!timed_out(&seen) && rs_now_ns() < until) {
+        pf_clock_manual_advance(clock, INT64_C(500000000));
+        rs_sleep_ms(5);
+    }
+    assert_true(timed_out(&seen));
+    pf_redis_metrics(r, &m);
+    assert_false(m.up);
+    assert_int_equal(m.connects, 0);
+    assert_int_equal(pf_breaker_state(b), PF_BREAKER_OPEN);
+    pf_breaker_free(b);
+    pf_redis_free(r);
+    pf_executor_free(ex);
+    pf_clock_free(clock);
+    fake_stop(&f);
+}
+
 int
 main(void)
 {
@@ -1059,6 +1163,7 @@ main(void)
         cmocka_unit_test(test_redis_bulkhead_dead_holder),
         cmocka_unit_test(test_redis_retry_budget_shared),
         cmocka_unit_test(test_redis_garbage_replies),
+        cmocka_unit_test(test_redis_silent_server_manual_clock),
         cmocka_unit_test(test_redis_auth_and_unix_socket),
         cmocka_unit_test(test_redis_freeze),
         cmocka_unit_test(test_redis_restart_reseeds),

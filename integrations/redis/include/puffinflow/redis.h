@@ -131,6 +131,8 @@ typedef struct pf_redis_metrics {
     uint64_t timeouts;       /* commands or connects that took too long */
     uint64_t bad_replies;    /* replies of the wrong type or shape */
     uint64_t commands;       /* commands sent */
+    uint64_t replies;        /* ... answered (commands - replies are out,
+                                or were lost with a connection) */
     uint64_t transitions_sent;  /* breaker changes sent */
     uint64_t transitions_lost;  /* ... refused as stale: stored state taken */
     uint64_t remote_applied; /* changes of other processes applied */
