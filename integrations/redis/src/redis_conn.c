@@ -197,9 +197,7 @@ on_setup(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 /* The subscribed connection's replies: the subscription's confirmation,
- * then messages (redis.c reads them). */
-void pf__redis_on_message(pf_redis_t *r, const redisReply *rep);
-
+ * then messages (redis_breaker.c reads them). */
 static void
 on_sub(redisAsyncContext *ac, void *reply, void *privdata)
 {

@@ -171,6 +171,65 @@ pf__redis_count(pf_redis_t *r, int which, uint64_t n)
     atomic_fetch_add_explicit(&r->m[which], n, memory_order_relaxed);
 }
 
+#define MAX_NAME 200 /* an object's name, in bytes */
+#define NS_PER_MS INT64_C(1000000)
+
+/* ---- shared by the files of puffinflow-redis (all under mu unless said) */
+
+/* redis.c: an object's name is 1..MAX_NAME printable bytes, no '|' or
+ * space. */
+bool pf__redis_name_ok(const char *p);
+
+/* redis.c: a new object record of kind for name (its key made from the
+ * prefix), not yet listed; 0, PF_ENOMEM or PF_ESYSTEM. Not under mu. */
+int pf__redis_obj_new(pf_redis_t *r, obj_kind_t kind, const char *name,
+                      obj_t **out);
+void pf__redis_obj_free(obj_t *o);
+
+/* redis.c: ask for a pump soon (a wake task); lock-free, never takes mu. */
+void pf__redis_wake(pf_redis_t *r);
+
+/* redis.c: o's pool or lease runs low: wake the pump once. Lock-free. */
+void pf__redis_want_more(obj_t *o);
+
+/* redis.c: every sync hook's detach (the object is being freed). Takes
+ * mu. */
+void pf__redis_detach(void *arg);
+
+/* redis.c: reply checks. int_reply: an integer in [lo, hi]. bad_reply:
+ * count, tell, drop the connection. error_reply: an error reply (server
+ * error, NOSCRIPT): tell, drop (a new connection loads the scripts).
+ * reply_obj: a script's reply for o arrived: o, or NULL when o was freed
+ * meanwhile (then freed here) or the reply is NULL (connection gone). */
+bool pf__redis_int_reply(const redisReply *e, long long lo, long long hi);
+void pf__redis_bad_reply(pf_redis_t *r, redisAsyncContext *ac,
+                         const char *what);
+void pf__redis_error_reply(pf_redis_t *r, redisAsyncContext *ac,
+                           const redisReply *rep);
+obj_t *pf__redis_reply_obj(redisAsyncContext *ac, void *reply, obj_t *o);
+
+/* Each kind's file: send what is due for o (due: when the pump must run
+ * again at the latest, lowered as needed). */
+void pf__redis_pump_breaker(pf_redis_t *r, obj_t *o, int64_t now);
+void pf__redis_pump_ratelimit(pf_redis_t *r, obj_t *o, int64_t now,
+                              int64_t *due);
+void pf__redis_pump_bulkhead(pf_redis_t *r, obj_t *o, int64_t now,
+                             int64_t *due);
+void pf__redis_pump_budget(pf_redis_t *r, obj_t *o, int64_t now,
+                           int64_t *due);
+
+/* redis_breaker.c: a change sent got no answer: send the view again. */
+void pf__redis_breaker_requeue(obj_t *o);
+
+/* redis_breaker.c: a message on the store's channel (subscribed
+ * connection). */
+void pf__redis_on_message(pf_redis_t *r, const redisReply *rep);
+
+/* redis_bulkhead.c: a lease ran out here; the bulkhead goes (places back
+ * now). */
+void pf__redis_expire_lease(pf_redis_t *r, obj_t *o, int64_t now);
+void pf__redis_bulkhead_release(pf_redis_t *r, obj_t *o);
+
 /* redis_conn.c: start a connection (cmd or sub) and attach it to the
  * executor. Returns it, or NULL (counted as a connect failure). */
 conn_t *pf__redis_conn_open(pf_redis_t *r, bool sub);
