@@ -167,6 +167,9 @@ PF_API void pf_redis_free(pf_redis_t *r);
  * name; its thresholds and periods are each process's own (the state and
  * the open period's end are shared; half-open trials are per process).
  * The name must be 1..200 printable characters without '|' or spaces.
+ * Its listener hears of other processes' changes on one of the
+ * executor's workers, with the store's lock held: it may call the
+ * breaker (not pf_breaker_free) but no pf_redis_* function.
  * Returns 0, PF_EINVAL, PF_ENOMEM or PF_ESYSTEM. Free it with
  * pf_breaker_free, before r. Thread-safe. */
 PF_API int pf_redis_breaker_new(pf_redis_t *r, const pf_breaker_config_t *cfg,
