@@ -36,6 +36,8 @@ PF_PACKAGES="
     python3-setuptools
     python3-wheel
     python3-venv
+    libhiredis-dev
+    redis-tools
 "
 # clang: the second compiler the suite is built with.
 # pkg-config: finds libmicrohttpd and libcurl; the install test uses it.
@@ -57,6 +59,12 @@ PF_PACKAGES="
 # python3-pip, python3-setuptools, python3-wheel, python3-venv: `pip install
 #   .` of the extension offline (pyproject.toml, setup.py), and its test
 #   (python_pip_install), which installs into a scratch venv.
+# libhiredis-dev: the Redis-backed store (integrations/redis) speaks to Redis
+#   through hiredis's asynchronous API.
+# redis-tools: brings the real redis-server binary (as redis-check-rdb,
+#   which runs as the server when exec'd under the name redis-server) that
+#   the Redis store's tests start on loopback, without the redis-server
+#   package's system service.
 # locales: localedef, with which tests/test_locale.c builds a
 #   comma-decimal locale (de_DE) to check that numbers ignore the locale.
 

@@ -25,7 +25,7 @@ public_layer() {
     case "$1" in
     version.h | export.h | types.h | error.h | alloc.h | clock.h | deadline.h | shared.h)
         echo 0 ;;
-    breaker.h | bulkhead.h | ratelimit.h | retry.h | timeout.h | health.h | \
+    breaker.h | sync.h | bulkhead.h | ratelimit.h | retry.h | timeout.h | health.h | \
         degrade.h | leak.h | registry.h)
         echo 1 ;;
     executor.h | context.h | agent.h | subprocess.h)

@@ -7,7 +7,7 @@ static const int all_codes[] = {
     PF_EINVAL,  PF_ENOMEM,   PF_EOPEN,   PF_EFULL,     PF_ERATELIMIT,
     PF_ETIMEDOUT, PF_EDEADLINE, PF_ECANCELED, PF_EUNHEALTHY, PF_ENOTFOUND,
     PF_EEXIST,  PF_ESTATE,   PF_ESYSTEM, PF_EFORMAT,   PF_EBUDGET,
-    PF_ERANGE,
+    PF_ERANGE,  PF_ENOTSUP,
 };
 #define NCODES (sizeof(all_codes) / sizeof(all_codes[0]))
 

@@ -183,6 +183,14 @@ typedef struct pf_breaker_config {
      * the file cannot be made. A keyed group (breaker_group.h) refuses a
      * template with shared (PF_EINVAL). */
     const struct pf_shared_config *shared;
+    /* Keep the state in step with other processes through a store outside
+     * the process (sync.h; filled by pf_redis_breaker_new, redis.h):
+     * every call still decides on the local state; the hook is told of
+     * each change of state this process makes, and the store applies
+     * other processes' changes with pf_breaker_sync_apply. Copied. NULL
+     * (default) = none. With shared also set: PF_EINVAL; a keyed group
+     * refuses a template with sync (PF_EINVAL). */
+    const struct pf_sync *sync;
 } pf_breaker_config_t;
 
 /* A snapshot of a breaker, filled by pf_breaker_metrics. Counts are since
@@ -341,6 +349,17 @@ PF_API void pf_breaker_reset(pf_breaker_t *b);
  * trials not recorded within max_wait_in_half_open. For a timer that wants
  * listeners told promptly. NULL is a no-op. Never blocks. Thread-safe. */
 PF_API void pf_breaker_tick(pf_breaker_t *b);
+
+/* Put b in state `to` because another process did (for a sync store,
+ * sync.h): OPEN for open_ns nanoseconds from now (INT64_MAX = held open,
+ * as pf_breaker_force_open), HALF_OPEN, or CLOSED (failure counts
+ * cleared). The sync hook is not told (the change came from the store);
+ * the listener is, as for any change. Already OPEN: only the end of the
+ * open period moves. Permits out no longer count toward its state.
+ * Returns 0, or PF_EINVAL for a NULL b, an unknown state or a negative
+ * open_ns. Thread-safe. */
+PF_API int pf_breaker_sync_apply(pf_breaker_t *b, pf_breaker_state_t to,
+                                 int64_t open_ns);
 
 /* Fill *out with a snapshot of b. Counts are read without stopping
  * callers, so a snapshot taken while calls run may be a few calls apart

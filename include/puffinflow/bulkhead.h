@@ -131,6 +131,14 @@ typedef struct pf_bulkhead_config {
      * (errno EACCES), when the file cannot be made or /proc cannot be
      * read. */
     const struct pf_shared_config *shared;
+    /* Share the limit through a store outside the process (sync.h; filled
+     * by pf_redis_bulkhead_new, redis.h): each admission asks the hook
+     * (no network: the store holds a lease on some of the limit for this
+     * process ahead of time) after taking a local slot, and each leave
+     * tells it. Such a bulkhead never queues, as a shared one: enter,
+     * enter_until, call and enqueue refuse at once with PF_EFULL. Copied.
+     * NULL (default) = none. With shared also set: PF_EINVAL. */
+    const struct pf_sync *sync;
 } pf_bulkhead_config_t;
 
 /* Fill cfg with the defaults listed above. Never fails; NULL is a no-op. */

@@ -33,12 +33,13 @@ typedef enum pf_error {
     PF_EFORMAT = -1014,     /* malformed input (a /proc file, a request) */
     PF_EBUDGET = -1015,     /* a retry budget refused the retry */
     PF_ERANGE = -1016,      /* a buffer is too small or a value too large */
-    PF_PENDING = -1017      /* not an error: a state's work completes later
+    PF_PENDING = -1017,     /* not an error: a state's work completes later
                                (pf_ctx_pending) */
+    PF_ENOTSUP = -1018      /* a feature this build or library lacks */
 } pf_error_t;
 
 /* The lowest (most negative) code in use, for range checks. */
-#define PF_ERROR_LAST PF_PENDING
+#define PF_ERROR_LAST PF_ENOTSUP
 
 /* A short English name for code: "success", "circuit breaker is open", ...
  * Any int is accepted; one that is not a puffinflow code gets

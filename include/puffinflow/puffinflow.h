@@ -22,6 +22,7 @@
 #include "puffinflow/registry.h"
 #include "puffinflow/retry.h"
 #include "puffinflow/shared.h"
+#include "puffinflow/sync.h"
 #include "puffinflow/timeout.h"
 
 /* layer 2: runtime */

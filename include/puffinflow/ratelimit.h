@@ -89,6 +89,15 @@ typedef struct pf_ratelimit_config {
      * for one owned by another user (errno EACCES) or when the file cannot
      * be made. */
     const struct pf_shared_config *shared;
+    /* Take permits from a store outside the process shared with other
+     * processes (sync.h; filled by pf_redis_ratelimit_new, redis.h): each
+     * decision asks the hook (no network: the store lends this process
+     * permits ahead of time) and uses this limiter's own bucket (rate,
+     * burst) only when the hook says the store cannot answer. Such a
+     * limiter never waits for permits: acquire and reserve decide as
+     * try_acquire does (0 or PF_ERATELIMIT at once). Copied. NULL
+     * (default) = none. With shared also set: PF_EINVAL. */
+    const struct pf_sync *sync;
 } pf_ratelimit_config_t;
 
 /* Fill cfg with the defaults listed above. Never fails; NULL is a no-op. */

@@ -135,6 +135,15 @@ typedef struct pf_retry_budget_config {
      * PF_ESYSTEM for one owned by another user (errno EACCES) or when the
      * file cannot be made. */
     const struct pf_shared_config *shared;
+    /* Count the other processes' window too, through a store outside the
+     * process (sync.h; filled by pf_redis_retry_budget_new, redis.h): a
+     * withdrawal adds the others' calls and retries in their windows, as
+     * the store last learned them (at most a sync interval old), to this
+     * process's own before deciding; no call waits on the network. The
+     * metrics' window_calls, window_retries and available then include
+     * the others'. Copied. NULL (default) = none. With shared also set:
+     * PF_EINVAL. */
+    const struct pf_sync *sync;
 } pf_retry_budget_config_t;
 
 /* Fill cfg with the defaults above. Never fails. */

@@ -44,6 +44,8 @@ pf_strerror(int code)
         return "buffer too small or value out of range";
     case PF_PENDING:
         return "pending: completes later";
+    case PF_ENOTSUP:
+        return "not supported by this build";
     }
     return "not a puffinflow error code";
 }
@@ -88,6 +90,8 @@ pf_error_name(int code)
         return "PF_ERANGE";
     case PF_PENDING:
         return "PF_PENDING";
+    case PF_ENOTSUP:
+        return "PF_ENOTSUP";
     }
     return NULL;
 }

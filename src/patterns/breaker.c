@@ -55,6 +55,7 @@
 #include "puffinflow/breaker.h"
 #include "puffinflow/error.h"
 #include "puffinflow/shared.h"
+#include "puffinflow/sync.h"
 
 #include "breaker_impl.h"
 #include "clock_impl.h"
@@ -257,6 +258,8 @@ struct pf_breaker {
     pthread_mutex_t *shm_mu; /* shared: the segment's mutex, else NULL */
     _Atomic int64_t next_liveness_ns; /* shared: next check of holders */
     pf__evq_t evq; /* changes not yet told (event_t records) */
+    pf_sync_t sync;    /* the store's hook (copied; all NULL = none) */
+    bool applying;     /* under lock: a change from pf_breaker_sync_apply */
 
     pf__window_t win; /* window modes only */
 };
@@ -384,6 +387,9 @@ pf__breaker_config_check(const pf_breaker_config_t *cfg)
         bad_rate(cfg->slow_call_rate_threshold)) {
         return PF_EINVAL;
     }
+    if (cfg->shared != NULL && cfg->sync != NULL) {
+        return PF_EINVAL;
+    }
     if (cfg->shared != NULL) {
         unsigned trials = cfg->half_open_max_calls != 0
                               ? cfg->half_open_max_calls
@@ -487,6 +493,9 @@ set_options(pf_breaker_t *b, const pf_breaker_config_t *cfg)
     b->fallback = cfg->fallback;
     b->listener = cfg->listener;
     b->listener_arg = cfg->listener_arg;
+    if (cfg->sync != NULL) {
+        b->sync = *cfg->sync;
+    }
     b->rng = cfg->jitter_seed != 0 ? cfg->jitter_seed : pf__rng_seed();
     set_durations(b, cfg);
 }
@@ -737,6 +746,9 @@ pf_breaker_free(pf_breaker_t *b)
     if (b == NULL) {
         return;
     }
+    if (b->sync.detach != NULL) {
+        b->sync.detach(b->sync.arg);
+    }
     pthread_mutex_destroy(&b->lock);
     if (b->window != PF_BREAKER_WINDOW_CONSECUTIVE) {
         pf__window_destroy(&b->win);
@@ -852,6 +864,16 @@ publish(pf_breaker_t *b, uint64_t w, pf_breaker_state_t to, bool forced,
         b->ls->transitions++;
         b->ls->last_transition_ns = now;
         queue_event(b, STATE_OF(w), to);
+        if (b->sync.breaker_changed != NULL && !b->applying) {
+            int64_t until = atomic_load_explicit(&b->core->open_until_ns,
+                                                 memory_order_relaxed);
+
+            b->sync.breaker_changed(
+                b->sync.arg, b, (int)STATE_OF(w), (int)to,
+                to != PF_BREAKER_OPEN ? 0
+                : forced || until == NEVER ? INT64_MAX
+                                           : until - now);
+        }
     }
 }
 
@@ -1571,6 +1593,53 @@ pf_breaker_reset(pf_breaker_t *b)
     to_closed(b, atomic_load_explicit(&b->core->word, memory_order_relaxed),
               now_ns(b));
     unlock_and_notify(b);
+}
+
+int
+pf_breaker_sync_apply(pf_breaker_t *b, pf_breaker_state_t to, int64_t open_ns)
+{
+    uint64_t w;
+    int64_t now;
+
+    if (b == NULL || open_ns < 0 ||
+        (to != PF_BREAKER_CLOSED && to != PF_BREAKER_OPEN &&
+         to != PF_BREAKER_HALF_OPEN)) {
+        return PF_EINVAL;
+    }
+    lock(b);
+    b->applying = true;
+    now = now_ns(b);
+    w = atomic_load_explicit(&b->core->word, memory_order_relaxed);
+    switch (to) {
+    case PF_BREAKER_OPEN:
+        if (open_ns == INT64_MAX) {
+            to_open(b, w, now, false, true);
+        } else {
+            if (STATE_OF(w) != PF_BREAKER_OPEN) {
+                b->ls->times_opened++;
+            }
+            atomic_store_explicit(&b->core->open_until_ns,
+                                  pf__add_sat(now, open_ns),
+                                  memory_order_relaxed);
+            if (STATE_OF(w) != PF_BREAKER_OPEN || (w & FORCED_BIT) != 0) {
+                publish(b, w, PF_BREAKER_OPEN, false, now);
+            }
+        }
+        break;
+    case PF_BREAKER_HALF_OPEN:
+        if (STATE_OF(w) != PF_BREAKER_HALF_OPEN) {
+            to_half_open(b, w, now);
+        }
+        break;
+    case PF_BREAKER_CLOSED:
+        if (STATE_OF(w) != PF_BREAKER_CLOSED) {
+            to_closed(b, w, now);
+        }
+        break;
+    }
+    b->applying = false;
+    unlock_and_notify(b);
+    return 0;
 }
 
 void

@@ -101,8 +101,8 @@ pf_breaker_group_new(const pf_breaker_group_config_t *cfg,
     if (rc != 0) {
         return rc;
     }
-    if (bc->shared != NULL) {
-        return PF_EINVAL; /* every key would share one segment */
+    if (bc->shared != NULL || bc->sync != NULL) {
+        return PF_EINVAL; /* every key would share one segment or entry */
     }
     g = pf__calloc(1, sizeof(*g));
     if (g == NULL) {

@@ -38,6 +38,11 @@
  * process, on the bulkhead's clock) and the words of processes that are
  * gone are freed.
  *
+ * Synced (config field sync): the same, with the store's hook in place of
+ * the lease table: after the local slot, the hook's take (a refusal gives
+ * the slot back), and before a leave gives its slot back, the hook's
+ * give. A synced bulkhead never queues either.
+ *
  * Lock order: the bulkhead's lock is the only lock held by this file; the
  * clock's and a token's are taken inside pf__wait_until, which releases
  * ours first when it needs to. */
@@ -50,6 +55,7 @@
 #include "puffinflow/bulkhead.h"
 #include "puffinflow/error.h"
 #include "puffinflow/shared.h"
+#include "puffinflow/sync.h"
 
 #include "adaptive.h"
 #include "clock_impl.h"
@@ -129,6 +135,10 @@ struct pf_bulkhead {
     uint64_t self;
     _Atomic int64_t next_liveness_ns;
 
+    /* Synced (config field sync): the store's hook, copied; all NULL =
+     * none. */
+    pf_sync_t sync;
+
     pthread_mutex_t lock;
     pf_bulkhead_ticket_t *head[PF_PRIORITY_COUNT];
     pf_bulkhead_ticket_t *tail[PF_PRIORITY_COUNT];
@@ -155,6 +165,7 @@ pf_bulkhead_config_init(pf_bulkhead_config_t *cfg)
     cfg->adaptive_latency = 0.0;
     cfg->adaptive_backoff = 0.9;
     cfg->shared = NULL;
+    cfg->sync = NULL;
 }
 
 /* Check every field; on success store the converted durations. */
@@ -164,7 +175,8 @@ validate(const pf_bulkhead_config_t *cfg, int64_t *max_wait_ns,
 {
     unsigned n = cfg->max_concurrent_calls;
 
-    if (cfg->name == NULL || n == 0 || n > PF_BULKHEAD_MAX_LIMIT) {
+    if (cfg->name == NULL || n == 0 || n > PF_BULKHEAD_MAX_LIMIT ||
+        (cfg->shared != NULL && cfg->sync != NULL)) {
         return PF_EINVAL;
     }
     if (cfg->shared != NULL) {
@@ -372,6 +384,10 @@ pf_bulkhead_new(const pf_bulkhead_config_t *cfg, pf_bulkhead_t **out)
         }
         bh->can_wait = false;
     }
+    if (cfg->sync != NULL) {
+        bh->sync = *cfg->sync;
+        bh->can_wait = false;
+    }
     *out = bh;
     return 0;
 }
@@ -381,6 +397,9 @@ pf_bulkhead_free(pf_bulkhead_t *bh)
 {
     if (bh == NULL) {
         return;
+    }
+    if (bh->sync.detach != NULL) {
+        bh->sync.detach(bh->sync.arg);
     }
     pthread_mutex_destroy(&bh->lock);
     pf__shm_close(&bh->shm);
@@ -636,9 +655,11 @@ fast_enter(pf_bulkhead_t *bh)
         if (atomic_compare_exchange_weak_explicit(&bh->state, &s, s + 1,
                                                   memory_order_acquire,
                                                   memory_order_relaxed)) {
-            if (bh->slots != NULL && !take_lease(bh)) {
-                /* No waiter can exist (a shared bulkhead never queues):
-                 * the local slot is simply given back. */
+            if ((bh->slots != NULL && !take_lease(bh)) ||
+                (bh->sync.take != NULL &&
+                 bh->sync.take(bh->sync.arg, 1) == PF_SYNC_REFUSE)) {
+                /* No waiter can exist (a shared or synced bulkhead never
+                 * queues): the local slot is simply given back. */
                 atomic_fetch_sub_explicit(&bh->state, 1,
                                           memory_order_release);
                 return false;
@@ -904,10 +925,15 @@ pf_bulkhead_leave(pf_bulkhead_t *bh)
     if (bh == NULL) {
         return;
     }
-    if (bh->slots != NULL &&
+    if ((bh->slots != NULL || bh->sync.give != NULL) &&
         st_in_use(atomic_load_explicit(&bh->state, memory_order_relaxed)) >
             0) {
-        give_lease(bh);
+        if (bh->slots != NULL) {
+            give_lease(bh);
+        }
+        if (bh->sync.give != NULL) {
+            bh->sync.give(bh->sync.arg, 1);
+        }
     }
     if (!fast_leave(bh)) {
         leave_slow(bh);

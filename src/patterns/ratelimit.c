@@ -62,6 +62,7 @@
 #include "puffinflow/error.h"
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/shared.h"
+#include "puffinflow/sync.h"
 
 #include "clock_impl.h"
 #include "mem.h"
@@ -118,6 +119,7 @@ struct pf_ratelimit {
     void *listener_arg;
     bucket_t own;
     pf__shm_t shm; /* shared: the segment (map NULL otherwise) */
+    pf_sync_t sync; /* the store's hook (copied; all NULL = none) */
 };
 
 /* The clock read of every decision (see the top of the file). */
@@ -141,6 +143,7 @@ pf_ratelimit_config_init(pf_ratelimit_config_t *cfg)
     cfg->listener = NULL;
     cfg->listener_arg = NULL;
     cfg->shared = NULL;
+    cfg->sync = NULL;
 }
 
 /* The smallest q (units per ns) that makes the permit interval a whole
@@ -273,6 +276,9 @@ pf_ratelimit_new(const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
         cost > WINDOW_MAX / cfg->burst) {
         return PF_EINVAL;
     }
+    if (cfg->shared != NULL && cfg->sync != NULL) {
+        return PF_EINVAL;
+    }
     if (cfg->shared != NULL) {
         char path[8];
 
@@ -300,6 +306,9 @@ pf_ratelimit_new(const pf_ratelimit_config_t *cfg, pf_ratelimit_t **out)
     rl->burst = cfg->burst;
     rl->listener = cfg->listener;
     rl->listener_arg = cfg->listener_arg;
+    if (cfg->sync != NULL) {
+        rl->sync = *cfg->sync;
+    }
     rl->coarse = coarse_is_enough(rl->clock, cfg->rate, cfg->burst);
     /* Unit 0 is now and tat = 0: no debt, the bucket starts full. Read
      * with the clock decisions will use: the coarse clock lags the precise
@@ -332,6 +341,9 @@ pf_ratelimit_free(pf_ratelimit_t *rl)
 {
     if (rl == NULL) {
         return;
+    }
+    if (rl->sync.detach != NULL) {
+        rl->sync.detach(rl->sync.arg);
     }
     pf__shm_close(&rl->shm);
     pf__free(rl->name);
@@ -394,10 +406,22 @@ static inline bool
 take(pf_ratelimit_t *rl, unsigned n, int64_t now, uint64_t allow,
      uint64_t *over)
 {
-    uint64_t nu = to_units(rl, now);
-    uint64_t t = atomic_load_explicit(&rl->b->tat, memory_order_acquire);
+    uint64_t nu;
+    uint64_t t;
     uint64_t need = (uint64_t)n * rl->cost;
 
+    if (rl->sync.take != NULL) {
+        /* A store's share decides (never waiting) unless it cannot. */
+        int r = rl->sync.take(rl->sync.arg, n);
+
+        if (r != PF_SYNC_LOCAL) {
+            *over = r == PF_SYNC_GRANT ? 0 : need;
+            return r == PF_SYNC_GRANT;
+        }
+        allow = 0;
+    }
+    nu = to_units(rl, now);
+    t = atomic_load_explicit(&rl->b->tat, memory_order_acquire);
     for (;;) {
         uint64_t debt = debt_now(rl, t, nu, now) + need;
 
@@ -486,6 +510,9 @@ pf_ratelimit_refund(pf_ratelimit_t *rl, unsigned n)
 
     if (rl == NULL || n == 0) {
         return;
+    }
+    if (rl->sync.give != NULL) {
+        rl->sync.give(rl->sync.arg, n);
     }
     now = read_now(rl);
     nu = to_units(rl, now);

@@ -35,6 +35,7 @@
 #include "puffinflow/error.h"
 #include "puffinflow/retry.h"
 #include "puffinflow/shared.h"
+#include "puffinflow/sync.h"
 
 #include "clock_impl.h"
 #include "mem.h"
@@ -85,6 +86,7 @@ struct pf_retry_budget {
     _Atomic uint64_t calls;
     _Atomic uint64_t retries;
     _Atomic uint64_t refused;
+    pf_sync_t sync; /* the store's hook (copied; all NULL = none) */
     pthread_mutex_t lock;
 };
 
@@ -102,6 +104,7 @@ pf_retry_budget_config_init(pf_retry_budget_config_t *cfg)
     cfg->listener_arg = NULL;
     cfg->clock = NULL;
     cfg->shared = NULL;
+    cfg->sync = NULL;
 }
 
 /* Comparisons written so that NaN fails each of them. */
@@ -110,6 +113,9 @@ config_valid(const pf_retry_budget_config_t *cfg)
 {
     char path[8];
 
+    if (cfg->shared != NULL && cfg->sync != NULL) {
+        return false;
+    }
     if (cfg->shared != NULL &&
         (pf__shm_path(cfg->shared->dir, cfg->shared->name, path,
                       sizeof(path)) == PF_EINVAL ||
@@ -212,6 +218,9 @@ pf_retry_budget_new(const pf_retry_budget_config_t *cfg,
     b->reserve = cfg->min_retries_per_sec * cfg->window;
     b->listener = cfg->listener;
     b->listener_arg = cfg->listener_arg;
+    if (cfg->sync != NULL) {
+        b->sync = *cfg->sync;
+    }
     for (unsigned i = 0; i < SLOTS; i++) {
         atomic_init(&b->own.calls[i], 0);
         atomic_init(&b->own.retries[i], 0);
@@ -240,6 +249,9 @@ pf_retry_budget_free(pf_retry_budget_t *b)
 {
     if (b == NULL) {
         return;
+    }
+    if (b->sync.detach != NULL) {
+        b->sync.detach(b->sync.arg);
     }
     pf__shm_close(&b->shm);
     pthread_mutex_destroy(&b->lock);
@@ -347,6 +359,21 @@ allowance(const pf_retry_budget_t *b, uint64_t calls)
     return a >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(a);
 }
 
+/* Synced: add the other processes' window counts (sync.h). */
+static void
+add_others(const pf_retry_budget_t *b, uint64_t *calls, uint64_t *retries)
+{
+    uint64_t c = 0;
+    uint64_t r = 0;
+
+    if (b->sync.budget_others == NULL) {
+        return;
+    }
+    b->sync.budget_others(b->sync.arg, &c, &r);
+    *calls += c;
+    *retries += r;
+}
+
 int
 pf_retry_budget_try_withdraw(pf_retry_budget_t *b)
 {
@@ -362,6 +389,7 @@ pf_retry_budget_try_withdraw(pf_retry_budget_t *b)
     e = epoch_now(b);
     calls = ring_sum(b->r->calls, e);
     retries = ring_sum(b->r->retries, e);
+    add_others(b, &calls, &retries);
     if (retries < allowance(b, calls)) {
         slot_add(b->r->retries, e);
         atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
@@ -395,6 +423,7 @@ pf_retry_budget_metrics(pf_retry_budget_t *b, pf_retry_budget_metrics_t *out)
     out->refused = atomic_load_explicit(&b->refused, memory_order_relaxed);
     out->window_calls = ring_sum(b->r->calls, e);
     out->window_retries = ring_sum(b->r->retries, e);
+    add_others(b, &out->window_calls, &out->window_retries);
     allowed = allowance(b, out->window_calls);
     out->available =
         allowed > out->window_retries ? allowed - out->window_retries : 0;

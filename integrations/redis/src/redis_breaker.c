@@ -1,0 +1,326 @@
+/* The Redis store's breakers: the sync hook's side (a change noted under
+ * the breaker's lock), the changes and comparisons sent to the breaker
+ * script, the stored state taken when newer, and the published changes
+ * of other processes. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "puffinflow/error.h"
+#include "puffinflow/sync.h"
+#include "redis_impl.h"
+
+/* Under the breaker's lock: note the change for the pump. */
+static void
+hook_breaker_changed(void *arg, pf_breaker_t *b, int from, int to,
+                     int64_t open_ns)
+{
+    obj_t *o = arg;
+
+    (void)b;
+    (void)from;
+    pthread_mutex_lock(&o->pmu);
+    o->pend = true;
+    o->pend_state = to;
+    o->pend_open_ns = open_ns;
+    pthread_mutex_unlock(&o->pmu);
+    pf__redis_wake(o->r);
+}
+
+int
+pf_redis_breaker_new(pf_redis_t *r, const pf_breaker_config_t *cfg,
+                     pf_breaker_t **out)
+{
+    pf_breaker_config_t c;
+    pf_sync_t sync;
+    obj_t *o;
+    int rc;
+
+    if (r == NULL || cfg == NULL || out == NULL || cfg->shared != NULL ||
+        cfg->sync != NULL || !pf__redis_name_ok(cfg->name)) {
+        return PF_EINVAL;
+    }
+    rc = pf__redis_obj_new(r, OBJ_BREAKER, cfg->name, &o);
+    if (rc != 0) {
+        return rc;
+    }
+    memset(&sync, 0, sizeof(sync));
+    sync.breaker_changed = hook_breaker_changed;
+    sync.detach = pf__redis_detach;
+    sync.arg = o;
+    c = *cfg;
+    c.sync = &sync;
+    pthread_mutex_lock(&r->mu); /* no remote change before it is listed */
+    rc = pf_breaker_new(&c, &o->b);
+    if (rc != 0) {
+        pthread_mutex_unlock(&r->mu);
+        pf__redis_obj_free(o);
+        return rc;
+    }
+    o->next = r->objs;
+    r->objs = o;
+    o->next_sync_ns = 0; /* learn the stored state at once */
+    *out = o->b;
+    r->need_pump = true;
+    pthread_mutex_unlock(&r->mu);
+    pf__redis_wake(r);
+    return 0;
+}
+
+static obj_t *
+find_breaker(pf_redis_t *r, const char *name, size_t len)
+{
+    for (obj_t *o = r->objs; o != NULL; o = o->next) {
+        if (o->kind == OBJ_BREAKER && strlen(o->name) == len &&
+            memcmp(o->name, name, len) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* Take the stored state (generation g) when it is newer than ours: any
+ * local change not yet sent was made on an older state and is dropped. */
+static void
+apply_remote(obj_t *o, uint64_t g, long long state, long long left_ms)
+{
+    int64_t open_ns;
+
+    if (g <= o->gen || o->b == NULL) {
+        if (g > o->gen) {
+            o->gen = g;
+        }
+        return;
+    }
+    o->gen = g;
+    open_ns = left_ms < 0 ? INT64_MAX
+              : left_ms > INT64_MAX / NS_PER_MS ? INT64_MAX - 1
+                                                : (int64_t)left_ms * NS_PER_MS;
+    pthread_mutex_lock(&o->pmu);
+    o->pend = false;
+    pthread_mutex_unlock(&o->pmu);
+    (void)pf_breaker_sync_apply(o->b, (pf_breaker_state_t)state, open_ns);
+    pf__redis_count(o->r, M_APPLIED, 1);
+}
+
+static void breaker_view(obj_t *o, int *state, int64_t *open_ns);
+
+/* A change sent whose answer never came (the connection went, or the
+ * reply was an error or malformed): send the local view as a change
+ * again, unless a newer change is waiting already. */
+void
+pf__redis_breaker_requeue(obj_t *o)
+{
+    int state;
+    int64_t open_ns;
+
+    if (o->kind != OBJ_BREAKER || !o->sent_change || o->b == NULL) {
+        return;
+    }
+    breaker_view(o, &state, &open_ns);
+    pthread_mutex_lock(&o->pmu);
+    if (!o->pend) {
+        o->pend = true;
+        o->pend_state = state;
+        o->pend_open_ns = open_ns;
+    }
+    pthread_mutex_unlock(&o->pmu);
+}
+
+static void
+on_breaker_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply *rep = reply;
+    obj_t *o = pf__redis_reply_obj(ac, reply, privdata);
+    pf_redis_t *r;
+
+    if (o == NULL) {
+        return;
+    }
+    r = o->r;
+    r->need_pump = true;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        pf__redis_breaker_requeue(o);
+        pf__redis_error_reply(r, ac, rep);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
+        !pf__redis_int_reply(rep->element[0], 0, 1) ||
+        !pf__redis_int_reply(rep->element[1], 0, INT64_MAX) ||
+        !pf__redis_int_reply(rep->element[2], 0, 2) ||
+        !pf__redis_int_reply(rep->element[3], -1, INT64_MAX) ||
+        !pf__redis_int_reply(rep->element[4], 0, 1)) {
+        pf__redis_breaker_requeue(o);
+        pf__redis_bad_reply(r, ac, o->name);
+        return;
+    }
+    if (rep->element[0]->integer == 1) {
+        if (rep->element[4]->integer == 1) {
+            pf__redis_count(r, M_RESEEDS, 1);
+            pf__redis_event(r, PF_REDIS_RESEEDED, o->name);
+        }
+        o->gen = (uint64_t)rep->element[1]->integer;
+        return;
+    }
+    if (o->sent_change) {
+        pf__redis_count(r, M_LOST, 1);
+    }
+    apply_remote(o, (uint64_t)rep->element[1]->integer,
+                 rep->element[2]->integer, rep->element[3]->integer);
+}
+
+/* Send a change or a comparison for breaker o. */
+static void
+send_breaker(pf_redis_t *r, obj_t *o, bool change, int state, int64_t open_ns)
+{
+    char gen[24];
+    char st[4];
+    char om[24];
+    long long ms = open_ns == INT64_MAX ? -1 : (long long)(open_ns / NS_PER_MS);
+    const char *argv[12];
+    int rc;
+
+    if (state == PF_BREAKER_OPEN && open_ns != INT64_MAX && ms == 0 &&
+        open_ns > 0) {
+        ms = 1;
+    }
+    snprintf(gen, sizeof(gen), "%" PRIu64, o->gen);
+    snprintf(st, sizeof(st), "%d", state);
+    snprintf(om, sizeof(om), "%lld", state == PF_BREAKER_OPEN ? ms : 0LL);
+    argv[0] = "EVALSHA";
+    argv[1] = r->sha[SCRIPT_BREAKER];
+    argv[2] = "1";
+    argv[3] = o->key;
+    argv[4] = change ? "t" : "s";
+    argv[5] = gen;
+    argv[6] = st;
+    argv[7] = om;
+    argv[8] = r->channel;
+    argv[9] = o->name;
+    argv[10] = r->id;
+    rc = redisAsyncCommandArgv(r->cmd->ac, on_breaker_reply, o, 11, argv,
+                               NULL);
+    if (rc != REDIS_OK) {
+        return;
+    }
+    o->inflight = true;
+    o->sent_change = change;
+    if (r->cmd->outstanding++ == 0) {
+        r->cmd->progress_ns = pf__redis_now(r);
+    }
+    pf__redis_count(r, M_COMMANDS, 1);
+    if (change) {
+        pf__redis_count(r, M_SENT, 1);
+    }
+}
+
+/* The local view, for a comparison: the state and the open time left. */
+static void
+breaker_view(obj_t *o, int *state, int64_t *open_ns)
+{
+    pf_breaker_metrics_t m;
+
+    pf_breaker_metrics(o->b, &m);
+    *state = (int)m.state;
+    *open_ns = 0;
+    if (m.state == PF_BREAKER_OPEN) {
+        *open_ns = m.forced_open ? INT64_MAX
+                   : m.retry_at_ns > m.now_ns ? m.retry_at_ns - m.now_ns
+                                              : 1;
+    }
+}
+
+void
+pf__redis_pump_breaker(pf_redis_t *r, obj_t *o, int64_t now)
+{
+    bool pend;
+    int state;
+    int64_t open_ns;
+
+    if (o->inflight || o->b == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&o->pmu);
+    pend = o->pend;
+    state = o->pend_state;
+    open_ns = o->pend_open_ns;
+    o->pend = false;
+    pthread_mutex_unlock(&o->pmu);
+    if (pend) {
+        send_breaker(r, o, true, state, open_ns);
+        o->next_sync_ns = now + r->sync_ns;
+        return;
+    }
+    if (now >= o->next_sync_ns) {
+        breaker_view(o, &state, &open_ns);
+        send_breaker(r, o, false, state, open_ns);
+        o->next_sync_ns = now + r->sync_ns;
+    }
+}
+
+/* A published change: "B|name|gen|state|open ms|origin". Ours, unknown
+ * names and older generations are ignored; anything malformed is
+ * counted. */
+void
+pf__redis_on_message(pf_redis_t *r, const redisReply *rep)
+{
+    char buf[MAX_NAME + 128];
+    char *f[6];
+    int n = 0;
+    char *p;
+    char *end;
+    unsigned long long gen;
+    long long state;
+    long long left;
+    obj_t *o;
+
+    if (rep->len <= 0 || (size_t)rep->len >= sizeof(buf) || rep->str == NULL) {
+        goto bad;
+    }
+    memcpy(buf, rep->str, (size_t)rep->len);
+    buf[rep->len] = '\0';
+    if (strlen(buf) != (size_t)rep->len) {
+        goto bad; /* an embedded NUL */
+    }
+    p = buf;
+    while (n < 6) {
+        f[n++] = p;
+        p = strchr(p, '|');
+        if (p == NULL) {
+            break;
+        }
+        *p++ = '\0';
+    }
+    if (n != 6 || p != NULL || strcmp(f[0], "B") != 0) {
+        goto bad;
+    }
+    errno = 0;
+    gen = strtoull(f[2], &end, 10);
+    if (errno != 0 || *end != '\0' || f[2][0] == '\0' || f[2][0] == '-' ||
+        gen > INT64_MAX) {
+        goto bad;
+    }
+    state = strtoll(f[3], &end, 10);
+    if (*end != '\0' || f[3][0] == '\0' || state < 0 || state > 2) {
+        goto bad;
+    }
+    errno = 0;
+    left = strtoll(f[4], &end, 10);
+    if (errno != 0 || *end != '\0' || f[4][0] == '\0' || left < -1) {
+        goto bad;
+    }
+    pf__redis_count(r, M_PUSHES, 1);
+    if (strcmp(f[5], r->id) == 0) {
+        return;
+    }
+    o = find_breaker(r, f[1], strlen(f[1]));
+    if (o != NULL) {
+        apply_remote(o, gen, state, left);
+    }
+    return;
+bad:
+    pf__redis_count(r, M_BAD_REPLIES, 1);
+    pf__redis_event(r, PF_REDIS_BAD_REPLY, "published message");
+}
