@@ -1,7 +1,8 @@
 /* Child processes on the reactor, with real processes: exit statuses, a
  * manual-clock deadline that kills the child, a group that ignores SIGTERM
  * killed (grandchildren too) after the grace period, leftovers of a
- * command that exited, abort, the executor's shutdown, a command that does
+ * command that exited (done as soon as they obey SIGTERM, not after the
+ * grace period), abort, the executor's shutdown, a command that does
  * not exist, bad input, allocation failures, and 200 children on 2
  * workers each completed and reaped exactly once. */
 #include <errno.h>
@@ -315,6 +316,67 @@ test_subprocess_leftovers_are_ended_when_it_exits(void **state)
     assert_no_children();
 }
 
+/* A command that forks a grandchild (which obeys SIGTERM) and exits: the
+ * grandchild gets SIGTERM at once, and done comes when it is gone, with
+ * the manual clock never moved (the 5 s grace timer never fires). */
+static void
+test_subprocess_leftover_gone_on_sigterm_does_not_delay_done(void **state)
+{
+    pf_clock_t *clock = *state;
+    pid_log_t log;
+    char script[256];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    pf_executor_t *ex = make(clock, 2);
+    int64_t t0 = pf_clock_now_ns(clock);
+    outcome_t o = {0};
+    pid_t pid;
+
+    pid_log_make(&log);
+    snprintf(script, sizeof(script), "sleep 1000 & echo $! >> %s; exit 4",
+             log.file);
+    assert_pf_ok(pf_executor_spawn(ex, argv, NULL, NULL, record, &o, NULL));
+    pid_log_wait(&log, &pid, 1);
+    pf_test_wait_for_flag(&o.calls, 1);
+    assert_int_equal(pf_clock_now_ns(clock), t0); /* no grace waited */
+    assert_int_equal(o.r.result, 0);
+    assert_int_equal(o.r.exit_code, 4);
+    assert_false(process_runs(pid)); /* the grandchild: SIGTERM ended it */
+    pf_executor_free(ex);
+    pid_log_remove(&log);
+    assert_no_children();
+}
+
+/* The same after a deadline: the leader obeys SIGTERM, its grandchild
+ * too; done comes without the grace timer. */
+static void
+test_subprocess_deadline_with_grandchild_does_not_wait_grace(void **state)
+{
+    pf_clock_t *clock = *state;
+    pid_log_t log;
+    char script[256];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    pf_executor_t *ex = make(clock, 2);
+    pf_deadline_t d = pf_deadline_in(clock, 1.0);
+    outcome_t o = {0};
+    pid_t pids[2];
+
+    pid_log_make(&log);
+    snprintf(script, sizeof(script),
+             "sleep 1000 & echo $! >> %s; echo $$ >> %s; wait", log.file,
+             log.file);
+    assert_pf_ok(pf_executor_spawn(ex, argv, NULL, &d, record, &o, NULL));
+    pid_log_wait(&log, pids, 2);
+    pf_clock_manual_advance(clock, NS_PER_SEC); /* SIGTERM to the group */
+    pf_test_wait_for_flag(&o.calls, 1); /* the clock stays at 1 s */
+    assert_int_equal(o.r.result, PF_ETIMEDOUT);
+    assert_int_equal(o.r.term_signal, SIGTERM);
+    assert_int_equal(o.r.pid, pids[1]);
+    assert_false(process_runs(pids[0]));
+    pf_executor_free(ex);
+    pid_log_remove(&log);
+    assert_no_children();
+}
+
 static void
 test_subprocess_abort_ends_it_with_ecanceled(void **state)
 {
@@ -622,6 +684,10 @@ main(void)
         CLOCK_TEST(
             test_subprocess_ignoring_sigterm_killed_after_grace_with_grandchildren),
         CLOCK_TEST(test_subprocess_leftovers_are_ended_when_it_exits),
+        CLOCK_TEST(
+            test_subprocess_leftover_gone_on_sigterm_does_not_delay_done),
+        CLOCK_TEST(
+            test_subprocess_deadline_with_grandchild_does_not_wait_grace),
         CLOCK_TEST(test_subprocess_abort_ends_it_with_ecanceled),
         CLOCK_TEST(test_subprocess_executor_free_kills_it),
         CLOCK_TEST(test_subprocess_missing_command_is_enotfound),
