@@ -16,8 +16,8 @@
  *    transfers vs agent runs with no pattern vs agent runs with breaker +
  *    bulkhead + retries + timeout; client CPU per call, median of 5.
  *
- * Usage: bench_curl_agents [N...] (the sizes of part 1). With
- * BENCH_DEBUG set, the first failed runs of each batch are described on
+ * Usage: bench_curl_agents [N...] (the sizes of part 1). BENCH_PARTS
+ * (digits, default "123") picks the parts to run. With BENCH_DEBUG set, the first failed runs of each batch are described on
  * stderr. */
 #include <pthread.h>
 #include <signal.h>
@@ -337,6 +337,11 @@ main(int argc, char **argv)
     pid_t pid;
     int k;
     int count = argc > 1 ? argc - 1 : 3;
+    const char *parts = getenv("BENCH_PARTS");
+
+    if (parts == NULL) {
+        parts = "123";
+    }
 
     signal(SIGPIPE, SIG_IGN);
     if (pipe(to_server) != 0 || pipe(from_server) != 0) {
@@ -370,7 +375,7 @@ main(int argc, char **argv)
            curl_version_info(CURLVERSION_NOW)->version);
     printf("%-8s %-30s %-28s %-22s %s\n", "N", "state", "wall s (min/median/max)",
            "CPU us/call (median)", "errors (total of 3)");
-    for (k = 0; k < count; k++) {
+    for (k = 0; k < count && strchr(parts, '1') != NULL; k++) {
         static const patterns_t ps[] = {PAT_RATE, PAT_RATE_BULKHEAD};
         int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
         int q;
@@ -397,6 +402,9 @@ main(int argc, char **argv)
         }
     }
 
+    if (strchr(parts, '2') == NULL) {
+        goto part3;
+    }
     printf("\n# 2. 1,000 runs at once; 3 retries (50 ms doubling to 1 s, "
            "full jitter), 2 s per-attempt timeout; 3 rounds each\n");
     printf("%-46s %-30s %-16s %s\n", "server / client", "errors % (per round)",
@@ -439,7 +447,10 @@ main(int argc, char **argv)
             }
         }
     }
-
+part3:
+    if (strchr(parts, '3') == NULL) {
+        goto out;
+    }
     printf("\n# 3. The patterns' cost per call: 1,000 calls at once to the "
            "100 ms server, client CPU us/call (median of 5 rounds)\n");
     {
@@ -468,6 +479,7 @@ main(int argc, char **argv)
                    (cpu[q * 5 + 2] - bare) / bare * 100.0);
         }
     }
+out:
     pf_executor_free(ex);
     close(to_server[1]);
     waitpid(pid, NULL, 0);
