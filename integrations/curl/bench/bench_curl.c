@@ -68,8 +68,7 @@ run_batch(pf_executor_t *ex, const char *url, int n)
     int64_t c0;
     int i;
 
-    pf_curl_config_init(&cfg);
-    cfg.executor = ex;
+    bench_client_config(&cfg, ex);
     if (easy == NULL || pf_curl_client_new(&cfg, &c) != 0) {
         abort();
     }

@@ -187,8 +187,7 @@ agent_batch(pf_executor_t *ex, const char *url, int n, patterns_t p)
     int64_t c0;
     int i;
 
-    pf_curl_config_init(&cfg);
-    cfg.executor = ex;
+    bench_client_config(&cfg, ex);
     if (r == NULL || pf_curl_client_new(&cfg, &g_client) != 0) {
         abort();
     }
@@ -270,8 +269,7 @@ bare_batch(pf_executor_t *ex, const char *url, int n)
     int64_t c0;
     int i;
 
-    pf_curl_config_init(&cfg);
-    cfg.executor = ex;
+    bench_client_config(&cfg, ex);
     if (easy == NULL || pf_curl_client_new(&cfg, &c) != 0) {
         abort();
     }

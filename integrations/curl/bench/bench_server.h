@@ -15,6 +15,8 @@
 
 #include <microhttpd.h>
 
+#include "puffinflow/curl.h"
+
 /* ---- the server (child process) ---------------------------------------- */
 
 typedef struct pending {
@@ -180,6 +182,20 @@ cpu_ns(void)
     return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
                1000000000LL +
            ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
+/* The client config of the benches: the defaults, with max_transfers
+ * from BENCH_MAX_TRANSFERS when set (0 = no limit). */
+static void
+bench_client_config(pf_curl_config_t *cfg, pf_executor_t *ex)
+{
+    const char *m = getenv("BENCH_MAX_TRANSFERS");
+
+    pf_curl_config_init(cfg);
+    cfg->executor = ex;
+    if (m != NULL) {
+        cfg->max_transfers = atol(m);
+    }
 }
 
 #endif /* PF_BENCH_CURL_SERVER_H */

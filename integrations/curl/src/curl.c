@@ -53,7 +53,9 @@
 #include "puffinflow/curl.h"
 #include "puffinflow/error.h"
 
-typedef enum { XFER_STARTED, XFER_DONE } xfer_phase_t;
+/* QUEUED: waiting for a place among the client's max_transfers (not in
+ * libcurl yet); STARTED: in libcurl's multi handle. */
+typedef enum { XFER_QUEUED, XFER_STARTED, XFER_DONE } xfer_phase_t;
 
 struct pf_curl_xfer {
     pf_curl_client_t *c;
@@ -67,8 +69,10 @@ struct pf_curl_xfer {
     CURLcode code; /* once DONE */
     int64_t dl_at; /* its deadline on the executor's clock, or NEVER */
     size_t dl_idx; /* its place in c's deadline heap, when dl_at is set */
-    pf_curl_xfer_t *prev;
+    pf_curl_xfer_t *prev; /* in c->xfers */
     pf_curl_xfer_t *next;
+    pf_curl_xfer_t *qprev; /* in c's queue, while QUEUED */
+    pf_curl_xfer_t *qnext;
 };
 
 #define NEVER INT64_MAX
@@ -101,8 +105,12 @@ struct pf_curl_client {
     atomic_int refs;
     bool closing;
     bool draining;
-    unsigned pending;
-    pf_curl_xfer_t *xfers; /* started, not DONE */
+    unsigned pending;      /* queued or started */
+    long max_transfers;    /* in libcurl at once; 0 = no limit */
+    long in_flight;        /* STARTED */
+    pf_curl_xfer_t *qhead; /* QUEUED, oldest first */
+    pf_curl_xfer_t *qtail;
+    pf_curl_xfer_t *xfers; /* queued or started, not DONE */
     pf_wait_t *arm;        /* the reactor's wait on epfd, when armed */
     int64_t timer_at;      /* libcurl's timer is due (CLOCK_MONOTONIC) */
     int64_t tfd_at;        /* tfd is set to fire then; NEVER: disarmed or
@@ -135,6 +143,7 @@ pf_curl_config_init(pf_curl_config_t *cfg)
         return;
     }
     memset(cfg, 0, sizeof(*cfg));
+    cfg->max_transfers = PF_CURL_MAX_TRANSFERS_DEFAULT;
 }
 
 static int64_t
@@ -410,6 +419,67 @@ easy_release(CURL *easy)
     curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
 }
 
+static void
+queue_unlink(pf_curl_client_t *c, pf_curl_xfer_t *x)
+{
+    if (x->qprev != NULL) {
+        x->qprev->qnext = x->qnext;
+    } else {
+        c->qhead = x->qnext;
+    }
+    if (x->qnext != NULL) {
+        x->qnext->qprev = x->qprev;
+    } else {
+        c->qtail = x->qprev;
+    }
+}
+
+static int add_code(CURLMcode mrc);
+static void xfer_end(pf_curl_client_t *c, pf_curl_xfer_t *x, int result,
+                     CURLcode code, done_list_t *dl);
+
+/* Hand x, QUEUED or new, to libcurl. Under c->lock. 0, or add_code's
+ * error (x untouched then). */
+static int
+hand_over(pf_curl_client_t *c, pf_curl_xfer_t *x)
+{
+    int rc = add_code(curl_multi_add_handle(c->multi, x->easy));
+
+    if (rc != 0) {
+        return rc;
+    }
+    /* Only once it is ours: a handle in another transfer keeps its own. */
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+    c->in_flight++;
+    return 0;
+}
+
+/* Hand queued transfers to libcurl while there is room. Under c->lock. A
+ * handle libcurl refuses (in a transfer elsewhere by now) ends with the
+ * error through dl. */
+static void
+admit(pf_curl_client_t *c, done_list_t *dl)
+{
+    while (c->qhead != NULL && !c->closing &&
+           (c->max_transfers == 0 || c->in_flight < c->max_transfers)) {
+        pf_curl_xfer_t *x = c->qhead;
+        int rc;
+
+        queue_unlink(c, x);
+        x->phase = XFER_STARTED; /* for xfer_end, if refused */
+        rc = hand_over(c, x);
+        if (rc != 0) {
+            x->phase = XFER_DONE;
+            x->result = rc;
+            x->code = CURLE_FAILED_INIT;
+            xfer_unlink_started(c, x);
+            dl_remove(c, x);
+            x->next = dl->head;
+            dl->head = x;
+        }
+    }
+}
+
 /* Take x out of the client with its outcome: remove its easy handle
  * (closing an unfinished transfer's connection), unlink it, withdraw its
  * deadline and queue it on dl. Under c->lock, x STARTED. */
@@ -417,15 +487,21 @@ static void
 xfer_end(pf_curl_client_t *c, pf_curl_xfer_t *x, int result, CURLcode code,
          done_list_t *dl)
 {
+    if (x->phase == XFER_STARTED) {
+        curl_multi_remove_handle(c->multi, x->easy);
+        easy_release(x->easy);
+        c->in_flight--;
+    } else {
+        queue_unlink(c, x);
+    }
     x->phase = XFER_DONE;
     x->result = result;
     x->code = code;
-    curl_multi_remove_handle(c->multi, x->easy);
-    easy_release(x->easy);
     xfer_unlink_started(c, x);
     dl_remove(c, x);
     x->next = dl->head; /* the link now threads the done queue */
     dl->head = x;
+    admit(c, dl);
 }
 
 /* Fill r for x. Outside the lock: easy is out of the multi handle, and
@@ -617,11 +693,14 @@ on_drain(int result, void *arg)
             curl_multi_socket_action(c->multi, fd, mask, &running);
         }
         run_timer(c);
-        if (n < DRAIN_EVENTS) {
+        /* Finished transfers make room for queued ones, whose start is
+         * libcurl's timer at once: run it in this drain. */
+        collect(c, &dl);
+        if (n < DRAIN_EVENTS &&
+            (c->timer_at == NEVER || c->timer_at > mono_ns())) {
             break;
         }
     }
-    collect(c, &dl);
     c->draining = false;
     timer_sync(c);
     arm(c);
@@ -714,7 +793,7 @@ pf_curl_client_new(const pf_curl_config_t *cfg, pf_curl_client_t **out)
         cfg = &def;
     }
     if (out == NULL || cfg->max_connections < 0 ||
-        cfg->max_host_connections < 0) {
+        cfg->max_host_connections < 0 || cfg->max_transfers < 0) {
         return PF_EINVAL;
     }
     pthread_once(&g_global_once, global_init);
@@ -730,6 +809,7 @@ pf_curl_client_new(const pf_curl_config_t *cfg, pf_curl_client_t **out)
     c->timer_at = NEVER;
     c->tfd_at = NEVER;
     c->ex = cfg->executor;
+    c->max_transfers = cfg->max_transfers;
     rc = c->ex == NULL ? pf_executor_default(&c->ex) : 0;
     if (rc == 0) {
         c->clock = pf_executor_clock(c->ex);
@@ -851,7 +931,7 @@ pf_curl_start(pf_curl_client_t *c, CURL *easy, const pf_deadline_t *deadline,
               pf_curl_done_fn done, void *arg, pf_curl_xfer_t **out)
 {
     pf_curl_xfer_t *x;
-    int rc;
+    int rc = 0;
 
     if (c == NULL || easy == NULL || done == NULL) {
         return PF_EINVAL;
@@ -864,19 +944,43 @@ pf_curl_start(pf_curl_client_t *c, CURL *easy, const pf_deadline_t *deadline,
     x->easy = easy;
     x->done = done;
     x->arg = arg;
-    x->phase = XFER_STARTED;
     x->dl_at = NEVER;
     atomic_init(&x->refs, out != NULL ? 2 : 1); /* the client's, owner's */
     pthread_mutex_lock(&c->lock);
-    rc = c->closing ? PF_ESTATE : add_code(curl_multi_add_handle(c->multi,
-                                                                 easy));
+    if (c->closing) {
+        rc = PF_ESTATE;
+    } else if (c->max_transfers == 0 || c->in_flight < c->max_transfers) {
+        rc = hand_over(c, x);
+        x->phase = XFER_STARTED;
+    } else {
+        char *priv = NULL;
+
+        /* It waits for a place: only a handle in one of this client's
+         * transfers is known busy now (its CURLOPT_PRIVATE is ours);
+         * libcurl refuses any other busy one at admission. */
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        rc = priv != NULL ? PF_ESTATE : 0;
+        x->phase = XFER_QUEUED;
+    }
+    if (rc == 0 && !pf_deadline_is_none(deadline)) {
+        x->dl_at = deadline_on(c, deadline);
+        rc = dl_push(c, x);
+        if (rc != 0) {
+            x->dl_at = NEVER;
+        } else if ((rc = dl_arm(c)) != 0) {
+            dl_remove(c, x);
+        }
+        if (rc != 0 && x->phase == XFER_STARTED) {
+            curl_multi_remove_handle(c->multi, easy);
+            easy_release(easy);
+            c->in_flight--;
+        }
+    }
     if (rc != 0) {
         pthread_mutex_unlock(&c->lock);
         free(x);
         return rc;
     }
-    /* Only once it is ours: a handle in another transfer keeps its own. */
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
     client_ref(c);
     x->next = c->xfers;
     if (c->xfers != NULL) {
@@ -884,26 +988,14 @@ pf_curl_start(pf_curl_client_t *c, CURL *easy, const pf_deadline_t *deadline,
     }
     c->xfers = x;
     c->pending++;
-    if (!pf_deadline_is_none(deadline)) {
-        x->dl_at = deadline_on(c, deadline);
-        rc = dl_push(c, x);
-        if (rc == 0) {
-            rc = dl_arm(c);
-            if (rc != 0) {
-                dl_remove(c, x);
-            }
+    if (x->phase == XFER_QUEUED) {
+        x->qprev = c->qtail;
+        if (c->qtail != NULL) {
+            c->qtail->qnext = x;
         } else {
-            x->dl_at = NEVER;
+            c->qhead = x;
         }
-        if (rc != 0) {
-            curl_multi_remove_handle(c->multi, easy);
-            easy_release(easy);
-            xfer_unlink_started(c, x);
-            pthread_mutex_unlock(&c->lock);
-            free(x);
-            client_unref(c);
-            return rc;
-        }
+        c->qtail = x;
     }
     arm(c); /* if an earlier arm failed */
     pthread_mutex_unlock(&c->lock);
@@ -924,7 +1016,7 @@ pf_curl_abort(pf_curl_xfer_t *x)
     }
     c = x->c;
     pthread_mutex_lock(&c->lock);
-    if (x->phase == XFER_STARTED) {
+    if (x->phase != XFER_DONE) {
         xfer_end(c, x, PF_ECANCELED, CURLE_ABORTED_BY_CALLBACK, &dl);
     }
     pthread_mutex_unlock(&c->lock);

@@ -46,7 +46,17 @@ typedef struct pf_curl_config {
     long max_host_connections; /* ... to one host
                                   (CURLMOPT_MAX_HOST_CONNECTIONS); 0 = no
                                   limit (default) */
+    long max_transfers;        /* transfers handed to libcurl at once; the
+                                  others wait in the client's queue, in
+                                  the order they were started, and are
+                                  handed over as transfers end (their
+                                  deadline runs while they wait); 0 = no
+                                  limit; default
+                                  PF_CURL_MAX_TRANSFERS_DEFAULT */
 } pf_curl_config_t;
+
+/* The default max_transfers (see docs/curl.md, "Admission"). */
+#define PF_CURL_MAX_TRANSFERS_DEFAULT 1024
 
 /* Fill cfg with the defaults above. NULL is a no-op. */
 PF_API void pf_curl_config_init(pf_curl_config_t *cfg);
