@@ -692,6 +692,7 @@ test_curl_transfers_beyond_max_wait_in_order(void **state)
     pf_test_wait_for_flag(&k5.calls, 1);
     assert_int_equal(k5.r.result, 0);
     assert_int_equal(k5.r.http_status, 200);
+    pf_test_wait_for_flag(&k3.calls, 1);
     assert_int_equal(k3.r.result, PF_ECANCELED);
     assert_int_equal(pf_curl_client_pending(c), 1);
     pf_curl_client_free(c); /* slow[1] */
