@@ -17,7 +17,10 @@
  *    bulkhead + retries + timeout; client CPU per call, median of 5.
  *
  * Usage: bench_curl_agents [N...] (the sizes of part 1). BENCH_PARTS
- * (digits, default "123") picks the parts to run. With BENCH_DEBUG set, the first failed runs of each batch are described on
+ * (digits, default "123") picks the parts to run. BENCH_ONE=bare|none|all
+ * runs one batch of N (the first size) of part 3's kind and prints its
+ * errors only: for instruction counts under callgrind, where the
+ * difference between two sizes is the cost per call of that kind. With BENCH_DEBUG set, the first failed runs of each batch are described on
  * stderr. */
 #include <pthread.h>
 #include <signal.h>
@@ -340,6 +343,9 @@ main(int argc, char **argv)
     if (parts == NULL) {
         parts = "123";
     }
+    if (getenv("BENCH_ONE") != NULL) {
+        parts = "";
+    }
 
     signal(SIGPIPE, SIG_IGN);
     if (pipe(to_server) != 0 || pipe(from_server) != 0) {
@@ -365,14 +371,31 @@ main(int argc, char **argv)
     if (pf_executor_new(&ecfg, &ex) != 0) {
         return 1;
     }
-    printf("# 1. N agent runs at once, one state each: GET to a server "
-           "answering after 100 ms; rate-window breaker, 3 retries, 2 s "
-           "per-attempt timeout, and then also a bulkhead of 1,000; "
-           "executor with 2 workers, libcurl %s; 3 rounds, fresh agent and "
-           "client each\n",
-           curl_version_info(CURLVERSION_NOW)->version);
-    printf("%-8s %-30s %-28s %-22s %s\n", "N", "state", "wall s (min/median/max)",
-           "CPU us/call (median)", "errors (total of 3)");
+    if (getenv("BENCH_ONE") != NULL) {
+        const char *one = getenv("BENCH_ONE");
+        int n = argc > 1 ? atoi(argv[1]) : 100;
+        figures_t f = strcmp(one, "bare") == 0
+                          ? bare_batch(ex, url, n)
+                          : agent_batch(ex, url, n,
+                                        strcmp(one, "all") == 0 ? PAT_ALL
+                                                                : PAT_NONE);
+
+        printf("%s %d: errors %d, attempts %ld\n", one, n, f.errors,
+               f.attempts);
+        goto out;
+    }
+    if (strchr(parts, '1') != NULL) {
+        printf("# 1. N agent runs at once, one state each: GET to a server "
+               "answering after 100 ms; rate-window breaker, 3 retries, 2 s "
+               "per-attempt timeout (no bulkhead), and then also a bulkhead "
+               "of 1,000; executor with 2 workers, libcurl %s, client "
+               "max_transfers %ld; 3 rounds, fresh agent and client each\n",
+               curl_version_info(CURLVERSION_NOW)->version,
+               bench_max_transfers());
+        printf("%-8s %-30s %-28s %-22s %s\n", "N", "state",
+               "wall s (min/median/max)", "CPU us/call (median)",
+               "errors (total of 3)");
+    }
     for (k = 0; k < count && strchr(parts, '1') != NULL; k++) {
         static const patterns_t ps[] = {PAT_RATE, PAT_RATE_BULKHEAD};
         int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
