@@ -10,7 +10,8 @@
  * floor: the same N GETs over raw non-blocking sockets on one thread
  * (epoll; connect, write the request, read the answer, close), no libcurl
  * and no executor: what the kernel's loopback TCP work alone costs the
- * client per call. Prints only. Usage: bench_curl [N...] */
+ * client per call (skipped with BENCH_NO_FLOOR set). Prints only.
+ * Usage: bench_curl [N...] */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -295,11 +296,16 @@ main(int argc, char **argv)
                wall[1], wall[2], cpu[1], errors);
         fflush(stdout);
     }
-    printf("\n# the floor: the same GETs over raw non-blocking sockets on one "
-           "thread (epoll; connect, write, read, close), no libcurl, no "
-           "executor; 3 rounds\n");
-    printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
-           "CPU us/call (median)", "errors (total of 3)");
+    if (getenv("BENCH_NO_FLOOR") != NULL) {
+        count = 0; /* the client's figures alone (perf stat) */
+    }
+    if (count > 0) {
+        printf("\n# the floor: the same GETs over raw non-blocking sockets "
+               "on one thread (epoll; connect, write, read, close), no "
+               "libcurl, no executor; 3 rounds\n");
+        printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
+               "CPU us/call (median)", "errors (total of 3)");
+    }
     for (k = 0; k < count; k++) {
         int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
         double wall[3];
