@@ -29,16 +29,23 @@
  * time, so they stay real on an executor with a manual clock; the
  * transfers' own deadlines are waits on the executor (any clock).
  *
- * Transfers: STARTED -> DONE under the client's lock, by whichever comes
- * first: libcurl's CURLMSG_DONE, the deadline wait, an abort, or the
- * client's free. The winner removes the easy handle (which closes an
- * unfinished transfer's connection), withdraws the deadline wait and calls
- * done once, outside the lock.
+ * Transfers: (QUEUED ->) STARTED -> DONE under the client's lock. At most
+ * max_transfers are STARTED (in libcurl); the others wait QUEUED, in start
+ * order, and each transfer that ends admits the next. Whichever comes
+ * first of libcurl's CURLMSG_DONE, the deadline, an abort or the client's
+ * free ends a transfer: it removes the easy handle (which closes an
+ * unfinished transfer's connection), takes the transfer out of the
+ * deadline heap and calls done once, outside the lock.
+ *
+ * Deadlines: a min-heap per client on the executor's clock, behind one
+ * executor wait (any clock) for the earliest, re-armed only when a new
+ * deadline comes before it and withdrawn when the heap empties; a wait
+ * that fires early finds nothing due and waits for the top again.
  *
  * Memory: a transfer holds a reference per party: the owner (when out was
- * given), the client until done has returned, and the deadline wait until
- * its callback has returned. The client holds one for its owner, one per
- * live transfer and one while the arm is armed; the last one frees it. */
+ * given) and the client until done has returned. The client holds one for
+ * its owner, one per live transfer, one while the arm is armed and one
+ * while a deadline wait is; the last one frees it. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -482,7 +489,8 @@ admit(pf_curl_client_t *c, done_list_t *dl)
 
 /* Take x out of the client with its outcome: remove its easy handle
  * (closing an unfinished transfer's connection), unlink it, withdraw its
- * deadline and queue it on dl. Under c->lock, x STARTED. */
+ * deadline, queue it on dl, and admit a queued transfer into the place
+ * it leaves. Under c->lock, x QUEUED or STARTED. */
 static void
 xfer_end(pf_curl_client_t *c, pf_curl_xfer_t *x, int result, CURLcode code,
          done_list_t *dl)
