@@ -630,6 +630,47 @@ test_curl_1000_transfers_through_7_places_each_complete_once(void **state)
 
 /* ---- admission ---------------------------------------------------------- */
 
+/* 1,000 transfers through 7 places, every third aborted from this thread
+ * while the others run, queue and get admitted on the workers: each done
+ * runs exactly once; an aborted one ended either way, the others
+ * completed; nothing is left pending, and (under ASan) nothing leaks. */
+static void
+test_curl_aborts_race_admission_each_done_once(void **state)
+{
+    static call_t k[MANY];
+    static pf_curl_xfer_t *xs[MANY];
+    pf_executor_t *ex = make_ex(*state, 2);
+    pf_curl_client_t *c = make_client_max(ex, 7);
+    int i;
+
+    for (i = 0; i < MANY; i++) {
+        call_init(&k[i], g_srv.fast_port, "/ok");
+        assert_pf_ok(pf_curl_start(c, k[i].easy, NULL, record, &k[i], &xs[i]));
+        if (i % 3 == 0 && i >= 30) {
+            pf_curl_abort(xs[i - 30]); /* running, queued or done */
+        }
+    }
+    for (i = 0; i < MANY; i++) {
+        pf_test_wait_for_flag(&k[i].calls, 1);
+    }
+    assert_int_equal(pf_curl_client_pending(c), 0);
+    pf_curl_client_free(c);
+    pf_executor_free(ex);
+    for (i = 0; i < MANY; i++) {
+        bool aborted = i % 3 == 0 && i + 30 < MANY;
+
+        assert_int_equal(atomic_load(&k[i].calls), 1);
+        if (aborted && k[i].r.result == PF_ECANCELED) {
+            assert_int_equal(k[i].r.curl_code, CURLE_ABORTED_BY_CALLBACK);
+        } else {
+            assert_int_equal(k[i].r.result, 0);
+            assert_int_equal(k[i].r.http_status, 200);
+        }
+        pf_curl_xfer_free(xs[i]);
+        curl_easy_cleanup(k[i].easy);
+    }
+}
+
 /* max_transfers 2, both places held by /slow transfers that never end by
  * themselves: the others wait in the client's queue, where a busy handle
  * is refused, an abort and a (manual-clock) deadline end them without
@@ -1160,6 +1201,7 @@ main(void)
         CLOCK_TEST(test_curl_1000_concurrent_transfers_each_complete_once),
         CLOCK_TEST(test_curl_1000_transfers_through_7_places_each_complete_once),
         CLOCK_TEST(test_curl_transfers_beyond_max_wait_in_order),
+        CLOCK_TEST(test_curl_aborts_race_admission_each_done_once),
         CLOCK_TEST(test_curl_client_free_ends_queued_transfers),
         CLOCK_TEST(test_curl_state_completes_with_classified_outcome),
         CLOCK_TEST(test_curl_state_timeout_removes_the_transfer),
