@@ -22,6 +22,7 @@
 #include "puffinflow/executor.h"
 #include "puffinflow/subprocess.h"
 
+#include "spawn_impl.h"
 #include "test.h"
 
 static pf_executor_t *
@@ -573,6 +574,49 @@ test_subprocess_200_children_on_2_workers_each_reaped_once(void **state)
     assert_no_children();
 }
 
+/* pf__spawn_group_running: a group whose leader is reaped but whose
+ * member (an orphaned sleep) runs is running; once that member is killed
+ * it is not, even while the member lingers as a zombie that init has not
+ * reaped yet (the group is still "alive" then: kill(-pgid, 0) reaches
+ * zombies). */
+static void
+test_subprocess_group_running_ignores_zombies(void **state)
+{
+    pid_log_t log;
+    char script[160];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    int tries;
+    int status;
+    pid_t leader;
+    pid_t pid;
+
+    (void)state;
+    pid_log_make(&log);
+    snprintf(script, sizeof(script), "sleep 1000 & echo $! >> %s; exit 0",
+             log.file);
+    assert_int_equal(pf__spawn((char *const *)argv, true, &leader), 0);
+    pid_log_wait(&log, &pid, 1);
+    assert_int_equal(waitpid(leader, &status, 0), leader);
+    assert_true(pf__spawn_group_alive(leader));
+    assert_true(pf__spawn_group_running(leader));
+    kill(pid, SIGKILL);
+    assert_true(gone(pid)); /* a zombie, or reaped by init already */
+    if (process_exists(pid)) {
+        /* Caught as a zombie: still a member, but not a running one. */
+        assert_false(pf__spawn_group_running(leader));
+    }
+    for (tries = 0; tries < 3000 && pf__spawn_group_running(leader);
+         tries++) {
+        struct timespec nap = {0, 10000000};
+
+        nanosleep(&nap, NULL);
+    }
+    assert_false(pf__spawn_group_running(leader));
+    assert_false(pf__spawn_group_running(999999999)); /* no such group */
+    pid_log_remove(&log);
+    assert_no_children();
+}
+
 /* ---- as an asynchronous state ------------------------------------------ */
 
 static int
@@ -694,6 +738,7 @@ main(void)
         CLOCK_TEST(test_subprocess_rejects_bad_input),
         CLOCK_TEST(test_subprocess_allocation_failures_leave_nothing),
         CLOCK_TEST(test_subprocess_200_children_on_2_workers_each_reaped_once),
+        CLOCK_TEST(test_subprocess_group_running_ignores_zombies),
         CLOCK_TEST(test_subprocess_state_completes_with_exit_status),
         CLOCK_TEST(test_subprocess_state_timeout_kills_the_command),
     };

@@ -21,8 +21,10 @@
  * end (its members are no children of ours), so a poll looks: a timerfd
  * wait (real time, on any executor clock: the members' exit is a real
  * event, as the pidfd's) every 1 ms, doubling to 50 ms, that completes the
- * record as soon as the group is empty; the grace timer still sends
- * SIGKILL to members that outlive it.
+ * record as soon as no member of the group can run (zombies do not count:
+ * an orphan that exited is a zombie until init reaps it, which may take
+ * seconds); the grace timer still sends SIGKILL to members that outlive
+ * it.
  *
  * The leader is reaped only by its pidfd wait, so until then its pid, and
  * with it the group id, cannot be reused: signalling -pid is safe. After
@@ -280,7 +282,7 @@ on_poll(int result, void *arg)
     n = read(p->poll_fd, &ticks, sizeof(ticks)); /* re-armed below */
     (void)n; /* EAGAIN: aborted before it fired */
     if (result == 0 && p->phase == SUB_TERMINATING) {
-        if (!pf__spawn_group_alive(p->pid)) {
+        if (!pf__spawn_group_running(p->pid)) {
             sub_complete(p);
             finish = true;
         } else if (poll_arm(p)) {
@@ -318,11 +320,11 @@ on_exit_ready(int result, void *arg)
         }
     }
     reap_leader(p);
-    if (p->phase == SUB_RUNNING && pf__spawn_group_alive(p->pid)) {
+    if (p->phase == SUB_RUNNING && pf__spawn_group_running(p->pid)) {
         sub_terminate(p); /* it left members in its group */
     }
     if (p->phase == SUB_RUNNING || p->killed ||
-        !pf__spawn_group_alive(p->pid)) {
+        !pf__spawn_group_running(p->pid)) {
         sub_complete(p);
         finish = true;
     } else {
