@@ -58,7 +58,7 @@ patterns)
         BENCH_ONE=$kind valgrind --tool=callgrind \
             --callgrind-out-file="$out/cg.$kind.$n.%p" "$agents_b" "$n" \
             >/dev/null 2>&1
-        f=$(ls "$out"/cg."$kind"."$n".* |
+        f=$(find "$out" -name "cg.$kind.$n.*" |
             awk -F. '{print $NF, $0}' | sort -n | head -1 | cut -d' ' -f2)
         pat='\?\?\?:activation_task_fn '
         [ "$what" = total ] && pat='PROGRAM TOTALS'

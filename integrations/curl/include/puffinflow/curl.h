@@ -59,7 +59,7 @@ typedef struct pf_curl_config {
 } pf_curl_config_t;
 
 /* The default max_transfers (see docs/curl.md, "Admission"). */
-#define PF_CURL_MAX_TRANSFERS_DEFAULT 1024
+#define PF_CURL_MAX_TRANSFERS_DEFAULT 2048
 
 /* Fill cfg with the defaults above. NULL is a no-op. */
 PF_API void pf_curl_config_init(pf_curl_config_t *cfg);
