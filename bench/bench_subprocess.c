@@ -2,7 +2,10 @@
  * command costs through pf_executor_spawn (pidfd in the reactor, done on a
  * worker) beside a bare posix_spawn + blocking waitpid, one at a time and
  * 200 at once; and how late a kill lands after its deadline (deadline to
- * done, the child reaped), for SIGTERM and for SIGKILL (kill_grace 0). */
+ * done, the child reaped), for SIGTERM and for SIGKILL (kill_grace 0);
+ * and how long done takes for a command that exits leaving a child in its
+ * group that obeys SIGTERM, beside one that leaves none (spawn to done;
+ * kill_grace 5 s, which done used to wait out). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -139,6 +142,31 @@ kill_lateness(const char *name, double grace, int runs)
     free(late);
 }
 
+/* Spawn to done, median microseconds of `runs` runs of sh -c script. */
+static double
+spawn_to_done(const char *script, int runs)
+{
+    const char *const argv[] = {"sh", "-c", script, NULL};
+    double *t = calloc((size_t)runs, sizeof(double));
+    double med;
+    int i;
+
+    for (i = 0; i < runs; i++) {
+        int64_t t0 = pf_bench_now_ns();
+
+        g_w.left = 1;
+        if (pf_executor_spawn(g_ex, argv, NULL, NULL, on_done, &g_w, NULL) !=
+            0) {
+            abort();
+        }
+        wait_all(&g_w);
+        t[i] = (double)(g_w.done_ns - t0) / 1e3;
+    }
+    med = pf_bench_median(t, (unsigned)runs);
+    free(t);
+    return med;
+}
+
 int
 main(void)
 {
@@ -158,6 +186,11 @@ main(void)
                  NULL, 200, 5);
     kill_lateness("SIGTERM (sleep exits on it)", 5.0, 50);
     kill_lateness("SIGKILL (kill_grace 0)", 0.0, 50);
+    pf_bench_print("sh -c 'exit 0': spawn to done, median",
+                   spawn_to_done("exit 0", 30), "us");
+    pf_bench_print("sh -c 'sleep 1000 & exit 0' (a leftover that obeys "
+                   "SIGTERM): spawn to done, median",
+                   spawn_to_done("sleep 1000 & exit 0", 30), "us");
     pf_executor_free(g_ex);
     return 0;
 }

@@ -1,7 +1,8 @@
 /* Child processes on the reactor, with real processes: exit statuses, a
  * manual-clock deadline that kills the child, a group that ignores SIGTERM
  * killed (grandchildren too) after the grace period, leftovers of a
- * command that exited, abort, the executor's shutdown, a command that does
+ * command that exited (done as soon as they obey SIGTERM, not after the
+ * grace period), abort, the executor's shutdown, a command that does
  * not exist, bad input, allocation failures, and 200 children on 2
  * workers each completed and reaped exactly once. */
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include "puffinflow/executor.h"
 #include "puffinflow/subprocess.h"
 
+#include "spawn_impl.h"
 #include "test.h"
 
 static pf_executor_t *
@@ -315,6 +317,67 @@ test_subprocess_leftovers_are_ended_when_it_exits(void **state)
     assert_no_children();
 }
 
+/* A command that forks a grandchild (which obeys SIGTERM) and exits: the
+ * grandchild gets SIGTERM at once, and done comes when it is gone, with
+ * the manual clock never moved (the 5 s grace timer never fires). */
+static void
+test_subprocess_leftover_gone_on_sigterm_does_not_delay_done(void **state)
+{
+    pf_clock_t *clock = *state;
+    pid_log_t log;
+    char script[256];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    pf_executor_t *ex = make(clock, 2);
+    int64_t t0 = pf_clock_now_ns(clock);
+    outcome_t o = {0};
+    pid_t pid;
+
+    pid_log_make(&log);
+    snprintf(script, sizeof(script), "sleep 1000 & echo $! >> %s; exit 4",
+             log.file);
+    assert_pf_ok(pf_executor_spawn(ex, argv, NULL, NULL, record, &o, NULL));
+    pid_log_wait(&log, &pid, 1);
+    pf_test_wait_for_flag(&o.calls, 1);
+    assert_int_equal(pf_clock_now_ns(clock), t0); /* no grace waited */
+    assert_int_equal(o.r.result, 0);
+    assert_int_equal(o.r.exit_code, 4);
+    assert_false(process_runs(pid)); /* the grandchild: SIGTERM ended it */
+    pf_executor_free(ex);
+    pid_log_remove(&log);
+    assert_no_children();
+}
+
+/* The same after a deadline: the leader obeys SIGTERM, its grandchild
+ * too; done comes without the grace timer. */
+static void
+test_subprocess_deadline_with_grandchild_does_not_wait_grace(void **state)
+{
+    pf_clock_t *clock = *state;
+    pid_log_t log;
+    char script[256];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    pf_executor_t *ex = make(clock, 2);
+    pf_deadline_t d = pf_deadline_in(clock, 1.0);
+    outcome_t o = {0};
+    pid_t pids[2];
+
+    pid_log_make(&log);
+    snprintf(script, sizeof(script),
+             "sleep 1000 & echo $! >> %s; echo $$ >> %s; wait", log.file,
+             log.file);
+    assert_pf_ok(pf_executor_spawn(ex, argv, NULL, &d, record, &o, NULL));
+    pid_log_wait(&log, pids, 2);
+    pf_clock_manual_advance(clock, NS_PER_SEC); /* SIGTERM to the group */
+    pf_test_wait_for_flag(&o.calls, 1); /* the clock stays at 1 s */
+    assert_int_equal(o.r.result, PF_ETIMEDOUT);
+    assert_int_equal(o.r.term_signal, SIGTERM);
+    assert_int_equal(o.r.pid, pids[1]);
+    assert_false(process_runs(pids[0]));
+    pf_executor_free(ex);
+    pid_log_remove(&log);
+    assert_no_children();
+}
+
 static void
 test_subprocess_abort_ends_it_with_ecanceled(void **state)
 {
@@ -511,6 +574,49 @@ test_subprocess_200_children_on_2_workers_each_reaped_once(void **state)
     assert_no_children();
 }
 
+/* pf__spawn_group_running: a group whose leader is reaped but whose
+ * member (an orphaned sleep) runs is running; once that member is killed
+ * it is not, even while the member lingers as a zombie that init has not
+ * reaped yet (the group is still "alive" then: kill(-pgid, 0) reaches
+ * zombies). */
+static void
+test_subprocess_group_running_ignores_zombies(void **state)
+{
+    pid_log_t log;
+    char script[160];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    int tries;
+    int status;
+    pid_t leader;
+    pid_t pid;
+
+    (void)state;
+    pid_log_make(&log);
+    snprintf(script, sizeof(script), "sleep 1000 & echo $! >> %s; exit 0",
+             log.file);
+    assert_int_equal(pf__spawn((char *const *)argv, true, &leader), 0);
+    pid_log_wait(&log, &pid, 1);
+    assert_int_equal(waitpid(leader, &status, 0), leader);
+    assert_true(pf__spawn_group_alive(leader));
+    assert_true(pf__spawn_group_running(leader));
+    kill(pid, SIGKILL);
+    assert_true(gone(pid)); /* a zombie, or reaped by init already */
+    if (process_exists(pid)) {
+        /* Caught as a zombie: still a member, but not a running one. */
+        assert_false(pf__spawn_group_running(leader));
+    }
+    for (tries = 0; tries < 3000 && pf__spawn_group_running(leader);
+         tries++) {
+        struct timespec nap = {0, 10000000};
+
+        nanosleep(&nap, NULL);
+    }
+    assert_false(pf__spawn_group_running(leader));
+    assert_false(pf__spawn_group_running(999999999)); /* no such group */
+    pid_log_remove(&log);
+    assert_no_children();
+}
+
 /* ---- as an asynchronous state ------------------------------------------ */
 
 static int
@@ -622,12 +728,17 @@ main(void)
         CLOCK_TEST(
             test_subprocess_ignoring_sigterm_killed_after_grace_with_grandchildren),
         CLOCK_TEST(test_subprocess_leftovers_are_ended_when_it_exits),
+        CLOCK_TEST(
+            test_subprocess_leftover_gone_on_sigterm_does_not_delay_done),
+        CLOCK_TEST(
+            test_subprocess_deadline_with_grandchild_does_not_wait_grace),
         CLOCK_TEST(test_subprocess_abort_ends_it_with_ecanceled),
         CLOCK_TEST(test_subprocess_executor_free_kills_it),
         CLOCK_TEST(test_subprocess_missing_command_is_enotfound),
         CLOCK_TEST(test_subprocess_rejects_bad_input),
         CLOCK_TEST(test_subprocess_allocation_failures_leave_nothing),
         CLOCK_TEST(test_subprocess_200_children_on_2_workers_each_reaped_once),
+        CLOCK_TEST(test_subprocess_group_running_ignores_zombies),
         CLOCK_TEST(test_subprocess_state_completes_with_exit_status),
         CLOCK_TEST(test_subprocess_state_timeout_kills_the_command),
     };

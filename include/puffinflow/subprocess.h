@@ -59,8 +59,11 @@ typedef void (*pf_subprocess_fn)(const pf_subprocess_result_t *r, void *arg);
  * group, and complete through done when it ends. opts NULL = defaults.
  * deadline NULL or pf_deadline_none = none (any clock; one already past
  * ends the command at once, through SIGTERM). When the command exits but
- * left members in its group, those get SIGTERM, then SIGKILL after
- * kill_grace, before done (result 0: the command ended by itself).
+ * left members in its group, those get SIGTERM at once, then SIGKILL
+ * after kill_grace if any is left; done (result 0: the command ended by
+ * itself) comes as soon as no member of the group can run (looked at
+ * every 1 ms, doubling to 50 ms, in real time; a member that exited and
+ * waits for init to reap it does not count) or SIGKILL was sent.
  *
  * With out non-NULL, *out receives a handle, stored before done can run;
  * the record lives until both the owner (pf_subprocess_free) and the

@@ -3,11 +3,14 @@
  * callers that own a thread anyway, such as a health check; the runtime's
  * subprocess provider uses only pf__spawn, pf__pidfd_open, kill and
  * pf__spawn_reap, and waits in its reactor. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,6 +126,63 @@ pf__spawn_group_alive(pid_t pgid)
     return kill(-pgid, 0) == 0 || errno == EPERM;
 }
 
+/* Whether the process /proc names `name` is in group pgid and can run.
+ * False for a name that is not a pid, or a process gone meanwhile. */
+static bool
+proc_runs_in_group(const char *name, pid_t pgid)
+{
+    char path[64];
+    char buf[512];
+    const char *paren;
+    char state;
+    long pgrp;
+    ssize_t n;
+    int fd;
+
+    if (name[0] < '1' || name[0] > '9') {
+        return false;
+    }
+    snprintf(path, sizeof(path), "/proc/%s/stat", name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp ...": comm may hold anything, ')' too. */
+    paren = strrchr(buf, ')');
+    if (paren == NULL ||
+        sscanf(paren + 1, " %c %*d %ld", &state, &pgrp) != 2) {
+        return false;
+    }
+    return pgrp == (long)pgid && state != 'Z' && state != 'X';
+}
+
+bool
+pf__spawn_group_running(pid_t pgid)
+{
+    struct dirent *e;
+    bool running = false;
+    DIR *d;
+
+    if (!pf__spawn_group_alive(pgid)) {
+        return false;
+    }
+    d = opendir("/proc");
+    if (d == NULL) {
+        return true;
+    }
+    while (!running && (e = readdir(d)) != NULL) {
+        running = proc_runs_in_group(e->d_name, pgid);
+    }
+    closedir(d);
+    return running;
+}
+
 int
 pf__spawn_reap(pid_t pid, int *status)
 {
@@ -177,13 +237,13 @@ pf__spawn_wait(pid_t pid, int64_t deadline_ns, int *status)
     }
 }
 
-/* Nap until group pgid is empty or deadline passes. */
+/* Nap until group pgid has no member that can run, or deadline passes. */
 static void
 wait_group_gone(pid_t pgid, int64_t deadline)
 {
     long nap_ns = 1000000;
 
-    while (pf__spawn_group_alive(pgid) && mono_ns() < deadline) {
+    while (pf__spawn_group_running(pgid) && mono_ns() < deadline) {
         struct timespec nap = {0, nap_ns};
 
         nanosleep(&nap, NULL);

@@ -40,6 +40,13 @@ int pf__pidfd_open(pid_t pid);
  * means a member we may not signal exists). */
 bool pf__spawn_group_alive(pid_t pgid);
 
+/* Whether process group pgid still has a member that can run: as
+ * pf__spawn_group_alive, but a zombie does not count (an orphan that has
+ * exited stays a zombie, a member, until init reaps it, which may take
+ * seconds). Scans /proc when the group is not empty; without /proc, as
+ * pf__spawn_group_alive. */
+bool pf__spawn_group_running(pid_t pgid);
+
 /* Reap pid without blocking: 1 and its status in *status when it had
  * exited, 0 when it still runs, or -errno. Retries EINTR. */
 int pf__spawn_reap(pid_t pid, int *status);

@@ -17,6 +17,14 @@
  * TERMINATING: the grace timer sends SIGKILL to whatever is left. The
  * record is DONE once the leader is reaped and either the group is empty
  * or SIGKILL was sent to it; done is called then, once, with no lock held.
+ * Once the leader is reaped with members left, nothing signals the group's
+ * end (its members are no children of ours), so a poll looks: a timerfd
+ * wait (real time, on any executor clock: the members' exit is a real
+ * event, as the pidfd's) every 1 ms, doubling to 50 ms, that completes the
+ * record as soon as no member of the group can run (zombies do not count:
+ * an orphan that exited is a zombie until init reaps it, which may take
+ * seconds); the grace timer still sends SIGKILL to members that outlive
+ * it.
  *
  * The leader is reaped only by its pidfd wait, so until then its pid, and
  * with it the group id, cannot be reused: signalling -pid is safe. After
@@ -31,7 +39,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "puffinflow/error.h"
@@ -72,7 +83,14 @@ struct pf_subprocess {
     pf_wait_t *exit_wait;
     pf_wait_t *deadline_wait;
     pf_wait_t *grace_wait;
+    pf_wait_t *poll_wait; /* the group's poll, while it runs */
+    int poll_fd;          /* its timerfd, -1 when none */
+    long poll_ns;         /* its next interval */
 };
+
+/* The group poll's first and largest interval. */
+#define POLL_FIRST_NS 1000000L
+#define POLL_MAX_NS 50000000L
 
 void
 pf_subprocess_opts_init(pf_subprocess_opts_t *o)
@@ -118,6 +136,7 @@ sub_complete(pf_subprocess_t *p)
      * their references. */
     pf_wait_abort(p->deadline_wait);
     pf_wait_abort(p->grace_wait);
+    pf_wait_abort(p->poll_wait);
 }
 
 static void
@@ -205,6 +224,81 @@ reap_leader(pf_subprocess_t *p)
     p->reaped = true;
 }
 
+static void on_poll(int result, void *arg);
+
+/* Arm the group poll's timerfd for p->poll_ns and wait for it. Under
+ * p->lock, TERMINATING with the leader reaped. False when it cannot
+ * (then the grace timer alone ends the record). */
+static bool
+poll_arm(pf_subprocess_t *p)
+{
+    struct itimerspec its;
+
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_nsec = p->poll_ns;
+    if (timerfd_settime(p->poll_fd, 0, &its, NULL) != 0) {
+        return false;
+    }
+    sub_ref(p);
+    if (pf_executor_wait_fd(p->ex, p->poll_fd, PF_WAIT_READABLE, NULL,
+                            on_poll, p, &p->poll_wait) != 0) {
+        p->poll_wait = NULL;
+        sub_unref(p); /* cannot be the last: the caller holds one */
+        return false;
+    }
+    if (p->poll_ns < POLL_MAX_NS) {
+        p->poll_ns = p->poll_ns * 2 > POLL_MAX_NS ? POLL_MAX_NS
+                                                  : p->poll_ns * 2;
+    }
+    return true;
+}
+
+/* Start polling for the group's end. Under p->lock, as poll_arm. */
+static void
+poll_start(pf_subprocess_t *p)
+{
+    p->poll_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (p->poll_fd < 0) {
+        return;
+    }
+    p->poll_ns = POLL_FIRST_NS;
+    if (!poll_arm(p)) {
+        close(p->poll_fd);
+        p->poll_fd = -1;
+    }
+}
+
+static void
+on_poll(int result, void *arg)
+{
+    pf_subprocess_t *p = arg;
+    bool finish = false;
+    uint64_t ticks;
+    ssize_t n;
+
+    pthread_mutex_lock(&p->lock);
+    pf_wait_free(p->poll_wait);
+    p->poll_wait = NULL;
+    n = read(p->poll_fd, &ticks, sizeof(ticks)); /* re-armed below */
+    (void)n; /* EAGAIN: aborted before it fired */
+    if (result == 0 && p->phase == SUB_TERMINATING) {
+        if (!pf__spawn_group_running(p->pid)) {
+            sub_complete(p);
+            finish = true;
+        } else if (poll_arm(p)) {
+            goto out; /* keeps the timerfd */
+        }
+    }
+    close(p->poll_fd);
+    p->poll_fd = -1;
+out:
+    pthread_mutex_unlock(&p->lock);
+    if (finish) {
+        sub_finish(p);
+    }
+    sub_unref(p);
+}
+
 static void
 on_exit_ready(int result, void *arg)
 {
@@ -226,15 +320,18 @@ on_exit_ready(int result, void *arg)
         }
     }
     reap_leader(p);
-    if (p->phase == SUB_RUNNING && pf__spawn_group_alive(p->pid)) {
+    if (p->phase == SUB_RUNNING && pf__spawn_group_running(p->pid)) {
         sub_terminate(p); /* it left members in its group */
     }
     if (p->phase == SUB_RUNNING || p->killed ||
-        !pf__spawn_group_alive(p->pid)) {
+        !pf__spawn_group_running(p->pid)) {
         sub_complete(p);
         finish = true;
+    } else {
+        /* TERMINATING with members left: the poll finishes when they are
+         * gone, the grace timer when they outlive it. */
+        poll_start(p);
     }
-    /* Else TERMINATING with members left: the grace timer finishes. */
 out:
     close(p->pidfd);
     pthread_mutex_unlock(&p->lock);
@@ -314,6 +411,7 @@ pf_executor_spawn(pf_executor_t *ex, const char *const *argv,
     p->done = done;
     p->arg = arg;
     p->phase = SUB_STARTING;
+    p->poll_fd = -1;
     atomic_init(&p->refs, 1); /* this call's, then the owner's */
     rc = start_child(p, argv, opts->inherit_stdio);
     if (rc != 0) {

@@ -6,14 +6,25 @@
  * = 100, 1,000 and 10,000: wall time of the batch (easy handles made,
  * started, all completed), client CPU per call (user + system of this
  * process), and calls that did not end in 200; every call has a 2 s
- * deadline. Each round uses a fresh client (cold connections). Prints
- * only. Usage: bench_curl [N...] */
+ * deadline. Each round uses a fresh client (cold connections). Then the
+ * floor: the same N GETs over raw non-blocking sockets on one thread
+ * (epoll; connect, write the request, read the answer, close), no libcurl
+ * and no executor: what the kernel's loopback TCP work alone costs the
+ * client per call (skipped with BENCH_NO_FLOOR set). Prints only.
+ * Usage: bench_curl [N...] */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,8 +79,7 @@ run_batch(pf_executor_t *ex, const char *url, int n)
     int64_t c0;
     int i;
 
-    pf_curl_config_init(&cfg);
-    cfg.executor = ex;
+    bench_client_config(&cfg, ex);
     if (easy == NULL || pf_curl_client_new(&cfg, &c) != 0) {
         abort();
     }
@@ -98,6 +108,118 @@ run_batch(pf_executor_t *ex, const char *url, int n)
         curl_easy_cleanup(easy[i]);
     }
     free(easy);
+    return f;
+}
+
+/* ---- the floor: raw sockets, one thread ------------------------------ */
+
+typedef struct raw {
+    int fd;
+    size_t got;
+    bool sent;
+    char buf[512];
+} raw_t;
+
+/* Whether buf holds a whole answer: headers, then Content-Length bytes. */
+static bool
+raw_complete(const raw_t *r)
+{
+    const char *end;
+    const char *cl;
+
+    if (r->got == sizeof(r->buf)) {
+        return true; /* not ours to parse further */
+    }
+    end = strstr(r->buf, "\r\n\r\n");
+    if (end == NULL) {
+        return false;
+    }
+    cl = strstr(r->buf, "Content-Length: ");
+    if (cl == NULL) {
+        cl = strstr(r->buf, "content-length: ");
+    }
+    return cl == NULL ||
+           r->got >= (size_t)(end + 4 - r->buf) + (size_t)atol(cl + 16);
+}
+
+static figures_t
+raw_batch(unsigned port, int n)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              "Accept: */*\r\n\r\n";
+    raw_t *rs = calloc((size_t)n, sizeof(*rs));
+    struct epoll_event evs[256];
+    struct sockaddr_in sa;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int left = n;
+    figures_t f = {0};
+    int64_t t0;
+    int64_t c0;
+    int i;
+
+    if (rs == NULL || ep < 0) {
+        abort();
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    t0 = now_ns();
+    c0 = cpu_ns();
+    for (i = 0; i < n; i++) {
+        struct epoll_event ev;
+
+        rs[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (rs[i].fd < 0 ||
+            (connect(rs[i].fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+             errno != EINPROGRESS)) {
+            abort();
+        }
+        ev.events = EPOLLOUT;
+        ev.data.ptr = &rs[i];
+        epoll_ctl(ep, EPOLL_CTL_ADD, rs[i].fd, &ev);
+    }
+    while (left > 0) {
+        int k = epoll_wait(ep, evs, 256, 2000);
+
+        if (k <= 0) {
+            f.errors += left; /* stuck: give up */
+            break;
+        }
+        for (i = 0; i < k; i++) {
+            raw_t *r = evs[i].data.ptr;
+            struct epoll_event ev;
+            ssize_t got;
+
+            if (!r->sent) {
+                if (write(r->fd, req, sizeof(req) - 1) !=
+                    (ssize_t)sizeof(req) - 1) {
+                    f.errors++;
+                }
+                r->sent = true;
+                ev.events = EPOLLIN;
+                ev.data.ptr = r;
+                epoll_ctl(ep, EPOLL_CTL_MOD, r->fd, &ev);
+                continue;
+            }
+            got = read(r->fd, r->buf + r->got, sizeof(r->buf) - 1 - r->got);
+            if (got > 0) {
+                r->got += (size_t)got;
+                r->buf[r->got] = '\0';
+            }
+            if (got == 0 || (got < 0 && errno != EAGAIN) || raw_complete(r)) {
+                if (strncmp(r->buf, "HTTP/1.1 200", 12) != 0) {
+                    f.errors++;
+                }
+                close(r->fd); /* leaves the epoll set */
+                left--;
+            }
+        }
+    }
+    f.wall_s = (double)(now_ns() - t0) / 1e9;
+    f.cpu_us_per_call = (double)(cpu_ns() - c0) / 1e3 / n;
+    close(ep);
+    free(rs);
     return f;
 }
 
@@ -148,9 +270,10 @@ main(int argc, char **argv)
     }
     printf("# N concurrent GETs, server answers after 100 ms "
            "(libmicrohttpd, 1 epoll thread, separate process); client: "
-           "executor with 2 workers, libcurl %s; 2 s deadline per call; "
-           "3 rounds, fresh client each\n",
-           curl_version_info(CURLVERSION_NOW)->version);
+           "executor with 2 workers, libcurl %s, client max_transfers %ld; "
+           "2 s deadline per call; 3 rounds, fresh client each\n",
+           curl_version_info(CURLVERSION_NOW)->version,
+           bench_max_transfers());
     printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
            "CPU us/call (median)", "errors (total of 3)");
     for (k = 0; k < count; k++) {
@@ -162,6 +285,36 @@ main(int argc, char **argv)
 
         for (r = 0; r < 3; r++) {
             figures_t f = run_batch(ex, url, n);
+
+            wall[r] = f.wall_s;
+            cpu[r] = f.cpu_us_per_call;
+            errors += f.errors;
+        }
+        qsort(wall, 3, sizeof(double), cmp_double);
+        qsort(cpu, 3, sizeof(double), cmp_double);
+        printf("%-8d %.3f / %.3f / %.3f        %-28.1f %d\n", n, wall[0],
+               wall[1], wall[2], cpu[1], errors);
+        fflush(stdout);
+    }
+    if (getenv("BENCH_NO_FLOOR") != NULL) {
+        count = 0; /* the client's figures alone (perf stat) */
+    }
+    if (count > 0) {
+        printf("\n# the floor: the same GETs over raw non-blocking sockets "
+               "on one thread (epoll; connect, write, read, close), no "
+               "libcurl, no executor; 3 rounds\n");
+        printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
+               "CPU us/call (median)", "errors (total of 3)");
+    }
+    for (k = 0; k < count; k++) {
+        int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
+        double wall[3];
+        double cpu[3];
+        int errors = 0;
+        int r;
+
+        for (r = 0; r < 3; r++) {
+            figures_t f = raw_batch(port, n);
 
             wall[r] = f.wall_s;
             cpu[r] = f.cpu_us_per_call;

@@ -16,8 +16,11 @@
  *    transfers vs agent runs with no pattern vs agent runs with breaker +
  *    bulkhead + retries + timeout; client CPU per call, median of 5.
  *
- * Usage: bench_curl_agents [N...] (the sizes of part 1). With
- * BENCH_DEBUG set, the first failed runs of each batch are described on
+ * Usage: bench_curl_agents [N...] (the sizes of part 1). BENCH_PARTS
+ * (digits, default "123") picks the parts to run. BENCH_ONE=bare|none|all
+ * runs one batch of N (the first size) of part 3's kind and prints its
+ * errors only: for instruction counts under callgrind, where the
+ * difference between two sizes is the cost per call of that kind. With BENCH_DEBUG set, the first failed runs of each batch are described on
  * stderr. */
 #include <pthread.h>
 #include <signal.h>
@@ -187,8 +190,7 @@ agent_batch(pf_executor_t *ex, const char *url, int n, patterns_t p)
     int64_t c0;
     int i;
 
-    pf_curl_config_init(&cfg);
-    cfg.executor = ex;
+    bench_client_config(&cfg, ex);
     if (r == NULL || pf_curl_client_new(&cfg, &g_client) != 0) {
         abort();
     }
@@ -270,8 +272,7 @@ bare_batch(pf_executor_t *ex, const char *url, int n)
     int64_t c0;
     int i;
 
-    pf_curl_config_init(&cfg);
-    cfg.executor = ex;
+    bench_client_config(&cfg, ex);
     if (easy == NULL || pf_curl_client_new(&cfg, &c) != 0) {
         abort();
     }
@@ -337,6 +338,14 @@ main(int argc, char **argv)
     pid_t pid;
     int k;
     int count = argc > 1 ? argc - 1 : 3;
+    const char *parts = getenv("BENCH_PARTS");
+
+    if (parts == NULL) {
+        parts = "123";
+    }
+    if (getenv("BENCH_ONE") != NULL) {
+        parts = "";
+    }
 
     signal(SIGPIPE, SIG_IGN);
     if (pipe(to_server) != 0 || pipe(from_server) != 0) {
@@ -362,15 +371,32 @@ main(int argc, char **argv)
     if (pf_executor_new(&ecfg, &ex) != 0) {
         return 1;
     }
-    printf("# 1. N agent runs at once, one state each: GET to a server "
-           "answering after 100 ms; rate-window breaker, 3 retries, 2 s "
-           "per-attempt timeout, and then also a bulkhead of 1,000; "
-           "executor with 2 workers, libcurl %s; 3 rounds, fresh agent and "
-           "client each\n",
-           curl_version_info(CURLVERSION_NOW)->version);
-    printf("%-8s %-30s %-28s %-22s %s\n", "N", "state", "wall s (min/median/max)",
-           "CPU us/call (median)", "errors (total of 3)");
-    for (k = 0; k < count; k++) {
+    if (getenv("BENCH_ONE") != NULL) {
+        const char *one = getenv("BENCH_ONE");
+        int n = argc > 1 ? atoi(argv[1]) : 100;
+        figures_t f = strcmp(one, "bare") == 0
+                          ? bare_batch(ex, url, n)
+                          : agent_batch(ex, url, n,
+                                        strcmp(one, "all") == 0 ? PAT_ALL
+                                                                : PAT_NONE);
+
+        printf("%s %d: errors %d, attempts %ld\n", one, n, f.errors,
+               f.attempts);
+        goto out;
+    }
+    if (strchr(parts, '1') != NULL) {
+        printf("# 1. N agent runs at once, one state each: GET to a server "
+               "answering after 100 ms; rate-window breaker, 3 retries, 2 s "
+               "per-attempt timeout (no bulkhead), and then also a bulkhead "
+               "of 1,000; executor with 2 workers, libcurl %s, client "
+               "max_transfers %ld; 3 rounds, fresh agent and client each\n",
+               curl_version_info(CURLVERSION_NOW)->version,
+               bench_max_transfers());
+        printf("%-8s %-30s %-28s %-22s %s\n", "N", "state",
+               "wall s (min/median/max)", "CPU us/call (median)",
+               "errors (total of 3)");
+    }
+    for (k = 0; k < count && strchr(parts, '1') != NULL; k++) {
         static const patterns_t ps[] = {PAT_RATE, PAT_RATE_BULKHEAD};
         int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
         int q;
@@ -397,6 +423,9 @@ main(int argc, char **argv)
         }
     }
 
+    if (strchr(parts, '2') == NULL) {
+        goto part3;
+    }
     printf("\n# 2. 1,000 runs at once; 3 retries (50 ms doubling to 1 s, "
            "full jitter), 2 s per-attempt timeout; 3 rounds each\n");
     printf("%-46s %-30s %-16s %s\n", "server / client", "errors % (per round)",
@@ -439,7 +468,10 @@ main(int argc, char **argv)
             }
         }
     }
-
+part3:
+    if (strchr(parts, '3') == NULL) {
+        goto out;
+    }
     printf("\n# 3. The patterns' cost per call: 1,000 calls at once to the "
            "100 ms server, client CPU us/call (median of 5 rounds)\n");
     {
@@ -468,6 +500,7 @@ main(int argc, char **argv)
                    (cpu[q * 5 + 2] - bare) / bare * 100.0);
         }
     }
+out:
     pf_executor_free(ex);
     close(to_server[1]);
     waitpid(pid, NULL, 0);

@@ -15,6 +15,8 @@
 
 #include <microhttpd.h>
 
+#include "puffinflow/curl.h"
+
 /* ---- the server (child process) ---------------------------------------- */
 
 typedef struct pending {
@@ -180,6 +182,26 @@ cpu_ns(void)
     return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
                1000000000LL +
            ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
+/* The clients' max_transfers: BENCH_MAX_TRANSFERS when set (0 = no
+ * limit), else the default. */
+static long
+bench_max_transfers(void)
+{
+    const char *m = getenv("BENCH_MAX_TRANSFERS");
+
+    return m != NULL ? atol(m) : PF_CURL_MAX_TRANSFERS_DEFAULT;
+}
+
+/* The client config of the benches: the defaults, with
+ * bench_max_transfers(). */
+static void
+bench_client_config(pf_curl_config_t *cfg, pf_executor_t *ex)
+{
+    pf_curl_config_init(cfg);
+    cfg->executor = ex;
+    cfg->max_transfers = bench_max_transfers();
 }
 
 #endif /* PF_BENCH_CURL_SERVER_H */

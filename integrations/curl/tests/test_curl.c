@@ -203,16 +203,26 @@ make_ex(const pf_clock_t *clock, unsigned workers)
     return ex;
 }
 
+/* A client on ex with at most max_transfers in libcurl (-1: default). */
 static pf_curl_client_t *
-make_client(pf_executor_t *ex)
+make_client_max(pf_executor_t *ex, long max_transfers)
 {
     pf_curl_config_t cfg;
     pf_curl_client_t *c = NULL;
 
     pf_curl_config_init(&cfg);
     cfg.executor = ex;
+    if (max_transfers >= 0) {
+        cfg.max_transfers = max_transfers;
+    }
     assert_pf_ok(pf_curl_client_new(&cfg, &c));
     return c;
+}
+
+static pf_curl_client_t *
+make_client(pf_executor_t *ex)
+{
+    return make_client_max(ex, -1);
 }
 
 typedef struct call {
@@ -561,6 +571,10 @@ test_curl_client_rejects_bad_config(void **state)
     pf_curl_config_init(&cfg);
     cfg.max_host_connections = -1;
     assert_pf_err(pf_curl_client_new(&cfg, &c), PF_EINVAL);
+    pf_curl_config_init(&cfg);
+    assert_int_equal(cfg.max_transfers, PF_CURL_MAX_TRANSFERS_DEFAULT);
+    cfg.max_transfers = -1;
+    assert_pf_err(pf_curl_client_new(&cfg, &c), PF_EINVAL);
     assert_null(c);
     pf_curl_config_init(NULL);
     pf_curl_client_free(NULL);
@@ -574,11 +588,12 @@ test_curl_client_rejects_bad_config(void **state)
 #define MANY 1000
 
 static void
-test_curl_1000_concurrent_transfers_each_complete_once(void **state)
+many_transfers_each_complete_once(const pf_clock_t *clock,
+                                  long max_transfers)
 {
     static call_t k[MANY];
-    pf_executor_t *ex = make_ex(*state, 2);
-    pf_curl_client_t *c = make_client(ex);
+    pf_executor_t *ex = make_ex(clock, 2);
+    pf_curl_client_t *c = make_client_max(ex, max_transfers);
     int i;
 
     for (i = 0; i < MANY; i++) {
@@ -599,6 +614,174 @@ test_curl_1000_concurrent_transfers_each_complete_once(void **state)
         curl_easy_cleanup(k[i].easy);
     }
 }
+
+static void
+test_curl_1000_concurrent_transfers_each_complete_once(void **state)
+{
+    many_transfers_each_complete_once(*state, -1);
+}
+
+/* The same through 7 places: 993 wait in the client's queue at first. */
+static void
+test_curl_1000_transfers_through_7_places_each_complete_once(void **state)
+{
+    many_transfers_each_complete_once(*state, 7);
+}
+
+/* ---- admission ---------------------------------------------------------- */
+
+/* 1,000 transfers through 7 places, every third aborted from this thread
+ * while the others run, queue and get admitted on the workers: each done
+ * runs exactly once; an aborted one ended either way, the others
+ * completed; nothing is left pending, and (under ASan) nothing leaks. */
+static void
+test_curl_aborts_race_admission_each_done_once(void **state)
+{
+    static call_t k[MANY];
+    static pf_curl_xfer_t *xs[MANY];
+    pf_executor_t *ex = make_ex(*state, 2);
+    pf_curl_client_t *c = make_client_max(ex, 7);
+    int i;
+
+    for (i = 0; i < MANY; i++) {
+        call_init(&k[i], g_srv.fast_port, "/ok");
+        assert_pf_ok(pf_curl_start(c, k[i].easy, NULL, record, &k[i], &xs[i]));
+        if (i % 3 == 0 && i >= 30) {
+            pf_curl_abort(xs[i - 30]); /* running, queued or done */
+        }
+    }
+    for (i = 0; i < MANY; i++) {
+        pf_test_wait_for_flag(&k[i].calls, 1);
+    }
+    assert_int_equal(pf_curl_client_pending(c), 0);
+    pf_curl_client_free(c);
+    pf_executor_free(ex);
+    for (i = 0; i < MANY; i++) {
+        bool aborted = i % 3 == 0 && i + 30 < MANY;
+
+        assert_int_equal(atomic_load(&k[i].calls), 1);
+        if (aborted && k[i].r.result == PF_ECANCELED) {
+            assert_int_equal(k[i].r.curl_code, CURLE_ABORTED_BY_CALLBACK);
+        } else {
+            assert_int_equal(k[i].r.result, 0);
+            assert_int_equal(k[i].r.http_status, 200);
+        }
+        pf_curl_xfer_free(xs[i]);
+        curl_easy_cleanup(k[i].easy);
+    }
+}
+
+/* max_transfers 2, both places held by /slow transfers that never end by
+ * themselves: the others wait in the client's queue, where a busy handle
+ * is refused, an abort and a (manual-clock) deadline end them without
+ * the server seeing them, and when a place frees they go to libcurl in
+ * the order they were started (k3, a /slow that keeps its place, before
+ * k5). */
+static void
+test_curl_transfers_beyond_max_wait_in_order(void **state)
+{
+    pf_clock_t *clock = *state;
+    pf_executor_t *ex = make_ex(clock, 2);
+    pf_curl_client_t *c = make_client_max(ex, 2);
+    int started0 = atomic_load(&g_srv.slow_started);
+    pf_deadline_t d = pf_deadline_in(clock, 1.0);
+    pf_curl_xfer_t *xs[2];
+    pf_curl_xfer_t *x3;
+    pf_curl_xfer_t *x6;
+    call_t slow[2];
+    call_t k3;
+    call_t k4;
+    call_t k5;
+    call_t k6;
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        call_init(&slow[i], g_srv.slow_port, "/slow");
+        assert_pf_ok(
+            pf_curl_start(c, slow[i].easy, NULL, record, &slow[i], &xs[i]));
+    }
+    call_init(&k3, g_srv.slow_port, "/slow");
+    call_init(&k4, g_srv.slow_port, "/slow");
+    call_init(&k5, g_srv.fast_port, "/ok");
+    call_init(&k6, g_srv.slow_port, "/slow");
+    assert_pf_ok(pf_curl_start(c, k3.easy, NULL, record, &k3, &x3));
+    assert_pf_ok(pf_curl_start(c, k4.easy, &d, record, &k4, NULL));
+    assert_pf_ok(pf_curl_start(c, k5.easy, NULL, record, &k5, NULL));
+    assert_pf_ok(pf_curl_start(c, k6.easy, NULL, record, &k6, &x6));
+    /* A handle running in the client, started again while it queues. */
+    assert_pf_err(pf_curl_start(c, slow[0].easy, NULL, never, NULL, NULL),
+                  PF_ESTATE);
+    assert_int_equal(pf_curl_client_pending(c), 6);
+    pf_test_wait_for_flag(&g_srv.slow_started, started0 + 2);
+
+    pf_curl_abort(x6); /* queued: ends at once */
+    pf_test_wait_for_flag(&k6.calls, 1);
+    assert_int_equal(k6.r.result, PF_ECANCELED);
+    pf_clock_manual_advance(clock, NS_PER_SEC); /* k4's deadline, queued */
+    pf_test_wait_for_flag(&k4.calls, 1);
+    assert_int_equal(k4.r.result, PF_ETIMEDOUT);
+    assert_int_equal(k4.r.http_status, 0);
+    assert_int_equal(pf_curl_client_pending(c), 4);
+    assert_int_equal(atomic_load(&k5.calls), 0); /* no place yet */
+    assert_int_equal(atomic_load(&g_srv.slow_started), started0 + 2);
+
+    pf_curl_abort(xs[0]); /* a place: k3 first, which keeps it */
+    pf_test_wait_for_flag(&g_srv.slow_started, started0 + 3);
+    assert_int_equal(atomic_load(&k5.calls), 0);
+    assert_int_equal(pf_curl_client_pending(c), 3);
+    pf_curl_abort(x3); /* its place: k5 */
+    pf_test_wait_for_flag(&k5.calls, 1);
+    assert_int_equal(k5.r.result, 0);
+    assert_int_equal(k5.r.http_status, 200);
+    pf_test_wait_for_flag(&k3.calls, 1);
+    assert_int_equal(k3.r.result, PF_ECANCELED);
+    assert_int_equal(pf_curl_client_pending(c), 1);
+    pf_curl_client_free(c); /* slow[1] */
+    assert_int_equal(atomic_load(&slow[1].calls), 1);
+    assert_int_equal(slow[1].r.result, PF_ECANCELED);
+    /* k4 and k6 never reached the server. */
+    assert_int_equal(atomic_load(&g_srv.slow_started), started0 + 3);
+    pf_executor_free(ex);
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(atomic_load(&slow[i].calls), 1);
+        pf_curl_xfer_free(xs[i]);
+        curl_easy_cleanup(slow[i].easy);
+    }
+    pf_curl_xfer_free(x3);
+    pf_curl_xfer_free(x6);
+    assert_int_equal(atomic_load(&k3.calls), 1);
+    assert_int_equal(atomic_load(&k4.calls), 1);
+    assert_int_equal(atomic_load(&k5.calls), 1);
+    assert_int_equal(atomic_load(&k6.calls), 1);
+    curl_easy_cleanup(k3.easy);
+    curl_easy_cleanup(k4.easy);
+    curl_easy_cleanup(k5.easy);
+    curl_easy_cleanup(k6.easy);
+}
+
+/* Queued transfers end with the client's free, before it returns. */
+static void
+test_curl_client_free_ends_queued_transfers(void **state)
+{
+    pf_executor_t *ex = make_ex(*state, 2);
+    pf_curl_client_t *c = make_client_max(ex, 1);
+    call_t k[3];
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        call_init(&k[i], g_srv.slow_port, "/slow");
+        assert_pf_ok(pf_curl_start(c, k[i].easy, NULL, record, &k[i], NULL));
+    }
+    assert_int_equal(pf_curl_client_pending(c), 3);
+    pf_curl_client_free(c);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(atomic_load(&k[i].calls), 1);
+        assert_int_equal(k[i].r.result, PF_ECANCELED);
+        curl_easy_cleanup(k[i].easy);
+    }
+    pf_executor_free(ex);
+}
+
 
 /* ---- as an asynchronous state ------------------------------------------ */
 
@@ -1016,6 +1199,10 @@ main(void)
         CLOCK_TEST(test_curl_rejects_null_and_busy_handles),
         cmocka_unit_test(test_curl_client_rejects_bad_config),
         CLOCK_TEST(test_curl_1000_concurrent_transfers_each_complete_once),
+        CLOCK_TEST(test_curl_1000_transfers_through_7_places_each_complete_once),
+        CLOCK_TEST(test_curl_transfers_beyond_max_wait_in_order),
+        CLOCK_TEST(test_curl_aborts_race_admission_each_done_once),
+        CLOCK_TEST(test_curl_client_free_ends_queued_transfers),
         CLOCK_TEST(test_curl_state_completes_with_classified_outcome),
         CLOCK_TEST(test_curl_state_timeout_removes_the_transfer),
         CLOCK_TEST(test_curl_state_429_retry_after_3_retries_exactly_3_s_later),

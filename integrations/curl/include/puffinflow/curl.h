@@ -3,11 +3,14 @@
  *
  * A client owns one libcurl multi handle, driven through its socket
  * interface (curl_multi_socket_action): the sockets libcurl asks to watch
- * are one-shot fd waits on the executor's reactor, and libcurl's timer is
- * a timerfd watched the same way (always real time, whatever the
- * executor's clock: libcurl's own timeouts are real). No thread waits for
- * a transfer. Connections are reused across the transfers of a client, so
- * create one client per executor and share it.
+ * and libcurl's timer (a timerfd: always real time, whatever the
+ * executor's clock, as libcurl's own timeouts are) sit in an epoll set of
+ * the client's, which the executor's reactor watches as one fd; a worker
+ * drains it in batches. No thread waits for a transfer. Connections are
+ * reused across the transfers of a client, so create one client per
+ * executor and share it. At most max_transfers transfers are in libcurl
+ * at once; the others wait in the client's queue (docs/curl.md,
+ * "Admission").
  *
  * pf_curl_start hands a configured CURL easy handle to the client; the
  * transfer completes exactly once by calling done on a worker with the
@@ -46,7 +49,17 @@ typedef struct pf_curl_config {
     long max_host_connections; /* ... to one host
                                   (CURLMOPT_MAX_HOST_CONNECTIONS); 0 = no
                                   limit (default) */
+    long max_transfers;        /* transfers handed to libcurl at once; the
+                                  others wait in the client's queue, in
+                                  the order they were started, and are
+                                  handed over as transfers end (their
+                                  deadline runs while they wait); 0 = no
+                                  limit; default
+                                  PF_CURL_MAX_TRANSFERS_DEFAULT */
 } pf_curl_config_t;
+
+/* The default max_transfers (see docs/curl.md, "Admission"). */
+#define PF_CURL_MAX_TRANSFERS_DEFAULT 2048
 
 /* Fill cfg with the defaults above. NULL is a no-op. */
 PF_API void pf_curl_config_init(pf_curl_config_t *cfg);
@@ -77,7 +90,9 @@ typedef struct pf_curl_result {
                           pf_curl_abort or pf_curl_client_free;
                           PF_ENOTFOUND = the host name did not resolve;
                           PF_ESYSTEM = any other transport failure
-                          (curl_code says which) */
+                          (curl_code says which); PF_ESTATE /
+                          PF_ENOMEM = libcurl refused a queued handle
+                          at its turn (curl_code CURLE_FAILED_INIT) */
     int curl_code;     /* libcurl's CURLcode (CURLE_OK when it completed;
                           CURLE_ABORTED_BY_CALLBACK when the deadline or
                           an abort ended it) */
@@ -101,16 +116,20 @@ typedef void (*pf_curl_done_fn)(const pf_curl_result_t *r, void *arg);
 
 /* Start the transfer set up in easy (URL, method, headers, write
  * callback...: configured by the caller and owned by it). While the
- * transfer runs, the client uses CURLOPT_PRIVATE and
- * CURLOPT_CLOSESOCKETFUNCTION / _DATA of easy, and resets them (to NULL)
- * when it ends: the caller must not use those options. deadline NULL or
+ * transfer runs, the client uses CURLOPT_PRIVATE of easy, and resets it
+ * (to NULL) when it ends: the caller must not use that option. When the
+ * client has max_transfers in libcurl, the transfer waits in its queue
+ * (its deadline runs) and goes to libcurl, in start order, when one ends.
+ * deadline NULL or
  * pf_deadline_none = none (any clock; one already past ends the transfer
  * at once with PF_ETIMEDOUT). With out non-NULL, *out receives the
  * transfer's handle before done can run; the record lives until both the
  * owner (pf_curl_xfer_free) and the client are done with it.
  *
  * Returns 0; PF_EINVAL for a NULL c, easy or done; PF_ESTATE when easy is
- * already in a transfer (of any multi handle) or c is being freed;
+ * already in a transfer (of any multi handle; one busy elsewhere that is
+ * queued is refused when its turn comes: done then gets PF_ESTATE) or c
+ * is being freed;
  * PF_ENOMEM; PF_ESYSTEM when libcurl refuses the handle. On error done is
  * never called and *out is untouched; a handle that is already in a
  * transfer is left as it was. Never blocks beyond the client's lock.
