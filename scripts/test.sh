@@ -31,7 +31,7 @@ mkdir -p "$log_dir"
 # ABI check runs in the builds without sanitizers.
 all_parts=(-DPF_BUILD_TESTS=ON -DPF_BUILD_EXAMPLES=ON -DPF_BUILD_BENCH=ON
            -DPF_BUILD_TOOLS=ON -DPF_WITH_HTTP=ON -DPF_WITH_CURL=ON
-           -DPF_WITH_PYTHON=ON -DPF_ABI_CHECK=ON)
+           -DPF_WITH_PYTHON=ON -DPF_WITH_REDIS=ON -DPF_ABI_CHECK=ON)
 
 # Seconds since the given date +%s.
 since() { echo $(($(date +%s) - $1)); }
