@@ -199,18 +199,13 @@ leak_traverse(LeakObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Drops everything the object holds, the detector first (its thread reads
+ * the clock; check() calls the sample function): a sample function that
+ * refers back to the detector (a bound method of it, say) makes a cycle
+ * only this can break. The object is then "not initialised". */
 static int
 leak_clear(LeakObject *self)
 {
-    Py_CLEAR(self->dict);
-    return 0;
-}
-
-static void
-leak_dealloc(LeakObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    leak_clear(self);
     if (self->d != NULL) {
         pf_leak_detector_t *d = self->d;
         self->d = NULL;
@@ -220,7 +215,16 @@ leak_dealloc(LeakObject *self)
         Py_END_ALLOW_THREADS
     }
     Py_CLEAR(self->sample);
-    Py_CLEAR(self->clock); /* after the detector that reads it */
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+leak_dealloc(LeakObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    leak_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -724,9 +728,18 @@ degrade_traverse(DegradeObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Drops everything the object holds, the manager first (it reads the
+ * clock, the source and the breakers): a source that refers back to the
+ * manager (a bound method of it, say) makes a cycle only this can break.
+ * The object is then "not initialised". */
 static int
 degrade_clear(DegradeObject *self)
 {
+    pf_degrade_free(self->d); /* no sampler thread runs */
+    self->d = NULL;
+    Py_CLEAR(self->breakers);
+    Py_CLEAR(self->source);
+    Py_CLEAR(self->clock);
     Py_CLEAR(self->dict);
     return 0;
 }
@@ -736,11 +749,6 @@ degrade_dealloc(DegradeObject *self)
 {
     PyObject_GC_UnTrack(self);
     degrade_clear(self);
-    pf_degrade_free(self->d); /* no sampler thread runs */
-    self->d = NULL;
-    Py_CLEAR(self->breakers); /* after the manager that reads them */
-    Py_CLEAR(self->source);
-    Py_CLEAR(self->clock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
