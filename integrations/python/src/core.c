@@ -89,6 +89,22 @@ get_seconds(PyObject *o, const char *name, int inf_ok, double *out)
     return 0;
 }
 
+/* A non-empty str's UTF-8 (owned by it) into *out; ValueError when empty. */
+int
+get_name(PyObject *o, const char **out)
+{
+    const char *s = PyUnicode_AsUTF8(o);
+    if (s == NULL) {
+        return -1;
+    }
+    if (s[0] == '\0') {
+        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
 PyObject *
 raise_code(int rc)
 {
@@ -284,12 +300,7 @@ breaker_init(BreakerObject *self, PyObject *args, PyObject *kw)
     }
     pf_breaker_config_t cfg;
     pf_breaker_config_init(&cfg);
-    cfg.name = PyUnicode_AsUTF8(name);
-    if (cfg.name == NULL) {
-        return -1;
-    }
-    if (cfg.name[0] == '\0') {
-        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+    if (get_name(name, &cfg.name) != 0) {
         return -1;
     }
     if (get_uint(ft, "failure_threshold", 1, (1ul << 24) - 1,
@@ -368,13 +379,7 @@ breaker_dealloc(BreakerObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define BREAKER_READY(self)                                                  \
-    do {                                                                     \
-        if ((self)->b == NULL) {                                             \
-            PyErr_SetString(PyExc_RuntimeError, "breaker not initialised");  \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define BREAKER_READY(self) REQUIRE_INIT((self)->b, "breaker")
 
 static PyObject *
 breaker_protect(BreakerObject *self, PyObject *unused)
@@ -685,13 +690,7 @@ bulkhead_dealloc(BulkheadObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define BULKHEAD_READY(self)                                                 \
-    do {                                                                     \
-        if ((self)->bh == NULL) {                                            \
-            PyErr_SetString(PyExc_RuntimeError, "bulkhead not initialised"); \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define BULKHEAD_READY(self) REQUIRE_INIT((self)->bh, "bulkhead")
 
 static PyObject *
 bulkhead_isolate(BulkheadObject *self, PyObject *unused)

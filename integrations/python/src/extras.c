@@ -141,12 +141,7 @@ leak_init(LeakObject *self, PyObject *args, PyObject *kw)
     }
     pf_leak_config_t cfg;
     pf_leak_config_init(&cfg);
-    cfg.name = PyUnicode_AsUTF8(name);
-    if (cfg.name == NULL) {
-        return -1;
-    }
-    if (cfg.name[0] == '\0') {
-        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+    if (get_name(name, &cfg.name) != 0) {
         return -1;
     }
     if (get_positive(ci, "check_interval", 1, &cfg.check_interval) != 0 ||
@@ -228,13 +223,7 @@ leak_dealloc(LeakObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define LEAK_READY(self)                                                     \
-    do {                                                                     \
-        if ((self)->d == NULL) {                                             \
-            PyErr_SetString(PyExc_RuntimeError, "detector not initialised"); \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define LEAK_READY(self) REQUIRE_INIT((self)->d, "detector")
 
 /* _track(agent, state, cpu_units, memory_mb, io_weight, network_weight,
  *        gpu_units) */
@@ -631,12 +620,7 @@ degrade_init(DegradeObject *self, PyObject *args, PyObject *kw)
     }
     pf_degrade_config_t cfg;
     pf_degrade_config_init(&cfg);
-    cfg.name = PyUnicode_AsUTF8(name);
-    if (cfg.name == NULL) {
-        return -1;
-    }
-    if (cfg.name[0] == '\0') {
-        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+    if (get_name(name, &cfg.name) != 0) {
         return -1;
     }
     if (get_seconds(dw, "min_dwell", 0, &cfg.min_dwell) != 0 ||
@@ -752,13 +736,7 @@ degrade_dealloc(DegradeObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define DEGRADE_READY(self)                                                  \
-    do {                                                                     \
-        if ((self)->d == NULL) {                                             \
-            PyErr_SetString(PyExc_RuntimeError, "manager not initialised");  \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define DEGRADE_READY(self) REQUIRE_INIT((self)->d, "manager")
 
 static PyObject *
 health_tuple(const pf_system_health_t *h)
