@@ -386,13 +386,14 @@ breaker_protect(BreakerObject *self, PyObject *unused)
 {
     (void)unused;
     BREAKER_READY(self);
-    ProtectObject *p = PyObject_New(ProtectObject, &ProtectType);
+    ProtectObject *p = PyObject_GC_New(ProtectObject, &ProtectType);
     if (p == NULL) {
         return NULL;
     }
     p->owner = (BreakerObject *)Py_NewRef(self);
     memset(&p->permit, 0, sizeof p->permit);
     p->entered = 0;
+    PyObject_GC_Track(p);
     return (PyObject *)p;
 }
 
@@ -515,21 +516,41 @@ static PyTypeObject BreakerType = {
 
 /* ---- Protect: the per-call context manager ---------------------------- */
 
-static void
-protect_dealloc(ProtectObject *self)
+/* It holds its breaker, whose instance dict may hold it back (b.p =
+ * b.protect()): a cycle the collector must see, so it is a GC type. */
+static int
+protect_traverse(ProtectObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+protect_clear(ProtectObject *self)
 {
     if (self->owner != NULL && self->owner->b != NULL) {
         /* Entered and never exited: give the permit back uncounted. */
         pf_breaker_release(self->owner->b, &self->permit);
     }
-    Py_XDECREF(self->owner);
-    PyObject_Free(self);
+    Py_CLEAR(self->owner);
+    return 0;
 }
+
+static void
+protect_dealloc(ProtectObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    protect_clear(self);
+    PyObject_GC_Del(self);
+}
+
+#define PROTECT_READY(self) REQUIRE_INIT((self)->owner, "protect() context")
 
 static PyObject *
 protect_aenter(ProtectObject *self, PyObject *unused)
 {
     (void)unused;
+    PROTECT_READY(self);
     if (self->entered) {
         PyErr_SetString(PyExc_RuntimeError,
                         "protect() context entered twice; call protect() "
@@ -556,6 +577,7 @@ protect_aexit(ProtectObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "__aexit__ takes 3 arguments");
         return NULL;
     }
+    PROTECT_READY(self);
     if (!self->entered) {
         PyErr_SetString(PyExc_RuntimeError, "__aexit__ without __aenter__");
         return NULL;
@@ -586,8 +608,10 @@ static PyMethodDef protect_methods[] = {
 static PyTypeObject ProtectType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "puffinflow_c._core._Protect",
     .tp_basicsize = sizeof(ProtectObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_dealloc = (destructor)protect_dealloc,
+    .tp_traverse = (traverseproc)protect_traverse,
+    .tp_clear = (inquiry)protect_clear,
     .tp_methods = protect_methods,
 };
 
