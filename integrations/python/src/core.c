@@ -358,6 +358,8 @@ breaker_traverse(BreakerObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* The clock stays to dealloc (the breaker reads it): a ManualClock holds
+ * no references, and a Python subclass of it clears its own. */
 static int
 breaker_clear(BreakerObject *self)
 {
@@ -693,6 +695,7 @@ bulkhead_traverse(BulkheadObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* The clock stays to dealloc, as the breaker's. */
 static int
 bulkhead_clear(BulkheadObject *self)
 {
@@ -856,6 +859,8 @@ isolate_traverse(IsolateObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* The owner stays to dealloc, which gives a held slot back to it; a cycle
+ * through it is broken by the bulkhead's own clear (its dict). */
 static int
 isolate_clear(IsolateObject *self)
 {
