@@ -89,6 +89,22 @@ get_seconds(PyObject *o, const char *name, int inf_ok, double *out)
     return 0;
 }
 
+/* A non-empty str's UTF-8 (owned by it) into *out; ValueError when empty. */
+int
+get_name(PyObject *o, const char **out)
+{
+    const char *s = PyUnicode_AsUTF8(o);
+    if (s == NULL) {
+        return -1;
+    }
+    if (s[0] == '\0') {
+        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
 PyObject *
 raise_code(int rc)
 {
@@ -284,12 +300,7 @@ breaker_init(BreakerObject *self, PyObject *args, PyObject *kw)
     }
     pf_breaker_config_t cfg;
     pf_breaker_config_init(&cfg);
-    cfg.name = PyUnicode_AsUTF8(name);
-    if (cfg.name == NULL) {
-        return -1;
-    }
-    if (cfg.name[0] == '\0') {
-        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+    if (get_name(name, &cfg.name) != 0) {
         return -1;
     }
     if (get_uint(ft, "failure_threshold", 1, (1ul << 24) - 1,
@@ -347,6 +358,8 @@ breaker_traverse(BreakerObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* The clock stays to dealloc (the breaker reads it): a ManualClock holds
+ * no references, and a Python subclass of it clears its own. */
 static int
 breaker_clear(BreakerObject *self)
 {
@@ -368,26 +381,21 @@ breaker_dealloc(BreakerObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define BREAKER_READY(self)                                                  \
-    do {                                                                     \
-        if ((self)->b == NULL) {                                             \
-            PyErr_SetString(PyExc_RuntimeError, "breaker not initialised");  \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define BREAKER_READY(self) REQUIRE_INIT((self)->b, "breaker")
 
 static PyObject *
 breaker_protect(BreakerObject *self, PyObject *unused)
 {
     (void)unused;
     BREAKER_READY(self);
-    ProtectObject *p = PyObject_New(ProtectObject, &ProtectType);
+    ProtectObject *p = PyObject_GC_New(ProtectObject, &ProtectType);
     if (p == NULL) {
         return NULL;
     }
     p->owner = (BreakerObject *)Py_NewRef(self);
     memset(&p->permit, 0, sizeof p->permit);
     p->entered = 0;
+    PyObject_GC_Track(p);
     return (PyObject *)p;
 }
 
@@ -510,21 +518,41 @@ static PyTypeObject BreakerType = {
 
 /* ---- Protect: the per-call context manager ---------------------------- */
 
-static void
-protect_dealloc(ProtectObject *self)
+/* It holds its breaker, whose instance dict may hold it back (b.p =
+ * b.protect()): a cycle the collector must see, so it is a GC type. */
+static int
+protect_traverse(ProtectObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+protect_clear(ProtectObject *self)
 {
     if (self->owner != NULL && self->owner->b != NULL) {
         /* Entered and never exited: give the permit back uncounted. */
         pf_breaker_release(self->owner->b, &self->permit);
     }
-    Py_XDECREF(self->owner);
-    PyObject_Free(self);
+    Py_CLEAR(self->owner);
+    return 0;
 }
+
+static void
+protect_dealloc(ProtectObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    protect_clear(self);
+    PyObject_GC_Del(self);
+}
+
+#define PROTECT_READY(self) REQUIRE_INIT((self)->owner, "protect() context")
 
 static PyObject *
 protect_aenter(ProtectObject *self, PyObject *unused)
 {
     (void)unused;
+    PROTECT_READY(self);
     if (self->entered) {
         PyErr_SetString(PyExc_RuntimeError,
                         "protect() context entered twice; call protect() "
@@ -551,6 +579,7 @@ protect_aexit(ProtectObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "__aexit__ takes 3 arguments");
         return NULL;
     }
+    PROTECT_READY(self);
     if (!self->entered) {
         PyErr_SetString(PyExc_RuntimeError, "__aexit__ without __aenter__");
         return NULL;
@@ -581,8 +610,10 @@ static PyMethodDef protect_methods[] = {
 static PyTypeObject ProtectType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "puffinflow_c._core._Protect",
     .tp_basicsize = sizeof(ProtectObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_dealloc = (destructor)protect_dealloc,
+    .tp_traverse = (traverseproc)protect_traverse,
+    .tp_clear = (inquiry)protect_clear,
     .tp_methods = protect_methods,
 };
 
@@ -664,6 +695,7 @@ bulkhead_traverse(BulkheadObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* The clock stays to dealloc, as the breaker's. */
 static int
 bulkhead_clear(BulkheadObject *self)
 {
@@ -685,13 +717,7 @@ bulkhead_dealloc(BulkheadObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define BULKHEAD_READY(self)                                                 \
-    do {                                                                     \
-        if ((self)->bh == NULL) {                                            \
-            PyErr_SetString(PyExc_RuntimeError, "bulkhead not initialised"); \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define BULKHEAD_READY(self) REQUIRE_INIT((self)->bh, "bulkhead")
 
 static PyObject *
 bulkhead_isolate(BulkheadObject *self, PyObject *unused)
@@ -833,6 +859,8 @@ isolate_traverse(IsolateObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* The owner stays to dealloc, which gives a held slot back to it; a cycle
+ * through it is broken by the bulkhead's own clear (its dict). */
 static int
 isolate_clear(IsolateObject *self)
 {

@@ -141,12 +141,7 @@ leak_init(LeakObject *self, PyObject *args, PyObject *kw)
     }
     pf_leak_config_t cfg;
     pf_leak_config_init(&cfg);
-    cfg.name = PyUnicode_AsUTF8(name);
-    if (cfg.name == NULL) {
-        return -1;
-    }
-    if (cfg.name[0] == '\0') {
-        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+    if (get_name(name, &cfg.name) != 0) {
         return -1;
     }
     if (get_positive(ci, "check_interval", 1, &cfg.check_interval) != 0 ||
@@ -199,18 +194,13 @@ leak_traverse(LeakObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Drops everything the object holds, the detector first (its thread reads
+ * the clock; check() calls the sample function): a sample function that
+ * refers back to the detector (a bound method of it, say) makes a cycle
+ * only this can break. The object is then "not initialised". */
 static int
 leak_clear(LeakObject *self)
 {
-    Py_CLEAR(self->dict);
-    return 0;
-}
-
-static void
-leak_dealloc(LeakObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    leak_clear(self);
     if (self->d != NULL) {
         pf_leak_detector_t *d = self->d;
         self->d = NULL;
@@ -220,17 +210,20 @@ leak_dealloc(LeakObject *self)
         Py_END_ALLOW_THREADS
     }
     Py_CLEAR(self->sample);
-    Py_CLEAR(self->clock); /* after the detector that reads it */
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+leak_dealloc(LeakObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    leak_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define LEAK_READY(self)                                                     \
-    do {                                                                     \
-        if ((self)->d == NULL) {                                             \
-            PyErr_SetString(PyExc_RuntimeError, "detector not initialised"); \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define LEAK_READY(self) REQUIRE_INIT((self)->d, "detector")
 
 /* _track(agent, state, cpu_units, memory_mb, io_weight, network_weight,
  *        gpu_units) */
@@ -627,12 +620,7 @@ degrade_init(DegradeObject *self, PyObject *args, PyObject *kw)
     }
     pf_degrade_config_t cfg;
     pf_degrade_config_init(&cfg);
-    cfg.name = PyUnicode_AsUTF8(name);
-    if (cfg.name == NULL) {
-        return -1;
-    }
-    if (cfg.name[0] == '\0') {
-        PyErr_SetString(PyExc_ValueError, "name must not be empty");
+    if (get_name(name, &cfg.name) != 0) {
         return -1;
     }
     if (get_seconds(dw, "min_dwell", 0, &cfg.min_dwell) != 0 ||
@@ -724,9 +712,18 @@ degrade_traverse(DegradeObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Drops everything the object holds, the manager first (it reads the
+ * clock, the source and the breakers): a source that refers back to the
+ * manager (a bound method of it, say) makes a cycle only this can break.
+ * The object is then "not initialised". */
 static int
 degrade_clear(DegradeObject *self)
 {
+    pf_degrade_free(self->d); /* no sampler thread runs */
+    self->d = NULL;
+    Py_CLEAR(self->breakers);
+    Py_CLEAR(self->source);
+    Py_CLEAR(self->clock);
     Py_CLEAR(self->dict);
     return 0;
 }
@@ -736,21 +733,10 @@ degrade_dealloc(DegradeObject *self)
 {
     PyObject_GC_UnTrack(self);
     degrade_clear(self);
-    pf_degrade_free(self->d); /* no sampler thread runs */
-    self->d = NULL;
-    Py_CLEAR(self->breakers); /* after the manager that reads them */
-    Py_CLEAR(self->source);
-    Py_CLEAR(self->clock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define DEGRADE_READY(self)                                                  \
-    do {                                                                     \
-        if ((self)->d == NULL) {                                             \
-            PyErr_SetString(PyExc_RuntimeError, "manager not initialised");  \
-            return NULL;                                                     \
-        }                                                                    \
-    } while (0)
+#define DEGRADE_READY(self) REQUIRE_INIT((self)->d, "manager")
 
 static PyObject *
 health_tuple(const pf_system_health_t *h)

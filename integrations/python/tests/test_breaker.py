@@ -3,6 +3,7 @@ registry and exponential_backoff: every option, on a manual clock."""
 
 import asyncio
 import dataclasses
+import gc
 import math
 import tracemalloc
 
@@ -355,3 +356,41 @@ async def test_no_leak_over_100000_calls():
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert grown < 64 * 1024
     assert b.get_metrics()["calls"] == 101_000
+
+
+class _Kept(CircuitBreaker):
+    pass
+
+
+def test_a_breaker_holding_its_own_protect_is_collected():
+    # breaker -> its dict -> protect() context -> breaker: a cycle the
+    # collector sees only when the context takes part in GC.
+    def alive():
+        return sum(1 for o in gc.get_objects() if type(o) is _Kept)
+
+    gc.collect()
+    assert alive() == 0
+    for _ in range(10):
+        b = _Kept(CircuitBreakerConfig(name="kept"))
+        b.p = b.protect()
+        del b
+    gc.collect()
+    assert alive() == 0
+
+
+async def test_an_abandoned_trial_in_a_garbage_cycle_gives_its_slot_back(
+        clock):
+    b = make(clock, failure_threshold=1, recovery_timeout=1,
+             success_threshold=3, half_open_max_calls=1)
+    await fail(b)
+    clock.advance(1)
+    p = b.protect()
+    await p.__aenter__()  # the one trial, never exited
+    with pytest.raises(CircuitBreakerOpenError, match="HALF_OPEN"):
+        await ok(b)
+    cycle = [p]
+    cycle.append(cycle)
+    del p, cycle
+    gc.collect()
+    await ok(b)  # the slot came back, uncounted
+    assert b.state.value == "half_open"

@@ -4,38 +4,15 @@ and timeouts, on the minimal agent harness of conftest.py. What an example
 leaves undefined (its services, helper methods) is supplied here."""
 
 import asyncio
-import contextlib
 import datetime
 import sys
 import types
 
 import pytest
 
-import puffinflow_c
 from puffinflow_c import reliability
 
-from conftest import Context, harness
-
-
-@pytest.fixture
-def installed():
-    had = {k: sys.modules.get(k) for k in list(sys.modules)
-           if k == "puffinflow" or k.startswith("puffinflow.")}
-    puffinflow_c.install()
-    pf = sys.modules["puffinflow"]
-    for k, v in harness().items():
-        setattr(pf, k, v)
-    yield
-    puffinflow_c.uninstall()
-    for k, v in had.items():
-        sys.modules[k] = v
-
-
-def run_example(source, **extra):
-    ns = dict(harness())
-    ns.update(extra)
-    exec(compile(source, "<reference example>", "exec"), ns)
-    return ns
+from conftest import Context, run_example
 
 
 LEAK = '''

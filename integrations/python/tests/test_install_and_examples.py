@@ -11,22 +11,7 @@ import pytest
 import puffinflow_c
 from puffinflow_c import reliability
 
-from conftest import harness
-
-
-@pytest.fixture
-def installed():
-    had = {k: sys.modules.get(k) for k in list(sys.modules)
-           if k == "puffinflow" or k.startswith("puffinflow.")}
-    puffinflow_c.install()
-    pf = sys.modules["puffinflow"]
-    for k, v in harness().items():
-        setattr(pf, k, v)
-    yield
-    puffinflow_c.uninstall()
-    assert "puffinflow.core.reliability" not in sys.modules or had
-    for k, v in had.items():
-        sys.modules[k] = v
+from conftest import run_example
 
 
 def test_install_resolves_the_originals_module_paths(installed):
@@ -49,12 +34,6 @@ def test_uninstall_restores():
     puffinflow_c.uninstall()
     assert "puffinflow.core.reliability" not in sys.modules
     assert "puffinflow" not in sys.modules
-
-
-def run_example(source, extra):
-    ns = dict(extra)
-    exec(compile(source, "<reference example>", "exec"), ns)
-    return ns
 
 
 # ---- the reference's examples, verbatim -----------------------------------
@@ -191,9 +170,8 @@ class RetryableAgent(Agent):
 
 
 def names(**kw):
-    # The example's own names (the harness) plus what it leaves undefined.
-    d = dict(harness())
-    d.update(CircuitBreakerOpenError=reliability.CircuitBreakerOpenError,
+    # What the examples leave undefined (run_example adds the harness).
+    d = dict(CircuitBreakerOpenError=reliability.CircuitBreakerOpenError,
              CircuitBreakerConfig=reliability.CircuitBreakerConfig)
     d.update(kw)
     return d
@@ -209,7 +187,7 @@ async def test_resilient_agent_example(installed):
     async def get_cached_response():
         return "cached"
 
-    ns = run_example(CIRCUIT_BREAKER_PATTERN, names(
+    ns = run_example(CIRCUIT_BREAKER_PATTERN, **names(
         external_api_call=external_api_call,
         get_cached_response=get_cached_response))
     agent = ns["ResilientAgent"]()
@@ -228,7 +206,7 @@ async def test_advanced_example(installed):
     async def risky_operation():
         return 42
 
-    ns = run_example(ADVANCED, names(HTTPError=HTTPError,
+    ns = run_example(ADVANCED, **names(HTTPError=HTTPError,
                                      get_fallback_data=lambda: "fb",
                                      risky_operation=risky_operation))
     ctx = await ns["AdvancedResilientAgent"]().run_state(
@@ -252,7 +230,7 @@ async def test_isolated_agent_example(installed):
     async def database_operation():
         return "io"
 
-    ns = run_example(BULKHEAD_PATTERN, names(
+    ns = run_example(BULKHEAD_PATTERN, **names(
         heavy_computation=heavy_computation,
         database_operation=database_operation))
     agent = ns["IsolatedAgent"]()
@@ -282,7 +260,7 @@ async def test_retryable_agent_example(installed, monkeypatch):
         slept.append(d)
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
-    ns = run_example(RETRY, names(TransientError=TransientError,
+    ns = run_example(RETRY, **names(TransientError=TransientError,
                                   unreliable_operation=unreliable_operation,
                                   get_fallback_result=None))
     ctx = await ns["RetryableAgent"]().run_state(

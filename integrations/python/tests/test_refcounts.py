@@ -188,3 +188,48 @@ def test_bad_input_does_not_leak(bad):
                     pass
 
     leak_check(calls)
+
+
+class _SelfSampling(ResourceLeakDetector):
+    """A detector whose sample function is a bound method of itself."""
+
+    def __init__(self):
+        super().__init__(clock=ManualClock(), sample=self._sample)
+
+    def _sample(self):
+        return {"rss_bytes": 1, "open_fds": 1}
+
+
+class _SelfSourced(GracefulDegradation):
+    """A manager whose source is a bound method of itself, watching a
+    breaker that refers back to it."""
+
+    def __init__(self):
+        super().__init__(rules=["cpu > 90 -> minimal"], min_dwell=0,
+                         clock=ManualClock(), source=self._source)
+        b = CircuitBreaker(CircuitBreakerConfig(name="watched"))
+        b.manager = self
+        self.add_breaker(b)
+
+    def _source(self):
+        return (10.0, 1.0)
+
+
+@pytest.mark.parametrize("cls", [_SelfSampling, _SelfSourced])
+def test_cycles_through_sample_and_source_are_collected(cls):
+    # A bound method has no tp_clear: the cycle object -> method -> object
+    # is broken only by the object's own tp_clear dropping its function.
+    def alive():
+        return sum(1 for o in gc.get_objects() if type(o) is cls)
+
+    gc.collect()
+    assert alive() == 0
+    for _ in range(10):
+        o = cls()
+        if cls is _SelfSampling:
+            assert o.check()["sample"]["rss_bytes"] == 1
+        else:
+            asyncio.run(o.update())
+        del o
+    gc.collect()
+    assert alive() == 0
