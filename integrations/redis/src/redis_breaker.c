@@ -38,18 +38,16 @@ pf_redis_breaker_new(pf_redis_t *r, const pf_breaker_config_t *cfg,
     obj_t *o;
     int rc;
 
-    if (r == NULL || cfg == NULL || out == NULL || cfg->shared != NULL ||
-        cfg->sync != NULL || !pf__redis_name_ok(cfg->name)) {
+    if (cfg == NULL || out == NULL) {
         return PF_EINVAL;
     }
-    rc = pf__redis_obj_new(r, OBJ_BREAKER, cfg->name, &o);
+    rc = pf__redis_obj_begin(r, OBJ_BREAKER, cfg->name,
+                             cfg->shared != NULL || cfg->sync != NULL, &sync,
+                             &o);
     if (rc != 0) {
         return rc;
     }
-    memset(&sync, 0, sizeof(sync));
     sync.breaker_changed = hook_breaker_changed;
-    sync.detach = pf__redis_detach;
-    sync.arg = o;
     c = *cfg;
     c.sync = &sync;
     pthread_mutex_lock(&r->mu); /* no remote change before it is listed */
@@ -59,13 +57,9 @@ pf_redis_breaker_new(pf_redis_t *r, const pf_breaker_config_t *cfg,
         pf__redis_obj_free(o);
         return rc;
     }
-    o->next = r->objs;
-    r->objs = o;
     o->next_sync_ns = 0; /* learn the stored state at once */
     *out = o->b;
-    r->need_pump = true;
-    pthread_mutex_unlock(&r->mu);
-    pf__redis_wake(r);
+    pf__redis_obj_publish(r, o);
     return 0;
 }
 
@@ -129,33 +123,29 @@ pf__redis_breaker_requeue(obj_t *o)
     pthread_mutex_unlock(&o->pmu);
 }
 
+/* The script's answer: whether ours was taken, the generation, the
+ * stored state, its open time left (-1: forced) and whether it reseeded. */
+bool
+pf__redis_breaker_reply_ok(const redisReply *rep)
+{
+    static const range_t b[] = {
+        {0, 1}, {0, INT64_MAX}, {0, 2}, {-1, INT64_MAX}, {0, 1}};
+
+    return pf__redis_ints_reply(rep, 5, b);
+}
+
 static void
 on_breaker_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply *rep = reply;
-    obj_t *o = pf__redis_reply_obj(ac, reply, privdata);
+    obj_t *o = pf__redis_script_reply(ac, reply, privdata);
     pf_redis_t *r;
 
-    if (o == NULL) {
+    if (o == NULL ||
+        !pf__redis_script_ok(ac, o, pf__redis_breaker_reply_ok(rep))) {
         return;
     }
     r = o->r;
-    r->need_pump = true;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        pf__redis_breaker_requeue(o);
-        pf__redis_error_reply(r, ac, rep);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
-        !pf__redis_int_reply(rep->element[0], 0, 1) ||
-        !pf__redis_int_reply(rep->element[1], 0, INT64_MAX) ||
-        !pf__redis_int_reply(rep->element[2], 0, 2) ||
-        !pf__redis_int_reply(rep->element[3], -1, INT64_MAX) ||
-        !pf__redis_int_reply(rep->element[4], 0, 1)) {
-        pf__redis_breaker_requeue(o);
-        pf__redis_bad_reply(r, ac, o->name);
-        return;
-    }
     if (rep->element[0]->integer == 1) {
         if (rep->element[4]->integer == 1) {
             pf__redis_count(r, M_RESEEDS, 1);

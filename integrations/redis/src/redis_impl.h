@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "puffinflow/redis.h"
+#include "puffinflow/sync.h"
 
 enum {
     SCRIPT_BREAKER,
@@ -186,6 +187,14 @@ int pf__redis_obj_new(pf_redis_t *r, obj_kind_t kind, const char *name,
                       obj_t **out);
 void pf__redis_obj_free(obj_t *o);
 
+/* redis.c: the start and the end of every kind's _new. obj_begin: PF_EINVAL
+ * (r NULL, taken, a bad name) or obj_new's result; on 0, *sync zeroed
+ * but for detach and arg (the record). Not under mu. obj_publish: under
+ * mu, lists o, asks for a pump, and releases mu. */
+int pf__redis_obj_begin(pf_redis_t *r, obj_kind_t kind, const char *name,
+                        bool taken, pf_sync_t *sync, obj_t **out);
+void pf__redis_obj_publish(pf_redis_t *r, obj_t *o);
+
 /* redis.c: ask for a pump soon (a wake task); lock-free, never takes mu. */
 void pf__redis_wake(pf_redis_t *r);
 
@@ -207,6 +216,26 @@ void pf__redis_bad_reply(pf_redis_t *r, redisAsyncContext *ac,
 void pf__redis_error_reply(pf_redis_t *r, redisAsyncContext *ac,
                            const redisReply *rep);
 obj_t *pf__redis_reply_obj(redisAsyncContext *ac, void *reply, obj_t *o);
+
+/* redis.c: every script's reply. ints_reply: an array of exactly n
+ * integers, the i-th in b[i] (pure). script_reply: reply_obj, then an
+ * error reply handled (NULL). script_ok: ok, or the malformed reply
+ * handled (false). */
+typedef struct range {
+    long long lo;
+    long long hi;
+} range_t;
+bool pf__redis_ints_reply(const redisReply *rep, size_t n, const range_t *b);
+obj_t *pf__redis_script_reply(redisAsyncContext *ac, void *reply,
+                              void *privdata);
+bool pf__redis_script_ok(redisAsyncContext *ac, obj_t *o, bool ok);
+
+/* Each kind's check of its script's reply (pure; batch, limit: the
+ * object's). */
+bool pf__redis_breaker_reply_ok(const redisReply *rep);
+bool pf__redis_ratelimit_reply_ok(const redisReply *rep, unsigned batch);
+bool pf__redis_bulkhead_reply_ok(const redisReply *rep, unsigned limit);
+bool pf__redis_budget_reply_ok(const redisReply *rep);
 
 /* Each kind's file: send what is due for o (due: when the pump must run
  * again at the latest, lowered as needed). */
