@@ -70,6 +70,16 @@ on_give(void *arg, unsigned n)
     ((seen_t *)arg)->given += n;
 }
 
+/* The hooks a test starts from: detach alone, counted in s (zeroed). */
+static void
+hooks_init(pf_sync_t *sync, seen_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    memset(sync, 0, sizeof(*sync));
+    sync->detach = on_detach;
+    sync->arg = s;
+}
+
 static void
 trip(pf_breaker_t *b, unsigned n)
 {
@@ -93,11 +103,8 @@ test_sync_breaker_hook_and_apply(void **state)
     pf_permit_t p = PF_PERMIT_INIT;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.breaker_changed = on_changed;
-    sync.detach = on_detach;
-    sync.arg = &s;
     assert_int_equal(pf_clock_manual_new(&clock), 0);
     pf_breaker_config_init(&cfg);
     cfg.clock = clock;
@@ -217,12 +224,9 @@ test_sync_ratelimit_follows_take(void **state)
     int64_t wait_ns = -1;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.take = on_take;
     sync.give = on_give;
-    sync.detach = on_detach;
-    sync.arg = &s;
     assert_int_equal(pf_clock_manual_new(&clock), 0);
     pf_ratelimit_config_init(&cfg);
     cfg.clock = clock;
@@ -284,12 +288,9 @@ test_sync_bulkhead_follows_take(void **state)
     seen_t s;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.take = on_take;
     sync.give = on_give;
-    sync.detach = on_detach;
-    sync.arg = &s;
     pf_bulkhead_config_init(&cfg);
     cfg.max_concurrent_calls = 2;
     cfg.max_wait_duration = 60.0; /* not used: a synced bulkhead never
@@ -353,11 +354,8 @@ test_sync_budget_counts_others(void **state)
     seen_t s;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.budget_others = others_ten;
-    sync.detach = on_detach;
-    sync.arg = &s;
     assert_int_equal(pf_clock_manual_new(&clock), 0);
     pf_retry_budget_config_init(&cfg);
     cfg.clock = clock;
