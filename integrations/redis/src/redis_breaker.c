@@ -250,31 +250,26 @@ pf__redis_pump_breaker(pf_redis_t *r, obj_t *o, int64_t now)
     }
 }
 
-/* A published change: "B|name|gen|state|open ms|origin". Ours, unknown
- * names and older generations are ignored; anything malformed is
- * counted. */
-void
-pf__redis_on_message(pf_redis_t *r, const redisReply *rep)
+/* A published change: "B|name|gen|state|open ms|origin", read into m
+ * (its strings point into m->buf); false when malformed. Pure. */
+bool
+pf__redis_parse_message(const redisReply *rep, message_t *m)
 {
-    char buf[MAX_NAME + 128];
     char *f[6];
     int n = 0;
     char *p;
     char *end;
-    unsigned long long gen;
-    long long state;
-    long long left;
-    obj_t *o;
 
-    if (rep->len <= 0 || (size_t)rep->len >= sizeof(buf) || rep->str == NULL) {
-        goto bad;
+    if (rep->len <= 0 || (size_t)rep->len >= sizeof(m->buf) ||
+        rep->str == NULL) {
+        return false;
     }
-    memcpy(buf, rep->str, (size_t)rep->len);
-    buf[rep->len] = '\0';
-    if (strlen(buf) != (size_t)rep->len) {
-        goto bad; /* an embedded NUL */
+    memcpy(m->buf, rep->str, (size_t)rep->len);
+    m->buf[rep->len] = '\0';
+    if (strlen(m->buf) != (size_t)rep->len) {
+        return false; /* an embedded NUL */
     }
-    p = buf;
+    p = m->buf;
     while (n < 6) {
         f[n++] = p;
         p = strchr(p, '|');
@@ -284,33 +279,47 @@ pf__redis_on_message(pf_redis_t *r, const redisReply *rep)
         *p++ = '\0';
     }
     if (n != 6 || p != NULL || strcmp(f[0], "B") != 0) {
-        goto bad;
+        return false;
     }
     errno = 0;
-    gen = strtoull(f[2], &end, 10);
+    m->gen = strtoull(f[2], &end, 10);
     if (errno != 0 || *end != '\0' || f[2][0] == '\0' || f[2][0] == '-' ||
-        gen > INT64_MAX) {
-        goto bad;
+        m->gen > INT64_MAX) {
+        return false;
     }
-    state = strtoll(f[3], &end, 10);
-    if (*end != '\0' || f[3][0] == '\0' || state < 0 || state > 2) {
-        goto bad;
+    m->state = strtoll(f[3], &end, 10);
+    if (*end != '\0' || f[3][0] == '\0' || m->state < 0 || m->state > 2) {
+        return false;
     }
     errno = 0;
-    left = strtoll(f[4], &end, 10);
-    if (errno != 0 || *end != '\0' || f[4][0] == '\0' || left < -1) {
-        goto bad;
+    m->left = strtoll(f[4], &end, 10);
+    if (errno != 0 || *end != '\0' || f[4][0] == '\0' || m->left < -1) {
+        return false;
     }
-    pf__redis_count(r, M_PUSHES, 1);
-    if (strcmp(f[5], r->id) == 0) {
+    m->name = f[1];
+    m->origin = f[5];
+    return true;
+}
+
+/* A published change. Ours, unknown names and older generations are
+ * ignored; anything malformed is counted. */
+void
+pf__redis_on_message(pf_redis_t *r, const redisReply *rep)
+{
+    message_t m;
+    obj_t *o;
+
+    if (!pf__redis_parse_message(rep, &m)) {
+        pf__redis_count(r, M_BAD_REPLIES, 1);
+        pf__redis_event(r, PF_REDIS_BAD_REPLY, "published message");
         return;
     }
-    o = find_breaker(r, f[1], strlen(f[1]));
-    if (o != NULL) {
-        apply_remote(o, gen, state, left);
+    pf__redis_count(r, M_PUSHES, 1);
+    if (strcmp(m.origin, r->id) == 0) {
+        return;
     }
-    return;
-bad:
-    pf__redis_count(r, M_BAD_REPLIES, 1);
-    pf__redis_event(r, PF_REDIS_BAD_REPLY, "published message");
+    o = find_breaker(r, m.name, strlen(m.name));
+    if (o != NULL) {
+        apply_remote(o, m.gen, m.state, m.left);
+    }
 }

@@ -251,8 +251,26 @@ void pf__redis_pump_budget(pf_redis_t *r, obj_t *o, int64_t now,
 void pf__redis_breaker_requeue(obj_t *o);
 
 /* redis_breaker.c: a message on the store's channel (subscribed
- * connection). */
+ * connection). parse_message: its pure part, the message read (false:
+ * malformed). */
 void pf__redis_on_message(pf_redis_t *r, const redisReply *rep);
+typedef struct message {
+    char buf[MAX_NAME + 128];
+    const char *name;   /* the breaker's */
+    const char *origin; /* the publishing store's id */
+    unsigned long long gen;
+    long long state;
+    long long left;     /* open ms left, -1: forced open */
+} message_t;
+bool pf__redis_parse_message(const redisReply *rep, message_t *m);
+
+/* redis_conn.c: the pure checks of the connections' replies. setup: an OK
+ * status (AUTH, SELECT), or for a script a 40-digit lowercase hex SHA1.
+ * sub: what the subscribed connection got (SUB_MESSAGE: element[2] is
+ * the message, a string). */
+bool pf__redis_setup_reply_ok(const redisReply *rep, bool script);
+typedef enum sub_reply { SUB_CONFIRMED, SUB_MESSAGE, SUB_BAD } sub_reply_t;
+sub_reply_t pf__redis_sub_reply(const redisReply *rep);
 
 /* redis_bulkhead.c: a lease ran out here; the bulkhead goes (places back
  * now). */
