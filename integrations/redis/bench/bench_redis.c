@@ -77,25 +77,13 @@ static void
 spawn(rs_child_t *ch, const char *mode, const char *prefix, const char *name,
       const char *a, const char *b, const char *c, const char *d)
 {
-    char port[16];
-    char *argv[10];
     const char *helper = getenv("PF_REDIS_HELPER");
 
     if (helper == NULL) {
         helper = PF_REDIS_HELPER_DEFAULT;
     }
-    snprintf(port, sizeof(port), "%d", g_srv.port);
-    argv[0] = (char *)helper;
-    argv[1] = (char *)mode;
-    argv[2] = port;
-    argv[3] = (char *)prefix;
-    argv[4] = (char *)name;
-    argv[5] = (char *)a;
-    argv[6] = (char *)b;
-    argv[7] = (char *)c;
-    argv[8] = (char *)d;
-    argv[9] = NULL;
-    if (rs_spawn(ch, argv) != 0) {
+    if (rt_spawn_helper(ch, helper, g_srv.port, mode, prefix, name, a, b, c,
+                        d) != 0) {
         fprintf(stderr, "cannot run %s\n", helper);
         exit(1);
     }

@@ -1,11 +1,13 @@
 /* What the Redis store's test, its helper processes and its bench share:
- * whether a store is up, waiting for it to be up (or down), and the
- * breaker every trip uses. Plain C, no test framework. */
+ * whether a store is up, waiting for it to be up (or down), the breaker
+ * every trip uses, and running a helper process. Plain C, no test
+ * framework. */
 #ifndef PF_REDIS_TESTUTIL_H
 #define PF_REDIS_TESTUTIL_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "puffinflow/redis.h"
 #include "redis_server.h"
@@ -45,6 +47,31 @@ rt_trip_config(pf_breaker_config_t *bc, const char *name)
     bc->name = name;
     bc->failure_threshold = 3;
     bc->recovery_timeout = 600.0;
+}
+
+/* Run the helper program (redis_helper) in mode on the server at port,
+ * with its arguments (the last ones may be NULL: not given). rs_spawn's
+ * result. */
+static inline int
+rt_spawn_helper(rs_child_t *ch, const char *helper, int port,
+                const char *mode, const char *prefix, const char *name,
+                const char *a, const char *b, const char *c, const char *d)
+{
+    char port_s[16];
+    char *argv[10];
+
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    argv[0] = (char *)helper;
+    argv[1] = (char *)mode;
+    argv[2] = port_s;
+    argv[3] = (char *)prefix;
+    argv[4] = (char *)name;
+    argv[5] = (char *)a;
+    argv[6] = (char *)b;
+    argv[7] = (char *)c;
+    argv[8] = (char *)d;
+    argv[9] = NULL;
+    return rs_spawn(ch, argv);
 }
 
 #endif

@@ -133,22 +133,12 @@ static void
 spawn_helper(rs_child_t *ch, const char *mode, const char *prefix,
              const char *name, const char *a, const char *b, const char *c)
 {
-    char port[16];
-    char *argv[9];
     const char *helper = getenv("PF_REDIS_HELPER");
 
     assert_non_null(helper);
-    snprintf(port, sizeof(port), "%d", g_srv.port);
-    argv[0] = (char *)helper;
-    argv[1] = (char *)mode;
-    argv[2] = port;
-    argv[3] = (char *)prefix;
-    argv[4] = (char *)name;
-    argv[5] = (char *)a;
-    argv[6] = (char *)b;
-    argv[7] = (char *)c;
-    argv[8] = NULL;
-    assert_int_equal(rs_spawn(ch, argv), 0);
+    assert_int_equal(rt_spawn_helper(ch, helper, g_srv.port, mode, prefix,
+                                     name, a, b, c, NULL),
+                     0);
 }
 
 /* ---- bad input ------------------------------------------------------------ */
