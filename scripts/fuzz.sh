@@ -10,7 +10,7 @@
 # "fuzz: N passed, N failed", one count per harness.
 # Usage: scripts/fuzz.sh [seconds-per-harness] [harness...]
 #   harness: procfs, degrade_rule, export_names, config, shm, healthconf,
-#            http (default all)
+#            http, redis_reply (default all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh

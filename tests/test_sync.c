@@ -70,6 +70,30 @@ on_give(void *arg, unsigned n)
     ((seen_t *)arg)->given += n;
 }
 
+/* A synced object (cfg.sync set) refuses a shared state as well:
+ * new_fn(&cfg, out) is PF_EINVAL with one, and 0 without (*out made). */
+#define NEW_REFUSES_SHARED(new_fn, cfg, out)                                   \
+    do {                                                                       \
+        pf_shared_config_t sc_;                                                \
+                                                                               \
+        pf_shared_config_init(&sc_);                                           \
+        sc_.name = "sync-test";                                                \
+        (cfg).shared = &sc_;                                                   \
+        assert_int_equal(new_fn(&(cfg), (out)), PF_EINVAL);                    \
+        (cfg).shared = NULL;                                                   \
+        assert_int_equal(new_fn(&(cfg), (out)), 0);                            \
+    } while (0)
+
+/* The hooks a test starts from: detach alone, counted in s (zeroed). */
+static void
+hooks_init(pf_sync_t *sync, seen_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    memset(sync, 0, sizeof(*sync));
+    sync->detach = on_detach;
+    sync->arg = s;
+}
+
 static void
 trip(pf_breaker_t *b, unsigned n)
 {
@@ -93,11 +117,8 @@ test_sync_breaker_hook_and_apply(void **state)
     pf_permit_t p = PF_PERMIT_INIT;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.breaker_changed = on_changed;
-    sync.detach = on_detach;
-    sync.arg = &s;
     assert_int_equal(pf_clock_manual_new(&clock), 0);
     pf_breaker_config_init(&cfg);
     cfg.clock = clock;
@@ -211,30 +232,21 @@ test_sync_ratelimit_follows_take(void **state)
     pf_ratelimit_config_t cfg;
     pf_ratelimit_t *rl;
     pf_ratelimit_metrics_t m;
-    pf_shared_config_t sc;
     pf_sync_t sync;
     seen_t s;
     int64_t wait_ns = -1;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.take = on_take;
     sync.give = on_give;
-    sync.detach = on_detach;
-    sync.arg = &s;
     assert_int_equal(pf_clock_manual_new(&clock), 0);
     pf_ratelimit_config_init(&cfg);
     cfg.clock = clock;
     cfg.rate = 1.0;
     cfg.burst = 2;
     cfg.sync = &sync;
-    pf_shared_config_init(&sc);
-    sc.name = "sync-test";
-    cfg.shared = &sc;
-    assert_int_equal(pf_ratelimit_new(&cfg, &rl), PF_EINVAL);
-    cfg.shared = NULL;
-    assert_int_equal(pf_ratelimit_new(&cfg, &rl), 0);
+    NEW_REFUSES_SHARED(pf_ratelimit_new, cfg, &rl);
 
     /* GRANT: the store decides; the local bucket is not touched. */
     s.answer = PF_SYNC_GRANT;
@@ -279,28 +291,19 @@ test_sync_bulkhead_follows_take(void **state)
     pf_bulkhead_config_t cfg;
     pf_bulkhead_t *bh;
     pf_bulkhead_metrics_t m;
-    pf_shared_config_t sc;
     pf_sync_t sync;
     seen_t s;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.take = on_take;
     sync.give = on_give;
-    sync.detach = on_detach;
-    sync.arg = &s;
     pf_bulkhead_config_init(&cfg);
     cfg.max_concurrent_calls = 2;
     cfg.max_wait_duration = 60.0; /* not used: a synced bulkhead never
                                      queues */
     cfg.sync = &sync;
-    pf_shared_config_init(&sc);
-    sc.name = "sync-test";
-    cfg.shared = &sc;
-    assert_int_equal(pf_bulkhead_new(&cfg, &bh), PF_EINVAL);
-    cfg.shared = NULL;
-    assert_int_equal(pf_bulkhead_new(&cfg, &bh), 0);
+    NEW_REFUSES_SHARED(pf_bulkhead_new, cfg, &bh);
 
     /* REFUSE: refused at once, the local slot given back. */
     s.answer = PF_SYNC_REFUSE;
@@ -348,16 +351,12 @@ test_sync_budget_counts_others(void **state)
     pf_retry_budget_config_t cfg;
     pf_retry_budget_t *b;
     pf_retry_budget_metrics_t m;
-    pf_shared_config_t sc;
     pf_sync_t sync;
     seen_t s;
 
     (void)state;
-    memset(&s, 0, sizeof(s));
-    memset(&sync, 0, sizeof(sync));
+    hooks_init(&sync, &s);
     sync.budget_others = others_ten;
-    sync.detach = on_detach;
-    sync.arg = &s;
     assert_int_equal(pf_clock_manual_new(&clock), 0);
     pf_retry_budget_config_init(&cfg);
     cfg.clock = clock;
@@ -365,12 +364,7 @@ test_sync_budget_counts_others(void **state)
     cfg.min_retries_per_sec = 1.0;
     cfg.window = 10.0; /* a reserve of 10 retries */
     cfg.sync = &sync;
-    pf_shared_config_init(&sc);
-    sc.name = "sync-test";
-    cfg.shared = &sc;
-    assert_int_equal(pf_retry_budget_new(&cfg, &b), PF_EINVAL);
-    cfg.shared = NULL;
-    assert_int_equal(pf_retry_budget_new(&cfg, &b), 0);
+    NEW_REFUSES_SHARED(pf_retry_budget_new, cfg, &b);
     pf_retry_budget_deposit(b);
     assert_int_equal(pf_retry_budget_try_withdraw(b), PF_EBUDGET);
     pf_retry_budget_metrics(b, &m);

@@ -33,7 +33,7 @@
 
 #include "puffinflow/redis.h"
 #include "harness.h"
-#include "redis_server.h"
+#include "redis_testutil.h"
 
 #ifndef PF_REDIS_SERVER_DEFAULT
 #define PF_REDIS_SERVER_DEFAULT "/usr/bin/redis-check-rdb"
@@ -62,59 +62,28 @@ new_store(const char *prefix)
     return r;
 }
 
-static bool
-store_up(pf_redis_t *r)
-{
-    pf_redis_metrics_t m;
-
-    pf_redis_metrics(r, &m);
-    return m.up;
-}
-
-/* Wait (up to 20 s) for the store to be up (want true) or down. */
+/* Wait (up to 20 s) for the store to be up (want true) or down: how
+ * long. */
 static int64_t
 wait_store(pf_redis_t *r, bool want)
 {
-    int64_t t0 = rs_now_ns();
+    int64_t waited_ns;
 
-    while (store_up(r) != want && rs_now_ns() - t0 < INT64_C(20000000000)) {
-        rs_sleep_ms(1);
-    }
-    return rs_now_ns() - t0;
-}
-
-static void
-breaker_cfg(pf_breaker_config_t *bc, const char *name)
-{
-    pf_breaker_config_init(bc);
-    bc->name = name;
-    bc->failure_threshold = 3;
-    bc->recovery_timeout = 600.0;
+    (void)rt_wait_store(r, want, INT64_C(20000000000), &waited_ns);
+    return waited_ns;
 }
 
 static void
 spawn(rs_child_t *ch, const char *mode, const char *prefix, const char *name,
       const char *a, const char *b, const char *c, const char *d)
 {
-    char port[16];
-    char *argv[10];
     const char *helper = getenv("PF_REDIS_HELPER");
 
     if (helper == NULL) {
         helper = PF_REDIS_HELPER_DEFAULT;
     }
-    snprintf(port, sizeof(port), "%d", g_srv.port);
-    argv[0] = (char *)helper;
-    argv[1] = (char *)mode;
-    argv[2] = port;
-    argv[3] = (char *)prefix;
-    argv[4] = (char *)name;
-    argv[5] = (char *)a;
-    argv[6] = (char *)b;
-    argv[7] = (char *)c;
-    argv[8] = (char *)d;
-    argv[9] = NULL;
-    if (rs_spawn(ch, argv) != 0) {
+    if (rt_spawn_helper(ch, helper, g_srv.port, mode, prefix, name, a, b, c,
+                        d) != 0) {
         fprintf(stderr, "cannot run %s\n", helper);
         exit(1);
     }
@@ -175,7 +144,7 @@ bench_closed_path(void)
     pf_ratelimit_t *rshared;
     pf_redis_t *r = new_store("bench1");
 
-    breaker_cfg(&bc, "closed");
+    rt_trip_config(&bc, "closed");
     pf_breaker_new(&bc, &local);
     pf_redis_breaker_new(r, &bc, &shared);
     wait_store(r, true);
@@ -269,7 +238,7 @@ bench_trip_seen(void)
     static double lat[TRIPS];
     int n = 0;
 
-    breaker_cfg(&bc, "trip");
+    rt_trip_config(&bc, "trip");
     pf_redis_breaker_new(r, &bc, &b);
     wait_store(r, true);
     spawn(&ch, "follow", "bench2", "trip", NULL, NULL, NULL, NULL);
@@ -473,7 +442,7 @@ bench_outages(void)
     int64_t up_ns;
 
     memset(&c, 0, sizeof(c));
-    breaker_cfg(&bc, "outage");
+    rt_trip_config(&bc, "outage");
     pf_redis_breaker_new(r, &bc, &c.b);
     pf_ratelimit_config_init(&rc);
     rc.name = "outage";

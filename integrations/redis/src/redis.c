@@ -385,6 +385,40 @@ pf__redis_obj_new(pf_redis_t *r, obj_kind_t kind, const char *name, obj_t **out)
     return 0;
 }
 
+/* The start of every kind's _new: cfg checked (taken: it names a shared
+ * state or a sync hook already, which the store's objects cannot have),
+ * the record made, and the sync hook's common part set (detach, arg). */
+int
+pf__redis_obj_begin(pf_redis_t *r, obj_kind_t kind, const char *name,
+                    bool taken, pf_sync_t *sync, obj_t **out)
+{
+    int rc;
+
+    if (r == NULL || taken || !pf__redis_name_ok(name)) {
+        return PF_EINVAL;
+    }
+    rc = pf__redis_obj_new(r, kind, name, out);
+    if (rc != 0) {
+        return rc;
+    }
+    memset(sync, 0, sizeof(*sync));
+    sync->detach = pf__redis_detach;
+    sync->arg = *out;
+    return 0;
+}
+
+/* The end of every kind's _new, under mu: list o, have the pump see it,
+ * and release mu. */
+void
+pf__redis_obj_publish(pf_redis_t *r, obj_t *o)
+{
+    o->next = r->objs;
+    r->objs = o;
+    r->need_pump = true;
+    pthread_mutex_unlock(&r->mu);
+    pf__redis_wake(r);
+}
+
 static void
 wake_task(void *arg)
 {
@@ -483,6 +517,57 @@ pf__redis_error_reply(pf_redis_t *r, redisAsyncContext *ac, const redisReply *re
 {
     pf__redis_event(r, PF_REDIS_DOWN, rep->str);
     redisAsyncFree(ac);
+}
+
+/* A script's reply: an array of exactly n integers, the i-th within
+ * b[i]. Pure: it only reads rep. */
+bool
+pf__redis_ints_reply(const redisReply *rep, size_t n, const range_t *b)
+{
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!pf__redis_int_reply(rep->element[i], b[i].lo, b[i].hi)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The start of every script's reply: the object it answers, or NULL when
+ * nothing more is to be done here (the object is gone, the connection is
+ * being freed, or the reply was an error: handled, a breaker's change
+ * sent again later). */
+obj_t *
+pf__redis_script_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply *rep = reply;
+    obj_t *o = pf__redis_reply_obj(ac, reply, privdata);
+
+    if (o == NULL) {
+        return NULL;
+    }
+    o->r->need_pump = true;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        pf__redis_breaker_requeue(o);
+        pf__redis_error_reply(o->r, ac, rep);
+        return NULL;
+    }
+    return o;
+}
+
+/* After the check of a script's reply for o: true when it passed (ok);
+ * otherwise the malformed reply is handled (a breaker's change sent again
+ * later, the connection dropped) and false. */
+bool
+pf__redis_script_ok(redisAsyncContext *ac, obj_t *o, bool ok)
+{
+    if (!ok) {
+        pf__redis_breaker_requeue(o);
+        pf__redis_bad_reply(o->r, ac, o->name);
+    }
+    return ok;
 }
 
 /* The end of a command: progress on the connection; NULL when the object

@@ -38,18 +38,16 @@ pf_redis_breaker_new(pf_redis_t *r, const pf_breaker_config_t *cfg,
     obj_t *o;
     int rc;
 
-    if (r == NULL || cfg == NULL || out == NULL || cfg->shared != NULL ||
-        cfg->sync != NULL || !pf__redis_name_ok(cfg->name)) {
+    if (cfg == NULL || out == NULL) {
         return PF_EINVAL;
     }
-    rc = pf__redis_obj_new(r, OBJ_BREAKER, cfg->name, &o);
+    rc = pf__redis_obj_begin(r, OBJ_BREAKER, cfg->name,
+                             cfg->shared != NULL || cfg->sync != NULL, &sync,
+                             &o);
     if (rc != 0) {
         return rc;
     }
-    memset(&sync, 0, sizeof(sync));
     sync.breaker_changed = hook_breaker_changed;
-    sync.detach = pf__redis_detach;
-    sync.arg = o;
     c = *cfg;
     c.sync = &sync;
     pthread_mutex_lock(&r->mu); /* no remote change before it is listed */
@@ -59,13 +57,9 @@ pf_redis_breaker_new(pf_redis_t *r, const pf_breaker_config_t *cfg,
         pf__redis_obj_free(o);
         return rc;
     }
-    o->next = r->objs;
-    r->objs = o;
     o->next_sync_ns = 0; /* learn the stored state at once */
     *out = o->b;
-    r->need_pump = true;
-    pthread_mutex_unlock(&r->mu);
-    pf__redis_wake(r);
+    pf__redis_obj_publish(r, o);
     return 0;
 }
 
@@ -129,33 +123,29 @@ pf__redis_breaker_requeue(obj_t *o)
     pthread_mutex_unlock(&o->pmu);
 }
 
+/* The script's answer: whether ours was taken, the generation, the
+ * stored state, its open time left (-1: forced) and whether it reseeded. */
+bool
+pf__redis_breaker_reply_ok(const redisReply *rep)
+{
+    static const range_t b[] = {
+        {0, 1}, {0, INT64_MAX}, {0, 2}, {-1, INT64_MAX}, {0, 1}};
+
+    return pf__redis_ints_reply(rep, 5, b);
+}
+
 static void
 on_breaker_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply *rep = reply;
-    obj_t *o = pf__redis_reply_obj(ac, reply, privdata);
+    obj_t *o = pf__redis_script_reply(ac, reply, privdata);
     pf_redis_t *r;
 
-    if (o == NULL) {
+    if (o == NULL ||
+        !pf__redis_script_ok(ac, o, pf__redis_breaker_reply_ok(rep))) {
         return;
     }
     r = o->r;
-    r->need_pump = true;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        pf__redis_breaker_requeue(o);
-        pf__redis_error_reply(r, ac, rep);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
-        !pf__redis_int_reply(rep->element[0], 0, 1) ||
-        !pf__redis_int_reply(rep->element[1], 0, INT64_MAX) ||
-        !pf__redis_int_reply(rep->element[2], 0, 2) ||
-        !pf__redis_int_reply(rep->element[3], -1, INT64_MAX) ||
-        !pf__redis_int_reply(rep->element[4], 0, 1)) {
-        pf__redis_breaker_requeue(o);
-        pf__redis_bad_reply(r, ac, o->name);
-        return;
-    }
     if (rep->element[0]->integer == 1) {
         if (rep->element[4]->integer == 1) {
             pf__redis_count(r, M_RESEEDS, 1);
@@ -260,31 +250,26 @@ pf__redis_pump_breaker(pf_redis_t *r, obj_t *o, int64_t now)
     }
 }
 
-/* A published change: "B|name|gen|state|open ms|origin". Ours, unknown
- * names and older generations are ignored; anything malformed is
- * counted. */
-void
-pf__redis_on_message(pf_redis_t *r, const redisReply *rep)
+/* A published change: "B|name|gen|state|open ms|origin", read into m
+ * (its strings point into m->buf); false when malformed. Pure. */
+bool
+pf__redis_parse_message(const redisReply *rep, message_t *m)
 {
-    char buf[MAX_NAME + 128];
     char *f[6];
     int n = 0;
     char *p;
     char *end;
-    unsigned long long gen;
-    long long state;
-    long long left;
-    obj_t *o;
 
-    if (rep->len <= 0 || (size_t)rep->len >= sizeof(buf) || rep->str == NULL) {
-        goto bad;
+    if (rep->len <= 0 || (size_t)rep->len >= sizeof(m->buf) ||
+        rep->str == NULL) {
+        return false;
     }
-    memcpy(buf, rep->str, (size_t)rep->len);
-    buf[rep->len] = '\0';
-    if (strlen(buf) != (size_t)rep->len) {
-        goto bad; /* an embedded NUL */
+    memcpy(m->buf, rep->str, (size_t)rep->len);
+    m->buf[rep->len] = '\0';
+    if (strlen(m->buf) != (size_t)rep->len) {
+        return false; /* an embedded NUL */
     }
-    p = buf;
+    p = m->buf;
     while (n < 6) {
         f[n++] = p;
         p = strchr(p, '|');
@@ -294,33 +279,47 @@ pf__redis_on_message(pf_redis_t *r, const redisReply *rep)
         *p++ = '\0';
     }
     if (n != 6 || p != NULL || strcmp(f[0], "B") != 0) {
-        goto bad;
+        return false;
     }
     errno = 0;
-    gen = strtoull(f[2], &end, 10);
+    m->gen = strtoull(f[2], &end, 10);
     if (errno != 0 || *end != '\0' || f[2][0] == '\0' || f[2][0] == '-' ||
-        gen > INT64_MAX) {
-        goto bad;
+        m->gen > INT64_MAX) {
+        return false;
     }
-    state = strtoll(f[3], &end, 10);
-    if (*end != '\0' || f[3][0] == '\0' || state < 0 || state > 2) {
-        goto bad;
+    m->state = strtoll(f[3], &end, 10);
+    if (*end != '\0' || f[3][0] == '\0' || m->state < 0 || m->state > 2) {
+        return false;
     }
     errno = 0;
-    left = strtoll(f[4], &end, 10);
-    if (errno != 0 || *end != '\0' || f[4][0] == '\0' || left < -1) {
-        goto bad;
+    m->left = strtoll(f[4], &end, 10);
+    if (errno != 0 || *end != '\0' || f[4][0] == '\0' || m->left < -1) {
+        return false;
     }
-    pf__redis_count(r, M_PUSHES, 1);
-    if (strcmp(f[5], r->id) == 0) {
+    m->name = f[1];
+    m->origin = f[5];
+    return true;
+}
+
+/* A published change. Ours, unknown names and older generations are
+ * ignored; anything malformed is counted. */
+void
+pf__redis_on_message(pf_redis_t *r, const redisReply *rep)
+{
+    message_t m;
+    obj_t *o;
+
+    if (!pf__redis_parse_message(rep, &m)) {
+        pf__redis_count(r, M_BAD_REPLIES, 1);
+        pf__redis_event(r, PF_REDIS_BAD_REPLY, "published message");
         return;
     }
-    o = find_breaker(r, f[1], strlen(f[1]));
-    if (o != NULL) {
-        apply_remote(o, gen, state, left);
+    pf__redis_count(r, M_PUSHES, 1);
+    if (strcmp(m.origin, r->id) == 0) {
+        return;
     }
-    return;
-bad:
-    pf__redis_count(r, M_BAD_REPLIES, 1);
-    pf__redis_event(r, PF_REDIS_BAD_REPLY, "published message");
+    o = find_breaker(r, m.name, strlen(m.name));
+    if (o != NULL) {
+        apply_remote(o, m.gen, m.state, m.left);
+    }
 }

@@ -23,26 +23,23 @@ hook_budget_others(void *arg, uint64_t *calls, uint64_t *retries)
     *retries = atomic_load_explicit(&o->others_retries, memory_order_relaxed);
 }
 
+/* The script's answer: the others' calls and retries in the window. */
+bool
+pf__redis_budget_reply_ok(const redisReply *rep)
+{
+    static const range_t b[] = {{0, INT64_MAX}, {0, INT64_MAX}};
+
+    return pf__redis_ints_reply(rep, 2, b);
+}
+
 static void
 on_budget_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply *rep = reply;
-    obj_t *o = pf__redis_reply_obj(ac, reply, privdata);
-    pf_redis_t *r;
+    obj_t *o = pf__redis_script_reply(ac, reply, privdata);
 
-    if (o == NULL) {
-        return;
-    }
-    r = o->r;
-    r->need_pump = true;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        pf__redis_error_reply(r, ac, rep);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        !pf__redis_int_reply(rep->element[0], 0, INT64_MAX) ||
-        !pf__redis_int_reply(rep->element[1], 0, INT64_MAX)) {
-        pf__redis_bad_reply(r, ac, o->name);
+    if (o == NULL ||
+        !pf__redis_script_ok(ac, o, pf__redis_budget_reply_ok(rep))) {
         return;
     }
     atomic_store_explicit(&o->others_calls,
@@ -117,18 +114,16 @@ pf_redis_retry_budget_new(pf_redis_t *r, const pf_retry_budget_config_t *cfg,
     obj_t *o;
     int rc;
 
-    if (r == NULL || cfg == NULL || out == NULL || cfg->shared != NULL ||
-        cfg->sync != NULL || !pf__redis_name_ok(cfg->name)) {
+    if (cfg == NULL || out == NULL) {
         return PF_EINVAL;
     }
-    rc = pf__redis_obj_new(r, OBJ_BUDGET, cfg->name, &o);
+    rc = pf__redis_obj_begin(r, OBJ_BUDGET, cfg->name,
+                             cfg->shared != NULL || cfg->sync != NULL, &sync,
+                             &o);
     if (rc != 0) {
         return rc;
     }
-    memset(&sync, 0, sizeof(sync));
     sync.budget_others = hook_budget_others;
-    sync.detach = pf__redis_detach;
-    sync.arg = o;
     c = *cfg;
     c.sync = &sync;
     atomic_init(&o->others_calls, 0);
@@ -144,11 +139,7 @@ pf_redis_retry_budget_new(pf_redis_t *r, const pf_retry_budget_config_t *cfg,
      * plus two intervals (a late renewal does not drop it early). */
     o->report_ns = (int64_t)(cfg->window * 1e9) + 2 * r->sync_ns;
     snprintf(o->holder, sizeof(o->holder), "%s.%u", r->id, ++r->next_holder);
-    o->next = r->objs;
-    r->objs = o;
-    r->need_pump = true;
     *out = o->budget;
-    pthread_mutex_unlock(&r->mu);
-    pf__redis_wake(r);
+    pf__redis_obj_publish(r, o);
     return 0;
 }

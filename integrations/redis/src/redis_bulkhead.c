@@ -92,32 +92,31 @@ hook_bh_give(void *arg, unsigned n)
     }
 }
 
+/* The script's answer: the places granted (at most the limit), the
+ * fencing token, the sequence and whether the lease was new. */
+bool
+pf__redis_bulkhead_reply_ok(const redisReply *rep, unsigned limit)
+{
+    const range_t b[] = {
+        {0, limit}, {1, INT64_MAX}, {0, INT64_MAX}, {0, 1}};
+
+    return pf__redis_ints_reply(rep, 4, b);
+}
+
 static void
 on_bulkhead_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply *rep = reply;
-    obj_t *o = pf__redis_reply_obj(ac, reply, privdata);
+    obj_t *o = pf__redis_script_reply(ac, reply, privdata);
     pf_redis_t *r;
     uint64_t tk;
     int64_t g;
 
-    if (o == NULL) {
+    if (o == NULL || !pf__redis_script_ok(
+                         ac, o, pf__redis_bulkhead_reply_ok(rep, o->limit))) {
         return;
     }
     r = o->r;
-    r->need_pump = true;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        pf__redis_error_reply(r, ac, rep);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
-        !pf__redis_int_reply(rep->element[0], 0, o->limit) ||
-        !pf__redis_int_reply(rep->element[1], 1, INT64_MAX) ||
-        !pf__redis_int_reply(rep->element[2], 0, INT64_MAX) ||
-        !pf__redis_int_reply(rep->element[3], 0, 1)) {
-        pf__redis_bad_reply(r, ac, o->name);
-        return;
-    }
     g = rep->element[0]->integer;
     tk = (uint64_t)rep->element[1]->integer;
     if (o->token != 0 && tk != o->token &&
@@ -255,11 +254,12 @@ pf_redis_bulkhead_new(pf_redis_t *r, const pf_bulkhead_config_t *cfg,
     obj_t *o;
     int rc;
 
-    if (r == NULL || cfg == NULL || out == NULL || cfg->shared != NULL ||
-        cfg->sync != NULL || !pf__redis_name_ok(cfg->name)) {
+    if (cfg == NULL || out == NULL) {
         return PF_EINVAL;
     }
-    rc = pf__redis_obj_new(r, OBJ_BULKHEAD, cfg->name, &o);
+    rc = pf__redis_obj_begin(r, OBJ_BULKHEAD, cfg->name,
+                             cfg->shared != NULL || cfg->sync != NULL, &sync,
+                             &o);
     if (rc != 0) {
         return rc;
     }
@@ -269,11 +269,8 @@ pf_redis_bulkhead_new(pf_redis_t *r, const pf_bulkhead_config_t *cfg,
         return PF_ENOMEM;
     }
     sprintf(o->fence_key, "%s:fence", o->key);
-    memset(&sync, 0, sizeof(sync));
     sync.take = hook_bh_take;
     sync.give = hook_bh_give;
-    sync.detach = pf__redis_detach;
-    sync.arg = o;
     c = *cfg;
     c.sync = &sync;
     rc = pf_bulkhead_new(&c, &bh);
@@ -292,11 +289,7 @@ pf_redis_bulkhead_new(pf_redis_t *r, const pf_bulkhead_config_t *cfg,
     atomic_init(&o->want, true);
     pthread_mutex_lock(&r->mu);
     snprintf(o->holder, sizeof(o->holder), "%s.%u", r->id, ++r->next_holder);
-    o->next = r->objs;
-    r->objs = o;
-    r->need_pump = true;
-    pthread_mutex_unlock(&r->mu);
-    pf__redis_wake(r);
+    pf__redis_obj_publish(r, o);
     *out = bh;
     return 0;
 }

@@ -147,6 +147,24 @@ is_ok_status(const redisReply *rep)
            rep->len == 2 && rep->str != NULL && memcmp(rep->str, "OK", 2) == 0;
 }
 
+bool
+pf__redis_setup_reply_ok(const redisReply *rep, bool script)
+{
+    bool good;
+
+    if (!script) {
+        return is_ok_status(rep);
+    }
+    good = rep != NULL && rep->type == REDIS_REPLY_STRING && rep->len == 40 &&
+           rep->str != NULL;
+    for (int i = 0; good && i < 40; i++) {
+        char ch = rep->str[i];
+
+        good = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+    }
+    return good;
+}
+
 /* A setup step answered: all well, one step closer to READY; otherwise
  * drop the connection. privdata: the step (-1 AUTH or SELECT, else the
  * script's index). */
@@ -165,20 +183,10 @@ on_setup(redisAsyncContext *ac, void *reply, void *privdata)
         return; /* being freed */
     }
     pf__redis_count(r, M_REPLIES, 1);
-    if (step < 0) {
-        good = is_ok_status(rep);
-    } else {
-        good = rep->type == REDIS_REPLY_STRING && rep->len == 40 &&
-               rep->str != NULL;
-        for (int i = 0; good && i < 40; i++) {
-            char ch = rep->str[i];
-
-            good = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
-        }
-        if (good) {
-            memcpy(r->sha[step], rep->str, 40);
-            r->sha[step][40] = '\0';
-        }
+    good = pf__redis_setup_reply_ok(rep, step >= 0);
+    if (good && step >= 0) {
+        memcpy(r->sha[step], rep->str, 40);
+        r->sha[step][40] = '\0';
     }
     if (!good) {
         if (rep->type == REDIS_REPLY_ERROR) {
@@ -196,6 +204,25 @@ on_setup(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
+sub_reply_t
+pf__redis_sub_reply(const redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        rep->element[0]->len == 9 &&
+        memcmp(rep->element[0]->str, "subscribe", 9) == 0) {
+        return SUB_CONFIRMED;
+    }
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        rep->element[0]->len == 7 &&
+        memcmp(rep->element[0]->str, "message", 7) == 0 &&
+        rep->element[2]->type == REDIS_REPLY_STRING) {
+        return SUB_MESSAGE;
+    }
+    return SUB_BAD;
+}
+
 /* The subscribed connection's replies: the subscription's confirmation,
  * then messages (redis_breaker.c reads them). */
 static void
@@ -204,15 +231,14 @@ on_sub(redisAsyncContext *ac, void *reply, void *privdata)
     conn_t *c = ac->ev.data;
     pf_redis_t *r = c->r;
     redisReply *rep = reply;
+    sub_reply_t kind;
 
     (void)privdata;
     if (rep == NULL || c->ac == NULL) {
         return;
     }
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-        rep->element[0]->type == REDIS_REPLY_STRING &&
-        rep->element[0]->len == 9 &&
-        memcmp(rep->element[0]->str, "subscribe", 9) == 0) {
+    kind = pf__redis_sub_reply(rep);
+    if (kind == SUB_CONFIRMED) {
         c->outstanding = 0;
         c->progress_ns = pf__redis_now(r);
         pf__redis_count(r, M_REPLIES, 1);
@@ -221,11 +247,7 @@ on_sub(redisAsyncContext *ac, void *reply, void *privdata)
         }
         return;
     }
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-        rep->element[0]->type == REDIS_REPLY_STRING &&
-        rep->element[0]->len == 7 &&
-        memcmp(rep->element[0]->str, "message", 7) == 0 &&
-        rep->element[2]->type == REDIS_REPLY_STRING) {
+    if (kind == SUB_MESSAGE) {
         pf__redis_on_message(r, rep->element[2]);
         return;
     }

@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "puffinflow/redis.h"
+#include "puffinflow/sync.h"
 
 enum {
     SCRIPT_BREAKER,
@@ -186,6 +187,14 @@ int pf__redis_obj_new(pf_redis_t *r, obj_kind_t kind, const char *name,
                       obj_t **out);
 void pf__redis_obj_free(obj_t *o);
 
+/* redis.c: the start and the end of every kind's _new. obj_begin: PF_EINVAL
+ * (r NULL, taken, a bad name) or obj_new's result; on 0, *sync zeroed
+ * but for detach and arg (the record). Not under mu. obj_publish: under
+ * mu, lists o, asks for a pump, and releases mu. */
+int pf__redis_obj_begin(pf_redis_t *r, obj_kind_t kind, const char *name,
+                        bool taken, pf_sync_t *sync, obj_t **out);
+void pf__redis_obj_publish(pf_redis_t *r, obj_t *o);
+
 /* redis.c: ask for a pump soon (a wake task); lock-free, never takes mu. */
 void pf__redis_wake(pf_redis_t *r);
 
@@ -208,6 +217,26 @@ void pf__redis_error_reply(pf_redis_t *r, redisAsyncContext *ac,
                            const redisReply *rep);
 obj_t *pf__redis_reply_obj(redisAsyncContext *ac, void *reply, obj_t *o);
 
+/* redis.c: every script's reply. ints_reply: an array of exactly n
+ * integers, the i-th in b[i] (pure). script_reply: reply_obj, then an
+ * error reply handled (NULL). script_ok: ok, or the malformed reply
+ * handled (false). */
+typedef struct range {
+    long long lo;
+    long long hi;
+} range_t;
+bool pf__redis_ints_reply(const redisReply *rep, size_t n, const range_t *b);
+obj_t *pf__redis_script_reply(redisAsyncContext *ac, void *reply,
+                              void *privdata);
+bool pf__redis_script_ok(redisAsyncContext *ac, obj_t *o, bool ok);
+
+/* Each kind's check of its script's reply (pure; batch, limit: the
+ * object's). */
+bool pf__redis_breaker_reply_ok(const redisReply *rep);
+bool pf__redis_ratelimit_reply_ok(const redisReply *rep, unsigned batch);
+bool pf__redis_bulkhead_reply_ok(const redisReply *rep, unsigned limit);
+bool pf__redis_budget_reply_ok(const redisReply *rep);
+
 /* Each kind's file: send what is due for o (due: when the pump must run
  * again at the latest, lowered as needed). */
 void pf__redis_pump_breaker(pf_redis_t *r, obj_t *o, int64_t now);
@@ -222,8 +251,26 @@ void pf__redis_pump_budget(pf_redis_t *r, obj_t *o, int64_t now,
 void pf__redis_breaker_requeue(obj_t *o);
 
 /* redis_breaker.c: a message on the store's channel (subscribed
- * connection). */
+ * connection). parse_message: its pure part, the message read (false:
+ * malformed). */
 void pf__redis_on_message(pf_redis_t *r, const redisReply *rep);
+typedef struct message {
+    char buf[MAX_NAME + 128];
+    const char *name;   /* the breaker's */
+    const char *origin; /* the publishing store's id */
+    unsigned long long gen;
+    long long state;
+    long long left;     /* open ms left, -1: forced open */
+} message_t;
+bool pf__redis_parse_message(const redisReply *rep, message_t *m);
+
+/* redis_conn.c: the pure checks of the connections' replies. setup: an OK
+ * status (AUTH, SELECT), or for a script a 40-digit lowercase hex SHA1.
+ * sub: what the subscribed connection got (SUB_MESSAGE: element[2] is
+ * the message, a string). */
+bool pf__redis_setup_reply_ok(const redisReply *rep, bool script);
+typedef enum sub_reply { SUB_CONFIRMED, SUB_MESSAGE, SUB_BAD } sub_reply_t;
+sub_reply_t pf__redis_sub_reply(const redisReply *rep);
 
 /* redis_bulkhead.c: a lease ran out here; the bulkhead goes (places back
  * now). */

@@ -54,28 +54,28 @@ hook_give(void *arg, unsigned n)
     atomic_fetch_add_explicit(&o->pool, (int64_t)n, memory_order_relaxed);
 }
 
+/* The script's answer: the permits lent (at most the two batches asked
+ * for) and, when none, the microseconds to wait (at most an hour). */
+bool
+pf__redis_ratelimit_reply_ok(const redisReply *rep, unsigned batch)
+{
+    const range_t b[] = {{0, 2 * (long long)batch}, {0, 3600LL * 1000000}};
+
+    return pf__redis_ints_reply(rep, 2, b);
+}
+
 static void
 on_ratelimit_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply *rep = reply;
-    obj_t *o = pf__redis_reply_obj(ac, reply, privdata);
+    obj_t *o = pf__redis_script_reply(ac, reply, privdata);
     pf_redis_t *r;
 
-    if (o == NULL) {
+    if (o == NULL || !pf__redis_script_ok(
+                         ac, o, pf__redis_ratelimit_reply_ok(rep, o->batch))) {
         return;
     }
     r = o->r;
-    r->need_pump = true;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        pf__redis_error_reply(r, ac, rep);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        !pf__redis_int_reply(rep->element[0], 0, 2 * (long long)o->batch) ||
-        !pf__redis_int_reply(rep->element[1], 0, 3600LL * 1000000)) {
-        pf__redis_bad_reply(r, ac, o->name);
-        return;
-    }
     if (rep->element[0]->integer > 0) {
         atomic_fetch_add_explicit(&o->pool, rep->element[0]->integer,
                                   memory_order_relaxed);
@@ -149,19 +149,17 @@ pf_redis_ratelimit_new(pf_redis_t *r, const pf_ratelimit_config_t *cfg,
     obj_t *o;
     int rc;
 
-    if (r == NULL || cfg == NULL || out == NULL || cfg->shared != NULL ||
-        cfg->sync != NULL || !pf__redis_name_ok(cfg->name)) {
+    if (cfg == NULL || out == NULL) {
         return PF_EINVAL;
     }
-    rc = pf__redis_obj_new(r, OBJ_RATELIMIT, cfg->name, &o);
+    rc = pf__redis_obj_begin(r, OBJ_RATELIMIT, cfg->name,
+                             cfg->shared != NULL || cfg->sync != NULL, &sync,
+                             &o);
     if (rc != 0) {
         return rc;
     }
-    memset(&sync, 0, sizeof(sync));
     sync.take = hook_take;
     sync.give = hook_give;
-    sync.detach = pf__redis_detach;
-    sync.arg = o;
     c = *cfg;
     c.sync = &sync;
     rc = pf_ratelimit_new(&c, &rl);
@@ -184,11 +182,7 @@ pf_redis_ratelimit_new(pf_redis_t *r, const pf_ratelimit_config_t *cfg,
     atomic_init(&o->pool, 0);
     atomic_init(&o->want, true);
     pthread_mutex_lock(&r->mu);
-    o->next = r->objs;
-    r->objs = o;
-    r->need_pump = true;
-    pthread_mutex_unlock(&r->mu);
-    pf__redis_wake(r);
+    pf__redis_obj_publish(r, o);
     *out = rl;
     return 0;
 }

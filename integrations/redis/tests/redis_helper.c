@@ -34,7 +34,7 @@
 #include <string.h>
 
 #include "puffinflow/redis.h"
-#include "redis_server.h"
+#include "redis_testutil.h"
 
 #define CEILING_NS INT64_C(20000000000)
 
@@ -72,28 +72,13 @@ fail(const char *what)
 static int
 wait_up(pf_redis_t *r)
 {
-    int64_t until = rs_now_ns() + CEILING_NS;
-    pf_redis_metrics_t m;
-
-    for (;;) {
-        pf_redis_metrics(r, &m);
-        if (m.up) {
-            return 0;
-        }
-        if (rs_now_ns() > until) {
-            return -1;
-        }
-        rs_sleep_ms(1);
-    }
+    return rt_wait_store(r, true, CEILING_NS, NULL) ? 0 : -1;
 }
 
 static void
 breaker_config(pf_breaker_config_t *bc, const char *name)
 {
-    pf_breaker_config_init(bc);
-    bc->name = name;
-    bc->failure_threshold = 3;
-    bc->recovery_timeout = 600.0;
+    rt_trip_config(bc, name);
     bc->listener = on_change;
 }
 

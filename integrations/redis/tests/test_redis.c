@@ -18,7 +18,7 @@
 
 #include "puffinflow/redis.h"
 #include "puffinflow/shared.h"
-#include "redis_server.h"
+#include "redis_testutil.h"
 #include "test.h"
 
 #define CEILING_NS INT64_C(20000000000)
@@ -73,10 +73,7 @@ wait_for(bool (*cond)(void *), void *arg)
 static bool
 is_up(void *arg)
 {
-    pf_redis_metrics_t m;
-
-    pf_redis_metrics(arg, &m);
-    return m.up;
+    return rt_store_up(arg);
 }
 
 static bool
@@ -121,15 +118,6 @@ new_store(const char *prefix, int port)
 }
 
 static void
-trip_config(pf_breaker_config_t *bc, const char *name)
-{
-    pf_breaker_config_init(bc);
-    bc->name = name;
-    bc->failure_threshold = 3;
-    bc->recovery_timeout = 600.0;
-}
-
-static void
 trip(pf_breaker_t *b)
 {
     for (int i = 0; i < 3; i++) {
@@ -145,22 +133,12 @@ static void
 spawn_helper(rs_child_t *ch, const char *mode, const char *prefix,
              const char *name, const char *a, const char *b, const char *c)
 {
-    char port[16];
-    char *argv[9];
     const char *helper = getenv("PF_REDIS_HELPER");
 
     assert_non_null(helper);
-    snprintf(port, sizeof(port), "%d", g_srv.port);
-    argv[0] = (char *)helper;
-    argv[1] = (char *)mode;
-    argv[2] = port;
-    argv[3] = (char *)prefix;
-    argv[4] = (char *)name;
-    argv[5] = (char *)a;
-    argv[6] = (char *)b;
-    argv[7] = (char *)c;
-    argv[8] = NULL;
-    assert_int_equal(rs_spawn(ch, argv), 0);
+    assert_int_equal(rt_spawn_helper(ch, helper, g_srv.port, mode, prefix,
+                                     name, a, b, c, NULL),
+                     0);
 }
 
 /* ---- bad input ------------------------------------------------------------ */
@@ -219,7 +197,7 @@ test_redis_bad_input(void **state)
     /* A store whose server is not there: objects work locally. */
     cfg.port = rs_free_port();
     assert_int_equal(pf_redis_new(&cfg, &r), 0);
-    trip_config(&bc, "x");
+    rt_trip_config(&bc, "x");
     assert_int_equal(pf_redis_breaker_new(NULL, &bc, &b), PF_EINVAL);
     assert_int_equal(pf_redis_breaker_new(r, NULL, &b), PF_EINVAL);
     assert_int_equal(pf_redis_breaker_new(r, &bc, NULL), PF_EINVAL);
@@ -270,7 +248,7 @@ test_redis_bad_input(void **state)
 
     /* Down from the start: the breaker decides locally, the limiter falls
      * back to its local bucket (PF_REDIS_LOCAL). */
-    trip_config(&bc, "x");
+    rt_trip_config(&bc, "x");
     assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
     trip(b);
     rc.name = "y";
@@ -305,7 +283,7 @@ test_redis_trip_is_pushed(void **state)
         spawn_helper(&ch[i], "watch", "t1", "payments", NULL, NULL, NULL);
     }
     r = new_store("t1", g_srv.port);
-    trip_config(&bc, "payments");
+    rt_trip_config(&bc, "payments");
     assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
     assert_true(wait_for(is_up, r));
     for (int i = 0; i < 2; i++) {
@@ -344,7 +322,7 @@ test_redis_stale_change_loses(void **state)
     (void)state;
     r1 = new_store("t2", g_srv.port);
     r2 = new_store("t2", g_srv.port);
-    trip_config(&bc, "svc");
+    rt_trip_config(&bc, "svc");
     assert_int_equal(pf_redis_breaker_new(r1, &bc, &b1), 0);
     assert_int_equal(pf_redis_breaker_new(r2, &bc, &b2), 0);
     assert_true(wait_for(is_up, r1));
@@ -410,7 +388,7 @@ test_redis_restart_reseeds(void **state)
 
     (void)state;
     r = new_store("t3", g_srv.port);
-    trip_config(&bc, "db");
+    rt_trip_config(&bc, "db");
     assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
     assert_true(wait_for(is_up, r));
     trip(b);
@@ -642,7 +620,7 @@ test_redis_freeze(void **state)
     hc.name = "frozen";
     hc.max_concurrent_calls = 5;
     assert_int_equal(pf_redis_bulkhead_new(r, &hc, &bh), 0);
-    trip_config(&bc, "frozen");
+    rt_trip_config(&bc, "frozen");
     assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
     pf_ratelimit_config_init(&rc);
     rc.name = "frozen";
@@ -1044,7 +1022,7 @@ test_redis_garbage_replies(void **state)
 
         fake_start(&f, modes[i]);
         r = new_store("t6", f.port);
-        trip_config(&bc, "g");
+        rt_trip_config(&bc, "g");
         assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
         pf_ratelimit_config_init(&rc);
         rc.name = "g";
@@ -1120,7 +1098,7 @@ test_redis_silent_server_manual_clock(void **state)
     cfg.port = f.port;
     cfg.connect_timeout = 1.0;
     assert_int_equal(pf_redis_new(&cfg, &r), 0);
-    trip_config(&bc, "quiet");
+    rt_trip_config(&bc, "quiet");
     bc.clock = clock;
     assert_int_equal(pf_redis_breaker_new(r, &bc, &b), 0);
     rs_sleep_ms(20); /* real time passes: the manual clock does not */
