@@ -14,9 +14,10 @@
  * range, 40 lowercase hex digits, a message whose fields rebuild the
  * input); no memory error, leak or undefined behaviour.
  *
- * Arrays are capped at 1,024 elements: hiredis 0.14's reader allocates an
- * array's element pointers as soon as it reads the count (a count of
- * 2^31 - 1 is 16 GiB), which is hiredis's matter, not the checks'. */
+ * The reader gets the store's own limits (pf__redis_reader_limits): an
+ * array of more than 1,024 elements fails the read, as it does on the
+ * store's connections (hiredis 0.14 would otherwise allocate the element
+ * table of any count it reads: 2^31 - 1 is 16 GiB). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,20 +29,6 @@
 #include "redis_impl.h"
 
 #include "fuzz_util.h"
-
-#define MAX_ELEMENTS 1024
-
-static redisReplyObjectFunctions fns;
-static void *(*create_array)(const redisReadTask *, int);
-
-static void *
-capped_array(const redisReadTask *task, int elements)
-{
-    if (elements > MAX_ELEMENTS) {
-        return NULL; /* the reader stops with an error */
-    }
-    return create_array(task, elements);
-}
 
 /* An array of exactly n integers, the i-th in [lo[i], hi[i]]. */
 static bool
@@ -179,12 +166,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     void *reply;
 
     FUZZ_CHECK(rd != NULL, "no reader");
-    if (create_array == NULL) {
-        fns = *rd->fn;
-        create_array = fns.createArray;
-        fns.createArray = capped_array;
-    }
-    rd->fn = &fns;
+    pf__redis_reader_limits(rd); /* as the store's connections have it */
     /* In two pieces, as a connection may deliver them: the replies whole
      * after the first are read before the second comes. */
     for (int piece = 0; piece < 2; piece++) {

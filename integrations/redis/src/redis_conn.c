@@ -48,6 +48,12 @@ side_done(int result, void *arg)
     if (result == 0 && c->ac != NULL && s->want && !r->closing) {
         if (s->ev == PF_WAIT_READABLE) {
             redisAsyncHandleRead(c->ac);
+            if (c->ac != NULL && pf__redis_reader_over(c->ac->c.reader)) {
+                pf__redis_count(r, M_BAD_REPLIES, 1);
+                pf__redis_event(r, PF_REDIS_BAD_REPLY,
+                                "a reply larger than 1 MiB");
+                pf__redis_conn_drop(c);
+            }
         } else {
             redisAsyncHandleWrite(c->ac);
         }
@@ -136,6 +142,50 @@ ev_cleanup(void *p)
     pf__redis_conn_gone(r, c);
     c->refs--;
     maybe_free(c);
+}
+
+/* ---- reply limits -------------------------------------------------------- */
+
+static redisReplyObjectFunctions capped_fns;
+static void *(*default_create_array)(const redisReadTask *, int);
+static pthread_once_t capped_once = PTHREAD_ONCE_INIT;
+
+static void *
+capped_create_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > PF__REDIS_MAX_ELEMENTS) {
+        return NULL; /* the reader fails: hiredis drops the connection */
+    }
+    return default_create_array(task, elements);
+}
+
+static void
+capped_init(void)
+{
+    redisReader *rd = redisReaderCreate();
+
+    if (rd != NULL) {
+        capped_fns = *rd->fn;
+        default_create_array = capped_fns.createArray;
+        capped_fns.createArray = capped_create_array;
+        redisReaderFree(rd);
+    }
+}
+
+void
+pf__redis_reader_limits(redisReader *rd)
+{
+    pthread_once(&capped_once, capped_init);
+    if (rd != NULL && default_create_array != NULL) {
+        rd->fn = &capped_fns;
+    }
+}
+
+bool
+pf__redis_reader_over(const redisReader *rd)
+{
+    return rd != NULL && rd->len > rd->pos &&
+           rd->len - rd->pos > PF__REDIS_MAX_BUFFERED;
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -314,6 +364,7 @@ pf__redis_conn_open(pf_redis_t *r, bool sub)
         pf__redis_count(r, M_CONNECT_FAILURES, 1);
         return NULL;
     }
+    pf__redis_reader_limits(ac->c.reader);
     c->r = r;
     c->ac = ac;
     c->sub = sub;

@@ -269,6 +269,19 @@ bool pf__redis_parse_message(const redisReply *rep, message_t *m);
  * sub: what the subscribed connection got (SUB_MESSAGE: element[2] is
  * the message, a string). */
 bool pf__redis_setup_reply_ok(const redisReply *rep, bool script);
+
+/* Replies come from a server we do not trust to be Redis. hiredis 0.14
+ * allocates an array's element table as soon as it reads the count and
+ * keeps buffering a bulk string until all of its claimed length is in:
+ * pf__redis_reader_limits makes rd refuse an array of more than
+ * PF__REDIS_MAX_ELEMENTS elements (the reader fails, the connection is
+ * dropped), and pf__redis_reader_over says when rd holds more than
+ * PF__REDIS_MAX_BUFFERED unread bytes (the caller drops the connection).
+ * Every reply the store expects is a few elements and a few bytes. */
+#define PF__REDIS_MAX_ELEMENTS 1024
+#define PF__REDIS_MAX_BUFFERED ((size_t)1 << 20)
+void pf__redis_reader_limits(redisReader *rd);
+bool pf__redis_reader_over(const redisReader *rd);
 typedef enum sub_reply { SUB_CONFIRMED, SUB_MESSAGE, SUB_BAD } sub_reply_t;
 sub_reply_t pf__redis_sub_reply(const redisReply *rep);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "puffinflow/redis.h"
 #include "puffinflow/shared.h"
@@ -843,7 +844,9 @@ typedef enum fake_mode {
     FAKE_SILENT,     /* reads everything, answers nothing (a hung Redis) */
     FAKE_NOT_RESP,   /* bytes that are not the protocol at all */
     FAKE_WRONG_TYPE, /* an integer to every command */
-    FAKE_BAD_SHAPE   /* script hashes, then arrays of the wrong shape */
+    FAKE_BAD_SHAPE,  /* script hashes, then arrays of the wrong shape */
+    FAKE_HUGE_ARRAY, /* an array claiming 2^31 - 1 elements */
+    FAKE_HUGE_BULK   /* a string claiming 1e9 bytes, 2 MiB of it sent */
 } fake_mode_t;
 
 typedef struct fake {
@@ -889,11 +892,31 @@ fake_answer(fake_t *f, int fd, int *served, int cmds)
         case FAKE_WRONG_TYPE:
             out = ":42\r\n";
             break;
+        case FAKE_HUGE_ARRAY:
+            out = "*2147483647\r\n:1\r\n";
+            break;
+        case FAKE_HUGE_BULK: {
+            static char chunk[65536];
+            static const char head[] = "$1000000000\r\n";
+
+            memset(chunk, 'x', sizeof(chunk));
+            if (send(fd, head, strlen(head), MSG_NOSIGNAL) < 0) {
+                return;
+            }
+            /* The client drops the connection past its 1 MiB limit: a
+             * send then fails, which ends this answer. */
+            for (int k = 0; k < 32; k++) {
+                if (send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL) < 0) {
+                    return;
+                }
+            }
+            continue;
+        }
         default:
             out = *served < 2 ? sha : "*2\r\n:1\r\n$3\r\nabc\r\n";
             break;
         }
-        if (write(fd, out, strlen(out)) < 0) {
+        if (send(fd, out, strlen(out), MSG_NOSIGNAL) < 0) {
             return;
         }
     }
@@ -994,9 +1017,11 @@ garbage_noticed(void *arg)
     pf_redis_metrics_t m;
 
     pf_redis_metrics(g->r, &m);
-    if (g->mode == FAKE_NOT_RESP) {
-        /* hiredis's parser refuses it: the connection never gets ready,
-         * more than once (it keeps trying). */
+    if (g->mode == FAKE_NOT_RESP || g->mode == FAKE_HUGE_ARRAY) {
+        /* hiredis's parser refuses it (for the array, the store's limit
+         * of 1,024 elements, before any allocation of its size): the
+         * connection never gets ready, more than once (it keeps
+         * trying). */
         return m.connect_failures >= 2 && !m.up;
     }
     return m.bad_replies >= 2;
@@ -1005,7 +1030,8 @@ garbage_noticed(void *arg)
 static void
 test_redis_garbage_replies(void **state)
 {
-    fake_mode_t modes[] = {FAKE_NOT_RESP, FAKE_WRONG_TYPE, FAKE_BAD_SHAPE};
+    fake_mode_t modes[] = {FAKE_NOT_RESP, FAKE_WRONG_TYPE, FAKE_BAD_SHAPE,
+                           FAKE_HUGE_ARRAY, FAKE_HUGE_BULK};
 
     (void)state;
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
