@@ -321,8 +321,26 @@ expect 121 "bulkhead full" -- run --bulkhead small --max-concurrent 1 \
 grep -q "bulkhead small is full" "$work/err" || fail "full message"
 expect 121 "bulkhead full after --max-wait" -- run --bulkhead small \
     --max-concurrent 1 --max-wait 100ms --state-dir "$state" -- true
+# pf bulkhead show/list count the slots every live process holds
+expect 0 "bulkhead show while held" -- bulkhead show small --state-dir "$state"
+grep -q "in use *1 of 1$" "$work/out" || fail "show held: $(cat "$work/out")"
+expect 0 "bulkhead list while held" -- bulkhead list --state-dir "$state"
+grep -q "^small  1 of 1 in use$" "$work/out" || fail "list held: $(cat "$work/out")"
 kill -TERM "$holder"
 wait "$holder"
+expect 0 "bulkhead show after the holder" -- bulkhead show small --state-dir "$state"
+grep -q "in use *0 of 1$" "$work/out" || fail "show after: $(cat "$work/out")"
+# a holder killed with SIGKILL leaves its lease word behind: not counted
+rm -f "$work/in"
+"$PF" run --bulkhead small --max-concurrent 1 --state-dir "$state" -- \
+    sh -c "echo \$\$ >'$work/in'; exec sleep 30" &
+holder=$!
+for i in $(seq 100); do [ -s "$work/in" ] && break; sleep 0.05; done
+kill -KILL "$holder"
+wait "$holder"
+kill -KILL "$(cat "$work/in")"
+expect 0 "bulkhead show after a killed holder" -- bulkhead show small --state-dir "$state"
+grep -q "in use *0 of 1$" "$work/out" || fail "show dead holder: $(cat "$work/out")"
 
 # ---- pf breaker|bulkhead|limiter list|show|reset --------------------------
 sd=(--state-dir "$state")
@@ -341,7 +359,7 @@ TC=1 expect 0 "a new rate after reset" -- run --rate api --per-second 2 "${sd[@]
 expect 0 "breaker list" -- breaker list "${sd[@]}"
 [ "$(sort "$work/out" | tr '\n' ' ')" = "rb tb " ] || fail "breaker list: $(cat "$work/out")"
 expect 0 "bulkhead list" -- bulkhead list "${sd[@]}"
-[ "$(sort "$work/out" | tr '\n' ' ')" = "nightly small " ] || fail "bulkhead list: $(cat "$work/out")"
+[ "$(sort "$work/out" | tr '\n' ' ')" = "nightly  0 of 2 in use small  0 of 1 in use " ] || fail "bulkhead list: $(cat "$work/out")"
 ob=(--breaker op --state-dir "$state" --failure-threshold 1 --recovery-timeout 1h)
 expect 1 "trip breaker op" -- run "${ob[@]}" -- false
 expect 0 "breaker show" -- breaker show op "${sd[@]}"
@@ -359,7 +377,7 @@ expect 0 "bulkhead show" -- bulkhead show small "${sd[@]}"
 grep -q "max concurrent *1" "$work/out" || fail "bulkhead show: $(cat "$work/out")"
 expect 0 "bulkhead reset" -- bulkhead reset small "${sd[@]}"
 expect 0 "bulkhead list after reset" -- bulkhead list "${sd[@]}"
-[ "$(cat "$work/out")" = nightly ] || fail "after reset: $(cat "$work/out")"
+[ "$(cat "$work/out")" = "nightly  0 of 2 in use" ] || fail "after reset: $(cat "$work/out")"
 expect 0 "a new limit after reset" -- run --bulkhead small --max-concurrent 4 "${sd[@]}" -- true
 
 # ---- usage errors: status 2, naming the option and the value -------------

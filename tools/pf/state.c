@@ -143,6 +143,9 @@ open_breaker(const char *dir, const char *name, pf_breaker_t **out)
     return pf_breaker_new(&cfg, out);
 }
 
+static void print_in_use(const char *dir, const char *name,
+                         const char *fmt);
+
 static void
 list(const char *dir, const char *kind)
 {
@@ -161,7 +164,15 @@ list(const char *dir, const char *kind)
 
         if (strncmp(e->d_name, prefix, n) == 0 && len > n + 4 &&
             strcmp(e->d_name + len - 4, ".shm") == 0) {
-            printf("%.*s\n", (int)(len - n - 4), e->d_name + n);
+            printf("%.*s", (int)(len - n - 4), e->d_name + n);
+            if (strcmp(kind, "bulkhead") == 0) {
+                char name[128];
+
+                snprintf(name, sizeof name, "%.*s", (int)(len - n - 4),
+                         e->d_name + n);
+                print_in_use(dir, name, "  %u of %.0f in use");
+            }
+            putchar('\n');
         }
     }
     closedir(d);
@@ -259,6 +270,52 @@ breaker_cmd(const char *verb, const char *dir, const char *name, bool forget)
     return 0;
 }
 
+/* Open bulkhead NAME with the limit its settings file gives (*limit),
+ * to read its slots in use across processes. */
+static int
+open_bulkhead(const char *dir, const char *name, pf_bulkhead_t **out,
+              double *limit)
+{
+    char path[PATH_MAX + 128];
+    char seg[80];
+    pf_shared_config_t sc;
+    pf_bulkhead_config_t cfg;
+
+    conf_path(path, sizeof path, dir, "bulkhead", name);
+    if (!conf_get(path, "max_concurrent", limit) ||
+        !(*limit >= 1 && *limit <= PF_BULKHEAD_MAX_LIMIT)) {
+        return PF_ENOTFOUND;
+    }
+    snprintf(seg, sizeof seg, "bulkhead.%s", name);
+    pf_shared_config_init(&sc);
+    sc.name = seg;
+    sc.dir = dir;
+    pf_bulkhead_config_init(&cfg);
+    cfg.name = name;
+    cfg.max_concurrent_calls = (unsigned)*limit;
+    cfg.max_queue_size = 0;
+    cfg.shared = &sc;
+    return pf_bulkhead_new(&cfg, out);
+}
+
+/* Print "  in use             N" for bulkhead NAME (slots held by live
+ * processes); nothing when it cannot be opened. */
+static void
+print_in_use(const char *dir, const char *name, const char *fmt)
+{
+    pf_bulkhead_t *bh;
+    double limit;
+    unsigned n;
+
+    if (open_bulkhead(dir, name, &bh, &limit) != 0) {
+        return;
+    }
+    if (pf_bulkhead_shared_in_use(bh, &n) == 0) {
+        printf(fmt, n, limit);
+    }
+    pf_bulkhead_free(bh);
+}
+
 static int
 bulkhead_cmd(const char *verb, const char *dir, const char *name)
 {
@@ -281,6 +338,7 @@ bulkhead_cmd(const char *verb, const char *dir, const char *name)
     if (conf_get(path, "max_concurrent", &v)) {
         printf("  max concurrent     %.0f\n", v);
     }
+    print_in_use(dir, name, "  in use             %u of %.0f\n");
     printf("  file               %s/puffinflow-bulkhead.%s.shm\n", dir, name);
     return 0;
 }
