@@ -110,16 +110,82 @@ conf_get(const char *path, const char *key, double *out)
     return found;
 }
 
+/* The segment of kind NAME, for the shared config of its object. */
+static void
+shared_init(pf_shared_config_t *sc, char *seg, size_t len, const char *dir,
+            const char *kind, const char *name)
+{
+    snprintf(seg, len, "%s.%s", kind, name);
+    pf_shared_config_init(sc);
+    sc->name = seg;
+    sc->dir = dir;
+}
+
+int
+pf_tool_open_breaker(const char *dir, const char *name,
+                     unsigned failure_threshold, unsigned success_threshold,
+                     double recovery_timeout, pf_breaker_t **out)
+{
+    pf_shared_config_t sc;
+    pf_breaker_config_t cfg;
+    char seg[80];
+
+    shared_init(&sc, seg, sizeof seg, dir, "breaker", name);
+    pf_breaker_config_init(&cfg);
+    cfg.name = name;
+    cfg.failure_threshold = failure_threshold;
+    cfg.success_threshold = success_threshold;
+    cfg.recovery_timeout = recovery_timeout;
+    cfg.max_recovery_timeout = recovery_timeout;
+    cfg.timeout = 0; /* pf run's --timeout ends slow attempts; they count */
+    cfg.clock = pf_tool_clock();
+    cfg.shared = &sc;
+    return pf_breaker_new(&cfg, out);
+}
+
+int
+pf_tool_open_bulkhead(const char *dir, const char *name,
+                      unsigned max_concurrent, pf_bulkhead_t **out)
+{
+    pf_shared_config_t sc;
+    pf_bulkhead_config_t cfg;
+    char seg[80];
+
+    shared_init(&sc, seg, sizeof seg, dir, "bulkhead", name);
+    pf_bulkhead_config_init(&cfg);
+    cfg.name = name;
+    cfg.max_concurrent_calls = max_concurrent;
+    cfg.max_queue_size = 0;
+    cfg.shared = &sc;
+    return pf_bulkhead_new(&cfg, out);
+}
+
+int
+pf_tool_open_limiter(const char *dir, const char *name, double per_second,
+                     unsigned burst, pf_ratelimit_t **out)
+{
+    pf_shared_config_t sc;
+    pf_ratelimit_config_t cfg;
+    char seg[80];
+
+    shared_init(&sc, seg, sizeof seg, dir, "limiter", name);
+    pf_ratelimit_config_init(&cfg);
+    cfg.name = name;
+    cfg.rate = per_second;
+    cfg.burst = burst;
+    cfg.clock = pf_tool_clock();
+    cfg.shared = &sc;
+    return pf_ratelimit_new(&cfg, out);
+}
+
+/* Open breaker NAME with the settings its settings file gives. */
 static int
 open_breaker(const char *dir, const char *name, pf_breaker_t **out)
 {
     char path[PATH_MAX + 128];
-    char seg[80];
     double ft;
     double st;
     double rt;
-    pf_shared_config_t sc;
-    pf_breaker_config_t cfg;
 
     conf_path(path, sizeof path, dir, "breaker", name);
     if (!conf_get(path, "failure_threshold", &ft) ||
@@ -127,20 +193,8 @@ open_breaker(const char *dir, const char *name, pf_breaker_t **out)
         !conf_get(path, "recovery_timeout", &rt)) {
         return PF_ENOTFOUND;
     }
-    snprintf(seg, sizeof seg, "breaker.%s", name);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_breaker_config_init(&cfg);
-    cfg.name = name;
-    cfg.failure_threshold = (unsigned)ft;
-    cfg.success_threshold = (unsigned)st;
-    cfg.recovery_timeout = rt;
-    cfg.max_recovery_timeout = rt;
-    cfg.timeout = 0;
-    cfg.clock = pf_tool_clock();
-    cfg.shared = &sc;
-    return pf_breaker_new(&cfg, out);
+    return pf_tool_open_breaker(dir, name, (unsigned)ft, (unsigned)st, rt,
+                                out);
 }
 
 static void print_in_use(const char *dir, const char *name,
@@ -186,10 +240,7 @@ remove_files(const char *dir, const char *kind, const char *name)
     char path[PATH_MAX + 128];
     int rc;
 
-    snprintf(seg, sizeof seg, "%s.%s", kind, name);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
+    shared_init(&sc, seg, sizeof seg, dir, kind, name);
     rc = pf_shared_remove(&sc);
     conf_path(path, sizeof path, dir, kind, name);
     unlink(path);
@@ -277,25 +328,13 @@ open_bulkhead(const char *dir, const char *name, pf_bulkhead_t **out,
               double *limit)
 {
     char path[PATH_MAX + 128];
-    char seg[80];
-    pf_shared_config_t sc;
-    pf_bulkhead_config_t cfg;
 
     conf_path(path, sizeof path, dir, "bulkhead", name);
     if (!conf_get(path, "max_concurrent", limit) ||
         !(*limit >= 1 && *limit <= PF_BULKHEAD_MAX_LIMIT)) {
         return PF_ENOTFOUND;
     }
-    snprintf(seg, sizeof seg, "bulkhead.%s", name);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_bulkhead_config_init(&cfg);
-    cfg.name = name;
-    cfg.max_concurrent_calls = (unsigned)*limit;
-    cfg.max_queue_size = 0;
-    cfg.shared = &sc;
-    return pf_bulkhead_new(&cfg, out);
+    return pf_tool_open_bulkhead(dir, name, (unsigned)*limit, out);
 }
 
 /* Print "  in use             N" for bulkhead NAME (slots held by live
@@ -347,11 +386,8 @@ static int
 limiter_cmd(const char *verb, const char *dir, const char *name)
 {
     char path[PATH_MAX + 128];
-    char seg[80];
     double rate;
     double burst;
-    pf_shared_config_t sc;
-    pf_ratelimit_config_t cfg;
     pf_ratelimit_t *rl;
     pf_ratelimit_metrics_t m;
     int rc;
@@ -374,17 +410,7 @@ limiter_cmd(const char *verb, const char *dir, const char *name)
                         "pf limiter reset %s removes it\n", name, name);
         return 1;
     }
-    snprintf(seg, sizeof seg, "limiter.%s", name);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_ratelimit_config_init(&cfg);
-    cfg.name = name;
-    cfg.rate = rate;
-    cfg.burst = (unsigned)burst;
-    cfg.clock = pf_tool_clock();
-    cfg.shared = &sc;
-    rc = pf_ratelimit_new(&cfg, &rl);
+    rc = pf_tool_open_limiter(dir, name, rate, (unsigned)burst, &rl);
     if (rc != 0) {
         fprintf(stderr, "pf limiter: %s: cannot open it (%s): pf limiter "
                         "reset %s removes it\n", name, pf_strerror(rc),
