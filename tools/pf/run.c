@@ -30,7 +30,6 @@
 #include "puffinflow/executor.h"
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/retry.h"
-#include "puffinflow/shared.h"
 #include "puffinflow/subprocess.h"
 
 #include "pf.h"

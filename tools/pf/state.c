@@ -232,6 +232,8 @@ list(const char *dir, const char *kind)
     closedir(d);
 }
 
+/* Remove the segment and settings file of kind NAME and say so; 1 (told
+ * why) when there was no segment or it could not be removed. */
 static int
 remove_files(const char *dir, const char *kind, const char *name)
 {
@@ -253,6 +255,7 @@ remove_files(const char *dir, const char *kind, const char *name)
                 pf_strerror(rc));
         return 1;
     }
+    printf("%s %s: removed\n", kind, name);
     return 0;
 }
 
@@ -267,6 +270,17 @@ exists(const char *dir, const char *kind, const char *name)
     return n > 0 && (size_t)n < sizeof path && access(path, F_OK) == 0;
 }
 
+/* exists(), telling when not. */
+static bool
+found(const char *dir, const char *kind, const char *name)
+{
+    if (!exists(dir, kind, name)) {
+        fprintf(stderr, "pf %s: no %s '%s' in %s\n", kind, kind, name, dir);
+        return false;
+    }
+    return true;
+}
+
 static int
 breaker_cmd(const char *verb, const char *dir, const char *name, bool forget)
 {
@@ -277,18 +291,11 @@ breaker_cmd(const char *verb, const char *dir, const char *name, bool forget)
     int rc;
 
     if (forget) {
-        if (remove_files(dir, "breaker", name) != 0) {
-            return 1;
-        }
-        printf("breaker %s: removed\n", name);
-        return 0;
+        return remove_files(dir, "breaker", name);
     }
     rc = open_breaker(dir, name, &b);
     if (rc != 0) {
-        if (!exists(dir, "breaker", name)) {
-            fprintf(stderr, "pf breaker: no breaker '%s' in %s\n", name,
-                    dir);
-        } else {
+        if (found(dir, "breaker", name)) {
             fprintf(stderr, "pf breaker: %s: cannot open it (%s): its "
                             "settings file is missing or out of date; "
                             "pf breaker reset %s --forget removes it\n",
@@ -337,8 +344,8 @@ open_bulkhead(const char *dir, const char *name, pf_bulkhead_t **out,
     return pf_tool_open_bulkhead(dir, name, (unsigned)*limit, out);
 }
 
-/* Print "  in use             N" for bulkhead NAME (slots held by live
- * processes); nothing when it cannot be opened. */
+/* Print with fmt the slots of bulkhead NAME held by live processes (%u)
+ * and its limit (%.0f); nothing when it cannot be opened. */
 static void
 print_in_use(const char *dir, const char *name, const char *fmt)
 {
@@ -361,16 +368,11 @@ bulkhead_cmd(const char *verb, const char *dir, const char *name)
     char path[PATH_MAX + 128];
     double v;
 
-    if (!exists(dir, "bulkhead", name)) {
-        fprintf(stderr, "pf bulkhead: no bulkhead '%s' in %s\n", name, dir);
+    if (!found(dir, "bulkhead", name)) {
         return 1;
     }
     if (strcmp(verb, "reset") == 0) {
-        if (remove_files(dir, "bulkhead", name) != 0) {
-            return 1;
-        }
-        printf("bulkhead %s: removed\n", name);
-        return 0;
+        return remove_files(dir, "bulkhead", name);
     }
     conf_path(path, sizeof path, dir, "bulkhead", name);
     printf("bulkhead %s\n", name);
@@ -392,16 +394,11 @@ limiter_cmd(const char *verb, const char *dir, const char *name)
     pf_ratelimit_metrics_t m;
     int rc;
 
-    if (!exists(dir, "limiter", name)) {
-        fprintf(stderr, "pf limiter: no limiter '%s' in %s\n", name, dir);
+    if (!found(dir, "limiter", name)) {
         return 1;
     }
     if (strcmp(verb, "reset") == 0) {
-        if (remove_files(dir, "limiter", name) != 0) {
-            return 1;
-        }
-        printf("limiter %s: removed\n", name);
-        return 0;
+        return remove_files(dir, "limiter", name);
     }
     conf_path(path, sizeof path, dir, "limiter", name);
     if (!conf_get(path, "per_second", &rate) ||
