@@ -15,12 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 state="$work/state"
 mkdir "$state"
-fails=0
-
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
+# shellcheck source=tests/cli/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 # The test clock: set_clock NS, and sleeps (what pf waited, one a line).
 # The file holds "pf-test-clock NS"; anything else stops pf (125).
@@ -34,25 +30,6 @@ sleeps() {
 }
 T0=1000000000000 # 1000 s: the clock's start (0 is "never" to a breaker)
 
-# expect STATUS DESCRIPTION -- pf ARGS...: runs pf, checks its status.
-# With TC=1 in the environment, pf runs on the test clock.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    if [ "${TC:-0}" = 1 ]; then
-        PF_TEST_CLOCK="$clock" "$PF" "$@" >"$work/out" 2>"$work/err"
-    else
-        "$PF" "$@" >"$work/out" 2>"$work/err"
-    fi
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$what: status $got, want $want; stderr: $(cat "$work/err")"
-    fi
-}
-
-lines() {
-    if [ -f "$1" ]; then wc -l <"$1" | tr -d ' '; else echo 0; fi
-}
 
 # ---- exit codes ---------------------------------------------------------
 expect 0 "true passes" -- run -- true
@@ -381,14 +358,6 @@ expect 0 "bulkhead list after reset" -- bulkhead list "${sd[@]}"
 expect 0 "a new limit after reset" -- run --bulkhead small --max-concurrent 4 "${sd[@]}" -- true
 
 # ---- usage errors: status 2, naming the option and the value -------------
-bad() { # VALUE-TO-FIND ARGS...
-    local needle=$1
-    shift
-    "$PF" "$@" >/dev/null 2>"$work/err"
-    local st=$?
-    [ "$st" = 2 ] || fail "pf $*: status $st, want 2"
-    grep -q -- "$needle" "$work/err" || fail "pf $*: message lacks '$needle': $(cat "$work/err")"
-}
 bad "--retries: bad value 'x'" run --retries x -- true
 bad "--retries: bad value '-1'" run --retries -1 -- true
 bad "--backoff: bad value '1q'" run --backoff 1q -- true
