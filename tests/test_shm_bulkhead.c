@@ -67,8 +67,10 @@ static void
 test_shared_bulkhead_limit_holds_across_processes(void **state)
 {
     pf_bulkhead_t *bh = open_bulkhead(2);
+    pf_bulkhead_metrics_t m;
     int to_child[2];
     int to_parent[2];
+    unsigned n;
     char c;
     pid_t pid;
 
@@ -99,10 +101,16 @@ test_shared_bulkhead_limit_holds_across_processes(void **state)
     }
     assert_int_equal(read(to_parent[0], &c, 1), 1);
     assert_int_equal(read(to_parent[0], &c, 1), 1);
+    assert_pf_ok(pf_bulkhead_shared_in_use(bh, &n));
+    assert_int_equal(n, 2); /* one here, one in the child */
+    pf_bulkhead_metrics(bh, &m);
+    assert_int_equal(m.in_use, 1); /* this process's only */
     assert_pf_err(pf_bulkhead_try_enter(bh), PF_EFULL);
     assert_pf_err(pf_bulkhead_enter(bh), PF_EFULL); /* no queue */
     assert_int_equal(write(to_child[1], "x", 1), 1);
     assert_int_equal(read(to_parent[0], &c, 1), 1);
+    assert_pf_ok(pf_bulkhead_shared_in_use(bh, &n));
+    assert_int_equal(n, 1); /* the child left */
     assert_pf_ok(pf_bulkhead_try_enter(bh));
     assert_int_equal(wait_child(pid), 0);
     pf_bulkhead_leave(bh);
@@ -122,6 +130,7 @@ test_shared_bulkhead_slots_of_a_killed_process_come_back(void **state)
 {
     pf_bulkhead_t *bh = open_bulkhead(3);
     int ready[2];
+    unsigned n;
     char c;
     pid_t pid;
     int status = 0;
@@ -146,10 +155,15 @@ test_shared_bulkhead_slots_of_a_killed_process_come_back(void **state)
         }
     }
     assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_pf_ok(pf_bulkhead_shared_in_use(bh, &n));
+    assert_int_equal(n, 3);
     assert_pf_err(pf_bulkhead_try_enter(bh), PF_EFULL);
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status));
+    /* its lease words are still set, but a dead holder is not counted */
+    assert_pf_ok(pf_bulkhead_shared_in_use(bh, &n));
+    assert_int_equal(n, 0);
     assert_pf_err(pf_bulkhead_try_enter(bh), PF_EFULL); /* checked < 1 ms ago */
     pf_clock_manual_advance(g_clock, NS_PER_MS);
     for (int i = 0; i < 3; i++) {
@@ -171,6 +185,7 @@ test_shared_bulkhead_refuses_bad_configs(void **state)
     pf_bulkhead_t *bh = open_bulkhead(4);
     pf_bulkhead_t *other = NULL;
     pf_shared_config_t bad = g_sc;
+    unsigned n;
 
     (void)state;
     pf_bulkhead_config_init(&cfg);
@@ -185,6 +200,17 @@ test_shared_bulkhead_refuses_bad_configs(void **state)
     cfg.shared = &bad;
     assert_pf_err(pf_bulkhead_new(&cfg, &other), PF_EINVAL);
     assert_null(other);
+    /* the count across processes: NULL arguments, a bulkhead not shared */
+    n = 7;
+    assert_pf_err(pf_bulkhead_shared_in_use(NULL, &n), PF_EINVAL);
+    assert_pf_err(pf_bulkhead_shared_in_use(bh, NULL), PF_EINVAL);
+    cfg.shared = NULL;
+    assert_pf_ok(pf_bulkhead_new(&cfg, &other));
+    assert_pf_err(pf_bulkhead_shared_in_use(other, &n), PF_EINVAL);
+    assert_int_equal(n, 7); /* untouched */
+    pf_bulkhead_free(other);
+    assert_pf_ok(pf_bulkhead_shared_in_use(bh, &n));
+    assert_int_equal(n, 0);
     pf_bulkhead_free(bh);
 }
 

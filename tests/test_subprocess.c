@@ -187,6 +187,29 @@ wait_for_timer_at(pf_executor_t *ex, int64_t at)
     fail_msg("no timer armed at %lld", (long long)at);
 }
 
+/* Make a pid log, start sh -c SCRIPT on ex with $1 = the log's file
+ * (SCRIPT appends process ids to it), and wait until it holds n pids. */
+static void
+spawn_logged(pf_executor_t *ex, pid_log_t *log, const char *script,
+             const pf_subprocess_opts_t *opts, const pf_deadline_t *d,
+             outcome_t *o, pid_t *pids, size_t n)
+{
+    const char *argv[] = {"sh", "-c", script, "sh", log->file, NULL};
+
+    pid_log_make(log);
+    assert_pf_ok(pf_executor_spawn(ex, argv, opts, d, record, o, NULL));
+    pid_log_wait(log, pids, n);
+}
+
+/* Free ex, remove the pid log and check that no child is left. */
+static void
+finish_logged(pf_executor_t *ex, const pid_log_t *log)
+{
+    pf_executor_free(ex);
+    pid_log_remove(log);
+    assert_no_children();
+}
+
 static void
 test_subprocess_reports_exit_status(void **state)
 {
@@ -250,8 +273,6 @@ test_subprocess_ignoring_sigterm_killed_after_grace_with_grandchildren(
 {
     pf_clock_t *clock = *state;
     pid_log_t log;
-    char script[256];
-    const char *argv[] = {"sh", "-c", script, NULL};
     pf_subprocess_opts_t opts;
     pf_executor_t *ex = make(clock, 2);
     pf_deadline_t d = pf_deadline_in(clock, 1.0);
@@ -259,16 +280,14 @@ test_subprocess_ignoring_sigterm_killed_after_grace_with_grandchildren(
     pid_t pids[2];
     int64_t t0 = pf_clock_now_ns(clock);
 
-    pid_log_make(&log);
-    /* The shell and its sleep both ignore SIGTERM (an ignored signal stays
-     * ignored across exec). */
-    snprintf(script, sizeof(script),
-             "trap '' TERM; sleep 1000 & echo $! >> %s; echo $$ >> %s; wait",
-             log.file, log.file);
     pf_subprocess_opts_init(&opts);
     opts.kill_grace = 2.0;
-    assert_pf_ok(pf_executor_spawn(ex, argv, &opts, &d, record, &o, NULL));
-    pid_log_wait(&log, pids, 2);
+    /* The shell and its sleep both ignore SIGTERM (an ignored signal stays
+     * ignored across exec). */
+    spawn_logged(ex, &log,
+                 "trap '' TERM; sleep 1000 & echo $! >> \"$1\"; "
+                 "echo $$ >> \"$1\"; wait",
+                 &opts, &d, &o, pids, 2);
     pf_clock_manual_advance(clock, NS_PER_SEC); /* SIGTERM, ignored */
     wait_for_timer_at(ex, t0 + 3 * NS_PER_SEC); /* the grace timer */
     assert_true(process_runs(pids[0]));
@@ -281,9 +300,7 @@ test_subprocess_ignoring_sigterm_killed_after_grace_with_grandchildren(
     assert_int_equal(o.r.pid, pids[1]);
     assert_true(gone(pids[0])); /* the grandchild */
     assert_false(process_exists(pids[1]));
-    pf_executor_free(ex);
-    pid_log_remove(&log);
-    assert_no_children();
+    finish_logged(ex, &log);
 }
 
 static void
@@ -291,17 +308,12 @@ test_subprocess_leftovers_are_ended_when_it_exits(void **state)
 {
     pf_clock_t *clock = *state;
     pid_log_t log;
-    char script[256];
-    const char *argv[] = {"sh", "-c", script, NULL};
     pf_executor_t *ex = make(clock, 2);
     outcome_t o = {0};
     pid_t pid;
 
-    pid_log_make(&log);
-    snprintf(script, sizeof(script),
-             "trap '' TERM; sleep 1000 & echo $! >> %s", log.file);
-    assert_pf_ok(pf_executor_spawn(ex, argv, NULL, NULL, record, &o, NULL));
-    pid_log_wait(&log, &pid, 1);
+    spawn_logged(ex, &log, "trap '' TERM; sleep 1000 & echo $! >> \"$1\"",
+                 NULL, NULL, &o, &pid, 1);
     /* The shell exits at once; its sleep (ignoring SIGTERM) is left, so
      * the grace timer (default 5 s) is armed before done. */
     pf_test_wait_for_waiters(clock, 1);
@@ -312,9 +324,7 @@ test_subprocess_leftovers_are_ended_when_it_exits(void **state)
     assert_int_equal(o.r.result, 0);
     assert_int_equal(o.r.exit_code, 0);
     assert_true(gone(pid));
-    pf_executor_free(ex);
-    pid_log_remove(&log);
-    assert_no_children();
+    finish_logged(ex, &log);
 }
 
 /* A command that forks a grandchild (which obeys SIGTERM) and exits: the
@@ -325,26 +335,19 @@ test_subprocess_leftover_gone_on_sigterm_does_not_delay_done(void **state)
 {
     pf_clock_t *clock = *state;
     pid_log_t log;
-    char script[256];
-    const char *argv[] = {"sh", "-c", script, NULL};
     pf_executor_t *ex = make(clock, 2);
     int64_t t0 = pf_clock_now_ns(clock);
     outcome_t o = {0};
     pid_t pid;
 
-    pid_log_make(&log);
-    snprintf(script, sizeof(script), "sleep 1000 & echo $! >> %s; exit 4",
-             log.file);
-    assert_pf_ok(pf_executor_spawn(ex, argv, NULL, NULL, record, &o, NULL));
-    pid_log_wait(&log, &pid, 1);
+    spawn_logged(ex, &log, "sleep 1000 & echo $! >> \"$1\"; exit 4", NULL,
+                 NULL, &o, &pid, 1);
     pf_test_wait_for_flag(&o.calls, 1);
     assert_int_equal(pf_clock_now_ns(clock), t0); /* no grace waited */
     assert_int_equal(o.r.result, 0);
     assert_int_equal(o.r.exit_code, 4);
     assert_false(process_runs(pid)); /* the grandchild: SIGTERM ended it */
-    pf_executor_free(ex);
-    pid_log_remove(&log);
-    assert_no_children();
+    finish_logged(ex, &log);
 }
 
 /* The same after a deadline: the leader obeys SIGTERM, its grandchild
@@ -354,28 +357,21 @@ test_subprocess_deadline_with_grandchild_does_not_wait_grace(void **state)
 {
     pf_clock_t *clock = *state;
     pid_log_t log;
-    char script[256];
-    const char *argv[] = {"sh", "-c", script, NULL};
     pf_executor_t *ex = make(clock, 2);
     pf_deadline_t d = pf_deadline_in(clock, 1.0);
     outcome_t o = {0};
     pid_t pids[2];
 
-    pid_log_make(&log);
-    snprintf(script, sizeof(script),
-             "sleep 1000 & echo $! >> %s; echo $$ >> %s; wait", log.file,
-             log.file);
-    assert_pf_ok(pf_executor_spawn(ex, argv, NULL, &d, record, &o, NULL));
-    pid_log_wait(&log, pids, 2);
+    spawn_logged(ex, &log,
+                 "sleep 1000 & echo $! >> \"$1\"; echo $$ >> \"$1\"; wait",
+                 NULL, &d, &o, pids, 2);
     pf_clock_manual_advance(clock, NS_PER_SEC); /* SIGTERM to the group */
     pf_test_wait_for_flag(&o.calls, 1); /* the clock stays at 1 s */
     assert_int_equal(o.r.result, PF_ETIMEDOUT);
     assert_int_equal(o.r.term_signal, SIGTERM);
     assert_int_equal(o.r.pid, pids[1]);
     assert_false(process_runs(pids[0]));
-    pf_executor_free(ex);
-    pid_log_remove(&log);
-    assert_no_children();
+    finish_logged(ex, &log);
 }
 
 static void
@@ -714,9 +710,7 @@ test_subprocess_state_timeout_kills_the_command(void **state)
     pf_run_result_free(&res);
     pf_run_free(run);
     pf_agent_free(a);
-    pf_executor_free(ex); /* the command's record ends before this returns */
-    pid_log_remove(&log);
-    assert_no_children();
+    finish_logged(ex, &log); /* the record ends before the free returns */
 }
 
 int

@@ -328,6 +328,16 @@ typedef struct pf_bulkhead_metrics {
  * are a no-op. Never blocks. Thread-safe. */
 PF_API void pf_bulkhead_metrics(pf_bulkhead_t *bh, pf_bulkhead_metrics_t *out);
 
+/* A shared bulkhead (config field shared): store in *out how many of its
+ * slots are held now by every process of the host together, counting only
+ * processes that are alive (a slot a dead process left behind is not
+ * counted; the next admission that finds no free slot frees it).
+ * pf_bulkhead_metrics' in_use counts this process's callers only. Reads
+ * /proc for each slot held by another process; a snapshot while callers
+ * come and go. Returns 0; PF_EINVAL for a NULL argument or a bulkhead
+ * that is not shared (*out untouched). Never blocks. Thread-safe. */
+PF_API int pf_bulkhead_shared_in_use(pf_bulkhead_t *bh, unsigned *out);
+
 #ifdef __cplusplus
 }
 #endif

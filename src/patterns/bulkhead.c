@@ -259,6 +259,25 @@ reclaim_dead(pf_bulkhead_t *bh)
     }
 }
 
+int
+pf_bulkhead_shared_in_use(pf_bulkhead_t *bh, unsigned *out)
+{
+    unsigned n = 0;
+
+    if (bh == NULL || out == NULL || bh->slots == NULL) {
+        return PF_EINVAL;
+    }
+    for (unsigned i = 0; i < bh->nslots; i++) {
+        uint64_t h = atomic_load_explicit(&bh->slots[i], memory_order_relaxed);
+
+        if (h != PF__LEASE_FREE && (h == bh->self || pf__lease_alive(h))) {
+            n++;
+        }
+    }
+    *out = n;
+    return 0;
+}
+
 /* The lease word this thread took last: takes start their search there,
  * so that threads do not all fight over the first words, and gives start
  * there, where one of ours most likely is. Initial-exec: the general TLS

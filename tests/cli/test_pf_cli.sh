@@ -12,33 +12,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-fails=0
-
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-
-# expect STATUS DESCRIPTION -- pf ARGS...: runs pf, checks its status.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$PF" "$@" >"$work/out" 2>"$work/err"
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$what: status $got, want $want; stderr: $(cat "$work/err")"
-    fi
-}
-
-# bad NEEDLE ARGS...: pf ARGS exits 2, and stderr holds NEEDLE.
-bad() {
-    local needle=$1
-    shift
-    "$PF" "$@" >/dev/null 2>"$work/err"
-    local st=$?
-    [ "$st" = 2 ] || fail "pf $*: status $st, want 2"
-    grep -qF -- "$needle" "$work/err" || fail "pf $*: message lacks '$needle': $(cat "$work/err")"
-}
+# shellcheck source=tests/cli/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 json_ok() { # FILE: one JSON document (or, with lines, one a line)
     /usr/bin/python3 -c 'import json,sys

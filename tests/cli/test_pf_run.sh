@@ -15,12 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 state="$work/state"
 mkdir "$state"
-fails=0
-
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
+# shellcheck source=tests/cli/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 # The test clock: set_clock NS, and sleeps (what pf waited, one a line).
 # The file holds "pf-test-clock NS"; anything else stops pf (125).
@@ -34,25 +30,6 @@ sleeps() {
 }
 T0=1000000000000 # 1000 s: the clock's start (0 is "never" to a breaker)
 
-# expect STATUS DESCRIPTION -- pf ARGS...: runs pf, checks its status.
-# With TC=1 in the environment, pf runs on the test clock.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    if [ "${TC:-0}" = 1 ]; then
-        PF_TEST_CLOCK="$clock" "$PF" "$@" >"$work/out" 2>"$work/err"
-    else
-        "$PF" "$@" >"$work/out" 2>"$work/err"
-    fi
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$what: status $got, want $want; stderr: $(cat "$work/err")"
-    fi
-}
-
-lines() {
-    if [ -f "$1" ]; then wc -l <"$1" | tr -d ' '; else echo 0; fi
-}
 
 # ---- exit codes ---------------------------------------------------------
 expect 0 "true passes" -- run -- true
@@ -321,8 +298,26 @@ expect 121 "bulkhead full" -- run --bulkhead small --max-concurrent 1 \
 grep -q "bulkhead small is full" "$work/err" || fail "full message"
 expect 121 "bulkhead full after --max-wait" -- run --bulkhead small \
     --max-concurrent 1 --max-wait 100ms --state-dir "$state" -- true
+# pf bulkhead show/list count the slots every live process holds
+expect 0 "bulkhead show while held" -- bulkhead show small --state-dir "$state"
+grep -q "in use *1 of 1$" "$work/out" || fail "show held: $(cat "$work/out")"
+expect 0 "bulkhead list while held" -- bulkhead list --state-dir "$state"
+grep -q "^small  1 of 1 in use$" "$work/out" || fail "list held: $(cat "$work/out")"
 kill -TERM "$holder"
 wait "$holder"
+expect 0 "bulkhead show after the holder" -- bulkhead show small --state-dir "$state"
+grep -q "in use *0 of 1$" "$work/out" || fail "show after: $(cat "$work/out")"
+# a holder killed with SIGKILL leaves its lease word behind: not counted
+rm -f "$work/in"
+"$PF" run --bulkhead small --max-concurrent 1 --state-dir "$state" -- \
+    sh -c "echo \$\$ >'$work/in'; exec sleep 30" &
+holder=$!
+for i in $(seq 100); do [ -s "$work/in" ] && break; sleep 0.05; done
+kill -KILL "$holder"
+wait "$holder"
+kill -KILL "$(cat "$work/in")"
+expect 0 "bulkhead show after a killed holder" -- bulkhead show small --state-dir "$state"
+grep -q "in use *0 of 1$" "$work/out" || fail "show dead holder: $(cat "$work/out")"
 
 # ---- pf breaker|bulkhead|limiter list|show|reset --------------------------
 sd=(--state-dir "$state")
@@ -341,7 +336,7 @@ TC=1 expect 0 "a new rate after reset" -- run --rate api --per-second 2 "${sd[@]
 expect 0 "breaker list" -- breaker list "${sd[@]}"
 [ "$(sort "$work/out" | tr '\n' ' ')" = "rb tb " ] || fail "breaker list: $(cat "$work/out")"
 expect 0 "bulkhead list" -- bulkhead list "${sd[@]}"
-[ "$(sort "$work/out" | tr '\n' ' ')" = "nightly small " ] || fail "bulkhead list: $(cat "$work/out")"
+[ "$(sort "$work/out" | tr '\n' ' ')" = "nightly  0 of 2 in use small  0 of 1 in use " ] || fail "bulkhead list: $(cat "$work/out")"
 ob=(--breaker op --state-dir "$state" --failure-threshold 1 --recovery-timeout 1h)
 expect 1 "trip breaker op" -- run "${ob[@]}" -- false
 expect 0 "breaker show" -- breaker show op "${sd[@]}"
@@ -359,18 +354,10 @@ expect 0 "bulkhead show" -- bulkhead show small "${sd[@]}"
 grep -q "max concurrent *1" "$work/out" || fail "bulkhead show: $(cat "$work/out")"
 expect 0 "bulkhead reset" -- bulkhead reset small "${sd[@]}"
 expect 0 "bulkhead list after reset" -- bulkhead list "${sd[@]}"
-[ "$(cat "$work/out")" = nightly ] || fail "after reset: $(cat "$work/out")"
+[ "$(cat "$work/out")" = "nightly  0 of 2 in use" ] || fail "after reset: $(cat "$work/out")"
 expect 0 "a new limit after reset" -- run --bulkhead small --max-concurrent 4 "${sd[@]}" -- true
 
 # ---- usage errors: status 2, naming the option and the value -------------
-bad() { # VALUE-TO-FIND ARGS...
-    local needle=$1
-    shift
-    "$PF" "$@" >/dev/null 2>"$work/err"
-    local st=$?
-    [ "$st" = 2 ] || fail "pf $*: status $st, want 2"
-    grep -q -- "$needle" "$work/err" || fail "pf $*: message lacks '$needle': $(cat "$work/err")"
-}
 bad "--retries: bad value 'x'" run --retries x -- true
 bad "--retries: bad value '-1'" run --retries -1 -- true
 bad "--backoff: bad value '1q'" run --backoff 1q -- true

@@ -128,18 +128,6 @@ good_name(const char *s)
     return true;
 }
 
-static char *
-dup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-
-    if (p != NULL) {
-        memcpy(p, s, n);
-    }
-    return p;
-}
-
 static void
 free_check(pf_hc_check_t *c)
 {
@@ -197,7 +185,7 @@ parse_tags(pf_hc_check_t *c, const char *v, int line, char *err,
             return fail(err, errlen, line, "tags: at most %d",
                         PF_HC_MAX_TAGS);
         }
-        c->tags[c->ntags] = dup(tag);
+        c->tags[c->ntags] = strdup(tag);
         if (c->tags[c->ntags] == NULL) {
             return NOMEM();
         }
@@ -347,7 +335,7 @@ parse_check(words_t *w, pf_hc_check_t *c, int line, char *err, size_t errlen)
                     "characters of A-Z a-z 0-9 . _ -)",
                     printable(w->w[1]) ? w->w[1] : "?", PF_HC_MAX_NAME);
     }
-    c->name = dup(w->w[1]);
+    c->name = strdup(w->w[1]);
     if (c->name == NULL) {
         return NOMEM();
     }
@@ -390,7 +378,7 @@ parse_check(words_t *w, pf_hc_check_t *c, int line, char *err, size_t errlen)
             return NOMEM();
         }
         for (k = 0; k < c->argc; k++) {
-            c->argv[k] = dup(w->w[i + k]);
+            c->argv[k] = strdup(w->w[i + k]);
             if (c->argv[k] == NULL) {
                 c->argc = k;
                 return NOMEM();
@@ -412,7 +400,7 @@ parse_check(words_t *w, pf_hc_check_t *c, int line, char *err, size_t errlen)
                     "https://, no control characters)",
                     printable(w->w[i]) ? w->w[i] : "?");
     }
-    c->url = dup(w->w[i]);
+    c->url = strdup(w->w[i]);
     return c->url == NULL ? NOMEM() : 0;
 }
 

@@ -18,6 +18,17 @@ int pf_tool_health(int argc, char **argv);
  * 0 or -1. */
 int pf_tool_state_save(const char *dir, const char *kind, const char *name,
                        const char *text);
+/* Open pf run's shared breaker, bulkhead or rate limiter NAME in DIR
+ * (segment KIND.NAME) with the settings given, on the tool's clock: the
+ * pattern's _new result (PF_EEXIST: it exists with other settings). */
+int pf_tool_open_breaker(const char *dir, const char *name,
+                         unsigned failure_threshold,
+                         unsigned success_threshold, double recovery_timeout,
+                         pf_breaker_t **out);
+int pf_tool_open_bulkhead(const char *dir, const char *name,
+                          unsigned max_concurrent, pf_bulkhead_t **out);
+int pf_tool_open_limiter(const char *dir, const char *name, double per_second,
+                         unsigned burst, pf_ratelimit_t **out);
 
 /* Exit statuses of pf run, documented in docs/pf.md. */
 enum {

@@ -30,7 +30,6 @@
 #include "puffinflow/executor.h"
 #include "puffinflow/ratelimit.h"
 #include "puffinflow/retry.h"
-#include "puffinflow/shared.h"
 #include "puffinflow/subprocess.h"
 
 #include "pf.h"
@@ -661,28 +660,23 @@ run_fallback(runner_t *run, const run_opts_t *o, int64_t end_ns)
     return attempt(run, o, argv, end_ns);
 }
 
+/* Tell why the shared object of OPT NAME could not be opened in dir. */
+static void
+say_cannot_open(const char *opt, const char *name, const char *dir, int rc)
+{
+    fprintf(stderr, "pf run: %s %s: cannot open it in %s: %s%s%s\n", opt,
+            name, dir, pf_strerror(rc), rc == PF_ESYSTEM ? ": " : "",
+            rc == PF_ESYSTEM ? strerror(errno) : "");
+}
+
 static int
 open_breaker(const run_opts_t *o, const char *dir, pf_breaker_t **out)
 {
-    pf_shared_config_t sc;
-    pf_breaker_config_t cfg;
-    char seg[80];
-    int rc;
+    int rc = pf_tool_open_breaker(dir, o->breaker,
+                                  (unsigned)o->failure_threshold,
+                                  (unsigned)o->success_threshold,
+                                  o->recovery_timeout, out);
 
-    snprintf(seg, sizeof seg, "breaker.%s", o->breaker);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_breaker_config_init(&cfg);
-    cfg.name = o->breaker;
-    cfg.failure_threshold = (unsigned)o->failure_threshold;
-    cfg.success_threshold = (unsigned)o->success_threshold;
-    cfg.recovery_timeout = o->recovery_timeout;
-    cfg.max_recovery_timeout = o->recovery_timeout;
-    cfg.timeout = 0; /* --timeout ends slow attempts; they count then */
-    cfg.clock = pf_tool_clock();
-    cfg.shared = &sc;
-    rc = pf_breaker_new(&cfg, out);
     if (rc == 0) {
         char text[160];
 
@@ -698,11 +692,8 @@ open_breaker(const run_opts_t *o, const char *dir, pf_breaker_t **out)
                         "--success-threshold and --recovery-timeout, or "
                         "remove %s/puffinflow-breaker.%s.shm\n",
                 o->breaker, dir, dir, o->breaker);
-    } else if (rc != 0) {
-        fprintf(stderr, "pf run: --breaker %s: cannot open it in %s: %s%s%s\n",
-                o->breaker, dir, pf_strerror(rc),
-                rc == PF_ESYSTEM ? ": " : "",
-                rc == PF_ESYSTEM ? strerror(errno) : "");
+    } else {
+        say_cannot_open("--breaker", o->breaker, dir, rc);
     }
     return rc;
 }
@@ -710,21 +701,9 @@ open_breaker(const run_opts_t *o, const char *dir, pf_breaker_t **out)
 static int
 open_bulkhead(const run_opts_t *o, const char *dir, pf_bulkhead_t **out)
 {
-    pf_shared_config_t sc;
-    pf_bulkhead_config_t cfg;
-    char seg[80];
-    int rc;
+    int rc = pf_tool_open_bulkhead(dir, o->bulkhead,
+                                   (unsigned)o->max_concurrent, out);
 
-    snprintf(seg, sizeof seg, "bulkhead.%s", o->bulkhead);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_bulkhead_config_init(&cfg);
-    cfg.name = o->bulkhead;
-    cfg.max_concurrent_calls = (unsigned)o->max_concurrent;
-    cfg.max_queue_size = 0;
-    cfg.shared = &sc;
-    rc = pf_bulkhead_new(&cfg, out);
     if (rc == 0) {
         char text[64];
 
@@ -736,12 +715,8 @@ open_bulkhead(const run_opts_t *o, const char *dir, pf_bulkhead_t **out)
                         "--max-concurrent; use the same, or remove "
                         "%s/puffinflow-bulkhead.%s.shm\n",
                 o->bulkhead, dir, dir, o->bulkhead);
-    } else if (rc != 0) {
-        fprintf(stderr, "pf run: --bulkhead %s: cannot open it in %s: "
-                        "%s%s%s\n",
-                o->bulkhead, dir, pf_strerror(rc),
-                rc == PF_ESYSTEM ? ": " : "",
-                rc == PF_ESYSTEM ? strerror(errno) : "");
+    } else {
+        say_cannot_open("--bulkhead", o->bulkhead, dir, rc);
     }
     return rc;
 }
@@ -749,22 +724,9 @@ open_bulkhead(const run_opts_t *o, const char *dir, pf_bulkhead_t **out)
 static int
 open_limiter(const run_opts_t *o, const char *dir, pf_ratelimit_t **out)
 {
-    pf_shared_config_t sc;
-    pf_ratelimit_config_t cfg;
-    char seg[80];
-    int rc;
+    int rc = pf_tool_open_limiter(dir, o->rate, o->per_second,
+                                  (unsigned)o->burst, out);
 
-    snprintf(seg, sizeof seg, "limiter.%s", o->rate);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_ratelimit_config_init(&cfg);
-    cfg.name = o->rate;
-    cfg.rate = o->per_second;
-    cfg.burst = (unsigned)o->burst;
-    cfg.clock = pf_tool_clock();
-    cfg.shared = &sc;
-    rc = pf_ratelimit_new(&cfg, out);
     if (rc == 0) {
         char text[96];
 
@@ -782,10 +744,7 @@ open_limiter(const run_opts_t *o, const char *dir, pf_ratelimit_t **out)
                         "about two years)\n",
                 o->per_second, o->burst);
     } else {
-        fprintf(stderr, "pf run: --rate %s: cannot open it in %s: %s%s%s\n",
-                o->rate, dir, pf_strerror(rc),
-                rc == PF_ESYSTEM ? ": " : "",
-                rc == PF_ESYSTEM ? strerror(errno) : "");
+        say_cannot_open("--rate", o->rate, dir, rc);
     }
     return rc;
 }

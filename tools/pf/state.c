@@ -110,16 +110,82 @@ conf_get(const char *path, const char *key, double *out)
     return found;
 }
 
+/* The segment of kind NAME, for the shared config of its object. */
+static void
+shared_init(pf_shared_config_t *sc, char *seg, size_t len, const char *dir,
+            const char *kind, const char *name)
+{
+    snprintf(seg, len, "%s.%s", kind, name);
+    pf_shared_config_init(sc);
+    sc->name = seg;
+    sc->dir = dir;
+}
+
+int
+pf_tool_open_breaker(const char *dir, const char *name,
+                     unsigned failure_threshold, unsigned success_threshold,
+                     double recovery_timeout, pf_breaker_t **out)
+{
+    pf_shared_config_t sc;
+    pf_breaker_config_t cfg;
+    char seg[80];
+
+    shared_init(&sc, seg, sizeof seg, dir, "breaker", name);
+    pf_breaker_config_init(&cfg);
+    cfg.name = name;
+    cfg.failure_threshold = failure_threshold;
+    cfg.success_threshold = success_threshold;
+    cfg.recovery_timeout = recovery_timeout;
+    cfg.max_recovery_timeout = recovery_timeout;
+    cfg.timeout = 0; /* pf run's --timeout ends slow attempts; they count */
+    cfg.clock = pf_tool_clock();
+    cfg.shared = &sc;
+    return pf_breaker_new(&cfg, out);
+}
+
+int
+pf_tool_open_bulkhead(const char *dir, const char *name,
+                      unsigned max_concurrent, pf_bulkhead_t **out)
+{
+    pf_shared_config_t sc;
+    pf_bulkhead_config_t cfg;
+    char seg[80];
+
+    shared_init(&sc, seg, sizeof seg, dir, "bulkhead", name);
+    pf_bulkhead_config_init(&cfg);
+    cfg.name = name;
+    cfg.max_concurrent_calls = max_concurrent;
+    cfg.max_queue_size = 0;
+    cfg.shared = &sc;
+    return pf_bulkhead_new(&cfg, out);
+}
+
+int
+pf_tool_open_limiter(const char *dir, const char *name, double per_second,
+                     unsigned burst, pf_ratelimit_t **out)
+{
+    pf_shared_config_t sc;
+    pf_ratelimit_config_t cfg;
+    char seg[80];
+
+    shared_init(&sc, seg, sizeof seg, dir, "limiter", name);
+    pf_ratelimit_config_init(&cfg);
+    cfg.name = name;
+    cfg.rate = per_second;
+    cfg.burst = burst;
+    cfg.clock = pf_tool_clock();
+    cfg.shared = &sc;
+    return pf_ratelimit_new(&cfg, out);
+}
+
+/* Open breaker NAME with the settings its settings file gives. */
 static int
 open_breaker(const char *dir, const char *name, pf_breaker_t **out)
 {
     char path[PATH_MAX + 128];
-    char seg[80];
     double ft;
     double st;
     double rt;
-    pf_shared_config_t sc;
-    pf_breaker_config_t cfg;
 
     conf_path(path, sizeof path, dir, "breaker", name);
     if (!conf_get(path, "failure_threshold", &ft) ||
@@ -127,21 +193,12 @@ open_breaker(const char *dir, const char *name, pf_breaker_t **out)
         !conf_get(path, "recovery_timeout", &rt)) {
         return PF_ENOTFOUND;
     }
-    snprintf(seg, sizeof seg, "breaker.%s", name);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_breaker_config_init(&cfg);
-    cfg.name = name;
-    cfg.failure_threshold = (unsigned)ft;
-    cfg.success_threshold = (unsigned)st;
-    cfg.recovery_timeout = rt;
-    cfg.max_recovery_timeout = rt;
-    cfg.timeout = 0;
-    cfg.clock = pf_tool_clock();
-    cfg.shared = &sc;
-    return pf_breaker_new(&cfg, out);
+    return pf_tool_open_breaker(dir, name, (unsigned)ft, (unsigned)st, rt,
+                                out);
 }
+
+static void print_in_use(const char *dir, const char *name,
+                         const char *fmt);
 
 static void
 list(const char *dir, const char *kind)
@@ -161,12 +218,22 @@ list(const char *dir, const char *kind)
 
         if (strncmp(e->d_name, prefix, n) == 0 && len > n + 4 &&
             strcmp(e->d_name + len - 4, ".shm") == 0) {
-            printf("%.*s\n", (int)(len - n - 4), e->d_name + n);
+            printf("%.*s", (int)(len - n - 4), e->d_name + n);
+            if (strcmp(kind, "bulkhead") == 0) {
+                char name[128];
+
+                snprintf(name, sizeof name, "%.*s", (int)(len - n - 4),
+                         e->d_name + n);
+                print_in_use(dir, name, "  %u of %.0f in use");
+            }
+            putchar('\n');
         }
     }
     closedir(d);
 }
 
+/* Remove the segment and settings file of kind NAME and say so; 1 (told
+ * why) when there was no segment or it could not be removed. */
 static int
 remove_files(const char *dir, const char *kind, const char *name)
 {
@@ -175,10 +242,7 @@ remove_files(const char *dir, const char *kind, const char *name)
     char path[PATH_MAX + 128];
     int rc;
 
-    snprintf(seg, sizeof seg, "%s.%s", kind, name);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
+    shared_init(&sc, seg, sizeof seg, dir, kind, name);
     rc = pf_shared_remove(&sc);
     conf_path(path, sizeof path, dir, kind, name);
     unlink(path);
@@ -191,6 +255,7 @@ remove_files(const char *dir, const char *kind, const char *name)
                 pf_strerror(rc));
         return 1;
     }
+    printf("%s %s: removed\n", kind, name);
     return 0;
 }
 
@@ -205,6 +270,17 @@ exists(const char *dir, const char *kind, const char *name)
     return n > 0 && (size_t)n < sizeof path && access(path, F_OK) == 0;
 }
 
+/* exists(), telling when not. */
+static bool
+found(const char *dir, const char *kind, const char *name)
+{
+    if (!exists(dir, kind, name)) {
+        fprintf(stderr, "pf %s: no %s '%s' in %s\n", kind, kind, name, dir);
+        return false;
+    }
+    return true;
+}
+
 static int
 breaker_cmd(const char *verb, const char *dir, const char *name, bool forget)
 {
@@ -215,18 +291,11 @@ breaker_cmd(const char *verb, const char *dir, const char *name, bool forget)
     int rc;
 
     if (forget) {
-        if (remove_files(dir, "breaker", name) != 0) {
-            return 1;
-        }
-        printf("breaker %s: removed\n", name);
-        return 0;
+        return remove_files(dir, "breaker", name);
     }
     rc = open_breaker(dir, name, &b);
     if (rc != 0) {
-        if (!exists(dir, "breaker", name)) {
-            fprintf(stderr, "pf breaker: no breaker '%s' in %s\n", name,
-                    dir);
-        } else {
+        if (found(dir, "breaker", name)) {
             fprintf(stderr, "pf breaker: %s: cannot open it (%s): its "
                             "settings file is missing or out of date; "
                             "pf breaker reset %s --forget removes it\n",
@@ -259,28 +328,58 @@ breaker_cmd(const char *verb, const char *dir, const char *name, bool forget)
     return 0;
 }
 
+/* Open bulkhead NAME with the limit its settings file gives (*limit),
+ * to read its slots in use across processes. */
+static int
+open_bulkhead(const char *dir, const char *name, pf_bulkhead_t **out,
+              double *limit)
+{
+    char path[PATH_MAX + 128];
+
+    conf_path(path, sizeof path, dir, "bulkhead", name);
+    if (!conf_get(path, "max_concurrent", limit) ||
+        !(*limit >= 1 && *limit <= PF_BULKHEAD_MAX_LIMIT)) {
+        return PF_ENOTFOUND;
+    }
+    return pf_tool_open_bulkhead(dir, name, (unsigned)*limit, out);
+}
+
+/* Print with fmt the slots of bulkhead NAME held by live processes (%u)
+ * and its limit (%.0f); nothing when it cannot be opened. */
+static void
+print_in_use(const char *dir, const char *name, const char *fmt)
+{
+    pf_bulkhead_t *bh;
+    double limit;
+    unsigned n;
+
+    if (open_bulkhead(dir, name, &bh, &limit) != 0) {
+        return;
+    }
+    if (pf_bulkhead_shared_in_use(bh, &n) == 0) {
+        printf(fmt, n, limit);
+    }
+    pf_bulkhead_free(bh);
+}
+
 static int
 bulkhead_cmd(const char *verb, const char *dir, const char *name)
 {
     char path[PATH_MAX + 128];
     double v;
 
-    if (!exists(dir, "bulkhead", name)) {
-        fprintf(stderr, "pf bulkhead: no bulkhead '%s' in %s\n", name, dir);
+    if (!found(dir, "bulkhead", name)) {
         return 1;
     }
     if (strcmp(verb, "reset") == 0) {
-        if (remove_files(dir, "bulkhead", name) != 0) {
-            return 1;
-        }
-        printf("bulkhead %s: removed\n", name);
-        return 0;
+        return remove_files(dir, "bulkhead", name);
     }
     conf_path(path, sizeof path, dir, "bulkhead", name);
     printf("bulkhead %s\n", name);
     if (conf_get(path, "max_concurrent", &v)) {
         printf("  max concurrent     %.0f\n", v);
     }
+    print_in_use(dir, name, "  in use             %u of %.0f\n");
     printf("  file               %s/puffinflow-bulkhead.%s.shm\n", dir, name);
     return 0;
 }
@@ -289,25 +388,17 @@ static int
 limiter_cmd(const char *verb, const char *dir, const char *name)
 {
     char path[PATH_MAX + 128];
-    char seg[80];
     double rate;
     double burst;
-    pf_shared_config_t sc;
-    pf_ratelimit_config_t cfg;
     pf_ratelimit_t *rl;
     pf_ratelimit_metrics_t m;
     int rc;
 
-    if (!exists(dir, "limiter", name)) {
-        fprintf(stderr, "pf limiter: no limiter '%s' in %s\n", name, dir);
+    if (!found(dir, "limiter", name)) {
         return 1;
     }
     if (strcmp(verb, "reset") == 0) {
-        if (remove_files(dir, "limiter", name) != 0) {
-            return 1;
-        }
-        printf("limiter %s: removed\n", name);
-        return 0;
+        return remove_files(dir, "limiter", name);
     }
     conf_path(path, sizeof path, dir, "limiter", name);
     if (!conf_get(path, "per_second", &rate) ||
@@ -316,17 +407,7 @@ limiter_cmd(const char *verb, const char *dir, const char *name)
                         "pf limiter reset %s removes it\n", name, name);
         return 1;
     }
-    snprintf(seg, sizeof seg, "limiter.%s", name);
-    pf_shared_config_init(&sc);
-    sc.name = seg;
-    sc.dir = dir;
-    pf_ratelimit_config_init(&cfg);
-    cfg.name = name;
-    cfg.rate = rate;
-    cfg.burst = (unsigned)burst;
-    cfg.clock = pf_tool_clock();
-    cfg.shared = &sc;
-    rc = pf_ratelimit_new(&cfg, &rl);
+    rc = pf_tool_open_limiter(dir, name, rate, (unsigned)burst, &rl);
     if (rc != 0) {
         fprintf(stderr, "pf limiter: %s: cannot open it (%s): pf limiter "
                         "reset %s removes it\n", name, pf_strerror(rc),

@@ -232,6 +232,36 @@ cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The head of a table of print_row rows. */
+static void
+print_head(void)
+{
+    printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
+           "CPU us/call (median)", "errors (total of 3)");
+}
+
+/* Print the row of N from its 3 rounds: wall min/median/max, median CPU
+ * per call, errors in all. */
+static void
+print_row(int n, const figures_t f[3])
+{
+    double wall[3];
+    double cpu[3];
+    int errors = 0;
+    int r;
+
+    for (r = 0; r < 3; r++) {
+        wall[r] = f[r].wall_s;
+        cpu[r] = f[r].cpu_us_per_call;
+        errors += f[r].errors;
+    }
+    qsort(wall, 3, sizeof(double), cmp_double);
+    qsort(cpu, 3, sizeof(double), cmp_double);
+    printf("%-8d %.3f / %.3f / %.3f        %-28.1f %d\n", n, wall[0],
+           wall[1], wall[2], cpu[1], errors);
+    fflush(stdout);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -274,27 +304,16 @@ main(int argc, char **argv)
            "2 s deadline per call; 3 rounds, fresh client each\n",
            curl_version_info(CURLVERSION_NOW)->version,
            bench_max_transfers());
-    printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
-           "CPU us/call (median)", "errors (total of 3)");
+    print_head();
     for (k = 0; k < count; k++) {
         int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
-        double wall[3];
-        double cpu[3];
-        int errors = 0;
+        figures_t f[3];
         int r;
 
         for (r = 0; r < 3; r++) {
-            figures_t f = run_batch(ex, url, n);
-
-            wall[r] = f.wall_s;
-            cpu[r] = f.cpu_us_per_call;
-            errors += f.errors;
+            f[r] = run_batch(ex, url, n);
         }
-        qsort(wall, 3, sizeof(double), cmp_double);
-        qsort(cpu, 3, sizeof(double), cmp_double);
-        printf("%-8d %.3f / %.3f / %.3f        %-28.1f %d\n", n, wall[0],
-               wall[1], wall[2], cpu[1], errors);
-        fflush(stdout);
+        print_row(n, f);
     }
     if (getenv("BENCH_NO_FLOOR") != NULL) {
         count = 0; /* the client's figures alone (perf stat) */
@@ -303,28 +322,17 @@ main(int argc, char **argv)
         printf("\n# the floor: the same GETs over raw non-blocking sockets "
                "on one thread (epoll; connect, write, read, close), no "
                "libcurl, no executor; 3 rounds\n");
-        printf("%-8s %-28s %-28s %s\n", "N", "wall s (min/median/max)",
-               "CPU us/call (median)", "errors (total of 3)");
+        print_head();
     }
     for (k = 0; k < count; k++) {
         int n = argc > 1 ? atoi(argv[k + 1]) : def_n[k];
-        double wall[3];
-        double cpu[3];
-        int errors = 0;
+        figures_t f[3];
         int r;
 
         for (r = 0; r < 3; r++) {
-            figures_t f = raw_batch(port, n);
-
-            wall[r] = f.wall_s;
-            cpu[r] = f.cpu_us_per_call;
-            errors += f.errors;
+            f[r] = raw_batch(port, n);
         }
-        qsort(wall, 3, sizeof(double), cmp_double);
-        qsort(cpu, 3, sizeof(double), cmp_double);
-        printf("%-8d %.3f / %.3f / %.3f        %-28.1f %d\n", n, wall[0],
-               wall[1], wall[2], cpu[1], errors);
-        fflush(stdout);
+        print_row(n, f);
     }
     pf_executor_free(ex);
     close(to_server[1]);

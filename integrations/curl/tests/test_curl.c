@@ -587,6 +587,21 @@ test_curl_client_rejects_bad_config(void **state)
 
 #define MANY 1000
 
+/* Wait until each of the n calls k has had its done, check that nothing
+ * is pending, then free the client and the executor. */
+static void
+wait_all_then_free(call_t *k, int n, pf_curl_client_t *c, pf_executor_t *ex)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        pf_test_wait_for_flag(&k[i].calls, 1);
+    }
+    assert_int_equal(pf_curl_client_pending(c), 0);
+    pf_curl_client_free(c);
+    pf_executor_free(ex);
+}
+
 static void
 many_transfers_each_complete_once(const pf_clock_t *clock,
                                   long max_transfers)
@@ -600,12 +615,7 @@ many_transfers_each_complete_once(const pf_clock_t *clock,
         call_init(&k[i], g_srv.fast_port, i % 10 == 0 ? "/500" : "/ok");
         assert_pf_ok(pf_curl_start(c, k[i].easy, NULL, record, &k[i], NULL));
     }
-    for (i = 0; i < MANY; i++) {
-        pf_test_wait_for_flag(&k[i].calls, 1);
-    }
-    assert_int_equal(pf_curl_client_pending(c), 0);
-    pf_curl_client_free(c);
-    pf_executor_free(ex);
+    wait_all_then_free(k, MANY, c, ex);
     for (i = 0; i < MANY; i++) {
         assert_int_equal(atomic_load(&k[i].calls), 1);
         assert_int_equal(k[i].r.result, 0);
@@ -650,12 +660,7 @@ test_curl_aborts_race_admission_each_done_once(void **state)
             pf_curl_abort(xs[i - 30]); /* running, queued or done */
         }
     }
-    for (i = 0; i < MANY; i++) {
-        pf_test_wait_for_flag(&k[i].calls, 1);
-    }
-    assert_int_equal(pf_curl_client_pending(c), 0);
-    pf_curl_client_free(c);
-    pf_executor_free(ex);
+    wait_all_then_free(k, MANY, c, ex);
     for (i = 0; i < MANY; i++) {
         bool aborted = i % 3 == 0 && i + 30 < MANY;
 

@@ -585,18 +585,6 @@ server_free(pf_http_server_t *s)
     free(s);
 }
 
-static char *
-dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *c = malloc(n);
-
-    if (c != NULL) {
-        memcpy(c, s, n);
-    }
-    return c;
-}
-
 /* Parse cfg->address and port into *ss. Returns its length, or 0 for an
  * address that is not numeric IPv4 or IPv6. */
 static socklen_t
@@ -716,8 +704,8 @@ pf_http_server_start(const pf_http_config_t *cfg, pf_http_server_t **out)
     s->wake[1] = -1;
     s->registry = cfg->registry != NULL ? cfg->registry : pf_registry_default();
     s->max_body_bytes = cfg->max_body_bytes;
-    s->liveness_tag = dup_str(cfg->liveness_tag);
-    s->readiness_tag = dup_str(cfg->readiness_tag);
+    s->liveness_tag = strdup(cfg->liveness_tag);
+    s->readiness_tag = strdup(cfg->readiness_tag);
     if (s->liveness_tag == NULL || s->readiness_tag == NULL) {
         server_free(s);
         return PF_ENOMEM;
