@@ -4,13 +4,14 @@
 # invocations, a bulkhead and a rate limit shared by concurrent ones, and
 # usage errors.
 # Retry delays, the breaker's recovery and the rate limit run on the test
-# clock (PF_TEST_CLOCK, honoured by a pf built with the tests only): a
+# clock (PF_TEST_CLOCK, honoured by pf_test_hooks, the tests' build of pf, only): a
 # file holding the time in ns, moved at once by pf's waits, which pf
 # appends to FILE.sleeps; the test moves it between invocations. Timeouts
 # and bulkhead waits are about real processes: short real-clock waits,
 # and only what happened is asserted, never how long it took.
 set -u
-PF=$1
+PF=$1          # pf with the test hooks (PF_TEST_CLOCK)
+PF_PLAIN=${2:-} # pf as installed: must ignore PF_TEST_CLOCK
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 state="$work/state"
@@ -50,6 +51,20 @@ echo 12345 >"$work/notaclock"
 PF_TEST_CLOCK="$work/notaclock" "$PF" run -- true 2>"$work/err"
 [ $? = 125 ] || fail "a PF_TEST_CLOCK file without the marker did not stop pf"
 grep -q "does not hold 'pf-test-clock NS'" "$work/err" || fail "test clock message: $(cat "$work/err")"
+
+# The installed pf has no test hooks: the variable changes nothing.
+if [ -n "$PF_PLAIN" ]; then
+    PF_TEST_CLOCK="$work/notaclock" "$PF_PLAIN" run -- true 2>"$work/err"
+    [ $? = 0 ] || fail "the installed pf read PF_TEST_CLOCK: $(cat "$work/err")"
+    echo "pf-test-clock 0" >"$work/plainclock"
+    PF_TEST_CLOCK="$work/plainclock" "$PF_PLAIN" run --retries 1 \
+        --backoff 10ms -- false 2>"$work/err"
+    [ $? = 1 ] || fail "the installed pf: retried false did not exit 1"
+    [ -e "$work/plainclock.sleeps" ] &&
+        fail "the installed pf waited on the test clock"
+    [ "$(cat "$work/plainclock")" = "pf-test-clock 0" ] ||
+        fail "the installed pf moved the test clock"
+fi
 
 # ---- stdio passes through ----------------------------------------------
 out=$(printf 'in\n' | "$PF" run -- sh -c 'cat; echo err >&2' 2>"$work/err2")

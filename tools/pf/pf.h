@@ -63,8 +63,8 @@ bool pf_tool_state_dir(const char *cmd, const char *arg, char *buf,
                        size_t len);
 
 /* The tools' clock (tclock.c): the system clock, or the test clock of
- * PF_TEST_CLOCK in a pf built with the tests. init: false after printing
- * why the test clock cannot be read. pf_tool_clock: NULL = system. pass:
+ * PF_TEST_CLOCK in pf_test_hooks (the tests' build). init: false after
+ * printing why the test clock cannot be read. pf_tool_clock: NULL = system. pass:
  * let seconds go by on the test clock (no-op on the system clock). */
 bool pf_tool_clock_init(void);
 void pf_tool_clock_fini(void);

@@ -1,7 +1,7 @@
 /* The clock of pf run, pf health and the state commands: the system
- * monotonic clock, or, in a pf built with the tests (PF_TOOL_TEST_HOOKS,
- * set by CMake only when PF_BUILD_TESTS is on), a manual clock kept in the
- * file named by PF_TEST_CLOCK.
+ * monotonic clock, or, in pf_test_hooks, the tests' build of pf (defines
+ * PF_TOOL_TEST_HOOKS; made only when PF_BUILD_TESTS is on, never
+ * installed), a manual clock kept in the file named by PF_TEST_CLOCK.
  *
  * The test clock file holds "pf-test-clock NS": the marker, so that a
  * variable set by accident to some file stops pf (exit 125) rather than
