@@ -15,6 +15,7 @@
 
 #include "puffinflow/breaker.h"
 #include "puffinflow/health.h"
+#include "proc_testutil.h"
 #include "test.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -491,31 +492,6 @@ pid_log_remove(const pid_log_t *l)
 {
     unlink(l->file);
     rmdir(l->dir);
-}
-
-/* Whether pid is a process that can still run: it exists and is not a
- * zombie (an orphan's zombie waits for its reaper, which may never come in
- * a container whose init does not reap). */
-static bool
-process_runs(pid_t pid)
-{
-    char path[64];
-    char buf[512];
-    const char *paren;
-    size_t n;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
-    return paren != NULL && paren[1] == ' ' && paren[2] != 'Z' &&
-           paren[2] != 'X';
 }
 
 /* How many of pids still run. A process that was sent SIGKILL needs a

@@ -23,6 +23,7 @@
 #include "puffinflow/subprocess.h"
 
 #include "spawn_impl.h"
+#include "proc_testutil.h"
 #include "test.h"
 
 static pf_executor_t *
@@ -59,29 +60,6 @@ never(const pf_subprocess_result_t *r, void *arg)
     (void)r;
     (void)arg;
     fail_msg("done called for a spawn that failed");
-}
-
-/* Whether pid is a process that can still run (exists, not a zombie). */
-static bool
-process_runs(pid_t pid)
-{
-    char path[64];
-    char buf[512];
-    const char *paren;
-    size_t n;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    paren = strrchr(buf, ')');
-    return paren != NULL && paren[1] == ' ' && paren[2] != 'Z' &&
-           paren[2] != 'X';
 }
 
 /* Whether /proc has pid at all (a zombie counts). */
