@@ -204,4 +204,80 @@ bench_client_config(pf_curl_config_t *cfg, pf_executor_t *ex)
     cfg->max_transfers = bench_max_transfers();
 }
 
+/* One batch of n bare transfers (pf_curl_start, a 2 s deadline each) on a
+ * fresh client, waited for together: the wall time, client CPU per call
+ * and the calls not ending in 200. */
+typedef struct bare_figures {
+    double wall_s;
+    double cpu_us_per_call;
+    int errors;
+} bare_figures_t;
+
+typedef struct bare_batch {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int left;
+    int errors;
+} bare_batch_t;
+
+static void
+bare_done(const pf_curl_result_t *r, void *arg)
+{
+    bare_batch_t *b = arg;
+
+    pthread_mutex_lock(&b->lock);
+    if (r->result != 0 || r->http_status != 200) {
+        b->errors++;
+    }
+    if (--b->left == 0) {
+        pthread_cond_signal(&b->cond);
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+static bare_figures_t
+bench_bare_batch(pf_executor_t *ex, const char *url, int n)
+{
+    bare_batch_t b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, n,
+                      0};
+    CURL **easy = calloc((size_t)n, sizeof(*easy));
+    pf_curl_config_t cfg;
+    pf_curl_client_t *c;
+    bare_figures_t f;
+    int64_t t0;
+    int64_t c0;
+    int i;
+
+    bench_client_config(&cfg, ex);
+    if (easy == NULL || pf_curl_client_new(&cfg, &c) != 0) {
+        abort();
+    }
+    t0 = now_ns();
+    c0 = cpu_ns();
+    for (i = 0; i < n; i++) {
+        pf_deadline_t d = pf_deadline_in(NULL, 2.0);
+
+        easy[i] = curl_easy_init();
+        curl_easy_setopt(easy[i], CURLOPT_URL, url);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, discard);
+        if (pf_curl_start(c, easy[i], &d, bare_done, &b, NULL) != 0) {
+            abort();
+        }
+    }
+    pthread_mutex_lock(&b.lock);
+    while (b.left > 0) {
+        pthread_cond_wait(&b.cond, &b.lock);
+    }
+    pthread_mutex_unlock(&b.lock);
+    f.wall_s = (double)(now_ns() - t0) / 1e9;
+    f.cpu_us_per_call = (double)(cpu_ns() - c0) / 1e3 / n;
+    f.errors = b.errors;
+    pf_curl_client_free(c);
+    for (i = 0; i < n; i++) {
+        curl_easy_cleanup(easy[i]);
+    }
+    free(easy);
+    return f;
+}
+
 #endif /* PF_BENCH_CURL_SERVER_H */
